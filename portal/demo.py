@@ -1,0 +1,161 @@
+"""Demo data: enough for the whole flow on any machine, loaded idempotently.
+
+- the local infrastructure (this machine) with a CPU-only "Starter" profile, and a local GPU
+  profile when NVML finds GPUs here;
+- an AWS entry (no credentials, so the UI says it is not usable) carrying the product
+  brief's Small/Medium/Large warm-pool profiles (desired 9/2/1) and its heterogeneous example;
+- a platform-team admin and a data scientist.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from portal.models import Team
+from portal.roles import Role
+from profiles.choices import AllocationStrategy, InfrastructureKind
+from profiles.models import ComputeProfile, Infrastructure, InstanceType, local_gpu_offer
+
+DEMO_ADMIN = ("admin", "gpu-paas-admin")
+DEMO_SCIENTIST = ("scientist", "gpu-paas-scientist")
+
+AWS_INSTANCE_TYPES = ["m6i.xlarge", "g5.xlarge", "g5.12xlarge", "p4d.24xlarge", "p5.48xlarge"]
+
+WARM = AllocationStrategy.WARM_POOL
+ON_DEMAND = AllocationStrategy.ON_DEMAND
+
+# name, description, strategy, desired, super-sized, resource groups
+# (gpu model, gpu count, cpu, ram GB, storage GB, nodes)
+AWS_PROFILES = [
+    (
+        "Small",
+        "One A10G for notebooks and small experiments.",
+        WARM,
+        9,
+        False,
+        [("A10G", 1, 4, 16, 100, 1)],
+    ),
+    (
+        "Medium",
+        "The brief's single-GPU-model example: 8× A100 on one node.",
+        WARM,
+        2,
+        False,
+        [("A100-40GB", 8, 208, 1152, 800, 1)],
+    ),
+    (
+        "Large",
+        "8× H100 for large training runs.",
+        WARM,
+        1,
+        False,
+        [("H100-80GB", 8, 192, 2048, 2048, 1)],
+    ),
+    (
+        "Medium (heterogeneous)",
+        "The brief's heterogeneous example: 8× A100 plus 64× H100.",
+        ON_DEMAND,
+        0,
+        True,
+        [("A100-40GB", 8, 208, 1152, 800, 1), ("H100-80GB", 64, 124, 2048, 1024, 8)],
+    ),
+]
+
+
+@transaction.atomic
+def load_demo() -> dict:
+    local = _local_infrastructure()
+    aws = _aws_infrastructure()
+    _profile(local, "Starter", "CPU-only workspace that works on any machine.", ON_DEMAND, 0,
+             False, [("", 0, 2, 4, 10, 1)])
+    offer = local_gpu_offer()
+    for model, count in offer.items():
+        _profile(local, f"Local {model}", f"One {model} GPU of this machine.", ON_DEMAND, 0,
+                 False, [(model, 1, 4, 16, 50, 1)])
+    for name, description, strategy, desired, super_sized, groups in AWS_PROFILES:
+        _profile(aws, name, description, strategy, desired, super_sized, groups)
+    admin = _user(*DEMO_ADMIN, email="admin@example.com")
+    scientist = _user(*DEMO_SCIENTIST, email="scientist@example.com")
+    _team("Platform team", Role.ORG_ADMIN, "Administrators of the GPU platform.", admin)
+    _team("Data scientists", Role.MEMBER, "Self-service access to GPU workspaces.", scientist)
+    return {"local_gpus": offer}
+
+
+def _local_infrastructure() -> Infrastructure:
+    infrastructure, _ = Infrastructure.objects.get_or_create(
+        kind=InfrastructureKind.LOCAL,
+        defaults={"name": "This machine", "description": "The portal's own host."},
+    )
+    return infrastructure
+
+
+def _aws_infrastructure() -> Infrastructure:
+    from profiles import catalog
+
+    infrastructure, _ = Infrastructure.objects.get_or_create(
+        name="AWS us-east-1",
+        defaults={
+            "kind": InfrastructureKind.PUBLIC_CLOUD,
+            "provider": "aws",
+            "region": "us-east-1",
+            "kubernetes_version": "1.33",
+            "description": "Add credentials (an IAM role) to provision EKS capacity here.",
+        },
+    )
+    for name in AWS_INSTANCE_TYPES:
+        facts = catalog.instance_type("aws", name)
+        InstanceType.objects.get_or_create(
+            infrastructure=infrastructure,
+            name=name,
+            defaults={
+                "gpu_model": facts.gpu_model or "",
+                "gpu_count": facts.gpu_count,
+                "gpu_memory_gb": facts.gpu_memory_gb,
+                "vcpu": facts.vcpu,
+                "ram_gb": facts.ram_gb,
+            },
+        )
+    return infrastructure
+
+
+def _profile(infrastructure, name, description, strategy, desired, super_sized, groups):
+    profile, created = ComputeProfile.objects.get_or_create(
+        name=name,
+        defaults={
+            "infrastructure": infrastructure,
+            "description": description,
+            "published": True,
+            "allocation_strategy": strategy,
+            "desired_capacity": desired,
+            "super_sized": super_sized,
+        },
+    )
+    if created:
+        for position, (model, count, cpu, ram, storage, nodes) in enumerate(groups):
+            profile.resource_groups.create(
+                position=position,
+                gpu_model=model,
+                gpu_count=count,
+                cpu=cpu,
+                ram_gb=ram,
+                storage_gb=storage,
+                node_count=nodes,
+            )
+    return profile
+
+
+def _user(username: str, password: str, email: str):
+    user, created = get_user_model().objects.get_or_create(
+        username=username, defaults={"email": email}
+    )
+    if created:
+        user.set_password(password)
+        user.save()
+    return user
+
+
+def _team(name: str, role: str, description: str, member) -> Team:
+    team, _ = Team.objects.get_or_create(
+        name=name, defaults={"role": role, "description": description}
+    )
+    team.members.add(member)
+    return team

@@ -1,0 +1,192 @@
+"""Generic list / detail / edit / delete views shared by every admin catalog model.
+
+Each view opens with one access check (`require`) and reads objects only through the
+model's `for_user` queryset, so what a user may see is decided in one place. Every write
+happens in one transaction together with its audit entry.
+"""
+
+from django.contrib import messages
+from django.contrib.admin.utils import NestedObjects
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.core.exceptions import PermissionDenied
+from django.db import router, transaction
+from django.db.models import ProtectedError
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views import View
+from django_tables2 import RequestConfig
+
+from portal import audit
+from portal.roles import CHANGE, VIEW, has_perm
+
+
+def require(user, area: str, action: str) -> None:
+    if not has_perm(user, area, action):
+        raise PermissionDenied(f"You may not {action} {area.replace('_', ' ')}.")
+
+
+class ObjectView(LoginRequiredMixin, View):
+    """Base: a model, the queryset to read it from, and the permission area it belongs to."""
+
+    queryset = None
+    action = VIEW
+    addable = True
+
+    @property
+    def model(self):
+        return self.queryset.model
+
+    @property
+    def area(self) -> str:
+        return self.queryset.area
+
+    def url_name(self, suffix: str) -> str:
+        meta = self.model._meta
+        return f"{meta.app_label}:{meta.model_name}_{suffix}"
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            require(request.user, self.area, self.action)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_queryset(self, request):
+        return self.queryset.all().for_user(request.user, self.action)
+
+    def get_object(self, request, pk):
+        return get_object_or_404(self.get_queryset(request), pk=pk)
+
+    def base_context(self, request) -> dict:
+        meta = self.model._meta
+        return {
+            "model_name": meta.verbose_name,
+            "model_name_plural": meta.verbose_name_plural,
+            "can_change": has_perm(request.user, self.area, CHANGE),
+            "add_url": reverse(self.url_name("add")) if self.addable else "",
+            "list_url": reverse(self.url_name("list")),
+        }
+
+
+class ObjectListView(ObjectView):
+    table = None
+    filterset = None
+    template_name = "generic/object_list.html"
+    empty_message = ""
+
+    def get(self, request):
+        queryset = self.get_queryset(request)
+        filterset = self.filterset(request.GET, queryset=queryset, request=request)
+        table = self.table(filterset.qs)
+        RequestConfig(request, paginate={"per_page": 50}).configure(table)
+        context = self.base_context(request) | {
+            "table": table,
+            "filter_form": filterset.form,
+            "filtered": any(v for k, v in request.GET.items() if k not in ("sort", "page")),
+            "empty_message": self.empty_message,
+        }
+        return render(request, self.template_name, context)
+
+
+class ObjectDetailView(ObjectView):
+    template_name = None
+
+    def get(self, request, pk):
+        obj = self.get_object(request, pk)
+        context = self.base_context(request) | {"object": obj} | self.extra_context(request, obj)
+        return render(request, self.template_name, context)
+
+    def extra_context(self, request, obj) -> dict:
+        return {}
+
+
+class ObjectEditView(ObjectView):
+    """Create (no pk) or edit (pk) one object through its form."""
+
+    form_class = None
+    template_name = "generic/object_edit.html"
+    action = CHANGE
+
+    def editable(self, obj) -> str:
+        """An explanation why this object may not be edited, or '' when it may."""
+        return ""
+
+    def new_object(self, request):
+        return self.model()
+
+    def get(self, request, pk=None):
+        obj = self.get_object(request, pk) if pk else self.new_object(request)
+        if reason := self.editable(obj):
+            messages.error(request, reason)
+            return redirect(obj)
+        form = self.form_class(instance=obj, user=request.user)
+        return self.render_form(request, form, obj)
+
+    def post(self, request, pk=None):
+        obj = self.get_object(request, pk) if pk else self.new_object(request)
+        if reason := self.editable(obj):
+            messages.error(request, reason)
+            return redirect(obj)
+        tracker = audit.ChangeTracker(obj) if pk else None
+        form = self.form_class(request.POST, instance=obj, user=request.user)
+        if not form.is_valid():
+            return self.render_form(request, form, obj)
+        with transaction.atomic():
+            obj = form.save()
+            if tracker:
+                tracker.record(request.user)
+            else:
+                audit.record_created(request.user, obj)
+        verb = "Updated" if pk else "Created"
+        messages.success(request, f"{verb} {self.model._meta.verbose_name} “{obj}”.")
+        return redirect(obj)
+
+    def render_form(self, request, form, obj):
+        context = self.base_context(request) | {"form": form, "object": obj}
+        return render(request, self.template_name, context)
+
+
+class ObjectDeleteView(ObjectView):
+    """A confirm page that lists what depends on the object, then the delete."""
+
+    template_name = "generic/object_delete.html"
+    action = CHANGE
+
+    def deletable(self, obj) -> str:
+        return ""
+
+    def dependents(self, obj):
+        collector = NestedObjects(using=router.db_for_write(self.model))
+        collector.collect([obj])
+        nested = collector.nested(lambda o: f"{o._meta.verbose_name.capitalize()}: {o}")
+        protected = [f"{o._meta.verbose_name.capitalize()}: {o}" for o in collector.protected]
+        # nested() is [obj, [children...]]; the object itself is not a dependent.
+        children = nested[1] if len(nested) > 1 else []
+        return children, protected
+
+    def get(self, request, pk):
+        obj = self.get_object(request, pk)
+        return self.render_confirm(request, obj)
+
+    def render_confirm(self, request, obj):
+        cascaded, protected = self.dependents(obj)
+        context = self.base_context(request) | {
+            "object": obj,
+            "cascaded": cascaded,
+            "protected": protected,
+            "refusal": self.deletable(obj),
+        }
+        return render(request, self.template_name, context)
+
+    def post(self, request, pk):
+        obj = self.get_object(request, pk)
+        if self.deletable(obj):
+            return self.render_confirm(request, obj)
+        before = audit.snapshot(obj)
+        name = str(obj)
+        try:
+            with transaction.atomic():
+                audit.record_deleted(request.user, obj, before)
+                obj.delete()
+        except ProtectedError:
+            return self.render_confirm(request, obj)
+        messages.success(request, f"Deleted {self.model._meta.verbose_name} “{name}”.")
+        return redirect(self.url_name("list"))

@@ -1,0 +1,55 @@
+import django_filters
+from django.db.models import Q
+
+from profiles import catalog
+from profiles.choices import AllocationStrategy, InfrastructureKind
+from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
+
+
+class SearchFilterSet(django_filters.FilterSet):
+    """A free-text `q` over name and description, shared by the catalog lists."""
+
+    q = django_filters.CharFilter(method="search", label="Search")
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
+
+
+class InfrastructureFilterSet(SearchFilterSet):
+    kind = django_filters.ChoiceFilter(choices=InfrastructureKind.choices, empty_label="Any kind")
+    provider = django_filters.ChoiceFilter(
+        choices=catalog.choices_providers, empty_label="Any provider"
+    )
+
+    class Meta:
+        model = Infrastructure
+        fields = ["q", "kind", "provider"]
+
+
+class ComputeProfileFilterSet(SearchFilterSet):
+    infrastructure = django_filters.ModelChoiceFilter(
+        queryset=Infrastructure.objects.all(), empty_label="Any infrastructure"
+    )
+    allocation_strategy = django_filters.ChoiceFilter(
+        choices=AllocationStrategy.choices, empty_label="Any allocation"
+    )
+    published = django_filters.BooleanFilter()
+    gpu_model = django_filters.ChoiceFilter(
+        field_name="resource_groups__gpu_model",
+        choices=catalog.choices_gpu_models,
+        empty_label="Any GPU",
+        distinct=True,
+    )
+
+    class Meta:
+        model = ComputeProfile
+        fields = ["q", "infrastructure", "allocation_strategy", "published", "gpu_model"]
+
+
+class ServicesProfileFilterSet(SearchFilterSet):
+    turnkey = django_filters.BooleanFilter()
+    published = django_filters.BooleanFilter()
+
+    class Meta:
+        model = ServicesProfile
+        fields = ["q", "turnkey", "published"]

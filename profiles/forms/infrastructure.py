@@ -1,0 +1,318 @@
+from django import forms
+from django.db import transaction
+
+from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput, SecretTextarea
+from profiles import catalog
+from profiles.choices import InfrastructureKind
+from profiles.forms.validators import validate_hosts, validate_kubeconfig, validate_ssh_private_key
+from profiles.models import Infrastructure, InstanceType
+
+CLOUD = InfrastructureKind.PUBLIC_CLOUD
+DATA_CENTER = InfrastructureKind.DATA_CENTER
+KUBERNETES = InfrastructureKind.KUBERNETES
+
+# The fields each kind uses; the others are cleared on save so a kind switch leaves no
+# stale (and possibly secret) values behind.
+KIND_FIELDS = {
+    CLOUD: {"provider", "region", "kubernetes_version", "credentials"},
+    DATA_CENTER: {
+        "platform",
+        "endpoint",
+        "hosts",
+        "username",
+        "password",
+        "ssh_private_key",
+        "operating_system",
+        "gpu_model",
+        "gpus_per_node",
+        "kubernetes_version",
+    },
+    KUBERNETES: {"kubeconfig", "kubernetes_version", "gpu_model", "gpus_per_node"},
+    InfrastructureKind.LOCAL: set(),
+}
+OPTIONAL_FIELDS = {
+    "provider": "",
+    "region": "",
+    "kubernetes_version": "",
+    "credentials": {},
+    "platform": "",
+    "endpoint": "",
+    "hosts": "",
+    "username": "",
+    "password": "",
+    "ssh_private_key": "",
+    "operating_system": "",
+    "gpu_model": "",
+    "gpus_per_node": 0,
+    "kubeconfig": "",
+}
+
+
+def credential_field_name(provider: str, key: str) -> str:
+    return f"cred_{provider}_{key}"
+
+
+def _blank(label: str) -> list[tuple[str, str]]:
+    return [("", label)]
+
+
+class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
+    secret_fields = ("password", "ssh_private_key", "kubeconfig")
+
+    provider = forms.ChoiceField(required=False)
+    region = forms.ChoiceField(required=False)
+    kubernetes_version = forms.ChoiceField(required=False)
+    instance_types = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.SelectMultiple(attrs={"size": 10}),
+        help_text="The instance types workspaces may use. Hold Ctrl or ⌘ to pick several.",
+    )
+    platform = forms.ChoiceField(required=False, label="Infrastructure type")
+    operating_system = forms.ChoiceField(required=False)
+    gpu_model = forms.ChoiceField(required=False, label="GPU type")
+    endpoint = forms.URLField(required=False, assume_scheme="https", label="Endpoint URL")
+
+    class Meta:
+        model = Infrastructure
+        fields = [
+            "name",
+            "description",
+            "kind",
+            "provider",
+            "region",
+            "kubernetes_version",
+            "platform",
+            "endpoint",
+            "hosts",
+            "username",
+            "password",
+            "ssh_private_key",
+            "operating_system",
+            "gpu_model",
+            "gpus_per_node",
+            "kubeconfig",
+        ]
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "hosts": forms.Textarea(attrs={"rows": 3}),
+            "password": SecretInput(),
+            "ssh_private_key": SecretTextarea(attrs={"rows": 4}),
+            "kubeconfig": SecretTextarea(attrs={"rows": 6}),
+        }
+        labels = {"gpus_per_node": "GPUs per node", "endpoint": "Endpoint URL"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = _blank("Choose a provider") + catalog.choices_providers()
+        self.fields["region"].choices = _blank("Choose a region") + catalog.choices_regions()
+        self.fields["kubernetes_version"].choices = (
+            _blank("Choose a version") + catalog.choices_kubernetes_versions()
+        )
+        self.fields["instance_types"].choices = _instance_type_choices()
+        self.fields["platform"].choices = _blank("Choose a type") + catalog.choices_platforms()
+        self.fields["operating_system"].choices = (
+            _blank("Choose an OS") + catalog.choices_operating_systems()
+        )
+        self.fields["gpu_model"].choices = _blank("No GPU") + catalog.choices_gpu_models()
+        self._add_credential_fields()
+        if self.instance.pk:
+            self.fields["instance_types"].initial = list(
+                self.instance.instance_types.values_list("name", flat=True)
+            )
+
+    def _add_credential_fields(self) -> None:
+        stored = self.instance.credentials if self.instance.pk else {}
+        same_provider = bool(self.instance.pk)
+        self.credential_fieldsets = []
+        for provider in catalog.PROVIDERS.values():
+            names = []
+            for key, label, help_text in provider.credential_fields:
+                name = credential_field_name(provider.code, key)
+                is_set = same_provider and self.instance.provider == provider.code and key in stored
+                self.fields[name] = forms.CharField(
+                    label=label,
+                    required=False,
+                    help_text=help_text,
+                    widget=_credential_widget(key),
+                )
+                self.fields[name].widget.attrs["placeholder"] = (
+                    "Set. Leave blank to keep." if is_set else "Not set."
+                )
+                self.fields[name].secret_is_set = is_set
+                names.append(name)
+            self.credential_fieldsets.append((provider, names))
+
+    @property
+    def fieldsets(self):
+        sets = [
+            ("Infrastructure", ["name", "description", "kind"], ""),
+            ("Public cloud", ["provider", "region", "kubernetes_version", "instance_types"],
+             f"kind={CLOUD}"),
+        ]
+        for provider, names in self.credential_fieldsets:
+            sets.append(
+                (f"{provider.name} credentials", names, f"kind={CLOUD}&provider={provider.code}")
+            )
+        sets += [
+            ("Data center", ["platform", "endpoint", "hosts", "operating_system",
+                             "kubernetes_version"], f"kind={DATA_CENTER}"),
+            ("Data center credentials", ["username", "password", "ssh_private_key"],
+             f"kind={DATA_CENTER}"),
+            ("Existing Kubernetes cluster", ["kubeconfig", "kubernetes_version"],
+             f"kind={KUBERNETES}"),
+            ("GPU nodes", ["gpu_model", "gpus_per_node"], f"kind={DATA_CENTER},{KUBERNETES}"),
+        ]
+        return sets
+
+    def clean(self):
+        cleaned = super().clean()
+        kind = cleaned.get("kind")
+        self._keep_stored_secrets(cleaned)
+        if kind == CLOUD:
+            self._clean_public_cloud(cleaned)
+        elif kind == DATA_CENTER:
+            self._clean_data_center(cleaned)
+        elif kind == KUBERNETES:
+            self._clean_kubernetes(cleaned)
+        if kind in (DATA_CENTER, KUBERNETES):
+            self._clean_gpu_nodes(cleaned)
+        for name, empty in OPTIONAL_FIELDS.items():
+            if kind in KIND_FIELDS and name not in KIND_FIELDS[kind]:
+                cleaned[name] = empty
+        return cleaned
+
+    def _require(self, cleaned: dict, *names: str) -> None:
+        for name in names:
+            if not cleaned.get(name) and name not in self.errors:
+                self.add_error(name, "This field is required for this kind of infrastructure.")
+
+    def _clean_public_cloud(self, cleaned: dict) -> None:
+        self._require(cleaned, "provider", "region", "kubernetes_version")
+        provider = catalog.PROVIDERS.get(cleaned.get("provider") or "")
+        if provider is None:
+            return
+        region = cleaned.get("region")
+        if region and not catalog.is_valid_region(provider.code, region):
+            self.add_error("region", f"{region} is not a {provider.name} region.")
+        version = cleaned.get("kubernetes_version")
+        if version and version not in provider.kubernetes_versions:
+            supported = ", ".join(provider.kubernetes_versions)
+            self.add_error(
+                "kubernetes_version",
+                f"{provider.managed_kubernetes} supports Kubernetes {supported}.",
+            )
+        names = cleaned.get("instance_types") or []
+        unknown = [n for n in names if catalog.instance_type(provider.code, n) is None]
+        if unknown:
+            self.add_error(
+                "instance_types", f"Not {provider.name} instance types: {', '.join(unknown)}."
+            )
+        elif not names:
+            self.add_error("instance_types", "Choose at least one instance type.")
+        cleaned["credentials"] = credentials = self._clean_credentials(provider)
+        # Credentials are optional (the entry is then "not usable"), but half a login is a
+        # mistake worth pointing at.
+        missing = catalog.missing_credentials(provider.code, credentials) if credentials else []
+        for key in missing:
+            self.add_error(credential_field_name(provider.code, key), "Needed to log in.")
+
+    def _clean_credentials(self, provider) -> dict:
+        keep = self.instance.credentials if self.instance.provider == provider.code else {}
+        credentials = {}
+        for key, _label, _help in provider.credential_fields:
+            value = (self.cleaned_data.get(credential_field_name(provider.code, key)) or "").strip()
+            if value:
+                credentials[key] = value
+            elif key in keep:
+                credentials[key] = keep[key]
+        return credentials
+
+    def _clean_data_center(self, cleaned: dict) -> None:
+        self._require(cleaned, "platform", "operating_system")
+        platform = catalog.DATA_CENTER_PLATFORMS.get(cleaned.get("platform") or "")
+        if platform is None:
+            return
+        if platform.needs_endpoint:
+            self._require(cleaned, "endpoint")
+        if platform.needs_hosts:
+            try:
+                validate_hosts(cleaned.get("hosts") or "")
+            except forms.ValidationError as error:
+                self.add_error("hosts", error)
+        key = cleaned.get("ssh_private_key")
+        if key and key != self.instance.ssh_private_key:
+            try:
+                validate_ssh_private_key(key)
+            except forms.ValidationError as error:
+                self.add_error("ssh_private_key", error)
+
+    def _clean_kubernetes(self, cleaned: dict) -> None:
+        self._require(cleaned, "kubeconfig", "kubernetes_version")
+        kubeconfig = cleaned.get("kubeconfig")
+        if kubeconfig and kubeconfig != self.instance.kubeconfig:
+            try:
+                validate_kubeconfig(kubeconfig)
+            except forms.ValidationError as error:
+                self.add_error("kubeconfig", error)
+
+    def _clean_gpu_nodes(self, cleaned: dict) -> None:
+        has_model = bool(cleaned.get("gpu_model"))
+        count = cleaned.get("gpus_per_node") or 0
+        if has_model and count < 1:
+            self.add_error("gpus_per_node", "Say how many GPUs of this type one node has.")
+        if count and not has_model:
+            self.add_error("gpu_model", "Choose the GPU type of these nodes.")
+        if count > 16:
+            self.add_error("gpus_per_node", "No supported node has more than 16 GPUs.")
+
+    @transaction.atomic
+    def save(self, commit: bool = True):
+        infrastructure = super().save(commit=False)
+        infrastructure.credentials = self.cleaned_data.get("credentials") or {}
+        if commit:
+            infrastructure.save()
+            self._save_instance_types(infrastructure)
+        return infrastructure
+
+    def _save_instance_types(self, infrastructure: Infrastructure) -> None:
+        wanted = set(self.cleaned_data.get("instance_types") or [])
+        if infrastructure.kind != CLOUD:
+            wanted = set()
+        infrastructure.instance_types.exclude(name__in=wanted).delete()
+        existing = set(infrastructure.instance_types.values_list("name", flat=True))
+        for name in sorted(wanted - existing):
+            facts = catalog.instance_type(infrastructure.provider, name)
+            InstanceType.objects.create(
+                infrastructure=infrastructure,
+                name=name,
+                gpu_model=facts.gpu_model or "",
+                gpu_count=facts.gpu_count,
+                gpu_memory_gb=facts.gpu_memory_gb,
+                vcpu=facts.vcpu,
+                ram_gb=facts.ram_gb,
+            )
+
+
+def _credential_widget(key: str) -> forms.Widget:
+    # Multi-line secrets (service-account JSON, PEM keys) need a textarea.
+    if key in catalog.MULTILINE_CREDENTIAL_KEYS:
+        return SecretTextarea(attrs={"rows": 3})
+    return SecretInput()
+
+
+def _instance_type_choices() -> list:
+    """Grouped by provider name, which the page's script uses to show the chosen provider's."""
+    grouped = []
+    for provider in catalog.PROVIDERS.values():
+        options = [(t.name, _describe(t)) for t in catalog.instance_types_for(provider.code)]
+        grouped.append((provider.name, options))
+    return grouped
+
+
+def _describe(itype) -> str:
+    if not itype.gpu_model:
+        return f"{itype.name} — CPU only, {itype.vcpu} vCPU, {itype.ram_gb} GiB"
+    return (
+        f"{itype.name} — {itype.gpu_count}× {itype.gpu_model} ({itype.gpu_memory_gb} GB), "
+        f"{itype.vcpu} vCPU, {itype.ram_gb} GiB"
+    )

@@ -1,0 +1,342 @@
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.urls import reverse
+from django.utils.text import slugify
+
+from portal.crypto import EncryptedJSONField, EncryptedTextField
+from portal.querysets import restricted_manager
+from portal.roles import Area
+from profiles import catalog, components
+from profiles.choices import AllocationStrategy, InfrastructureKind
+
+
+class Infrastructure(models.Model):
+    """Where workspaces run: a public cloud account, a data center, a cluster, or this host."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=20, choices=InfrastructureKind.choices)
+
+    # Public cloud
+    provider = models.CharField(max_length=10, blank=True)
+    region = models.CharField(max_length=40, blank=True)
+    credentials = EncryptedJSONField(blank=True, default=dict)
+
+    # Public cloud, data center and existing cluster
+    kubernetes_version = models.CharField(max_length=10, blank=True)
+
+    # Data center
+    platform = models.CharField(max_length=20, blank=True)
+    endpoint = models.URLField(blank=True)
+    hosts = models.TextField(blank=True, help_text="One host name or IP address per line.")
+    username = models.CharField(max_length=100, blank=True)
+    password = EncryptedTextField(blank=True)
+    ssh_private_key = EncryptedTextField(blank=True)
+    operating_system = models.CharField(max_length=30, blank=True)
+
+    # Data center and existing cluster: the shape of a GPU node
+    gpu_model = models.CharField(max_length=20, blank=True)
+    gpus_per_node = models.PositiveSmallIntegerField(default=0)
+
+    # Existing cluster
+    kubeconfig = EncryptedTextField(blank=True)
+
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = restricted_manager(Area.INFRASTRUCTURE)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "infrastructure"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(kind=InfrastructureKind.LOCAL),
+                name="one_local_infrastructure",
+                violation_error_message="There is already a local infrastructure entry.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:infrastructure_detail", args=[self.pk])
+
+    @property
+    def provider_label(self) -> str:
+        found = catalog.PROVIDERS.get(self.provider)
+        return found.name if found else ""
+
+    @property
+    def location(self) -> str:
+        """A one-line answer to "where is it" for tables."""
+        if self.kind == InfrastructureKind.PUBLIC_CLOUD:
+            return f"{self.provider.upper()} {self.region}"
+        if self.kind == InfrastructureKind.DATA_CENTER:
+            label = catalog.DATA_CENTER_PLATFORMS.get(self.platform)
+            return label.name if label else self.platform
+        if self.kind == InfrastructureKind.KUBERNETES:
+            return "kubeconfig"
+        return "this machine"
+
+    def host_list(self) -> list[str]:
+        return [line.strip() for line in self.hosts.splitlines() if line.strip()]
+
+    def usability(self) -> tuple[bool, str]:
+        """Whether the portal can provision here now, and if not, what is missing."""
+        if self.kind == InfrastructureKind.PUBLIC_CLOUD and not self.credentials:
+            return False, "No credentials: add them before workspaces can be provisioned here."
+        if self.kind == InfrastructureKind.KUBERNETES and not self.kubeconfig:
+            return False, "No kubeconfig: add one before workspaces can be provisioned here."
+        if (
+            self.kind == InfrastructureKind.DATA_CENTER
+            and not (self.ssh_private_key or self.password)
+        ):
+            return False, "No credentials: add an SSH key or password."
+        return True, ""
+
+    def gpu_offer(self) -> dict[str, int]:
+        """GPU model code → the most GPUs of that model one node offers here."""
+        if self.kind == InfrastructureKind.PUBLIC_CLOUD:
+            offer: dict[str, int] = {}
+            for itype in self.instance_types.all():
+                if itype.gpu_model:
+                    offer[itype.gpu_model] = max(offer.get(itype.gpu_model, 0), itype.gpu_count)
+            return offer
+        if self.kind == InfrastructureKind.LOCAL:
+            return local_gpu_offer()
+        if self.gpu_model and self.gpus_per_node:
+            return {self.gpu_model: self.gpus_per_node}
+        return {}
+
+
+def local_gpu_offer() -> dict[str, int]:
+    """This host's GPUs by catalog model code, from NVML (empty on a CPU-only host)."""
+    from profiles.mig.nvml import inventory
+
+    offer: dict[str, int] = {}
+    for gpu in inventory().gpus:
+        if gpu.gpu_model:
+            offer[gpu.gpu_model] = offer.get(gpu.gpu_model, 0) + 1
+    return offer
+
+
+class InstanceType(models.Model):
+    """A cloud instance type enabled on a public-cloud infrastructure, with its facts."""
+
+    infrastructure = models.ForeignKey(
+        Infrastructure, on_delete=models.CASCADE, related_name="instance_types"
+    )
+    name = models.CharField(max_length=60)
+    gpu_model = models.CharField(max_length=20, blank=True)
+    gpu_count = models.PositiveSmallIntegerField(default=0)
+    gpu_memory_gb = models.PositiveIntegerField(default=0)
+    vcpu = models.PositiveIntegerField(default=0)
+    ram_gb = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["gpu_model", "gpu_count", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["infrastructure", "name"], name="unique_instance_type")
+        ]
+
+    def __str__(self) -> str:
+        if self.gpu_count:
+            return f"{self.name} ({self.gpu_count}× {self.gpu_model})"
+        return f"{self.name} (CPU only)"
+
+
+class ComputeProfile(models.Model):
+    """A published "organisational standard" of resources that users request as workspaces."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    infrastructure = models.ForeignKey(
+        Infrastructure, on_delete=models.PROTECT, related_name="compute_profiles"
+    )
+    published = models.BooleanField(
+        default=False, help_text="Only published profiles are offered to end users."
+    )
+    allocation_strategy = models.CharField(
+        max_length=20, choices=AllocationStrategy.choices, default=AllocationStrategy.ON_DEMAND
+    )
+    desired_capacity = models.PositiveIntegerField(
+        default=0, help_text="Ready instances the warm pool keeps. On-demand profiles keep 0."
+    )
+    super_sized = models.BooleanField(
+        default=False,
+        help_text="Too big for a node group: a warm instance is a dedicated cluster.",
+    )
+    default_services_profile = models.ForeignKey(
+        "ServicesProfile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="default_for",
+        help_text="Deployed into every new workspace (and warm-pool instance) of this profile.",
+    )
+    # Bumped whenever the resources change, so warm instances of an older shape are replaced.
+    version = models.PositiveIntegerField(default=1)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = restricted_manager(Area.PROFILES)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:computeprofile_detail", args=[self.pk])
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:100]
+        if self.allocation_strategy == AllocationStrategy.ON_DEMAND:
+            self.desired_capacity = 0
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        if self.allocation_strategy == AllocationStrategy.WARM_POOL and self.desired_capacity < 1:
+            raise ValidationError(
+                {"desired_capacity": "A warm pool needs a desired capacity of at least 1."}
+            )
+
+    @property
+    def is_heterogeneous(self) -> bool:
+        return len({group.gpu_model for group in self.resource_groups.all()}) > 1
+
+    def totals(self) -> dict[str, int]:
+        groups = self.resource_groups.all()
+        return {
+            "gpus": sum(g.gpu_count for g in groups if not g.mig_profile),
+            "mig_slices": sum(g.gpu_count for g in groups if g.mig_profile),
+            "cpu": sum(g.cpu for g in groups),
+            "ram_gb": sum(g.ram_gb for g in groups),
+            "storage_gb": sum(g.storage_gb for g in groups),
+        }
+
+    def audit_snapshot(self) -> dict:
+        if not self.pk:
+            return {}
+        return {"resource_groups": [g.as_dict() for g in self.resource_groups.all()]}
+
+
+class ResourceGroup(models.Model):
+    """One homogeneous set of resources of a compute profile (key-value pairs)."""
+
+    profile = models.ForeignKey(
+        ComputeProfile, on_delete=models.CASCADE, related_name="resource_groups"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    gpu_model = models.CharField("GPU model", max_length=20, blank=True)
+    gpu_count = models.PositiveIntegerField(
+        "GPU count", default=0, help_text="Whole GPUs, or MIG slices when a slice profile is set."
+    )
+    mig_profile = models.CharField(
+        "MIG slice profile",
+        max_length=20,
+        blank=True,
+        help_text="e.g. 3g.20gb: the group gets slices of a partitioned GPU, not whole GPUs.",
+    )
+    cpu = models.PositiveIntegerField("CPU", default=1, help_text="vCPUs.")
+    ram_gb = models.PositiveIntegerField("RAM (GB)", default=4)
+    storage_gb = models.PositiveIntegerField("Storage (GB)", default=10)
+    node_count = models.PositiveIntegerField(default=1)
+    instance_type = models.CharField(max_length=60, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.profile}: {self.summary}"
+
+    @property
+    def summary(self) -> str:
+        if self.mig_profile:
+            gpus = f"{self.gpu_count}× {self.gpu_model} MIG {self.mig_profile}"
+        elif self.gpu_count:
+            gpus = f"{self.gpu_count}× {self.gpu_model}"
+        else:
+            gpus = "no GPU"
+        nodes = f", {self.node_count} nodes" if self.node_count > 1 else ""
+        return f"{gpus}, {self.cpu} CPU, {self.ram_gb} GB RAM, {self.storage_gb} GB storage{nodes}"
+
+    def as_dict(self) -> dict:
+        return {
+            "gpu_model": self.gpu_model,
+            "gpu_count": self.gpu_count,
+            "mig_profile": self.mig_profile,
+            "cpu": self.cpu,
+            "ram_gb": self.ram_gb,
+            "storage_gb": self.storage_gb,
+            "node_count": self.node_count,
+            "instance_type": self.instance_type,
+        }
+
+
+class ServicesProfile(models.Model):
+    """A one-click software stack users deploy into a workspace."""
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    turnkey = models.BooleanField(
+        default=False, editable=False, help_text="Shipped with the product; clone to customise."
+    )
+    published = models.BooleanField(default=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = restricted_manager(Area.PROFILES)
+
+    class Meta:
+        ordering = ["-turnkey", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:servicesprofile_detail", args=[self.pk])
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)[:100]
+        super().save(*args, **kwargs)
+
+    def audit_snapshot(self) -> dict:
+        if not self.pk:
+            return {}
+        return {"components": [c.as_dict() for c in self.components.all()]}
+
+
+class ServiceComponent(models.Model):
+    """One capability of a services profile and the component that provides it."""
+
+    profile = models.ForeignKey(
+        ServicesProfile, on_delete=models.CASCADE, related_name="components"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    capability = models.CharField(max_length=30, choices=components.Capability.choices)
+    component = models.CharField(max_length=40, choices=components.choices())
+    version = models.CharField(max_length=40, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_capability_display()}: {self.get_component_display()} {self.version}"
+
+    def as_dict(self) -> dict:
+        return {
+            "capability": self.capability,
+            "component": self.component,
+            "version": self.version,
+            "parameters": self.parameters,
+        }

@@ -1,0 +1,61 @@
+// Small progressive enhancements for the server-rendered forms. Every page works without
+// this script; it only hides what does not apply and adds formset rows.
+(function () {
+  "use strict";
+
+  function fieldValue(form, name) {
+    const field = form.querySelector(`[name="${name}"]`);
+    return field ? field.value : "";
+  }
+
+  // `data-show-when="kind=public_cloud&provider=aws"`; a value may list alternatives
+  // separated by commas.
+  function conditionHolds(form, condition) {
+    return condition.split("&").every(function (clause) {
+      const [name, values] = clause.split("=");
+      return values.split(",").includes(fieldValue(form, name));
+    });
+  }
+
+  // Keep only the option groups whose label is the chosen provider's name.
+  function filterProviderGroups(form) {
+    const provider = form.querySelector('[name="provider"]');
+    if (!provider) return;
+    const label = provider.options[provider.selectedIndex]?.text;
+    form.querySelectorAll('[name="region"] optgroup, [name="instance_types"] optgroup')
+      .forEach(function (group) {
+        group.hidden = group.label !== label;
+        group.disabled = group.label !== label;
+      });
+  }
+
+  function refresh(form) {
+    form.querySelectorAll("[data-show-when]").forEach(function (set) {
+      const visible = conditionHolds(form, set.dataset.showWhen);
+      set.hidden = !visible;
+    });
+    // A field shown in several sets (e.g. Kubernetes version) must stay enabled in one.
+    filterProviderGroups(form);
+  }
+
+  function addFormsetRow(section) {
+    const prefix = section.dataset.formsetPrefix;
+    const total = section.querySelector(`[name="${prefix}-TOTAL_FORMS"]`);
+    const template = section.querySelector("template.formset-empty");
+    const html = template.innerHTML.replaceAll("__prefix__", total.value);
+    section.querySelector(".formset-rows").insertAdjacentHTML("beforeend", html);
+    total.value = String(Number(total.value) + 1);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("form.edit-form").forEach(function (form) {
+      form.addEventListener("change", function () { refresh(form); });
+      refresh(form);
+    });
+    document.querySelectorAll("[data-formset-add]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        addFormsetRow(button.closest("[data-formset-prefix]"));
+      });
+    });
+  });
+})();

@@ -1,0 +1,178 @@
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from portal.models import AuditEntry
+from profiles.models import ComputeProfile
+from tests.conftest import formset_data
+
+pytestmark = pytest.mark.django_db
+
+
+def group(model="A100-40GB", count=8, **fields) -> dict:
+    row = {
+        "gpu_model": model,
+        "gpu_count": str(count),
+        "mig_profile": "",
+        "cpu": "16",
+        "ram_gb": "64",
+        "storage_gb": "100",
+        "node_count": "1",
+        "instance_type": "",
+    }
+    row.update({k: str(v) for k, v in fields.items()})
+    return row
+
+
+def profile_data(infrastructure, groups, **fields) -> dict:
+    data = {
+        "name": "Medium",
+        "description": "",
+        "infrastructure": str(infrastructure.pk),
+        "published": "on",
+        "allocation_strategy": "on_demand",
+        "desired_capacity": "0",
+    }
+    data.update(fields)
+    data.update(formset_data("groups", groups))
+    return data
+
+
+def post(client, data, profile=None):
+    if profile is None:
+        return client.post(reverse("profiles:computeprofile_add"), data)
+    return client.post(reverse("profiles:computeprofile_edit", args=[profile.pk]), data)
+
+
+def field_error(response) -> str:
+    assert response.status_code == HTTPStatus.OK
+    return response.content.decode()
+
+
+def test_creates_the_briefs_heterogeneous_profile(admin_client, aws_infrastructure):
+    data = profile_data(
+        aws_infrastructure,
+        [group("A100-40GB", 8, cpu=208, storage_gb=800), group("H100-80GB", 64, node_count=8)],
+    )
+    response = post(admin_client, data)
+    assert response.status_code == HTTPStatus.FOUND, response.content.decode()[:3000]
+    profile = ComputeProfile.objects.get(name="Medium")
+    assert profile.is_heterogeneous
+    assert [g.gpu_model for g in profile.resource_groups.all()] == ["A100-40GB", "H100-80GB"]
+    assert profile.totals()["gpus"] == 72
+    entry = AuditEntry.objects.get(object_id=str(profile.pk))
+    assert len(entry.after["resource_groups"]) == 2
+
+
+def test_rejects_a_gpu_model_the_infrastructure_does_not_offer(admin_client, aws_infrastructure):
+    response = post(admin_client, profile_data(aws_infrastructure, [group("L4", 1)]))
+    assert "AWS test offers no L4 GPUs" in field_error(response)
+    assert not ComputeProfile.objects.exists()
+
+
+def test_rejects_more_gpus_than_the_nodes_offer(admin_client, aws_infrastructure):
+    response = post(admin_client, profile_data(aws_infrastructure, [group("H100-80GB", 64)]))
+    assert "need a node count of at least 8" in field_error(response)
+
+
+def test_rejects_negative_counts(admin_client, aws_infrastructure):
+    response = post(admin_client, profile_data(aws_infrastructure, [group(count=-1, cpu=-4)]))
+    page = field_error(response)
+    assert "Ensure this value is greater than or equal to 0." in page
+
+
+def test_gpus_need_a_model_and_a_model_needs_gpus(admin_client, aws_infrastructure):
+    page = field_error(post(admin_client, profile_data(aws_infrastructure, [group("", 2)])))
+    assert "Choose the GPU model these GPUs are." in page
+    page = field_error(post(admin_client, profile_data(aws_infrastructure, [group(count=0)])))
+    assert "Ask for at least one GPU" in page
+
+
+def test_a_mig_profile_must_exist_on_that_gpu(admin_client, aws_infrastructure):
+    page = field_error(
+        post(admin_client, profile_data(aws_infrastructure, [group(mig_profile="1g.5gb", count=2,
+                                                                   model="H100-80GB")]))
+    )
+    assert "H100-80GB has no MIG profile 1g.5gb" in page
+    response = post(
+        admin_client, profile_data(aws_infrastructure, [group(mig_profile="3g.20gb", count=2)])
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    assert ComputeProfile.objects.get().totals()["mig_slices"] == 2
+
+
+def test_a_profile_needs_at_least_one_resource_group(admin_client, aws_infrastructure):
+    page = field_error(post(admin_client, profile_data(aws_infrastructure, [])))
+    assert "needs at least one resource group" in page
+
+
+def test_a_warm_pool_needs_capacity_and_on_demand_keeps_none(admin_client, aws_infrastructure):
+    data = profile_data(aws_infrastructure, [group()], allocation_strategy="warm_pool")
+    assert "at least 1" in field_error(post(admin_client, data))
+    data = profile_data(aws_infrastructure, [group()], desired_capacity="3")
+    assert "On-demand profiles keep no warm instances" in field_error(post(admin_client, data))
+    data = profile_data(
+        aws_infrastructure, [group()], allocation_strategy="warm_pool", desired_capacity="2"
+    )
+    assert post(admin_client, data).status_code == HTTPStatus.FOUND
+    assert ComputeProfile.objects.get().desired_capacity == 2
+
+
+def test_instance_type_must_carry_the_groups_gpu(admin_client, aws_infrastructure):
+    data = profile_data(aws_infrastructure, [group("A100-40GB", 8, instance_type="p5.48xlarge")])
+    assert "p5.48xlarge has no A100-40GB GPUs" in field_error(post(admin_client, data))
+
+
+def test_editing_resources_bumps_the_version_and_audits(
+    admin_client, aws_infrastructure, profile_factory
+):
+    profile = profile_factory(aws_infrastructure, name="Medium", groups=[("A100-40GB", 8)])
+    existing = profile.resource_groups.get()
+    row = group("A100-40GB", 4) | {"id": str(existing.pk), "profile": str(profile.pk)}
+    data = profile_data(aws_infrastructure, [row])
+    data["groups-INITIAL_FORMS"] = "1"
+    response = post(admin_client, data, profile)
+    assert response.status_code == HTTPStatus.FOUND, response.content.decode()[:2000]
+    profile.refresh_from_db()
+    assert profile.version == 2
+    assert profile.resource_groups.get().gpu_count == 4
+    entry = AuditEntry.objects.get(action="updated")
+    assert entry.before["resource_groups"][0]["gpu_count"] == 8
+    assert entry.after["resource_groups"][0]["gpu_count"] == 4
+
+
+def test_deleting_a_group_through_the_formset(admin_client, aws_infrastructure, profile_factory):
+    profile = profile_factory(
+        aws_infrastructure, name="Medium", groups=[("A100-40GB", 8), ("H100-80GB", 8)]
+    )
+    rows = [
+        group("A100-40GB", 8) | {"id": str(g.pk), "profile": str(profile.pk)}
+        for g in profile.resource_groups.all()
+    ]
+    rows[1]["DELETE"] = "on"
+    data = profile_data(aws_infrastructure, rows)
+    data["groups-INITIAL_FORMS"] = "2"
+    assert post(admin_client, data, profile).status_code == HTTPStatus.FOUND
+    assert profile.resource_groups.count() == 1
+
+
+def test_list_detail_and_filters(admin_client, aws_infrastructure, profile_factory):
+    profile_factory(aws_infrastructure, name="Medium", groups=[("A100-40GB", 8)])
+    profile_factory(aws_infrastructure, name="Large", groups=[("H100-80GB", 8)])
+    url = reverse("profiles:computeprofile_list")
+    response = admin_client.get(url, {"gpu_model": "H100-80GB"})
+    assert b"Large" in response.content
+    assert b"Medium" not in response.content
+    profile = ComputeProfile.objects.get(name="Large")
+    response = admin_client.get(reverse("profiles:computeprofile_detail", args=[profile.pk]))
+    assert b"<td>H100-80GB</td><td>8</td>" in response.content
+    assert b"Its infrastructure is not usable yet" in response.content
+
+
+def test_delete_lists_its_resource_groups(admin_client, aws_infrastructure, profile_factory):
+    profile = profile_factory(aws_infrastructure, name="Medium", groups=[("A100-40GB", 8)])
+    url = reverse("profiles:computeprofile_delete", args=[profile.pk])
+    assert b"Resource group" in admin_client.get(url).content
+    assert admin_client.post(url).status_code == HTTPStatus.FOUND
+    assert not ComputeProfile.objects.exists()
