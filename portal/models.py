@@ -14,6 +14,24 @@ class Team(models.Model):
     description = models.TextField(blank=True)
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.MEMBER)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="teams", blank=True)
+    # Which profiles the group may use; a profile no group lists is open to every member.
+    compute_profiles = models.ManyToManyField(
+        "profiles.ComputeProfile", related_name="teams", blank=True
+    )
+    services_profiles = models.ManyToManyField(
+        "profiles.ServicesProfile", related_name="teams", blank=True
+    )
+    # Quotas: blank means unlimited. Whole GPUs and MIG slices are counted separately.
+    max_gpus = models.PositiveIntegerField("max concurrent GPUs", null=True, blank=True)
+    max_mig_slices = models.PositiveIntegerField(
+        "max concurrent MIG slices", null=True, blank=True
+    )
+    max_workspaces = models.PositiveIntegerField(
+        "max concurrent workspaces", null=True, blank=True
+    )
+    max_lifetime_hours = models.PositiveIntegerField(
+        "max workspace lifetime (hours)", null=True, blank=True
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     objects = restricted_manager(Area.USERS)
@@ -31,6 +49,12 @@ class Team(models.Model):
             "description": self.description,
             "role": self.role,
             "members": sorted(self.members.values_list("username", flat=True))
+            if self.pk
+            else [],
+            "compute_profiles": sorted(self.compute_profiles.values_list("name", flat=True))
+            if self.pk
+            else [],
+            "services_profiles": sorted(self.services_profiles.values_list("name", flat=True))
             if self.pk
             else [],
         }

@@ -4,8 +4,8 @@ from django.urls import reverse
 from django.utils.text import slugify
 
 from portal.crypto import EncryptedJSONField, EncryptedTextField
-from portal.querysets import restricted_manager
-from portal.roles import Area
+from portal.querysets import RestrictedQuerySet, restricted_manager
+from portal.roles import USE, Area, has_perm
 from profiles import catalog, components
 from profiles.choices import AllocationStrategy, InfrastructureKind
 
@@ -148,6 +148,17 @@ class InstanceType(models.Model):
         return f"{self.name} (CPU only)"
 
 
+class UsableProfileQuerySet(RestrictedQuerySet):
+    """Adds "which published profiles may this end user use" to the admin filter."""
+
+    def usable_by(self, user):
+        if not has_perm(user, Area.SELF_SERVICE, USE):
+            return self.none()
+        open_to_all = models.Q(teams__isnull=True)
+        granted = models.Q(teams__members=user)
+        return self.filter(published=True).filter(open_to_all | granted).distinct()
+
+
 class ComputeProfile(models.Model):
     """A published "organisational standard" of resources that users request as workspaces."""
 
@@ -183,7 +194,7 @@ class ComputeProfile(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
-    objects = restricted_manager(Area.PROFILES)
+    objects = restricted_manager(Area.PROFILES, UsableProfileQuerySet)
 
     class Meta:
         ordering = ["name"]
@@ -293,7 +304,7 @@ class ServicesProfile(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
-    objects = restricted_manager(Area.PROFILES)
+    objects = restricted_manager(Area.PROFILES, UsableProfileQuerySet)
 
     class Meta:
         ordering = ["-turnkey", "name"]

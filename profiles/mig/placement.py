@@ -1,0 +1,309 @@
+"""Fleet placement: choose concrete GPUs and MIG slots for a request.
+
+The model: a GPU is either whole (MIG disabled) or MIG-enabled with a fixed layout of GPU
+instances ("slots", created by mig-parted), each free or held by one allocation. A request
+is all-or-nothing and made of resource groups. A group is what one pod asks for, and
+Kubernetes serves a container's `nvidia.com/gpu: 4` or `nvidia.com/mig-1g.10gb: 2` from a
+single node, so every unit of a group comes from one host; different groups may use
+different hosts.
+
+Because slots are fixed, fragmentation happens across hosts: a 1-slice request on the host
+with the most free slices can leave no host able to serve a later 7-slice pod. `place`
+therefore keeps each resource's free capacity concentrated (best fit, scored below).
+"""
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from profiles.mig import catalog, layout
+
+# A kind of unit: (GPU model, MIG profile), with profile None for a whole GPU.
+Key = tuple[str, str | None]
+
+
+@dataclass
+class Slot:
+    """One GPU instance of a MIG layout."""
+
+    profile: str
+    start: int
+    allocation: str | None = None
+
+
+@dataclass
+class GpuState:
+    """One GPU: whole when `slots` is None, else MIG-enabled with these GPU instances."""
+
+    gpu_id: str
+    gpu_model: str
+    host: str = ""  # "" when unknown: the GPU then counts as a host of its own
+    slots: list[Slot] | None = None
+    allocation: str | None = None  # the holder of a whole GPU
+
+    def __post_init__(self) -> None:
+        if self.slots is None:
+            return
+        placements = [
+            layout.GiPlacement(
+                s.profile, s.start, catalog.profile(self.gpu_model, s.profile).memory_slices
+            )
+            for s in self.slots
+        ]
+        problem = layout.placements_problem(self.gpu_model, placements)
+        if problem:
+            raise ValueError(f"GPU {self.gpu_id}: {problem}")
+
+    @classmethod
+    def mig(
+        cls, gpu_id: str, gpu_model: str, counts: Mapping[str, int], host: str = ""
+    ) -> "GpuState":
+        """A MIG GPU with all slots free, laid out as validate_layout places `counts`."""
+        result = layout.validate_layout(gpu_model, counts)
+        if not result.ok:
+            raise ValueError(f"GPU {gpu_id}: {result.reason}")
+        slots = [Slot(p.profile, p.start) for p in result.placements]
+        return cls(gpu_id, gpu_model, host, slots=slots)
+
+    @property
+    def node(self) -> str:
+        return self.host or self.gpu_id
+
+
+@dataclass(frozen=True)
+class ResourceGroup:
+    """N whole GPUs, or N MIG slots of `profile`; `gpu_model` None accepts any model.
+
+    Without a model, a profile name matches every GPU that has a profile of that name, as
+    the device plugin's `nvidia.com/mig-1g.10gb` does (a 2-slice 1g on A100-40GB, a 1-slice
+    1g on A100-80GB): pass the model whenever the difference matters.
+    """
+
+    count: int
+    gpu_model: str | None = None
+    profile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"a resource group needs a count ≥ 1, not {self.count}")
+        if self.profile is None:
+            return
+        if self.gpu_model is not None:
+            catalog.profile(self.gpu_model, self.profile)  # raises KeyError if unknown
+        elif not _models_with_profile(self.profile):
+            raise ValueError(f"no GPU in the catalog has a MIG profile {self.profile!r}")
+
+    def matches(self, key: Key) -> bool:
+        model, profile = key
+        return profile == self.profile and self.gpu_model in (None, model)
+
+
+@dataclass(frozen=True)
+class Request:
+    allocation_id: str
+    groups: tuple[ResourceGroup, ...]
+
+    def __post_init__(self) -> None:
+        if not self.allocation_id or not self.groups:
+            raise ValueError("a request needs an allocation id and at least one group")
+
+
+@dataclass(frozen=True)
+class Assignment:
+    gpu_id: str
+    host: str
+    profile: str | None  # None: the whole GPU
+    start: int | None  # first memory slice of the slot
+
+
+@dataclass(frozen=True)
+class Placement:
+    allocation_id: str
+    assignments: tuple[Assignment, ...]
+
+
+def _models_with_profile(profile_name: str) -> list[str]:
+    return [
+        model
+        for model in catalog.mig_capable_models()
+        if any(p.name == profile_name for p in catalog.geometry(model).profiles)
+    ]
+
+
+@dataclass
+class _Unit:
+    """A free whole GPU or a free slot, as seen by one placement decision."""
+
+    gpu: GpuState
+    slot: Slot | None
+
+    def take(self, allocation_id: str) -> Assignment:
+        if self.slot is None:
+            self.gpu.allocation = allocation_id
+            return Assignment(self.gpu.gpu_id, self.gpu.node, None, None)
+        self.slot.allocation = allocation_id
+        return Assignment(self.gpu.gpu_id, self.gpu.node, self.slot.profile, self.slot.start)
+
+
+def _free_units(fleet: Iterable[GpuState]) -> dict[str, dict[Key, list[_Unit]]]:
+    """Free units by host, then by key, in fleet order."""
+    free: dict[str, dict[Key, list[_Unit]]] = defaultdict(lambda: defaultdict(list))
+    for gpu in fleet:
+        if gpu.slots is None:
+            if gpu.allocation is None:
+                free[gpu.node][(gpu.gpu_model, None)].append(_Unit(gpu, None))
+            continue
+        for slot in gpu.slots:
+            if slot.allocation is None:
+                free[gpu.node][(gpu.gpu_model, slot.profile)].append(_Unit(gpu, slot))
+    return free
+
+
+def place(fleet: Sequence[GpuState], request: Request) -> Placement | None:
+    """Place the request so the fleet stays usable; mark the units; None if it cannot fit.
+
+    1. Handle groups largest first. For each, consider every host with enough matching
+       free units, and take from the host's smallest matching pools first.
+    2. Rank hosts by how much the choice shrinks "free capacity", the sum over hosts and
+       unit kinds of (free units)²: it is largest when free units sit together, which is
+       what a later multi-unit pod needs. Ties go to the host with fewer free units left.
+    3. Backtrack if a later group cannot fit (all-or-nothing), skipping hosts whose free
+       units look the same to this request as a host already tried.
+    4. Within a host, take slots on the GPUs with the fewest free slots, so that partly
+       used GPUs fill up and others stay entirely free (and could be re-partitioned).
+
+    Placing an allocation id that already holds units returns its placement unchanged, so a
+    retried task does not allocate twice.
+    """
+    return _allocate(fleet, request, best_fit=True)
+
+
+def first_fit(fleet: Sequence[GpuState], request: Request) -> Placement | None:
+    """Baseline for the benchmark: the same all-or-nothing search, taking the first host
+    (in fleet order) with room and the first free units on it."""
+    return _allocate(fleet, request, best_fit=False)
+
+
+def release(fleet: Iterable[GpuState], allocation_id: str) -> int:
+    """Free every unit the allocation holds; return how many there were."""
+    released = 0
+    for gpu in fleet:
+        if gpu.allocation == allocation_id:
+            gpu.allocation = None
+            released += 1
+        for slot in gpu.slots or ():
+            if slot.allocation == allocation_id:
+                slot.allocation = None
+                released += 1
+    return released
+
+
+def find_placement(fleet: Iterable[GpuState], allocation_id: str) -> Placement | None:
+    """What the allocation holds now, or None."""
+    assignments = []
+    for gpu in fleet:
+        if gpu.allocation == allocation_id:
+            assignments.append(Assignment(gpu.gpu_id, gpu.node, None, None))
+        for slot in gpu.slots or ():
+            if slot.allocation == allocation_id:
+                assignments.append(Assignment(gpu.gpu_id, gpu.node, slot.profile, slot.start))
+    return Placement(allocation_id, tuple(assignments)) if assignments else None
+
+
+def _allocate(fleet: Sequence[GpuState], request: Request, best_fit: bool) -> Placement | None:
+    existing = find_placement(fleet, request.allocation_id)
+    if existing is not None:
+        return existing
+    units = _free_units(fleet)
+    free = {
+        node: Counter({key: len(u) for key, u in kinds.items()}) for node, kinds in units.items()
+    }
+    groups = sorted(request.groups, key=lambda g: -g.count)
+    relevant = {
+        key for kinds in free.values() for key in kinds if any(g.matches(key) for g in groups)
+    }
+    choices = _search(free, groups, relevant, best_fit)
+    if choices is None:
+        return None
+    free_slots_per_gpu = Counter(
+        u.gpu.gpu_id for kinds in units.values() for us in kinds.values() for u in us
+    )
+    assignments = []
+    for node, take in choices:
+        for key, count in take.items():
+            pool = units[node][key]
+            if best_fit:
+                pool.sort(key=lambda u: free_slots_per_gpu[u.gpu.gpu_id])
+            for unit in pool[:count]:
+                free_slots_per_gpu[unit.gpu.gpu_id] -= 1
+                assignments.append(unit.take(request.allocation_id))
+            del pool[:count]
+    return Placement(request.allocation_id, tuple(assignments))
+
+
+_Choice = tuple[str, dict[Key, int]]  # a host and how many units of each kind to take there
+
+
+def _search(
+    free: dict[str, Counter],
+    groups: Sequence[ResourceGroup],
+    relevant: set[Key],
+    best_fit: bool,
+) -> list[_Choice] | None:
+    """A choice per group, trying better hosts first and backtracking; None if none fit."""
+    if not groups:
+        return []
+    group, rest = groups[0], groups[1:]
+    tried = set()
+    for node, take in _options(free, group, best_fit):
+        # Hosts with the same free units of the kinds this request wants are interchangeable.
+        signature = frozenset((key, n) for key, n in free[node].items() if key in relevant and n)
+        if signature in tried:
+            continue
+        tried.add(signature)
+        free[node].subtract(take)
+        tail = _search(free, rest, relevant, best_fit)
+        free[node].update(take)
+        if tail is not None:
+            return [(node, take), *tail]
+    return None
+
+
+def _options(free: dict[str, Counter], group: ResourceGroup, best_fit: bool) -> list[_Choice]:
+    """Hosts that can serve the group, best first, each with the units it would give."""
+    ranked = []
+    for order, (node, counts) in enumerate(free.items()):
+        pools = [(key, n) for key, n in counts.items() if n and group.matches(key)]
+        if sum(n for _, n in pools) < group.count:
+            continue
+        if best_fit:
+            pools.sort(key=lambda pool: pool[1])  # drain small pools, keep big ones whole
+        take = _take(pools, group.count)
+        if best_fit:
+            shrink = _capacity(counts) - _capacity(counts - Counter(take))
+            left = sum(counts.values()) - group.count
+            ranked.append(((shrink, left, order), (node, take)))
+        else:
+            ranked.append(((order,), (node, take)))
+    return [option for _, option in sorted(ranked, key=lambda r: r[0])]
+
+
+def _capacity(counts: Counter) -> int:
+    """How well one host's free units serve future pods: the sum of (free units)² over every
+    resource a pod may ask for, both per model and for any model (`nvidia.com/gpu`,
+    `nvidia.com/mig-1g.10gb`). Squares reward keeping a resource's free units together."""
+    any_model: Counter = Counter()
+    for (_, profile), n in counts.items():
+        any_model[profile] += n
+    return sum(n * n for n in counts.values()) + sum(n * n for n in any_model.values())
+
+
+def _take(pools: Sequence[tuple[Key, int]], count: int) -> dict[Key, int]:
+    """Take `count` units from the pools in order."""
+    take = {}
+    for key, available in pools:
+        if count == 0:
+            break
+        take[key] = min(available, count)
+        count -= take[key]
+    return take
