@@ -65,12 +65,26 @@ AWS_PROFILES = [
 def load_demo() -> dict:
     local = _local_infrastructure()
     aws = _aws_infrastructure()
-    _profile(local, "Starter", "CPU-only workspace that works on any machine.", ON_DEMAND, 0,
-             False, [("", 0, 2, 4, 10, 1)])
+    _profile(
+        local,
+        "Starter",
+        "CPU-only workspace that works on any machine.",
+        ON_DEMAND,
+        0,
+        False,
+        [("", 0, 2, 4, 10, 1)],
+    )
     offer = local_gpu_offer()
-    for model, count in offer.items():
-        _profile(local, f"Local {model}", f"One {model} GPU of this machine.", ON_DEMAND, 0,
-                 False, [(model, 1, 4, 16, 50, 1)])
+    for model in offer:
+        _profile(
+            local,
+            f"Local {model}",
+            f"One {model} GPU of this machine.",
+            ON_DEMAND,
+            0,
+            False,
+            [(model, 1, 4, 16, 50, 1)],
+        )
     for name, description, strategy, desired, super_sized, groups in AWS_PROFILES:
         _profile(aws, name, description, strategy, desired, super_sized, groups)
     admin = _user(*DEMO_ADMIN, email="admin@example.com")

@@ -3,6 +3,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.urls import reverse
 
+from portal.crypto import EncryptedTextField
 from portal.querysets import restricted_manager
 from portal.roles import Area, Role
 
@@ -23,12 +24,8 @@ class Team(models.Model):
     )
     # Quotas: blank means unlimited. Whole GPUs and MIG slices are counted separately.
     max_gpus = models.PositiveIntegerField("max concurrent GPUs", null=True, blank=True)
-    max_mig_slices = models.PositiveIntegerField(
-        "max concurrent MIG slices", null=True, blank=True
-    )
-    max_workspaces = models.PositiveIntegerField(
-        "max concurrent workspaces", null=True, blank=True
-    )
+    max_mig_slices = models.PositiveIntegerField("max concurrent MIG slices", null=True, blank=True)
+    max_workspaces = models.PositiveIntegerField("max concurrent workspaces", null=True, blank=True)
     max_lifetime_hours = models.PositiveIntegerField(
         "max workspace lifetime (hours)", null=True, blank=True
     )
@@ -43,14 +40,15 @@ class Team(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("portal:team_detail", args=[self.pk])
+
     def audit_snapshot(self) -> dict:
         return {
             "name": self.name,
             "description": self.description,
             "role": self.role,
-            "members": sorted(self.members.values_list("username", flat=True))
-            if self.pk
-            else [],
+            "members": sorted(self.members.values_list("username", flat=True)) if self.pk else [],
             "compute_profiles": sorted(self.compute_profiles.values_list("name", flat=True))
             if self.pk
             else [],
@@ -104,3 +102,162 @@ class AuditEntry(models.Model):
         after = self.after or {}
         keys = sorted(set(before) | set(after))
         return [(k, before.get(k), after.get(k)) for k in keys if before.get(k) != after.get(k)]
+
+
+class Invitation(models.Model):
+    """An email address invited into one or more groups through a single-use, expiring link.
+
+    Only a SHA-256 hash of the link's token is stored; resending replaces it, so an older link
+    stops working at once.
+    """
+
+    email = models.EmailField()
+    groups = models.ManyToManyField(Team, related_name="invitations", blank=True)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invitations_sent",
+    )
+    token_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="invitations_accepted",
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = restricted_manager(Area.USERS)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def status(self) -> str:
+        from django.utils import timezone
+
+        if self.accepted_at:
+            return "accepted"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at <= timezone.now():
+            return "expired"
+        return "pending"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == "pending"
+
+    def audit_snapshot(self) -> dict:
+        return {
+            "token_hash": "(hidden)",
+            "groups": sorted(self.groups.values_list("name", flat=True)) if self.pk else [],
+        }
+
+
+class SsoConfiguration(models.Model):
+    """The one Okta (OpenID Connect) configuration; always row pk=1 (see `load()`)."""
+
+    enabled = models.BooleanField(default=False)
+    display_name = models.CharField(max_length=50, default="Okta")
+    issuer = models.URLField(
+        "issuer URL",
+        blank=True,
+        help_text="For Okta: https://<org>.okta.com/oauth2/default (discovery is used).",
+    )
+    client_id = models.CharField(max_length=200, blank=True)
+    client_secret = EncryptedTextField(blank=True)
+    scopes = models.CharField(
+        max_length=200,
+        default="openid profile email",
+        help_text="Space-separated. Add “groups” if your authorization server puts the groups "
+        "claim behind that scope.",
+    )
+    local_login_disabled = models.BooleanField(
+        "disable local password login",
+        default=False,
+        help_text="Only the break-glass administrators below may still log in with a password.",
+    )
+    break_glass_usernames = models.CharField(
+        "break-glass admin usernames",
+        max_length=300,
+        blank=True,
+        help_text="Comma-separated usernames that may always log in with a password.",
+    )
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = restricted_manager(Area.USERS)
+
+    class Meta:
+        verbose_name = "SSO configuration"
+
+    def __str__(self) -> str:
+        return f"{self.display_name} SSO"
+
+    def get_absolute_url(self) -> str:
+        return reverse("portal:sso_settings")
+
+    @classmethod
+    def load(cls) -> "SsoConfiguration":
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    @property
+    def is_usable(self) -> bool:
+        return bool(self.enabled and self.issuer and self.client_id)
+
+    def break_glass(self) -> set[str]:
+        return {n.strip().lower() for n in self.break_glass_usernames.split(",") if n.strip()}
+
+
+class SsoGroupMapping(models.Model):
+    """Members of this Okta group (the `groups` claim) become members of this portal group."""
+
+    sso_group = models.CharField("Okta group", max_length=200)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="sso_mappings")
+
+    objects = restricted_manager(Area.USERS)
+
+    class Meta:
+        ordering = ["sso_group", "team__name"]
+        verbose_name = "SSO group mapping"
+        constraints = [
+            models.UniqueConstraint(fields=["sso_group", "team"], name="unique_sso_group_team")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sso_group} → {self.team}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("portal:sso_settings")
+
+
+class SsoMembership(models.Model):
+    """A group membership that exists because of an SSO mapping (not added by hand).
+
+    The SSO login sets these to exactly the mapped groups; manual memberships are never touched.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_memberships"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="sso_memberships")
+    granted = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "team"], name="unique_sso_membership")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} (SSO)"

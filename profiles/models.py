@@ -90,9 +90,8 @@ class Infrastructure(models.Model):
             return False, "No credentials: add them before workspaces can be provisioned here."
         if self.kind == InfrastructureKind.KUBERNETES and not self.kubeconfig:
             return False, "No kubeconfig: add one before workspaces can be provisioned here."
-        if (
-            self.kind == InfrastructureKind.DATA_CENTER
-            and not (self.ssh_private_key or self.password)
+        if self.kind == InfrastructureKind.DATA_CENTER and not (
+            self.ssh_private_key or self.password
         ):
             return False, "No credentials: add an SSH key or password."
         return True, ""
@@ -202,9 +201,6 @@ class ComputeProfile(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self) -> str:
-        return reverse("profiles:computeprofile_detail", args=[self.pk])
-
     def save(self, *args, **kwargs):
         if not self.slug:
             self.slug = slugify(self.name)[:100]
@@ -212,10 +208,21 @@ class ComputeProfile(models.Model):
             self.desired_capacity = 0
         super().save(*args, **kwargs)
 
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:computeprofile_detail", args=[self.pk])
+
     def clean(self):
-        if self.allocation_strategy == AllocationStrategy.WARM_POOL and self.desired_capacity < 1:
+        warm = self.allocation_strategy == AllocationStrategy.WARM_POOL
+        if warm and self.desired_capacity < 1:
             raise ValidationError(
                 {"desired_capacity": "A warm pool needs a desired capacity of at least 1."}
+            )
+        if not warm and self.desired_capacity:
+            raise ValidationError(
+                {
+                    "desired_capacity": "On-demand profiles keep no warm instances; "
+                    "choose “Warm pool” or set 0."
+                }
             )
 
     @property
@@ -312,13 +319,13 @@ class ServicesProfile(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def get_absolute_url(self) -> str:
-        return reverse("profiles:servicesprofile_detail", args=[self.pk])
-
     def save(self, *args, **kwargs):
         if not self.slug:
             self.slug = slugify(self.name)[:100]
         super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:servicesprofile_detail", args=[self.pk])
 
     def audit_snapshot(self) -> dict:
         if not self.pk:

@@ -109,7 +109,9 @@ class ServicesProfileDetail(ObjectDetailView):
         return {"catalog": components.COMPONENTS}
 
 
-TURNKEY_READ_ONLY = "Turnkey profiles ship with the product and are read-only; clone it to customise."
+TURNKEY_READ_ONLY = (
+    "Turnkey profiles ship with the product and are read-only; clone it to customise."
+)
 
 
 class ServicesProfileEdit(ObjectEditView):

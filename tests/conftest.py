@@ -89,9 +89,7 @@ def aws_infrastructure(db):
 @pytest.fixture
 def profile_factory(db):
     def make(infrastructure, name="Starter", groups=(("", 0),), **fields):
-        profile = ComputeProfile.objects.create(
-            name=name, infrastructure=infrastructure, **fields
-        )
+        profile = ComputeProfile.objects.create(name=name, infrastructure=infrastructure, **fields)
         for position, (model, count) in enumerate(groups):
             profile.resource_groups.create(position=position, gpu_model=model, gpu_count=count)
         return profile

@@ -1,9 +1,9 @@
 from django import forms
 from django.db import transaction
 
-from portal.forms import PortalFormMixin, InlineFormsetMixin
+from portal.forms import InlineFormsetMixin, PortalFormMixin
 from profiles import catalog
-from profiles.choices import AllocationStrategy, InfrastructureKind
+from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup
 
@@ -176,19 +176,6 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
             self.fields["infrastructure"].queryset = Infrastructure.objects.for_user(
                 self.user, "view"
             )
-
-    def clean(self):
-        cleaned = super().clean()
-        strategy = cleaned.get("allocation_strategy")
-        capacity = cleaned.get("desired_capacity") or 0
-        if strategy == AllocationStrategy.WARM_POOL and capacity < 1:
-            self.add_error("desired_capacity", "A warm pool needs a desired capacity of at least 1.")
-        if strategy == AllocationStrategy.ON_DEMAND and capacity:
-            self.add_error(
-                "desired_capacity",
-                "On-demand profiles keep no warm instances; choose “Warm pool” or set 0.",
-            )
-        return cleaned
 
     def prepare_inline(self) -> None:
         self.inline.infrastructure = self.cleaned_data.get("infrastructure")

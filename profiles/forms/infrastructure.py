@@ -146,20 +146,32 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
     def fieldsets(self):
         sets = [
             ("Infrastructure", ["name", "description", "kind"], ""),
-            ("Public cloud", ["provider", "region", "kubernetes_version", "instance_types"],
-             f"kind={CLOUD}"),
+            (
+                "Public cloud",
+                ["provider", "region", "kubernetes_version", "instance_types"],
+                f"kind={CLOUD}",
+            ),
         ]
         for provider, names in self.credential_fieldsets:
             sets.append(
                 (f"{provider.name} credentials", names, f"kind={CLOUD}&provider={provider.code}")
             )
         sets += [
-            ("Data center", ["platform", "endpoint", "hosts", "operating_system",
-                             "kubernetes_version"], f"kind={DATA_CENTER}"),
-            ("Data center credentials", ["username", "password", "ssh_private_key"],
-             f"kind={DATA_CENTER}"),
-            ("Existing Kubernetes cluster", ["kubeconfig", "kubernetes_version"],
-             f"kind={KUBERNETES}"),
+            (
+                "Data center",
+                ["platform", "endpoint", "hosts", "operating_system", "kubernetes_version"],
+                f"kind={DATA_CENTER}",
+            ),
+            (
+                "Data center credentials",
+                ["username", "password", "ssh_private_key"],
+                f"kind={DATA_CENTER}",
+            ),
+            (
+                "Existing Kubernetes cluster",
+                ["kubeconfig", "kubernetes_version"],
+                f"kind={KUBERNETES}",
+            ),
             ("GPU nodes", ["gpu_model", "gpus_per_node"], f"kind={DATA_CENTER},{KUBERNETES}"),
         ]
         return sets

@@ -1,7 +1,7 @@
 from django import forms
 from django.db import transaction
 
-from portal.forms import PortalFormMixin, InlineFormsetMixin
+from portal.forms import InlineFormsetMixin, PortalFormMixin
 from profiles import components
 from profiles.models import ServiceComponent, ServicesProfile
 

@@ -91,8 +91,12 @@ def test_gpus_need_a_model_and_a_model_needs_gpus(admin_client, aws_infrastructu
 
 def test_a_mig_profile_must_exist_on_that_gpu(admin_client, aws_infrastructure):
     page = field_error(
-        post(admin_client, profile_data(aws_infrastructure, [group(mig_profile="1g.5gb", count=2,
-                                                                   model="H100-80GB")]))
+        post(
+            admin_client,
+            profile_data(
+                aws_infrastructure, [group(mig_profile="1g.5gb", count=2, model="H100-80GB")]
+            ),
+        )
     )
     assert "H100-80GB has no MIG profile 1g.5gb" in page
     response = post(

@@ -1,0 +1,104 @@
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from portal.models import AuditEntry
+from profiles.models import ServicesProfile
+from tests.conftest import formset_data
+
+pytestmark = pytest.mark.django_db
+
+TURNKEY = ["Jupyter Notebook", "Training", "Inference", "MLOps Platform", "Ray", "Jobs"]
+
+
+def services_data(components, **fields) -> dict:
+    data = {"name": "Custom stack", "description": "", "published": "on"}
+    data.update(fields)
+    data.update(formset_data("components", components))
+    return data
+
+
+def component(capability, code, version="", parameters="") -> dict:
+    return {
+        "capability": capability,
+        "component": code,
+        "version": version,
+        "parameters": parameters,
+    }
+
+
+def test_the_six_turnkey_profiles_ship_with_the_product():
+    turnkey = ServicesProfile.objects.filter(turnkey=True)
+    assert sorted(turnkey.values_list("name", flat=True)) == sorted(TURNKEY)
+    mlops = turnkey.get(name="MLOps Platform")
+    assert list(mlops.components.values_list("capability", "component")) == [
+        ("object_store", "minio"),
+        ("model_registry", "mlflow"),
+        ("pipelines", "kubeflow-pipelines"),
+        ("feature_store", "feast"),
+        ("authentication", "oauth2-proxy"),
+    ]
+
+
+def test_turnkey_profiles_are_read_only(admin_client):
+    jupyter = ServicesProfile.objects.get(name="Jupyter Notebook")
+    response = admin_client.get(reverse("profiles:servicesprofile_edit", args=[jupyter.pk]))
+    assert response.status_code == HTTPStatus.FOUND
+    response = admin_client.post(reverse("profiles:servicesprofile_delete", args=[jupyter.pk]))
+    assert response.status_code == HTTPStatus.OK
+    assert b"clone it to customise" in response.content
+    assert ServicesProfile.objects.filter(pk=jupyter.pk).exists()
+
+
+def test_cloning_a_turnkey_profile_copies_its_components(admin_client):
+    mlops = ServicesProfile.objects.get(name="MLOps Platform")
+    response = admin_client.post(reverse("profiles:servicesprofile_clone", args=[mlops.pk]))
+    clone = ServicesProfile.objects.get(name="MLOps Platform (copy)")
+    assert response.url == clone.get_absolute_url()
+    assert not clone.turnkey
+    assert not clone.published
+    assert clone.components.count() == 5
+    assert AuditEntry.objects.get(object_id=str(clone.pk)).action == "created"
+    admin_client.post(reverse("profiles:servicesprofile_clone", args=[mlops.pk]))
+    assert ServicesProfile.objects.filter(name="MLOps Platform (copy) 2").exists()
+
+
+def test_creates_a_profile_with_parameters(admin_client):
+    data = services_data(
+        [
+            component("model_registry", "mlflow", "", "artifact_root=s3://models\nworkers=2"),
+            component("notebook", "jupyterlab", "4.4"),
+        ]
+    )
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), data)
+    assert response.status_code == HTTPStatus.FOUND
+    profile = ServicesProfile.objects.get(name="Custom stack")
+    mlflow = profile.components.get(component="mlflow")
+    assert mlflow.parameters == {"artifact_root": "s3://models", "workers": "2"}
+    assert mlflow.version == "3.1"
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([component("notebook", "mlflow")], "MLflow provides Model registry, Experiment tracking"),
+        ([component("notebook", "jupyterlab", "", "no equals sign")], "is not key=value"),
+        ([component("notebook", "jupyterlab", "", "a=1\na=2")], "is given twice"),
+        (
+            [component("notebook", "jupyterlab"), component("notebook", "jupyterlab")],
+            "Each capability may appear once.",
+        ),
+        ([], "needs at least one component"),
+    ],
+)
+def test_rejects_bad_components(admin_client, rows, message):
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), services_data(rows))
+    assert response.status_code == HTTPStatus.OK
+    assert message in response.content.decode()
+
+
+def test_list_filters_turnkey(admin_client):
+    response = admin_client.get(reverse("profiles:servicesprofile_list"), {"turnkey": "false"})
+    assert b"Jupyter Notebook" not in response.content
+    assert b"No services profiles match these filters" in response.content

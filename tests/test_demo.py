@@ -1,0 +1,34 @@
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from portal.demo import DEMO_ADMIN, DEMO_SCIENTIST, load_demo
+from portal.roles import Area, has_perm
+from profiles.models import ComputeProfile, Infrastructure
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_data_has_the_briefs_profiles_and_two_logins():
+    load_demo()
+    assert Infrastructure.objects.get(kind="local").name == "This machine"
+    aws = Infrastructure.objects.get(name="AWS us-east-1")
+    assert not aws.usability()[0]
+    desired = dict(ComputeProfile.objects.values_list("name", "desired_capacity"))
+    assert (desired["Small"], desired["Medium"], desired["Large"]) == (9, 2, 1)
+    assert ComputeProfile.objects.get(name="Medium (heterogeneous)").is_heterogeneous
+    starter = ComputeProfile.objects.get(name="Starter")
+    assert starter.totals()["gpus"] == 0
+    admin = authenticate(username=DEMO_ADMIN[0], password=DEMO_ADMIN[1])
+    scientist = authenticate(username=DEMO_SCIENTIST[0], password=DEMO_SCIENTIST[1])
+    assert has_perm(admin, Area.INFRASTRUCTURE, "change")
+    assert has_perm(scientist, Area.SELF_SERVICE, "use")
+    assert not has_perm(scientist, Area.INFRASTRUCTURE, "view")
+
+
+def test_loading_the_demo_twice_changes_nothing(capsys):
+    call_command("load_demo")
+    counts = (Infrastructure.objects.count(), ComputeProfile.objects.count())
+    call_command("load_demo")
+    assert (Infrastructure.objects.count(), ComputeProfile.objects.count()) == counts
+    assert "admin / gpu-paas-admin" in capsys.readouterr().out
