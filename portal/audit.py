@@ -45,7 +45,8 @@ def snapshot(obj: models.Model) -> dict:
     """
     data = {}
     for field in obj._meta.concrete_fields:
-        if field.primary_key:
+        # Timestamps maintained by Django change on every save and say nothing new.
+        if field.primary_key or getattr(field, "auto_now", False):
             continue
         value = getattr(obj, field.attname)
         if getattr(field, "is_secret", False):

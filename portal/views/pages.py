@@ -1,11 +1,14 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Count
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
-from portal import filtersets, tables
-from portal.models import AuditEntry, Team
-from portal.roles import ROLE_DESCRIPTIONS, Area, has_perm, is_admin_user
-from portal.team_forms import TeamForm
+from portal import audit, filtersets, tables
+from portal.models import AuditEntry, SsoMembership, Team
+from portal.roles import CHANGE, ROLE_DESCRIPTIONS, Area, has_perm, is_admin_user
+from portal.team_forms import AddMemberForm, TeamForm
 from portal.views.generic import (
     ObjectDeleteView,
     ObjectDetailView,
@@ -30,13 +33,22 @@ def overview(request):
     require(request.user, Area.PROFILES, "view")
     profiles = ComputeProfile.objects.all()
     steps = [
-        ("Create infrastructure configuration", Infrastructure.objects.count(),
-         "profiles:infrastructure_list"),
+        (
+            "Create infrastructure configuration",
+            Infrastructure.objects.count(),
+            "profiles:infrastructure_list",
+        ),
         ("Create compute profiles", profiles.count(), "profiles:computeprofile_list"),
-        ("Publish a compute profile", profiles.filter(published=True).count(),
-         "profiles:computeprofile_list"),
-        ("Create services profiles", ServicesProfile.objects.count(),
-         "profiles:servicesprofile_list"),
+        (
+            "Publish a compute profile",
+            profiles.filter(published=True).count(),
+            "profiles:computeprofile_list",
+        ),
+        (
+            "Create services profiles",
+            ServicesProfile.objects.count(),
+            "profiles:servicesprofile_list",
+        ),
     ]
     return render(request, "portal/overview.html", {"steps": steps})
 
@@ -52,6 +64,7 @@ class AuditList(ObjectListView):
 class AuditDetail(ObjectDetailView):
     queryset = AuditEntry.objects.select_related("content_type", "actor")
     template_name = "portal/audit_detail.html"
+    addable = False
 
     def extra_context(self, request, obj) -> dict:
         related = AuditEntry.objects.filter(
@@ -68,11 +81,18 @@ class TeamList(ObjectListView):
 
 
 class TeamDetail(ObjectDetailView):
-    queryset = Team.objects.prefetch_related("members")
+    queryset = Team.objects.prefetch_related("members", "compute_profiles", "services_profiles")
     template_name = "portal/team_detail.html"
 
     def extra_context(self, request, obj) -> dict:
-        return {"role_description": ROLE_DESCRIPTIONS[obj.role]}
+        sso_granted = set(obj.sso_memberships.values_list("user_id", flat=True))
+        members = [(m, m.pk in sso_granted) for m in obj.members.order_by("username")]
+        return {
+            "role_description": ROLE_DESCRIPTIONS[obj.role],
+            "members": members,
+            "add_member_form": AddMemberForm(team=obj),
+            "sso_mappings": obj.sso_mappings.all(),
+        }
 
 
 class TeamEdit(ObjectEditView):
@@ -82,3 +102,38 @@ class TeamEdit(ObjectEditView):
 
 class TeamDelete(ObjectDeleteView):
     queryset = Team.objects.all()
+
+
+@login_required
+@require_POST
+def team_member_add(request, pk: int):
+    """Add a member by hand; a membership SSO had granted becomes a manual one."""
+    require(request.user, Area.USERS, CHANGE)
+    team = get_object_or_404(Team.objects.for_user(request.user, CHANGE), pk=pk)
+    form = AddMemberForm(request.POST, team=team)
+    if not form.is_valid():
+        messages.error(request, "Choose an active user who is not a member yet.")
+        return redirect(team)
+    user = form.cleaned_data["user"]
+    with transaction.atomic():
+        tracker = audit.ChangeTracker(team)
+        team.members.add(user)
+        SsoMembership.objects.filter(team=team, user=user).delete()
+        tracker.record(request.user)
+    messages.success(request, f"Added {user.get_username()} to “{team}”.")
+    return redirect(team)
+
+
+@login_required
+@require_POST
+def team_member_remove(request, pk: int, user_pk: int):
+    require(request.user, Area.USERS, CHANGE)
+    team = get_object_or_404(Team.objects.for_user(request.user, CHANGE), pk=pk)
+    user = get_object_or_404(team.members.all(), pk=user_pk)
+    with transaction.atomic():
+        tracker = audit.ChangeTracker(team)
+        team.members.remove(user)
+        SsoMembership.objects.filter(team=team, user=user).delete()
+        tracker.record(request.user)
+    messages.success(request, f"Removed {user.get_username()} from “{team}”.")
+    return redirect(team)

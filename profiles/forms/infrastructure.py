@@ -48,6 +48,14 @@ OPTIONAL_FIELDS = {
 }
 
 
+class HttpsURLField(forms.URLField):
+    """A URL field that reads "vcenter.example.com" as https://, as Django 6 will."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("assume_scheme", "https")
+        super().__init__(**kwargs)
+
+
 def credential_field_name(provider: str, key: str) -> str:
     return f"cred_{provider}_{key}"
 
@@ -70,7 +78,9 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
     platform = forms.ChoiceField(required=False, label="Infrastructure type")
     operating_system = forms.ChoiceField(required=False)
     gpu_model = forms.ChoiceField(required=False, label="GPU type")
-    endpoint = forms.URLField(required=False, assume_scheme="https", label="Endpoint URL")
+    gpus_per_node = forms.IntegerField(
+        required=False, min_value=0, label="GPUs per node", widget=forms.NumberInput()
+    )
 
     class Meta:
         model = Infrastructure
@@ -99,7 +109,8 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             "ssh_private_key": SecretTextarea(attrs={"rows": 4}),
             "kubeconfig": SecretTextarea(attrs={"rows": 6}),
         }
-        labels = {"gpus_per_node": "GPUs per node", "endpoint": "Endpoint URL"}
+        labels = {"endpoint": "Endpoint URL"}
+        field_classes = {"endpoint": HttpsURLField}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -146,11 +157,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
     def fieldsets(self):
         sets = [
             ("Infrastructure", ["name", "description", "kind"], ""),
-            (
-                "Public cloud",
-                ["provider", "region", "kubernetes_version", "instance_types"],
-                f"kind={CLOUD}",
-            ),
+            ("Public cloud", ["provider", "region", "instance_types"], f"kind={CLOUD}"),
         ]
         for provider, names in self.credential_fieldsets:
             sets.append(
@@ -159,7 +166,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         sets += [
             (
                 "Data center",
-                ["platform", "endpoint", "hosts", "operating_system", "kubernetes_version"],
+                ["platform", "endpoint", "hosts", "operating_system"],
                 f"kind={DATA_CENTER}",
             ),
             (
@@ -167,11 +174,8 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 ["username", "password", "ssh_private_key"],
                 f"kind={DATA_CENTER}",
             ),
-            (
-                "Existing Kubernetes cluster",
-                ["kubeconfig", "kubernetes_version"],
-                f"kind={KUBERNETES}",
-            ),
+            ("Existing Kubernetes cluster", ["kubeconfig"], f"kind={KUBERNETES}"),
+            ("Kubernetes", ["kubernetes_version"], f"kind={CLOUD},{DATA_CENTER},{KUBERNETES}"),
             ("GPU nodes", ["gpu_model", "gpus_per_node"], f"kind={DATA_CENTER},{KUBERNETES}"),
         ]
         return sets
@@ -188,6 +192,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             self._clean_kubernetes(cleaned)
         if kind in (DATA_CENTER, KUBERNETES):
             self._clean_gpu_nodes(cleaned)
+        cleaned["gpus_per_node"] = cleaned.get("gpus_per_node") or 0
         for name, empty in OPTIONAL_FIELDS.items():
             if kind in KIND_FIELDS and name not in KIND_FIELDS[kind]:
                 cleaned[name] = empty

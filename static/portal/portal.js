@@ -33,8 +33,9 @@
     form.querySelectorAll("[data-show-when]").forEach(function (set) {
       const visible = conditionHolds(form, set.dataset.showWhen);
       set.hidden = !visible;
+      // A disabled fieldset's fields are not submitted: what does not apply is not sent.
+      set.disabled = !visible;
     });
-    // A field shown in several sets (e.g. Kubernetes version) must stay enabled in one.
     filterProviderGroups(form);
   }
 
