@@ -16,7 +16,7 @@ from typing import NamedTuple
 from profiles.mig import catalog
 from profiles.mig.catalog import GpuGeometry, MigProfile
 
-TIMES = "\N{MULTIPLICATION SIGN}"  # between a count and a profile name in reasons
+_TIMES = "\N{MULTIPLICATION SIGN}"  # between a count and a profile name in reasons
 
 
 class GiPlacement(NamedTuple):
@@ -75,7 +75,7 @@ def _count_problem(geo: GpuGeometry, counts: Mapping[str, int]) -> str:
             return f"count for {name} must be a whole number ≥ 0, not {count!r}"
         if count > known[name].max_count:
             return (
-                f"{count}{TIMES}{name} exceeds the maximum of {known[name].max_count} "
+                f"{count}{_TIMES}{name} exceeds the maximum of {known[name].max_count} "
                 f"for {name} on {geo.model}"
             )
     media = {name: count for name, count in counts.items() if known[name].media_extensions}
@@ -141,7 +141,7 @@ def _explain_no_room(geo: GpuGeometry, items: list[MigProfile]) -> str:
 
 
 def _describe_counts(counts: Mapping[str, int]) -> str:
-    return " + ".join(name if n == 1 else f"{n}{TIMES}{name}" for name, n in counts.items() if n)
+    return " + ".join(name if n == 1 else f"{n}{_TIMES}{name}" for name, n in counts.items() if n)
 
 
 def enumerate_layouts(gpu_model: str) -> list[dict[str, int]]:

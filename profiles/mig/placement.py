@@ -13,13 +13,14 @@ therefore keeps each resource's free capacity concentrated (best fit, scored bel
 """
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from profiles.mig import catalog, layout
 
 # A kind of unit: (GPU model, MIG profile), with profile None for a whole GPU.
 Key = tuple[str, str | None]
+_Choice = tuple[str, dict[Key, int]]  # a host and how many units of each kind to take there
 
 
 @dataclass
@@ -132,30 +133,45 @@ def _models_with_profile(profile_name: str) -> list[str]:
 
 @dataclass
 class _Unit:
-    """A free whole GPU or a free slot, as seen by one placement decision."""
+    """A whole GPU or one slot: the thing an allocation holds."""
 
     gpu: GpuState
     slot: Slot | None
 
-    def take(self, allocation_id: str) -> Assignment:
+    @property
+    def key(self) -> Key:
+        return (self.gpu.gpu_model, None if self.slot is None else self.slot.profile)
+
+    @property
+    def holder(self) -> str | None:
+        return self.gpu.allocation if self.slot is None else self.slot.allocation
+
+    def hold(self, allocation_id: str | None) -> None:
         if self.slot is None:
             self.gpu.allocation = allocation_id
+        else:
+            self.slot.allocation = allocation_id
+
+    def assignment(self) -> Assignment:
+        if self.slot is None:
             return Assignment(self.gpu.gpu_id, self.gpu.node, None, None)
-        self.slot.allocation = allocation_id
         return Assignment(self.gpu.gpu_id, self.gpu.node, self.slot.profile, self.slot.start)
+
+
+def _units(fleet: Iterable[GpuState]) -> Iterator[_Unit]:
+    for gpu in fleet:
+        if gpu.slots is None:
+            yield _Unit(gpu, None)
+        else:
+            yield from (_Unit(gpu, slot) for slot in gpu.slots)
 
 
 def _free_units(fleet: Iterable[GpuState]) -> dict[str, dict[Key, list[_Unit]]]:
     """Free units by host, then by key, in fleet order."""
     free: dict[str, dict[Key, list[_Unit]]] = defaultdict(lambda: defaultdict(list))
-    for gpu in fleet:
-        if gpu.slots is None:
-            if gpu.allocation is None:
-                free[gpu.node][(gpu.gpu_model, None)].append(_Unit(gpu, None))
-            continue
-        for slot in gpu.slots:
-            if slot.allocation is None:
-                free[gpu.node][(gpu.gpu_model, slot.profile)].append(_Unit(gpu, slot))
+    for unit in _units(fleet):
+        if unit.holder is None:
+            free[unit.gpu.node][unit.key].append(unit)
     return free
 
 
@@ -164,9 +180,10 @@ def place(fleet: Sequence[GpuState], request: Request) -> Placement | None:
 
     1. Handle groups largest first. For each, consider every host with enough matching
        free units, and take from the host's smallest matching pools first.
-    2. Rank hosts by how much the choice shrinks "free capacity", the sum over hosts and
-       unit kinds of (free units)²: it is largest when free units sit together, which is
-       what a later multi-unit pod needs. Ties go to the host with fewer free units left.
+    2. Rank hosts by how much the choice shrinks the host's free capacity: the sum, over
+       every resource a pod may ask for (a profile on one model, or on any model), of
+       (free units)². It is largest when free units sit together, which is what a later
+       multi-unit pod needs. Ties go to the host with fewer free units left.
     3. Backtrack if a later group cannot fit (all-or-nothing), skipping hosts whose free
        units look the same to this request as a host already tried.
     4. Within a host, take slots on the GPUs with the fewest free slots, so that partly
@@ -186,31 +203,20 @@ def first_fit(fleet: Sequence[GpuState], request: Request) -> Placement | None:
 
 def release(fleet: Iterable[GpuState], allocation_id: str) -> int:
     """Free every unit the allocation holds; return how many there were."""
-    released = 0
-    for gpu in fleet:
-        if gpu.allocation == allocation_id:
-            gpu.allocation = None
-            released += 1
-        for slot in gpu.slots or ():
-            if slot.allocation == allocation_id:
-                slot.allocation = None
-                released += 1
-    return released
+    held = [unit for unit in _units(fleet) if unit.holder == allocation_id]
+    for unit in held:
+        unit.hold(None)
+    return len(held)
 
 
 def find_placement(fleet: Iterable[GpuState], allocation_id: str) -> Placement | None:
     """What the allocation holds now, or None."""
-    assignments = []
-    for gpu in fleet:
-        if gpu.allocation == allocation_id:
-            assignments.append(Assignment(gpu.gpu_id, gpu.node, None, None))
-        for slot in gpu.slots or ():
-            if slot.allocation == allocation_id:
-                assignments.append(Assignment(gpu.gpu_id, gpu.node, slot.profile, slot.start))
-    return Placement(allocation_id, tuple(assignments)) if assignments else None
+    held = tuple(unit.assignment() for unit in _units(fleet) if unit.holder == allocation_id)
+    return Placement(allocation_id, held) if held else None
 
 
 def _allocate(fleet: Sequence[GpuState], request: Request, best_fit: bool) -> Placement | None:
+    """Decide on counts per host and unit kind, then hold concrete units."""
     existing = find_placement(fleet, request.allocation_id)
     if existing is not None:
         return existing
@@ -220,12 +226,24 @@ def _allocate(fleet: Sequence[GpuState], request: Request, best_fit: bool) -> Pl
     }
     groups = sorted(request.groups, key=lambda g: -g.count)
     relevant = {
-        key for kinds in free.values() for key in kinds if any(g.matches(key) for g in groups)
+        key for counts in free.values() for key in counts if any(g.matches(key) for g in groups)
     }
     choices = _search(free, groups, relevant, best_fit)
     if choices is None:
         return None
-    free_slots_per_gpu = Counter(
+    assignments = _hold(units, choices, request.allocation_id, best_fit)
+    return Placement(request.allocation_id, tuple(assignments))
+
+
+def _hold(
+    units: dict[str, dict[Key, list[_Unit]]],
+    choices: list[_Choice],
+    allocation_id: str,
+    best_fit: bool,
+) -> list[Assignment]:
+    """Hold the chosen number of units of each kind on each host; best fit takes them from
+    the GPUs with the fewest free units, first fit in fleet order."""
+    free_per_gpu = Counter(
         u.gpu.gpu_id for kinds in units.values() for us in kinds.values() for u in us
     )
     assignments = []
@@ -233,15 +251,13 @@ def _allocate(fleet: Sequence[GpuState], request: Request, best_fit: bool) -> Pl
         for key, count in take.items():
             pool = units[node][key]
             if best_fit:
-                pool.sort(key=lambda u: free_slots_per_gpu[u.gpu.gpu_id])
+                pool.sort(key=lambda u: free_per_gpu[u.gpu.gpu_id])
             for unit in pool[:count]:
-                free_slots_per_gpu[unit.gpu.gpu_id] -= 1
-                assignments.append(unit.take(request.allocation_id))
+                free_per_gpu[unit.gpu.gpu_id] -= 1
+                unit.hold(allocation_id)
+                assignments.append(unit.assignment())
             del pool[:count]
-    return Placement(request.allocation_id, tuple(assignments))
-
-
-_Choice = tuple[str, dict[Key, int]]  # a host and how many units of each kind to take there
+    return assignments
 
 
 def _search(
