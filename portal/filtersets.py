@@ -9,8 +9,9 @@ class AuditFilterSet(django_filters.FilterSet):
     actor_name = django_filters.CharFilter(lookup_expr="icontains", label="Who")
     action = django_filters.ChoiceFilter(choices=AuditAction.choices, empty_label="Any action")
     content_type = django_filters.ModelChoiceFilter(
-        queryset=ContentType.objects.filter(app_label__in=["portal", "profiles", "pools",
-                                                            "workspaces"]),
+        queryset=ContentType.objects.filter(
+            app_label__in=["portal", "profiles", "pools", "workspaces"]
+        ),
         empty_label="Any type",
         label="Type",
     )

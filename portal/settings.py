@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from portal.env import env_bool, env_int, env_list, env_str
+from portal.env import env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("PORTAL_DATA_DIR", str(BASE_DIR / "var")))
@@ -148,6 +148,18 @@ ACCOUNT_SESSION_REMEMBER = False
 # Brute-force throttling of the password form (allauth's rate limits).
 ACCOUNT_RATE_LIMITS = {"login_failed": "10/m/ip,5/5m/key"}
 SOCIALACCOUNT_ADAPTER = "portal.accounts.PortalSocialAccountAdapter"
+# Okta SSO: the app is built from the SsoConfiguration row (admin page), not from settings.
+# A first SSO login creates the account without a form (the adapter only lets users in whose
+# groups map); an Okta login whose verified email matches a local account signs into that
+# account and links it. SSO users may lack an email claim.
+SOCIALACCOUNT_AUTO_SIGNUP = True
+SOCIALACCOUNT_EMAIL_REQUIRED = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+# Invitation links stay valid this many days.
+PORTAL_INVITATION_DAYS = env_int("PORTAL_INVITATION_DAYS", 7, minimum=1)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("PORTAL_TIME_ZONE", "UTC")
@@ -189,6 +201,20 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
 }
+
+# Infrastructure drivers
+# An alternative AWS endpoint (e.g. a moto server in tests); empty means AWS itself.
+AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL") or None
+# "namespace": one namespace per workspace; "shared": labelled objects in one namespace.
+KUBERNETES_NAMESPACE_MODE = env_choice(
+    "KUBERNETES_NAMESPACE_MODE", "namespace", {"namespace", "shared"}
+)
+KUBERNETES_SHARED_NAMESPACE = env_str("KUBERNETES_SHARED_NAMESPACE", "gpu-workspaces")
+KUBERNETES_WORKSPACE_IMAGE = env_str(
+    "KUBERNETES_WORKSPACE_IMAGE", "nvcr.io/nvidia/cuda:12.6.3-base-ubuntu24.04"
+)
+# Empty: the cluster's default StorageClass.
+KUBERNETES_STORAGE_CLASS = env_str("KUBERNETES_STORAGE_CLASS")
 
 DJANGO_TABLES2_TEMPLATE = "django_tables2/table.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table"}

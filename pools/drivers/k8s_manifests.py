@@ -1,0 +1,289 @@
+"""The Kubernetes objects of a workspace, as plain dicts (pure functions, no API calls).
+
+One workspace is, per resource group `i` of its compute profile:
+- a headless Service `<name>-g<i>` (stable DNS for the group's pods; multi-node groups
+  find each other through it),
+- a StatefulSet `<name>-g<i>` with one replica per node of the group, each pod requesting
+  the group's CPU, memory and `nvidia.com/gpu` (whole GPUs) or `nvidia.com/mig-<profile>`
+  (MIG slices, the device plugin's "mixed" strategy), pinned to the GPU model with the
+  node selector `nvidia.com/gpu.product` and tolerating the `nvidia.com/gpu` taint,
+- one PersistentVolumeClaim `data-<name>-g<i>-<ordinal>` per replica: exactly the name the
+  StatefulSet controller gives the claim of its volume claim template "data", so the
+  controller adopts the claims we made (visible, labelled, deleted with the workspace)
+  instead of making its own,
+plus, in the default "namespace" mode, a Namespace named after the workspace and a
+ResourceQuota capping it at what the profile asks for. In "shared" mode everything lives in
+one shared namespace and is found by its labels; there is no per-workspace quota there
+(a ResourceQuota covers a whole namespace), so the portal's own quotas are the limit.
+
+Every object carries `app.kubernetes.io/managed-by=gpu-paas-portal` and
+`gpupaas.io/workspace=<spec.name>`; that is how the driver finds (and reaps) them.
+
+The node selector uses the *first* `nvidia.com/gpu.product` value the catalog lists for
+the GPU model (e.g. "NVIDIA-A100-SXM4-40GB" for A100-40GB). A node with the other board of
+the same model (the PCIe card) does not match; a node affinity "In" over all labels would,
+and is the next step if an installation mixes boards.
+
+RAM and storage in the profile are "GB"; they are requested in GiB, as Kubernetes
+installations conventionally size memory and volumes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pools.drivers.base import GroupSpec, WorkspaceSpec
+from profiles import catalog
+from profiles.mig.catalog import k8s_resource_name
+
+MANAGED_BY = "gpu-paas-portal"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+WORKSPACE_LABEL = "gpupaas.io/workspace"
+PROFILE_LABEL = "gpupaas.io/profile"
+GROUP_LABEL = "gpupaas.io/group"
+GPU_RESOURCE = "nvidia.com/gpu"
+PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+NAMESPACE_MODE = "namespace"  # a namespace per workspace (default)
+SHARED_MODE = "shared"  # labelled objects in one shared namespace
+DATA_VOLUME = "data"
+DEFAULT_IMAGE = "nvcr.io/nvidia/cuda:12.6.3-base-ubuntu24.04"
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    """How an installation wants its workspaces laid out on the cluster."""
+
+    namespace_mode: str = NAMESPACE_MODE
+    shared_namespace: str = "gpu-paas-workspaces"
+    image: str = DEFAULT_IMAGE
+    storage_class: str = ""  # "" = the cluster's default StorageClass
+    mount_path: str = "/workspace"
+
+    def __post_init__(self):
+        if self.namespace_mode not in (NAMESPACE_MODE, SHARED_MODE):
+            raise ValueError(f"unknown namespace mode: {self.namespace_mode!r}")
+
+
+def namespace_for(spec: WorkspaceSpec, options: ManifestOptions) -> str:
+    return spec.name if options.namespace_mode == NAMESPACE_MODE else options.shared_namespace
+
+
+def group_name(spec: WorkspaceSpec, group: GroupSpec) -> str:
+    """The StatefulSet and Service of a group; its pods are `<this>-<ordinal>`."""
+    return f"{spec.name}-g{group.index}"
+
+
+def pod_names(spec: WorkspaceSpec) -> list[str]:
+    return [
+        f"{group_name(spec, group)}-{ordinal}"
+        for group in spec.groups
+        for ordinal in range(group.node_count)
+    ]
+
+
+def claim_name(spec: WorkspaceSpec, group: GroupSpec, ordinal: int) -> str:
+    return f"{DATA_VOLUME}-{group_name(spec, group)}-{ordinal}"
+
+
+def label_value(value: str) -> str:
+    """A string cut down to what a label value may hold (63 chars, alnum at both ends)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "-", value)[:63]
+    return cleaned.strip("-_.")
+
+
+def workspace_labels(spec: WorkspaceSpec) -> dict[str, str]:
+    """The labels on every object of the workspace (the caller's extra labels first)."""
+    labels = dict(spec.labels)
+    labels.update(
+        {
+            MANAGED_BY_LABEL: MANAGED_BY,
+            WORKSPACE_LABEL: spec.name,
+            PROFILE_LABEL: label_value(spec.profile),
+        }
+    )
+    return labels
+
+
+def workspace_selector(spec: WorkspaceSpec) -> str:
+    """A labelSelector matching every object of the workspace."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{WORKSPACE_LABEL}={spec.name}"
+
+
+def group_labels(spec: WorkspaceSpec, group: GroupSpec) -> dict[str, str]:
+    return {**workspace_labels(spec), GROUP_LABEL: str(group.index)}
+
+
+def accelerator(group: GroupSpec) -> tuple[str, int] | None:
+    """The extended resource one pod of the group requests, or None for CPU only."""
+    if not group.gpu_count:
+        return None
+    if group.mig_profile:
+        return k8s_resource_name(group.mig_profile), group.gpu_count
+    return GPU_RESOURCE, group.gpu_count
+
+
+def product_label(gpu_model: str) -> str | None:
+    """The `nvidia.com/gpu.product` value to select nodes of a model (the first listed)."""
+    model = catalog.gpu_model(gpu_model)
+    return model.product_labels[0] if model and model.product_labels else None
+
+
+def _meta(name: str, labels: dict[str, str], namespace: str | None = None) -> dict:
+    meta: dict = {"name": name, "labels": labels}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
+
+
+def namespace_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
+    if options.namespace_mode == SHARED_MODE:
+        # Shared by every workspace: no workspace label, so deleting one never touches it.
+        labels = {MANAGED_BY_LABEL: MANAGED_BY}
+    else:
+        labels = workspace_labels(spec)
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": _meta(namespace_for(spec, options), labels),
+    }
+
+
+def quota_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
+    """The namespace's ceiling: the sum of what every pod and claim of the profile asks."""
+    cpu = sum(g.cpu * g.node_count for g in spec.groups)
+    ram = sum(g.ram_gb * g.node_count for g in spec.groups)
+    storage = sum(g.storage_gb * g.node_count for g in spec.groups)
+    claims = sum(g.node_count for g in spec.groups)
+    hard = {
+        "requests.cpu": str(cpu),
+        "limits.cpu": str(cpu),
+        "requests.memory": f"{ram}Gi",
+        "limits.memory": f"{ram}Gi",
+        "requests.storage": f"{storage}Gi",
+        "persistentvolumeclaims": str(claims),
+        "pods": str(claims),
+    }
+    # Extended resources can only be capped on requests (they may not be overcommitted).
+    for group in spec.groups:
+        found = accelerator(group)
+        if found:
+            resource, count = found
+            key = f"requests.{resource}"
+            hard[key] = str(int(hard.get(key, "0")) + count * group.node_count)
+    return {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": _meta(f"{spec.name}-quota", workspace_labels(spec), spec.name),
+        "spec": {"hard": hard},
+    }
+
+
+def _claim_spec(group: GroupSpec, options: ManifestOptions) -> dict:
+    claim: dict = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": f"{group.storage_gb}Gi"}},
+    }
+    if options.storage_class:
+        claim["storageClassName"] = options.storage_class
+    return claim
+
+
+def claim_manifests(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -> list:
+    namespace = namespace_for(spec, options)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(
+                claim_name(spec, group, ordinal), group_labels(spec, group), namespace
+            ),
+            "spec": _claim_spec(group, options),
+        }
+        for ordinal in range(group.node_count)
+    ]
+
+
+def service_manifest(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -> dict:
+    labels = group_labels(spec, group)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(group_name(spec, group), labels, namespace_for(spec, options)),
+        "spec": {
+            "clusterIP": "None",
+            "selector": {WORKSPACE_LABEL: spec.name, GROUP_LABEL: str(group.index)},
+            # Nodes of a multi-node group must find each other before they are all Ready.
+            "publishNotReadyAddresses": True,
+        },
+    }
+
+
+def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -> dict:
+    amounts: dict = {"cpu": str(group.cpu), "memory": f"{group.ram_gb}Gi"}
+    found = accelerator(group)
+    if found:
+        amounts[found[0]] = str(found[1])
+    container = {
+        "name": "workspace",
+        "image": options.image,
+        "command": ["sleep", "infinity"],
+        # Requests equal to limits: the Guaranteed QoS class, and extended resources
+        # (GPUs, MIG slices) must have requests equal to limits anyway.
+        "resources": {"requests": dict(amounts), "limits": dict(amounts)},
+        "env": [
+            {"name": "GPUPAAS_WORKSPACE", "value": spec.name},
+            {"name": "GPUPAAS_GROUP", "value": str(group.index)},
+            {"name": "GPUPAAS_GROUP_SERVICE", "value": group_name(spec, group)},
+        ],
+        "volumeMounts": [{"name": DATA_VOLUME, "mountPath": options.mount_path}],
+    }
+    pod: dict = {"containers": [container], "terminationGracePeriodSeconds": 30}
+    if found:
+        product = product_label(group.gpu_model)
+        if product:
+            pod["nodeSelector"] = {PRODUCT_LABEL: product}
+        pod["tolerations"] = [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoExecute"},
+        ]
+    return pod
+
+
+def statefulset_manifest(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -> dict:
+    labels = group_labels(spec, group)
+    name = group_name(spec, group)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(name, labels, namespace_for(spec, options)),
+        "spec": {
+            "replicas": group.node_count,
+            "serviceName": name,
+            "podManagementPolicy": "Parallel",  # all nodes of a group start together
+            "selector": {
+                "matchLabels": {WORKSPACE_LABEL: spec.name, GROUP_LABEL: str(group.index)}
+            },
+            "template": {"metadata": {"labels": labels}, "spec": _pod_spec(spec, group, options)},
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": DATA_VOLUME, "labels": labels},
+                    "spec": _claim_spec(group, options),
+                }
+            ],
+        },
+    }
+
+
+def render(spec: WorkspaceSpec, options: ManifestOptions | None = None) -> list[dict]:
+    """Every object of the workspace, in the order to apply them (namespace first)."""
+    options = options or ManifestOptions()
+    objects = [namespace_manifest(spec, options)]
+    if options.namespace_mode == NAMESPACE_MODE:
+        objects.append(quota_manifest(spec, options))
+    for group in spec.groups:
+        objects.extend(claim_manifests(spec, group, options))
+        objects.append(service_manifest(spec, group, options))
+        objects.append(statefulset_manifest(spec, group, options))
+    return objects

@@ -1,0 +1,480 @@
+"""A STAND-IN for the Kubernetes API server, for the driver's tests. Not a Kubernetes.
+
+No API server can be installed on these machines, so this is a small HTTP server (a thread
+on 127.0.0.1) implementing only the calls `pools.drivers.kubernetes` makes, through the real
+`kubernetes` client over real HTTP:
+
+- server-side apply: `PATCH` with `Content-Type: application/apply-patch+yaml` on
+  namespaces, resourcequotas, persistentvolumeclaims, services (core/v1) and statefulsets
+  (apps/v1); `GET` of one object, `LIST` with an equality `labelSelector`, `DELETE`;
+  `LIST` of nodes and pods.
+
+It rejects what a real API server rejects for those calls, with the same codes and Status
+bodies: 401 without the kubeconfig's token; 415 for other PATCH content types (the
+merge/strategic/JSON patch types a real server accepts are not implemented here, and say
+so); 422 when `fieldManager` is missing; 400 when the body's apiVersion, kind, name or
+namespace disagree with the URL; 404 for a missing object or namespace; 422 when
+`kubernetes_validate` (strict, the cluster's version) rejects the object, for a bad label,
+or for a change to an immutable StatefulSet field; 403 for new objects in a terminating
+namespace; 409 for deleting a namespace that is already terminating.
+
+What it simplifies: one field manager owns everything, so an apply stores exactly the
+applied object (plus uid, timestamps, resourceVersion and status); no defaulting, no
+admission. A StatefulSet immediately gets its pods (Pending, unscheduled) and the claims
+of its volume claim templates; deleting one deletes its pods. Namespaces are deleted at
+once unless `finalize_namespaces` is False, when they stay "Terminating" until
+`finish_terminating()`. Tests drive pods with `set_pods()` and nodes with `add_node()`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import threading
+import uuid
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import kubernetes_validate
+import yaml
+
+# plural -> (API prefix, apiVersion, kind, namespaced)
+RESOURCES = {
+    "namespaces": ("/api/v1", "v1", "Namespace", False),
+    "nodes": ("/api/v1", "v1", "Node", False),
+    "resourcequotas": ("/api/v1", "v1", "ResourceQuota", True),
+    "persistentvolumeclaims": ("/api/v1", "v1", "PersistentVolumeClaim", True),
+    "services": ("/api/v1", "v1", "Service", True),
+    "pods": ("/api/v1", "v1", "Pod", True),
+    "statefulsets": ("/apis/apps/v1", "apps/v1", "StatefulSet", True),
+}
+APPLIABLE = {"namespaces", "resourcequotas", "persistentvolumeclaims", "services", "statefulsets"}
+PATH = re.compile(
+    r"^(?P<prefix>/api/v1|/apis/apps/v1)(?:/namespaces/(?P<ns>[^/]+))?"
+    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
+)
+OTHER_PATCH_TYPES = {
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+}
+# What may change in a StatefulSet's spec (apps validation, ValidateStatefulSetUpdate).
+STS_MUTABLE = {
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+}
+LABEL_KEY = re.compile(
+    r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    503: "ServiceUnavailable",
+}
+
+
+def status(code: int, message: str) -> dict:
+    reason = REASONS.get(code, "InternalError")
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.body = status(code, message)
+
+
+class StandInApiServer:
+    """Start with `start()`; `kubeconfig()` is what an Infrastructure row stores."""
+
+    def __init__(self, version: str = "1.33", token: str = "stand-in-token"):
+        self.version, self.token = version, token
+        self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, namespace, name)
+        self.requests: list[tuple[str, str]] = []  # (method, path) for assertions
+        self.refuse: int | None = None  # answer every request with this HTTP status
+        self.finalize_namespaces = True
+        self.lock = threading.RLock()
+        self._revision = 0
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def start(self) -> StandInApiServer:
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def kubeconfig(self, token: str | None = None) -> str:
+        return yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "stand-in",
+                "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
+                "users": [{"name": "portal", "user": {"token": token or self.token}}],
+                "contexts": [
+                    {"name": "stand-in", "context": {"cluster": "stand-in", "user": "portal"}}
+                ],
+            }
+        )
+
+    # --- test controls ------------------------------------------------------------------
+
+    def add_node(self, name: str, labels: dict, allocatable: dict) -> None:
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": labels},
+            "status": {"allocatable": allocatable, "capacity": allocatable},
+        }
+        self._store("nodes", "", node)
+
+    def pods(self, namespace: str | None = None) -> list[dict]:
+        return [
+            o
+            for (p, ns, _), o in sorted(self.objects.items())
+            if p == "pods" and namespace in (None, ns)
+        ]
+
+    def set_pods(self, state: str, node: str = "gpu-node-1", namespace=None, since=None):
+        """Move pods to "ready", "running" (not Ready), "unschedulable" or "image_pull"."""
+        with self.lock:
+            for pod in self.pods(namespace):
+                pod["status"] = _pod_status(state, node, since or _now())
+                if state in ("ready", "running", "image_pull"):
+                    pod["spec"]["nodeName"] = node
+
+    def finish_terminating(self) -> None:
+        with self.lock:
+            for (plural, _, name), obj in list(self.objects.items()):
+                if plural == "namespaces" and obj["metadata"].get("deletionTimestamp"):
+                    self._purge_namespace(name)
+
+    def names(self, plural: str) -> list[str]:
+        return sorted(f"{ns}/{n}".lstrip("/") for p, ns, n in self.objects if p == plural)
+
+    # --- the API ------------------------------------------------------------------------
+
+    def handle(self, method: str, path: str, query: dict, headers, body: bytes):
+        self.requests.append((method, path))
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            raise ApiError(401, "Unauthorized")
+        if self.refuse:
+            raise ApiError(self.refuse, f"refused by the test ({self.refuse})")
+        match = PATH.match(path)
+        if not match or match["plural"] not in RESOURCES:
+            raise ApiError(404, "the server could not find the requested resource")
+        prefix, api_version, kind, namespaced = RESOURCES[match["plural"]]
+        if match["prefix"] != prefix or (match["ns"] and not namespaced):
+            raise ApiError(404, "the server could not find the requested resource")
+        plural, ns, name = match["plural"], match["ns"] or "", match["name"]
+        with self.lock:
+            if method == "GET" and name:
+                return 200, self._get(plural, ns, name)
+            if method == "GET":
+                return 200, self._list(plural, ns, api_version, kind, query)
+            if method == "PATCH" and name:
+                return self._apply(plural, ns, name, query, headers, body)
+            if method == "DELETE" and name:
+                return 200, self._delete(plural, ns, name)
+        raise ApiError(405, f"{method} {path} is not supported")
+
+    def _get(self, plural: str, ns: str, name: str) -> dict:
+        found = self.objects.get((plural, ns, name))
+        if found is None:
+            raise ApiError(404, f'{plural} "{name}" not found')
+        return found
+
+    def _list(self, plural, ns, api_version, kind, query) -> dict:
+        if "fieldSelector" in query:
+            raise ApiError(400, "the stand-in does not implement fieldSelector")
+        wanted = _parse_selector(query.get("labelSelector", [""])[0])
+        items = [
+            obj
+            for (p, n, _), obj in sorted(self.objects.items())
+            if p == plural and ns in ("", n) and _matches(obj, wanted)
+        ]
+        return {
+            "apiVersion": api_version,
+            "kind": f"{kind}List",
+            "items": items,
+            "metadata": {"resourceVersion": str(self._revision)},
+        }
+
+    def _apply(self, plural, ns, name, query, headers, body: bytes):
+        content_type = headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type in OTHER_PATCH_TYPES:
+            raise ApiError(415, "the stand-in implements only apply")
+        if content_type != "application/apply-patch+yaml":
+            raise ApiError(
+                415,
+                f"the body of the request was in an unknown format - accepted media "
+                f"types include: {', '.join(sorted(OTHER_PATCH_TYPES))}, "
+                f"application/apply-patch+yaml",
+            )
+        if not query.get("fieldManager", [""])[0]:
+            raise ApiError(
+                422,
+                'PatchOptions.meta.k8s.io "" is invalid: '
+                "fieldManager: Required value: is required for apply patch",
+            )
+        if plural not in APPLIABLE:
+            raise ApiError(405, f"the stand-in does not apply {plural}")
+        obj = yaml.safe_load(body)
+        _, api_version, kind, namespaced = RESOURCES[plural]
+        if not isinstance(obj, dict):
+            raise ApiError(400, "the body is not an object")
+        if (obj.get("apiVersion"), obj.get("kind")) != (api_version, kind):
+            raise ApiError(
+                400,
+                f"the API version or kind in the data "
+                f"({obj.get('apiVersion')}, {obj.get('kind')}) does not match "
+                f"the expected ({api_version}, {kind})",
+            )
+        meta = obj.get("metadata") or {}
+        if meta.get("name") != name:
+            raise ApiError(
+                400,
+                f"the name of the object ({meta.get('name')}) "
+                f"does not match the name on the URL ({name})",
+            )
+        if namespaced and meta.get("namespace", ns) != ns:
+            raise ApiError(
+                400,
+                "the namespace of the provided object does "
+                "not match the namespace sent on the request",
+            )
+        title = f'{kind}{"" if api_version == "v1" else ".apps"} "{name}" is invalid'
+        try:
+            kubernetes_validate.validate(obj, f"{self.version}.0", strict=True)
+        except kubernetes_validate.ValidationError as error:
+            where = ".".join(str(p) for p in error.path)
+            raise ApiError(422, f"{title}: {where}: {error.message}") from None
+        for key, value in (meta.get("labels") or {}).items():
+            if not LABEL_KEY.match(key) or not LABEL_VALUE.match(str(value)):
+                raise ApiError(
+                    422,
+                    f"{title}: metadata.labels: Invalid value: "
+                    f"{value!r}: a valid label must be 63 characters or less "
+                    "and begin and end with an alphanumeric character",
+                )
+        if namespaced:
+            space = self.objects.get(("namespaces", "", ns))
+            if space is None:
+                raise ApiError(404, f'namespaces "{ns}" not found')
+        existing = self.objects.get((plural, ns, name))
+        if existing is None and namespaced and space["metadata"].get("deletionTimestamp"):
+            raise ApiError(
+                403,
+                f"unable to create new content in namespace {ns} because it is being terminated",
+            )
+        if existing and plural == "statefulsets":
+            before = {k: v for k, v in existing["spec"].items() if k not in STS_MUTABLE}
+            after = {k: v for k, v in obj["spec"].items() if k not in STS_MUTABLE}
+            if before != after:
+                raise ApiError(
+                    422,
+                    f"{title}: spec: Forbidden: updates to "
+                    "statefulset spec for fields other than 'replicas', "
+                    "'ordinals', 'template', 'updateStrategy', "
+                    "'persistentVolumeClaimRetentionPolicy' and "
+                    "'minReadySeconds' are forbidden",
+                )
+        stored = self._store(plural, ns, obj, existing)
+        if plural == "statefulsets":
+            self._reconcile_statefulset(stored)
+        return (200 if existing else 201), stored
+
+    def _store(self, plural: str, ns: str, obj: dict, existing: dict | None = None) -> dict:
+        self._revision += 1
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        old = (existing or {}).get("metadata", {})
+        if ns:
+            meta["namespace"] = ns
+        meta["uid"] = old.get("uid") or str(uuid.uuid4())
+        meta["creationTimestamp"] = old.get("creationTimestamp") or _now()
+        meta["resourceVersion"] = str(self._revision)
+        meta["generation"] = old.get("generation", 0) + 1
+        default_status = {"phase": "Active"} if plural == "namespaces" else {}
+        obj["status"] = (existing or {}).get("status", obj.get("status", default_status))
+        self.objects[(plural, ns, meta["name"])] = obj
+        return obj
+
+    def _reconcile_statefulset(self, sts: dict) -> None:
+        """What the StatefulSet controller would do next: make pods and their claims."""
+        name, ns, spec = sts["metadata"]["name"], sts["metadata"]["namespace"], sts["spec"]
+        for ordinal in range(spec.get("replicas", 1)):
+            for template in spec.get("volumeClaimTemplates", []):
+                claim = f"{template['metadata']['name']}-{name}-{ordinal}"
+                if ("persistentvolumeclaims", ns, claim) not in self.objects:
+                    meta = {**template["metadata"], "name": claim}
+                    body = {
+                        "apiVersion": "v1",
+                        "kind": "PersistentVolumeClaim",
+                        "metadata": meta,
+                        "spec": template["spec"],
+                    }
+                    self._store("persistentvolumeclaims", ns, body)
+            pod_name = f"{name}-{ordinal}"
+            if ("pods", ns, pod_name) not in self.objects:
+                labels = {
+                    **spec["template"]["metadata"].get("labels", {}),
+                    "statefulset.kubernetes.io/pod-name": pod_name,
+                }
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": pod_name, "labels": labels},
+                    "spec": copy.deepcopy(spec["template"]["spec"]),
+                    "status": {"phase": "Pending"},
+                }
+                self._store("pods", ns, pod)
+        for key in [k for k in self.objects if k[0] == "pods" and k[1] == ns]:
+            head, _, ordinal = key[2].rpartition("-")
+            if head == name and int(ordinal) >= spec.get("replicas", 1):
+                del self.objects[key]
+
+    def _delete(self, plural: str, ns: str, name: str) -> dict:
+        obj = self._get(plural, ns, name)
+        if plural == "namespaces":
+            if obj["metadata"].get("deletionTimestamp"):
+                raise ApiError(
+                    409,
+                    f"Operation cannot be fulfilled on namespaces "
+                    f'"{name}": The system is ensuring all content is removed from '
+                    "this namespace.  Upon completion, this namespace will "
+                    "automatically be purged by the system.",
+                )
+            obj["metadata"]["deletionTimestamp"] = _now()
+            obj["status"] = {"phase": "Terminating"}
+            if self.finalize_namespaces:
+                self._purge_namespace(name)
+            return obj
+        del self.objects[(plural, ns, name)]
+        if plural == "statefulsets":  # the garbage collector removes the owned pods
+            for key in [k for k in self.objects if k[0] == "pods" and k[1] == ns]:
+                if key[2].rpartition("-")[0] == name:
+                    del self.objects[key]
+        done = {**status(200, ""), "status": "Success", "reason": ""}
+        return {**done, "details": {"name": name, "kind": plural}}
+
+    def _purge_namespace(self, name: str) -> None:
+        for key in [k for k in self.objects if k[1] == name or k == ("namespaces", "", name)]:
+            del self.objects[key]
+
+
+def _pod_status(state: str, node: str, since: str) -> dict:
+    if state == "unschedulable":
+        message = "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
+        return {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": message,
+                }
+            ],
+        }
+    ready = "True" if state == "ready" else "False"
+    conditions = [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": ready}]
+    if state == "image_pull":
+        waiting = {"reason": "ImagePullBackOff", "message": 'Back-off pulling image "x"'}
+        return {
+            "phase": "Pending",
+            "conditions": conditions,
+            "startTime": since,
+            "containerStatuses": [
+                {"name": "workspace", "ready": False, "state": {"waiting": waiting}}
+            ],
+        }
+    return {"phase": "Running", "conditions": conditions, "startTime": since}
+
+
+def _parse_selector(selector: str) -> list[tuple[str, str, str | None]]:
+    terms = []
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if " in " in term or " notin " in term or "(" in term:
+            raise ApiError(400, "the stand-in implements equality selectors only")
+        for op in ("!=", "==", "="):
+            if op in term:
+                key, value = term.split(op, 1)
+                terms.append((key.strip(), op, value.strip()))
+                break
+        else:
+            terms.append((term.lstrip("!"), "!" if term.startswith("!") else "exists", None))
+    return terms
+
+
+def _matches(obj: dict, terms) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    for key, op, value in terms:
+        if (op in ("=", "==") and labels.get(key) != value) or (
+            op == "!=" and labels.get(key) == value
+        ):
+            return False
+        if (op == "exists" and key not in labels) or (op == "!" and key in labels):
+            return False
+    return True
+
+
+def _handler_for(server: StandInApiServer):
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self):
+            url = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            try:
+                code, payload = server.handle(
+                    self.command, url.path, parse_qs(url.query), self.headers, body
+                )
+            except ApiError as error:
+                code, payload = error.body["code"], error.body
+            data = json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PATCH = do_DELETE = do_POST = do_PUT = _serve
+
+        def log_message(self, *args):  # keep test output quiet
+            pass
+
+    return Handler

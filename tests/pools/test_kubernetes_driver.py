@@ -1,0 +1,393 @@
+"""The Kubernetes driver: its manifests against the official schemas, and its apply /
+readiness / delete flow against the in-process API stand-in (tests/pools/k8s_stand_in.py)."""
+
+from datetime import UTC, datetime, timedelta
+
+import kubernetes_validate
+import pytest
+
+from pools.drivers import k8s_manifests as m
+from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
+from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver, object_path
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure
+from tests.pools.k8s_stand_in import StandInApiServer
+
+VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33", "1.34", "1.35"]
+
+
+def spec_of(*groups: GroupSpec, name="ws-42", profile="medium") -> WorkspaceSpec:
+    return WorkspaceSpec(name=name, owner="mia", profile=profile, profile_version=1, groups=groups)
+
+
+SPECS = {
+    "cpu-only": spec_of(GroupSpec(0, cpu=2, ram_gb=8, storage_gb=20)),
+    "whole-gpu": spec_of(GroupSpec(0, "A100-40GB", 2, cpu=16, ram_gb=64, storage_gb=100)),
+    "mig-slice": spec_of(GroupSpec(0, "A100-40GB", 1, "3g.20gb", cpu=4, ram_gb=16)),
+    "mig-media": spec_of(GroupSpec(0, "A100-40GB", 1, "1g.5gb+me", cpu=2, ram_gb=8)),
+    "heterogeneous": spec_of(
+        GroupSpec(0, "H100-80GB", 8, cpu=96, ram_gb=900, storage_gb=500),
+        GroupSpec(1, "L4", 1, cpu=8, ram_gb=32),
+        GroupSpec(2, cpu=4, ram_gb=16),
+    ),
+    "multi-node": spec_of(GroupSpec(0, "H100-80GB", 8, cpu=96, ram_gb=900, node_count=4)),
+}
+SHARED = m.ManifestOptions(namespace_mode=m.SHARED_MODE, shared_namespace="workspaces")
+
+
+def by_kind(objects: list[dict], kind: str) -> list[dict]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+# --- manifests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("shape", SPECS)
+@pytest.mark.parametrize("options", [m.ManifestOptions(), SHARED], ids=["namespace", "shared"])
+def test_every_manifest_is_valid_for_the_clusters_version(version, shape, options):
+    for obj in m.render(SPECS[shape], options):
+        kubernetes_validate.validate(obj, f"{version}.0", strict=True)
+
+
+def test_a_whole_gpu_group_requests_gpus_on_the_models_nodes():
+    objects = m.render(SPECS["whole-gpu"])
+    pod = by_kind(objects, "StatefulSet")[0]["spec"]["template"]["spec"]
+    resources = pod["containers"][0]["resources"]
+    assert resources["limits"] == {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "2"}
+    assert resources["requests"] == resources["limits"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "resource"),
+    [("mig-slice", "nvidia.com/mig-3g.20gb"), ("mig-media", "nvidia.com/mig-1g.5gb.me")],
+)
+def test_a_mig_group_requests_the_mixed_strategy_resource(shape, resource):
+    objects = m.render(SPECS[shape])
+    limits = by_kind(objects, "StatefulSet")[0]["spec"]["template"]["spec"]["containers"][0][
+        "resources"
+    ]["limits"]
+    assert limits[resource] == "1"
+    assert "nvidia.com/gpu" not in limits
+    quota = by_kind(objects, "ResourceQuota")[0]["spec"]["hard"]
+    assert quota[f"requests.{resource}"] == "1"
+
+
+def test_a_cpu_only_group_has_no_gpu_selector_or_toleration():
+    pod = by_kind(m.render(SPECS["cpu-only"]), "StatefulSet")[0]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod
+    assert "tolerations" not in pod
+    assert set(pod["containers"][0]["resources"]["limits"]) == {"cpu", "memory"}
+
+
+def test_the_quota_sums_every_group_and_node():
+    quota = by_kind(m.render(SPECS["heterogeneous"]), "ResourceQuota")[0]["spec"]["hard"]
+    assert quota["requests.cpu"] == "108"
+    assert quota["limits.memory"] == "948Gi"
+    assert quota["requests.nvidia.com/gpu"] == "9"
+    assert quota["requests.storage"] == "520Gi"
+    assert quota["persistentvolumeclaims"] == "3"
+    multi = by_kind(m.render(SPECS["multi-node"]), "ResourceQuota")[0]["spec"]["hard"]
+    assert multi["requests.nvidia.com/gpu"] == "32"
+    assert multi["requests.cpu"] == "384"
+
+
+def test_per_group_objects_are_suffixed_and_labelled():
+    objects = m.render(SPECS["heterogeneous"])
+    names = [o["metadata"]["name"] for o in by_kind(objects, "StatefulSet")]
+    assert names == ["ws-42-g0", "ws-42-g1", "ws-42-g2"]
+    for obj in objects:
+        labels = obj["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "gpu-paas-portal"
+        assert labels["gpupaas.io/workspace"] == "ws-42"
+        assert labels["gpupaas.io/profile"] == "medium"
+    for sts in by_kind(objects, "StatefulSet"):
+        group = sts["metadata"]["labels"]["gpupaas.io/group"]
+        assert sts["spec"]["selector"]["matchLabels"]["gpupaas.io/group"] == group
+        template_labels = sts["spec"]["template"]["metadata"]["labels"]
+        assert sts["spec"]["selector"]["matchLabels"].items() <= template_labels.items()
+    for service in by_kind(objects, "Service"):
+        assert service["spec"]["clusterIP"] == "None"
+
+
+def test_a_multi_node_group_has_a_replica_and_a_claim_per_node():
+    objects = m.render(SPECS["multi-node"])
+    sts = by_kind(objects, "StatefulSet")[0]
+    assert sts["spec"]["replicas"] == 4
+    claims = [o["metadata"]["name"] for o in by_kind(objects, "PersistentVolumeClaim")]
+    # The names the StatefulSet controller gives its "data" template's claims.
+    assert claims == [f"data-ws-42-g0-{i}" for i in range(4)]
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+
+
+def test_shared_mode_puts_everything_in_the_shared_namespace_without_a_quota():
+    objects = m.render(SPECS["heterogeneous"], SHARED)
+    assert not by_kind(objects, "ResourceQuota")
+    namespace = by_kind(objects, "Namespace")[0]
+    assert namespace["metadata"]["name"] == "workspaces"
+    assert "gpupaas.io/workspace" not in namespace["metadata"]["labels"]
+    assert {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"} == {
+        "workspaces"
+    }
+
+
+def test_a_long_profile_slug_is_cut_to_a_valid_label_value():
+    labels = m.workspace_labels(spec_of(GroupSpec(0), profile="x" * 80 + "-"))
+    assert labels["gpupaas.io/profile"] == "x" * 63
+
+
+# --- the driver against the stand-in ------------------------------------------------------
+
+
+@pytest.fixture
+def cluster():
+    server = StandInApiServer(version="1.33").start()
+    yield server
+    server.stop()
+
+
+def kube_infrastructure(cluster, token=None) -> Infrastructure:
+    return Infrastructure(
+        name="Lab cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=cluster.kubeconfig(token),
+        kubernetes_version="1.33",
+    )
+
+
+@pytest.fixture
+def driver(cluster):
+    return KubernetesDriver(kube_infrastructure(cluster))
+
+
+def test_provision_applies_then_becomes_ready_when_the_pods_are(cluster, driver):
+    steps: list[str] = []
+    result = driver.provision(SPECS["heterogeneous"], steps.append)
+    assert not result.ready
+    assert "namespace ws-42 created" in steps
+    assert "stateful set ws-42-g1 created" in steps
+    assert cluster.names("statefulsets") == ["ws-42/ws-42-g0", "ws-42/ws-42-g1", "ws-42/ws-42-g2"]
+    assert cluster.names("resourcequotas") == ["ws-42/ws-42-quota"]
+    assert len(cluster.pods("ws-42")) == 3
+    # Every write was a server-side apply by our field manager.
+    assert {method for method, _ in cluster.requests} == {"GET", "PATCH"}
+
+    cluster.set_pods("ready", node="gpu-node-7")
+    result = driver.status(SPECS["heterogeneous"])
+    assert result.ready
+    assert result.detail["nodes"]["ws-42-g0-0"] == "gpu-node-7"
+    assert result.connection["shell"] == "kubectl -n ws-42 exec -it ws-42-g0-0 -- bash"
+    steps.clear()
+    driver.provision(SPECS["heterogeneous"], steps.append)
+    assert "pod ws-42-g0-0 scheduled on node gpu-node-7" in steps
+
+
+def test_running_provision_twice_makes_one_set_of_objects(cluster, driver):
+    driver.provision(SPECS["multi-node"])
+    before = {key: obj["metadata"]["uid"] for key, obj in cluster.objects.items()}
+    steps: list[str] = []
+    driver.provision(SPECS["multi-node"], steps.append)
+    after = {key: obj["metadata"]["uid"] for key, obj in cluster.objects.items()}
+    assert after == before
+    assert not [step for step in steps if step.endswith("created")]
+    assert len(cluster.pods("ws-42")) == 4
+
+
+def test_a_pod_that_cannot_be_scheduled_keeps_the_workspace_pending_with_the_reason(
+    cluster, driver
+):
+    driver.provision(SPECS["whole-gpu"])
+    cluster.set_pods("unschedulable")
+    result = driver.status(SPECS["whole-gpu"])
+    assert not result.ready
+    assert "cannot be scheduled yet" in result.detail["reason"]
+    assert "Insufficient nvidia.com/gpu" in result.detail["reason"]
+
+
+def test_a_multi_node_group_is_ready_only_when_every_node_is(cluster, driver):
+    driver.provision(SPECS["multi-node"])
+    cluster.set_pods("ready", namespace="ws-42")
+    cluster.objects[("pods", "ws-42", "ws-42-g0-3")]["status"] = {"phase": "Pending"}
+    assert not driver.status(SPECS["multi-node"]).ready
+
+
+def test_an_image_pull_back_off_waits_a_while_then_fails(cluster, driver):
+    driver.provision(SPECS["cpu-only"])
+    cluster.set_pods("image_pull")
+    assert "pulling its image" in driver.status(SPECS["cpu-only"]).detail["reason"]
+    long_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cluster.set_pods("image_pull", since=long_ago)
+    with pytest.raises(PermanentError, match="could not pull its image"):
+        driver.status(SPECS["cpu-only"])
+
+
+def test_deprovision_deletes_the_namespace_and_can_run_twice(cluster, driver):
+    driver.provision(SPECS["heterogeneous"])
+    steps: list[str] = []
+    driver.deprovision(SPECS["heterogeneous"], steps.append)
+    assert "namespace ws-42 deleted" in steps
+    assert not cluster.objects
+    driver.deprovision(SPECS["heterogeneous"])
+
+
+def test_deprovision_waits_for_a_terminating_namespace(cluster, driver):
+    cluster.finalize_namespaces = False
+    driver.provision(SPECS["whole-gpu"])
+    with pytest.raises(TransientError, match="still being deleted"):
+        driver.deprovision(SPECS["whole-gpu"])
+    with pytest.raises(TransientError, match="still being deleted"):
+        driver.deprovision(SPECS["whole-gpu"])  # no second DELETE (a real server says 409)
+    with pytest.raises(TransientError, match="still being deleted"):
+        driver.provision(SPECS["whole-gpu"])
+    cluster.finish_terminating()
+    driver.deprovision(SPECS["whole-gpu"])
+    assert not cluster.objects
+
+
+def test_an_invalid_manifest_is_rejected_by_the_api_as_permanent(cluster, driver, monkeypatch):
+    render = m.render
+
+    def broken(spec, options=None):
+        objects = render(spec, options)
+        by_kind(objects, "StatefulSet")[0]["spec"]["replicas"] = "two"
+        return objects
+
+    monkeypatch.setattr(m, "render", broken)
+    with pytest.raises(PermanentError, match="The cluster rejected StatefulSet ws-42-g0") as error:
+        driver.provision(SPECS["cpu-only"])
+    assert "HTTP 422" in error.value.detail
+    assert "replicas" in error.value.detail
+
+
+def test_changing_an_immutable_field_is_rejected_as_permanent(cluster, driver):
+    driver.provision(spec_of(GroupSpec(0, storage_gb=10)))
+    with pytest.raises(PermanentError, match="StatefulSet ws-42-g0"):
+        driver.provision(spec_of(GroupSpec(0, storage_gb=20)))
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_refused_credentials_are_permanent(cluster, code):
+    if code == 403:
+        cluster.refuse = 403
+        driver = KubernetesDriver(kube_infrastructure(cluster))
+    else:
+        driver = KubernetesDriver(kube_infrastructure(cluster, token="wrong"))
+    with pytest.raises(PermanentError, match="credentials were refused"):
+        driver.provision(SPECS["cpu-only"])
+
+
+@pytest.mark.parametrize("code", [409, 429, 503])
+def test_a_busy_api_is_transient(cluster, driver, code):
+    cluster.refuse = code
+    with pytest.raises(TransientError):
+        driver.provision(SPECS["cpu-only"])
+
+
+def test_an_unreachable_api_is_transient(cluster, driver):
+    cluster.stop()
+    with pytest.raises(TransientError, match="Cannot reach the Kubernetes API"):
+        driver.status(SPECS["cpu-only"])
+
+
+def test_a_bad_kubeconfig_is_permanent():
+    infrastructure = Infrastructure(name="x", kind="kubernetes", kubeconfig="- not: a config")
+    with pytest.raises(PermanentError, match="kubeconfig"):
+        KubernetesDriver(infrastructure).status(SPECS["cpu-only"])
+
+
+def test_a_namespace_that_is_not_the_workspaces_is_left_alone(cluster, driver):
+    cluster._store(
+        "namespaces", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ws-42"}}
+    )
+    with pytest.raises(PermanentError, match="not this workspace's"):
+        driver.provision(SPECS["cpu-only"])
+    with pytest.raises(PermanentError, match="not this workspace's"):
+        driver.deprovision(SPECS["cpu-only"])
+    assert cluster.names("namespaces") == ["ws-42"]
+
+
+def test_managed_names_lists_the_workspaces_on_the_cluster(cluster, driver):
+    cluster._store(
+        "namespaces", "", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+    )
+    driver.provision(SPECS["cpu-only"])
+    driver.provision(spec_of(GroupSpec(0), name="pool-7"))
+    assert driver.managed_names() == {"ws-42", "pool-7"}
+    driver.deprovision(SPECS["cpu-only"])
+    assert driver.managed_names() == {"pool-7"}
+
+
+def test_shared_mode_keeps_workspaces_apart_by_label(cluster):
+    driver = KubernetesDriver(kube_infrastructure(cluster), options=SHARED)
+    other = spec_of(GroupSpec(0, "L4", 1), name="ws-43")
+    driver.provision(SPECS["heterogeneous"])
+    driver.provision(other)
+    assert driver.managed_names() == {"ws-42", "ws-43"}
+    cluster.set_pods("ready")
+    assert driver.status(other).ready
+    steps: list[str] = []
+    driver.deprovision(SPECS["heterogeneous"], steps.append)
+    assert "stateful set ws-42-g0 deleted" in steps
+    assert driver.managed_names() == {"ws-43"}
+    assert cluster.names("namespaces") == ["workspaces"]
+    assert [p["metadata"]["name"] for p in cluster.pods()] == ["ws-43-g0-0"]
+    driver.deprovision(SPECS["heterogeneous"])
+
+
+def test_inventory_reads_gpu_labels_and_allocatable_resources(cluster, driver):
+    cluster.add_node(
+        "gpu-a",
+        {
+            "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB",
+            "nvidia.com/gpu.count": "8",
+            "nvidia.com/gpu.memory": "40960",
+        },
+        {"cpu": "96", "nvidia.com/gpu": "6", "nvidia.com/mig-3g.20gb": "4"},
+    )
+    cluster.add_node("cpu-a", {"kubernetes.io/os": "linux"}, {"cpu": "16"})
+    nodes = {node.name: node for node in driver.inventory()}
+    gpu = nodes["gpu-a"]
+    assert isinstance(gpu, KubeNodeInfo)
+    assert len(gpu.gpus) == 8
+    assert gpu.gpus[0].gpu_model == "A100-40GB"
+    assert gpu.gpus[0].memory_mib == 40960
+    assert gpu.gpus[0].mig_enabled
+    assert gpu.allocatable == {"nvidia.com/gpu": 6, "nvidia.com/mig-3g.20gb": 4}
+    assert nodes["cpu-a"].gpus == ()
+
+
+# --- the stand-in rejects what an API server rejects -------------------------------------
+
+
+def test_the_stand_in_refuses_other_patch_types_and_apply_without_a_field_manager(driver):
+    body = m.namespace_manifest(SPECS["cpu-only"], m.ManifestOptions())
+    path = object_path("Namespace", "ws-42")
+    with pytest.raises(PermanentError) as error:
+        driver._request(
+            "PATCH", path, body=body, what="ns", content_type="application/merge-patch+json"
+        )
+    assert "HTTP 415" in error.value.detail
+    with pytest.raises(PermanentError) as error:
+        driver._request(
+            "PATCH", path, body=body, what="ns", content_type="application/apply-patch+yaml"
+        )
+    assert "fieldManager: Required value" in error.value.detail
+
+
+def test_the_stand_in_needs_the_namespace_first(driver):
+    claim = m.claim_manifests(SPECS["cpu-only"], SPECS["cpu-only"].groups[0], m.ManifestOptions())
+    path = object_path("PersistentVolumeClaim", claim[0]["metadata"]["name"], "ws-42")
+    with pytest.raises(TransientError, match="did not find") as error:
+        driver._request(
+            "PATCH",
+            path,
+            body=claim[0],
+            what="claim",
+            query=[("fieldManager", "t")],
+            content_type="application/apply-patch+yaml",
+        )
+    assert 'namespaces "ws-42" not found' in error.value.detail
