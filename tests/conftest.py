@@ -5,6 +5,7 @@ from portal.models import Team
 from portal.roles import Role
 from profiles.choices import InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, InstanceType
+from tests.pools.moto_server import aws, moto_endpoint  # noqa: F401  (shared fixtures)
 
 PASSWORD = "correct-horse-battery"
 

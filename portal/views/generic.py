@@ -136,7 +136,8 @@ class ObjectEditView(ObjectView):
             else:
                 audit.record_created(request.user, obj)
         verb = "Updated" if pk else "Created"
-        messages.success(request, f"{verb} {self.model._meta.verbose_name} “{obj}”.")
+        detail = getattr(form, "success_detail", "")
+        messages.success(request, f"{verb} {self.model._meta.verbose_name} “{obj}”. {detail}")
         return redirect(obj)
 
     def render_form(self, request, form, obj):

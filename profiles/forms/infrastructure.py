@@ -1,8 +1,9 @@
+from botocore.exceptions import BotoCoreError, ClientError
 from django import forms
 from django.db import transaction
 
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput, SecretTextarea
-from profiles import catalog
+from profiles import aws_checks, catalog
 from profiles.choices import InfrastructureKind
 from profiles.forms.validators import validate_hosts, validate_kubeconfig, validate_ssh_private_key
 from profiles.models import Infrastructure, InstanceType
@@ -232,6 +233,8 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         missing = catalog.missing_credentials(provider.code, credentials) if credentials else []
         for key in missing:
             self.add_error(credential_field_name(provider.code, key), "Needed to log in.")
+        if provider.code == "aws" and credentials and not missing and not self.errors:
+            self._check_aws(credentials, cleaned)
 
     def _clean_credentials(self, provider) -> dict:
         keep = self.instance.credentials if self.instance.provider == provider.code else {}
@@ -243,6 +246,45 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             elif key in keep:
                 credentials[key] = keep[key]
         return credentials
+
+    def _check_aws(self, credentials: dict, cleaned: dict) -> None:
+        """Ask AWS whether it accepts new credentials, and what the instance types are.
+
+        Only when the credentials or region changed: an unrelated edit must not depend on
+        AWS answering.
+        """
+        unchanged = (
+            self.instance.pk
+            and credentials == self.instance.credentials
+            and cleaned.get("region") == self.instance.region
+        )
+        if unchanged:
+            return
+        ok, message = aws_checks.check_credentials(
+            credentials, cleaned["region"], aws_checks.endpoint_url()
+        )
+        first_key = "role_arn" if credentials.get("role_arn") else "access_key_id"
+        if not ok:
+            self.add_error(credential_field_name("aws", first_key), message)
+            return
+        self.success_detail = message
+        try:
+            self.aws_facts = aws_checks.describe_instance_type_facts(
+                cleaned.get("instance_types") or [],
+                cleaned["region"],
+                credentials,
+                aws_checks.endpoint_url(),
+            )
+        except (aws_checks.AwsCredentialsError, ClientError, BotoCoreError) as error:
+            self.add_error("instance_types", f"AWS did not describe the instance types: {error}")
+            return
+        offered = set(self.aws_facts)
+        absent = [n for n in cleaned.get("instance_types") or [] if n not in offered]
+        if absent:
+            self.add_error(
+                "instance_types",
+                f"Not offered in {cleaned['region']}: {', '.join(absent)}.",
+            )
 
     def _clean_data_center(self, cleaned: dict) -> None:
         self._require(cleaned, "platform", "operating_system")
@@ -297,8 +339,10 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             wanted = set()
         infrastructure.instance_types.exclude(name__in=wanted).delete()
         existing = set(infrastructure.instance_types.values_list("name", flat=True))
+        described = getattr(self, "aws_facts", {})
         for name in sorted(wanted - existing):
-            facts = catalog.instance_type(infrastructure.provider, name)
+            # What EC2 itself said wins over the catalog's copy of the same facts.
+            facts = described.get(name) or catalog.instance_type(infrastructure.provider, name)
             InstanceType.objects.create(
                 infrastructure=infrastructure,
                 name=name,

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from profiles.forms import ComputeProfileForm, InfrastructureForm, ServicesProfileForm
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws")]
 
 HOSTILE = st.one_of(
     st.text(max_size=40),

@@ -11,7 +11,8 @@ from profiles.forms import InfrastructureForm
 from profiles.models import Infrastructure
 from tests.portal.test_crypto import KUBECONFIG
 
-pytestmark = pytest.mark.django_db
+# AWS entries are checked against AWS on save: here a real moto server stands in for it.
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws")]
 
 
 def ssh_key() -> str:
@@ -69,6 +70,18 @@ def test_a_valid_aws_entry_saves_with_instance_type_facts_from_the_catalog():
     assert (p4d.gpu_model, p4d.gpu_count, p4d.gpu_memory_gb) == ("A100-40GB", 8, 40)
     assert infrastructure.credentials["role_arn"].endswith("role/gpu-paas")
     assert infrastructure.gpu_offer() == {"A100-40GB": 8, "A10G": 1}
+
+
+def test_new_aws_credentials_are_checked_with_sts(admin_client):
+    response = admin_client.post(reverse("profiles:infrastructure_add"), aws_data(), follow=True)
+    assert "AWS accepted the credentials" in response.content.decode()
+    assert Infrastructure.objects.get().instance_types.count() == 2
+
+
+def test_credentials_aws_cannot_confirm_are_an_error_next_to_the_field(settings):
+    settings.AWS_ENDPOINT_URL = "http://127.0.0.1:9"
+    errors = form_errors(aws_data())
+    assert "Cannot reach AWS STS in us-east-1" in errors["cred_aws_role_arn"][0]
 
 
 def test_region_is_validated_per_provider():
