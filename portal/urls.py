@@ -1,7 +1,7 @@
 from django.urls import include, path
 
 from portal.urlhelpers import crud_urls
-from portal.views import pages
+from portal.views import pages, users
 
 portal_patterns = [
     path("admin/", pages.overview, name="overview"),
@@ -15,6 +15,28 @@ portal_patterns = [
         pages.TeamEdit,
         pages.TeamDelete,
     ),
+    path("admin/groups/<int:pk>/members/add/", pages.team_member_add, name="team_member_add"),
+    path(
+        "admin/groups/<int:pk>/members/<int:user_pk>/remove/",
+        pages.team_member_remove,
+        name="team_member_remove",
+    ),
+    path("admin/users/", users.user_list, name="user_list"),
+    path("admin/users/add/", users.user_add, name="user_add"),
+    path("admin/users/<int:pk>/", users.user_detail, name="user_detail"),
+    path("admin/users/<int:pk>/deactivate/", users.user_deactivate, name="user_deactivate"),
+    path("admin/users/<int:pk>/reactivate/", users.user_reactivate, name="user_reactivate"),
+    path("admin/invitations/", users.invitation_list, name="invitation_list"),
+    path("admin/invitations/add/", users.invitation_add, name="invitation_add"),
+    path("admin/invitations/<int:pk>/resend/", users.invitation_resend, name="invitation_resend"),
+    path("admin/invitations/<int:pk>/revoke/", users.invitation_revoke, name="invitation_revoke"),
+    path("admin/sso/", users.sso_settings, name="sso_settings"),
+    path("admin/sso/mappings/add/", users.sso_mapping_add, name="sso_mapping_add"),
+    path(
+        "admin/sso/mappings/<int:pk>/delete/", users.sso_mapping_delete, name="sso_mapping_delete"
+    ),
+    path("invitation/<int:pk>/<str:token>/", users.invitation_accept, name="invitation_accept"),
+    path("sso/no-access/", users.sso_no_access, name="sso_no_access"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,132 @@
+"""Invitations: create, send, resend, revoke and accept — each one audit-logged function.
+
+The link carries the invitation's id and a random token; only the token's SHA-256 is stored.
+Resending stores a new hash, so the older link is dead at once. Accepting stamps
+`accepted_at` with a conditional UPDATE, so a link can be used once even by two racing requests.
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+from enum import Enum
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from portal import audit
+from portal.models import AuditAction, Invitation
+
+INVITATION_DAYS = getattr(settings, "PORTAL_INVITATION_DAYS", 7)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def accept_url(invitation: Invitation, token: str) -> str:
+    path = reverse("portal:invitation_accept", args=[invitation.pk, token])
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def _send(invitation: Invitation, token: str) -> None:
+    context = {
+        "invitation": invitation,
+        "url": accept_url(invitation, token),
+        "site_name": settings.SITE_NAME,
+        "inviter": invitation.invited_by.get_username() if invitation.invited_by else "",
+    }
+    send_mail(
+        subject=f"You are invited to {settings.SITE_NAME}",
+        message=render_to_string("portal/email/invitation.txt", context),
+        from_email=None,
+        recipient_list=[invitation.email],
+    )
+
+
+def _new_token(invitation: Invitation) -> str:
+    token = secrets.token_urlsafe(32)
+    invitation.token_hash = _hash(token)
+    invitation.sent_at = timezone.now()
+    invitation.expires_at = invitation.sent_at + timedelta(days=INVITATION_DAYS)
+    return token
+
+
+@transaction.atomic
+def invite(actor, email: str, groups) -> Invitation:
+    invitation = Invitation(email=email.strip().lower(), invited_by=actor)
+    token = _new_token(invitation)
+    invitation.save()
+    invitation.groups.set(groups)
+    audit.record_created(actor, invitation)
+    transaction.on_commit(lambda: _send(invitation, token))
+    return invitation
+
+
+@transaction.atomic
+def resend(actor, invitation: Invitation) -> None:
+    """A new link (and a fresh expiry); the previous link stops working."""
+    token = _new_token(invitation)
+    invitation.save(update_fields=["token_hash", "sent_at", "expires_at"])
+    audit.record(actor, AuditAction.ACTION, invitation, message="Invitation resent")
+    transaction.on_commit(lambda: _send(invitation, token))
+
+
+@transaction.atomic
+def revoke(actor, invitation: Invitation) -> None:
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    audit.record(actor, AuditAction.ACTION, invitation, message="Invitation revoked")
+
+
+class LinkProblem(Enum):
+    """Why a link cannot be used; the value is (HTTP status, message)."""
+
+    INVALID = (
+        400,
+        "This invitation link is not valid. It may have been mistyped, or replaced "
+        "by a newer invitation email.",
+    )
+    USED = (410, "This invitation has already been used. Log in with the account you created.")
+    REVOKED = (410, "This invitation was withdrawn by an administrator.")
+    EXPIRED = (410, "This invitation has expired. Ask your administrator to send a new one.")
+
+
+def check_link(pk: int, token: str) -> tuple[Invitation | None, LinkProblem | None]:
+    invitation = Invitation.objects.filter(pk=pk).select_related("invited_by").first()
+    if invitation is None or not secrets.compare_digest(invitation.token_hash, _hash(token)):
+        return None, LinkProblem.INVALID
+    if invitation.accepted_at:
+        return invitation, LinkProblem.USED
+    if invitation.revoked_at:
+        return invitation, LinkProblem.REVOKED
+    if invitation.expires_at <= timezone.now():
+        return invitation, LinkProblem.EXPIRED
+    return invitation, None
+
+
+@transaction.atomic
+def accept(invitation: Invitation, user) -> bool:
+    """Join the invited groups; False when the invitation was used or revoked meanwhile."""
+    claimed = Invitation.objects.filter(
+        pk=invitation.pk,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+        expires_at__gt=timezone.now(),
+    ).update(accepted_at=timezone.now(), accepted_by=user)
+    if claimed != 1:
+        return False
+    groups = list(invitation.groups.all())
+    for team in groups:
+        team.members.add(user)
+    audit.record(
+        user,
+        AuditAction.ACTION,
+        invitation,
+        message=f"Invitation accepted by {user.get_username()}; joined "
+        f"{', '.join(t.name for t in groups) or 'no groups'}",
+    )
+    return True

@@ -1,0 +1,168 @@
+"""Forms of the user, invitation and SSO pages."""
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+
+from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput
+from portal.models import SsoConfiguration, SsoGroupMapping, Team
+
+
+def _groups_field() -> forms.ModelMultipleChoiceField:
+    return forms.ModelMultipleChoiceField(
+        queryset=Team.objects.order_by("name"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+
+def _clean_unique_email(email: str, exclude_pk=None) -> str:
+    email = email.strip().lower()
+    users = get_user_model().objects.filter(email__iexact=email)
+    if exclude_pk:
+        users = users.exclude(pk=exclude_pk)
+    if users.exists():
+        raise forms.ValidationError("A user with this email address already exists.")
+    return email
+
+
+class UserAddForm(PortalFormMixin, forms.Form):
+    fieldsets = [
+        ("User", ["username", "email", "groups"], ""),
+        ("Sign-in", ["send_invitation", "password"], ""),
+    ]
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField()
+    groups = _groups_field()
+    send_invitation = forms.BooleanField(
+        required=False,
+        label="Send an invitation instead",
+        help_text="The person gets an email link and chooses their own username and password.",
+    )
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput,
+        help_text="Optional. Leave blank for a user who signs in only with SSO.",
+    )
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"].strip()
+        user_model = get_user_model()
+        user_model.username_validator(username)
+        if user_model.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("This username is taken.")
+        return username
+
+    def clean_email(self) -> str:
+        return _clean_unique_email(self.cleaned_data["email"])
+
+    def clean(self):
+        data = super().clean()
+        password = data.get("password")
+        if password and data.get("send_invitation"):
+            self.add_error("password", "An invited user chooses their own password.")
+        elif password:
+            candidate = get_user_model()(username=data.get("username"), email=data.get("email"))
+            try:
+                password_validation.validate_password(password, candidate)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return data
+
+
+class InvitationForm(PortalFormMixin, forms.Form):
+    fieldsets = [("Invitation", ["email", "groups"], "")]
+    email = forms.EmailField()
+    groups = _groups_field()
+
+    def clean_email(self) -> str:
+        return _clean_unique_email(self.cleaned_data["email"])
+
+
+class AcceptInvitationForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput)
+    password2 = forms.CharField(label="Password (again)", widget=forms.PasswordInput)
+
+    def __init__(self, *args, email: str, **kwargs):
+        self.email = email
+        super().__init__(*args, **kwargs)
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"].strip()
+        user_model = get_user_model()
+        user_model.username_validator(username)
+        if user_model.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("This username is taken; choose another.")
+        return username
+
+    def clean(self):
+        data = super().clean()
+        if self.email and get_user_model().objects.filter(email__iexact=self.email).exists():
+            raise forms.ValidationError("An account with this email address already exists.")
+        p1, p2 = data.get("password1"), data.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", "The two passwords differ.")
+        elif p1:
+            candidate = get_user_model()(username=data.get("username", ""), email=self.email)
+            try:
+                password_validation.validate_password(p1, candidate)
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return data
+
+
+class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
+    fieldsets = [
+        (
+            "Okta (OpenID Connect)",
+            ["enabled", "display_name", "issuer", "client_id", "client_secret", "scopes"],
+            "",
+        ),
+        ("Password login", ["local_login_disabled", "break_glass_usernames"], ""),
+    ]
+    secret_fields = ("client_secret",)
+    issuer = forms.URLField(
+        label="Issuer URL",
+        required=False,
+        assume_scheme="https",
+        help_text=SsoConfiguration._meta.get_field("issuer").help_text,
+    )
+
+    class Meta:
+        model = SsoConfiguration
+        fields = [
+            "enabled",
+            "display_name",
+            "issuer",
+            "client_id",
+            "client_secret",
+            "scopes",
+            "local_login_disabled",
+            "break_glass_usernames",
+        ]
+        widgets = {"client_secret": SecretInput()}
+
+    def clean(self):
+        data = super().clean()
+        self._keep_stored_secrets(data)
+        if data.get("enabled"):
+            for name in ("issuer", "client_id", "client_secret"):
+                if not data.get(name):
+                    self.add_error(name, "Required to turn SSO on.")
+        if data.get("local_login_disabled"):
+            if not data.get("enabled"):
+                self.add_error("local_login_disabled", "Turn SSO on first.")
+            if not data.get("break_glass_usernames", "").strip():
+                self.add_error(
+                    "break_glass_usernames",
+                    "Name at least one break-glass administrator, or nobody could log in "
+                    "if Okta is down.",
+                )
+        return data
+
+
+class SsoGroupMappingForm(forms.ModelForm):
+    class Meta:
+        model = SsoGroupMapping
+        fields = ["sso_group", "team"]
+        labels = {"team": "Portal group"}

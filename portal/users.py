@@ -1,0 +1,114 @@
+"""User administration: add, deactivate, reactivate — each one audit-logged function.
+
+Users are never deleted from the portal: deactivating keeps their history (audit entries,
+workspaces) and ends every session they have open.
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.db import transaction
+from django.utils import timezone
+
+from portal import audit
+from portal.models import AuditAction
+
+
+def user_snapshot(user) -> dict:
+    """What the audit log keeps about a user (never the password hash)."""
+    return {
+        "username": user.get_username(),
+        "email": user.email,
+        "is_active": user.is_active,
+        "groups": sorted(user.teams.values_list("name", flat=True)) if user.pk else [],
+    }
+
+
+def record_verified_email(user) -> None:
+    """The address an administrator or an invitation vouched for counts as verified.
+
+    allauth's SSO email matching connects an Okta login to this account only through a
+    verified address (an unverified match would wipe the local password).
+    """
+    from allauth.account.models import EmailAddress
+
+    if user.email:
+        EmailAddress.objects.update_or_create(
+            user=user,
+            email__iexact=user.email,
+            defaults={"email": user.email, "verified": True, "primary": True},
+        )
+
+
+@transaction.atomic
+def add_user(actor, username: str, email: str, groups, password: str | None):
+    """Create an active user in the given groups; no password means an unusable one."""
+    user = get_user_model().objects.create_user(
+        username=username, email=email, password=password or None
+    )
+    for team in groups:
+        team.members.add(user)
+    record_verified_email(user)
+    audit.record(actor, AuditAction.CREATED, user, after=user_snapshot(user))
+    return user
+
+
+def end_sessions(user) -> int:
+    """Delete every stored session that belongs to the user; returns how many."""
+    doomed = []
+    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
+        if session.get_decoded().get("_auth_user_id") == str(user.pk):
+            doomed.append(session.session_key)
+    Session.objects.filter(session_key__in=doomed).delete()
+    return len(doomed)
+
+
+@transaction.atomic
+def deactivate(actor, user) -> int:
+    before = user_snapshot(user)
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    ended = end_sessions(user)
+    audit.record(
+        actor,
+        AuditAction.UPDATED,
+        user,
+        before=before,
+        after=user_snapshot(user),
+        message=f"Deactivated; {ended} session(s) ended",
+    )
+    return ended
+
+
+@transaction.atomic
+def reactivate(actor, user) -> None:
+    before = user_snapshot(user)
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    audit.record(
+        actor,
+        AuditAction.UPDATED,
+        user,
+        before=before,
+        after=user_snapshot(user),
+        message="Reactivated",
+    )
+
+
+def active_workspace_counts(users) -> dict[int, int] | None:
+    """{user id: live workspaces}, or None while the workspaces app has no Workspace model.
+
+    Written against `workspaces.Workspace` (`owner` FK, `objects.live()`), looked up at run
+    time so the user pages do not import the workspaces app.
+    """
+    from django.apps import apps
+    from django.db.models import Count
+
+    try:
+        workspace = apps.get_model("workspaces", "Workspace")
+    except LookupError:
+        return None
+    queryset = workspace.objects.all()
+    if hasattr(queryset, "live"):
+        queryset = queryset.live()
+    rows = queryset.filter(owner__in=users).values("owner").annotate(n=Count("pk"))
+    return {row["owner"]: row["n"] for row in rows}

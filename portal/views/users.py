@@ -1,0 +1,286 @@
+"""Users, invitations and SSO settings (Org admin changes; Viewer reads).
+
+Each view opens with `require()`; writes go through the audit-logged functions in
+`portal.users`, `portal.invitations` and `portal.sso`.
+"""
+
+from allauth.socialaccount.providers.openid_connect.views import login as oidc_login
+from django.contrib import messages
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Prefetch, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_tables2 import RequestConfig
+
+from portal import audit, invitations, sso
+from portal import users as user_actions
+from portal.models import (
+    AuditAction,
+    AuditEntry,
+    Invitation,
+    SsoConfiguration,
+    SsoGroupMapping,
+    Team,
+)
+from portal.roles import CHANGE, VIEW, Area, has_perm
+from portal.tables import InvitationTable, UserTable
+from portal.user_forms import (
+    AcceptInvitationForm,
+    InvitationForm,
+    SsoConfigurationForm,
+    SsoGroupMappingForm,
+    UserAddForm,
+)
+from portal.views.generic import require
+
+User = get_user_model()
+PENDING_INVITATION_SESSION_KEY = "portal_invitation"
+
+
+def _users_context(request) -> dict:
+    return {"can_change": has_perm(request.user, Area.USERS, CHANGE)}
+
+
+@login_required
+def user_list(request: HttpRequest) -> HttpResponse:
+    require(request.user, Area.USERS, VIEW)
+    users = User.objects.order_by("username").prefetch_related(
+        Prefetch("teams", queryset=Team.objects.order_by("name"))
+    )
+    if query := request.GET.get("q", "").strip():
+        users = users.filter(Q(username__icontains=query) | Q(email__icontains=query))
+    counts = user_actions.active_workspace_counts(users)
+    table = UserTable(users, workspace_counts=counts)
+    if counts is None:
+        table.columns.hide("active_workspaces")
+    RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    return render(
+        request, "portal/user_list.html", _users_context(request) | {"table": table, "q": query}
+    )
+
+
+@login_required
+def user_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Area.USERS, VIEW)
+    user = get_object_or_404(User, pk=pk)
+    history = AuditEntry.objects.filter(
+        content_type__app_label=User._meta.app_label,
+        content_type__model=User._meta.model_name,
+        object_id=str(user.pk),
+    )[:20]
+    sso_teams = set(user.sso_memberships.values_list("team_id", flat=True))
+    context = _users_context(request) | {
+        "object": user,
+        "teams": [(team, team.pk in sso_teams) for team in user.teams.order_by("name")],
+        "history": history,
+        "sso_linked": user.socialaccount_set.exists(),
+    }
+    return render(request, "portal/user_detail.html", context)
+
+
+@login_required
+def user_add(request: HttpRequest) -> HttpResponse:
+    require(request.user, Area.USERS, CHANGE)
+    form = UserAddForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        if data["send_invitation"]:
+            invitations.invite(request.user, data["email"], data["groups"])
+            messages.success(request, f"Invitation sent to {data['email']}.")
+            return redirect("portal:invitation_list")
+        user = user_actions.add_user(
+            request.user, data["username"], data["email"], data["groups"], data["password"]
+        )
+        messages.success(request, f"Added user “{user.get_username()}”.")
+        return redirect("portal:user_detail", pk=user.pk)
+    return render(request, "portal/user_add.html", {"form": form})
+
+
+@login_required
+@require_POST
+def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Area.USERS, CHANGE)
+    user = get_object_or_404(User, pk=pk, is_active=True)
+    if user == request.user:
+        messages.error(request, "You cannot deactivate your own account.")
+        return redirect("portal:user_detail", pk=pk)
+    ended = user_actions.deactivate(request.user, user)
+    messages.success(request, f"Deactivated “{user.get_username()}”; {ended} session(s) ended.")
+    return redirect("portal:user_detail", pk=pk)
+
+
+@login_required
+@require_POST
+def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Area.USERS, CHANGE)
+    user = get_object_or_404(User, pk=pk, is_active=False)
+    user_actions.reactivate(request.user, user)
+    messages.success(request, f"Reactivated “{user.get_username()}”.")
+    return redirect("portal:user_detail", pk=pk)
+
+
+# -- invitations ------------------------------------------------------------------------------
+
+
+@login_required
+def invitation_list(request: HttpRequest) -> HttpResponse:
+    require(request.user, Area.USERS, VIEW)
+    queryset = (
+        Invitation.objects.for_user(request.user, VIEW)
+        .select_related("invited_by")
+        .prefetch_related("groups")
+    )
+    table = InvitationTable(queryset)
+    if not has_perm(request.user, Area.USERS, CHANGE):
+        table.columns.hide("actions")
+    RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    return render(
+        request, "portal/invitation_list.html", _users_context(request) | {"table": table}
+    )
+
+
+@login_required
+def invitation_add(request: HttpRequest) -> HttpResponse:
+    require(request.user, Area.USERS, CHANGE)
+    form = InvitationForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        invitations.invite(request.user, form.cleaned_data["email"], form.cleaned_data["groups"])
+        messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+        return redirect("portal:invitation_list")
+    return render(request, "portal/invitation_add.html", {"form": form})
+
+
+def _pending_invitation(request, pk: int) -> Invitation:
+    require(request.user, Area.USERS, CHANGE)
+    return get_object_or_404(
+        Invitation.objects.for_user(request.user, CHANGE),
+        pk=pk,
+        accepted_at__isnull=True,
+        revoked_at__isnull=True,
+    )
+
+
+@login_required
+@require_POST
+def invitation_resend(request: HttpRequest, pk: int) -> HttpResponse:
+    invitation = _pending_invitation(request, pk)
+    invitations.resend(request.user, invitation)
+    messages.success(
+        request, f"Sent a new link to {invitation.email}; the old one no longer works."
+    )
+    return redirect("portal:invitation_list")
+
+
+@login_required
+@require_POST
+def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    invitation = _pending_invitation(request, pk)
+    invitations.revoke(request.user, invitation)
+    messages.success(request, f"Revoked the invitation of {invitation.email}.")
+    return redirect("portal:invitation_list")
+
+
+def invitation_accept(request: HttpRequest, pk: int, token: str) -> HttpResponse:
+    """The page the emailed link opens: choose a username and password, or use SSO."""
+    invitation, problem = invitations.check_link(pk, token)
+    if problem:
+        status, message = problem.value
+        return render(
+            request, "portal/invitation_invalid.html", {"message": message}, status=status
+        )
+    config = SsoConfiguration.load()
+    form = AcceptInvitationForm(request.POST or None, email=invitation.email)
+    if request.method == "POST" and request.POST.get("sso") and config.is_usable:
+        # The SSO login finishes the invitation (see PortalSocialAccountAdapter).
+        request.session[PENDING_INVITATION_SESSION_KEY] = [invitation.pk, token]
+        return oidc_login(request, provider_id=sso.PROVIDER_ID)
+    if request.method == "POST" and not request.POST.get("sso") and form.is_valid():
+        with transaction.atomic():
+            user = User.objects.create_user(
+                username=form.cleaned_data["username"],
+                email=invitation.email,
+                password=form.cleaned_data["password1"],
+            )
+            user_actions.record_verified_email(user)
+            audit.record(user, AuditAction.CREATED, user, after=user_actions.user_snapshot(user))
+            if not invitations.accept(invitation, user):
+                transaction.set_rollback(True)
+                return render(
+                    request,
+                    "portal/invitation_invalid.html",
+                    {"message": invitations.LinkProblem.USED.value[1]},
+                    status=410,
+                )
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, "Welcome! Your account is ready.")
+        return redirect("workspaces:self_service")
+    context = {"invitation": invitation, "form": form, "sso": config}
+    return render(request, "portal/invitation_accept.html", context)
+
+
+# -- SSO --------------------------------------------------------------------------------------
+
+
+@login_required
+def sso_settings(request: HttpRequest) -> HttpResponse:
+    require(request.user, Area.USERS, VIEW)
+    config = SsoConfiguration.load()
+    can_change = has_perm(request.user, Area.USERS, CHANGE)
+    form = SsoConfigurationForm(instance=config, user=request.user)
+    if request.method == "POST":
+        require(request.user, Area.USERS, CHANGE)
+        tracker = audit.ChangeTracker(config)
+        form = SsoConfigurationForm(request.POST, instance=config, user=request.user)
+        if form.is_valid():
+            with transaction.atomic():
+                form.save()
+                tracker.record(request.user)
+            messages.success(request, "Saved the SSO settings.")
+            return redirect("portal:sso_settings")
+    context = {
+        "form": form,
+        "config": config,
+        "can_change": can_change,
+        "mappings": SsoGroupMapping.objects.select_related("team"),
+        "mapping_form": SsoGroupMappingForm(),
+        "callback_url": request.build_absolute_uri(
+            reverse("openid_connect_callback", args=[sso.PROVIDER_ID])
+        ),
+    }
+    return render(request, "portal/sso_settings.html", context)
+
+
+@login_required
+@require_POST
+def sso_mapping_add(request: HttpRequest) -> HttpResponse:
+    require(request.user, Area.USERS, CHANGE)
+    form = SsoGroupMappingForm(request.POST)
+    if form.is_valid():
+        with transaction.atomic():
+            mapping = form.save()
+            audit.record_created(request.user, mapping)
+        messages.success(request, f"Mapped Okta group “{mapping.sso_group}” to “{mapping.team}”.")
+    else:
+        messages.error(request, "Give an Okta group name and a portal group not mapped yet.")
+    return redirect("portal:sso_settings")
+
+
+@login_required
+@require_POST
+def sso_mapping_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Area.USERS, CHANGE)
+    mapping = get_object_or_404(SsoGroupMapping.objects.for_user(request.user, CHANGE), pk=pk)
+    with transaction.atomic():
+        audit.record_deleted(request.user, mapping, audit.snapshot(mapping))
+        mapping.delete()
+    messages.success(request, f"Removed the mapping “{mapping}”. It takes effect at next login.")
+    return redirect("portal:sso_settings")
+
+
+def sso_no_access(request: HttpRequest) -> HttpResponse:
+    """Where an SSO login without any mapped group ends: nothing to do but ask an admin."""
+    return render(request, "portal/sso_no_access.html", status=403)
