@@ -7,6 +7,7 @@
 - a platform-team admin and a data scientist.
 """
 
+from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -164,6 +165,11 @@ def _user(username: str, password: str, email: str):
     if created:
         user.set_password(password)
         user.save()
+    # A verified address: allauth then links an Okta login with the same email to this
+    # account instead of treating the local account as unclaimed.
+    EmailAddress.objects.get_or_create(
+        user=user, email=email, defaults={"verified": True, "primary": True}
+    )
     return user
 
 
