@@ -203,6 +203,8 @@ Q_CLUSTER = {
 }
 
 # Infrastructure drivers
+# Where the local driver makes workspace directories.
+WORKSPACES_ROOT = Path(env_str("PORTAL_WORKSPACES_ROOT", str(DATA_DIR / "workspaces")))
 # An alternative AWS endpoint (e.g. a moto server in tests); empty means AWS itself.
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL") or None
 # "namespace": one namespace per workspace; "shared": labelled objects in one namespace.

@@ -1,18 +1,139 @@
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
-from portal.roles import Area
-from portal.views.generic import require
+from portal.roles import USE, VIEW, Area, has_perm
+from portal.views.generic import ObjectListView, require
 from profiles.models import ComputeProfile
+from workspaces import actions, estimates, quotas
+from workspaces.filtersets import WorkspaceFilterSet
+from workspaces.models import Workspace
+from workspaces.tables import WorkspaceTable
+
+
+def _require_workspace_access(user, action: str) -> None:
+    """Admins of the Workspaces area, or self-service users (who then see only their own)."""
+    if not has_perm(user, Area.WORKSPACES, action):
+        require(user, Area.SELF_SERVICE, USE)
+
+
+def _get_workspace_for_user(request, pk: int, action: str = VIEW) -> Workspace:
+    """The one access helper: 403 without any access, 404 for a workspace not visible."""
+    _require_workspace_access(request.user, action)
+    queryset = Workspace.objects.for_user(request.user, action).select_related(
+        "profile", "owner", "team", "infrastructure"
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _my_workspaces(user):
+    return (
+        Workspace.objects.filter(owner=user)
+        .exclude(state="deleted")
+        .select_related("profile")
+        .prefetch_related("events")
+    )
+
+
+def _render_mine(request):
+    workspaces = list(_my_workspaces(request.user))
+    return render(
+        request,
+        "workspaces/_my_workspaces.html",
+        {"workspaces": workspaces, "polling": any(ws.in_flight for ws in workspaces)},
+    )
 
 
 @login_required
+@require_GET
 def self_service(request):
-    """The data scientist's page: the published compute profiles they may use."""
-    require(request.user, Area.SELF_SERVICE, "use")
-    profiles = (
-        ComputeProfile.objects.filter(published=True)
+    """The data scientist's page: profiles they may use, their quota and their workspaces."""
+    require(request.user, Area.SELF_SERVICE, USE)
+    profiles = list(
+        ComputeProfile.objects.usable_by(request.user)
         .select_related("infrastructure", "default_services_profile")
         .prefetch_related("resource_groups")
     )
-    return render(request, "workspaces/self_service.html", {"profiles": profiles})
+    for profile in profiles:
+        profile.estimate = estimates.estimate(profile)
+        profile.usable, profile.unusable_reason = profile.infrastructure.usability()
+    teams = list(request.user.teams.filter(role__in=quotas.SELF_SERVICE_ROLES).order_by("name"))
+    workspaces = list(_my_workspaces(request.user))
+    context = {
+        "profiles": profiles,
+        "usages": quotas.usage(teams),
+        "workspaces": workspaces,
+        "polling": any(ws.in_flight for ws in workspaces),
+    }
+    return render(request, "workspaces/self_service.html", context)
+
+
+@login_required
+@require_POST
+def request_workspace(request, profile_pk: int):
+    require(request.user, Area.SELF_SERVICE, USE)
+    profile = get_object_or_404(ComputeProfile.objects.usable_by(request.user), pk=profile_pk)
+    try:
+        workspace = actions.request_workspace(request.user, profile, request.POST.get("name", ""))
+    except actions.RequestRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"Requested workspace “{workspace}” of {profile}.")
+    return redirect("workspaces:self_service")
+
+
+@login_required
+@require_GET
+def my_workspaces(request):
+    """The live-updating part of the self-service page (htmx polls it)."""
+    require(request.user, Area.SELF_SERVICE, USE)
+    return _render_mine(request)
+
+
+@login_required
+@require_GET
+def detail(request, pk: int):
+    workspace = _get_workspace_for_user(request, pk)
+    context = {
+        "workspace": workspace,
+        "events": workspace.events.select_related("actor"),
+        "is_admin": has_perm(request.user, Area.WORKSPACES, VIEW),
+        "may_delete": actions.may_delete(request.user, workspace),
+    }
+    return render(request, "workspaces/workspace_detail.html", context)
+
+
+@login_required
+@require_POST
+def delete(request, pk: int):
+    workspace = _get_workspace_for_user(request, pk, "change")
+    try:
+        actions.delete_workspace(request.user, workspace)
+    except actions.RequestRefused as refused:
+        messages.error(request, str(refused))
+    if request.headers.get("HX-Request"):
+        return _render_mine(request)
+    messages.success(request, f"Deleting workspace “{workspace}”.")
+    if workspace.owner_id == request.user.pk:
+        return redirect("workspaces:self_service")
+    return redirect(workspace)
+
+
+@login_required
+@require_POST
+def reveal_secret(request, pk: int):
+    """Show the workspace's token to its owner, once."""
+    workspace = _get_workspace_for_user(request, pk)
+    secret = actions.reveal_secret(request.user, workspace)
+    return render(request, "workspaces/_secret.html", {"workspace": workspace, "secret": secret})
+
+
+class WorkspaceList(ObjectListView):
+    """Every workspace, for administrators, filtered by user, group, profile and state."""
+
+    queryset = Workspace.objects.select_related("owner", "team", "profile")
+    table = WorkspaceTable
+    filterset = WorkspaceFilterSet
+    addable = False
+    empty_message = "No workspaces yet. They appear here as soon as users request them."

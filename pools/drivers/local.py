@@ -1,0 +1,262 @@
+"""The local driver: workspaces on the portal's own machine.
+
+A workspace is
+1. a directory `<WORKSPACES_ROOT>/<name>` holding a marker file (so the sweep can tell our
+   directories from anything else under the root),
+2. an allocation of this machine's GPUs or MIG devices from the NVML inventory, recorded as
+   `GpuAllocation` rows (a unique constraint per device: two workspaces never share one),
+3. an environment file with `CUDA_VISIBLE_DEVICES` set to the allocated UUIDs, and the
+   shell command that enters the workspace,
+4. optionally a supervised process (`pools.supervisor`), recorded in `process.json`.
+
+Everything is found again by the workspace's stable name, so provisioning twice makes one
+set of resources, and deprovisioning deletes whatever of it is present.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import socket
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from pools import supervisor
+from pools.drivers.base import (
+    Driver,
+    GpuInfo,
+    NodeInfo,
+    PermanentError,
+    ProvisionResult,
+    Reporter,
+    TransientError,
+    WorkspaceSpec,
+    ignore_progress,
+)
+from pools.models import GpuAllocation
+
+MARKER = ".portal-workspace"
+ENV_FILE = "workspace.env"
+PROCESS_FILE = "process.json"
+
+
+def workspaces_root() -> Path:
+    """settings.WORKSPACES_ROOT, else $PORTAL_WORKSPACES_ROOT, else DATA_DIR/workspaces."""
+    configured = getattr(settings, "WORKSPACES_ROOT", None) or os.environ.get(
+        "PORTAL_WORKSPACES_ROOT"
+    )
+    return Path(configured or settings.DATA_DIR / "workspaces")
+
+
+def gpu_inventory() -> list:
+    """This host's GPUs from NVML (`[]` on a CPU-only host or before NVML support lands)."""
+    try:
+        from profiles.mig.nvml import inventory
+    except ImportError:
+        return []
+    return list(inventory().gpus)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+class LocalDriver(Driver):
+    def directory(self, name: str) -> Path:
+        return workspaces_root() / name
+
+    # -- provision ---------------------------------------------------------------------
+
+    def provision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
+        try:
+            return self._provision(spec, report)
+        except Exception:
+            # All or nothing: release what this call (or an earlier one) made, then fail.
+            self.deprovision(spec)
+            raise
+
+    def _provision(self, spec: WorkspaceSpec, report: Reporter) -> ProvisionResult:
+        directory = self.directory(spec.name)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MARKER).write_text(spec.name + "\n")
+        report(f"directory {directory} created")
+
+        allocations = self._allocate(spec)
+        for allocation in allocations:
+            report(f"{allocation.label} ({allocation.gpu_name}) assigned")
+        if not allocations:
+            report("no GPU requested: CPU-only workspace")
+
+        visible = ",".join(a.device_uuid for a in allocations)
+        env = {
+            "WORKSPACE_NAME": spec.name,
+            "WORKSPACE_DIR": str(directory),
+            "CUDA_VISIBLE_DEVICES": visible,
+        }
+        lines = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
+        _write_atomically(directory / ENV_FILE, "\n".join(lines) + "\n")
+        report("environment file written")
+        return self.status(spec)
+
+    def _allocate(self, spec: WorkspaceSpec) -> list[GpuAllocation]:
+        """Claim devices for every group in one transaction, or none of them."""
+        infrastructure = self.infrastructure
+        held = list(GpuAllocation.objects.filter(infrastructure=infrastructure, holder=spec.name))
+        wanted = [group for group in spec.groups if group.gpu_count]
+        if not wanted or held:
+            return held  # CPU-only, or already allocated by an earlier attempt
+        gpus = gpu_inventory()
+        try:
+            with transaction.atomic():
+                taken = set(
+                    GpuAllocation.objects.filter(infrastructure=infrastructure).values_list(
+                        "device_uuid", flat=True
+                    )
+                )
+                made = []
+                for group in wanted:
+                    devices = self._devices_for(group, gpus)
+                    free = [d for d in devices if d[0] not in taken]
+                    if len(devices) < group.gpu_count:
+                        raise PermanentError(
+                            f"This machine has {len(devices)} {self._describe(group)}; "
+                            f"the profile asks for {group.gpu_count}."
+                        )
+                    if len(free) < group.gpu_count:
+                        raise TransientError(
+                            f"All {self._describe(group)} of this machine are in use."
+                        )
+                    for uuid, index, name, mig in free[: group.gpu_count]:
+                        taken.add(uuid)
+                        made.append(
+                            GpuAllocation.objects.create(
+                                infrastructure=infrastructure,
+                                holder=spec.name,
+                                group_index=group.index,
+                                device_uuid=uuid,
+                                gpu_index=index,
+                                gpu_name=name,
+                                mig_profile=mig,
+                            )
+                        )
+                return made
+        except IntegrityError as error:
+            raise TransientError(
+                "Another workspace took the same GPU at the same moment.", str(error)
+            ) from error
+
+    @staticmethod
+    def _describe(group) -> str:
+        model = group.gpu_model or "GPU"
+        return f"{model} MIG {group.mig_profile} slices" if group.mig_profile else f"{model} GPUs"
+
+    @staticmethod
+    def _devices_for(group, gpus) -> list[tuple[str, int, str, str]]:
+        """(uuid, gpu index, gpu name, mig profile) of every device that fits the group."""
+        devices = []
+        for gpu in gpus:
+            if group.gpu_model and gpu.gpu_model != group.gpu_model:
+                continue
+            if group.mig_profile:
+                devices += [
+                    (mig.uuid, gpu.index, gpu.name, mig.profile)
+                    for mig in gpu.mig_devices
+                    if mig.profile == group.mig_profile
+                ]
+            elif not gpu.mig_devices:  # a partitioned GPU is only handed out as slices
+                devices.append((gpu.uuid, gpu.index, gpu.name, ""))
+        return devices
+
+    # -- status ------------------------------------------------------------------------
+
+    def status(self, spec: WorkspaceSpec) -> ProvisionResult:
+        directory = self.directory(spec.name)
+        allocations = list(
+            GpuAllocation.objects.filter(infrastructure=self.infrastructure, holder=spec.name)
+        )
+        env_ready = (directory / ENV_FILE).exists()
+        gpus_ready = len(allocations) == sum(g.gpu_count for g in spec.groups)
+        process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+        process_ready = process is None or supervisor.healthy(process)
+        shell = (
+            f"cd {shlex.quote(str(directory))} && set -a && . ./{ENV_FILE} && set +a && exec $SHELL"
+        )
+        connection = {"shell": shell, "directory": str(directory)}
+        if process and process.port:
+            connection["url"] = f"http://127.0.0.1:{process.port}/"
+        detail = {
+            "directory": str(directory),
+            "devices": [a.device_uuid for a in allocations],
+            "pid": process.pid if process else None,
+        }
+        return ProvisionResult(
+            ready=env_ready and gpus_ready and process_ready,
+            connection=connection,
+            detail=detail,
+        )
+
+    # -- supervised process (services profiles, issue 7) --------------------------------
+
+    def start_process(
+        self, spec: WorkspaceSpec, argv: list[str], port: int | None = None
+    ) -> supervisor.ProcessRecord:
+        """Start `argv` in the workspace's directory and environment, once."""
+        directory = self.directory(spec.name)
+        existing = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+        if existing and supervisor.is_running(existing):
+            return existing
+        env = dict(os.environ)
+        for line in (directory / ENV_FILE).read_text().splitlines():
+            key, _, value = line.partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+        record = supervisor.start(argv, directory, env, directory / "process.log", port=port)
+        record.save(directory / PROCESS_FILE)
+        return record
+
+    # -- deprovision -------------------------------------------------------------------
+
+    def deprovision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        directory = self.directory(spec.name)
+        process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+        if process and supervisor.is_running(process):
+            supervisor.stop(process)
+            report(f"process {process.pid} stopped")
+        released, _ = GpuAllocation.objects.filter(
+            infrastructure=self.infrastructure, holder=spec.name
+        ).delete()
+        if released:
+            report(f"{released} GPU allocation(s) released")
+        if directory.exists():
+            shutil.rmtree(directory)
+            report(f"directory {directory} removed")
+
+    # -- inventory ---------------------------------------------------------------------
+
+    def inventory(self) -> list[NodeInfo]:
+        gpus = tuple(
+            GpuInfo(
+                index=gpu.index,
+                gpu_model=gpu.gpu_model or gpu.name,
+                uuid=gpu.uuid,
+                mig_enabled=bool(gpu.mig_devices),
+            )
+            for gpu in gpu_inventory()
+        )
+        return [NodeInfo(name=socket.gethostname(), gpus=gpus)]
+
+    def managed_names(self) -> set[str]:
+        root = workspaces_root()
+        names = set()
+        if root.exists():
+            names = {path.parent.name for path in root.glob(f"*/{MARKER}")}
+        names |= set(
+            GpuAllocation.objects.filter(infrastructure=self.infrastructure).values_list(
+                "holder", flat=True
+            )
+        )
+        return names

@@ -1,0 +1,321 @@
+"""django-q2 tasks that drive workspaces through their lifecycle with the drivers.
+
+Delivery is at least once, so every task is idempotent: it starts from the state in the
+database, and the driver finds what an earlier attempt made by the workspace's stable name.
+
+Retries: on TransientError a task schedules itself again with a growing delay (a one-off
+django-q2 Schedule per workspace, replaced on each retry), up to MAX_ATTEMPTS; on
+PermanentError the workspace fails with the driver's message (detail kept for admins) and
+whatever was made is released. A task is bounded by the cluster's `timeout`; a worker
+killed mid-task leaves the workspace in flight with an old heartbeat, and `sweep()`
+resumes it.
+
+Ordering: django-q2's ORM broker has no priorities and serves a queue in insertion order.
+User-requested work is enqueued here, on the default cluster queue, as soon as it is
+requested; warm-pool refills (issue 6) should go to their own queue (`cluster=` option,
+served by a separate `qcluster` with its own workers) so they never delay a user's request.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+from pools.drivers import driver_class, driver_for
+from pools.drivers.base import DriverError, PermanentError, TransientError, WorkspaceSpec
+from pools.lifecycle import IN_FLIGHT_STATES, LIVE_STATES, State, log_step, transition
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 6
+BACKOFF_BASE = 30  # seconds; doubles per attempt (30, 60, 120, ... capped)
+BACKOFF_MAX = 15 * 60
+# How long a workspace may take to become ready once provisioning started.
+PROVISION_DEADLINE = timedelta(minutes=60)
+
+
+def stuck_after() -> timedelta:
+    """An in-flight workspace not touched for this long was dropped by a dead worker."""
+    return timedelta(seconds=settings.Q_CLUSTER.get("timeout", 600) + 60)
+
+
+def backoff(attempt: int) -> int:
+    return min(BACKOFF_BASE * 2 ** max(attempt - 1, 0), BACKOFF_MAX)
+
+
+# -- enqueueing ------------------------------------------------------------------------
+
+
+def enqueue_provision(workspace_id: int) -> None:
+    async_task("pools.tasks.provision_workspace", workspace_id, group="workspace-provision")
+
+
+def enqueue_deprovision(workspace_id: int) -> None:
+    async_task("pools.tasks.deprovision_workspace", workspace_id, group="workspace-deprovision")
+
+
+def schedule_retry(func: str, workspace_id: int, delay: int) -> None:
+    """Run `func(workspace_id)` once after `delay` seconds (one pending retry per task)."""
+    Schedule.objects.update_or_create(
+        name=f"retry {func.rsplit('.', 1)[-1]} {workspace_id}",
+        defaults={
+            "func": func,
+            "args": repr((workspace_id,)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": timezone.now() + timedelta(seconds=delay),
+        },
+    )
+
+
+# -- tasks -----------------------------------------------------------------------------
+
+
+def _load(workspace_id: int):
+    from workspaces.models import Workspace
+
+    return (
+        Workspace.objects.select_related("profile", "infrastructure", "owner")
+        .filter(pk=workspace_id)
+        .first()
+    )
+
+
+def _reporter(workspace):
+    """A driver Reporter that records each progress step once, however often it is retried."""
+    seen = set(workspace.events.values_list("message", flat=True))
+
+    def report(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            log_step(workspace, message)
+
+    return report
+
+
+def _touch(workspace, delay: int = 0) -> None:
+    """Record that a worker has it (or when the next attempt is due)."""
+    workspace.heartbeat = timezone.now() + timedelta(seconds=delay)
+    type(workspace).objects.filter(pk=workspace.pk).update(heartbeat=workspace.heartbeat)
+
+
+def _retry_or_fail(workspace, func: str, error: Exception) -> None:
+    attempts = workspace.attempts + 1
+    type(workspace).objects.filter(pk=workspace.pk).update(attempts=attempts)
+    workspace.attempts = attempts
+    detail = getattr(error, "detail", "") or ""
+    if attempts >= MAX_ATTEMPTS:
+        transition(
+            workspace,
+            State.FAILED,
+            message=f"gave up after {attempts} attempts: {error}",
+            failure_reason=f"{error} (gave up after {attempts} attempts)"[:300],
+            failure_detail=detail,
+        )
+        return
+    delay = backoff(attempts)
+    log_step(workspace, f"attempt {attempts} failed ({error}); retrying in {delay} s")
+    _touch(workspace, delay)
+    schedule_retry(func, workspace.pk, delay)
+
+
+def provision_workspace(workspace_id: int) -> str:
+    """Take a requested (or interrupted) workspace to ready."""
+    workspace = _load(workspace_id)
+    if workspace is None:
+        return "gone"
+    if workspace.state == State.REQUESTED:
+        transition(workspace, State.PROVISIONING, message="provisioning started")
+    if workspace.state != State.PROVISIONING:
+        return f"nothing to do ({workspace.state})"
+    _touch(workspace)
+    spec = workspace.spec()
+    try:
+        driver = driver_for(workspace.infrastructure)
+        result = driver.provision(spec, _reporter(workspace))
+    except TransientError as error:
+        _retry_or_fail(workspace, "pools.tasks.provision_workspace", error)
+        return f"retrying: {error}"
+    except PermanentError as error:
+        _fail_and_release(workspace, spec, str(error), error.detail)
+        return f"failed: {error}"
+    except Exception as error:  # a bug or an unexpected client error: retry, then fail
+        error.detail = traceback.format_exc()
+        _retry_or_fail(workspace, "pools.tasks.provision_workspace", error)
+        return f"retrying after error: {error}"
+
+    if not result.ready:
+        if timezone.now() - workspace.state_changed > PROVISION_DEADLINE:
+            minutes = int(PROVISION_DEADLINE.total_seconds() // 60)
+            _fail_and_release(workspace, spec, f"not ready within {minutes} minutes", "")
+            return "failed: deadline"
+        _touch(workspace, BACKOFF_BASE)
+        schedule_retry("pools.tasks.provision_workspace", workspace.pk, BACKOFF_BASE)
+        return "not ready yet"
+
+    connection = dict(result.connection)
+    secret = connection.pop("token", "")
+    moved = transition(
+        workspace,
+        State.READY,
+        message="ready",
+        ready_at=timezone.now(),
+        connection=connection,
+        detail=result.detail,
+        secret=secret,
+    )
+    return "ready" if moved else f"moved by another worker ({_load(workspace_id).state})"
+
+
+def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) -> None:
+    """Fail the workspace with `reason`, then release whatever the driver made."""
+    if not transition(
+        workspace,
+        State.FAILED,
+        message=reason,
+        failure_reason=reason[:300],
+        failure_detail=detail,
+    ):
+        return
+    try:
+        driver_for(workspace.infrastructure).deprovision(spec, _reporter(workspace))
+    except DriverError:
+        logger.exception("releasing %s after a failure", spec.name)  # the sweep reaps it
+
+
+def deprovision_workspace(workspace_id: int) -> str:
+    """Delete a workspace's resources and mark it deleted."""
+    workspace = _load(workspace_id)
+    if workspace is None:
+        return "gone"
+    if workspace.state != State.DELETING:
+        return f"nothing to do ({workspace.state})"
+    _touch(workspace)
+    try:
+        driver_for(workspace.infrastructure).deprovision(workspace.spec(), _reporter(workspace))
+    except PermanentError as error:
+        transition(
+            workspace,
+            State.FAILED,
+            message=f"deletion failed: {error}",
+            failure_reason=f"Deletion failed: {error}"[:300],
+            failure_detail=error.detail,
+        )
+        return f"failed: {error}"
+    except Exception as error:
+        if not isinstance(error, TransientError):
+            error.detail = traceback.format_exc()
+        _retry_or_fail(workspace, "pools.tasks.deprovision_workspace", error)
+        return f"retrying: {error}"
+    transition(workspace, State.DELETED, message="deleted", deleted_at=timezone.now())
+    return "deleted"
+
+
+# -- the periodic sweep ----------------------------------------------------------------
+
+
+def resume_stuck(now=None) -> int:
+    """Re-enqueue each in-flight workspace whose worker went away; return how many.
+
+    Each candidate is claimed with a conditional UPDATE of its heartbeat, so two sweeps
+    running at once never both resume the same workspace.
+    """
+    from workspaces.models import Workspace
+
+    now = now or timezone.now()
+    cutoff = now - stuck_after()
+    resumed = 0
+    stuck = Workspace.objects.filter(state__in=IN_FLIGHT_STATES, heartbeat__lt=cutoff)
+    for pk, state, heartbeat in stuck.values_list("pk", "state", "heartbeat"):
+        claimed = Workspace.objects.filter(pk=pk, state=state, heartbeat=heartbeat).update(
+            heartbeat=now
+        )
+        if claimed != 1:
+            continue
+        if state == State.DELETING:
+            transaction.on_commit(lambda pk=pk: enqueue_deprovision(pk))
+        else:
+            transaction.on_commit(lambda pk=pk: enqueue_provision(pk))
+        resumed += 1
+    return resumed
+
+
+def expire(now=None) -> int:
+    """Start deleting each ready workspace past its lifetime; return how many."""
+    from workspaces.models import Workspace
+
+    now = now or timezone.now()
+    expired = 0
+    for workspace in Workspace.objects.filter(state=State.READY, expires_at__lt=now):
+        with transaction.atomic():
+            if transition(workspace, State.DELETING, message="lifetime reached"):
+                transaction.on_commit(lambda pk=workspace.pk: enqueue_deprovision(pk))
+                expired += 1
+    return expired
+
+
+# Callables returning the resource names that are still owned on an infrastructure; the
+# warm pool (issue 6) appends its own so the sweep does not reap its instances.
+LIVE_NAME_SOURCES = []
+
+
+def _live_workspace_names(infrastructure) -> set[str]:
+    from workspaces.models import Workspace
+
+    pks = Workspace.objects.filter(infrastructure=infrastructure, state__in=LIVE_STATES)
+    return {f"ws-{pk}" for pk in pks.values_list("pk", flat=True)}
+
+
+def live_names(infrastructure) -> set[str]:
+    names = _live_workspace_names(infrastructure)
+    for source in LIVE_NAME_SOURCES:
+        names |= set(source(infrastructure))
+    return names
+
+
+def reap_orphans() -> list[str]:
+    """Deprovision resources that exist on an infrastructure but belong to nothing live.
+
+    The names on the infrastructure are read *before* the live names: a resource is only
+    made after its workspace row committed in a live state, so a workspace created in
+    between is already in the second read and is never mistaken for an orphan.
+    """
+    from profiles.models import Infrastructure
+
+    reaped = []
+    for infrastructure in Infrastructure.objects.all():
+        try:
+            if driver_class(infrastructure) is None or not infrastructure.usability()[0]:
+                continue
+            driver = driver_for(infrastructure)
+            present = driver.managed_names()
+        except (ImportError, DriverError):
+            logger.exception("sweep: cannot list resources on %s", infrastructure)
+            continue
+        for name in sorted(present - live_names(infrastructure)):
+            spec = WorkspaceSpec(name=name, owner="", profile="", profile_version=0, groups=())
+            try:
+                driver.deprovision(spec)
+            except DriverError:
+                logger.exception("sweep: cannot reap %s on %s", name, infrastructure)
+                continue
+            logger.info("sweep: reaped %s on %s", name, infrastructure)
+            reaped.append(name)
+    return reaped
+
+
+def sweep() -> dict:
+    """The periodic sweep (a django-q2 Schedule, see pools/migrations).
+
+    1. Resume workspaces stuck in requested/provisioning/deleting (worker died).
+    2. Start deleting workspaces past their lifetime.
+    3. Reap resources on the infrastructure that belong to no live workspace.
+    """
+    return {"resumed": resume_stuck(), "expired": expire(), "reaped": reap_orphans()}

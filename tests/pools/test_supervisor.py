@@ -1,0 +1,56 @@
+import dataclasses
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pools import supervisor
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    port = supervisor.free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    record = supervisor.start(argv, tmp_path, {"PATH": "/usr/bin:/bin"}, tmp_path / "log", port)
+    yield record
+    supervisor.stop(record)
+
+
+def test_a_started_process_is_detached_running_and_healthy(http_server):
+    assert supervisor.wait_healthy(http_server)
+    stat = Path(f"/proc/{http_server.pid}/stat").read_text()
+    session_id = int(stat[stat.rindex(")") + 2 :].split()[3])
+    assert session_id == http_server.pid  # setsid: it leads its own session
+
+
+def test_the_record_survives_a_restart_of_whoever_started_it(http_server, tmp_path):
+    http_server.save(tmp_path / "process.json")
+    found = supervisor.ProcessRecord.load(tmp_path / "process.json")
+    assert found == http_server
+    assert supervisor.is_running(found)
+
+
+def test_a_reused_pid_is_not_mistaken_for_ours(http_server):
+    impostor = dataclasses.replace(http_server, start_time=http_server.start_time + 1)
+    assert not supervisor.is_running(impostor)
+    supervisor.stop(impostor)  # must not touch the real process
+    assert supervisor.is_running(http_server)
+
+
+def test_stop_ends_the_process_and_frees_its_port(http_server):
+    assert supervisor.wait_healthy(http_server)
+    supervisor.stop(http_server)
+    assert not supervisor.is_running(http_server)
+    assert not supervisor.healthy(http_server)
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", http_server.port), 1):
+        pass
+
+
+def test_a_process_that_exits_is_not_running(tmp_path):
+    record = supervisor.start([sys.executable, "-c", "pass"], tmp_path, {}, tmp_path / "log")
+    deadline = time.monotonic() + 10
+    while supervisor.is_running(record) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not supervisor.is_running(record)  # exited, and the zombie was reaped

@@ -1,0 +1,179 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pools.lifecycle import State
+from portal.models import AuditEntry, Team
+from portal.roles import Role
+from workspaces import actions
+from workspaces.actions import RequestRefused
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    """The task calls made on commit, instead of queueing them."""
+    calls = []
+    monkeypatch.setattr("pools.tasks.enqueue_provision", lambda pk: calls.append(("p", pk)))
+    monkeypatch.setattr("pools.tasks.enqueue_deprovision", lambda pk: calls.append(("d", pk)))
+    return calls
+
+
+@pytest.fixture
+def gpu_profile(local_infrastructure, profile_factory):
+    return profile_factory(
+        local_infrastructure, "One A100", groups=[("A100-40GB", 1)], published=True
+    )
+
+
+def member_group(member) -> Team:
+    return member.teams.get()
+
+
+def test_a_request_creates_audits_and_provisions_on_commit(
+    member, starter, enqueued, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        workspace = actions.request_workspace(member, starter, " notebook ")
+    assert workspace.state == State.REQUESTED
+    assert workspace.name == "notebook"
+    assert workspace.resource_name == f"ws-{workspace.pk}"
+    assert workspace.team == member_group(member)
+    assert enqueued == [("p", workspace.pk)]
+    assert AuditEntry.objects.filter(object_id=str(workspace.pk), action="created").exists()
+    assert workspace.events.get().message == "requested, charged to group “member group”"
+
+
+def test_nothing_is_enqueued_when_the_request_rolls_back(member, starter, enqueued):
+    # Without a commit (the test's transaction is rolled back) no task may run.
+    actions.request_workspace(member, starter)
+    assert enqueued == []
+
+
+def test_an_unpublished_profile_cannot_be_requested(member, starter):
+    starter.published = False
+    starter.save()
+    with pytest.raises(RequestRefused, match="may not use"):
+        actions.request_workspace(member, starter)
+
+
+def test_a_profile_of_other_groups_cannot_be_requested(member, starter, user_factory):
+    other = Team.objects.create(name="Vision team")
+    starter.teams.add(other)
+    with pytest.raises(RequestRefused, match="may not use"):
+        actions.request_workspace(member, starter)
+
+
+def test_the_workspace_quota_says_which_group_stopped_it(member, starter):
+    Team.objects.filter(pk=member_group(member).pk).update(max_workspaces=1)
+    actions.request_workspace(member, starter)
+    with pytest.raises(RequestRefused) as refused:
+        actions.request_workspace(member, starter)
+    assert str(refused.value) == (
+        "Quota reached: group “member group” allows 1 concurrent workspaces and has 1 in use; "
+        "this profile needs 1."
+    )
+
+
+def test_the_gpu_quota_counts_the_whole_group(member, user_factory, gpu_profile):
+    Team.objects.filter(pk=member_group(member).pk).update(max_gpus=1)
+    colleague = user_factory("cole", Role.MEMBER)  # same "member group"
+    actions.request_workspace(colleague, gpu_profile)
+    with pytest.raises(RequestRefused, match="allows 1 concurrent GPUs and has 1 in use"):
+        actions.request_workspace(member, gpu_profile)
+
+
+def test_a_cpu_profile_is_not_stopped_by_a_full_gpu_quota(member, starter, gpu_profile):
+    Team.objects.filter(pk=member_group(member).pk).update(max_gpus=1)
+    actions.request_workspace(member, gpu_profile)
+    actions.request_workspace(member, starter)
+
+
+def test_mig_slices_are_counted_separately(
+    member, local_infrastructure, profile_factory, gpu_profile
+):
+    slices = profile_factory(
+        local_infrastructure, "Slices", groups=[("A100-40GB", 2)], published=True
+    )
+    slices.resource_groups.update(mig_profile="1g.5gb")
+    Team.objects.filter(pk=member_group(member).pk).update(max_gpus=1, max_mig_slices=3)
+    actions.request_workspace(member, gpu_profile)
+    actions.request_workspace(member, slices)
+    with pytest.raises(RequestRefused, match="allows 3 concurrent MIG slices and has 2 in use"):
+        actions.request_workspace(member, slices)
+
+
+def test_any_group_with_room_allows_the_request_and_is_charged(member, starter):
+    full = member_group(member)
+    Team.objects.filter(pk=full.pk).update(max_workspaces=0)
+    roomy = Team.objects.create(name="z roomy", role=Role.MEMBER, max_workspaces=5)
+    roomy.members.add(member)
+    workspace = actions.request_workspace(member, starter)
+    assert workspace.team == roomy
+
+
+def test_every_full_group_is_named_when_none_has_room(member, starter):
+    Team.objects.filter(pk=member_group(member).pk).update(max_workspaces=0)
+    other = Team.objects.create(name="Other", role=Role.MEMBER, max_workspaces=0)
+    other.members.add(member)
+    with pytest.raises(RequestRefused) as refused:
+        actions.request_workspace(member, starter)
+    assert "“Other”" in str(refused.value)
+    assert "“member group”" in str(refused.value)
+
+
+def test_only_groups_granting_the_profile_count(member, starter):
+    Team.objects.filter(pk=member_group(member).pk).update(max_workspaces=0)
+    granting = Team.objects.create(name="Granting", role=Role.MEMBER, max_workspaces=1)
+    granting.members.add(member)
+    starter.teams.add(granting)
+    assert actions.request_workspace(member, starter).team == granting
+
+
+def test_released_workspaces_free_the_quota(member, starter):
+    Team.objects.filter(pk=member_group(member).pk).update(max_workspaces=1)
+    first = actions.request_workspace(member, starter)
+    first.__class__.objects.filter(pk=first.pk).update(state=State.DELETED)
+    actions.request_workspace(member, starter)
+
+
+def test_the_group_lifetime_sets_the_expiry(member, starter):
+    Team.objects.filter(pk=member_group(member).pk).update(max_lifetime_hours=8)
+    workspace = actions.request_workspace(member, starter)
+    assert abs(workspace.expires_at - (timezone.now() + timedelta(hours=8))) < timedelta(minutes=1)
+
+
+def test_an_unusable_infrastructure_refuses_the_request(
+    member, aws_infrastructure, profile_factory
+):
+    profile = profile_factory(aws_infrastructure, "Cloud", published=True)
+    with pytest.raises(RequestRefused, match="No credentials"):
+        actions.request_workspace(member, profile)
+
+
+def test_the_owner_deletes_and_deprovisioning_follows_on_commit(
+    member, starter, enqueued, django_capture_on_commit_callbacks
+):
+    workspace = actions.request_workspace(member, starter)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert actions.delete_workspace(member, workspace)
+    workspace.refresh_from_db()
+    assert workspace.state == State.DELETING
+    assert enqueued == [("d", workspace.pk)]
+    assert not actions.delete_workspace(member, workspace)  # already deleting
+
+
+def test_another_member_may_not_delete_but_an_admin_may(member, starter, user_factory, org_admin):
+    workspace = actions.request_workspace(member, starter)
+    with pytest.raises(RequestRefused):
+        actions.delete_workspace(user_factory("eve", Role.MEMBER), workspace)
+    assert actions.delete_workspace(org_admin, workspace)
+
+
+def test_the_secret_is_revealed_to_the_owner_once(member, starter, org_admin):
+    workspace = actions.request_workspace(member, starter)
+    workspace.secret = "s3cret-token"
+    workspace.save()
+    assert actions.reveal_secret(org_admin, workspace) == ""
+    assert actions.reveal_secret(member, workspace) == "s3cret-token"
+    assert actions.reveal_secret(member, workspace) == ""

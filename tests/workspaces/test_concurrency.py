@@ -1,0 +1,78 @@
+"""Two requests at the same moment, on two real PostgreSQL connections."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from portal.models import Team
+from portal.roles import Role
+from workspaces import actions
+from workspaces.models import Workspace
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def postgresql_only():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serialises writers by itself")
+
+
+@pytest.fixture
+def slow_first_request(monkeypatch):
+    """Hold the first request's transaction open after it passed the quota check."""
+    inside = threading.Event()
+    original = actions.audit.record_created
+
+    def record_slowly(actor, obj):
+        inside.set()
+        time.sleep(1.0)
+        return original(actor, obj)
+
+    monkeypatch.setattr(actions.audit, "record_created", record_slowly)
+    monkeypatch.setattr("pools.tasks.enqueue_provision", lambda pk: None)
+    return inside
+
+
+def request_in_thread(user, profile, results):
+    def run():
+        try:
+            actions.request_workspace(user, profile)
+            results.append("ok")
+        except actions.RequestRefused as refused:
+            results.append(str(refused))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_two_concurrent_requests_cannot_both_take_the_last_slot(
+    member, user_factory, starter, slow_first_request
+):
+    Team.objects.filter(members=member).update(max_workspaces=1)
+    colleague = user_factory("cole", Role.MEMBER)  # same group, its own connection
+    results = []
+    first = request_in_thread(member, starter, results)
+    assert slow_first_request.wait(10)  # the first passed the check and has not committed
+    second = request_in_thread(colleague, starter, results)
+    first.join(20)
+    second.join(20)
+    assert results[0] == "ok"
+    assert results[1].startswith("Quota reached: group “member group” allows 1")
+    assert Workspace.objects.count() == 1
+
+
+def test_without_a_quota_both_requests_pass(member, user_factory, starter, slow_first_request):
+    colleague = user_factory("cole", Role.MEMBER)
+    results = []
+    first = request_in_thread(member, starter, results)
+    assert slow_first_request.wait(10)
+    second = request_in_thread(colleague, starter, results)
+    first.join(20)
+    second.join(20)
+    assert results == ["ok", "ok"]

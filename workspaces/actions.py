@@ -1,0 +1,89 @@
+"""Workspace writes: each one changes the data, audits it and enqueues work on commit."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from pools import tasks
+from pools.lifecycle import State, transition
+from portal import audit
+from portal.models import AuditAction
+from portal.roles import CHANGE, USE, Area, has_perm
+from profiles.models import ComputeProfile
+from workspaces import quotas
+from workspaces.models import Workspace
+
+
+class RequestRefused(Exception):
+    """A workspace request the user cannot make; the message says why, for the page."""
+
+
+@transaction.atomic
+def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspace:
+    """Check access and quotas, create the workspace, audit it, provision on commit."""
+    if not ComputeProfile.objects.usable_by(user).filter(pk=profile.pk).exists():
+        raise RequestRefused(f"You may not use the compute profile “{profile}”.")
+    ok, why = profile.infrastructure.usability()
+    if not ok:
+        raise RequestRefused(f"“{profile}” cannot be provisioned right now: {why}")
+
+    groups = quotas.lock_groups(user, profile)
+    team = None
+    if groups:
+        team, reasons = quotas.choose_group(quotas.usage(groups), quotas.need_of(profile))
+        if team is None:
+            raise RequestRefused("Quota reached: " + "; ".join(reasons) + ".")
+
+    now = timezone.now()
+    need = quotas.need_of(profile)
+    lifetime = team.max_lifetime_hours if team else None
+    workspace = Workspace.objects.create(
+        owner=user,
+        profile=profile,
+        infrastructure=profile.infrastructure,
+        profile_version=profile.version,
+        team=team,
+        name=name.strip()[:60],
+        gpus=need["gpus"],
+        mig_slices=need["mig_slices"],
+        created=now,
+        state_changed=now,
+        heartbeat=now,
+        expires_at=now + timedelta(hours=lifetime) if lifetime else None,
+    )
+    charged = f", charged to group “{team}”" if team else ""
+    workspace.log_event(State.REQUESTED, State.REQUESTED, f"requested{charged}", actor=user)
+    audit.record_created(user, workspace)
+    transaction.on_commit(lambda: tasks.enqueue_provision(workspace.pk))
+    return workspace
+
+
+def may_delete(user, workspace: Workspace) -> bool:
+    if workspace.owner_id == user.pk:
+        return has_perm(user, Area.SELF_SERVICE, USE)
+    return has_perm(user, Area.WORKSPACES, CHANGE)
+
+
+@transaction.atomic
+def delete_workspace(user, workspace: Workspace) -> bool:
+    """Move the workspace to deleting and deprovision on commit; False if already gone."""
+    if not may_delete(user, workspace):
+        raise RequestRefused("You may not delete this workspace.")
+    if workspace.state in (State.DELETING, State.DELETED):
+        return False
+    if not transition(workspace, State.DELETING, actor=user, message="deletion requested"):
+        return False  # a worker moved it at the same moment; the user can try again
+    audit.record(user, AuditAction.ACTION, workspace, message="deleted workspace")
+    transaction.on_commit(lambda: tasks.enqueue_deprovision(workspace.pk))
+    return True
+
+
+def reveal_secret(user, workspace: Workspace) -> str:
+    """The workspace's secret for its owner, exactly once (a conditional UPDATE)."""
+    if workspace.owner_id != user.pk or not workspace.secret:
+        return ""
+    shown = Workspace.objects.filter(pk=workspace.pk, secret_shown=False).update(secret_shown=True)
+    return workspace.secret if shown == 1 else ""

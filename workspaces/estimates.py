@@ -1,0 +1,48 @@
+"""How long a new workspace of a profile will take: from recent history, else a default."""
+
+from statistics import median
+
+from django.db.models import F
+
+from profiles.choices import InfrastructureKind
+from workspaces.models import Workspace
+
+RECENT = 20
+# Before any history exists: what each kind of infrastructure typically needs, in minutes.
+DEFAULT_MINUTES = {
+    InfrastructureKind.LOCAL: 0,
+    InfrastructureKind.KUBERNETES: 3,
+    InfrastructureKind.DATA_CENTER: 10,
+    InfrastructureKind.PUBLIC_CLOUD: 15,
+}
+
+
+def _recent_seconds(queryset) -> list[float]:
+    rows = (
+        queryset.filter(ready_at__isnull=False)
+        .annotate(took=F("ready_at") - F("created"))
+        .order_by("-ready_at")
+        .values_list("took", flat=True)[:RECENT]
+    )
+    return [took.total_seconds() for took in rows]
+
+
+def time_to_ready(profile) -> float | None:
+    """Median seconds to ready of the profile's recent workspaces, else its infrastructure's."""
+    samples = _recent_seconds(Workspace.objects.filter(profile=profile))
+    if not samples:
+        samples = _recent_seconds(
+            Workspace.objects.filter(infrastructure_id=profile.infrastructure_id)
+        )
+    return median(samples) if samples else None
+
+
+def estimate(profile) -> str:
+    seconds = time_to_ready(profile)
+    if seconds is None:
+        minutes = DEFAULT_MINUTES.get(profile.infrastructure.kind, 10)
+        return "ready in seconds" if minutes == 0 else f"about {minutes} minutes"
+    if seconds < 60:
+        return "ready in seconds"
+    minutes = round(seconds / 60)
+    return "about 1 minute" if minutes <= 1 else f"about {minutes} minutes"

@@ -1,0 +1,116 @@
+"""Group quotas for workspaces.
+
+The rule (union semantics):
+1. The candidate groups are the user's groups whose role grants self-service *and* that
+   grant the profile: the groups listing it, or, for a profile no group lists (open to
+   everyone), all such groups of the user.
+2. A group's quotas cap the *group's total*: the live workspaces charged to it (requested,
+   provisioning, ready, deleting) together may hold at most `max_workspaces` workspaces,
+   `max_gpus` whole GPUs and `max_mig_slices` MIG slices. Blank means unlimited.
+3. A request is allowed if ANY candidate group has room for it; the workspace is charged to
+   the first such group by name, and gets that group's `max_lifetime_hours`.
+4. A user with no candidate group (a superuser outside every group) is not limited.
+
+Callers lock the candidate groups (`lock_groups`) in the transaction that creates the
+workspace, so two requests can never both use the last unit of a quota.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q, Sum
+
+from portal.models import Team
+from portal.roles import ROLE_PERMISSIONS, USE, Area
+
+SELF_SERVICE_ROLES = [
+    role for role, perms in ROLE_PERMISSIONS.items() if (Area.SELF_SERVICE, USE) in perms
+]
+
+LIMITS = [
+    ("workspaces", "max_workspaces", "concurrent workspaces"),
+    ("gpus", "max_gpus", "concurrent GPUs"),
+    ("mig_slices", "max_mig_slices", "concurrent MIG slices"),
+]
+
+
+@dataclass
+class Usage:
+    team: Team
+    used: dict[str, int]
+
+    def rows(self) -> list[tuple[str, int, int | None]]:
+        """(label, used, limit or None) for display."""
+        return [(label, self.used[key], getattr(self.team, attr)) for key, attr, label in LIMITS]
+
+    def blocking(self, need: dict[str, int]) -> list[str]:
+        """Why `need` does not fit, one sentence per exhausted quota (empty when it fits)."""
+        reasons = []
+        for key, attr, label in LIMITS:
+            limit = getattr(self.team, attr)
+            if limit is not None and need[key] and self.used[key] + need[key] > limit:
+                reasons.append(
+                    f"group “{self.team}” allows {limit} {label} and has {self.used[key]} in "
+                    f"use; this profile needs {need[key]}"
+                )
+        return reasons
+
+
+def candidate_groups(user, profile):
+    groups = Team.objects.filter(members=user, role__in=SELF_SERVICE_ROLES)
+    if profile.teams.exists():
+        groups = groups.filter(compute_profiles=profile)
+    return groups.order_by("name", "pk")
+
+
+def lock_groups(user, profile) -> list[Team]:
+    """The candidate groups, row-locked until the end of the transaction (PostgreSQL).
+
+    On SQLite `select_for_update` is a no-op; there the portal's transactions are IMMEDIATE
+    (settings), which serialises writers just the same.
+    """
+    ids = list(candidate_groups(user, profile).values_list("pk", flat=True))
+    return list(Team.objects.select_for_update().filter(pk__in=ids).order_by("name", "pk"))
+
+
+def usage(teams) -> list[Usage]:
+    from pools.lifecycle import LIVE_STATES
+
+    live = Q(workspaces__state__in=LIVE_STATES)
+    rows = (
+        Team.objects.filter(pk__in=[t.pk for t in teams])
+        .annotate(
+            used_workspaces=Count("workspaces", filter=live),
+            used_gpus=Sum("workspaces__gpus", filter=live, default=0),
+            used_mig_slices=Sum("workspaces__mig_slices", filter=live, default=0),
+        )
+        .values("pk", "used_workspaces", "used_gpus", "used_mig_slices")
+    )
+    by_pk = {row["pk"]: row for row in rows}
+    result = []
+    for team in teams:
+        row = by_pk[team.pk]
+        used = {
+            "workspaces": row["used_workspaces"],
+            "gpus": row["used_gpus"],
+            "mig_slices": row["used_mig_slices"],
+        }
+        result.append(Usage(team=team, used=used))
+    return result
+
+
+def need_of(profile) -> dict[str, int]:
+    totals = profile.totals()
+    return {"workspaces": 1, "gpus": totals["gpus"], "mig_slices": totals["mig_slices"]}
+
+
+def choose_group(usages: list[Usage], need: dict[str, int]) -> tuple[Team | None, list[str]]:
+    """The group to charge (rule 3), or None and every reason the request does not fit."""
+    reasons = []
+    for item in usages:
+        blocked = item.blocking(need)
+        if not blocked:
+            return item.team, []
+        reasons += blocked
+    return None, reasons
