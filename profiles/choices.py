@@ -11,3 +11,20 @@ class InfrastructureKind(models.TextChoices):
 class AllocationStrategy(models.TextChoices):
     ON_DEMAND = "on_demand", "On demand"
     WARM_POOL = "warm_pool", "Warm pool"
+
+
+class PartitioningMode(models.TextChoices):
+    WHOLE = "whole", "Whole GPUs (MIG disabled)"
+    NAMED = "named", "A named layout"
+    CUSTOM = "custom", "A custom mix"
+
+
+class MigConfigState(models.TextChoices):
+    """`nvidia.com/mig.config.state` as mig-manager sets it, plus the portal's own states."""
+
+    NOT_APPLIED = "", "Not applied"
+    REFUSED = "refused", "Refused (workspaces on the node)"
+    PENDING = "pending", "Pending"
+    REBOOTING = "rebooting", "Rebooting"
+    SUCCESS = "success", "Success"
+    FAILED = "failed", "Failed"

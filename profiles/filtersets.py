@@ -2,8 +2,9 @@ import django_filters
 from django.db.models import Q
 
 from profiles import catalog
-from profiles.choices import AllocationStrategy, InfrastructureKind
-from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
+from profiles.choices import AllocationStrategy, InfrastructureKind, PartitioningMode
+from profiles.mig import catalog as mig_catalog
+from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
 
 
 class SearchFilterSet(django_filters.FilterSet):
@@ -53,3 +54,17 @@ class ServicesProfileFilterSet(SearchFilterSet):
     class Meta:
         model = ServicesProfile
         fields = ["q", "turnkey", "published"]
+
+
+class PartitioningStrategyFilterSet(django_filters.FilterSet):
+    infrastructure = django_filters.ModelChoiceFilter(
+        queryset=Infrastructure.objects.all(), empty_label="Any infrastructure"
+    )
+    gpu_model = django_filters.ChoiceFilter(
+        choices=[(m, m) for m in mig_catalog.mig_capable_models()], empty_label="Any GPU"
+    )
+    mode = django_filters.ChoiceFilter(choices=PartitioningMode.choices, empty_label="Any mode")
+
+    class Meta:
+        model = PartitioningStrategy
+        fields = ["infrastructure", "gpu_model", "mode"]

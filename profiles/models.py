@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
@@ -7,7 +10,12 @@ from portal.crypto import EncryptedJSONField, EncryptedTextField
 from portal.querysets import RestrictedQuerySet, restricted_manager
 from portal.roles import USE, Area, has_perm
 from profiles import catalog, components
-from profiles.choices import AllocationStrategy, InfrastructureKind
+from profiles.choices import (
+    AllocationStrategy,
+    InfrastructureKind,
+    MigConfigState,
+    PartitioningMode,
+)
 
 
 class Infrastructure(models.Model):
@@ -358,3 +366,129 @@ class ServiceComponent(models.Model):
             "version": self.version,
             "parameters": self.parameters,
         }
+
+
+DEFAULT_MIG_CONFIG_MAP = "custom-mig-parted-config"
+DEFAULT_MIG_CONFIG_NAMESPACE = "gpu-operator"
+
+
+class PartitioningStrategy(models.Model):
+    """How the GPUs of one model on one infrastructure are partitioned with MIG.
+
+    Whole GPUs (MIG disabled), one of mig-parted's named layouts, or a custom mix of
+    profiles, on every node with that GPU model or on the listed nodes. Compute profiles
+    may only ask for MIG slices that a partitioning provides.
+    """
+
+    infrastructure = models.ForeignKey(
+        Infrastructure, on_delete=models.CASCADE, related_name="partitionings"
+    )
+    gpu_model = models.CharField("GPU model", max_length=20)
+    mode = models.CharField(
+        max_length=10, choices=PartitioningMode.choices, default=PartitioningMode.WHOLE
+    )
+    layout_name = models.CharField(
+        "named layout", max_length=40, blank=True, help_text="A layout mig-parted ships."
+    )
+    custom_counts = models.JSONField(
+        default=dict, blank=True, help_text="MIG profile → instances on each GPU."
+    )
+    nodes = models.TextField(
+        blank=True,
+        help_text="One node name per line; leave empty for every node with this GPU model.",
+    )
+    config_map_name = models.CharField(
+        "ConfigMap", max_length=253, default=DEFAULT_MIG_CONFIG_MAP,
+        help_text="The GPU Operator's custom mig-parted ConfigMap (migManager.config.name).",
+    )  # fmt: skip
+    config_map_namespace = models.CharField(
+        "namespace", max_length=63, default=DEFAULT_MIG_CONFIG_NAMESPACE
+    )
+    apply_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+    applied_config = models.CharField(max_length=63, blank=True, editable=False)
+    apply_error = models.TextField(blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = restricted_manager(Area.PROFILES)
+
+    class Meta:
+        ordering = ["infrastructure__name", "gpu_model"]
+        verbose_name = "partitioning strategy"
+        verbose_name_plural = "partitioning strategies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["infrastructure", "gpu_model"],
+                name="one_partitioning_per_infrastructure_and_gpu_model",
+                violation_error_message="This infrastructure already has a partitioning for "
+                "this GPU model; edit that one.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.infrastructure} · {self.gpu_model}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("profiles:partitioningstrategy_detail", args=[self.pk])
+
+    def node_list(self) -> list[str]:
+        return [line.strip() for line in self.nodes.splitlines() if line.strip()]
+
+    def per_gpu_counts(self) -> dict[str, int] | None:
+        """Profile → instances on each GPU; None for whole GPUs (MIG disabled)."""
+        from profiles.mig import catalog as mig_catalog
+
+        if self.mode == PartitioningMode.CUSTOM:
+            return {name: n for name, n in (self.custom_counts or {}).items() if n}
+        if self.mode == PartitioningMode.NAMED:
+            named = mig_catalog.named_layouts(self.gpu_model).get(self.layout_name)
+            if named is None or not named.mig_enabled:
+                return None
+            return dict(named.mig_devices)
+        return None
+
+    def config_name(self) -> str:
+        """The mig-parted config the nodes are labelled with (nvidia.com/mig.config).
+
+        A custom mix is named after its content, so an edit gives a new label value and
+        mig-manager, which acts on label changes, repartitions.
+        """
+        if self.mode == PartitioningMode.NAMED:
+            return self.layout_name
+        if self.mode == PartitioningMode.CUSTOM:
+            counts = json.dumps(self.per_gpu_counts(), sort_keys=True)
+            digest = hashlib.sha256(counts.encode()).hexdigest()[:8]
+            return f"portal-{slugify(self.gpu_model)}-{digest}"
+        return "all-disabled"
+
+    def audit_snapshot(self) -> dict:
+        if not self.pk:
+            return {}
+        return {"draining": sorted(n.name for n in self.node_states.all() if n.draining)}
+
+
+class NodePartition(models.Model):
+    """One node of a partitioning: whether it is draining, and its MIG config state."""
+
+    strategy = models.ForeignKey(
+        PartitioningStrategy, on_delete=models.CASCADE, related_name="node_states"
+    )
+    name = models.CharField(max_length=253)
+    draining = models.BooleanField(
+        default=False, help_text="No new workspaces are placed here while it drains."
+    )
+    state = models.CharField(max_length=10, choices=MigConfigState.choices, blank=True)
+    config_label = models.CharField(
+        max_length=63, blank=True, help_text="nvidia.com/mig.config as last read."
+    )
+    message = models.CharField(max_length=300, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["strategy", "name"], name="unique_node_partition")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,7 +1,7 @@
 import django_tables2 as tables
 from django.db.models import Count
 
-from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
+from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
 
 
 class InfrastructureTable(tables.Table):
@@ -56,3 +56,24 @@ class ServicesProfileTable(tables.Table):
 
 def infrastructure_rows(queryset):
     return queryset.annotate(profile_count=Count("compute_profiles"))
+
+
+class PartitioningStrategyTable(tables.Table):
+    strategy = tables.Column(
+        accessor="pk", linkify=True, verbose_name="Partitioning", orderable=False
+    )
+    infrastructure = tables.Column(linkify=True)
+    gpu_model = tables.Column(verbose_name="GPU model")
+    mode = tables.Column(verbose_name="Mode")
+    config = tables.Column(accessor="pk", verbose_name="mig-parted config", orderable=False)
+    applied_config = tables.Column(verbose_name="Applied")
+
+    class Meta:
+        model = PartitioningStrategy
+        fields = ["strategy", "infrastructure", "gpu_model", "mode", "config", "applied_config"]
+
+    def render_strategy(self, record) -> str:
+        return str(record)
+
+    def render_config(self, record) -> str:
+        return record.config_name()

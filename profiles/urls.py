@@ -1,7 +1,7 @@
 from django.urls import path
 
 from portal.urlhelpers import crud_urls
-from profiles import views
+from profiles import partitioning_views, views
 
 app_name = "profiles"
 
@@ -36,4 +36,57 @@ urlpatterns = [
         name="servicesprofile_clone",
     ),
     path("support-matrix/", views.support_matrix, name="support_matrix"),
+    *crud_urls(
+        "partitioningstrategy",
+        "partitioning",
+        partitioning_views.PartitioningList,
+        partitioning_views.PartitioningDetail,
+        partitioning_views.PartitioningEdit,
+        partitioning_views.PartitioningDelete,
+    ),
+    path(
+        "partitioning/preview/",
+        partitioning_views.partitioning_preview,
+        name="partitioning_preview",
+    ),
+    path(
+        "partitioning/<int:pk>/preview/",
+        partitioning_views.partitioning_preview,
+        name="partitioning_preview",
+    ),
+    path(
+        "partitioning/model-fields/",
+        partitioning_views.partitioning_model_fields,
+        name="partitioning_model_fields",
+    ),
+    path(
+        "partitioning/<int:pk>/model-fields/",
+        partitioning_views.partitioning_model_fields,
+        name="partitioning_model_fields",
+    ),
+    path(
+        "partitioning/layouts/<str:gpu_model>/",
+        partitioning_views.partitioning_layouts,
+        name="partitioning_layouts",
+    ),
+    path(
+        "partitioning/<int:pk>/apply/",
+        partitioning_views.partitioning_apply,
+        name="partitioning_apply",
+    ),
+    path(
+        "partitioning/<int:pk>/refresh/",
+        partitioning_views.partitioning_refresh,
+        name="partitioning_refresh",
+    ),
+    path(
+        "partitioning/<int:pk>/drain/",
+        partitioning_views.partitioning_drain,
+        name="partitioning_drain",
+    ),
+    path(
+        "partitioning/<int:pk>/nodes/",
+        partitioning_views.partitioning_nodes,
+        name="partitioning_nodes",
+    ),
 ]

@@ -15,6 +15,8 @@ from portal.views.generic import (
     require,
 )
 from profiles import catalog, components, filtersets, forms, tables
+from profiles.choices import InfrastructureKind
+from profiles.mig import nvml
 from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
 
 # Infrastructure
@@ -36,13 +38,27 @@ class InfrastructureDetail(ObjectDetailView):
 
     def extra_context(self, request, obj) -> dict:
         usable, reason = obj.usability()
-        return {
+        context = {
             "usable": usable,
             "unusable_reason": reason,
             "instance_types": obj.instance_types.all(),
             "profiles": obj.compute_profiles.all(),
             "credential_keys": sorted(obj.credentials),
+            "partitionings": obj.partitionings.all(),
         }
+        if obj.kind == InfrastructureKind.LOCAL:
+            context["nvml"] = nvml_section()
+        return context
+
+
+def nvml_section() -> dict:
+    """This host's GPUs from NVML, each with how its profile table differs from the catalog."""
+    found = nvml.inventory()
+    gpus = [
+        {"gpu": gpu, "differences": nvml.compare_with_catalog(gpu) if gpu.mig_capable else []}
+        for gpu in found.gpus
+    ]
+    return {"reason": found.reason, "gpus": gpus}
 
 
 class InfrastructureEdit(ObjectEditView):

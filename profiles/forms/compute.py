@@ -2,23 +2,61 @@ from django import forms
 from django.db import transaction
 
 from portal.forms import InlineFormsetMixin, PortalFormMixin
-from profiles import catalog
+from profiles import catalog, partitioning
 from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup
 
 
-def mig_profile_choices() -> list:
+def mig_profile_choices(
+    offers: dict[str, dict[str, dict[str, int]]], current: tuple[str, str] = ("", "")
+) -> list:
+    """The MIG profiles partitionings provide, grouped by GPU model (and infrastructure when
+    the group's infrastructure is not known yet); plus the group's current value, if any."""
     grouped = []
-    for model in mig_catalog.mig_capable_models():
-        names = [p.name for p in mig_catalog.geometry(model).profiles]
-        grouped.append((model, [(name, f"{name} ({model})") for name in names]))
+    for where, by_model in offers.items():
+        for model, per_gpu in by_model.items():
+            label = f"{model} on {where}" if len(offers) > 1 else model
+            grouped.append(
+                (label, [(name, f"{name} ({n} per {model} GPU)") for name, n in per_gpu.items()])
+            )
+    model, name = current
+    offered = {value for _, options in grouped for value, _ in options}
+    if name and name not in offered:
+        grouped.append((model or "Other", [(name, f"{name} (not offered by a partitioning)")]))
     return [("", "Whole GPUs")] + grouped
+
+
+class MigProfileField(forms.ChoiceField):
+    """Any catalog profile name passes here; `ResourceGroupForm.clean` says what is offered,
+    so a profile the partitioning lacks gets that explanation, not "select a valid choice"."""
+
+    def valid_value(self, value) -> bool:
+        return value in _CATALOG_PROFILE_NAMES or super().valid_value(value)
+
+
+_CATALOG_PROFILE_NAMES = {
+    p.name
+    for model in mig_catalog.mig_capable_models()
+    for p in mig_catalog.geometry(model).profiles
+}
+
+
+def partitioning_offers(infrastructure: Infrastructure | None) -> dict:
+    """Infrastructure name → GPU model → MIG profile → instances per GPU."""
+    if infrastructure is not None:
+        return {str(infrastructure): partitioning.offered_per_gpu(infrastructure)}
+    offers: dict[str, dict[str, dict[str, int]]] = {}
+    for item in Infrastructure.objects.filter(partitionings__isnull=False).distinct():
+        found = partitioning.offered_per_gpu(item)
+        if found:
+            offers[str(item)] = found
+    return offers
 
 
 class ResourceGroupForm(forms.ModelForm):
     gpu_model = forms.ChoiceField(required=False, label="GPU model")
-    mig_profile = forms.ChoiceField(required=False, label="MIG slice profile")
+    mig_profile = MigProfileField(required=False, label="MIG slice profile")
 
     class Meta:
         model = ResourceGroup
@@ -33,11 +71,19 @@ class ResourceGroupForm(forms.ModelForm):
             "instance_type",
         ]
 
-    def __init__(self, *args, infrastructure: Infrastructure | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        infrastructure: Infrastructure | None = None,
+        offers: dict | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.infrastructure = infrastructure
+        self.offers = partitioning_offers(infrastructure) if offers is None else offers
         self.fields["gpu_model"].choices = [("", "No GPU")] + catalog.choices_gpu_models()
-        self.fields["mig_profile"].choices = mig_profile_choices()
+        current = (self.instance.gpu_model, self.instance.mig_profile)
+        self.fields["mig_profile"].choices = mig_profile_choices(self.offers, current)
         self.fields["node_count"].min_value = 1
         self.fields["node_count"].widget.attrs["min"] = 1
 
@@ -90,9 +136,32 @@ class ResourceGroupForm(forms.ModelForm):
                 f"One node offers at most {per_node}× {model}; {count} GPUs need a node count "
                 f"of at least {needed}.",
             )
+        if mig_profile and not self.errors.get("mig_profile"):
+            self._clean_partitioned(model, mig_profile, count, per_node, nodes)
         name = cleaned.get("instance_type")
         if name:
             self._clean_instance_type(name, model)
+
+    def _clean_partitioned(self, model, mig_profile, count, gpus_per_node, nodes) -> None:
+        """A MIG group needs a partitioning that provides its slices, and enough of them."""
+        infrastructure = self.infrastructure
+        per_gpu = self.offers.get(str(infrastructure), {}).get(model, {}).get(mig_profile, 0)
+        if not per_gpu:
+            self.add_error(
+                "mig_profile",
+                f"The partitioning of {infrastructure} offers no {mig_profile} slices of "
+                f"{model}; partition it first.",
+            )
+            return
+        per_node = per_gpu * gpus_per_node
+        if count > per_node * nodes:
+            needed = -(-count // per_node)
+            self.add_error(
+                "gpu_count",
+                f"One node offers {per_node}× {mig_profile} ({per_gpu} on each of its "
+                f"{gpus_per_node} {model} GPUs); {count} slices need a node count of at "
+                f"least {needed}.",
+            )
 
     def _clean_instance_type(self, name: str, model: str) -> None:
         if self.infrastructure.kind != InfrastructureKind.PUBLIC_CLOUD:
@@ -111,6 +180,11 @@ class BaseResourceGroupFormSet(forms.BaseInlineFormSet):
     def get_form_kwargs(self, index):
         kwargs = super().get_form_kwargs(index)
         kwargs["infrastructure"] = self.infrastructure
+        # One look-up of the partitionings for all rows, not one per row.
+        if getattr(self, "_offers_for", False) != self.infrastructure:
+            self._offers = partitioning_offers(self.infrastructure)
+            self._offers_for = self.infrastructure
+        kwargs["offers"] = self._offers
         return kwargs
 
     def clean(self):
@@ -176,6 +250,9 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
             self.fields["infrastructure"].queryset = Infrastructure.objects.for_user(
                 self.user, "view"
             )
+        if self.instance.pk and not self.is_bound:
+            # The rows offer the MIG slices of the profile's own infrastructure.
+            self.inline.infrastructure = self.instance.infrastructure
 
     def prepare_inline(self) -> None:
         self.inline.infrastructure = self.cleaned_data.get("infrastructure")

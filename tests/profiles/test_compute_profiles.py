@@ -89,7 +89,10 @@ def test_gpus_need_a_model_and_a_model_needs_gpus(admin_client, aws_infrastructu
     assert "Ask for at least one GPU" in page
 
 
-def test_a_mig_profile_must_exist_on_that_gpu(admin_client, aws_infrastructure):
+def test_a_mig_profile_must_exist_on_that_gpu(
+    admin_client, aws_infrastructure, partitioning_factory
+):
+    partitioning_factory(aws_infrastructure, "A100-40GB", layout_name="all-3g.20gb")
     page = field_error(
         post(
             admin_client,

@@ -1,0 +1,316 @@
+"""Applying a partitioning to a Kubernetes cluster (against the API stand-in), tracking the
+MIG state labels, refusing busy nodes, and draining."""
+
+from http import HTTPStatus
+
+import kubernetes_validate
+import pytest
+import yaml
+from django.urls import reverse
+
+from pools.lifecycle import State
+from profiles import mig_apply, partitioning
+from profiles.choices import MigConfigState
+from profiles.mig import migparted
+from profiles.models import NodePartition, PartitioningStrategy
+
+pytestmark = pytest.mark.django_db
+VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33"]
+
+
+@pytest.fixture
+def enqueued(monkeypatch):
+    calls = []
+    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kw: calls.append(args))
+    return calls
+
+
+# --- what is applied ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_config_map_and_node_patch_are_valid_kubernetes(
+    version, k8s_infrastructure, partitioning_factory
+):
+    strategy = partitioning_factory(
+        k8s_infrastructure, mode="custom", custom_counts={"3g.20gb": 1, "2g.10gb": 1}
+    )
+    manifest = mig_apply.config_map_manifest(strategy)
+    kubernetes_validate.validate(manifest, f"{version}.0", strict=True)
+    kubernetes_validate.validate(
+        mig_apply.node_label_patch("gpu-node-1", strategy.config_name()),
+        f"{version}.0",
+        strict=True,
+    )
+    kubernetes_validate.validate(
+        manifest, f"{k8s_infrastructure.kubernetes_version}.0", strict=True
+    )
+
+
+def test_the_config_holds_the_named_layouts_and_each_custom_mix(
+    k8s_infrastructure, partitioning_factory
+):
+    custom = partitioning_factory(
+        k8s_infrastructure, mode="custom", custom_counts={"4g.20gb": 1, "3g.20gb": 1}
+    )
+    partitioning_factory(k8s_infrastructure, gpu_model="H100-80GB", layout_name="all-3g.40gb")
+    manifest = mig_apply.config_map_manifest(custom)
+    config = yaml.safe_load(manifest["data"]["config.yaml"])
+    assert migparted.validate_mig_parted_config(config) == []
+    assert config["mig-configs"][custom.config_name()] == [
+        {
+            "device-filter": ["0x20B010DE", "0x20B110DE", "0x20F110DE"],
+            "devices": "all",
+            "mig-enabled": True,
+            "mig-devices": {"3g.20gb": 1, "4g.20gb": 1},
+        }
+    ]
+    assert "all-3g.40gb" in config["mig-configs"] and "all-balanced" in config["mig-configs"]
+    assert manifest["metadata"] == {"name": "custom-mig-parted-config", "namespace": "gpu-operator"}
+
+
+def test_a_custom_mix_gets_a_new_config_name_when_it_changes(
+    k8s_infrastructure, partitioning_factory
+):
+    strategy = partitioning_factory(k8s_infrastructure, mode="custom", custom_counts={"7g.40gb": 1})
+    before = strategy.config_name()
+    strategy.custom_counts = {"3g.20gb": 2}
+    assert strategy.config_name() != before
+    assert len(before) <= 63
+
+
+# --- the apply action and task -----------------------------------------------------------
+
+
+def test_apply_enqueues_the_task_on_commit_and_is_audited(
+    admin_client,
+    k8s_infrastructure,
+    partitioning_factory,
+    enqueued,
+    django_capture_on_commit_callbacks,
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    url = reverse("profiles:partitioning_apply", args=[strategy.pk])
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = admin_client.post(url)
+    assert response.status_code == HTTPStatus.FOUND
+    assert len(callbacks) == 1
+    assert enqueued == [("profiles.mig_apply.apply_partitioning", strategy.pk)]
+    strategy.refresh_from_db()
+    assert strategy.apply_requested_at is not None
+    from portal.models import AuditEntry
+
+    assert AuditEntry.objects.filter(object_id=str(strategy.pk), action="action").exists()
+
+
+def test_apply_needs_post(admin_client, k8s_infrastructure, partitioning_factory):
+    strategy = partitioning_factory(k8s_infrastructure)
+    response = admin_client.get(reverse("profiles:partitioning_apply", args=[strategy.pk]))
+    assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+def test_apply_is_only_for_kubernetes(
+    admin_client, aws_infrastructure, partitioning_factory, enqueued
+):
+    strategy = partitioning_factory(aws_infrastructure)
+    response = admin_client.post(
+        reverse("profiles:partitioning_apply", args=[strategy.pk]), follow=True
+    )
+    assert "works on existing Kubernetes clusters" in response.content.decode()
+    assert enqueued == []
+
+
+def test_the_task_writes_the_config_map_and_labels_the_models_nodes(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, layout_name="all-balanced")
+    result = mig_apply.apply_partitioning(strategy.pk)
+    assert result == "labelled 2 of 2 nodes nvidia.com/mig.config=all-balanced"
+    stored = mig_cluster.objects[("configmaps", "gpu-operator", "custom-mig-parted-config")]
+    config = yaml.safe_load(stored["data"]["config.yaml"])
+    assert config["version"] == "v1" and "all-balanced" in config["mig-configs"]
+    for node in ("gpu-node-1", "gpu-node-2"):
+        labels = mig_cluster.node_labels(node)
+        assert labels["nvidia.com/mig.config"] == "all-balanced"
+        assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-40GB"  # others' labels stay
+    assert "nvidia.com/mig.config" not in mig_cluster.node_labels("h100-node")
+    states = dict(strategy.node_states.values_list("name", "state"))
+    assert states == {"gpu-node-1": "pending", "gpu-node-2": "pending"}
+    strategy.refresh_from_db()
+    assert strategy.applied_config == "all-balanced" and strategy.apply_error == ""
+    # Idempotent: a retried task changes nothing.
+    assert mig_apply.apply_partitioning(strategy.pk) == result
+    assert mig_cluster.node_labels("gpu-node-1")["nvidia.com/mig.config"] == "all-balanced"
+
+
+def test_the_task_labels_only_the_listed_nodes(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-2\nmissing-node")
+    mig_apply.apply_partitioning(strategy.pk)
+    assert "nvidia.com/mig.config" not in mig_cluster.node_labels("gpu-node-1")
+    assert mig_cluster.node_labels("gpu-node-2")["nvidia.com/mig.config"] == "all-balanced"
+    missing = strategy.node_states.get(name="missing-node")
+    assert missing.message == "not found in the cluster"
+    assert ("nodes", "", "missing-node") not in mig_cluster.objects  # never created
+
+
+def test_the_state_labels_are_tracked_until_mig_manager_is_done(
+    admin_client, k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    mig_apply.apply_partitioning(strategy.pk)
+    mig_cluster.set_mig_state("gpu-node-1", "rebooting")
+    mig_cluster.set_mig_state("gpu-node-2", "success")
+    assert mig_apply.refresh_state(strategy.pk) == "still waiting"
+    states = dict(strategy.node_states.values_list("name", "state"))
+    assert states == {"gpu-node-1": "rebooting", "gpu-node-2": "success"}
+    page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    assert "Rebooting" in page and "Success" in page and 'hx-trigger="every 10s"' in page
+    mig_cluster.set_mig_state("gpu-node-1", "failed")
+    assert mig_apply.refresh_state(strategy.pk) == "done"
+    assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.FAILED
+    nodes = admin_client.get(reverse("profiles:partitioning_nodes", args=[strategy.pk]))
+    assert "Failed" in nodes.content.decode() and "every 10s" not in nodes.content.decode()
+
+
+def test_a_label_changed_by_someone_else_is_not_reported_as_applied(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    mig_apply.apply_partitioning(strategy.pk)
+    mig_cluster.objects[("nodes", "", "gpu-node-1")]["metadata"]["labels"][
+        "nvidia.com/mig.config"
+    ] = "all-disabled"
+    mig_cluster.set_mig_state("gpu-node-1", "success")
+    mig_apply.refresh_state(strategy.pk)
+    row = strategy.node_states.get(name="gpu-node-1")
+    assert row.state == MigConfigState.NOT_APPLIED
+    assert row.message == "labelled all-disabled, not all-balanced"
+
+
+def test_refresh_is_enqueued_from_the_page(
+    admin_client,
+    k8s_infrastructure,
+    partitioning_factory,
+    enqueued,
+    django_capture_on_commit_callbacks,
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("profiles:partitioning_refresh", args=[strategy.pk]))
+    assert enqueued == [("profiles.mig_apply.refresh_state", strategy.pk)]
+
+
+def test_refused_credentials_are_recorded_not_raised(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    mig_cluster.token = "rotated"
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("failed:")
+    strategy.refresh_from_db()
+    assert "refused" in strategy.apply_error
+
+
+# --- busy nodes and draining -------------------------------------------------------------
+
+
+def test_the_task_refuses_a_node_hosting_a_live_workspace(
+    k8s_infrastructure, partitioning_factory, mig_cluster, live_workspace
+):
+    live_workspace(k8s_infrastructure, "gpu-node-1")
+    strategy = partitioning_factory(k8s_infrastructure)
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 1 of 2 nodes")
+    assert "nvidia.com/mig.config" not in mig_cluster.node_labels("gpu-node-1")
+    assert mig_cluster.node_labels("gpu-node-2")["nvidia.com/mig.config"] == "all-balanced"
+    refused = strategy.node_states.get(name="gpu-node-1")
+    assert refused.state == MigConfigState.REFUSED
+    assert "hosts ws-on-gpu-node-1" in refused.message
+
+
+def test_the_task_refuses_a_node_running_portal_pods_not_yet_recorded(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    mig_cluster.add_namespace("ws-7")
+    mig_cluster._store(
+        "pods",
+        "ws-7",
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "ws-7-g0-0",
+                "labels": {"app.kubernetes.io/managed-by": "gpu-paas-portal"},
+            },
+            "spec": {"nodeName": "gpu-node-2", "containers": []},
+        },
+    )
+    strategy = partitioning_factory(k8s_infrastructure)
+    mig_apply.apply_partitioning(strategy.pk)
+    assert strategy.node_states.get(name="gpu-node-2").state == MigConfigState.REFUSED
+    assert "pod ws-7-g0-0" in strategy.node_states.get(name="gpu-node-2").message
+
+
+def test_the_apply_action_refuses_busy_known_nodes(
+    admin_client, k8s_infrastructure, partitioning_factory, live_workspace, enqueued
+):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1\ngpu-node-2")
+    live_workspace(k8s_infrastructure, "gpu-node-1")
+    response = admin_client.post(
+        reverse("profiles:partitioning_apply", args=[strategy.pk]), follow=True
+    )
+    page = response.content.decode()
+    assert "Not repartitioned: gpu-node-1 hosts ws-on-gpu-node-1" in page
+    assert "Drain the node" in page
+    assert enqueued == []
+
+
+def test_deleted_workspaces_do_not_make_a_node_busy(k8s_infrastructure, live_workspace):
+    live_workspace(k8s_infrastructure, "gpu-node-1", state=State.DELETED)
+    live_workspace(k8s_infrastructure, "gpu-node-2", state=State.FAILED)
+    assert partitioning.busy_nodes(k8s_infrastructure, ["gpu-node-1", "gpu-node-2"]) == {}
+
+
+def test_drain_stops_new_workspaces_and_apply_proceeds_once_the_node_is_empty(
+    admin_client, k8s_infrastructure, partitioning_factory, live_workspace, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
+    workspace = live_workspace(k8s_infrastructure, "gpu-node-1")
+    assert partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
+    drain = reverse("profiles:partitioning_drain", args=[strategy.pk])
+    response = admin_client.post(drain, {"node": "gpu-node-1", "draining": "1"})
+    assert response.status_code == HTTPStatus.FOUND
+    assert not partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
+    assert partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-2")
+    page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    assert "draining" in page and "ws-on-gpu-node-1" in page
+    # Still busy: refused. Once the workspace is gone: applied.
+    mig_apply.apply_partitioning(strategy.pk)
+    assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.REFUSED
+    workspace.state = State.DELETED
+    workspace.save()
+    mig_apply.apply_partitioning(strategy.pk)
+    assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.PENDING
+    assert mig_cluster.node_labels("gpu-node-1")["nvidia.com/mig.config"] == "all-balanced"
+    admin_client.post(drain, {"node": "gpu-node-1", "draining": "0"})
+    assert partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
+
+
+def test_drain_of_an_unknown_node_is_refused(
+    admin_client, k8s_infrastructure, partitioning_factory
+):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
+    drain = reverse("profiles:partitioning_drain", args=[strategy.pk])
+    response = admin_client.post(drain, {"node": "elsewhere", "draining": "1"}, follow=True)
+    assert "elsewhere is not a node of this partitioning" in response.content.decode()
+    assert not NodePartition.objects.exists()
+
+
+def test_viewers_cannot_apply_or_drain(client, viewer, k8s_infrastructure, partitioning_factory):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
+    client.force_login(viewer)
+    for name in ("partitioning_apply", "partitioning_refresh", "partitioning_drain"):
+        response = client.post(reverse(f"profiles:{name}", args=[strategy.pk]), {"node": "x"})
+        assert response.status_code == HTTPStatus.FORBIDDEN
+    assert client.get(strategy.get_absolute_url()).status_code == HTTPStatus.OK
+    assert PartitioningStrategy.objects.get().apply_requested_at is None
