@@ -231,6 +231,17 @@ def node_accepts_workspaces(infrastructure: Infrastructure, node_name: str) -> b
     ).exists()
 
 
+def draining_nodes(infrastructure: Infrastructure) -> tuple[str, ...]:
+    """Names of the nodes of this infrastructure that take no new workspaces."""
+    if infrastructure.pk is None:
+        return ()
+    return tuple(
+        NodePartition.objects.filter(strategy__infrastructure=infrastructure, draining=True)
+        .values_list("name", flat=True)
+        .distinct()
+    )
+
+
 def set_draining(strategy: PartitioningStrategy, node_name: str, draining: bool) -> NodePartition:
     node, _ = NodePartition.objects.update_or_create(
         strategy=strategy, name=node_name, defaults={"draining": draining}

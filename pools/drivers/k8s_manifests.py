@@ -60,6 +60,8 @@ class ManifestOptions:
     image: str = DEFAULT_IMAGE
     storage_class: str = ""  # "" = the cluster's default StorageClass
     mount_path: str = "/workspace"
+    # Nodes no new workspace may land on (drained for repartitioning).
+    avoid_nodes: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.namespace_mode not in (NAMESPACE_MODE, SHARED_MODE):
@@ -248,6 +250,24 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoExecute"},
         ]
+    if options.avoid_nodes:
+        pod["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": "kubernetes.io/hostname",
+                                    "operator": "NotIn",
+                                    "values": sorted(options.avoid_nodes),
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
     return pod
 
 

@@ -28,7 +28,7 @@ KUBERNETES_STORAGE_CLASS.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import urllib3
@@ -52,6 +52,7 @@ from pools.drivers.base import (
     ignore_progress,
 )
 from profiles.catalog import gpu_model_for_product_label
+from profiles.partitioning import draining_nodes
 
 FIELD_MANAGER = "gpu-paas-portal"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
@@ -115,7 +116,9 @@ class KubernetesDriver(Driver):
         namespace = m.namespace_for(spec, self.options)
         if self.options.namespace_mode == m.NAMESPACE_MODE:
             self._check_namespace_is_ours(spec, namespace)
-        for obj in m.render(spec, self.options):
+        # Nodes drained for repartitioning take no new workspaces.
+        options = replace(self.options, avoid_nodes=draining_nodes(self.infrastructure))
+        for obj in m.render(spec, options):
             kind, meta = obj["kind"], obj["metadata"]
             code, _ = self._request(
                 "PATCH",
