@@ -1,21 +1,20 @@
 """The partitioning form's live feedback in a real browser (htmx, no page reload)."""
 
-import os
-
 import pytest
 from playwright.sync_api import expect
 
 from profiles.models import PartitioningStrategy
-from tests.browser.conftest import browser, log_in, page  # noqa: F401
+from tests.browser.conftest import log_in
 from tests.conftest import PASSWORD
+from tests.profiles.conftest import datacenter_infrastructure  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_feedback_follows_the_form_as_the_admin_types(
-    page,  # noqa: F811 - the browser fixture imported above
+    page,
     org_admin,
-    datacenter_infrastructure,
+    datacenter_infrastructure,  # noqa: F811
 ):
     log_in(page, org_admin.username, PASSWORD)
     page.goto("/admin/partitioning/add/")
@@ -31,8 +30,6 @@ def test_the_feedback_follows_the_form_as_the_admin_types(
     page.fill("input[name='count_3g.20gb']", "1")
     page.fill("input[name='count_2g.10gb']", "1")
     expect(feedback.locator(".free")).to_have_count(2)
-    if os.environ.get("PARTITIONING_SCREENSHOT"):
-        page.screenshot(path=os.environ["PARTITIONING_SCREENSHOT"], full_page=True)
     # Another model: its own profiles replace the count fields.
     page.select_option("select[name=gpu_model]", "H100-80GB")
     expect(page.locator("input[name='count_3g.40gb']")).to_be_visible()
