@@ -75,6 +75,10 @@ WORKSPACE_LIFECYCLE = Lifecycle(
     }
 )
 
+# Warm-pool instances (issue 6): the workspace lifecycle plus the claim. A claimed instance
+# is done: its resources now belong to the workspace that adopted it, which deletes them.
+POOL_LIFECYCLE = WORKSPACE_LIFECYCLE.extend({State.READY: {State.CLAIMED}})
+
 # States in which the object may hold (or is about to hold) infrastructure resources.
 LIVE_STATES = (State.REQUESTED, State.PROVISIONING, State.READY, State.CLAIMED, State.DELETING)
 # States a worker is expected to move the object out of by itself.

@@ -1,4 +1,15 @@
+from datetime import time
+
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from pools.drivers.base import WorkspaceSpec
+from pools.lifecycle import POOL_LIFECYCLE, LifecycleEvent, LifecycleModel
+from portal.crypto import EncryptedTextField
+from portal.querysets import restricted_manager
+from portal.roles import Area
 
 
 class GpuAllocation(models.Model):
@@ -37,3 +48,263 @@ class GpuAllocation(models.Model):
         if self.mig_profile:
             return f"GPU {self.gpu_index} MIG {self.mig_profile}"
         return f"GPU {self.gpu_index}"
+
+
+# -- warm pools (issue 6) ---------------------------------------------------------------
+
+
+class Pool(models.Model):
+    """The warm-pool controller's state for one compute profile (made on first use).
+
+    The profile says how many instances it wants (`desired_capacity`, schedules); this row
+    says whether the loop may act on it: paused by an admin, backing off after failed
+    provisioning, or halted after `warmpool.HARD_LIMIT` consecutive failures.
+    """
+
+    profile = models.OneToOneField(
+        "profiles.ComputeProfile", on_delete=models.CASCADE, related_name="pool"
+    )
+    paused = models.BooleanField(default=False)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    backoff_until = models.DateTimeField(null=True, blank=True)
+    halted = models.BooleanField(
+        default=False, help_text="Set after too many failures in a row; Resume clears it."
+    )
+    last_failure = models.CharField(max_length=300, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    objects = restricted_manager(Area.POOLS)
+
+    def __str__(self) -> str:
+        return f"Warm pool of {self.profile}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("pools:pool_detail", args=[self.profile_id])
+
+
+class PoolInstance(LifecycleModel):
+    """A pre-provisioned, ready-to-use instance of a compute profile, owned by no user.
+
+    Made by the same drivers and tasks as a workspace, under the stable name `pool-<id>`.
+    On claim it moves ready → claimed and records the workspace that adopted it: from then
+    on the workspace's resources are the ones named `pool-<id>` (`pools.claims.spec_for`).
+    """
+
+    lifecycle = POOL_LIFECYCLE
+    # Fewer retries than a user's workspace: the pool's own backoff takes over after this.
+    max_attempts = 3
+
+    profile = models.ForeignKey(
+        "profiles.ComputeProfile", on_delete=models.PROTECT, related_name="pool_instances"
+    )
+    infrastructure = models.ForeignKey(
+        "profiles.Infrastructure", on_delete=models.PROTECT, related_name="pool_instances"
+    )
+    profile_version = models.PositiveIntegerField(default=1)
+    workspace = models.OneToOneField(
+        "workspaces.Workspace",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pool_instance",
+        help_text="The workspace that claimed it and now owns its resources.",
+    )
+    unhealthy = models.BooleanField(default=False)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    connection = models.JSONField(default=dict, blank=True)
+    detail = models.JSONField(default=dict, blank=True, help_text="What the driver made.")
+    secret = EncryptedTextField(blank=True)
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = restricted_manager(Area.POOLS)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["profile", "state", "ready_at"], name="pool_claim_order"),
+            models.Index(fields=["state", "heartbeat"], name="pool_in_flight"),
+        ]
+
+    def __str__(self) -> str:
+        return self.resource_name
+
+    @property
+    def resource_name(self) -> str:
+        return f"pool-{self.pk}"
+
+    def spec(self) -> WorkspaceSpec:
+        return WorkspaceSpec.from_profile(
+            self.resource_name, "", self.profile, labels={"portal/pool-instance": str(self.pk)}
+        )
+
+    def log_event(self, from_state: str, to_state: str, message: str, actor=None):
+        return self.events.create(
+            from_state=from_state, to_state=to_state, message=message[:300], actor=actor
+        )
+
+
+class PoolInstanceEvent(LifecycleEvent):
+    instance = models.ForeignKey(PoolInstance, on_delete=models.CASCADE, related_name="events")
+
+    class Meta(LifecycleEvent.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.instance}: {self.from_state} → {self.to_state} {self.message}"
+
+
+WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+
+
+def weekdays_label(days: list[int]) -> str:
+    """[5, 6] → "Sat–Sun"; [0, 2] → "Mon, Wed"; runs of three or more become ranges."""
+    days = sorted(set(days))
+    if len(days) == 7:
+        return "Every day"
+    parts, start = [], None
+    for i, day in enumerate(days):
+        if start is None:
+            start = day
+        if i + 1 == len(days) or days[i + 1] != day + 1:
+            if day - start >= 1:
+                parts.append(f"{WEEKDAYS[start]}–{WEEKDAYS[day]}")
+            else:
+                parts.append(WEEKDAYS[start])
+            start = None
+    return ", ".join(parts)
+
+
+class PoolSchedule(models.Model):
+    """A weekly time window (organisation time zone) with its own desired capacity.
+
+    The rule: windows of one profile must not overlap (the form refuses it), so at any
+    moment at most one window applies and there is nothing to rank. A window runs from
+    `start_time` to `end_time` on each of its weekdays; an end of 00:00 means midnight at the
+    end of the day. Windows across midnight are two windows (e.g. Fri 18:00–00:00 and
+    Sat–Sun 00:00–00:00).
+    """
+
+    profile = models.ForeignKey(
+        "profiles.ComputeProfile", on_delete=models.CASCADE, related_name="pool_schedules"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    weekdays = models.JSONField(default=list, help_text="0 = Monday … 6 = Sunday.")
+    start_time = models.TimeField(default=time(0, 0))
+    end_time = models.TimeField(default=time(0, 0), help_text="00:00 means midnight.")
+    desired_capacity = models.PositiveIntegerField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = restricted_manager(Area.POOLS)
+
+    class Meta:
+        ordering = ["profile__name", "start_time", "pk"]
+        verbose_name = "pool schedule"
+
+    def __str__(self) -> str:
+        label = f"{self.days_label} {self.start_time:%H:%M}–{self.end_time:%H:%M}"
+        return f"{self.name} ({label})" if self.name else label
+
+    def get_absolute_url(self) -> str:
+        return reverse("pools:poolschedule_detail", args=[self.pk])
+
+    @property
+    def days_label(self) -> str:
+        return weekdays_label(self.weekdays)
+
+    @property
+    def start_minute(self) -> int:
+        return self.start_time.hour * 60 + self.start_time.minute
+
+    @property
+    def end_minute(self) -> int:
+        end = self.end_time.hour * 60 + self.end_time.minute
+        return end or 24 * 60
+
+    def covers(self, weekday: int, minute: int) -> bool:
+        return weekday in self.weekdays and self.start_minute <= minute < self.end_minute
+
+    def overlaps(self, other: "PoolSchedule") -> bool:
+        if not set(self.weekdays) & set(other.weekdays):
+            return False
+        return self.start_minute < other.end_minute and other.start_minute < self.end_minute
+
+    def clean(self):
+        errors = {}
+        if not self.weekdays:
+            errors["weekdays"] = "Choose at least one day."
+        if self.start_minute >= self.end_minute:
+            errors["end_time"] = (
+                "The window must end after it starts; for a window across midnight add two "
+                "windows (e.g. 18:00–00:00 and 00:00–06:00)."
+            )
+        if errors:
+            raise ValidationError(errors)
+        if self.profile_id is None:
+            return
+        for other in PoolSchedule.objects.filter(profile_id=self.profile_id).exclude(pk=self.pk):
+            if self.overlaps(other):
+                raise ValidationError(
+                    {
+                        "start_time": f"Overlaps the window “{other}” of the same profile. "
+                        "Windows of one profile may not overlap: shorten one of them."
+                    }
+                )
+
+    def audit_snapshot(self) -> dict:
+        # Times as text: the audit log's JSON encoder knows dates, not times of day.
+        return {
+            "start_time": f"{self.start_time:%H:%M}",
+            "end_time": f"{self.end_time:%H:%M}",
+            "window": str(self),
+        }
+
+
+class LoopDecision(models.Model):
+    """One decision of the warm-pool loop for one profile: what it saw and what it did."""
+
+    class Action(models.TextChoices):
+        NONE = "none", "No change"
+        CREATE = "create", "Create"
+        DELETE = "delete", "Delete extras"
+        REPLACE = "replace", "Replace"
+        BACKOFF = "backoff", "Backing off"
+        HALTED = "halted", "Halted"
+        PAUSED = "paused", "Paused"
+        YIELD = "yield", "Yield to users"
+
+    time = models.DateTimeField(default=timezone.now, db_index=True)
+    profile = models.ForeignKey(
+        "profiles.ComputeProfile", on_delete=models.CASCADE, related_name="pool_decisions"
+    )
+    desired = models.PositiveIntegerField()
+    ready = models.PositiveIntegerField()
+    provisioning = models.PositiveIntegerField(help_text="Requested or provisioning.")
+    deleting = models.PositiveIntegerField(default=0)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    count = models.PositiveIntegerField(default=0, help_text="Instances created or deleted.")
+    reason = models.CharField(max_length=300)
+
+    objects = restricted_manager(Area.POOLS)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["profile", "time"], name="decision_profile_time")]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M} {self.profile_id}: {self.action} {self.count}"
+
+
+class LoopLock(models.Model):
+    """A named lock row with an expiry, for databases without advisory locks (SQLite)."""
+
+    name = models.CharField(max_length=100, primary_key=True)
+    holder = models.CharField(max_length=64, blank=True)
+    expires = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name

@@ -7,6 +7,8 @@ whatever process starts first) and `ensure_schedules()` is idempotent, so runnin
 
 SWEEP_NAME = "pools: sweep"
 SWEEP_MINUTES = 1
+WARM_POOL_LOOP_NAME = "pools: warm-pool loop"
+WARM_POOL_LOOP_MINUTES = 1
 
 
 def ensure_schedules(schedule_model=None) -> None:
@@ -18,6 +20,18 @@ def ensure_schedules(schedule_model=None) -> None:
             "func": "pools.tasks.sweep",
             "schedule_type": "I",  # Schedule.MINUTES
             "minutes": SWEEP_MINUTES,
+            "repeats": -1,
+        },
+    )
+    # The warm-pool control loop (pools.warmpool.run_loop). It runs on the default cluster's
+    # scheduler; the pass is short, and the instance provisioning it enqueues goes to the
+    # pool cluster when one is configured.
+    schedule_model.objects.update_or_create(
+        name=WARM_POOL_LOOP_NAME,
+        defaults={
+            "func": "pools.warmpool.run_loop",
+            "schedule_type": "I",
+            "minutes": WARM_POOL_LOOP_MINUTES,
             "repeats": -1,
         },
     )

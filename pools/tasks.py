@@ -12,8 +12,10 @@ resumes it.
 
 Ordering: django-q2's ORM broker has no priorities and serves a queue in insertion order.
 User-requested work is enqueued here, on the default cluster queue, as soon as it is
-requested; warm-pool refills (issue 6) should go to their own queue (`cluster=` option,
-served by a separate `qcluster` with its own workers) so they never delay a user's request.
+requested. Warm-pool work (the loop, instance provisioning) goes to the queue named by
+`settings.WARM_POOL_CLUSTER` when it is set (served by its own `Q_CLUSTER_NAME=<name>
+manage.py qcluster`, so it never delays a user's request); without it, it shares the default
+queue and the loop holds back new instances while user requests wait (`pools.warmpool`).
 """
 
 from __future__ import annotations
@@ -59,6 +61,30 @@ def enqueue_provision(workspace_id: int) -> None:
 
 def enqueue_deprovision(workspace_id: int) -> None:
     async_task("pools.tasks.deprovision_workspace", workspace_id, group="workspace-deprovision")
+
+
+def pool_queue_options() -> dict:
+    """`cluster=` for warm-pool tasks when a separate pool cluster is configured."""
+    cluster = getattr(settings, "WARM_POOL_CLUSTER", "")
+    return {"cluster": cluster} if cluster else {}
+
+
+def enqueue_pool_provision(instance_id: int) -> None:
+    async_task(
+        "pools.tasks.provision_pool_instance",
+        instance_id,
+        group="pool-provision",
+        **pool_queue_options(),
+    )
+
+
+def enqueue_pool_deprovision(instance_id: int) -> None:
+    async_task(
+        "pools.tasks.deprovision_pool_instance",
+        instance_id,
+        group="pool-deprovision",
+        **pool_queue_options(),
+    )
 
 
 def schedule_retry(func: str, workspace_id: int, delay: int) -> None:
@@ -111,7 +137,7 @@ def _retry_or_fail(workspace, func: str, error: Exception) -> None:
     type(workspace).objects.filter(pk=workspace.pk).update(attempts=attempts)
     workspace.attempts = attempts
     detail = getattr(error, "detail", "") or ""
-    if attempts >= MAX_ATTEMPTS:
+    if attempts >= getattr(workspace, "max_attempts", MAX_ATTEMPTS):
         transition(
             workspace,
             State.FAILED,
@@ -131,6 +157,16 @@ def provision_workspace(workspace_id: int) -> str:
     workspace = _load(workspace_id)
     if workspace is None:
         return "gone"
+    result = _provision(workspace, "pools.tasks.provision_workspace")
+    if result == "ready":
+        from pools.services.tasks import workspace_ready
+
+        workspace_ready(workspace)  # deploy the services its request or profile names
+    return result
+
+
+def _provision(workspace, func: str) -> str:
+    """Take a requested (or interrupted) workspace or pool instance to ready."""
     if workspace.state == State.REQUESTED:
         transition(workspace, State.PROVISIONING, message="provisioning started")
     if workspace.state != State.PROVISIONING:
@@ -141,14 +177,14 @@ def provision_workspace(workspace_id: int) -> str:
         driver = driver_for(workspace.infrastructure)
         result = driver.provision(spec, _reporter(workspace))
     except TransientError as error:
-        _retry_or_fail(workspace, "pools.tasks.provision_workspace", error)
+        _retry_or_fail(workspace, func, error)
         return f"retrying: {error}"
     except PermanentError as error:
         _fail_and_release(workspace, spec, str(error), error.detail)
         return f"failed: {error}"
     except Exception as error:  # a bug or an unexpected client error: retry, then fail
         error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, "pools.tasks.provision_workspace", error)
+        _retry_or_fail(workspace, func, error)
         return f"retrying after error: {error}"
 
     if not result.ready:
@@ -157,7 +193,7 @@ def provision_workspace(workspace_id: int) -> str:
             _fail_and_release(workspace, spec, f"not ready within {minutes} minutes", "")
             return "failed: deadline"
         _touch(workspace, BACKOFF_BASE)
-        schedule_retry("pools.tasks.provision_workspace", workspace.pk, BACKOFF_BASE)
+        schedule_retry(func, workspace.pk, BACKOFF_BASE)
         return "not ready yet"
 
     connection = dict(result.connection)
@@ -171,7 +207,10 @@ def provision_workspace(workspace_id: int) -> str:
         detail=result.detail,
         secret=secret,
     )
-    return "ready" if moved else f"moved by another worker ({_load(workspace_id).state})"
+    if not moved:
+        workspace.refresh_from_db(fields=["state"])
+        return f"moved by another worker ({workspace.state})"
+    return "ready"
 
 
 def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) -> None:
@@ -195,11 +234,21 @@ def deprovision_workspace(workspace_id: int) -> str:
     workspace = _load(workspace_id)
     if workspace is None:
         return "gone"
+    from pools.claims import spec_for
+
+    # A workspace that adopted a warm-pool instance owns the resources named after it.
+    return _deprovision(workspace, spec_for(workspace), "pools.tasks.deprovision_workspace")
+
+
+def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
     if workspace.state != State.DELETING:
         return f"nothing to do ({workspace.state})"
     _touch(workspace)
     try:
-        driver_for(workspace.infrastructure).deprovision(workspace.spec(), _reporter(workspace))
+        from pools.services.tasks import remove_for_target
+
+        remove_for_target(workspace.infrastructure, spec.name, spec)  # services go first
+        driver_for(workspace.infrastructure).deprovision(spec, _reporter(workspace))
     except PermanentError as error:
         transition(
             workspace,
@@ -212,38 +261,83 @@ def deprovision_workspace(workspace_id: int) -> str:
     except Exception as error:
         if not isinstance(error, TransientError):
             error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, "pools.tasks.deprovision_workspace", error)
+        _retry_or_fail(workspace, func, error)
         return f"retrying: {error}"
     transition(workspace, State.DELETED, message="deleted", deleted_at=timezone.now())
     return "deleted"
+
+
+# -- warm-pool instances (issue 6) -----------------------------------------------------
+
+
+def _load_instance(instance_id: int):
+    from pools.models import PoolInstance
+
+    return (
+        PoolInstance.objects.select_related("profile", "infrastructure")
+        .filter(pk=instance_id)
+        .first()
+    )
+
+
+def provision_pool_instance(instance_id: int) -> str:
+    """Take a requested pool instance to ready; tell the pool how it went (backoff)."""
+    from pools import warmpool
+
+    instance = _load_instance(instance_id)
+    if instance is None:
+        return "gone"
+    before = instance.state
+    outcome = _provision(instance, "pools.tasks.provision_pool_instance")
+    if instance.state != before:  # only the call that moved it reports, once
+        if instance.state == State.READY:
+            warmpool.record_success(instance.profile_id)
+            # A warm instance comes with its profile's default stack already running.
+            from pools.services.tasks import deploy_default_services
+
+            deploy_default_services(instance)
+        elif instance.state == State.FAILED:
+            warmpool.record_failure(instance.profile_id, instance.failure_reason)
+    return outcome
+
+
+def deprovision_pool_instance(instance_id: int) -> str:
+    instance = _load_instance(instance_id)
+    if instance is None:
+        return "gone"
+    return _deprovision(instance, instance.spec(), "pools.tasks.deprovision_pool_instance")
 
 
 # -- the periodic sweep ----------------------------------------------------------------
 
 
 def resume_stuck(now=None) -> int:
-    """Re-enqueue each in-flight workspace whose worker went away; return how many.
+    """Re-enqueue each in-flight workspace or pool instance whose worker went away.
 
     Each candidate is claimed with a conditional UPDATE of its heartbeat, so two sweeps
     running at once never both resume the same workspace.
     """
+    from pools.models import PoolInstance
     from workspaces.models import Workspace
 
     now = now or timezone.now()
     cutoff = now - stuck_after()
     resumed = 0
-    stuck = Workspace.objects.filter(state__in=IN_FLIGHT_STATES, heartbeat__lt=cutoff)
-    for pk, state, heartbeat in stuck.values_list("pk", "state", "heartbeat"):
-        claimed = Workspace.objects.filter(pk=pk, state=state, heartbeat=heartbeat).update(
-            heartbeat=now
-        )
-        if claimed != 1:
-            continue
-        if state == State.DELETING:
-            transaction.on_commit(lambda pk=pk: enqueue_deprovision(pk))
-        else:
-            transaction.on_commit(lambda pk=pk: enqueue_provision(pk))
-        resumed += 1
+    kinds = [
+        (Workspace, enqueue_provision, enqueue_deprovision),
+        (PoolInstance, enqueue_pool_provision, enqueue_pool_deprovision),
+    ]
+    for model, provision, deprovision in kinds:
+        stuck = model.objects.filter(state__in=IN_FLIGHT_STATES, heartbeat__lt=cutoff)
+        for pk, state, heartbeat in stuck.values_list("pk", "state", "heartbeat"):
+            claimed = model.objects.filter(pk=pk, state=state, heartbeat=heartbeat).update(
+                heartbeat=now
+            )
+            if claimed != 1:
+                continue
+            enqueue = deprovision if state == State.DELETING else provision
+            transaction.on_commit(lambda pk=pk, enqueue=enqueue: enqueue(pk))
+            resumed += 1
     return resumed
 
 
@@ -262,7 +356,7 @@ def expire(now=None) -> int:
 
 
 # Callables returning the resource names that are still owned on an infrastructure; the
-# warm pool (issue 6) appends its own so the sweep does not reap its instances.
+# warm pool appends its own (pools.apps) so the sweep does not reap its instances.
 LIVE_NAME_SOURCES = []
 
 
@@ -317,5 +411,13 @@ def sweep() -> dict:
     1. Resume workspaces stuck in requested/provisioning/deleting (worker died).
     2. Start deleting workspaces past their lifetime.
     3. Reap resources on the infrastructure that belong to no live workspace.
+    4. Resume services deployments stuck in flight (`pools.services.tasks.sweep`).
     """
-    return {"resumed": resume_stuck(), "expired": expire(), "reaped": reap_orphans()}
+    from pools.services.tasks import sweep as services_sweep
+
+    return {
+        "resumed": resume_stuck(),
+        "expired": expire(),
+        "reaped": reap_orphans(),
+        "services_resumed": services_sweep(),
+    }

@@ -8,7 +8,7 @@ transaction, so the trail and the data can never disagree. Secret fields are red
 import contextvars
 import hashlib
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
@@ -25,7 +25,7 @@ SECRET_NOT_SET = "(not set)"
 
 
 def _json_value(value):
-    if isinstance(value, datetime | date):
+    if isinstance(value, datetime | date | time):
         return value.isoformat()
     if isinstance(value, Decimal | uuid.UUID):
         return str(value)

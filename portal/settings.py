@@ -201,6 +201,12 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "ack_failures": True,
 }
+# Warm-pool refills on a queue of their own, served by `Q_CLUSTER_NAME=pools manage.py
+# qcluster`, so they never delay users' requests. Empty: one shared queue, where the
+# control loop holds back while user requests wait for a worker.
+WARM_POOL_CLUSTER = env_str("WARM_POOL_CLUSTER")
+if WARM_POOL_CLUSTER:
+    Q_CLUSTER["ALT_CLUSTERS"] = {WARM_POOL_CLUSTER: {"workers": 1}}
 
 # Infrastructure drivers
 # Where the local driver makes workspace directories.

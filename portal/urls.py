@@ -42,6 +42,7 @@ portal_patterns = [
 urlpatterns = [
     path("", pages.home, name="home"),
     path("", include((portal_patterns, "portal"))),
+    path("admin/pools/", include("pools.urls")),
     path("admin/", include("profiles.urls")),
     path("workspaces/", include("workspaces.urls")),
     path("accounts/", include("allauth.urls")),

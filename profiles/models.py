@@ -338,7 +338,10 @@ class ServicesProfile(models.Model):
     def audit_snapshot(self) -> dict:
         if not self.pk:
             return {}
-        return {"components": [c.as_dict() for c in self.components.all()]}
+        return {
+            "components": [c.as_dict() for c in self.components.all()],
+            "teams": sorted(self.teams.values_list("name", flat=True)),
+        }
 
 
 class ServiceComponent(models.Model):

@@ -122,7 +122,9 @@ class ServicesProfileDetail(ObjectDetailView):
     template_name = "profiles/servicesprofile_detail.html"
 
     def extra_context(self, request, obj) -> dict:
-        return {"catalog": components.COMPONENTS}
+        from profiles.services_compat import compatibility_rows
+
+        return {"catalog": components.COMPONENTS, "compatibility": compatibility_rows(obj)}
 
 
 TURNKEY_READ_ONLY = (

@@ -145,7 +145,21 @@ EXPECTED: dict[str, Rule] = {
     **crud("profiles:computeprofile", Area.PROFILES),
     **crud("profiles:servicesprofile", Area.PROFILES),
     "profiles:servicesprofile_clone": post(Area.PROFILES),
+    **crud("profiles:partitioningstrategy", Area.PROFILES),
+    "profiles:partitioning_preview": post(Area.PROFILES, ok=OK),
+    "profiles:partitioning_model_fields": change(Area.PROFILES),
+    "profiles:partitioning_layouts": view(Area.PROFILES),
+    "profiles:partitioning_nodes": view(Area.PROFILES),
+    "profiles:partitioning_apply": post(Area.PROFILES),
+    "profiles:partitioning_refresh": post(Area.PROFILES),
+    "profiles:partitioning_drain": post(Area.PROFILES, data={"node": "gpu-1", "draining": "1"}),
     "profiles:support_matrix": logged_in(OK),
+    # pools
+    "pools:pool_list": view(Area.POOLS),
+    "pools:pool_detail": view(Area.POOLS),
+    "pools:pool_pause": post(Area.POOLS),
+    "pools:pool_resume": post(Area.POOLS),
+    **crud("pools:poolschedule", Area.POOLS),
     # workspaces
     "workspaces:self_service": use_self_service(),
     "workspaces:mine": use_self_service(),
@@ -156,6 +170,20 @@ EXPECTED: dict[str, Rule] = {
         _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
     ),
     "workspaces:reveal_secret": Rule(_WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}),
+    # services deployed into a workspace (issue 7)
+    "workspaces:services": Rule(_WORKSPACE_VIEW, overrides={OTHER: NOT_FOUND}),
+    "workspaces:services_deploy": Rule(
+        _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
+    ),
+    "workspaces:services_redeploy": Rule(
+        _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
+    ),
+    "workspaces:services_remove": Rule(
+        _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
+    ),
+    "workspaces:services_secret": Rule(
+        _WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}
+    ),
 }
 
 
@@ -244,7 +272,51 @@ def _workspace(people) -> dict:
     return {"pk": workspace.pk}
 
 
+def _warm_profile_obj():
+    profile = _compute_profile_obj()
+    profile.allocation_strategy = "warm_pool"
+    profile.desired_capacity = 2
+    profile.save()
+    return profile
+
+
+def _pool_schedule(people) -> dict:
+    from pools.models import PoolSchedule
+
+    schedule = PoolSchedule.objects.create(
+        profile=_warm_profile_obj(), weekdays=[5, 6], desired_capacity=1
+    )
+    return {"pk": schedule.pk}
+
+
+def _service_deployment(people) -> dict:
+    from pools.services.tasks import create_deployment
+    from profiles.models import ServicesProfile
+    from workspaces.models import Workspace
+
+    workspace = Workspace.objects.get(pk=_workspace(people)["pk"])
+    deployment = create_deployment(
+        workspace, ServicesProfile.objects.get(slug="jobs"), workspace=workspace
+    )
+    deployment.state = "failed"
+    deployment.save()
+    component = deployment.components.get()
+    return {"pk": workspace.pk, "deployment_pk": deployment.pk, "component_pk": component.pk}
+
+
+def _partitioning(people) -> dict:
+    from profiles.models import PartitioningStrategy
+
+    infrastructure = _infrastructure()
+    strategy = PartitioningStrategy.objects.create(
+        infrastructure=infrastructure, gpu_model="A100-40GB", nodes="gpu-1"
+    )
+    return {"pk": strategy.pk}
+
+
 FACTORIES: dict[str, Callable[[dict], dict]] = {
+    "pools:pool": lambda people: {"profile_pk": _warm_profile_obj().pk},
+    "pools:poolschedule": _pool_schedule,
     "portal:auditentry": _audit_entry,
     "portal:team": _team,
     "portal:team_member_remove": _team_member,
@@ -256,7 +328,13 @@ FACTORIES: dict[str, Callable[[dict], dict]] = {
     "profiles:infrastructure": lambda people: {"pk": _infrastructure().pk},
     "profiles:computeprofile": lambda people: {"pk": _compute_profile_obj().pk},
     "profiles:servicesprofile": _services_profile,
+    "profiles:partitioning_layouts": lambda people: {"gpu_model": "A100-40GB"},
+    "profiles:partitioning": _partitioning,
+    "profiles:partitioningstrategy": _partitioning,
     "workspaces:request": lambda people: {"profile_pk": _compute_profile_obj().pk},
+    "workspaces:services_redeploy": _service_deployment,
+    "workspaces:services_remove": _service_deployment,
+    "workspaces:services_secret": _service_deployment,
     "workspaces": _workspace,
 }
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from pools import tasks
+from pools import claims, tasks
 from pools.lifecycle import State, transition
 from portal import audit
 from portal.models import AuditAction
@@ -23,7 +23,8 @@ class RequestRefused(Exception):
 
 @transaction.atomic
 def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspace:
-    """Check access and quotas, create the workspace, audit it, provision on commit."""
+    """Check access and quotas, create the workspace, audit it, then claim a warm instance
+    (ready at once) or provision on commit."""
     if not ComputeProfile.objects.usable_by(user).filter(pk=profile.pk).exists():
         raise RequestRefused(f"You may not use the compute profile “{profile}”.")
     ok, why = profile.infrastructure.usability()
@@ -57,7 +58,9 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     charged = f", charged to group “{team}”" if team else ""
     workspace.log_event(State.REQUESTED, State.REQUESTED, f"requested{charged}", actor=user)
     audit.record_created(user, workspace)
-    transaction.on_commit(lambda: tasks.enqueue_provision(workspace.pk))
+    # A warm-pool profile takes a ready instance in this same transaction, if there is one.
+    if claims.adopt_warm_instance(workspace, user) is None:
+        transaction.on_commit(lambda: tasks.enqueue_provision(workspace.pk))
     return workspace
 
 

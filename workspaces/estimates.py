@@ -1,10 +1,12 @@
-"""How long a new workspace of a profile will take: from recent history, else a default."""
+"""How long a new workspace of a profile will take: at once when its warm pool has a ready
+instance, else from recent on-demand history, else a default."""
 
 from statistics import median
 
 from django.db.models import F
 
-from profiles.choices import InfrastructureKind
+from pools.claims import ready_count
+from profiles.choices import AllocationStrategy, InfrastructureKind
 from workspaces.models import Workspace
 
 RECENT = 20
@@ -28,16 +30,20 @@ def _recent_seconds(queryset) -> list[float]:
 
 
 def time_to_ready(profile) -> float | None:
-    """Median seconds to ready of the profile's recent workspaces, else its infrastructure's."""
-    samples = _recent_seconds(Workspace.objects.filter(profile=profile))
+    """Median seconds to ready of the profile's recent on-demand workspaces, else its
+    infrastructure's (warm-pool claims are instant and say nothing about provisioning)."""
+    on_demand = Workspace.objects.filter(pool_instance__isnull=True)
+    samples = _recent_seconds(on_demand.filter(profile=profile))
     if not samples:
-        samples = _recent_seconds(
-            Workspace.objects.filter(infrastructure_id=profile.infrastructure_id)
-        )
+        samples = _recent_seconds(on_demand.filter(infrastructure_id=profile.infrastructure_id))
     return median(samples) if samples else None
 
 
 def estimate(profile) -> str:
+    if profile.allocation_strategy == AllocationStrategy.WARM_POOL:
+        ready = ready_count(profile)
+        if ready:
+            return f"ready in seconds ({ready} warm)"
     seconds = time_to_ready(profile)
     if seconds is None:
         minutes = DEFAULT_MINUTES.get(profile.infrastructure.kind, 10)

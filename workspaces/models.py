@@ -115,3 +115,11 @@ class WorkspaceEvent(LifecycleEvent):
 
     def __str__(self) -> str:
         return f"{self.workspace}: {self.from_state} → {self.to_state} {self.message}"
+
+
+# Services deployed into workspaces (issue 7) live in their own module.
+from workspaces.service_models import (  # noqa: E402, F401
+    ComponentDeployment,
+    ServiceDeployment,
+    ServiceDeploymentEvent,
+)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workspaces import views
+from workspaces import service_views, views
 
 app_name = "workspaces"
 
@@ -12,4 +12,22 @@ urlpatterns = [
     path("<int:pk>/delete/", views.delete, name="delete"),
     path("<int:pk>/secret/", views.reveal_secret, name="reveal_secret"),
     path("all/", views.WorkspaceList.as_view(), name="workspace_list"),
+    # Services deployed into a workspace (issue 7)
+    path("<int:pk>/services/", service_views.panel, name="services"),
+    path("<int:pk>/services/deploy/", service_views.deploy, name="services_deploy"),
+    path(
+        "<int:pk>/services/<int:deployment_pk>/redeploy/",
+        service_views.redeploy,
+        name="services_redeploy",
+    ),
+    path(
+        "<int:pk>/services/<int:deployment_pk>/remove/",
+        service_views.remove,
+        name="services_remove",
+    ),
+    path(
+        "<int:pk>/services/component/<int:component_pk>/secret/",
+        service_views.reveal_secret,
+        name="services_secret",
+    ),
 ]

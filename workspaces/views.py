@@ -6,7 +6,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.roles import USE, VIEW, Area, has_perm
 from portal.views.generic import ObjectListView, require
 from profiles.models import ComputeProfile
-from workspaces import actions, estimates, quotas
+from workspaces import actions, estimates, quotas, services
 from workspaces.filtersets import WorkspaceFilterSet
 from workspaces.models import Workspace
 from workspaces.tables import WorkspaceTable
@@ -65,6 +65,7 @@ def self_service(request):
         "usages": quotas.usage(teams),
         "workspaces": workspaces,
         "polling": any(ws.in_flight for ws in workspaces),
+        "services_profiles": services.requestable_profiles(request.user),
     }
     return render(request, "workspaces/self_service.html", context)
 
@@ -79,7 +80,12 @@ def request_workspace(request, profile_pk: int):
     except actions.RequestRefused as refused:
         messages.error(request, str(refused))
     else:
-        messages.success(request, f"Requested workspace “{workspace}” of {profile}.")
+        services.request_with_workspace(request, workspace, request.POST.get("services_profile"))
+        note = getattr(workspace, "claim_message", "")
+        messages.success(
+            request,
+            f"Requested workspace “{workspace}” of {profile}" + (f": {note}." if note else "."),
+        )
     return redirect("workspaces:self_service")
 
 

@@ -222,6 +222,10 @@ class LocalDriver(Driver):
 
     def deprovision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         directory = self.directory(spec.name)
+        from pools.services.local import stop_all  # services profiles' processes (issue 7)
+
+        for component in stop_all(directory):
+            report(f"service {component} stopped")
         process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
         if process and supervisor.is_running(process):
             supervisor.stop(process)

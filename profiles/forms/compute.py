@@ -257,6 +257,24 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
     def prepare_inline(self) -> None:
         self.inline.infrastructure = self.cleaned_data.get("infrastructure")
 
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        services = self.cleaned_data.get("default_services_profile") if valid else None
+        if services is not None:
+            # The default services profile must fit the resource groups (issue 7).
+            from profiles.services_compat import check
+
+            groups = [
+                form.cleaned_data
+                for form in self.inline.forms
+                if form.cleaned_data and not form.cleaned_data.get("DELETE")
+            ]
+            found = check(services, self.cleaned_data.get("infrastructure"), groups)
+            for error in found.errors:
+                self.add_error("default_services_profile", error)
+            valid = found.ok
+        return valid
+
     @transaction.atomic
     def save(self, commit: bool = True):
         resources_changed = self.inline.has_changed() or "infrastructure" in self.changed_data

@@ -2,6 +2,7 @@ from django import forms
 from django.db import transaction
 
 from portal.forms import InlineFormsetMixin, PortalFormMixin
+from portal.models import Team
 from profiles import components
 from profiles.models import ServiceComponent, ServicesProfile
 
@@ -47,6 +48,11 @@ class ServiceComponentForm(forms.ModelForm):
             self.add_error("component", f"{found.name} provides {provides}, not this capability.")
         if found and not cleaned.get("version"):
             cleaned["version"] = found.default_version
+        if found and "parameters" in cleaned:
+            try:
+                found.resolve(cleaned["parameters"])
+            except ValueError as error:
+                self.add_error("parameters", str(error))
         return cleaned
 
 
@@ -64,6 +70,22 @@ class BaseServiceComponentFormSet(forms.BaseInlineFormSet):
             raise forms.ValidationError("A services profile needs at least one component.")
         if len(set(capabilities)) != len(capabilities):
             raise forms.ValidationError("Each capability may appear once.")
+        # Order and dependencies (e.g. MLflow before the pipelines that log to it).
+        rows = [
+            (
+                form.cleaned_data["capability"],
+                form.cleaned_data.get("component") or "",
+                form.cleaned_data.get("parameters") or {},
+            )
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("capability")
+        ]
+        # (Parameters were checked row by row, next to their field.)
+        problems = components.check_stack(rows, parameters=False)
+        if problems:
+            raise forms.ValidationError(problems)
 
 
 ServiceComponentFormSet = forms.inlineformset_factory(
@@ -78,6 +100,21 @@ ServiceComponentFormSet = forms.inlineformset_factory(
 )
 
 
+class GroupsField(forms.ModelMultipleChoiceField):
+    """Groups by id; an id no database column can hold is an invalid choice, not a 500."""
+
+    def _check_values(self, value):
+        for pk in value or ():
+            text = str(pk)
+            if not text.isdigit() or int(text) > 2**31 - 1:
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"],
+                    code="invalid_choice",
+                    params={"value": text},
+                )
+        return super()._check_values(value)
+
+
 class ServicesProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
     """The profile and its components, validated and saved together."""
 
@@ -85,15 +122,29 @@ class ServicesProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
     inline_prefix = "components"
     inline_title = "Components"
     inline_item_name = "component"
-    fieldsets = [("Services profile", ["name", "description", "published"], "")]
+    fieldsets = [("Services profile", ["name", "description", "published", "teams"], "")]
+
+    teams = GroupsField(
+        Team.objects.all(),
+        required=False,
+        label="Groups",
+        help_text="Groups whose members may deploy it; none means every group.",
+        widget=forms.CheckboxSelectMultiple,
+    )
 
     class Meta:
         model = ServicesProfile
         fields = ["name", "description", "published"]
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["teams"] = list(self.instance.teams.values_list("pk", flat=True))
+
     @transaction.atomic
     def save(self, commit: bool = True):
         profile = super().save()
         self.save_inline(profile)
+        profile.teams.set(self.cleaned_data.get("teams") or [])
         return profile

@@ -1,0 +1,101 @@
+"""The interface between the deployment tasks and a driver's services backend."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from pools.drivers.base import WorkspaceSpec
+from profiles.components import Component
+
+# Statuses of one component of a deployment.
+PENDING, DEPLOYING, READY, FAILED, UNAVAILABLE, REMOVED = (
+    "pending",
+    "deploying",
+    "ready",
+    "failed",
+    "unavailable",
+    "removed",
+)
+LOG_TAIL_LINES = 40
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class ComponentContext:
+    """One component to realise for one workspace, with its parameters resolved."""
+
+    spec: WorkspaceSpec
+    component: Component
+    version: str
+    parameters: dict
+    secret: str = ""  # a credential made by an earlier attempt, reused so retries agree
+    stack: str = ""  # the services profile's slug (a label on Kubernetes)
+
+    @property
+    def code(self) -> str:
+        return self.component.code
+
+    @property
+    def name(self) -> str:
+        """The stable name of the component's resources: `<workspace>-<component>`."""
+        return f"{self.spec.name}-{self.component.code}"
+
+
+@dataclass
+class ComponentResult:
+    status: str
+    endpoints: list[dict] = field(default_factory=list)  # [{"name", "url"}]
+    secret: str = ""
+    reason: str = ""
+    log_tail: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+def tail(text: str) -> str:
+    lines = text.splitlines()[-LOG_TAIL_LINES:]
+    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+
+
+class ServicesBackend(ABC):
+    """How one kind of infrastructure runs components. Every method is idempotent."""
+
+    def __init__(self, infrastructure):
+        self.infrastructure = infrastructure
+
+    def availability(self, component: Component) -> tuple[bool, str]:
+        return True, ""
+
+    @abstractmethod
+    def deploy(self, ctx: ComponentContext) -> ComponentResult:
+        """Create what is absent and return where the component stands."""
+
+    @abstractmethod
+    def check(self, ctx: ComponentContext) -> ComponentResult:
+        """Where the component stands, without changing anything."""
+
+    @abstractmethod
+    def remove(self, ctx: ComponentContext) -> None:
+        """Delete whatever of the component is present."""
+
+    @abstractmethod
+    def remove_all(self, spec: WorkspaceSpec) -> None:
+        """Delete every component of the workspace, whatever deployment made it."""
+
+
+def backend_for(infrastructure) -> ServicesBackend | None:
+    """The services backend of the infrastructure's driver, or None if it has none."""
+    from pools.drivers import driver_class
+    from pools.drivers.kubernetes import KubernetesDriver
+    from pools.drivers.local import LocalDriver
+
+    cls = driver_class(infrastructure)
+    if cls is not None and issubclass(cls, LocalDriver):
+        from pools.services.local import LocalServices
+
+        return LocalServices(infrastructure)
+    if cls is not None and issubclass(cls, KubernetesDriver):
+        from pools.services.k8s import KubernetesServices
+
+        return KubernetesServices(infrastructure)
+    return None

@@ -1,0 +1,74 @@
+"""Fixtures for services profiles: a ready local workspace, and helpers to deploy into it."""
+
+import pytest
+
+from pools.lifecycle import State
+from pools.services import tasks as service_tasks
+from portal.roles import Role
+from profiles.models import ServicesProfile
+from tests.workspace_fixtures import (  # noqa: F401
+    fake_gpus,
+    starter,
+    sync_tasks,
+    workspace_factory,
+    workspaces_root,
+)
+from workspaces import services
+from workspaces.models import ServiceDeployment
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "local_services: starts real JupyterLab/MLflow/Ray/jobs-queue processes (slow)",
+    )
+
+
+@pytest.fixture
+def scientist(user_factory):
+    return user_factory("dana", Role.MEMBER)
+
+
+@pytest.fixture
+def gpu_profile(local_infrastructure, profile_factory):
+    return profile_factory(
+        local_infrastructure, "One A100", groups=(("A100-40GB", 1),), published=True
+    )
+
+
+@pytest.fixture
+def ready_workspace(scientist, gpu_profile, workspaces_root, fake_gpus, workspace_factory):  # noqa: F811
+    """A local workspace provisioned for real (directory, env file, GPU-aaaa allocated)."""
+    from pools import tasks
+
+    workspace = workspace_factory(scientist, gpu_profile)
+    assert tasks.provision_workspace(workspace.pk) == "ready"
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    yield workspace
+    # Never leave processes behind, whatever the test did.
+    from pools.services.local import stop_all
+
+    stop_all(workspaces_root / workspace.resource_name)
+
+
+@pytest.fixture
+def deploy(scientist):
+    """Deploy a services profile (by name or object) and run the deploy task in-process."""
+
+    def run(workspace, profile, user=None) -> ServiceDeployment:
+        if isinstance(profile, str):
+            profile = ServicesProfile.objects.get(name=profile)
+        deployment = services.deploy(user or scientist, workspace, profile)
+        service_tasks.deploy_services(deployment.pk)
+        deployment.refresh_from_db()
+        return deployment
+
+    return run
+
+
+def remove(user, deployment) -> ServiceDeployment:
+    services.remove(user, deployment)
+    service_tasks.remove_services(deployment.pk)
+    deployment.refresh_from_db()
+    return deployment

@@ -1,0 +1,184 @@
+"""Turnkey profiles deployed for real on the local driver, queried through their own APIs.
+
+These start real processes (JupyterLab, MLflow, Ray, the jobs queue) and take seconds to a
+minute each: they are marked `local_services` and run in the suite.
+"""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pools import supervisor
+from pools.lifecycle import State
+from pools.services.local import PROCESS_FILE, SERVICES_DIR
+from tests.services.conftest import remove
+from tests.workspace_fixtures import wait_for
+
+pytestmark = [pytest.mark.django_db, pytest.mark.local_services]
+
+
+def _get(url: str, token: str = "", timeout: float = 10):
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read()
+        kind = response.headers.get("Content-Type", "")
+        return json.loads(body) if "json" in kind else body.decode()
+
+
+def _post(url: str, payload: dict, token: str = "") -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _record(workspace_dir: Path, code: str):
+    return supervisor.ProcessRecord.load(workspace_dir / SERVICES_DIR / code / PROCESS_FILE)
+
+
+def test_the_jobs_queue_runs_a_job_with_the_workspace_environment(
+    ready_workspace, deploy, scientist, workspaces_root
+):
+    deployment = deploy(ready_workspace, "Jobs")
+    assert deployment.state == State.READY, deployment.failure_reason
+    queue = deployment.components.get(component="job-queue")
+    assert queue.status == "ready"
+    url = queue.endpoints[0]["url"]
+    assert queue.secret  # stored encrypted, needed for every call
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(url)
+    assert refused.value.code == 401
+    job = _post(url, {"command": 'echo "gpus=$CUDA_VISIBLE_DEVICES"; pwd'}, queue.secret)
+    assert job["status"] == "queued"
+
+    def finished():
+        return _get(f"{url}/{job['id']}", queue.secret)["status"] == "succeeded"
+
+    wait_for(finished, timeout=20, what="the job to finish")
+    log = _get(f"{url}/{job['id']}/log", queue.secret)
+    assert "gpus=GPU-aaaa" in log  # the GPU the workspace was allocated
+    assert str(workspaces_root / ready_workspace.resource_name) in log
+    assert [j["id"] for j in _get(url, queue.secret)["jobs"]] == [job["id"]]
+
+    record = _record(workspaces_root / ready_workspace.resource_name, "job-queue")
+    deployment = remove(scientist, deployment)
+    assert deployment.state == State.DELETED
+    assert not supervisor.is_running(record)
+    assert deployment.components.get().status == "removed"
+
+
+def test_a_component_that_fails_to_start_shows_its_log_and_can_be_removed(
+    ready_workspace, deploy, scientist, workspaces_root
+):
+    from profiles.models import ServicesProfile
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        profile = ServicesProfile.objects.create(name="Broken jobs", slug="broken-jobs")
+        profile.components.create(
+            capability="jobs", component="job-queue", parameters={"port": str(port)}
+        )
+        deployment = deploy(ready_workspace, profile)
+    assert deployment.state == State.FAILED
+    row = deployment.components.get()
+    assert row.status == "failed"
+    assert "Jobs queue failed" in deployment.failure_reason
+    assert "Address already in use" in row.log_tail
+
+    deployment = remove(scientist, deployment)
+    assert deployment.state == State.DELETED
+
+
+def test_mlops_runs_mlflow_locally_and_reports_the_rest_unavailable(
+    ready_workspace, deploy, scientist, workspaces_root
+):
+    deployment = deploy(ready_workspace, "MLOps Platform")
+    statuses = dict(deployment.components.values_list("component", "status"))
+    assert statuses == {
+        "minio": "unavailable",
+        "mlflow": "ready",
+        "kubeflow-pipelines": "unavailable",
+        "feast": "unavailable",
+        "oauth2-proxy": "unavailable",
+    }
+    assert deployment.state == State.READY
+    reasons = deployment.components.exclude(component="mlflow").values_list("reason", flat=True)
+    assert all("not available on local infrastructure" in r for r in reasons)
+
+    mlflow = deployment.components.get(component="mlflow")
+    base = next(e["url"] for e in mlflow.endpoints if e["name"] == "MLFLOW_TRACKING_URI")
+    assert _get(f"{base}/health").strip() == "OK"
+    created = _post(f"{base}/api/2.0/mlflow/experiments/create", {"name": "portal-test"})
+    found = _get(f"{base}/api/2.0/mlflow/experiments/get?experiment_id={created['experiment_id']}")
+    assert found["experiment"]["name"] == "portal-test"
+    # The tracking data lives in the workspace.
+    assert (workspaces_root / ready_workspace.resource_name / "services/mlflow/mlflow.db").exists()
+
+    record = _record(workspaces_root / ready_workspace.resource_name, "mlflow")
+    remove(scientist, deployment)
+    assert not supervisor.is_running(record)
+
+
+def test_ray_runs_a_task_and_deleting_the_workspace_stops_it(
+    ready_workspace, deploy, workspaces_root, sync_tasks
+):
+    from pools import tasks
+    from workspaces import actions
+
+    deployment = deploy(ready_workspace, "Ray")
+    assert deployment.state == State.READY, deployment.failure_reason
+    ray = deployment.components.get()
+    address = ray.endpoints[0]["url"]
+    script = (
+        "import ray\n"
+        f"ray.init(address={address!r}, log_to_driver=False)\n"
+        "@ray.remote\n"
+        "def square(x):\n    return x * x\n"
+        "print('result', sum(ray.get([square.remote(i) for i in range(4)])))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert "result 14" in done.stdout, done.stderr[-3000:]
+
+    record = _record(workspaces_root / ready_workspace.resource_name, "ray")
+    leader = record.pid
+    actions.delete_workspace(ready_workspace.owner, ready_workspace)
+    assert tasks.deprovision_workspace(ready_workspace.pk) == "deleted"
+    deployment.refresh_from_db()
+    assert deployment.state == State.DELETED
+    assert not supervisor.is_running(record)
+    # Nothing of the Ray cluster (gcs_server, raylet, workers) is left in its session.
+    from pools.services.local import _session_members
+
+    wait_for(lambda: not _session_members(leader), timeout=10, what="ray's processes")
+    assert not (workspaces_root / ready_workspace.resource_name).exists()
+
+
+def test_jupyterlab_answers_with_its_token_only(ready_workspace, deploy, scientist):
+    deployment = deploy(ready_workspace, "Jupyter Notebook")
+    assert deployment.state == State.READY, deployment.failure_reason
+    jupyter = deployment.components.get()
+    lab = jupyter.endpoints[0]["url"]
+    base = lab.rsplit("/lab", 1)[0]
+    status = _get(f"{base}/api/status?token={jupyter.secret}")
+    assert "started" in status
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _get(f"{base}/api/status")
+    assert refused.value.code == 403
+    time.sleep(0)  # the notebook is removed with the deployment
+    remove(scientist, deployment)

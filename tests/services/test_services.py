@@ -1,0 +1,318 @@
+"""Services profiles: catalog rules, admin validation, deploy pages and task recovery.
+
+These use no real service processes (see test_local_services.py for those): the deploy
+task runs against the real local driver with a jobs queue, or is driven step by step.
+"""
+
+from datetime import timedelta
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from pools.lifecycle import State
+from pools.services import tasks as service_tasks
+from portal.models import Team
+from portal.roles import Role
+from profiles import components as catalog
+from profiles.models import ServicesProfile
+from tests.conftest import formset_data
+from workspaces import services
+from workspaces.models import ServiceDeployment
+
+pytestmark = pytest.mark.django_db
+
+
+# -- the catalog -----------------------------------------------------------------------
+
+
+def test_parameters_are_typed_and_validated():
+    jupyter = catalog.component("jupyterlab")
+    assert jupyter.resolve({"port": "8899"})["port"] == 8899
+    assert jupyter.resolve({})["default_url"] == "/lab"
+    with pytest.raises(ValueError, match="port must be at most 65535"):
+        jupyter.resolve({"port": "70000"})
+    with pytest.raises(ValueError, match="has no parameter “colour”"):
+        jupyter.resolve({"colour": "blue"})
+
+
+def test_pipelines_need_an_object_store_and_come_after_mlflow():
+    before = [("pipelines", "kubeflow-pipelines", {}), ("model_registry", "mlflow", {})]
+    problems = catalog.check_stack(before)
+    assert "Kubeflow Pipelines needs a component providing Object store." in problems
+    assert any("must come after the component providing Model registry" in p for p in problems)
+    good = [
+        ("object_store", "minio", {}),
+        ("model_registry", "mlflow", {}),
+        ("pipelines", "kubeflow-pipelines", {}),
+    ]
+    assert catalog.check_stack(good) == []
+
+
+def test_every_turnkey_profile_satisfies_the_catalog():
+    for profile in ServicesProfile.objects.filter(turnkey=True):
+        rows = [(c.capability, c.component, c.parameters) for c in profile.components.all()]
+        assert catalog.check_stack(rows) == [], profile.name
+
+
+def test_a_missing_package_is_named_with_the_install_command(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    ok, why = catalog.component("mlflow").local_availability()
+    assert not ok
+    assert why == (
+        "MLflow is not installed on this portal host: pip install 'gpu-paas-portal[services]'"
+    )
+    ok, why = catalog.component("minio").local_availability()
+    assert "not available on local infrastructure" in why
+
+
+# -- admin: services profile form and compatibility ------------------------------------
+
+
+def _services_data(rows, **fields) -> dict:
+    data = {"name": "Custom stack", "description": "", "published": "on"}
+    data.update(fields)
+    data.update(formset_data("components", rows))
+    return data
+
+
+def _row(capability, code, parameters=""):
+    return {"capability": capability, "component": code, "version": "", "parameters": parameters}
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([_row("notebook", "jupyterlab", "port=abc")], "port must be a whole number"),
+        ([_row("notebook", "jupyterlab", "colour=blue")], "has no parameter “colour”"),
+        (
+            [
+                _row("object_store", "minio"),
+                _row("pipelines", "kubeflow-pipelines"),
+                _row("model_registry", "mlflow"),
+            ],
+            "must come after the component providing Model registry",
+        ),
+        ([_row("pipelines", "kubeflow-pipelines")], "needs a component providing Object store"),
+    ],
+)
+def test_the_form_rejects_bad_parameters_and_order(admin_client, rows, message):
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), _services_data(rows))
+    assert response.status_code == HTTPStatus.OK
+    assert message in response.content.decode()
+
+
+def test_the_form_sets_which_groups_may_use_the_profile(admin_client, scientist):
+    team = Team.objects.create(name="Vision", role=Role.MEMBER)
+    data = _services_data([_row("notebook", "jupyterlab", "port=0")], teams=[team.pk])
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), data)
+    assert response.status_code == HTTPStatus.FOUND
+    profile = ServicesProfile.objects.get(name="Custom stack")
+    assert list(profile.teams.all()) == [team]
+    assert profile not in ServicesProfile.objects.usable_by(scientist)
+    team.members.add(scientist)
+    assert profile in ServicesProfile.objects.usable_by(scientist)
+
+
+def test_a_default_services_profile_must_fit_the_compute_profile(
+    admin_client, local_infrastructure
+):
+    training = ServicesProfile.objects.get(name="Training")
+    data = {
+        "name": "CPU box",
+        "description": "",
+        "infrastructure": local_infrastructure.pk,
+        "published": "on",
+        "allocation_strategy": "on_demand",
+        "desired_capacity": "0",
+        "default_services_profile": training.pk,
+        **formset_data(
+            "groups",
+            [
+                {
+                    "gpu_model": "",
+                    "gpu_count": "0",
+                    "mig_profile": "",
+                    "cpu": "2",
+                    "ram_gb": "4",
+                    "storage_gb": "10",
+                    "node_count": "1",
+                    "instance_type": "",
+                }
+            ],
+        ),
+    }
+    response = admin_client.post(reverse("profiles:computeprofile_add"), data)
+    assert response.status_code == HTTPStatus.OK
+    assert "“Training” needs 1 GPU(s); the compute profile has 0." in response.content.decode()
+    data["default_services_profile"] = ServicesProfile.objects.get(name="Jobs").pk
+    response = admin_client.post(reverse("profiles:computeprofile_add"), data)
+    assert response.status_code == HTTPStatus.FOUND
+
+
+def test_the_detail_page_shows_compatibility(admin_client, starter, gpu_profile):
+    mlops = ServicesProfile.objects.get(name="MLOps Platform")
+    page = admin_client.get(reverse("profiles:servicesprofile_detail", args=[mlops.pk]))
+    text = page.content.decode()
+    assert 'data-profile="starter" data-ok="yes"' in text
+    assert "Kubeflow Pipelines: not available on local infrastructure" in text
+    inference = ServicesProfile.objects.get(name="Inference")
+    page = admin_client.get(reverse("profiles:servicesprofile_detail", args=[inference.pk]))
+    assert 'data-profile="starter" data-ok="no"' in page.content.decode()
+
+
+# -- deploy from the workspace page ----------------------------------------------------
+
+
+def test_the_owner_deploys_from_the_workspace_page(client, scientist, ready_workspace):
+    client.force_login(scientist)
+    panel = client.get(reverse("workspaces:services", args=[ready_workspace.pk]))
+    assert "Jupyter Notebook" in panel.content.decode()
+    assert "Inference server: not available on local infrastructure" in panel.content.decode()
+    jobs = ServicesProfile.objects.get(name="Jobs")
+    response = client.post(
+        reverse("workspaces:services_deploy", args=[ready_workspace.pk]),
+        {"services_profile": jobs.pk},
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    deployment = ServiceDeployment.objects.get(workspace=ready_workspace)
+    assert deployment.state == State.REQUESTED
+    assert deployment.requested_by == scientist
+    assert list(deployment.components.values_list("component", flat=True)) == ["job-queue"]
+    # A second stack is refused until the first is removed.
+    again = client.post(
+        reverse("workspaces:services_deploy", args=[ready_workspace.pk]),
+        {"services_profile": jobs.pk},
+        follow=True,
+    )
+    assert "already deployed here" in again.content.decode()
+
+
+def test_profiles_limited_to_other_groups_are_not_offered(client, scientist, ready_workspace):
+    jupyter = ServicesProfile.objects.get(name="Jupyter Notebook")
+    Team.objects.create(name="Elsewhere").services_profiles.add(jupyter)
+    with pytest.raises(services.ServicesRefused, match="not offered here"):
+        services.deploy(scientist, ready_workspace, jupyter)
+
+
+@pytest.mark.local_services
+def test_only_the_owner_reveals_a_token_and_removal_stops_it(
+    client, scientist, org_admin, ready_workspace, deploy
+):
+    deployment = deploy(ready_workspace, "Jobs")
+    component = deployment.components.get()
+    url = reverse("workspaces:services_secret", args=[ready_workspace.pk, component.pk])
+    client.force_login(org_admin)
+    assert component.secret not in client.post(url).content.decode()
+    panel = client.get(reverse("workspaces:services", args=[ready_workspace.pk])).content.decode()
+    assert component.secret not in panel
+    client.force_login(scientist)
+    assert component.secret in client.post(url).content.decode()
+
+    redeploy = reverse("workspaces:services_redeploy", args=[ready_workspace.pk, deployment.pk])
+    assert client.post(redeploy).status_code == HTTPStatus.FOUND
+    deployment.refresh_from_db()
+    assert deployment.state == State.REQUESTED
+    assert service_tasks.deploy_services(deployment.pk) == "ready"
+    component.refresh_from_db()
+    assert component.status == "ready"
+
+    remove = reverse("workspaces:services_remove", args=[ready_workspace.pk, deployment.pk])
+    assert client.post(remove).status_code == HTTPStatus.FOUND
+    assert service_tasks.remove_services(deployment.pk) == "removed"
+    deployment.refresh_from_db()
+    assert deployment.state == State.DELETED
+
+
+def test_another_member_cannot_see_the_services(client, user_factory, ready_workspace):
+    client.force_login(user_factory("eve", Role.MEMBER))
+    response = client.get(reverse("workspaces:services", args=[ready_workspace.pk]))
+    assert response.status_code == HTTPStatus.NOT_FOUND
+
+
+# -- automatic deploys and recovery ----------------------------------------------------
+
+
+def test_the_compute_profiles_default_stack_deploys_when_the_workspace_is_ready(
+    scientist, gpu_profile, workspace_factory, workspaces_root, fake_gpus
+):
+    from pools import tasks
+
+    gpu_profile.default_services_profile = ServicesProfile.objects.get(name="Jobs")
+    gpu_profile.save()
+    workspace = workspace_factory(scientist, gpu_profile)
+    assert tasks.provision_workspace(workspace.pk) == "ready"
+    deployment = ServiceDeployment.objects.get(workspace=workspace)
+    assert deployment.profile_name == "Jobs"
+    assert deployment.target_name == workspace.resource_name
+    # Deploying again for the same target is a no-op.
+    assert service_tasks.deploy_default_services(workspace) is None
+
+
+def test_a_stack_requested_before_the_workspace_is_ready_waits_for_it(
+    scientist, gpu_profile, workspace_factory, workspaces_root, fake_gpus
+):
+    workspace = workspace_factory(scientist, gpu_profile)
+    deployment = services.deploy(scientist, workspace, ServicesProfile.objects.get(name="Jobs"))
+    assert service_tasks.deploy_services(deployment.pk) == "waiting for the workspace"
+    deployment.refresh_from_db()
+    assert deployment.state == State.REQUESTED
+
+
+def test_the_sweep_resumes_a_deployment_whose_worker_died(
+    ready_workspace, scientist, monkeypatch, django_capture_on_commit_callbacks
+):
+    deployment = services.deploy(
+        scientist, ready_workspace, ServicesProfile.objects.get(name="Jobs")
+    )
+    old = timezone.now() - timedelta(hours=1)
+    ServiceDeployment.objects.filter(pk=deployment.pk).update(
+        state=State.PROVISIONING, heartbeat=old
+    )
+    enqueued = []
+    monkeypatch.setattr(service_tasks, "enqueue_deploy", enqueued.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert service_tasks.sweep() == 1
+        assert service_tasks.sweep() == 0  # its heartbeat was renewed: claimed once
+    assert enqueued == [deployment.pk]
+
+
+def test_a_deployment_on_an_infrastructure_without_services_reports_it(
+    scientist, aws_infrastructure, profile_factory, workspace_factory
+):
+    profile = profile_factory(aws_infrastructure, "Cloud", published=True)
+    workspace = workspace_factory(scientist, profile, state=State.READY)
+    deployment = service_tasks.create_deployment(
+        workspace, ServicesProfile.objects.get(name="Jobs"), workspace=workspace
+    )
+    assert service_tasks.deploy_services(deployment.pk) == "failed: nothing deployable"
+    deployment.refresh_from_db()
+    assert "not available on Public cloud yet" in deployment.failure_reason
+
+
+def test_a_workspace_request_may_name_a_services_profile(
+    client,
+    scientist,
+    gpu_profile,
+    workspaces_root,
+    fake_gpus,
+    monkeypatch,
+    django_capture_on_commit_callbacks,
+):
+    from pools import tasks
+
+    monkeypatch.setattr(tasks, "enqueue_provision", lambda pk: None)
+    enqueued = []
+    monkeypatch.setattr(service_tasks, "enqueue_deploy", enqueued.append)
+    client.force_login(scientist)
+    page = client.get(reverse("workspaces:self_service")).content.decode()
+    assert 'name="services_profile"' in page
+    jobs = ServicesProfile.objects.get(name="Jobs")
+    client.post(reverse("workspaces:request", args=[gpu_profile.pk]), {"services_profile": jobs.pk})
+    deployment = ServiceDeployment.objects.get(workspace__owner=scientist)
+    assert deployment.state == State.REQUESTED
+    assert enqueued == []  # not before the workspace is ready
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.provision_workspace(deployment.workspace_id) == "ready"
+    assert enqueued == [deployment.pk]

@@ -1,0 +1,170 @@
+"""Services deployed into a workspace: one deployment of a services profile, per component.
+
+A `ServiceDeployment` moves through the same lifecycle as a workspace (requested →
+provisioning ("deploying") → ready, deleting → deleted, failed), plus "redeploy" edges
+back to requested. Each `ComponentDeployment` has its own status (pending, deploying,
+ready, failed with reason and log tail, unavailable on this infrastructure, removed), its
+endpoints and, encrypted, its credential (e.g. the Jupyter token).
+
+The components are copied from the services profile when the deployment is made, so an
+admin editing the profile later never changes a running stack; a redeploy copies again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from pools.drivers.base import GroupSpec, WorkspaceSpec
+from pools.lifecycle import LIVE_STATES, WORKSPACE_LIFECYCLE, LifecycleEvent, LifecycleModel, State
+from pools.services import base as svc
+from portal.crypto import EncryptedTextField
+
+# Redeploy: a ready or failed deployment goes back to requested (the same rows, re-copied).
+SERVICES_LIFECYCLE = WORKSPACE_LIFECYCLE.extend(
+    {State.READY: {State.REQUESTED}, State.FAILED: {State.REQUESTED}}
+)
+
+
+class ServiceDeployment(LifecycleModel):
+    """A services profile deployed (or being deployed) into one workspace."""
+
+    lifecycle = SERVICES_LIFECYCLE
+
+    # The workspace it serves; empty for a warm-pool instance's stack until a workspace
+    # claims the instance (`pools.services.tasks.adopt_services`).
+    workspace = models.ForeignKey(
+        "workspaces.Workspace",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="service_deployments",
+    )
+    # Where the stack runs: the infrastructure and the stable name of the workspace or
+    # pool instance there, with the WorkspaceSpec it was deployed for (so the tasks need
+    # nothing else to find, check or remove it).
+    infrastructure = models.ForeignKey(
+        "profiles.Infrastructure", on_delete=models.PROTECT, related_name="service_deployments"
+    )
+    target_name = models.CharField(max_length=63)
+    spec = models.JSONField(default=dict)
+    services_profile = models.ForeignKey(
+        "profiles.ServicesProfile",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deployments",
+    )
+    profile_name = models.CharField(max_length=100)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created = models.DateTimeField(default=timezone.now)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            # One live stack per workspace: deploy another one after removing this one.
+            models.UniqueConstraint(
+                fields=["infrastructure", "target_name"],
+                condition=models.Q(state__in=[s.value for s in LIVE_STATES]),
+                name="one_live_service_deployment_per_workspace",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile_name} in {self.workspace or self.target_name}"
+
+    def get_absolute_url(self) -> str:
+        if self.workspace_id:
+            return reverse("workspaces:detail", args=[self.workspace_id])
+        return ""
+
+    def workspace_spec(self) -> WorkspaceSpec:
+        data = dict(self.spec)
+        data["groups"] = tuple(GroupSpec(**group) for group in data.get("groups", ()))
+        return WorkspaceSpec(**data)
+
+    @staticmethod
+    def spec_as_json(spec: WorkspaceSpec) -> dict:
+        return asdict(spec)
+
+    def log_event(self, from_state: str, to_state: str, message: str, actor=None):
+        return self.events.create(
+            from_state=from_state, to_state=to_state, message=message[:300], actor=actor
+        )
+
+
+class ServiceDeploymentEvent(LifecycleEvent):
+    deployment = models.ForeignKey(
+        ServiceDeployment, on_delete=models.CASCADE, related_name="events"
+    )
+
+    class Meta(LifecycleEvent.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.deployment}: {self.from_state} → {self.to_state} {self.message}"
+
+
+class ComponentStatus(models.TextChoices):
+    PENDING = svc.PENDING, "Pending"
+    DEPLOYING = svc.DEPLOYING, "Deploying"
+    READY = svc.READY, "Ready"
+    FAILED = svc.FAILED, "Failed"
+    UNAVAILABLE = svc.UNAVAILABLE, "Not available here"
+    REMOVED = svc.REMOVED, "Removed"
+
+
+class ComponentDeployment(models.Model):
+    """One component of a deployment, with its own status, endpoints and credential."""
+
+    deployment = models.ForeignKey(
+        ServiceDeployment, on_delete=models.CASCADE, related_name="components"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    capability = models.CharField(max_length=30)
+    component = models.CharField(max_length=40)
+    version = models.CharField(max_length=40, blank=True)
+    parameters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=20, choices=ComponentStatus.choices, default=ComponentStatus.PENDING
+    )
+    reason = models.CharField(max_length=300, blank=True)
+    log_tail = models.TextField(blank=True, help_text="Admins and the owner only.")
+    endpoints = models.JSONField(default=list, blank=True)
+    secret = EncryptedTextField(blank=True, help_text="e.g. the Jupyter token.")
+    detail = models.JSONField(default=dict, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["deployment", "component"], name="one_row_per_component_per_deployment"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.component_name} ({self.get_status_display()})"
+
+    @property
+    def component_name(self) -> str:
+        from profiles.components import component
+
+        found = component(self.component)
+        return found.name if found else self.component
+
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret)

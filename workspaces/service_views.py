@@ -1,0 +1,126 @@
+"""Pages of services deployed into a workspace (the panel on the workspace page)."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from portal.roles import CHANGE
+from profiles.models import ServicesProfile
+from workspaces import services
+from workspaces.models import ComponentDeployment, ServiceDeployment
+from workspaces.views import _get_workspace_for_user
+
+
+def _panel(request, workspace):
+    deployment = services.live_deployment(workspace)
+    recent = (
+        ServiceDeployment.objects.filter(workspace=workspace)
+        .exclude(pk=deployment.pk if deployment else None)
+        .order_by("-created")[:3]
+    )
+    may_change = services.may_change(request.user, workspace)
+    offered = []
+    if (
+        may_change
+        and deployment is None
+        and workspace.state in ("requested", "provisioning", "ready")
+    ):
+        offered = list(services.deployable_profiles(request.user, workspace))
+        for profile in offered:
+            profile.unavailable = services.local_unavailable(profile, workspace.infrastructure)
+    context = {
+        "workspace": workspace,
+        "deployment": deployment,
+        "components": list(deployment.components.all()) if deployment else [],
+        "recent": recent,
+        "offered": offered,
+        "may_change": may_change,
+        "may_see_logs": services.may_see_logs(request.user, workspace),
+        "is_owner": workspace.owner_id == request.user.pk,
+        "polling": bool(deployment and deployment.in_flight),
+    }
+    return render(request, "workspaces/services/_panel.html", context)
+
+
+@login_required
+@require_GET
+def panel(request, pk: int):
+    """The services panel of the workspace page (htmx loads it and polls while in flight)."""
+    return _panel(request, _get_workspace_for_user(request, pk))
+
+
+def _after(request, workspace):
+    if request.headers.get("HX-Request"):
+        return _panel(request, workspace)
+    return redirect(workspace)
+
+
+@login_required
+@require_POST
+def deploy(request, pk: int):
+    workspace = _get_workspace_for_user(request, pk, CHANGE)
+    chosen = request.POST.get("services_profile") or ""
+    services_profile = (
+        ServicesProfile.objects.filter(pk=int(chosen)).first()
+        if chosen.isdigit() and len(chosen) <= 9
+        else None
+    )
+    if services_profile is None:
+        messages.error(request, "Choose a services profile to deploy.")
+        return _after(request, workspace)
+    try:
+        services.deploy(request.user, workspace, services_profile)
+    except services.ServicesRefused as refused:
+        messages.error(request, str(refused))
+    else:
+        messages.success(request, f"Deploying “{services_profile}”.")
+    return _after(request, workspace)
+
+
+def _deployment(request, pk: int, deployment_pk: int):
+    workspace = _get_workspace_for_user(request, pk, CHANGE)
+    deployment = get_object_or_404(ServiceDeployment, pk=deployment_pk, workspace=workspace)
+    deployment.workspace = workspace
+    return workspace, deployment
+
+
+@login_required
+@require_POST
+def redeploy(request, pk: int, deployment_pk: int):
+    workspace, deployment = _deployment(request, pk, deployment_pk)
+    try:
+        services.redeploy(request.user, deployment)
+    except services.ServicesRefused as refused:
+        messages.error(request, str(refused))
+    return _after(request, workspace)
+
+
+@login_required
+@require_POST
+def remove(request, pk: int, deployment_pk: int):
+    workspace, deployment = _deployment(request, pk, deployment_pk)
+    try:
+        services.remove(request.user, deployment)
+    except services.ServicesRefused as refused:
+        messages.error(request, str(refused))
+    return _after(request, workspace)
+
+
+@login_required
+@require_POST
+def reveal_secret(request, pk: int, component_pk: int):
+    """The component's credential and a link that uses it, for the owner only."""
+    workspace = _get_workspace_for_user(request, pk)
+    component = get_object_or_404(
+        ComponentDeployment.objects.select_related("deployment"),
+        pk=component_pk,
+        deployment__workspace=workspace,
+    )
+    component.deployment.workspace = workspace
+    secret = services.reveal_secret(request.user, component)
+    return render(
+        request,
+        "workspaces/services/_secret.html",
+        {"component": component, "secret": secret},
+    )

@@ -1,0 +1,166 @@
+"""Services deployed into workspaces: the writes (deploy, redeploy, remove, reveal).
+
+Each write checks access, changes the data in one transaction with its audit entry and
+enqueues the work on commit, like `workspaces.actions`.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from pools.lifecycle import LIVE_STATES, State, transition
+from pools.services import tasks
+from portal import audit
+from portal.models import AuditAction
+from portal.roles import CHANGE, USE, VIEW, Area, has_perm
+from profiles import components as catalog
+from profiles.models import ServicesProfile
+from workspaces.models import ComponentDeployment, ServiceDeployment, Workspace
+
+
+class ServicesRefused(Exception):
+    """A services request the user cannot make; the message says why, for the page."""
+
+
+def may_change(user, workspace: Workspace) -> bool:
+    if workspace.owner_id == user.pk:
+        return has_perm(user, Area.SELF_SERVICE, USE)
+    return has_perm(user, Area.WORKSPACES, CHANGE)
+
+
+def may_see_logs(user, workspace: Workspace) -> bool:
+    """Log tails are for the workspace's owner and administrators."""
+    return workspace.owner_id == user.pk or has_perm(user, Area.WORKSPACES, VIEW)
+
+
+def deployable_profiles(user, workspace: Workspace):
+    """Published services profiles the workspace's owner's groups may use."""
+    return ServicesProfile.objects.usable_by(workspace.owner).prefetch_related("components")
+
+
+def live_deployment(workspace: Workspace) -> ServiceDeployment | None:
+    return (
+        ServiceDeployment.objects.filter(workspace=workspace, state__in=LIVE_STATES)
+        .prefetch_related("components")
+        .first()
+    )
+
+
+def local_unavailable(services_profile: ServicesProfile, infrastructure) -> list[str]:
+    """Why components of the profile will not run on `infrastructure` (empty if all will)."""
+    from pools.services.base import backend_for
+
+    backend = backend_for(infrastructure)
+    reasons = []
+    for item in services_profile.components.all():
+        found = catalog.component(item.component)
+        if found is None:
+            continue
+        if backend is None:
+            reasons.append(f"{found.name}: not available on {infrastructure} yet.")
+            continue
+        ok, why = backend.availability(found)
+        if not ok:
+            reasons.append(why)
+    return reasons
+
+
+@transaction.atomic
+def deploy(user, workspace: Workspace, services_profile: ServicesProfile) -> ServiceDeployment:
+    """Deploy `services_profile` into a ready workspace (or once it is ready)."""
+    if not may_change(user, workspace):
+        raise ServicesRefused("You may not change this workspace.")
+    if not deployable_profiles(user, workspace).filter(pk=services_profile.pk).exists():
+        raise ServicesRefused(f"The services profile “{services_profile}” is not offered here.")
+    if workspace.state not in (State.REQUESTED, State.PROVISIONING, State.READY):
+        raise ServicesRefused(f"The workspace is {workspace.get_state_display().lower()}.")
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # one at a time
+    on_target = ServiceDeployment.objects.filter(
+        infrastructure=workspace.infrastructure,
+        target_name=tasks._spec_of(workspace).name,
+        state__in=LIVE_STATES,
+    )
+    if live_deployment(workspace) or on_target.exists():
+        raise ServicesRefused("A services profile is already deployed here; remove it first.")
+    deployment = tasks.create_deployment(
+        workspace, services_profile, user=user, workspace=workspace
+    )
+    audit.record(
+        user, AuditAction.ACTION, workspace, message=f"deployed services “{services_profile}”"
+    )
+    if workspace.state == State.READY:
+        transaction.on_commit(lambda: tasks.enqueue_deploy(deployment.pk))
+    # else: `tasks.workspace_ready` enqueues it when the workspace is ready.
+    return deployment
+
+
+@transaction.atomic
+def redeploy(user, deployment: ServiceDeployment) -> bool:
+    """Restart every component of a ready or failed deployment (fresh credentials)."""
+    if not may_change(user, deployment.workspace):
+        raise ServicesRefused("You may not change this workspace.")
+    if deployment.state not in (State.READY, State.FAILED):
+        raise ServicesRefused("Only a ready or failed deployment can be redeployed.")
+    if not transition(
+        deployment, State.REQUESTED, actor=user, message="redeploy requested", attempts=0
+    ):
+        return False
+    deployment.components.update(
+        status="pending", reason="", log_tail="", endpoints=[], secret="", detail={}
+    )
+    audit.record(
+        user,
+        AuditAction.ACTION,
+        deployment.workspace,
+        message=f"redeployed services “{deployment.profile_name}”",
+    )
+    transaction.on_commit(lambda: tasks.enqueue_deploy(deployment.pk))
+    return True
+
+
+@transaction.atomic
+def remove(user, deployment: ServiceDeployment) -> bool:
+    """Stop and delete every component of the deployment, whatever state it is in."""
+    if not may_change(user, deployment.workspace):
+        raise ServicesRefused("You may not change this workspace.")
+    if deployment.state in (State.DELETING, State.DELETED):
+        return False
+    if not transition(deployment, State.DELETING, actor=user, message="removal requested"):
+        return False
+    audit.record(
+        user,
+        AuditAction.ACTION,
+        deployment.workspace,
+        message=f"removed services “{deployment.profile_name}”",
+    )
+    transaction.on_commit(lambda: tasks.enqueue_remove(deployment.pk))
+    return True
+
+
+def reveal_secret(user, component: ComponentDeployment) -> str:
+    """A component's credential, for the workspace's owner only (behind a button)."""
+    workspace = component.deployment.workspace
+    if workspace is None or workspace.owner_id != user.pk or component.status != "ready":
+        return ""
+    return component.secret
+
+
+def requestable_profiles(user) -> list[ServicesProfile]:
+    """Services profiles the user may name when requesting a workspace."""
+    return list(ServicesProfile.objects.usable_by(user))
+
+
+def request_with_workspace(request, workspace: Workspace, services_profile_pk) -> None:
+    """Deploy the services profile a workspace request named (once the workspace is ready)."""
+    from django.contrib import messages
+
+    text = str(services_profile_pk or "")
+    if not text.isdigit() or len(text) > 9:
+        return
+    found = ServicesProfile.objects.filter(pk=int(text)).first()
+    if found is None:
+        return
+    try:
+        deploy(request.user, workspace, found)
+    except ServicesRefused as refused:
+        messages.error(request, f"Services not deployed: {refused}")
