@@ -276,6 +276,7 @@ class LoopDecision(models.Model):
         HALTED = "halted", "Halted"
         PAUSED = "paused", "Paused"
         YIELD = "yield", "Yield to users"
+        UNUSABLE = "unusable", "Infrastructure not usable"
 
     time = models.DateTimeField(default=timezone.now, db_index=True)
     profile = models.ForeignKey(

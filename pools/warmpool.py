@@ -172,7 +172,12 @@ def decide(
     elif counts.actual < desired:
         missing = desired - counts.actual
         failures = pool.consecutive_failures if pool else 0
-        if pool is not None and pool.halted:
+        usable, unusable_reason = profile.infrastructure.usability()
+        if not usable:
+            # Creating would only fail (and back the pool off): say what the admin must do.
+            d.action = Action.UNUSABLE
+            d.reason = f"{why}; {seen}: {missing} missing, not creating: {unusable_reason}"
+        elif pool is not None and pool.halted:
             d.action = Action.HALTED
             d.reason = (
                 f"{why}; {seen}: stopped after {failures} failed provisionings in a row "
@@ -321,7 +326,7 @@ def managed_profiles(profile_ids=None):
     with_instances = PoolInstance.objects.filter(state__in=POOL_STATES).values("profile_id")
     queryset = ComputeProfile.objects.filter(
         Q(allocation_strategy=AllocationStrategy.WARM_POOL) | Q(pk__in=with_instances)
-    )
+    ).select_related("infrastructure")
     if profile_ids is not None:
         queryset = queryset.filter(pk__in=profile_ids)
     return list(queryset.order_by("pk"))
