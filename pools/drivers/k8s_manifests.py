@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from pools.drivers.base import GroupSpec, WorkspaceSpec
 from profiles import catalog
@@ -307,3 +308,64 @@ def render(spec: WorkspaceSpec, options: ManifestOptions | None = None) -> list[
         objects.append(service_manifest(spec, group, options))
         objects.append(statefulset_manifest(spec, group, options))
     return objects
+
+
+# --- the quota with a services stack on top (used by pools.services.k8s) ----------------
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+_FACTORS = {
+    None: 1,
+    "m": Fraction(1, 1000),
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+_BYTES = ("memory", "storage")
+
+
+def parse_quantity(value) -> Fraction:
+    """A Kubernetes quantity ("2", "500m", "8Gi") as an exact number."""
+    found = _QUANTITY.match(str(value).strip())
+    if not found:
+        raise ValueError(f"not a quantity this portal writes: {value!r}")
+    return Fraction(found[1]) * _FACTORS[found[2]]
+
+
+def format_quantity(key: str, amount: Fraction) -> str:
+    if key.endswith(_BYTES):
+        return f"{amount / 2**30}Gi" if amount % 2**30 == 0 else str(int(amount))
+    if amount.denominator == 1:
+        return str(amount.numerator)
+    return f"{int(amount * 1000)}m"
+
+
+def pod_quota_usage(pod_spec: dict, replicas: int = 1) -> dict[str, Fraction]:
+    """What `replicas` pods of this spec count against a ResourceQuota's keys."""
+    usage: dict[str, Fraction] = {"pods": Fraction(replicas)}
+    for container in pod_spec.get("containers", []):
+        resources = container.get("resources") or {}
+        limits = resources.get("limits") or {}
+        requests = {**limits, **(resources.get("requests") or {})}  # requests default to limits
+        for kind, amounts in (("requests", requests), ("limits", limits)):
+            for resource, value in amounts.items():
+                if kind == "limits" and resource not in ("cpu", "memory"):
+                    continue  # extended resources are quota'd on requests only
+                key = f"{kind}.{resource}"
+                usage[key] = usage.get(key, Fraction(0)) + parse_quantity(value) * replicas
+    return usage
+
+
+def quota_with(spec: WorkspaceSpec, options: ManifestOptions, extra: dict) -> dict:
+    """`quota_manifest` raised by `extra` ({"requests.cpu": 2, "pods": 1, ...})."""
+    quota = quota_manifest(spec, options)
+    hard = quota["spec"]["hard"]
+    for key, amount in extra.items():
+        if amount:
+            total = parse_quantity(hard.get(key, "0")) + Fraction(amount)
+            hard[key] = format_quantity(key, total)
+    return quota

@@ -16,11 +16,40 @@ Ray with `workers > 0` adds a worker Deployment joining the head. GCS is only a 
 Kubeflow Pipelines is rendered as its API server wired to the stack's object store; a full
 installation also needs its cluster-scoped manifests (CRDs, Argo), which an administrator
 installs once per cluster.
+
+The namespace's ResourceQuota (namespace mode). The workspace's quota caps the namespace at
+the compute profile's totals, which its own pods use up, so a stack's pods and claims would
+be refused by quota admission. The quota is therefore always *derived*: the profile's totals
+(`k8s_manifests.quota_manifest`) plus what the stack's objects on the cluster ask for (per
+Deployment replicas x its pod's requests and limits; per claim one claim and its storage),
+applied by the same field manager as the driver's (`k8s_manifests.quota_with`). Deploying a
+component applies it with the component's objects counted *before* applying them (a claim
+over quota is refused at once), and again after (so a stack applied at the same time by
+another task is counted too); removing one applies it without the component once its
+objects are deleted; `remove_all` applies the bare profile totals while the quota still
+exists. Deriving it from the cluster keeps every step idempotent: a retry computes the same
+quota. Shrinking below what terminating pods still use is allowed; it only stops new pods.
+The driver's `provision` applies the bare totals; it runs before any stack is deployed (a
+deployment waits for the workspace to be ready), and the next deploy restores the share.
+
+GPUs of components (the `gpus` parameter, e.g. the training runner and the inference
+server) are *their own* GPUs: on Kubernetes a GPU belongs to one pod (no time-slicing is
+assumed), and the workspace's pods keep theirs, so the quota grows by the components' GPUs
+(`requests.nvidia.com/gpu`) and the cluster must have them free on the workspace's GPU model.
+On the local driver, by contrast, components run on the workspace's machine and its GPUs.
+
+Every Deployment uses the Recreate strategy: the quota has no headroom for the extra pod of
+a rolling update, which would otherwise wait forever for room.
+
+Status: a component is ready when each of its Deployments has all its replicas as pods and
+every pod is Ready; while not, the reason names the waiting pod, or the Deployment's
+`ReplicaFailure` condition (e.g. "exceeded quota") when its pods cannot be created.
 """
 
 from __future__ import annotations
 
 import secrets
+from fractions import Fraction
 from pathlib import Path
 
 from pools.drivers import k8s_manifests as m
@@ -248,8 +277,9 @@ def _deployment(ctx, options, name, role, container, replicas=1) -> dict:
         "selector": {"matchLabels": _selector(ctx, role)},
         "template": {"metadata": {"labels": labels}, "spec": _pod_spec(ctx, container)},
     }
-    if "storage_gb" in ctx.parameters:
-        spec["strategy"] = {"type": "Recreate"}  # one pod at a time holds the volume
+    # One pod at a time: it may hold a ReadWriteOnce volume, and the quota has no headroom
+    # for a rolling update's extra pod.
+    spec["strategy"] = {"type": "Recreate"}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
@@ -381,16 +411,11 @@ class KubernetesServices(ServicesBackend):
 
     def deploy(self, ctx: ComponentContext) -> ComponentResult:
         secret = ctx.secret or (secrets.token_urlsafe(24) if ctx.code in WITH_SECRET else "")
-        for obj in render_component(ctx, secret, self.driver.options):
-            meta = obj["metadata"]
-            self.driver._request(
-                "PATCH",
-                self.k.object_path(obj["kind"], meta["name"], meta.get("namespace", "")),
-                body=obj,
-                query=[("fieldManager", self.k.FIELD_MANAGER), ("force", "true")],
-                content_type=self.k.APPLY_CONTENT_TYPE,
-                what=f"{obj['kind']} {meta['name']}",
-            )
+        objects = render_component(ctx, secret, self.driver.options)
+        self._sync_quota(ctx.spec, exclude=ctx.code, adding=objects)
+        for obj in objects:
+            self._apply(obj)
+        self._sync_quota(ctx.spec)
         result = self.check(ctx)
         result.secret = secret
         return result
@@ -401,28 +426,95 @@ class KubernetesServices(ServicesBackend):
         if ctx.code == "gcs":
             return ComponentResult(READY, endpoints=[], detail={"namespace": namespace})
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
+        deployments = self.driver._list("Deployment", namespace, selector)
         pods = self.driver._list("Pod", namespace, selector)
-        ready = [p for p in pods if not self.k._waiting_reason(p["metadata"]["name"], p)]
-        detail = {"namespace": namespace, "pods": [p["metadata"]["name"] for p in pods]}
-        if pods and len(ready) == len(pods):
-            return ComponentResult(READY, endpoints=endpoints(ctx, options), detail=detail)
+        wanted = sum(int(d["spec"].get("replicas", 1)) for d in deployments)
         waiting = [self.k._waiting_reason(p["metadata"]["name"], p) for p in pods]
-        reason = next((w for w in waiting if w), "pods are not created yet")
+        detail = {"namespace": namespace, "pods": [p["metadata"]["name"] for p in pods]}
+        if deployments and len(pods) >= wanted and not any(waiting):
+            return ComponentResult(READY, endpoints=endpoints(ctx, options), detail=detail)
+        failures = [
+            f"deployment {d['metadata']['name']} cannot create its pods: {c.get('message', '')}"
+            for d in deployments
+            for c in (d.get("status") or {}).get("conditions") or []
+            if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+        ]
+        reason = next(
+            (w for w in [*failures, *waiting] if w),
+            "pods are not created yet" if deployments else "deployments are not applied yet",
+        )
         return ComponentResult(DEPLOYING, reason=reason, detail=detail)
 
     def remove(self, ctx: ComponentContext) -> None:
         namespace = m.namespace_for(ctx.spec, self.driver.options)
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
-        self._delete_selected(namespace, selector)
+        self._delete_selected(namespace, selector, ctx.spec, exclude=ctx.code)
 
     def remove_all(self, spec: WorkspaceSpec) -> None:
         namespace = m.namespace_for(spec, self.driver.options)
         selector = f"{m.WORKSPACE_LABEL}={spec.name},{COMPONENT_LABEL}"
-        self._delete_selected(namespace, selector)
+        self._delete_selected(namespace, selector, spec, exclude="*")
 
-    def _delete_selected(self, namespace: str, selector: str) -> None:
+    def _delete_selected(self, namespace: str, selector: str, spec, exclude: str) -> None:
         for kind in ("Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim"):
             for obj in self.driver._list(kind, namespace, selector):
                 self.driver._delete(kind, obj["metadata"]["name"], namespace)
+        self._sync_quota(spec, exclude=exclude)
         if self.driver._list("Pod", namespace, selector):
             raise TransientError("The services' pods are still terminating.")
+
+    def _apply(self, obj: dict) -> None:
+        meta = obj["metadata"]
+        self.driver._request(
+            "PATCH",
+            self.k.object_path(obj["kind"], meta["name"], meta.get("namespace", "")),
+            body=obj,
+            query=[("fieldManager", self.k.FIELD_MANAGER), ("force", "true")],
+            content_type=self.k.APPLY_CONTENT_TYPE,
+            what=f"{obj['kind']} {meta['name']}",
+        )
+
+    def _sync_quota(self, spec: WorkspaceSpec, exclude: str = "", adding=()) -> None:
+        """Apply the namespace's quota: the profile's totals plus the stack's share.
+
+        The share counts the stack's Deployments and claims on the cluster, less those of
+        component `exclude` ("*": all of them), plus the objects `adding`. Nothing to do in
+        shared mode (no quota) or when the quota is gone (the workspace is being deleted).
+        """
+        options = self.driver.options
+        if options.namespace_mode != m.NAMESPACE_MODE:
+            return
+        namespace = m.namespace_for(spec, options)
+        quota = m.quota_manifest(spec, options)
+        if self.driver._get("ResourceQuota", quota["metadata"]["name"], namespace) is None:
+            return
+        present: list[dict] = []
+        if exclude != "*":
+            selector = f"{m.WORKSPACE_LABEL}={spec.name},{COMPONENT_LABEL}"
+            for kind in ("Deployment", "PersistentVolumeClaim"):
+                present += [
+                    {**o, "kind": kind}  # a list's items need not carry their kind
+                    for o in self.driver._list(kind, namespace, selector)
+                    if o["metadata"]["labels"].get(COMPONENT_LABEL) != exclude
+                ]
+        kept = {(o["kind"], o["metadata"]["name"]) for o in adding}
+        present = [o for o in present if (o["kind"], o["metadata"]["name"]) not in kept]
+        self._apply(m.quota_with(spec, options, stack_usage([*present, *adding])))
+
+
+def stack_usage(objects) -> dict[str, Fraction]:
+    """What the stack's Deployments and claims count against the namespace's quota."""
+    usage: dict[str, Fraction] = {}
+
+    def add(amounts: dict) -> None:
+        for key, amount in amounts.items():
+            usage[key] = usage.get(key, Fraction(0)) + amount
+
+    for obj in objects:
+        if obj["kind"] == "Deployment":
+            spec = obj["spec"]
+            add(m.pod_quota_usage(spec["template"]["spec"], int(spec.get("replicas", 1))))
+        elif obj["kind"] == "PersistentVolumeClaim":
+            storage = obj["spec"]["resources"]["requests"]["storage"]
+            add({"persistentvolumeclaims": 1, "requests.storage": m.parse_quantity(storage)})
+    return usage

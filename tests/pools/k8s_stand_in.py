@@ -24,16 +24,41 @@ admission. A StatefulSet immediately gets its pods (Pending, unscheduled) and th
 of its volume claim templates; deleting one deletes its pods. Namespaces are deleted at
 once unless `finalize_namespaces` is False, when they stay "Terminating" until
 `finish_terminating()`. Tests drive pods with `set_pods()` and nodes with `add_node()`.
+
+Services stacks (added for `pools.services.k8s`): apply, GET, LIST by label and DELETE of
+deployments (apps/v1), configmaps and secrets (core/v1), namespaced, under the same checks;
+besides, 400 for a Deployment whose selector does not match its template's labels, 422 for
+a change to its (immutable) selector, and 409 for an apply without `force=true` to an
+object another field manager applied. A Secret's `stringData` is stored as base64 `data`,
+as a real server does. A Deployment immediately gets its pods (Pending) named
+`<name>-<template hash>-<random>`, as its ReplicaSet's would be; a new template replaces
+the old pods at once (every rollout behaves like Recreate); deleting it deletes its pods.
+
+ResourceQuota admission, simplified: a pod a Deployment or a StatefulSet would create is
+checked against every quota of its namespace for `pods`, `cpu`/`requests.cpu`,
+`limits.cpu`, `memory`/`requests.memory`, `limits.memory` and `requests.<extended>`
+(requests default to limits), summed over the namespace's pods that are not Succeeded or
+Failed; a quota'd cpu/memory the pod does not specify is refused too. A refused pod is not
+created: the Deployment reports it as its ReplicaSet would, a `ReplicaFailure` condition
+(reason FailedCreate, the quota message) in its status; a StatefulSet's controller only
+emits an event, kept in `events`. Applying a quota retries the namespace's controllers, as
+their resync would. A new PersistentVolumeClaim over `persistentvolumeclaims` or
+`requests.storage` is refused with 403 at apply, as quota admission does (claims a
+StatefulSet's controller makes are not checked). Not kept: the quota's `status.used`, a
+Deployment's ready counts, priority-class or storage-class scoped quotas.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import re
 import threading
 import uuid
 from datetime import UTC, datetime
+from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -51,6 +76,20 @@ RESOURCES = {
     "statefulsets": ("/apis/apps/v1", "apps/v1", "StatefulSet", True),
 }
 APPLIABLE = {"namespaces", "resourcequotas", "persistentvolumeclaims", "services", "statefulsets"}
+# The kinds a services stack adds (pools.services.k8s).
+RESOURCES.update(
+    {
+        "deployments": ("/apis/apps/v1", "apps/v1", "Deployment", True),
+        "configmaps": ("/api/v1", "v1", "ConfigMap", True),
+        "secrets": ("/api/v1", "v1", "Secret", True),
+    }
+)
+APPLIABLE |= {"deployments", "configmaps", "secrets"}
+SERVICES_KINDS = {"deployments", "configmaps", "secrets"}
+QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+FACTORS = {"m": Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+FACTORS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40})
+POD_QUOTA_ALIASES = {"cpu": "requests.cpu", "memory": "requests.memory"}
 PATH = re.compile(
     r"^(?P<prefix>/api/v1|/apis/apps/v1)(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
@@ -123,6 +162,8 @@ class StandInApiServer:
         self.finalize_namespaces = True
         self.lock = threading.RLock()
         self._revision = 0
+        self.events: list[dict] = []  # FailedCreate events of StatefulSets
+        self._managers: dict[tuple[str, str, str], str] = {}  # the services kinds' appliers
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
 
     @property
@@ -313,9 +354,15 @@ class StandInApiServer:
                     "'persistentVolumeClaimRetentionPolicy' and "
                     "'minReadySeconds' are forbidden",
                 )
+        if plural in SERVICES_KINDS or plural == "persistentvolumeclaims":
+            obj = self._admit_services_object(plural, ns, name, obj, existing, query, title)
         stored = self._store(plural, ns, obj, existing)
         if plural == "statefulsets":
             self._reconcile_statefulset(stored)
+        if plural == "deployments":
+            self._reconcile_deployment(stored)
+        if plural == "resourcequotas":
+            self._resync_controllers(ns)
         return (200 if existing else 201), stored
 
     def _store(self, plural: str, ns: str, obj: dict, existing: dict | None = None) -> dict:
@@ -362,7 +409,11 @@ class StandInApiServer:
                     "spec": copy.deepcopy(spec["template"]["spec"]),
                     "status": {"phase": "Pending"},
                 }
-                self._store("pods", ns, pod)
+                refused = self._quota_refusal(ns, pod)  # quota admission (services stacks)
+                if refused:
+                    self._failed_create_event(sts, refused)
+                else:
+                    self._store("pods", ns, pod)
         for key in [k for k in self.objects if k[0] == "pods" and k[1] == ns]:
             head, _, ordinal = key[2].rpartition("-")
             if head == name and int(ordinal) >= spec.get("replicas", 1):
@@ -389,8 +440,212 @@ class StandInApiServer:
             for key in [k for k in self.objects if k[0] == "pods" and k[1] == ns]:
                 if key[2].rpartition("-")[0] == name:
                     del self.objects[key]
+        if plural == "deployments":  # the garbage collector removes its ReplicaSet's pods
+            for key in self._deployment_pods(ns, name):
+                del self.objects[key]
+        self._managers.pop((plural, ns, name), None)
         done = {**status(200, ""), "status": "Success", "reason": ""}
         return {**done, "details": {"name": name, "kind": plural}}
+
+    # --- services stacks: deployments, config maps, secrets; quota admission ------------
+
+    def _admit_services_object(self, plural, ns, name, obj, existing, query, title) -> dict:
+        """The checks a real server makes on the services' kinds; returns what to store."""
+        manager = query.get("fieldManager", [""])[0]
+        key = (plural, ns, name)
+        if plural == "persistentvolumeclaims":
+            if existing is None:
+                refused = self._claim_refusal(ns, obj)
+                if refused:
+                    raise ApiError(403, refused)
+            return obj
+        owner = self._managers.get(key)
+        if existing and owner and owner != manager and query.get("force", [""])[0] != "true":
+            raise ApiError(409, f'Apply failed with 1 conflict: conflict with "{owner}"')
+        if plural == "deployments":
+            spec = obj.get("spec") or {}
+            wanted = (spec.get("selector") or {}).get("matchLabels") or {}
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if not wanted or any(labels.get(k) != v for k, v in wanted.items()):
+                raise ApiError(
+                    422,
+                    f"{title}: spec.template.metadata.labels: Invalid value: "
+                    f"{labels!r}: `selector` does not match template `labels`",
+                )
+            if existing and existing["spec"].get("selector") != spec.get("selector"):
+                raise ApiError(422, f"{title}: spec.selector: Invalid value: field is immutable")
+        if plural == "secrets" and "stringData" in obj:
+            obj = copy.deepcopy(obj)
+            data = obj.setdefault("data", {})
+            for k, v in obj.pop("stringData").items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+        self._managers[key] = manager
+        return obj
+
+    def _deployment_pods(self, ns: str, name: str) -> list[tuple[str, str, str]]:
+        """The keys of the pods the Deployment's ReplicaSets own."""
+        found = []
+        for key, pod in self.objects.items():
+            if key[0] != "pods" or key[1] != ns:
+                continue
+            for ref in pod["metadata"].get("ownerReferences") or []:
+                if ref.get("kind") == "ReplicaSet" and ref["name"].rpartition("-")[0] == name:
+                    found.append(key)
+        return found
+
+    def _reconcile_deployment(self, deployment: dict) -> None:
+        """What the Deployment and ReplicaSet controllers would do next (as Recreate)."""
+        meta, spec = deployment["metadata"], deployment["spec"]
+        name, ns = meta["name"], meta["namespace"]
+        template = spec["template"]
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
+        template_hash = digest[:10]
+        replica_set = f"{name}-{template_hash}"
+        current = []
+        for key in self._deployment_pods(ns, name):
+            refs = self.objects[key]["metadata"]["ownerReferences"]
+            if refs[0]["name"] == replica_set:
+                current.append(key)
+            else:
+                del self.objects[key]  # an old template's pod
+        replicas = spec.get("replicas", 1)
+        for key in current[replicas:]:
+            del self.objects[key]
+        current = current[:replicas]
+        failure = ""
+        while len(current) < replicas:
+            pod_name = f"{replica_set}-{uuid.uuid4().hex[:5]}"
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod_name,
+                    "labels": {
+                        **template["metadata"]["labels"],
+                        "pod-template-hash": template_hash,
+                    },
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "apps/v1",
+                            "kind": "ReplicaSet",
+                            "name": replica_set,
+                            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{ns}/{replica_set}")),
+                            "controller": True,
+                        }
+                    ],
+                },
+                "spec": copy.deepcopy(template["spec"]),
+                "status": {"phase": "Pending"},
+            }
+            failure = self._quota_refusal(ns, pod)
+            if failure:
+                break
+            self._store("pods", ns, pod)
+            current.append(("pods", ns, pod_name))
+        conditions = []
+        if failure:
+            conditions.append(
+                {
+                    "type": "ReplicaFailure",
+                    "status": "True",
+                    "reason": "FailedCreate",
+                    "message": failure,
+                    "lastTransitionTime": _now(),
+                }
+            )
+        deployment["status"] = {
+            "observedGeneration": meta["generation"],
+            "replicas": len(current),
+            "conditions": conditions,
+        }
+
+    def _resync_controllers(self, ns: str) -> None:
+        """Controllers retry the pods a quota refused; do it now that a quota changed."""
+        for (plural, n, _), obj in list(self.objects.items()):
+            if n == ns and plural == "deployments":
+                self._reconcile_deployment(obj)
+            elif n == ns and plural == "statefulsets":
+                self._reconcile_statefulset(obj)
+
+    def _failed_create_event(self, owner: dict, message: str) -> None:
+        self.events.append(
+            {
+                "involvedObject": {
+                    "kind": owner["kind"],
+                    "name": owner["metadata"]["name"],
+                    "namespace": owner["metadata"]["namespace"],
+                },
+                "type": "Warning",
+                "reason": "FailedCreate",
+                "message": message,
+            }
+        )
+
+    def _quotas(self, ns: str) -> list[dict]:
+        return [
+            o for (p, n, _), o in sorted(self.objects.items()) if p == "resourcequotas" and n == ns
+        ]
+
+    def _quota_refusal(self, ns: str, pod: dict) -> str:
+        """Why quota admission refuses the pod ("" when it admits it)."""
+        name = pod["metadata"]["name"]
+        wanted = _pod_usage(pod["spec"])
+        used: dict[str, Fraction] = {}
+        for (p, n, _), other in self.objects.items():
+            if (
+                p == "pods"
+                and n == ns
+                and other.get("status", {}).get("phase")
+                not in (
+                    "Succeeded",
+                    "Failed",
+                )
+            ):
+                for key, amount in _pod_usage(other["spec"]).items():
+                    used[key] = used.get(key, Fraction(0)) + amount
+        for quota in self._quotas(ns):
+            hard = {
+                POD_QUOTA_ALIASES.get(k, k): _quantity(v)
+                for k, v in quota["spec"].get("hard", {}).items()
+                if k == "pods" or k in POD_QUOTA_ALIASES or k.startswith(("requests.", "limits."))
+            }
+            hard.pop("requests.storage", None)
+            missing = [
+                k
+                for k in hard
+                if k in ("requests.cpu", "limits.cpu", "requests.memory", "limits.memory")
+                and not _every_container_sets(pod["spec"], k)
+            ]
+            qname = quota["metadata"]["name"]
+            if missing:
+                return (
+                    f'pods "{name}" is forbidden: failed quota: {qname}: must specify '
+                    + ",".join(sorted(missing))
+                )
+            over = sorted(k for k in hard if used.get(k, 0) + wanted.get(k, 0) > hard[k])
+            if over:
+                return _exceeded("pods", name, qname, over, wanted, used, hard)
+        return ""
+
+    def _claim_refusal(self, ns: str, claim: dict) -> str:
+        storage = claim["spec"].get("resources", {}).get("requests", {}).get("storage", "0")
+        wanted = {"persistentvolumeclaims": Fraction(1), "requests.storage": _quantity(storage)}
+        used = {"persistentvolumeclaims": Fraction(0), "requests.storage": Fraction(0)}
+        for (p, n, _), other in self.objects.items():
+            if p == "persistentvolumeclaims" and n == ns:
+                requests = other["spec"].get("resources", {}).get("requests", {})
+                used["persistentvolumeclaims"] += 1
+                used["requests.storage"] += _quantity(requests.get("storage", "0"))
+        for quota in self._quotas(ns):
+            hard = {
+                k: _quantity(v) for k, v in quota["spec"].get("hard", {}).items() if k in wanted
+            }
+            over = sorted(k for k in hard if used[k] + wanted[k] > hard[k])
+            if over:
+                name = claim["metadata"]["name"]
+                qname = quota["metadata"]["name"]
+                return _exceeded("persistentvolumeclaims", name, qname, over, wanted, used, hard)
+        return ""
 
     def _purge_namespace(self, name: str) -> None:
         for key in [k for k in self.objects if k[1] == name or k == ("namespaces", "", name)]:
@@ -424,6 +679,57 @@ def _pod_status(state: str, node: str, since: str) -> dict:
             ],
         }
     return {"phase": "Running", "conditions": conditions, "startTime": since}
+
+
+def _quantity(value) -> Fraction:
+    found = QUANTITY.match(str(value).strip())
+    if not found:
+        raise ApiError(422, f"quantities must match the regular expression: {value!r}")
+    return Fraction(found[1]) * FACTORS.get(found[2], 1)
+
+
+def _pod_usage(pod_spec: dict) -> dict[str, Fraction]:
+    """What one pod counts against a quota (requests default to limits)."""
+    usage = {"pods": Fraction(1)}
+    for container in pod_spec.get("containers", []):
+        resources = container.get("resources") or {}
+        limits = resources.get("limits") or {}
+        requests = {**limits, **(resources.get("requests") or {})}
+        for kind, amounts in (("requests", requests), ("limits", limits)):
+            for resource, value in amounts.items():
+                key = f"{kind}.{resource}"
+                usage[key] = usage.get(key, Fraction(0)) + _quantity(value)
+    return usage
+
+
+def _every_container_sets(pod_spec: dict, key: str) -> bool:
+    kind, _, resource = key.partition(".")
+    for container in pod_spec.get("containers", []):
+        resources = container.get("resources") or {}
+        amounts = {**(resources.get("limits") or {})}
+        if kind == "requests":
+            amounts.update(resources.get("requests") or {})
+        if resource not in amounts:
+            return False
+    return True
+
+
+def _exceeded(plural, name, quota, over, wanted, used, hard) -> str:
+    def show(amounts):
+        return ",".join(f"{k}={_show(amounts.get(k, 0))}" for k in over)
+
+    return (
+        f'{plural} "{name}" is forbidden: exceeded quota: {quota}, '
+        f"requested: {show(wanted)}, used: {show(used)}, limited: {show(hard)}"
+    )
+
+
+def _show(amount: Fraction) -> str:
+    if amount.denominator != 1:
+        return f"{int(amount * 1000)}m"
+    if amount and amount % 2**30 == 0:
+        return f"{amount // 2**30}Gi"
+    return str(amount)
 
 
 def _parse_selector(selector: str) -> list[tuple[str, str, str | None]]:
