@@ -1,7 +1,8 @@
 """The one lifecycle state machine of everything the portal provisions.
 
-Workspaces use it now; warm-pool instances (issue 6) reuse it with one more edge
-(`ready → claimed`) by calling `WORKSPACE_LIFECYCLE.extend(...)`. The transitions are data,
+Workspaces add stop/start edges to the base (`ready → stopping → stopped → starting →
+ready`); warm-pool instances (issue 6) add one other edge (`ready → claimed`); both by
+calling `BASE_LIFECYCLE.extend(...)`. The transitions are data,
 so adding a state never means editing the code that moves between them.
 
 A transition is a conditional UPDATE (`... WHERE id = X AND state = old`): when two workers
@@ -23,6 +24,9 @@ class State(models.TextChoices):
     REQUESTED = "requested", "Requested"
     PROVISIONING = "provisioning", "Provisioning"
     READY = "ready", "Ready"
+    STOPPING = "stopping", "Stopping"
+    STOPPED = "stopped", "Stopped"
+    STARTING = "starting", "Starting"
     CLAIMED = "claimed", "Claimed"  # warm-pool instances only (issue 6)
     DELETING = "deleting", "Deleting"
     DELETED = "deleted", "Deleted"
@@ -62,7 +66,7 @@ class Lifecycle:
         return Lifecycle(edges)
 
 
-WORKSPACE_LIFECYCLE = Lifecycle(
+BASE_LIFECYCLE = Lifecycle(
     {
         # A request may be cancelled (deleting) before a worker picks it up.
         State.REQUESTED: frozenset({State.PROVISIONING, State.DELETING, State.FAILED}),
@@ -75,14 +79,46 @@ WORKSPACE_LIFECYCLE = Lifecycle(
     }
 )
 
-# Warm-pool instances (issue 6): the workspace lifecycle plus the claim. A claimed instance
-# is done: its resources now belong to the workspace that adopted it, which deletes them.
-POOL_LIFECYCLE = WORKSPACE_LIFECYCLE.extend({State.READY: {State.CLAIMED}})
+# Workspaces (issue 5): stop a ready workspace (its GPUs are released, its files and volumes
+# kept) and start it again. Deleting stays possible at every step, as while provisioning.
+# A start that cannot get its resources goes back to stopped (files kept, reason shown);
+# failed is for a stop or start the driver could not finish.
+WORKSPACE_LIFECYCLE = BASE_LIFECYCLE.extend(
+    {
+        State.READY: {State.STOPPING},
+        State.STOPPING: {State.STOPPED, State.FAILED, State.DELETING},
+        State.STOPPED: {State.STARTING, State.DELETING},
+        State.STARTING: {State.READY, State.STOPPED, State.FAILED, State.DELETING},
+    }
+)
 
-# States in which the object may hold (or is about to hold) infrastructure resources.
-LIVE_STATES = (State.REQUESTED, State.PROVISIONING, State.READY, State.CLAIMED, State.DELETING)
+# Warm-pool instances (issue 6): the base lifecycle plus the claim (they are never stopped).
+# A claimed instance is done: its resources now belong to the workspace that adopted it,
+# which deletes them.
+POOL_LIFECYCLE = BASE_LIFECYCLE.extend({State.READY: {State.CLAIMED}})
+
+# States in which the object may hold (or is about to hold) infrastructure resources. A
+# stopped workspace still holds its files / volumes / cluster, so the sweep must not reap it.
+LIVE_STATES = (
+    State.REQUESTED,
+    State.PROVISIONING,
+    State.READY,
+    State.CLAIMED,
+    State.DELETING,
+    State.STOPPING,
+    State.STOPPED,
+    State.STARTING,
+)
+# Live states that hold (or are about to hold) GPUs: all but stopped (GPU quotas count these).
+GPU_STATES = tuple(state for state in LIVE_STATES if state != State.STOPPED)
 # States a worker is expected to move the object out of by itself.
-IN_FLIGHT_STATES = (State.REQUESTED, State.PROVISIONING, State.DELETING)
+IN_FLIGHT_STATES = (
+    State.REQUESTED,
+    State.PROVISIONING,
+    State.DELETING,
+    State.STOPPING,
+    State.STARTING,
+)
 
 
 class LifecycleModel(models.Model):

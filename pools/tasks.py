@@ -63,6 +63,14 @@ def enqueue_deprovision(workspace_id: int) -> None:
     async_task("pools.tasks.deprovision_workspace", workspace_id, group="workspace-deprovision")
 
 
+def enqueue_stop(workspace_id: int) -> None:
+    async_task("pools.tasks.stop_workspace", workspace_id, group="workspace-stop")
+
+
+def enqueue_start(workspace_id: int) -> None:
+    async_task("pools.tasks.start_workspace", workspace_id, group="workspace-start")
+
+
 def pool_queue_options() -> dict:
     """`cluster=` for warm-pool tasks when a separate pool cluster is configured."""
     cluster = getattr(settings, "WARM_POOL_CLUSTER", "")
@@ -132,7 +140,7 @@ def _touch(workspace, delay: int = 0) -> None:
     type(workspace).objects.filter(pk=workspace.pk).update(heartbeat=workspace.heartbeat)
 
 
-def _retry_or_fail(workspace, func: str, error: Exception) -> None:
+def _retry_or_fail(workspace, func: str, error: Exception, give_up_to=State.FAILED) -> None:
     attempts = workspace.attempts + 1
     type(workspace).objects.filter(pk=workspace.pk).update(attempts=attempts)
     workspace.attempts = attempts
@@ -140,7 +148,7 @@ def _retry_or_fail(workspace, func: str, error: Exception) -> None:
     if attempts >= getattr(workspace, "max_attempts", MAX_ATTEMPTS):
         transition(
             workspace,
-            State.FAILED,
+            give_up_to,
             message=f"gave up after {attempts} attempts: {error}",
             failure_reason=f"{error} (gave up after {attempts} attempts)"[:300],
             failure_detail=detail,
@@ -267,6 +275,124 @@ def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
     return "deleted"
 
 
+# -- stop / start (issue 5) ------------------------------------------------------------
+
+
+def stop_workspace(workspace_id: int) -> str:
+    """Stop a workspace's compute and release its GPUs, keeping its data; mark it stopped.
+
+    1. Its services stacks are stopped and sent back to requested (redeployed on start).
+    2. The driver stops the rest and releases the GPUs (idempotent: a retry, or the sweep
+       resuming a worker killed mid-stop, finds what is already stopped and goes on).
+    3. Stopped. A PermanentError fails the workspace (it may still hold resources: deleting
+       it releases them); other errors retry with backoff, then fail.
+    """
+    workspace = _load(workspace_id)
+    if workspace is None:
+        return "gone"
+    if workspace.state != State.STOPPING:
+        return f"nothing to do ({workspace.state})"
+    _touch(workspace)
+    from pools.claims import spec_for
+    from pools.services.tasks import stop_for_target
+
+    spec = spec_for(workspace)
+    try:
+        stop_for_target(workspace.infrastructure, spec.name)
+        driver_for(workspace.infrastructure).stop(spec, _reporter(workspace))
+    except PermanentError as error:
+        transition(
+            workspace,
+            State.FAILED,
+            message=f"stopping failed: {error}",
+            failure_reason=f"Stopping failed: {error}"[:300],
+            failure_detail=error.detail,
+        )
+        return f"failed: {error}"
+    except Exception as error:
+        if not isinstance(error, TransientError):
+            error.detail = traceback.format_exc()
+        _retry_or_fail(workspace, "pools.tasks.stop_workspace", error)
+        return f"retrying: {error}"
+    if not transition(workspace, State.STOPPED, message="stopped"):
+        workspace.refresh_from_db(fields=["state"])
+        return f"moved by another worker ({workspace.state})"
+    return "stopped"
+
+
+def start_workspace(workspace_id: int) -> str:
+    """Take a starting workspace to ready again, like provisioning.
+
+    A start that cannot get its resources (a PermanentError, or still failing after
+    MAX_ATTEMPTS, e.g. every GPU in use) goes back to stopped with the reason: the driver
+    released what it took and the files are kept, so the user can try again later.
+    """
+    workspace = _load(workspace_id)
+    if workspace is None:
+        return "gone"
+    if workspace.state != State.STARTING:
+        return f"nothing to do ({workspace.state})"
+    _touch(workspace)
+    from pools.claims import spec_for
+
+    func = "pools.tasks.start_workspace"
+    spec = spec_for(workspace)
+    driver = driver_for(workspace.infrastructure)
+    try:
+        result = driver.start(spec, _reporter(workspace))
+    except PermanentError as error:
+        _back_to_stopped(workspace, driver, spec, str(error), error.detail)
+        return f"stopped again: {error}"
+    except Exception as error:
+        if not isinstance(error, TransientError):
+            error.detail = traceback.format_exc()
+        _retry_or_fail(workspace, func, error, give_up_to=State.STOPPED)
+        if workspace.state == State.STOPPED:
+            _release(driver, spec, workspace)
+        return f"retrying: {error}"
+
+    if not result.ready:
+        if timezone.now() - workspace.state_changed > PROVISION_DEADLINE:
+            minutes = int(PROVISION_DEADLINE.total_seconds() // 60)
+            _back_to_stopped(workspace, driver, spec, f"not ready within {minutes} minutes", "")
+            return "stopped again: deadline"
+        _touch(workspace, BACKOFF_BASE)
+        schedule_retry(func, workspace.pk, BACKOFF_BASE)
+        return "not ready yet"
+
+    connection = dict(result.connection)
+    secret = connection.pop("token", "")
+    fields = {"connection": connection, "detail": result.detail, "failure_reason": ""}
+    if secret and secret != workspace.secret:
+        fields.update(secret=secret, secret_shown=False)
+    if not transition(workspace, State.READY, message="ready", **fields):
+        workspace.refresh_from_db(fields=["state"])
+        return f"moved by another worker ({workspace.state})"
+    from pools.services.tasks import start_for_workspace
+
+    start_for_workspace(workspace)  # redeploy the stacks the stop stopped
+    return "ready"
+
+
+def _back_to_stopped(workspace, driver, spec: WorkspaceSpec, reason: str, detail: str) -> None:
+    if transition(
+        workspace,
+        State.STOPPED,
+        message=f"could not start: {reason}",
+        failure_reason=f"Could not start: {reason}"[:300],
+        failure_detail=detail,
+    ):
+        _release(driver, spec, workspace)
+
+
+def _release(driver, spec: WorkspaceSpec, workspace) -> None:
+    """Release what a failed start took (a stopped workspace holds no GPU)."""
+    try:
+        driver.stop(spec, _reporter(workspace))
+    except DriverError:
+        logger.exception("releasing %s after a failed start", spec.name)
+
+
 # -- warm-pool instances (issue 6) -----------------------------------------------------
 
 
@@ -324,10 +450,18 @@ def resume_stuck(now=None) -> int:
     cutoff = now - stuck_after()
     resumed = 0
     kinds = [
-        (Workspace, enqueue_provision, enqueue_deprovision),
-        (PoolInstance, enqueue_pool_provision, enqueue_pool_deprovision),
+        (
+            Workspace,
+            {
+                State.DELETING: enqueue_deprovision,
+                State.STOPPING: enqueue_stop,
+                State.STARTING: enqueue_start,
+            },
+            enqueue_provision,
+        ),
+        (PoolInstance, {State.DELETING: enqueue_pool_deprovision}, enqueue_pool_provision),
     ]
-    for model, provision, deprovision in kinds:
+    for model, by_state, provision in kinds:
         stuck = model.objects.filter(state__in=IN_FLIGHT_STATES, heartbeat__lt=cutoff)
         for pk, state, heartbeat in stuck.values_list("pk", "state", "heartbeat"):
             claimed = model.objects.filter(pk=pk, state=state, heartbeat=heartbeat).update(
@@ -335,19 +469,20 @@ def resume_stuck(now=None) -> int:
             )
             if claimed != 1:
                 continue
-            enqueue = deprovision if state == State.DELETING else provision
+            enqueue = by_state.get(state, provision)
             transaction.on_commit(lambda pk=pk, enqueue=enqueue: enqueue(pk))
             resumed += 1
     return resumed
 
 
 def expire(now=None) -> int:
-    """Start deleting each ready workspace past its lifetime; return how many."""
+    """Start deleting each ready (or stopped) workspace past its lifetime; return how many."""
     from workspaces.models import Workspace
 
     now = now or timezone.now()
     expired = 0
-    for workspace in Workspace.objects.filter(state=State.READY, expires_at__lt=now):
+    due = Workspace.objects.filter(state__in=(State.READY, State.STOPPED), expires_at__lt=now)
+    for workspace in due:
         with transaction.atomic():
             if transition(workspace, State.DELETING, message="lifetime reached"):
                 transaction.on_commit(lambda pk=workspace.pk: enqueue_deprovision(pk))

@@ -169,6 +169,12 @@ EXPECTED: dict[str, Rule] = {
     "workspaces:delete": Rule(
         _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
     ),
+    "workspaces:stop": Rule(
+        _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
+    ),
+    "workspaces:start": Rule(
+        _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
+    ),
     "workspaces:reveal_secret": Rule(_WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}),
     # services deployed into a workspace (issue 7)
     "workspaces:services": Rule(_WORKSPACE_VIEW, overrides={OTHER: NOT_FOUND}),

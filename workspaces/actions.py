@@ -64,10 +64,14 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     return workspace
 
 
-def may_delete(user, workspace: Workspace) -> bool:
+def may_change(user, workspace: Workspace) -> bool:
+    """The owner (with self-service) or a Workspaces administrator: delete, stop, start."""
     if workspace.owner_id == user.pk:
         return has_perm(user, Area.SELF_SERVICE, USE)
     return has_perm(user, Area.WORKSPACES, CHANGE)
+
+
+may_delete = may_change
 
 
 @transaction.atomic
@@ -82,6 +86,50 @@ def delete_workspace(user, workspace: Workspace) -> bool:
     audit.record(user, AuditAction.ACTION, workspace, message="deleted workspace")
     transaction.on_commit(lambda: tasks.enqueue_deprovision(workspace.pk))
     return True
+
+
+@transaction.atomic
+def stop_workspace(user, workspace: Workspace) -> None:
+    """Move a ready workspace to stopping and stop it on commit (GPUs released, files kept)."""
+    if not may_change(user, workspace):
+        raise RequestRefused("You may not stop this workspace.")
+    if workspace.state != State.READY:
+        raise RequestRefused(
+            f"Only a ready workspace can be stopped; this one is {_state(workspace)}."
+        )
+    if not transition(workspace, State.STOPPING, actor=user, message="stop requested", attempts=0):
+        raise RequestRefused("The workspace changed at the same moment; try again.")
+    audit.record(user, AuditAction.ACTION, workspace, message="stopped workspace")
+    transaction.on_commit(lambda: tasks.enqueue_stop(workspace.pk))
+
+
+@transaction.atomic
+def start_workspace(user, workspace: Workspace) -> None:
+    """Check the GPU quotas again, move the stopped workspace to starting, start on commit."""
+    if not may_change(user, workspace):
+        raise RequestRefused("You may not start this workspace.")
+    if workspace.state != State.STOPPED:
+        raise RequestRefused(
+            f"Only a stopped workspace can be started; this one is {_state(workspace)}."
+        )
+    blocked = quotas.check_start(workspace)  # locks the group until this transaction ends
+    if blocked:
+        raise RequestRefused("Quota reached: " + "; ".join(blocked) + ".")
+    if not transition(
+        workspace,
+        State.STARTING,
+        actor=user,
+        message="start requested",
+        attempts=0,
+        failure_reason="",
+    ):
+        raise RequestRefused("The workspace changed at the same moment; try again.")
+    audit.record(user, AuditAction.ACTION, workspace, message="started workspace")
+    transaction.on_commit(lambda: tasks.enqueue_start(workspace.pk))
+
+
+def _state(workspace: Workspace) -> str:
+    return workspace.get_state_display().lower()
 
 
 def reveal_secret(user, workspace: Workspace) -> str:

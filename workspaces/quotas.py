@@ -5,8 +5,11 @@ The rule (union semantics):
    grant the profile: the groups listing it, or, for a profile no group lists (open to
    everyone), all such groups of the user.
 2. A group's quotas cap the *group's total*: the live workspaces charged to it (requested,
-   provisioning, ready, deleting) together may hold at most `max_workspaces` workspaces,
-   `max_gpus` whole GPUs and `max_mig_slices` MIG slices. Blank means unlimited.
+   provisioning, ready, deleting; stopping, stopped, starting) together may hold at most
+   `max_workspaces` workspaces, `max_gpus` whole GPUs and `max_mig_slices` MIG slices.
+   Blank means unlimited. A stopped workspace holds no GPU, so it counts as a workspace but
+   not against the GPU and MIG-slice quotas; starting it checks those again
+   (`check_start`).
 3. A request is allowed if ANY candidate group has room for it; the workspace is charged to
    the first such group by name, and gets that group's `max_lifetime_hours`.
 4. A user with no candidate group (a superuser outside every group) is not limited.
@@ -75,15 +78,16 @@ def lock_groups(user, profile) -> list[Team]:
 
 
 def usage(teams) -> list[Usage]:
-    from pools.lifecycle import LIVE_STATES
+    from pools.lifecycle import GPU_STATES, LIVE_STATES
 
     live = Q(workspaces__state__in=LIVE_STATES)
+    holding = Q(workspaces__state__in=GPU_STATES)
     rows = (
         Team.objects.filter(pk__in=[t.pk for t in teams])
         .annotate(
             used_workspaces=Count("workspaces", filter=live),
-            used_gpus=Sum("workspaces__gpus", filter=live, default=0),
-            used_mig_slices=Sum("workspaces__mig_slices", filter=live, default=0),
+            used_gpus=Sum("workspaces__gpus", filter=holding, default=0),
+            used_mig_slices=Sum("workspaces__mig_slices", filter=holding, default=0),
         )
         .values("pk", "used_workspaces", "used_gpus", "used_mig_slices")
     )
@@ -114,3 +118,17 @@ def choose_group(usages: list[Usage], need: dict[str, int]) -> tuple[Team | None
             return item.team, []
         reasons += blocked
     return None, reasons
+
+
+def check_start(workspace) -> list[str]:
+    """Why the stopped `workspace` may not start under its group's GPU quotas (empty: it may).
+
+    Locks the group's row until the end of the caller's transaction, like `lock_groups`, so
+    two starts never both take the last GPU of a quota. The workspace is already counted as
+    a workspace; only its GPUs and MIG slices are needed again.
+    """
+    if workspace.team_id is None:
+        return []
+    team = Team.objects.select_for_update().get(pk=workspace.team_id)
+    need = {"workspaces": 0, "gpus": workspace.gpus, "mig_slices": workspace.mig_slices}
+    return usage([team])[0].blocking(need)

@@ -20,13 +20,19 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pools.drivers.base import GroupSpec, WorkspaceSpec
-from pools.lifecycle import LIVE_STATES, WORKSPACE_LIFECYCLE, LifecycleEvent, LifecycleModel, State
+from pools.lifecycle import BASE_LIFECYCLE, LIVE_STATES, LifecycleEvent, LifecycleModel, State
 from pools.services import base as svc
 from portal.crypto import EncryptedTextField
 
 # Redeploy: a ready or failed deployment goes back to requested (the same rows, re-copied).
-SERVICES_LIFECYCLE = WORKSPACE_LIFECYCLE.extend(
-    {State.READY: {State.REQUESTED}, State.FAILED: {State.REQUESTED}}
+# Stopping the workspace (issue 5) also sends a live stack back to requested, deploying or
+# not: its components are stopped, and deployed again when the workspace starts.
+SERVICES_LIFECYCLE = BASE_LIFECYCLE.extend(
+    {
+        State.READY: {State.REQUESTED},
+        State.FAILED: {State.REQUESTED},
+        State.PROVISIONING: {State.REQUESTED},
+    }
 )
 
 

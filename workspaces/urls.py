@@ -10,6 +10,8 @@ urlpatterns = [
     path("mine/", views.my_workspaces, name="mine"),
     path("<int:pk>/", views.detail, name="detail"),
     path("<int:pk>/delete/", views.delete, name="delete"),
+    path("<int:pk>/stop/", views.stop, name="stop"),
+    path("<int:pk>/start/", views.start, name="start"),
     path("<int:pk>/secret/", views.reveal_secret, name="reveal_secret"),
     path("all/", views.WorkspaceList.as_view(), name="workspace_list"),
     # Services deployed into a workspace (issue 7)

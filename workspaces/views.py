@@ -36,13 +36,14 @@ def _my_workspaces(user):
     )
 
 
-def _render_mine(request):
+def _render_mine(request, error: str = ""):
     workspaces = list(_my_workspaces(request.user))
-    return render(
-        request,
-        "workspaces/_my_workspaces.html",
-        {"workspaces": workspaces, "polling": any(ws.in_flight for ws in workspaces)},
-    )
+    context = {
+        "workspaces": workspaces,
+        "polling": any(ws.in_flight for ws in workspaces),
+        "error": error,
+    }
+    return render(request, "workspaces/_my_workspaces.html", context)
 
 
 @login_required
@@ -105,7 +106,8 @@ def detail(request, pk: int):
         "workspace": workspace,
         "events": workspace.events.select_related("actor"),
         "is_admin": has_perm(request.user, Area.WORKSPACES, VIEW),
-        "may_delete": actions.may_delete(request.user, workspace),
+        "may_delete": actions.may_change(request.user, workspace),
+        "may_change": actions.may_change(request.user, workspace),
     }
     return render(request, "workspaces/workspace_detail.html", context)
 
@@ -124,6 +126,43 @@ def delete(request, pk: int):
     if workspace.owner_id == request.user.pk:
         return redirect("workspaces:self_service")
     return redirect(workspace)
+
+
+def _after_action(request, workspace: Workspace, done: str = "", error: str = ""):
+    """The self-service list for htmx (with the refusal, if any), else a redirect back."""
+    if request.headers.get("HX-Request"):
+        return _render_mine(request, error)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, done)
+    if workspace.owner_id == request.user.pk:
+        return redirect("workspaces:self_service")
+    return redirect(workspace)
+
+
+@login_required
+@require_POST
+def stop(request, pk: int):
+    """Stop a ready workspace: its GPUs are released, its files kept (issue 5)."""
+    workspace = _get_workspace_for_user(request, pk, "change")
+    try:
+        actions.stop_workspace(request.user, workspace)
+    except actions.RequestRefused as refused:
+        return _after_action(request, workspace, error=str(refused))
+    return _after_action(request, workspace, done=f"Stopping workspace “{workspace}”.")
+
+
+@login_required
+@require_POST
+def start(request, pk: int):
+    """Start a stopped workspace again, if its group's GPU quota has room."""
+    workspace = _get_workspace_for_user(request, pk, "change")
+    try:
+        actions.start_workspace(request.user, workspace)
+    except actions.RequestRefused as refused:
+        return _after_action(request, workspace, error=str(refused))
+    return _after_action(request, workspace, done=f"Starting workspace “{workspace}”.")
 
 
 @login_required

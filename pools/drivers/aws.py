@@ -251,6 +251,36 @@ class AwsDriver(Driver):
             raise TransientError(f"EKS cluster {cluster} is still being deleted.")
         report(f"EKS cluster {cluster} deleted")
 
+    def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Scale the workspace's node groups to 0 nodes; the cluster (dedicated or shared)
+        and the node groups stay, so `start` only scales them back."""
+        cluster = self.cluster_name(spec)
+        if self._describe_cluster(cluster) is None:
+            return
+        for group in spec.groups:
+            name = nodegroup_name(spec, group)
+            nodegroup = self._describe_nodegroup(cluster, name)
+            if nodegroup is None or _desired(nodegroup) == 0:
+                continue
+            if nodegroup["status"] != "ACTIVE":
+                raise TransientError(f"Node group {name} is {nodegroup['status'].lower()}.")
+            self._call(
+                f"scaling node group {name} to 0",
+                self.eks.update_nodegroup_config,
+                clusterName=cluster,
+                nodegroupName=name,
+                # EKS wants maxSize >= 1; desired and min 0 means no node runs.
+                scalingConfig={"minSize": 0, "maxSize": max(group.node_count, 1), "desiredSize": 0},
+            )
+            report(f"node group {name} scaled to 0 nodes")
+
+    def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
+        """Scale the node groups back to `node_count` (as `provision` does) and wait."""
+        cluster = self.cluster_name(spec)
+        if self._describe_cluster(cluster) is None:
+            raise PermanentError(f"EKS cluster {cluster} is gone; the workspace cannot start.")
+        return self.provision(spec, report)
+
     def inventory(self) -> list[NodeInfo]:
         enabled = {it.name: it for it in self._enabled_instance_types()}
         nodes: list[NodeInfo] = []

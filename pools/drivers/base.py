@@ -140,6 +140,16 @@ class Driver(ABC):
         """Delete whatever of the workspace is present; succeed when nothing is left."""
 
     @abstractmethod
+    def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Stop the workspace's compute and release its GPUs, keeping its data (files,
+        volumes, cluster); succeed when it is already stopped."""
+
+    @abstractmethod
+    def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
+        """Take GPUs and run the stopped workspace again; return where it stands (like
+        `provision`: `ready` is False while it comes up). Calling it again is harmless."""
+
+    @abstractmethod
     def inventory(self) -> list[NodeInfo]:
         """The nodes and GPUs this infrastructure has."""
 

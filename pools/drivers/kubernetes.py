@@ -155,6 +155,46 @@ class KubernetesDriver(Driver):
             raise TransientError(f"Namespace {namespace} is still being deleted.")
         report(f"namespace {namespace} deleted")
 
+    def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Scale every StatefulSet of the workspace to 0 replicas; its volumes stay.
+
+        The StatefulSets are applied whole (as `provision` renders them) with `replicas: 0`
+        under the portal's own field manager: an apply of only `spec.replicas` by the same
+        manager would drop every other field it owns. Done when no pod is left.
+        """
+        namespace = m.namespace_for(spec, self.options)
+        for obj in m.render(spec, self.options):
+            if obj["kind"] != "StatefulSet":
+                continue
+            name = obj["metadata"]["name"]
+            if self._get("StatefulSet", name, namespace) is None:
+                continue  # nothing to stop (a retry, or never made)
+            obj["spec"]["replicas"] = 0
+            self._request(
+                "PATCH",
+                object_path("StatefulSet", name, namespace),
+                body=obj,
+                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                content_type=APPLY_CONTENT_TYPE,
+                what=f"StatefulSet {name}",
+            )
+            report(f"stateful set {name} scaled to 0")
+        if self._list("Pod", namespace, m.workspace_selector(spec)):
+            raise TransientError(f"The pods of {spec.name} are still terminating.")
+        report("all pods stopped; volumes kept")
+
+    def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
+        """Apply the StatefulSets again with `node_count` replicas; wait like provision."""
+        namespace = m.namespace_for(spec, self.options)
+        for group in spec.groups:
+            name = m.group_name(spec, group)
+            if self._get("StatefulSet", name, namespace) is None:
+                raise PermanentError(
+                    f"StatefulSet {name} of {spec.name} is gone from namespace {namespace}; "
+                    "the workspace cannot be started."
+                )
+        return self.provision(spec, report)
+
     def inventory(self) -> list[NodeInfo]:
         _, listed = self._request("GET", object_path("Node"), what="the nodes")
         nodes: list[NodeInfo] = []
@@ -346,6 +386,9 @@ def _error(code: int, data: bytes, what: str) -> PermanentError | TransientError
     except (ValueError, AttributeError):
         message = (data or b"").decode(errors="replace")[:500]
     detail = f"HTTP {code}: {message}"
+    if code == 403 and "exceeded quota" in message:
+        # Admission refused by the namespace's ResourceQuota, not an authorization failure.
+        return PermanentError(f"The namespace's quota has no room for {what}: {message}", detail)
     if code in (401, 403):
         return PermanentError("The kubeconfig's credentials were refused by the cluster.", detail)
     if code in (409, 429) or code >= 500:

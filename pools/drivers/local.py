@@ -86,6 +86,12 @@ class LocalDriver(Driver):
         (directory / MARKER).write_text(spec.name + "\n")
         report(f"directory {directory} created")
 
+        self._take_gpus(spec, report)
+        return self.status(spec)
+
+    def _take_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
+        """Allocate the GPUs (or find the earlier allocation) and write the environment."""
+        directory = self.directory(spec.name)
         allocations = self._allocate(spec)
         for allocation in allocations:
             report(f"{allocation.label} ({allocation.gpu_name}) assigned")
@@ -101,7 +107,6 @@ class LocalDriver(Driver):
         lines = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
         _write_atomically(directory / ENV_FILE, "\n".join(lines) + "\n")
         report("environment file written")
-        return self.status(spec)
 
     def _allocate(self, spec: WorkspaceSpec) -> list[GpuAllocation]:
         """Claim devices for every group in one transaction, or none of them."""
@@ -218,9 +223,38 @@ class LocalDriver(Driver):
         record.save(directory / PROCESS_FILE)
         return record
 
-    # -- deprovision -------------------------------------------------------------------
+    # -- stop / start (issue 5) ---------------------------------------------------------
 
-    def deprovision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+    def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Stop every process of the workspace and release its GPUs; keep its directory.
+
+        `process.json` stays, so `start` runs the same command again. Services stacks are
+        stopped (and later redeployed) by the tasks (`pools.services.tasks.stop_for_target`);
+        whatever of them still runs in the directory is stopped here too.
+        """
+        self._stop_processes(spec, report)
+        self._release_gpus(spec, report)
+
+    def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
+        """Allocate GPUs again (possibly other devices than before) and restart the process.
+
+        All or nothing: a start that fails releases the GPUs it took, and keeps the files.
+        """
+        directory = self.directory(spec.name)
+        if not (directory / MARKER).exists():
+            raise PermanentError(f"The workspace's directory {directory} is gone.")
+        try:
+            self._take_gpus(spec, report)
+            process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+            if process and not supervisor.is_running(process):
+                process = self.start_process(spec, process.argv, port=process.port)
+                report(f"process {process.pid} started")
+        except Exception:
+            self._release_gpus(spec, ignore_progress)
+            raise
+        return self.status(spec)
+
+    def _stop_processes(self, spec: WorkspaceSpec, report: Reporter) -> None:
         directory = self.directory(spec.name)
         from pools.services.local import stop_all  # services profiles' processes (issue 7)
 
@@ -230,11 +264,20 @@ class LocalDriver(Driver):
         if process and supervisor.is_running(process):
             supervisor.stop(process)
             report(f"process {process.pid} stopped")
+
+    def _release_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
         released, _ = GpuAllocation.objects.filter(
             infrastructure=self.infrastructure, holder=spec.name
         ).delete()
         if released:
             report(f"{released} GPU allocation(s) released")
+
+    # -- deprovision -------------------------------------------------------------------
+
+    def deprovision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        directory = self.directory(spec.name)
+        self._stop_processes(spec, report)
+        self._release_gpus(spec, report)
         if directory.exists():
             shutil.rmtree(directory)
             report(f"directory {directory} removed")

@@ -44,6 +44,9 @@ START_TIMEOUT = {"mlflow": 120, "ray": 120, "jupyterlab": 90}
 DEFAULT_START_TIMEOUT = 60
 POLL = 2.0  # seconds between checks while a component starts
 DEPLOY_DEADLINE = timedelta(minutes=30)
+# A stack waits for its stopped workspace to start without being resumed by the sweep.
+STOPPED_STATES = (State.STOPPING, State.STOPPED, State.STARTING)
+WAIT_WHILE_STOPPED = 24 * 3600
 
 
 def enqueue_deploy(deployment_id: int) -> None:
@@ -126,6 +129,11 @@ def _target_not_ready(deployment) -> str:
         # The workspace's own task enqueues us when it is ready; the sweep is the safety net.
         provisioning._touch(deployment, provisioning.BACKOFF_BASE)
         return "waiting for the workspace"
+    if workspace.state in STOPPED_STATES and deployment.state == State.REQUESTED:
+        # Stopped (issue 5): `start_for_workspace` enqueues us when it is ready again; a long
+        # heartbeat keeps the sweep from re-enqueueing us while it stays stopped.
+        provisioning._touch(deployment, WAIT_WHILE_STOPPED)
+        return "waiting for the workspace to start"
     if deployment.state in (State.REQUESTED, State.PROVISIONING):
         transition(
             deployment,
@@ -275,6 +283,58 @@ def remove_for_target(infrastructure, target_name: str, spec=None) -> int:
     if backend is not None and spec is not None:
         backend.remove_all(spec)
     return removed
+
+
+# -- stop / start of the workspace (issue 5) -----------------------------------------------
+
+
+def stop_for_target(infrastructure, target_name: str) -> int:
+    """Stop every live stack of a workspace that is being stopped, in the caller's task.
+
+    Each component is removed from the backend (its processes or pods stopped) but keeps its
+    row, parameters and credential, marked pending; the deployment goes back to requested.
+    `start_for_workspace` deploys it again (a redeploy) once the workspace is ready.
+    Idempotent: a stack already back to requested only has its components removed again.
+    """
+    from workspaces.models import ServiceDeployment
+
+    stopped = 0
+    live = ServiceDeployment.objects.filter(
+        infrastructure=infrastructure,
+        target_name=target_name,
+        state__in=(State.REQUESTED, State.PROVISIONING, State.READY, State.FAILED),
+    )
+    for deployment in live:
+        if deployment.state != State.REQUESTED and not transition(
+            deployment, State.REQUESTED, message="the workspace is stopping; redeployed on start"
+        ):
+            continue
+        backend = svc.backend_for(deployment.infrastructure)
+        spec = deployment.workspace_spec()
+        for row in reversed(list(deployment.components.all())):
+            if row.status in (svc.UNAVAILABLE, svc.PENDING):
+                continue
+            try:
+                ctx = _context(deployment, row, spec)
+            except ValueError:
+                ctx = None
+            if backend is not None and ctx is not None:
+                backend.remove(ctx)
+            _save(row, status=svc.PENDING, endpoints=[], reason="")
+            log_step(deployment, f"{row.component_name} stopped")
+        stopped += 1
+    return stopped
+
+
+def start_for_workspace(workspace) -> int:
+    """Deploy again, on commit, the stacks a stop sent back to requested; return how many."""
+    from workspaces.models import ServiceDeployment
+
+    waiting = ServiceDeployment.objects.filter(workspace=workspace, state=State.REQUESTED)
+    pks = list(waiting.values_list("pk", flat=True))
+    for pk in pks:
+        transaction.on_commit(lambda pk=pk: enqueue_deploy(pk))
+    return len(pks)
 
 
 # -- starting deployments ----------------------------------------------------------------

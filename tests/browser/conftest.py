@@ -42,7 +42,8 @@ def browser():
 def page(browser, live_server):
     """A fresh browser context (no cookies) with a page; `page.base_url` is the live server."""
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(15_000)
+    # Generous: CI machines have two cores shared with the worker and the services.
+    context.set_default_timeout(30_000)
     page = context.new_page()
     yield page
     context.close()

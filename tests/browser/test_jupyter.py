@@ -97,6 +97,7 @@ def test_a_data_scientist_deploys_jupyter_and_runs_code_in_the_workspace(
 
     page.goto(f"/workspaces/{workspace.pk}/")
     panel = page.locator("#services-panel")
+    expect(panel.get_by_label("Jupyter Notebook")).to_be_visible(timeout=60_000)
     panel.get_by_label("Jupyter Notebook").check()
     panel.get_by_role("button", name="Deploy").click()
     row = page.locator('#services-panel tr[data-component="jupyterlab"]')
