@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import socket
+from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
@@ -27,6 +28,7 @@ from django.db import IntegrityError, transaction
 from pools import supervisor
 from pools.drivers.base import (
     Driver,
+    DriverError,
     GpuInfo,
     NodeInfo,
     PermanentError,
@@ -37,6 +39,7 @@ from pools.drivers.base import (
     ignore_progress,
 )
 from pools.models import GpuAllocation
+from profiles.mig import layout, placement
 
 MARKER = ".portal-workspace"
 ENV_FILE = "workspace.env"
@@ -58,6 +61,93 @@ def gpu_inventory() -> list:
     except ImportError:
         return []
     return list(inventory().gpus)
+
+
+Device = tuple[str, int, str, str]  # (uuid, gpu index, gpu name, MIG profile or "")
+
+
+def choose_devices(holder: str, groups, gpus, taken: set[str]):
+    """[(group, device)] for every unit of every group, or None when they cannot all fit.
+
+    This host becomes a fleet for the placement engine: a GPU without MIG devices is a
+    whole GPU, a partitioned one offers its MIG devices as slots (a partitioned GPU is only
+    handed out as slices). Devices in `taken` are held by others.
+    """
+    fleet, devices = [], {}
+    for gpu in gpus:
+        model = gpu.gpu_model or gpu.name
+        if gpu.mig_devices:
+            if not gpu.gpu_model:
+                continue  # slices of a GPU outside the MIG catalog cannot be placed
+            slots = []
+            for mig, start in _slot_starts(gpu):
+                held = "taken" if mig.uuid in taken else None
+                slots.append(placement.Slot(mig.profile, start, allocation=held))
+                devices[(gpu.uuid, start)] = (mig.uuid, gpu.index, gpu.name, mig.profile)
+            fleet.append(placement.GpuState(gpu.uuid, model, host="local", slots=slots))
+        else:
+            held = "taken" if gpu.uuid in taken else None
+            fleet.append(placement.GpuState(gpu.uuid, model, host="local", allocation=held))
+            devices[(gpu.uuid, None)] = (gpu.uuid, gpu.index, gpu.name, "")
+    request = placement.Request(
+        holder,
+        tuple(
+            placement.ResourceGroup(
+                count=g.gpu_count, gpu_model=g.gpu_model or None, profile=g.mig_profile or None
+            )
+            for g in groups
+        ),
+    )
+    chosen = placement.place(fleet, request)
+    if chosen is None:
+        return None
+    # The engine answers per unit; hand each group the units of its kind, in order.
+    remaining = list(chosen.assignments)
+    result = []
+    for group in groups:
+        for _ in range(group.gpu_count):
+            unit = next(
+                a
+                for a in remaining
+                if a.profile == (group.mig_profile or None)
+                and (not group.gpu_model or _model_of(gpus, a.gpu_id) == group.gpu_model)
+            )
+            remaining.remove(unit)
+            result.append((group, devices[(unit.gpu_id, unit.start)]))
+    return result
+
+
+def _count_devices(group, gpus) -> int:
+    """How many devices of the group's kind this host has, free or not."""
+    count = 0
+    for gpu in gpus:
+        if group.gpu_model and (gpu.gpu_model or gpu.name) != group.gpu_model:
+            continue
+        if group.mig_profile:
+            count += sum(1 for mig in gpu.mig_devices if mig.profile == group.mig_profile)
+        elif not gpu.mig_devices:
+            count += 1
+    return count
+
+
+def _model_of(gpus, uuid: str) -> str:
+    return next(g.gpu_model or g.name for g in gpus if g.uuid == uuid)
+
+
+def _slot_starts(gpu) -> list:
+    """(MIG device, first memory slice) for each MIG device of the GPU.
+
+    NVML gives the start where it may; otherwise the layout is laid out again from its
+    profile counts (slices of one profile on one GPU are interchangeable to a user).
+    """
+    if all(getattr(mig, "start", None) is not None for mig in gpu.mig_devices):
+        return [(mig, mig.start) for mig in gpu.mig_devices]
+    counts = Counter(mig.profile for mig in gpu.mig_devices)
+    laid_out = layout.validate_layout(gpu.gpu_model, counts)
+    by_profile: dict[str, list] = {}
+    for mig in gpu.mig_devices:
+        by_profile.setdefault(mig.profile, []).append(mig)
+    return [(by_profile[p.profile].pop(0), p.start) for p in laid_out.placements]
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -109,7 +199,12 @@ class LocalDriver(Driver):
         report("environment file written")
 
     def _allocate(self, spec: WorkspaceSpec) -> list[GpuAllocation]:
-        """Claim devices for every group in one transaction, or none of them."""
+        """Claim devices for every group in one transaction, or none of them.
+
+        Which devices is the fleet placement engine's choice (profiles.mig.placement), the
+        same one that places slices across a cluster, so this host's free capacity stays
+        usable for the next request.
+        """
         infrastructure = self.infrastructure
         held = list(GpuAllocation.objects.filter(infrastructure=infrastructure, holder=spec.name))
         wanted = [group for group in spec.groups if group.gpu_count]
@@ -123,59 +218,48 @@ class LocalDriver(Driver):
                         "device_uuid", flat=True
                     )
                 )
-                made = []
-                for group in wanted:
-                    devices = self._devices_for(group, gpus)
-                    free = [d for d in devices if d[0] not in taken]
-                    if len(devices) < group.gpu_count:
-                        raise PermanentError(
-                            f"This machine has {len(devices)} {self._describe(group)}; "
-                            f"the profile asks for {group.gpu_count}."
-                        )
-                    if len(free) < group.gpu_count:
-                        raise TransientError(
-                            f"All {self._describe(group)} of this machine are in use."
-                        )
-                    for uuid, index, name, mig in free[: group.gpu_count]:
-                        taken.add(uuid)
-                        made.append(
-                            GpuAllocation.objects.create(
-                                infrastructure=infrastructure,
-                                holder=spec.name,
-                                group_index=group.index,
-                                device_uuid=uuid,
-                                gpu_index=index,
-                                gpu_name=name,
-                                mig_profile=mig,
-                            )
-                        )
-                return made
+                chosen = choose_devices(spec.name, wanted, gpus, taken)
+                if chosen is None:
+                    raise self._no_room(wanted, gpus)
+                return [
+                    GpuAllocation.objects.create(
+                        infrastructure=infrastructure,
+                        holder=spec.name,
+                        group_index=group.index,
+                        device_uuid=uuid,
+                        gpu_index=index,
+                        gpu_name=name,
+                        mig_profile=mig,
+                    )
+                    for group, (uuid, index, name, mig) in chosen
+                ]
         except IntegrityError as error:
             raise TransientError(
                 "Another workspace took the same GPU at the same moment.", str(error)
             ) from error
 
+    def _no_room(self, wanted, gpus) -> DriverError:
+        """Permanent when this machine could never hold the request, else transient."""
+        for group in wanted:
+            have = _count_devices(group, gpus)
+            if have < group.gpu_count:
+                return PermanentError(
+                    f"This machine has {have} {self._describe(group)}; "
+                    f"the profile asks for {group.gpu_count}."
+                )
+        if choose_devices("probe", wanted, gpus, taken=set()) is None:
+            needs = ", ".join(f"{g.gpu_count}× {self._describe(g)}" for g in wanted)
+            return PermanentError(f"This machine cannot hold {needs} at once.")
+        return TransientError(
+            "The GPUs this profile needs are in use: "
+            + ", ".join(self._describe(g) for g in wanted)
+            + "."
+        )
+
     @staticmethod
     def _describe(group) -> str:
         model = group.gpu_model or "GPU"
         return f"{model} MIG {group.mig_profile} slices" if group.mig_profile else f"{model} GPUs"
-
-    @staticmethod
-    def _devices_for(group, gpus) -> list[tuple[str, int, str, str]]:
-        """(uuid, gpu index, gpu name, mig profile) of every device that fits the group."""
-        devices = []
-        for gpu in gpus:
-            if group.gpu_model and gpu.gpu_model != group.gpu_model:
-                continue
-            if group.mig_profile:
-                devices += [
-                    (mig.uuid, gpu.index, gpu.name, mig.profile)
-                    for mig in gpu.mig_devices
-                    if mig.profile == group.mig_profile
-                ]
-            elif not gpu.mig_devices:  # a partitioned GPU is only handed out as slices
-                devices.append((gpu.uuid, gpu.index, gpu.name, ""))
-        return devices
 
     # -- status ------------------------------------------------------------------------
 

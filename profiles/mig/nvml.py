@@ -99,13 +99,14 @@ def _read_gpu(nvml: Any, index: int) -> GpuInfo:
         current = pending = nvml.NVML_DEVICE_MIG_DISABLE
         mig_capable = False
     enabled = current == nvml.NVML_DEVICE_MIG_ENABLE
+    name = _text(nvml.nvmlDeviceGetName(handle))
     return GpuInfo(
         index=index,
-        name=_text(nvml.nvmlDeviceGetName(handle)),
+        name=name,
         uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
         memory_total_mib=nvml.nvmlDeviceGetMemoryInfo(handle).total // _MIB,
         pci_device_id=pci_device_id,
-        gpu_model=catalog.model_for_pci_device_id(pci_device_id),
+        gpu_model=catalog.model_for_pci_device_id(pci_device_id) or _model_from_name(name),
         mig_capable=mig_capable,
         mig_enabled=enabled,
         mig_pending=pending == nvml.NVML_DEVICE_MIG_ENABLE,
@@ -280,3 +281,15 @@ def _mig_state(gpu: GpuInfo) -> str:
     if gpu.mig_pending != gpu.mig_enabled:
         state += f" ({'on' if gpu.mig_pending else 'off'} after reset)"
     return state
+
+
+def _model_from_name(name: str) -> str | None:
+    """Catalog code of a GPU outside the MIG catalog, from its NVML name ("Tesla T4").
+
+    NVML's name is what GPU Feature Discovery turns into the `nvidia.com/gpu.product`
+    label (spaces become dashes), so the portal catalog's labels identify it.
+    """
+    from profiles.catalog import gpu_model_for_product_label
+
+    found = gpu_model_for_product_label(name.replace(" ", "-"))
+    return found.code if found else None
