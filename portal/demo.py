@@ -4,6 +4,7 @@
   profile when NVML finds GPUs here;
 - an AWS entry (no credentials, so the UI says it is not usable) carrying the product
   brief's Small/Medium/Large warm-pool profiles (desired 9/2/1) and its heterogeneous example;
+- the turnkey services profiles (shipped by a migration; re-created if missing);
 - a platform-team admin and a data scientist.
 """
 
@@ -14,7 +15,15 @@ from django.db import transaction
 from portal.models import Team
 from portal.roles import Role
 from profiles.choices import AllocationStrategy, InfrastructureKind
-from profiles.models import ComputeProfile, Infrastructure, InstanceType, local_gpu_offer
+from profiles.models import (
+    ComputeProfile,
+    Infrastructure,
+    InstanceType,
+    ServiceComponent,
+    ServicesProfile,
+    local_gpu_offer,
+)
+from profiles.turnkey import ensure_turnkey
 
 DEMO_ADMIN = ("admin", "gpu-paas-admin")
 DEMO_SCIENTIST = ("scientist", "gpu-paas-scientist")
@@ -64,6 +73,7 @@ AWS_PROFILES = [
 
 @transaction.atomic
 def load_demo() -> dict:
+    ensure_turnkey(ServicesProfile, ServiceComponent)
     local = _local_infrastructure()
     aws = _aws_infrastructure()
     _profile(

@@ -32,3 +32,11 @@ def test_loading_the_demo_twice_changes_nothing(capsys):
     call_command("load_demo")
     assert (Infrastructure.objects.count(), ComputeProfile.objects.count()) == counts
     assert "admin / gpu-paas-admin" in capsys.readouterr().out
+
+
+def test_the_demo_restores_missing_turnkey_profiles():
+    from profiles.models import ServicesProfile
+
+    ServicesProfile.objects.filter(turnkey=True).delete()
+    load_demo()
+    assert ServicesProfile.objects.filter(turnkey=True).count() == 6
