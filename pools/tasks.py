@@ -237,6 +237,30 @@ def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) 
         logger.exception("releasing %s after a failure", spec.name)  # the sweep reaps it
 
 
+def _run_step(workspace, func: str, what: str, step) -> str:
+    """Run a driver step; on error fail the workspace (permanent) or retry it later.
+
+    Returns "" when the step succeeded, else what happened (the task's result).
+    """
+    try:
+        step()
+    except PermanentError as error:
+        transition(
+            workspace,
+            State.FAILED,
+            message=f"{what} failed: {error}",
+            failure_reason=f"{what.capitalize()} failed: {error}"[:300],
+            failure_detail=error.detail,
+        )
+        return f"failed: {error}"
+    except Exception as error:
+        if not isinstance(error, TransientError):
+            error.detail = traceback.format_exc()
+        _retry_or_fail(workspace, func, error)
+        return f"retrying: {error}"
+    return ""
+
+
 def deprovision_workspace(workspace_id: int) -> str:
     """Delete a workspace's resources and mark it deleted."""
     workspace = _load(workspace_id)
@@ -252,25 +276,16 @@ def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
     if workspace.state != State.DELETING:
         return f"nothing to do ({workspace.state})"
     _touch(workspace)
-    try:
+
+    def delete_everything() -> None:
         from pools.services.tasks import remove_for_target
 
         remove_for_target(workspace.infrastructure, spec.name, spec)  # services go first
         driver_for(workspace.infrastructure).deprovision(spec, _reporter(workspace))
-    except PermanentError as error:
-        transition(
-            workspace,
-            State.FAILED,
-            message=f"deletion failed: {error}",
-            failure_reason=f"Deletion failed: {error}"[:300],
-            failure_detail=error.detail,
-        )
-        return f"failed: {error}"
-    except Exception as error:
-        if not isinstance(error, TransientError):
-            error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, func, error)
-        return f"retrying: {error}"
+
+    failed = _run_step(workspace, func, "deletion", delete_everything)
+    if failed:
+        return failed
     transition(workspace, State.DELETED, message="deleted", deleted_at=timezone.now())
     return "deleted"
 
@@ -297,23 +312,14 @@ def stop_workspace(workspace_id: int) -> str:
     from pools.services.tasks import stop_for_target
 
     spec = spec_for(workspace)
-    try:
+
+    def stop_everything() -> None:
         stop_for_target(workspace.infrastructure, spec.name)
         driver_for(workspace.infrastructure).stop(spec, _reporter(workspace))
-    except PermanentError as error:
-        transition(
-            workspace,
-            State.FAILED,
-            message=f"stopping failed: {error}",
-            failure_reason=f"Stopping failed: {error}"[:300],
-            failure_detail=error.detail,
-        )
-        return f"failed: {error}"
-    except Exception as error:
-        if not isinstance(error, TransientError):
-            error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, "pools.tasks.stop_workspace", error)
-        return f"retrying: {error}"
+
+    failed = _run_step(workspace, "pools.tasks.stop_workspace", "stopping", stop_everything)
+    if failed:
+        return failed
     if not transition(workspace, State.STOPPED, message="stopped"):
         workspace.refresh_from_db(fields=["state"])
         return f"moved by another worker ({workspace.state})"
