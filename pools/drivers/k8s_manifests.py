@@ -24,6 +24,10 @@ the GPU model (e.g. "NVIDIA-A100-SXM4-40GB" for A100-40GB). A node with the othe
 the same model (the PCIe card) does not match; a node affinity "In" over all labels would,
 and is the next step if an installation mixes boards.
 
+A group the driver placed (`ManifestOptions.pin_nodes`) also carries a required node
+affinity `kubernetes.io/hostname In [node]`, in the same node selector term as the
+`NotIn` of `avoid_nodes` (the expressions of one term are ANDed).
+
 RAM and storage in the profile are "GB"; they are requested in GiB, as Kubernetes
 installations conventionally size memory and volumes.
 """
@@ -31,7 +35,7 @@ installations conventionally size memory and volumes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 from pools.drivers.base import GroupSpec, WorkspaceSpec
@@ -45,6 +49,7 @@ PROFILE_LABEL = "gpupaas.io/profile"
 GROUP_LABEL = "gpupaas.io/group"
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 NAMESPACE_MODE = "namespace"  # a namespace per workspace (default)
 SHARED_MODE = "shared"  # labelled objects in one shared namespace
@@ -63,6 +68,8 @@ class ManifestOptions:
     mount_path: str = "/workspace"
     # Nodes no new workspace may land on (drained for repartitioning).
     avoid_nodes: tuple[str, ...] = ()
+    # Group index -> the node its pods must run on (chosen by the fleet placement engine).
+    pin_nodes: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.namespace_mode not in (NAMESPACE_MODE, SHARED_MODE):
@@ -251,25 +258,44 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoExecute"},
         ]
+    expressions = []
+    pinned = options.pin_nodes.get(group.index)
+    if pinned:
+        expressions.append({"key": HOSTNAME_LABEL, "operator": "In", "values": [pinned]})
     if options.avoid_nodes:
+        expressions.append(
+            {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": sorted(options.avoid_nodes)}
+        )
+    if expressions:
+        # One term: its expressions are ANDed (several terms would be ORed).
         pod["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [
-                        {
-                            "matchExpressions": [
-                                {
-                                    "key": "kubernetes.io/hostname",
-                                    "operator": "NotIn",
-                                    "values": sorted(options.avoid_nodes),
-                                }
-                            ]
-                        }
-                    ]
+                    "nodeSelectorTerms": [{"matchExpressions": expressions}]
                 }
             }
         }
     return pod
+
+
+def pinned_node(statefulset: dict) -> str | None:
+    """The node a StatefulSet's pods are pinned to (`HOSTNAME_LABEL In [node]`), or None."""
+    affinity = (((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
+        "affinity"
+    ) or {}
+    required = (affinity.get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    for term in required.get("nodeSelectorTerms") or []:
+        for expression in term.get("matchExpressions") or []:
+            values = expression.get("values") or []
+            if (
+                expression.get("key") == HOSTNAME_LABEL
+                and expression.get("operator") == "In"
+                and len(values) == 1
+            ):
+                return values[0]
+    return None
 
 
 def statefulset_manifest(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -> dict:

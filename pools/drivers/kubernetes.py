@@ -16,6 +16,17 @@ or rate limit heals on its own, so for `IMAGE_PULL_GRACE` after the pod started 
 missing pull secret does not fix itself). InvalidImageName and ErrImageNeverPull are
 permanent at once.
 
+Placement: before a new workspace's StatefulSets are applied, each GPU group that runs on
+one node is placed with the fleet placement engine (`profiles.mig.placement.place`) on a
+fleet built from the nodes' allocatable `nvidia.com/gpu` / `nvidia.com/mig-<profile>`
+counts less what live pods request there (`build_fleet`; nodes drained for repartitioning
+are left out), and pinned to its node with a required node affinity
+`kubernetes.io/hostname In [node]`. No room now → TransientError; no room even on an idle
+cluster → PermanentError. A re-apply (the StatefulSets exist) keeps the recorded pins and
+places nothing. Groups spanning several nodes are not pinned, and a cluster reporting no
+GPU nodes at all is left to the scheduler, as before. Listing every pod needs cluster-wide
+`list pods` (namespace mode already needs cluster-wide rights for namespaces).
+
 Errors: 401/403 → PermanentError (the kubeconfig's credentials were refused); 400/415/422
 → PermanentError with the API's message; 409, 429, 5xx and connection failures →
 TransientError.
@@ -52,6 +63,8 @@ from pools.drivers.base import (
     ignore_progress,
 )
 from profiles.catalog import gpu_model_for_product_label
+from profiles.mig import catalog as mig_catalog
+from profiles.mig import layout, placement
 from profiles.partitioning import draining_nodes
 
 FIELD_MANAGER = "gpu-paas-portal"
@@ -117,7 +130,9 @@ class KubernetesDriver(Driver):
         if self.options.namespace_mode == m.NAMESPACE_MODE:
             self._check_namespace_is_ours(spec, namespace)
         # Nodes drained for repartitioning take no new workspaces.
-        options = replace(self.options, avoid_nodes=draining_nodes(self.infrastructure))
+        avoid = draining_nodes(self.infrastructure)
+        pins = self._pin_groups(spec, namespace, avoid, report)
+        options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
         for obj in m.render(spec, options):
             kind, meta = obj["kind"], obj["metadata"]
             code, _ = self._request(
@@ -163,7 +178,9 @@ class KubernetesDriver(Driver):
         manager would drop every other field it owns. Done when no pod is left.
         """
         namespace = m.namespace_for(spec, self.options)
-        for obj in m.render(spec, self.options):
+        # Keep each group's node pin, so that `start` brings the pods back to their node.
+        options = replace(self.options, pin_nodes=self._recorded_pins(spec, namespace)[1])
+        for obj in m.render(spec, options):
             if obj["kind"] != "StatefulSet":
                 continue
             name = obj["metadata"]["name"]
@@ -251,6 +268,78 @@ class KubernetesDriver(Driver):
             )
         if found["metadata"].get("deletionTimestamp"):
             raise TransientError(f"Namespace {namespace} is still being deleted.")
+
+    def _recorded_pins(self, spec: WorkspaceSpec, namespace: str) -> tuple[set[int], dict]:
+        """(groups whose StatefulSet exists, {group index: node} pinned in those sets)."""
+        existing, pins = set(), {}
+        for group in spec.groups:
+            found = self._get("StatefulSet", m.group_name(spec, group), namespace)
+            if found is None:
+                continue
+            existing.add(group.index)
+            node = m.pinned_node(found)
+            if node:
+                pins[group.index] = node
+        return existing, pins
+
+    def _pin_groups(
+        self, spec: WorkspaceSpec, namespace: str, avoid: tuple[str, ...], report: Reporter
+    ) -> dict[int, str]:
+        """The node each GPU group's pods are pinned to, placed with the fleet engine.
+
+        A group whose StatefulSet exists keeps the pin recorded in it (or none): a re-apply
+        never moves a workspace. The others are placed on a fleet built from the cluster
+        (`build_fleet`). A group spanning several nodes is not pinned: the engine places a
+        group on one host, and one StatefulSet template cannot pin each replica to its own
+        node, so the scheduler spreads those replicas as before.
+        """
+        existing, pins = self._recorded_pins(spec, namespace)
+        for index, node in sorted(pins.items()):
+            report(f"group {index} stays pinned to node {node}")
+        todo = []
+        for group in spec.groups:
+            if group.index in existing or not m.accelerator(group):
+                continue  # applied before, or CPU only (not placed)
+            if group.node_count > 1:
+                report(
+                    f"group {group.index} spans {group.node_count} nodes; not pinned, "
+                    "the scheduler places its pods"
+                )
+                continue
+            todo.append(group)
+        if not todo:
+            return pins
+        nodes = [n for n in self.inventory() if _is_gpu_node(n)]
+        if not nodes:
+            report("the cluster reports no GPU nodes; the scheduler places the workspace")
+            return pins
+        _, listed = self._request("GET", object_path("Pod"), what="the pods")
+        pods = listed.get("items", [])
+        request = placement.Request(
+            f"workspace:{spec.name}",
+            tuple(
+                placement.ResourceGroup(
+                    count=g.gpu_count,
+                    gpu_model=g.gpu_model or None,
+                    profile=g.mig_profile or None,
+                )
+                for g in todo
+            ),
+        )
+        fleet = build_fleet([n for n in nodes if n.name not in avoid], pods)
+        chosen = placement.place(fleet, request)
+        if chosen is None:
+            wanted = ", ".join(_describe(g) for g in todo)
+            if placement.place(build_fleet(nodes, []), request) is None:
+                raise PermanentError(
+                    f"No node of the cluster can hold {wanted} even when idle; "
+                    f"{spec.name} cannot be placed."
+                )
+            raise TransientError(f"no node has room for {wanted} now.")
+        for group, node in zip(todo, _hosts_by_group(todo, chosen), strict=True):
+            pins[group.index] = node
+            report(f"group {group.index} placed on node {node}")
+        return pins
 
     def _observe(self, spec: WorkspaceSpec, report: Reporter) -> ProvisionResult:
         """Where the workspace's pods stand; reports which node each pod landed on."""
@@ -396,6 +485,163 @@ def _error(code: int, data: bytes, what: str) -> PermanentError | TransientError
     if code == 404:
         return TransientError(f"The Kubernetes API did not find {what}.", detail)
     return PermanentError(f"The cluster rejected {what}: {message}", detail)
+
+
+# --- the fleet the placement engine sees -------------------------------------------------
+
+IN_USE = "in-use"  # the allocation id of units that pods already request
+DONE_PHASES = ("Succeeded", "Failed")
+
+
+def _is_gpu_node(node: NodeInfo) -> bool:
+    allocatable = getattr(node, "allocatable", {}) or {}
+    return any(count > 0 for count in allocatable.values())
+
+
+def _node_model(node: NodeInfo) -> tuple[str, bool]:
+    """(the model key of the node's GPUs, whether its MIG slices can be modelled).
+
+    The key is the catalog code only when the node's `nvidia.com/gpu.product` label is the
+    one the manifests' nodeSelector uses for that model (`k8s_manifests.product_label`):
+    a pin to a node the selector excludes would never schedule. Other nodes (the PCIe
+    board of a model, the "single" MIG strategy's decorated label, unknown GPUs) keep the
+    raw label, which no group with a model matches; their MIG slices are left out.
+    """
+    label = node.labels.get(m.PRODUCT_LABEL, "")
+    model = gpu_model_for_product_label(label) if label else None
+    if model is None or m.product_label(model.code) != label:
+        return label or "unknown", False
+    return model.code, model.code in mig_catalog.mig_capable_models()
+
+
+def _mig_profile(gpu_model: str, resource: str) -> str | None:
+    """The catalog profile behind `nvidia.com/mig-<name>` (1g.5gb.me -> 1g.5gb+me)."""
+    for profile in mig_catalog.geometry(gpu_model).profiles:
+        if mig_catalog.k8s_resource_name(profile.name) == resource:
+            return profile.name
+    return None
+
+
+def _pack_slots(gpu_model: str, counts: dict[str, int]) -> list[dict[str, int]]:
+    """Per-GPU layouts holding `counts` slices, packed greedily, largest profile first.
+
+    An approximation: Kubernetes exposes per-node counts of each MIG resource, not which
+    GPU holds which slice. It does not change where a group lands (the engine picks a
+    host by its free units per kind), only which GPU id an assignment names.
+    """
+    size = {p.name: p.memory_slices for p in mig_catalog.geometry(gpu_model).profiles}
+    gpus: list[dict[str, int]] = []
+    for name in sorted(counts, key=lambda n: (-size[n], n)):
+        for _ in range(counts[name]):
+            for gpu in gpus:
+                trial = {**gpu, name: gpu.get(name, 0) + 1}
+                if layout.validate_layout(gpu_model, trial).ok:
+                    gpu[name] = trial[name]
+                    break
+            else:
+                gpus.append({name: 1})
+    return gpus
+
+
+def _pod_requests(pod: dict) -> dict[str, int]:
+    """GPU and MIG units a pod holds: its containers' requests (requests default to limits),
+    or its largest init container's when that is more, as the scheduler counts them."""
+
+    def amounts(container: dict) -> dict[str, int]:
+        resources = container.get("resources") or {}
+        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+        return {
+            k: _int(v)
+            for k, v in merged.items()
+            if k == m.GPU_RESOURCE or k.startswith("nvidia.com/mig-")
+        }
+
+    spec = pod.get("spec") or {}
+    total: dict[str, int] = {}
+    for container in spec.get("containers") or []:
+        for key, n in amounts(container).items():
+            total[key] = total.get(key, 0) + n
+    for container in spec.get("initContainers") or []:
+        for key, n in amounts(container).items():
+            total[key] = max(total.get(key, 0), n)
+    return total
+
+
+def _pod_node(pod: dict) -> str | None:
+    """The node a live pod uses: where it is bound, else the node it is pinned to (a pod
+    the portal just pinned and the scheduler has not bound yet)."""
+    if (pod.get("status") or {}).get("phase") in DONE_PHASES:
+        return None
+    spec = pod.get("spec") or {}
+    return spec.get("nodeName") or m.pinned_node({"spec": {"template": {"spec": spec}}})
+
+
+def build_fleet(nodes: list[NodeInfo], pods: list[dict]) -> list[placement.GpuState]:
+    """The placement engine's view of the cluster's GPU nodes, with what `pods` hold.
+
+    Per node: one whole GPU per allocatable `nvidia.com/gpu`, and the allocatable
+    `nvidia.com/mig-<profile>` slices (the device plugin's mixed strategy) packed onto GPUs
+    of the node's model (`_pack_slots`). Units the pods request on the node are held.
+    """
+    used: dict[str, dict[str, int]] = {}
+    for pod in pods:
+        node = _pod_node(pod)
+        if node:
+            on_node = used.setdefault(node, {})
+            for key, n in _pod_requests(pod).items():
+                on_node[key] = on_node.get(key, 0) + n
+    fleet = []
+    for node in nodes:
+        model, mig_ok = _node_model(node)
+        allocatable = getattr(node, "allocatable", {}) or {}
+        held = dict(used.get(node.name, {}))
+        node_gpus = []
+        for i in range(allocatable.get(m.GPU_RESOURCE, 0)):
+            node_gpus.append(placement.GpuState(f"{node.name}/gpu-{i}", model, node.name))
+        slices: dict[str, int] = {}
+        if mig_ok:
+            for resource, count in allocatable.items():
+                profile = _mig_profile(model, resource)
+                if profile and count > 0:
+                    slices[profile] = count
+        for i, counts in enumerate(_pack_slots(model, slices) if slices else []):
+            node_gpus.append(
+                placement.GpuState.mig(f"{node.name}/mig-{i}", model, counts, node.name)
+            )
+        for gpu in node_gpus:
+            for unit in [None] if gpu.slots is None else gpu.slots:
+                key = (
+                    m.GPU_RESOURCE if unit is None else mig_catalog.k8s_resource_name(unit.profile)
+                )
+                if held.get(key, 0) > 0:
+                    held[key] -= 1
+                    if unit is None:
+                        gpu.allocation = IN_USE
+                    else:
+                        unit.allocation = IN_USE
+        fleet.extend(node_gpus)
+    return fleet
+
+
+def _hosts_by_group(groups, chosen: placement.Placement) -> list[str]:
+    """The host of each group. `place` handles groups largest first (a stable sort) and
+    lists each group's units together, so the assignments split by count in that order."""
+    hosts: dict[int, str] = {}
+    at = 0
+    for i in sorted(range(len(groups)), key=lambda i: -groups[i].gpu_count):
+        units = chosen.assignments[at : at + groups[i].gpu_count]
+        at += groups[i].gpu_count
+        found = {unit.host for unit in units}
+        if len(found) != 1:
+            raise RuntimeError(f"the placement of group {groups[i].index} spans {found}")
+        hosts[i] = found.pop()
+    return [hosts[i] for i in range(len(groups))]
+
+
+def _describe(group) -> str:
+    what = f"MIG {group.mig_profile} slice" if group.mig_profile else "GPU"
+    model = f" {group.gpu_model}" if group.gpu_model else ""
+    return f"group {group.index} ({group.gpu_count}×{model} {what})"
 
 
 def _belongs_to(namespace: dict, spec: WorkspaceSpec) -> bool:

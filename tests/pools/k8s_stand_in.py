@@ -23,7 +23,8 @@ applied object (plus uid, timestamps, resourceVersion and status); no defaulting
 admission. A StatefulSet immediately gets its pods (Pending, unscheduled) and the claims
 of its volume claim templates; deleting one deletes its pods. Namespaces are deleted at
 once unless `finalize_namespaces` is False, when they stay "Terminating" until
-`finish_terminating()`. Tests drive pods with `set_pods()` and nodes with `add_node()`.
+`finish_terminating()`. Tests drive pods with `set_pods()` and nodes with `add_node()`;
+`add_pod()` puts another workload's pod (holding GPUs, say) on a node.
 
 Services stacks (added for `pools.services.k8s`): apply, GET, LIST by label and DELETE of
 deployments (apps/v1), configmaps and secrets (core/v1), namespaced, under the same checks;
@@ -202,6 +203,25 @@ class StandInApiServer:
             "status": {"allocatable": allocatable, "capacity": allocatable},
         }
         self._store("nodes", "", node)
+
+    def add_pod(
+        self, namespace: str, name: str, node: str, requests: dict, phase: str = "Running"
+    ) -> None:
+        """A pod some other workload runs on `node`, holding `requests` (e.g. GPUs)."""
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {}},
+            "spec": {
+                "nodeName": node,
+                "containers": [
+                    {"name": "main", "resources": {"requests": requests, "limits": requests}}
+                ],
+            },
+            "status": {"phase": phase},
+        }
+        with self.lock:
+            self._store("pods", namespace, pod)
 
     def pods(self, namespace: str | None = None) -> list[dict]:
         return [

@@ -1,0 +1,237 @@
+"""The Kubernetes driver places a new workspace with the fleet placement engine and pins
+each GPU group to the chosen node (tests against the API stand-in)."""
+
+import kubernetes_validate
+import pytest
+
+from pools.drivers import k8s_manifests as m
+from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
+from pools.drivers.kubernetes import KubernetesDriver
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure, PartitioningStrategy
+from profiles.partitioning import set_draining
+from tests.pools.k8s_stand_in import StandInApiServer
+
+pytestmark = pytest.mark.django_db
+
+A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB", "nvidia.com/gpu.count": "8"}
+
+
+def spec_of(*groups: GroupSpec, name="ws-42") -> WorkspaceSpec:
+    return WorkspaceSpec(name=name, owner="mia", profile="medium", profile_version=1, groups=groups)
+
+
+ONE_GPU = spec_of(GroupSpec(0, "A100-40GB", 1, cpu=4, ram_gb=16))
+
+
+@pytest.fixture(params=["1.33"])
+def cluster(request):
+    server = StandInApiServer(version=request.param).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def infrastructure(cluster):
+    return Infrastructure.objects.create(
+        name="Lab cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=cluster.kubeconfig(),
+        kubernetes_version=cluster.version,
+        gpu_model="A100-40GB",
+        gpus_per_node=8,
+    )
+
+
+@pytest.fixture
+def driver(infrastructure):
+    return KubernetesDriver(infrastructure)
+
+
+def expressions(cluster, name="ws-42-g0", namespace="ws-42") -> list[dict]:
+    sts = cluster.objects[("statefulsets", namespace, name)]
+    affinity = sts["spec"]["template"]["spec"].get("affinity")
+    if not affinity:
+        return []
+    (term,) = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    return term["matchExpressions"]
+
+
+def pinned(cluster, name="ws-42-g0", namespace="ws-42") -> list[str]:
+    return [
+        e["values"][0]
+        for e in expressions(cluster, name, namespace)
+        if e["key"] == "kubernetes.io/hostname" and e["operator"] == "In"
+    ]
+
+
+def gpus(count: int) -> dict:
+    return {"cpu": "96", "nvidia.com/gpu": str(count)}
+
+
+def test_a_one_gpu_workspace_fills_the_partly_used_node(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    cluster.add_node("gpu-node-2", A100, gpus(8))
+    cluster.add_node("cpu-node", {"kubernetes.io/os": "linux"}, {"cpu": "16"})
+    cluster.add_pod("other", "train-0", "gpu-node-2", {"nvidia.com/gpu": "4"})
+    cluster.add_pod("other", "old-0", "gpu-node-1", {"nvidia.com/gpu": "8"}, phase="Succeeded")
+    steps: list[str] = []
+    driver.provision(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-node-2"]
+    assert "group 0 placed on node gpu-node-2" in steps
+    pod = cluster.pods("ws-42")[0]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+
+
+def test_a_pinned_pod_not_bound_yet_counts_as_using_its_node(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, gpus(1))
+    cluster.add_node("gpu-node-2", A100, gpus(1))
+    driver.provision(ONE_GPU)
+    driver.provision(spec_of(*ONE_GPU.groups, name="ws-43"))
+    first, second = pinned(cluster), pinned(cluster, "ws-43-g0", "ws-43")
+    assert {first[0], second[0]} == {"gpu-node-1", "gpu-node-2"}
+    with pytest.raises(TransientError, match="no node has room"):
+        driver.provision(spec_of(*ONE_GPU.groups, name="ws-44"))
+
+
+def test_a_mig_slice_lands_on_a_node_with_that_profile_free(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, {"nvidia.com/mig-1g.5gb": "7"})
+    cluster.add_node("gpu-node-2", A100, {"nvidia.com/mig-3g.20gb": "2", "nvidia.com/gpu": "1"})
+    cluster.add_node("gpu-node-3", A100, {"nvidia.com/mig-3g.20gb": "2"})
+    cluster.add_pod("other", "a", "gpu-node-3", {"nvidia.com/mig-3g.20gb": "2"})
+    cluster.add_node("gpu-node-4", A100, {"nvidia.com/mig-1g.5gb.me": "1"})
+    steps: list[str] = []
+    spec = spec_of(
+        GroupSpec(0, "A100-40GB", 1, "3g.20gb", cpu=4, ram_gb=16),
+        GroupSpec(1, "A100-40GB", 1, "1g.5gb+me", cpu=2, ram_gb=8),
+        GroupSpec(2, cpu=2, ram_gb=8),  # CPU only: not placed, not pinned
+    )
+    driver.provision(spec, steps.append)
+    assert pinned(cluster) == ["gpu-node-2"]
+    assert pinned(cluster, "ws-42-g1") == ["gpu-node-4"]
+    assert expressions(cluster, "ws-42-g2") == []
+    assert "group 1 placed on node gpu-node-4" in steps
+
+
+def test_a_draining_node_is_never_chosen(cluster, driver, infrastructure):
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    cluster.add_node("gpu-node-2", A100, gpus(8))
+    cluster.add_pod("other", "train-0", "gpu-node-1", {"nvidia.com/gpu": "7"})
+    strategy = PartitioningStrategy.objects.create(
+        infrastructure=infrastructure, gpu_model="A100-40GB"
+    )
+    set_draining(strategy, "gpu-node-1", True)
+    driver.provision(ONE_GPU)
+    assert expressions(cluster) == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["gpu-node-2"]},
+        {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["gpu-node-1"]},
+    ]
+
+
+def test_no_room_now_is_transient(cluster, driver, infrastructure):
+    cluster.add_node("gpu-node-1", A100, gpus(2))
+    cluster.add_node("gpu-node-2", A100, gpus(2))
+    cluster.add_pod("other", "train-0", "gpu-node-1", {"nvidia.com/gpu": "2"})
+    strategy = PartitioningStrategy.objects.create(
+        infrastructure=infrastructure, gpu_model="A100-40GB"
+    )
+    set_draining(strategy, "gpu-node-2", True)  # comes back after repartitioning
+    with pytest.raises(TransientError, match="no node has room for group 0"):
+        driver.provision(ONE_GPU)
+    assert not cluster.names("statefulsets")  # nothing applied
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        GroupSpec(0, "A100-40GB", 4),  # more GPUs than any node has
+        GroupSpec(0, "H100-80GB", 1),  # a model the cluster does not have
+        GroupSpec(0, "A100-40GB", 1, "7g.40gb"),  # a profile no node exposes
+    ],
+    ids=["too-many", "other-model", "other-profile"],
+)
+def test_a_request_no_idle_node_could_hold_is_permanent(cluster, driver, group):
+    cluster.add_node("gpu-node-1", A100, gpus(2))
+    cluster.add_node("gpu-node-2", A100, {"nvidia.com/mig-3g.20gb": "2"})
+    with pytest.raises(PermanentError, match="even when idle"):
+        driver.provision(spec_of(group))
+
+
+def test_a_second_provision_keeps_the_pin_and_does_not_place_again(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    cluster.add_node("gpu-node-2", A100, gpus(8))
+    cluster.add_pod("other", "train-0", "gpu-node-1", {"nvidia.com/gpu": "4"})
+    driver.provision(ONE_GPU)
+    assert pinned(cluster) == ["gpu-node-1"]
+    uid = cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]["metadata"]["uid"]
+    # Now the node is full: a new placement would fail, a re-apply must not move it.
+    cluster.add_pod("other", "train-1", "gpu-node-1", {"nvidia.com/gpu": "3"})
+    cluster.add_pod("other", "train-2", "gpu-node-2", {"nvidia.com/gpu": "8"})
+    steps: list[str] = []
+    driver.provision(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-node-1"]
+    assert "group 0 stays pinned to node gpu-node-1" in steps
+    assert not [s for s in steps if "placed on node" in s]
+    assert cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]["metadata"]["uid"] == uid
+    # Stop and start keep it too (start re-applies the existing sets).
+    cluster.set_pods("ready", node="gpu-node-1")
+    driver.stop(ONE_GPU)
+    assert pinned(cluster) == ["gpu-node-1"]
+    driver.start(ONE_GPU)
+    assert pinned(cluster) == ["gpu-node-1"]
+
+
+def test_without_gpu_nodes_the_scheduler_places_the_workspace(cluster, driver):
+    cluster.add_node("cpu-node", {"kubernetes.io/os": "linux"}, {"cpu": "16"})
+    steps: list[str] = []
+    driver.provision(ONE_GPU, steps.append)
+    assert expressions(cluster) == []
+    assert "the cluster reports no GPU nodes; the scheduler places the workspace" in steps
+
+
+def test_a_multi_node_group_is_not_pinned(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    steps: list[str] = []
+    driver.provision(spec_of(GroupSpec(0, "A100-40GB", 8, node_count=2)), steps.append)
+    assert expressions(cluster) == []
+    assert "group 0 spans 2 nodes; not pinned, the scheduler places its pods" in steps
+
+
+def test_a_node_with_another_board_label_is_not_chosen(cluster, driver):
+    # The nodeSelector names the SXM4 board; a pin to the PCIe node would never schedule.
+    pcie = {**A100, "nvidia.com/gpu.product": "NVIDIA-A100-PCIE-40GB"}
+    cluster.add_node("gpu-pcie", pcie, gpus(8))
+    cluster.add_pod("other", "train-0", "gpu-pcie", {"nvidia.com/gpu": "4"})
+    cluster.add_node("gpu-sxm", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    assert pinned(cluster) == ["gpu-sxm"]
+
+
+@pytest.mark.parametrize("version", ["1.29", "1.33"])
+def test_pinned_manifests_are_valid_for_the_clusters_version(version):
+    spec = spec_of(
+        GroupSpec(0, "A100-40GB", 2, cpu=16, ram_gb=64),
+        GroupSpec(1, "A100-40GB", 1, "1g.5gb+me", cpu=2, ram_gb=8),
+        GroupSpec(2, cpu=2, ram_gb=8),
+    )
+    for options in (
+        m.ManifestOptions(pin_nodes={0: "gpu-node-1", 1: "gpu-node-2"}),
+        m.ManifestOptions(pin_nodes={0: "gpu-node-1"}, avoid_nodes=("gpu-node-3",)),
+    ):
+        for obj in m.render(spec, options):
+            kubernetes_validate.validate(obj, f"{version}.0", strict=True)
+
+
+@pytest.mark.parametrize("cluster", ["1.29", "1.33"], indirect=True)
+def test_the_stand_in_accepts_the_pinned_workspace(cluster, driver, infrastructure):
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    cluster.add_node("gpu-node-2", A100, gpus(8))
+    strategy = PartitioningStrategy.objects.create(
+        infrastructure=infrastructure, gpu_model="A100-40GB"
+    )
+    set_draining(strategy, "gpu-node-2", True)
+    driver.provision(ONE_GPU)  # the stand-in validates every object for its version
+    assert pinned(cluster) == ["gpu-node-1"]
+    assert m.pinned_node(cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]) == "gpu-node-1"
