@@ -63,6 +63,20 @@ class PortalFormMixin:
             yield legend, [self[name] for name in names if name in self.fields], show_when
 
 
+class InlineRowsFormSet(forms.BaseInlineFormSet):
+    """An inline formset that can say which rows the save will keep."""
+
+    def kept_forms(self) -> list:
+        """Valid rows that are neither marked for deletion nor blank extras."""
+        return [
+            form
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and (form.instance.pk or form.has_changed())
+        ]
+
+
 class InlineFormsetMixin:
     """A model form that owns an inline formset of child rows (e.g. resource groups).
 

@@ -141,28 +141,27 @@ def _after_action(request, workspace: Workspace, done: str = "", error: str = ""
     return redirect(workspace)
 
 
+def _change_power(request, pk: int, action, verb: str):
+    workspace = _get_workspace_for_user(request, pk, "change")
+    try:
+        action(request.user, workspace)
+    except actions.RequestRefused as refused:
+        return _after_action(request, workspace, error=str(refused))
+    return _after_action(request, workspace, done=f"{verb} workspace “{workspace}”.")
+
+
 @login_required
 @require_POST
 def stop(request, pk: int):
     """Stop a ready workspace: its GPUs are released, its files kept (issue 5)."""
-    workspace = _get_workspace_for_user(request, pk, "change")
-    try:
-        actions.stop_workspace(request.user, workspace)
-    except actions.RequestRefused as refused:
-        return _after_action(request, workspace, error=str(refused))
-    return _after_action(request, workspace, done=f"Stopping workspace “{workspace}”.")
+    return _change_power(request, pk, actions.stop_workspace, "Stopping")
 
 
 @login_required
 @require_POST
 def start(request, pk: int):
     """Start a stopped workspace again, if its group's GPU quota has room."""
-    workspace = _get_workspace_for_user(request, pk, "change")
-    try:
-        actions.start_workspace(request.user, workspace)
-    except actions.RequestRefused as refused:
-        return _after_action(request, workspace, error=str(refused))
-    return _after_action(request, workspace, done=f"Starting workspace “{workspace}”.")
+    return _change_power(request, pk, actions.start_workspace, "Starting")
 
 
 @login_required

@@ -1,7 +1,7 @@
 from django import forms
 from django.db import transaction
 
-from portal.forms import InlineFormsetMixin, PortalFormMixin
+from portal.forms import InlineFormsetMixin, InlineRowsFormSet, PortalFormMixin
 from profiles import catalog, partitioning
 from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
@@ -174,7 +174,7 @@ class ResourceGroupForm(forms.ModelForm):
             self.add_error("instance_type", f"{name} has no {model} GPUs.")
 
 
-class BaseResourceGroupFormSet(forms.BaseInlineFormSet):
+class BaseResourceGroupFormSet(InlineRowsFormSet):
     infrastructure: Infrastructure | None = None
 
     def get_form_kwargs(self, index):
@@ -189,14 +189,7 @@ class BaseResourceGroupFormSet(forms.BaseInlineFormSet):
 
     def clean(self):
         super().clean()
-        live = [
-            form
-            for form in self.forms
-            if form.cleaned_data
-            and not form.cleaned_data.get("DELETE")
-            and (form.instance.pk or form.has_changed())
-        ]
-        if not live:
+        if not self.kept_forms():
             raise forms.ValidationError("A compute profile needs at least one resource group.")
 
 

@@ -1,7 +1,7 @@
 from django import forms
 from django.db import transaction
 
-from portal.forms import InlineFormsetMixin, PortalFormMixin
+from portal.forms import InlineFormsetMixin, InlineRowsFormSet, PortalFormMixin
 from portal.models import Team
 from profiles import components
 from profiles.models import ServiceComponent, ServicesProfile
@@ -56,15 +56,13 @@ class ServiceComponentForm(forms.ModelForm):
         return cleaned
 
 
-class BaseServiceComponentFormSet(forms.BaseInlineFormSet):
+class BaseServiceComponentFormSet(InlineRowsFormSet):
     def clean(self):
         super().clean()
         capabilities = [
             form.cleaned_data["capability"]
-            for form in self.forms
-            if form.cleaned_data
-            and not form.cleaned_data.get("DELETE")
-            and form.cleaned_data.get("capability")
+            for form in self.kept_forms()
+            if form.cleaned_data.get("capability")
         ]
         if not capabilities:
             raise forms.ValidationError("A services profile needs at least one component.")
