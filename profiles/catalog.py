@@ -82,6 +82,10 @@ GPU_MODELS: dict[str, GpuModel] = {
             ("NVIDIA-A100-SXM4-40GB", "NVIDIA-A100-PCIE-40GB"),
             AMPERE,
         ),
+        # A800 and H800 are the A100 and H100 with slower NVLink, sold where those may not
+        # be. Labels here and below are the driver's device names (its list of compatible
+        # GPUs) with spaces as "-".
+        GpuModel("A800-40GB", "NVIDIA A800 40GB", 40, True, ("NVIDIA-A800-40GB-Active",), AMPERE),
         GpuModel(
             "A100-80GB",
             "NVIDIA A100 80GB",
@@ -91,6 +95,16 @@ GPU_MODELS: dict[str, GpuModel] = {
             AMPERE,
         ),
         GpuModel(
+            "A800-80GB",
+            "NVIDIA A800 80GB",
+            80,
+            True,
+            ("NVIDIA-A800-SXM4-80GB", "NVIDIA-A800-80GB-PCIe", "NVIDIA-A800-80GB-PCIe-LC"),
+            AMPERE,
+        ),
+        # An A100 (GA100) board with 96 GB that NVIDIA's MIG configs name "PG506-96GB".
+        GpuModel("PG506-96GB", "NVIDIA PG506-232", 96, True, ("NVIDIA-PG506-232",), AMPERE),
+        GpuModel(
             "H100-80GB",
             "NVIDIA H100 80GB",
             80,
@@ -98,7 +112,15 @@ GPU_MODELS: dict[str, GpuModel] = {
             ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe"),
             HOPPER,
         ),
+        GpuModel(
+            "H800-80GB", "NVIDIA H800 80GB", 80, True, ("NVIDIA-H800", "NVIDIA-H800-PCIe"), HOPPER
+        ),
         GpuModel("H100-NVL", "NVIDIA H100 NVL", 94, True, ("NVIDIA-H100-NVL",), HOPPER),
+        GpuModel("H800-NVL", "NVIDIA H800 NVL", 94, True, ("NVIDIA-H800-NVL",), HOPPER),
+        # NVIDIA publishes no device name for this one (PCI id 0x233D), so no node label
+        # identifies it; the MIG catalog knows it by its PCI id.
+        GpuModel("H100-96GB", "NVIDIA H100 96GB", 96, True, (), HOPPER),
+        GpuModel("H20", "NVIDIA H20", 96, True, ("NVIDIA-H20",), HOPPER),
         # The PCIe "H200 NVL" has the same 141 GB and MIG support, so it shares the code.
         GpuModel("H200", "NVIDIA H200", 141, True, ("NVIDIA-H200", "NVIDIA-H200-NVL"), HOPPER),
         # GH200 boards are named after their CPU-side LPDDR5X (120 or 480 GB); both carry
@@ -121,6 +143,17 @@ GPU_MODELS: dict[str, GpuModel] = {
         ),
         # 180 GB per GPU is what HGX B200 systems expose (1,440 GB across 8 GPUs).
         GpuModel("B200", "NVIDIA B200", 180, True, ("NVIDIA-B200",), BLACKWELL),
+        # 186 GB per GPU, as the MIG User Guide lists it (7g.186gb).
+        GpuModel("GB200", "NVIDIA GB200", 186, True, ("NVIDIA-GB200",), BLACKWELL),
+        # Only the Server Edition (PCI id 0x2BB5) is in NVIDIA's MIG configs.
+        GpuModel(
+            "RTX-PRO-6000",
+            "NVIDIA RTX PRO 6000 Blackwell Server Edition",
+            96,
+            True,
+            ("NVIDIA-RTX-PRO-6000-Blackwell-Server-Edition",),
+            BLACKWELL,
+        ),
     )
 }
 

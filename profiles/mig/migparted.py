@@ -178,11 +178,24 @@ def _layout_problems(counts: Mapping[str, Any], models: list[str] | None) -> lis
         return [
             f".mig-devices: on {model}: {result.reason}"
             for model in models
-            if not (result := layout.validate_layout(model, counts)).ok
+            if not (result := _fit(model, counts)).ok
         ]
-    if any(layout.validate_layout(model, counts).ok for model in catalog.mig_capable_models()):
+    if any(_fit(model, counts).ok for model in catalog.mig_capable_models()):
         return []
     return [".mig-devices: fits no MIG-capable GPU in the catalog"]
+
+
+def _fit(model: str, counts: Mapping[str, Any]) -> layout.LayoutResult:
+    """validate_layout, also accepting the names earlier boards of the model report (a
+    config written for them names 7g.189gb where today's GB200 says 7g.186gb)."""
+    current, problem = catalog.current_names(model, counts)
+    if problem:
+        return layout.LayoutResult(ok=False, reason=problem)
+    result = layout.validate_layout(model, current)
+    renamed = [f"{name} is {new}" for name, new in zip(counts, current, strict=True) if name != new]
+    if result.ok or not renamed:
+        return result
+    return layout.LayoutResult(ok=False, reason=f"{result.reason} ({', '.join(renamed)} today)")
 
 
 def _raise_if_invalid(config: Mapping[str, Any]) -> None:

@@ -1,20 +1,30 @@
 import pytest
 
+from profiles import catalog as portal_catalog
 from profiles.mig import catalog
 from profiles.mig.layout import validate_layout
 
 MODELS = [
     "A30",
     "A100-40GB",
+    "A800-40GB",
     "A100-80GB",
+    "A800-80GB",
+    "PG506-96GB",
     "H100-80GB",
+    "H800-80GB",
     "H100-NVL",
+    "H800-NVL",
+    "H100-96GB",
+    "H20",
     "H200",
     "GH200-96GB",
     "GH200-144GB",
     "B200",
+    "GB200",
+    "RTX-PRO-6000",
 ]
-EIGHT_SLICE_MODELS = MODELS[1:]
+EIGHT_SLICE_MODELS = MODELS[1:-1]
 
 
 def test_it_knows_exactly_the_shared_model_codes():
@@ -38,6 +48,17 @@ def test_it_knows_exactly_the_shared_model_codes():
         (0x2342, "GH200-96GB"),
         (0x2348, "GH200-144GB"),
         (0x2901, "B200"),
+        (0x20F6, "A800-40GB"),
+        (0x20F3, "A800-80GB"),
+        (0x20F5, "A800-80GB"),
+        (0x20B6, "PG506-96GB"),
+        (0x2322, "H800-80GB"),
+        (0x2324, "H800-80GB"),
+        (0x233A, "H800-NVL"),
+        (0x233D, "H100-96GB"),
+        (0x2329, "H20"),
+        (0x2941, "GB200"),
+        (0x2BB5, "RTX-PRO-6000"),
         (0x20B010DE, "A100-40GB"),  # NVML's pciDeviceId: device << 16 | vendor
     ],
 )
@@ -103,6 +124,14 @@ def test_a30_profiles_match_the_reference():
         ("GH200-96GB", "1g.12gb 1g.12gb+me 1g.24gb 2g.24gb 3g.48gb 4g.48gb 7g.96gb"),
         ("GH200-144GB", "1g.18gb 1g.18gb+me 1g.36gb 2g.36gb 3g.72gb 4g.72gb 7g.144gb"),
         ("B200", "1g.23gb 1g.23gb+me 1g.45gb 2g.45gb 3g.90gb 4g.90gb 7g.180gb"),
+        ("A800-40GB", "1g.5gb 1g.5gb+me 1g.10gb 2g.10gb 3g.20gb 4g.20gb 7g.40gb"),
+        ("A800-80GB", "1g.10gb 1g.10gb+me 1g.20gb 2g.20gb 3g.40gb 4g.40gb 7g.80gb"),
+        ("PG506-96GB", "1g.12gb 1g.12gb+me 1g.24gb 2g.24gb 3g.48gb 4g.48gb 7g.96gb"),
+        ("H800-80GB", "1g.10gb 1g.10gb+me 1g.20gb 2g.20gb 3g.40gb 4g.40gb 7g.80gb"),
+        ("H800-NVL", "1g.12gb 1g.12gb+me 1g.24gb 2g.24gb 3g.47gb 4g.47gb 7g.94gb"),
+        ("H100-96GB", "1g.12gb 1g.12gb+me 1g.24gb 2g.24gb 3g.48gb 4g.48gb 7g.96gb"),
+        ("H20", "1g.12gb 1g.12gb+me 1g.24gb 2g.24gb 3g.48gb 4g.48gb 7g.96gb"),
+        ("GB200", "1g.23gb 1g.23gb+me 1g.47gb 2g.47gb 3g.93gb 4g.93gb 7g.186gb"),
     ],
 )
 def test_eight_slice_models_share_the_a100_rows_under_their_own_names(model, names):
@@ -160,8 +189,123 @@ def test_unknown_models_and_profiles_raise_clear_key_errors():
 def test_placement_sources_follow_the_reference():
     sources = {m: catalog.geometry(m).placements_source for m in MODELS}
     assert sources["A100-40GB"] == sources["H100-80GB"] == catalog.CONFIRMED
-    assert sources["B200"] == catalog.UNVERIFIED
+    assert sources["B200"] == sources["GB200"] == sources["RTX-PRO-6000"] == catalog.UNVERIFIED
     assert sources["H200"] == catalog.DERIVED
+    for same_die in ("A800-40GB", "A800-80GB", "PG506-96GB", "H800-80GB", "H800-NVL", "H20"):
+        assert sources[same_die] == catalog.DERIVED
+
+
+def test_rtx_pro_6000_has_four_memory_slices_and_its_own_profiles():
+    geo = catalog.geometry("RTX-PRO-6000")
+    assert (geo.memory_slices, geo.compute_slices, geo.pci_device_ids) == (4, 4, (0x2BB5,))
+    rows = [
+        (p.name, p.nvml_profile, p.profile_id, p.memory_slices, p.max_count, p.starts, p.source)
+        for p in geo.profiles
+    ]
+    one, two, four = (0, 1, 2, 3), (0, 2), (0,)
+    confirmed, derived = catalog.CONFIRMED, catalog.DERIVED
+    assert rows == [
+        ("1g.24gb", 0x0, 14, 1, 4, one, confirmed),
+        ("1g.24gb+me", 0x7, 21, 1, 1, one, confirmed),
+        ("1g.24gb+gfx", 0xA, 47, 1, 4, one, confirmed),
+        ("1g.24gb+me.all", 0xF, 65, 1, 1, one, confirmed),
+        ("1g.24gb-me", 0xD, None, 1, 4, one, derived),
+        ("2g.48gb", 0x1, 5, 2, 2, two, derived),
+        ("2g.48gb+gfx", 0xB, None, 2, 2, two, derived),
+        ("2g.48gb+me.all", 0x10, None, 2, 1, two, derived),
+        ("2g.48gb-me", 0xE, None, 2, 2, two, derived),
+        ("4g.96gb", 0x3, 0, 4, 1, four, derived),
+        ("4g.96gb+gfx", 0xC, None, 4, 1, four, derived),
+    ]
+    assert catalog.named_layouts("RTX-PRO-6000")["all-balanced"].mig_devices == {
+        "1g.24gb": 2,
+        "2g.48gb": 1,
+    }
+
+
+def test_me_and_me_all_share_the_single_media_extensions():
+    assert catalog.profile("RTX-PRO-6000", "1g.24gb+me.all").media_extensions
+    assert not catalog.profile("RTX-PRO-6000", "1g.24gb-me").media_extensions
+    assert validate_layout("RTX-PRO-6000", {"1g.24gb+me.all": 1, "1g.24gb-me": 3}).ok
+    both = validate_layout("RTX-PRO-6000", {"1g.24gb+me": 1, "2g.48gb+me.all": 1})
+    assert not both.ok
+    assert "at most one +me profile" in both.reason
+
+
+UNVERIFIED_PROFILES = {
+    ("PG506-96GB", "1g.12gb+me"),
+    ("PG506-96GB", "1g.24gb"),
+    ("H100-96GB", "1g.12gb+me"),
+    ("H100-96GB", "1g.24gb"),
+    ("H20", "1g.12gb+me"),
+    ("H20", "1g.24gb"),
+    ("H20", "4g.48gb"),
+    ("H20", "7g.96gb"),
+}
+
+
+def test_every_profile_says_how_it_is_known():
+    sources = {
+        (model, p.name): p.source for model in MODELS for p in catalog.geometry(model).profiles
+    }
+    assert set(sources.values()) == {catalog.CONFIRMED, catalog.DERIVED, catalog.UNVERIFIED}
+    assert {key for key, source in sources.items() if source == catalog.UNVERIFIED} == (
+        UNVERIFIED_PROFILES
+    )
+
+
+def test_what_is_not_published_is_said_not_guessed_silently():
+    for model in MODELS:
+        geo = catalog.geometry(model)
+        for p in geo.profiles:
+            if p.profile_id is None:  # an unpublished ID is never filled in
+                assert p.source != catalog.CONFIRMED, (model, p.name)
+                assert "not published" in geo.note, model
+        unknown = geo.placements_source == catalog.UNVERIFIED or any(
+            p.source == catalog.UNVERIFIED for p in geo.profiles
+        )
+        if unknown:
+            assert "[unverified]" in geo.note, model
+    assert [p.name for p in catalog.geometry("RTX-PRO-6000").profiles if p.profile_id is None] == [
+        "1g.24gb-me",
+        "2g.48gb+gfx",
+        "2g.48gb+me.all",
+        "2g.48gb-me",
+        "4g.96gb+gfx",
+    ]
+
+
+def test_earlier_gb200_boards_use_other_names_for_the_same_profiles():
+    geo = catalog.geometry("GB200")
+    assert geo.former_names["7g.189gb"] == "7g.186gb"
+    early = {"1g.24gb": 2, "2g.47gb": 1, "3g.95gb": 1}
+    assert catalog.current_names("GB200", early) == (
+        {"1g.23gb": 2, "2g.47gb": 1, "3g.93gb": 1},
+        "",
+    )
+    _, problem = catalog.current_names("GB200", {"1g.24gb": 1, "3g.93gb": 1})
+    assert "names from different GB200 boards" in problem
+    # Only GB200 renamed its profiles: H100 NVL's own 1g.24gb stays what it is.
+    assert catalog.current_names("H100-NVL", {"1g.24gb": 4}) == ({"1g.24gb": 4}, "")
+
+
+def test_every_mig_model_is_a_mig_capable_gpu_of_the_portal_catalog():
+    """Forms offer GPU models from profiles.catalog and MIG profiles from this catalog."""
+    portal = {code for code, gpu in portal_catalog.GPU_MODELS.items() if gpu.mig_capable}
+    assert portal == set(MODELS)
+    for model in MODELS:
+        whole = catalog.geometry(model).profiles[-1]
+        nominal = int(whole.name.split(".")[1].split("gb")[0])
+        assert portal_catalog.GPU_MODELS[model].memory_gb == nominal, model
+
+
+def test_node_labels_are_the_drivers_device_names():
+    for pci, (model, name) in catalog.PCI_DEVICES.items():
+        assert pci in catalog.geometry(model).pci_device_ids
+        if name.startswith("NVIDIA "):
+            labels = portal_catalog.GPU_MODELS[model].product_labels
+            assert name.replace(" ", "-") in labels, (hex(pci), name)
+            assert portal_catalog.gpu_model_for_product_label(name.replace(" ", "-")).code == model
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from profiles.mig.layout import (
 def brute_force_layouts(model: str) -> set[frozenset]:
     """Every valid layout, found independently of the validator: tile the memory slices
     left to right (each slice empty or the start of an instance allowed there), then keep
-    the tilings whose counts respect the maxima and the single +me rule."""
+    the tilings whose counts respect the maxima and the single +me (or +me.all) rule."""
     geo = catalog.geometry(model)
     options = [(p.name, s, p.memory_slices) for p in geo.profiles for s in p.starts]
 
@@ -35,7 +35,7 @@ def brute_force_layouts(model: str) -> set[frozenset]:
     layouts = set()
     for chosen in tilings(0, ()):
         counts = Counter(chosen)
-        media = sum(n for name, n in counts.items() if name.endswith("+me"))
+        media = sum(n for name, n in counts.items() if "+me" in name)  # +me or +me.all
         if counts and media <= 1 and all(n <= maxima[name] for name, n in counts.items()):
             layouts.add(frozenset(counts.items()))
     return layouts
@@ -60,7 +60,7 @@ def check_placements(model: str, counts: dict[str, int], placements: list[GiPlac
     assert compute <= catalog.geometry(model).compute_slices
 
 
-@pytest.mark.parametrize("model", ["A100-40GB", "H100-80GB", "A30", "B200"])
+@pytest.mark.parametrize("model", ["A100-40GB", "H100-80GB", "A30", "B200", "RTX-PRO-6000"])
 def test_enumeration_matches_the_brute_force(model):
     layouts = enumerate_layouts(model)
     assert {frozenset(layout.items()) for layout in layouts} == brute_force_layouts(model)

@@ -35,7 +35,7 @@ def test_the_default_config_holds_the_shipped_names():
         assert set(catalog.named_layouts(model)) <= set(configs)
     assert configs["all-1g.5gb.me"] == [
         {
-            "device-filter": device_filter("A100-40GB"),
+            "device-filter": device_filter("A100-40GB") + device_filter("A800-40GB"),
             "devices": "all",
             "mig-enabled": True,
             "mig-devices": {"1g.5gb+me": 1},
@@ -191,3 +191,31 @@ def test_the_schema_check_would_catch_a_broken_manifest():
     manifest["data"]["config.yaml"] = {"not": "a string"}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(manifest, "1.29.0", strict=True)
+
+
+def test_earlier_gb200_names_validate_but_may_not_be_mixed_with_the_later_ones():
+    config = edited([*ENTRY, "device-filter"], "0x294110DE")
+    config["mig-configs"]["custom"][0]["mig-devices"] = {"1g.24gb": 2, "2g.47gb": 1, "3g.95gb": 1}
+    assert validate_mig_parted_config(config) == []
+    config["mig-configs"]["custom"][0]["mig-devices"] = {"1g.24gb": 2, "3g.93gb": 1}
+    assert validate_mig_parted_config(config) == [
+        "mig-configs.custom[0].mig-devices: on GB200: 1g.24gb and 3g.93gb are names from "
+        "different GB200 boards (the earlier and the later names of the same profiles); "
+        "one GPU reports only one set"
+    ]
+    config["mig-configs"]["custom"][0]["mig-devices"] = {"7g.189gb": 2}
+    assert validate_mig_parted_config(config) == [
+        "mig-configs.custom[0].mig-devices: on GB200: 2×7g.186gb exceeds the maximum of 1 "
+        "for 7g.186gb on GB200 (7g.189gb is 7g.186gb today)"
+    ]
+
+
+def test_rtx_pro_6000_configs_are_checked_against_its_own_profiles():
+    config = edited([*ENTRY, "device-filter"], "0x2BB510DE")
+    config["mig-configs"]["custom"][0]["mig-devices"] = {"1g.24gb+me.all": 1, "1g.24gb-me": 3}
+    assert validate_mig_parted_config(config) == []
+    config["mig-configs"]["custom"][0]["mig-devices"] = {"2g.48gb": 2, "1g.24gb": 1}
+    assert validate_mig_parted_config(config) == [
+        "mig-configs.custom[0].mig-devices: on RTX-PRO-6000: 2×2g.48gb use all 4 memory "
+        "slices; no room for 1g.24gb"
+    ]
