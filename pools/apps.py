@@ -2,11 +2,18 @@ from django.apps import AppConfig
 
 
 class PoolsConfig(AppConfig):
+    """The provisioning engine: lifecycles, drivers, tasks, warm pools and claims."""
+
     name = "pools"
 
     def ready(self):
         from pools import tasks, warmpool
+        from pools.models import Workspace
+        from portal import users
 
         # The sweep must not reap warm-pool instances (or claimed ones a workspace owns).
         if warmpool.live_names not in tasks.LIVE_NAME_SOURCES:
             tasks.LIVE_NAME_SOURCES.append(warmpool.live_names)
+        # The portal's user pages show live workspaces without importing the engine.
+        if Workspace.objects.live_counts_by_owner not in users.LIVE_WORKSPACE_COUNTERS:
+            users.LIVE_WORKSPACE_COUNTERS.append(Workspace.objects.live_counts_by_owner)

@@ -11,8 +11,9 @@ commit together or not at all, and the transaction stays short:
    `UPDATE … WHERE id = X AND state = 'ready'` that must change exactly one row; on a miss
    the next candidate is tried.
 2. Hand it over: the workspace adopts the instance's resources (it keeps its own row and
-   quota charge; `spec_for()` makes every later driver call use the instance's resource
-   name, so deletion finds them), gets its connection details and is ready at once.
+   quota charge; `Workspace.resources_spec()` makes every later driver call use the
+   instance's resource name, so deletion finds them), gets its connection details and is
+   ready at once.
 3. On commit, run the loop so the pool is replenished right away.
 
 An instance covers every resource group of its profile, so a heterogeneous profile claims
@@ -24,10 +25,11 @@ from __future__ import annotations
 from django.db import connection, transaction
 from django.utils import timezone
 
-from pools.drivers.base import WorkspaceSpec
+from pools import warmpool
 from pools.lifecycle import State, transition
 from pools.models import PoolInstance
 from profiles.choices import AllocationStrategy
+from services.tasks import adopt_services, workspace_ready
 
 CANDIDATES = 5  # SQLite: how many ready instances to try before falling back
 
@@ -83,7 +85,6 @@ def adopt_warm_instance(workspace, user) -> PoolInstance | None:
     (for the page) either way for a warm-pool profile, and records an event saying what
     happened.
     """
-    from pools import warmpool
 
     profile = workspace.profile
     if profile.allocation_strategy != AllocationStrategy.WARM_POOL:
@@ -116,19 +117,12 @@ def adopt_warm_instance(workspace, user) -> PoolInstance | None:
     )
     # The instance's running stack is the workspace's now; a stack named in the request
     # (or a default the instance lacks) deploys as for any workspace that became ready.
-    from pools.services.tasks import adopt_services, workspace_ready
 
     adopt_services(instance.infrastructure, name, workspace)
     workspace_ready(workspace)
     workspace.claim_message = f"ready now from the warm pool ({name})"
     transaction.on_commit(warmpool.enqueue_loop)  # replenish right away
     return instance
-
-
-def spec_for(workspace) -> WorkspaceSpec:
-    """The driver spec of a workspace's resources: the adopted instance's, else its own."""
-    instance = PoolInstance.objects.select_related("profile").filter(workspace=workspace).first()
-    return instance.spec() if instance else workspace.spec()
 
 
 def ready_count(profile) -> int:

@@ -1,15 +1,17 @@
-from datetime import time
+from datetime import time, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
 from pools.drivers.base import WorkspaceSpec
-from pools.lifecycle import POOL_LIFECYCLE, LifecycleEvent, LifecycleModel
+from pools.lifecycle import LIVE_STATES, POOL_LIFECYCLE, LifecycleEvent, LifecycleModel
 from portal.crypto import EncryptedTextField
 from portal.querysets import restricted_manager
-from portal.roles import Area
+from portal.roles import USE, Area, has_perm
+from profiles.choices import MigConfigState
 
 
 class GpuAllocation(models.Model):
@@ -82,12 +84,131 @@ class Pool(models.Model):
         return reverse("pools:pool_detail", args=[self.profile_id])
 
 
+class WorkspaceQuerySet(models.QuerySet):
+    """Owners see their own workspaces; admins with the Workspaces area see every one."""
+
+    area = Area.WORKSPACES
+
+    def for_user(self, user, action: str):
+        if has_perm(user, Area.WORKSPACES, action):
+            return self
+        if has_perm(user, Area.SELF_SERVICE, USE):
+            return self.filter(owner=user)
+        return self.none()
+
+    def live(self):
+        return self.filter(state__in=LIVE_STATES)
+
+    def live_counts_by_owner(self, users) -> dict[int, int]:
+        """{user id: live workspaces} for `users` (the user pages show it)."""
+        rows = self.live().filter(owner__in=users).values("owner").annotate(n=models.Count("pk"))
+        return {row["owner"]: row["n"] for row in rows}
+
+
+class Workspace(LifecycleModel):
+    """A user's GPU workspace: one instance of a compute profile on its infrastructure."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="workspaces"
+    )
+    profile = models.ForeignKey(
+        "profiles.ComputeProfile", on_delete=models.PROTECT, related_name="workspaces"
+    )
+    # Where it was made, kept even if the profile later moves: deletion must go there.
+    infrastructure = models.ForeignKey(
+        "profiles.Infrastructure", on_delete=models.PROTECT, related_name="workspaces"
+    )
+    profile_version = models.PositiveIntegerField(default=1)
+    # The group whose quota this workspace is charged to (see workspaces.quotas).
+    team = models.ForeignKey(
+        "portal.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="workspaces"
+    )
+    name = models.CharField(max_length=60, blank=True)
+
+    # Counted resources, copied from the profile at request time so quotas never change
+    # under a running workspace when an admin edits the profile.
+    gpus = models.PositiveIntegerField(default=0)
+    mig_slices = models.PositiveIntegerField(default=0)
+
+    connection = models.JSONField(default=dict, blank=True)
+    detail = models.JSONField(default=dict, blank=True, help_text="What the driver made.")
+    secret = EncryptedTextField(blank=True, help_text="e.g. a Jupyter token; shown once.")
+    secret_shown = models.BooleanField(default=False)
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    ready_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkspaceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        # The tables keep the names they had when this model lived in `workspaces`.
+        db_table = "workspaces_workspace"
+        indexes = [models.Index(fields=["state", "heartbeat"], name="workspaces__state_6da9c7_idx")]
+
+    def __str__(self) -> str:
+        return self.name or self.resource_name
+
+    def get_absolute_url(self) -> str:
+        return reverse("workspaces:detail", args=[self.pk])
+
+    @property
+    def resource_name(self) -> str:
+        """The stable name every driver finds this workspace's resources by."""
+        return f"ws-{self.pk}"
+
+    def spec(self) -> WorkspaceSpec:
+        return WorkspaceSpec.from_profile(
+            self.resource_name,
+            self.owner.get_username(),
+            self.profile,
+            labels={"portal/workspace": str(self.pk)},
+        )
+
+    def resources_spec(self) -> WorkspaceSpec:
+        """The driver spec of the resources it runs on: an adopted warm-pool instance's
+        (whose resources keep the instance's name), else its own."""
+        instance = PoolInstance.objects.select_related("profile").filter(workspace=self).first()
+        return instance.spec() if instance else self.spec()
+
+    def log_event(self, from_state: str, to_state: str, message: str, actor=None):
+        return self.events.create(
+            from_state=from_state, to_state=to_state, message=message[:300], actor=actor
+        )
+
+    def steps(self):
+        """Progress steps done within a state, in order (not the transitions)."""
+        return [event for event in self.events.all() if not event.is_transition]
+
+    @property
+    def has_unshown_secret(self) -> bool:
+        return bool(self.secret) and not self.secret_shown
+
+    @property
+    def lifetime_left(self):
+        if self.expires_at is None:
+            return None
+        return max(self.expires_at - timezone.now(), timedelta(0))
+
+
+class WorkspaceEvent(LifecycleEvent):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="events")
+
+    class Meta(LifecycleEvent.Meta):
+        db_table = "workspaces_workspaceevent"
+
+    def __str__(self) -> str:
+        return f"{self.workspace}: {self.from_state} → {self.to_state} {self.message}"
+
+
 class PoolInstance(LifecycleModel):
     """A pre-provisioned, ready-to-use instance of a compute profile, owned by no user.
 
     Made by the same drivers and tasks as a workspace, under the stable name `pool-<id>`.
     On claim it moves ready → claimed and records the workspace that adopted it: from then
-    on the workspace's resources are the ones named `pool-<id>` (`pools.claims.spec_for`).
+    on the workspace's resources are the ones named `pool-<id>` (`Workspace.resources_spec`).
     """
 
     lifecycle = POOL_LIFECYCLE
@@ -102,7 +223,7 @@ class PoolInstance(LifecycleModel):
     )
     profile_version = models.PositiveIntegerField(default=1)
     workspace = models.OneToOneField(
-        "workspaces.Workspace",
+        "pools.Workspace",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -306,6 +427,34 @@ class LoopLock(models.Model):
     name = models.CharField(max_length=100, primary_key=True)
     holder = models.CharField(max_length=64, blank=True)
     expires = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NodePartition(models.Model):
+    """One node of a partitioning: whether it is draining, and its MIG config state."""
+
+    strategy = models.ForeignKey(
+        "profiles.PartitioningStrategy", on_delete=models.CASCADE, related_name="node_states"
+    )
+    name = models.CharField(max_length=253)
+    draining = models.BooleanField(
+        default=False, help_text="No new workspaces are placed here while it drains."
+    )
+    state = models.CharField(max_length=10, choices=MigConfigState.choices, blank=True)
+    config_label = models.CharField(
+        max_length=63, blank=True, help_text="nvidia.com/mig.config as last read."
+    )
+    message = models.CharField(max_length=300, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "profiles_nodepartition"
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["strategy", "name"], name="unique_node_partition")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 
 from pools.lifecycle import State
-from pools.models import LoopDecision, PoolInstance
+from pools.models import LoopDecision, PoolInstance, Workspace
 
 WINDOW = timedelta(days=7)
 
@@ -41,7 +41,6 @@ class Summary:
 
 def summarize(profile_ids: list[int], now: datetime) -> Summary:
     """Over the last 7 days, for the workspaces and instances of `profile_ids`."""
-    from workspaces.models import Workspace
 
     since = now - WINDOW
     rows = Workspace.objects.filter(profile_id__in=profile_ids, created__gte=since).values_list(

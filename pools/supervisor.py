@@ -129,6 +129,58 @@ def stop(record: ProcessRecord, timeout: float = 5.0) -> None:
         raise OSError(f"process {record.pid} did not stop")
 
 
+def stop_session(record: ProcessRecord, timeout: float = 5.0) -> bool:
+    """Stop the process and whatever is left of its session; True if it was running."""
+    running = is_running(record)
+    if running:
+        stop(record, timeout=timeout)
+    _kill_session(record.pid)
+    return running
+
+
+def stop_recorded_below(directory: Path, record_name: str) -> list[Path]:
+    """Stop every process recorded in a `record_name` file below `directory` (a workspace
+    going away takes every process it holds, whoever started it); the stopped ones' files."""
+    stopped = []
+    for path in sorted(directory.glob(f"**/{record_name}")):
+        record = ProcessRecord.load(path)
+        if record is not None and stop_session(record):
+            stopped.append(path)
+        path.unlink(missing_ok=True)
+    return stopped
+
+
+def _kill_session(sid: int) -> None:
+    """SIGKILL what is left of the session the supervised process led (its children).
+
+    The kernel never hands out a PID still in use as a session id, so the members of
+    session `sid` are exactly what our process started.
+    """
+    for _ in range(50):
+        members = _session_members(sid)
+        if not members:
+            return
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def _session_members(sid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -30,9 +30,20 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
+from pools import warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, TransientError, WorkspaceSpec
 from pools.lifecycle import IN_FLIGHT_STATES, LIVE_STATES, State, log_step, transition
+from pools.models import PoolInstance, Workspace
+from profiles.models import Infrastructure
+from services.tasks import (
+    deploy_default_services,
+    remove_for_target,
+    start_for_workspace,
+    stop_for_target,
+    workspace_ready,
+)
+from services.tasks import sweep as services_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +124,6 @@ def schedule_retry(func: str, workspace_id: int, delay: int) -> None:
 
 
 def _load(workspace_id: int):
-    from workspaces.models import Workspace
 
     return (
         Workspace.objects.select_related("profile", "infrastructure", "owner")
@@ -167,8 +177,6 @@ def provision_workspace(workspace_id: int) -> str:
         return "gone"
     result = _provision(workspace, "pools.tasks.provision_workspace")
     if result == "ready":
-        from pools.services.tasks import workspace_ready
-
         workspace_ready(workspace)  # deploy the services its request or profile names
     return result
 
@@ -266,10 +274,9 @@ def deprovision_workspace(workspace_id: int) -> str:
     workspace = _load(workspace_id)
     if workspace is None:
         return "gone"
-    from pools.claims import spec_for
 
     # A workspace that adopted a warm-pool instance owns the resources named after it.
-    return _deprovision(workspace, spec_for(workspace), "pools.tasks.deprovision_workspace")
+    return _deprovision(workspace, workspace.resources_spec(), "pools.tasks.deprovision_workspace")
 
 
 def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
@@ -278,7 +285,6 @@ def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
     _touch(workspace)
 
     def delete_everything() -> None:
-        from pools.services.tasks import remove_for_target
 
         remove_for_target(workspace.infrastructure, spec.name, spec)  # services go first
         driver_for(workspace.infrastructure).deprovision(spec, _reporter(workspace))
@@ -308,10 +314,8 @@ def stop_workspace(workspace_id: int) -> str:
     if workspace.state != State.STOPPING:
         return f"nothing to do ({workspace.state})"
     _touch(workspace)
-    from pools.claims import spec_for
-    from pools.services.tasks import stop_for_target
 
-    spec = spec_for(workspace)
+    spec = workspace.resources_spec()
 
     def stop_everything() -> None:
         stop_for_target(workspace.infrastructure, spec.name)
@@ -339,10 +343,9 @@ def start_workspace(workspace_id: int) -> str:
     if workspace.state != State.STARTING:
         return f"nothing to do ({workspace.state})"
     _touch(workspace)
-    from pools.claims import spec_for
 
     func = "pools.tasks.start_workspace"
-    spec = spec_for(workspace)
+    spec = workspace.resources_spec()
     driver = driver_for(workspace.infrastructure)
     try:
         result = driver.start(spec, _reporter(workspace))
@@ -374,7 +377,6 @@ def start_workspace(workspace_id: int) -> str:
     if not transition(workspace, State.READY, message="ready", **fields):
         workspace.refresh_from_db(fields=["state"])
         return f"moved by another worker ({workspace.state})"
-    from pools.services.tasks import start_for_workspace
 
     start_for_workspace(workspace)  # redeploy the stacks the stop stopped
     return "ready"
@@ -403,7 +405,6 @@ def _release(driver, spec: WorkspaceSpec, workspace) -> None:
 
 
 def _load_instance(instance_id: int):
-    from pools.models import PoolInstance
 
     return (
         PoolInstance.objects.select_related("profile", "infrastructure")
@@ -414,7 +415,6 @@ def _load_instance(instance_id: int):
 
 def provision_pool_instance(instance_id: int) -> str:
     """Take a requested pool instance to ready; tell the pool how it went (backoff)."""
-    from pools import warmpool
 
     instance = _load_instance(instance_id)
     if instance is None:
@@ -425,7 +425,6 @@ def provision_pool_instance(instance_id: int) -> str:
         if instance.state == State.READY:
             warmpool.record_success(instance.profile_id)
             # A warm instance comes with its profile's default stack already running.
-            from pools.services.tasks import deploy_default_services
 
             deploy_default_services(instance)
         elif instance.state == State.FAILED:
@@ -449,8 +448,6 @@ def resume_stuck(now=None) -> int:
     Each candidate is claimed with a conditional UPDATE of its heartbeat, so two sweeps
     running at once never both resume the same workspace.
     """
-    from pools.models import PoolInstance
-    from workspaces.models import Workspace
 
     now = now or timezone.now()
     cutoff = now - stuck_after()
@@ -483,7 +480,6 @@ def resume_stuck(now=None) -> int:
 
 def expire(now=None) -> int:
     """Start deleting each ready (or stopped) workspace past its lifetime; return how many."""
-    from workspaces.models import Workspace
 
     now = now or timezone.now()
     expired = 0
@@ -502,7 +498,6 @@ LIVE_NAME_SOURCES = []
 
 
 def _live_workspace_names(infrastructure) -> set[str]:
-    from workspaces.models import Workspace
 
     pks = Workspace.objects.filter(infrastructure=infrastructure, state__in=LIVE_STATES)
     return {f"ws-{pk}" for pk in pks.values_list("pk", flat=True)}
@@ -522,7 +517,6 @@ def reap_orphans() -> list[str]:
     made after its workspace row committed in a live state, so a workspace created in
     between is already in the second read and is never mistaken for an orphan.
     """
-    from profiles.models import Infrastructure
 
     reaped = []
     for infrastructure in Infrastructure.objects.all():
@@ -552,9 +546,8 @@ def sweep() -> dict:
     1. Resume workspaces stuck in requested/provisioning/deleting (worker died).
     2. Start deleting workspaces past their lifetime.
     3. Reap resources on the infrastructure that belong to no live workspace.
-    4. Resume services deployments stuck in flight (`pools.services.tasks.sweep`).
+    4. Resume services deployments stuck in flight (`services.tasks.sweep`).
     """
-    from pools.services.tasks import sweep as services_sweep
 
     return {
         "resumed": resume_stuck(),

@@ -49,7 +49,14 @@ from pools.drivers import driver_for
 from pools.drivers.base import DriverError
 from pools.lifecycle import LIVE_STATES, State, log_step, transition
 from pools.locks import try_lock
-from pools.models import LoopDecision, Pool, PoolInstance, PoolInstanceEvent, PoolSchedule
+from pools.models import (
+    LoopDecision,
+    Pool,
+    PoolInstance,
+    PoolInstanceEvent,
+    PoolSchedule,
+    Workspace,
+)
 from portal import audit
 from portal.models import AuditAction
 from profiles.choices import AllocationStrategy
@@ -310,7 +317,6 @@ def _waiting_user_requests(now: datetime) -> dict[int, int]:
     """Per infrastructure, user workspaces requested recently and not picked up yet."""
     if getattr(settings, "WARM_POOL_CLUSTER", ""):
         return {}  # pool work has its own workers; it never delays a user
-    from workspaces.models import Workspace
 
     rows = (
         Workspace.objects.filter(state=State.REQUESTED, created__gte=now - USER_WAIT_WINDOW)

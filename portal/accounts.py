@@ -21,6 +21,7 @@ from django.shortcuts import redirect
 from portal import audit, invitations, sso
 from portal import users as user_actions
 from portal.models import AuditAction, SsoConfiguration
+from portal.views.users import PENDING_INVITATION_SESSION_KEY
 
 LOCAL_LOGIN_DISABLED_MESSAGE = (
     "Password login is turned off for this portal. Use “Log in with {name}” instead."
@@ -108,7 +109,6 @@ def _after_sso_login(request, sociallogin) -> None:
 
 
 def _session_key() -> str:
-    from portal.views.users import PENDING_INVITATION_SESSION_KEY
 
     return PENDING_INVITATION_SESSION_KEY
 

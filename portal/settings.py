@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "portal",
     "profiles",
     "pools",
+    "services",
     "workspaces",
 ]
 

@@ -3,7 +3,6 @@ from django.contrib.auth import get_user_model
 
 from portal.forms import PortalFormMixin
 from portal.models import Team
-from profiles.models import ComputeProfile, ServicesProfile
 
 
 class TeamForm(PortalFormMixin, forms.ModelForm):
@@ -22,19 +21,6 @@ class TeamForm(PortalFormMixin, forms.ModelForm):
         ),
     ]
 
-    compute_profiles = forms.ModelMultipleChoiceField(
-        queryset=ComputeProfile.objects.order_by("name"),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="A profile that no group lists is open to every member.",
-    )
-    services_profiles = forms.ModelMultipleChoiceField(
-        queryset=ServicesProfile.objects.order_by("name"),
-        required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="A profile that no group lists is open to every member.",
-    )
-
     class Meta:
         model = Team
         fields = [
@@ -48,7 +34,24 @@ class TeamForm(PortalFormMixin, forms.ModelForm):
             "max_workspaces",
             "max_lifetime_hours",
         ]
-        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "compute_profiles": forms.CheckboxSelectMultiple,
+            "services_profiles": forms.CheckboxSelectMultiple,
+        }
+        help_texts = {
+            "compute_profiles": "A profile that no group lists is open to every member.",
+            "services_profiles": "A profile that no group lists is open to every member.",
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The choices come from the relations themselves: the portal layer never imports
+        # the catalog.
+        for name in ("compute_profiles", "services_profiles"):
+            field = self.fields[name]
+            field.queryset = field.queryset.order_by("name")
+            field.required = False
 
 
 class AddMemberForm(forms.Form):

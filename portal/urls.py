@@ -4,7 +4,6 @@ from portal.urlhelpers import crud_urls
 from portal.views import pages, users
 
 portal_patterns = [
-    path("admin/", pages.overview, name="overview"),
     path("admin/audit/", pages.AuditList.as_view(), name="auditentry_list"),
     path("admin/audit/<int:pk>/", pages.AuditDetail.as_view(), name="auditentry_detail"),
     *crud_urls(
@@ -42,7 +41,9 @@ portal_patterns = [
 urlpatterns = [
     path("", pages.home, name="home"),
     path("", include((portal_patterns, "portal"))),
+    path("admin/", include("workspaces.overview_urls")),
     path("admin/pools/", include("pools.urls")),
+    path("admin/partitioning/", include("pools.partitioning_urls")),
     path("admin/", include("profiles.urls")),
     path("workspaces/", include("workspaces.urls")),
     path("accounts/", include("allauth.urls")),

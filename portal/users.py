@@ -94,21 +94,17 @@ def reactivate(actor, user) -> None:
     )
 
 
+# The engine (a higher layer) registers here, in its AppConfig.ready, a function that
+# returns {user id: live workspaces} for some users; the user pages show it when present.
+LIVE_WORKSPACE_COUNTERS: list = []
+
+
 def active_workspace_counts(users) -> dict[int, int] | None:
-    """{user id: live workspaces}, or None while the workspaces app has no Workspace model.
-
-    Written against `workspaces.Workspace` (`owner` FK, `objects.live()`), looked up at run
-    time so the user pages do not import the workspaces app.
-    """
-    from django.apps import apps
-    from django.db.models import Count
-
-    try:
-        workspace = apps.get_model("workspaces", "Workspace")
-    except LookupError:
+    """{user id: live workspaces}, or None when no engine registered a counter."""
+    if not LIVE_WORKSPACE_COUNTERS:
         return None
-    queryset = workspace.objects.all()
-    if hasattr(queryset, "live"):
-        queryset = queryset.live()
-    rows = queryset.filter(owner__in=users).values("owner").annotate(n=Count("pk"))
-    return {row["owner"]: row["n"] for row in rows}
+    counts: dict[int, int] = {}
+    for counter in LIVE_WORKSPACE_COUNTERS:
+        for user_id, n in counter(users).items():
+            counts[user_id] = counts.get(user_id, 0) + n
+    return counts

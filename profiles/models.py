@@ -9,13 +9,15 @@ from django.utils.text import slugify
 from portal.crypto import EncryptedJSONField, EncryptedTextField
 from portal.querysets import RestrictedQuerySet, restricted_manager
 from portal.roles import USE, Area, has_perm
-from profiles import catalog, components
+from profiles import catalog
 from profiles.choices import (
     AllocationStrategy,
     InfrastructureKind,
-    MigConfigState,
     PartitioningMode,
 )
+from profiles.mig import catalog as mig_catalog
+from profiles.mig.nvml import inventory
+from services import components
 
 
 class Infrastructure(models.Model):
@@ -121,7 +123,6 @@ class Infrastructure(models.Model):
 
 def local_gpu_offer() -> dict[str, int]:
     """This host's GPUs by catalog model code, from NVML (empty on a CPU-only host)."""
-    from profiles.mig.nvml import inventory
 
     offer: dict[str, int] = {}
     for gpu in inventory().gpus:
@@ -439,7 +440,6 @@ class PartitioningStrategy(models.Model):
 
     def per_gpu_counts(self) -> dict[str, int] | None:
         """Profile → instances on each GPU; None for whole GPUs (MIG disabled)."""
-        from profiles.mig import catalog as mig_catalog
 
         if self.mode == PartitioningMode.CUSTOM:
             return {name: n for name, n in (self.custom_counts or {}).items() if n}
@@ -468,30 +468,3 @@ class PartitioningStrategy(models.Model):
         if not self.pk:
             return {}
         return {"draining": sorted(n.name for n in self.node_states.all() if n.draining)}
-
-
-class NodePartition(models.Model):
-    """One node of a partitioning: whether it is draining, and its MIG config state."""
-
-    strategy = models.ForeignKey(
-        PartitioningStrategy, on_delete=models.CASCADE, related_name="node_states"
-    )
-    name = models.CharField(max_length=253)
-    draining = models.BooleanField(
-        default=False, help_text="No new workspaces are placed here while it drains."
-    )
-    state = models.CharField(max_length=10, choices=MigConfigState.choices, blank=True)
-    config_label = models.CharField(
-        max_length=63, blank=True, help_text="nvidia.com/mig.config as last read."
-    )
-    message = models.CharField(max_length=300, blank=True)
-    checked_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["name"]
-        constraints = [
-            models.UniqueConstraint(fields=["strategy", "name"], name="unique_node_partition")
-        ]
-
-    def __str__(self) -> str:
-        return self.name

@@ -7,11 +7,12 @@ functions, so the rules live in one place.
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from profiles.choices import InfrastructureKind, PartitioningMode
 from profiles.mig import catalog as mig_catalog
-from profiles.mig import layout
-from profiles.models import Infrastructure, NodePartition, PartitioningStrategy
+from profiles.mig import layout, migparted
+from profiles.models import Infrastructure, PartitioningStrategy
 
 WHOLE_GPUS = "whole GPUs"
 
@@ -199,72 +200,20 @@ def offered_per_gpu(infrastructure: Infrastructure) -> dict[str, dict[str, int]]
     return offered
 
 
-# --- nodes: busy, draining ---------------------------------------------------------------
+def infrastructure_config(infrastructure: Infrastructure) -> dict[str, Any]:
+    """One mig-parted config for every partitioning of the infrastructure.
 
-
-def _workspace_nodes(detail: Mapping) -> set[str]:
-    """Node names a driver recorded for a workspace (Kubernetes: pod → node)."""
-    nodes = detail.get("nodes") or {}
-    names = set(nodes.values()) if isinstance(nodes, Mapping) else set(nodes)
-    if detail.get("node"):
-        names.add(detail["node"])
-    return {name for name in names if isinstance(name, str)}
-
-
-def busy_nodes(infrastructure: Infrastructure, node_names: Iterable[str]) -> dict[str, list[str]]:
-    """Node → the live workspaces placed on it, for the nodes that have any."""
-    from workspaces.models import Workspace
-
-    wanted = set(node_names)
-    busy: dict[str, list[str]] = {}
-    live = Workspace.objects.live().filter(infrastructure=infrastructure)
-    for workspace in live.only("id", "name", "detail"):
-        for node in _workspace_nodes(workspace.detail or {}) & wanted:
-            busy.setdefault(node, []).append(str(workspace))
-    return busy
-
-
-def node_accepts_workspaces(infrastructure: Infrastructure, node_name: str) -> bool:
-    """False while an admin drains the node for repartitioning: place nothing new there."""
-    return not NodePartition.objects.filter(
-        strategy__infrastructure=infrastructure, name=node_name, draining=True
-    ).exists()
-
-
-def draining_nodes(infrastructure: Infrastructure) -> tuple[str, ...]:
-    """Names of the nodes of this infrastructure that take no new workspaces."""
-    if infrastructure.pk is None:
-        return ()
-    return tuple(
-        NodePartition.objects.filter(strategy__infrastructure=infrastructure, draining=True)
-        .values_list("name", flat=True)
-        .distinct()
-    )
-
-
-def set_draining(strategy: PartitioningStrategy, node_name: str, draining: bool) -> NodePartition:
-    node, _ = NodePartition.objects.update_or_create(
-        strategy=strategy, name=node_name, defaults={"draining": draining}
-    )
-    return node
-
-
-def known_nodes(strategy: PartitioningStrategy) -> list[str]:
-    """The listed nodes, else the nodes the portal has seen for this strategy."""
-    listed = strategy.node_list()
-    if listed:
-        return listed
-    if strategy.infrastructure.kind == InfrastructureKind.DATA_CENTER:
-        return strategy.infrastructure.host_list()
-    return [node.name for node in strategy.node_states.all()]
-
-
-def apply_refusal(strategy: PartitioningStrategy, busy: Mapping[str, list[str]]) -> str:
-    """Why applying must wait ("" when it may go ahead), for the page and the task."""
-    if not busy:
-        return ""
-    parts = [f"{node} hosts {', '.join(names)}" for node, names in sorted(busy.items())]
-    return (
-        f"Not repartitioned: {'; '.join(parts)}. Drain the node (no new workspaces go there) "
-        "and apply again once its workspaces are deleted."
-    )
+    The custom ConfigMap replaces the operator's default one, so it carries the named
+    layouts of the infrastructure's GPU models as well as each custom mix (filtered to its
+    model by PCI device id).
+    """
+    strategies = list(infrastructure.partitionings.all())
+    models = sorted({s.gpu_model for s in strategies}) or None
+    config = migparted.default_config(models)
+    for strategy in strategies:
+        if strategy.mode == PartitioningMode.CUSTOM:
+            counts = strategy.per_gpu_counts()
+            config["mig-configs"][strategy.config_name()] = [
+                migparted.entry(counts, [strategy.gpu_model])
+            ]
+    return config

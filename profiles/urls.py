@@ -69,24 +69,4 @@ urlpatterns = [
         partitioning_views.partitioning_layouts,
         name="partitioning_layouts",
     ),
-    path(
-        "partitioning/<int:pk>/apply/",
-        partitioning_views.partitioning_apply,
-        name="partitioning_apply",
-    ),
-    path(
-        "partitioning/<int:pk>/refresh/",
-        partitioning_views.partitioning_refresh,
-        name="partitioning_refresh",
-    ),
-    path(
-        "partitioning/<int:pk>/drain/",
-        partitioning_views.partitioning_drain,
-        name="partitioning_drain",
-    ),
-    path(
-        "partitioning/<int:pk>/nodes/",
-        partitioning_views.partitioning_nodes,
-        name="partitioning_nodes",
-    ),
 ]

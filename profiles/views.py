@@ -14,10 +14,12 @@ from portal.views.generic import (
     ObjectListView,
     require,
 )
-from profiles import catalog, components, filtersets, forms, tables
+from profiles import catalog, filtersets, forms, tables
 from profiles.choices import InfrastructureKind
 from profiles.mig import nvml
 from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
+from services import components
+from services.compat import compatibility_rows
 
 # Infrastructure
 
@@ -122,7 +124,6 @@ class ServicesProfileDetail(ObjectDetailView):
     template_name = "profiles/servicesprofile_detail.html"
 
     def extra_context(self, request, obj) -> dict:
-        from profiles.services_compat import compatibility_rows
 
         return {"catalog": components.COMPONENTS, "compatibility": compatibility_rows(obj)}
 

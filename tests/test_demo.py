@@ -2,9 +2,9 @@ import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
 
-from portal.demo import DEMO_ADMIN, DEMO_SCIENTIST, load_demo
 from portal.roles import Area, has_perm
 from profiles.models import ComputeProfile, Infrastructure
+from workspaces.demo import DEMO_ADMIN, DEMO_SCIENTIST, load_demo
 
 pytestmark = pytest.mark.django_db
 

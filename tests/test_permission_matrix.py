@@ -33,7 +33,7 @@ from portal import audit, invitations
 from portal.models import Invitation, SsoGroupMapping, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
 
-OWN_APPS = {"portal", "profiles", "pools", "workspaces"}
+OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces"}
 
 ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
     "anonymous",
@@ -120,7 +120,7 @@ _WORKSPACE_CHANGE = ((Area.WORKSPACES, CHANGE), (Area.SELF_SERVICE, USE))
 EXPECTED: dict[str, Rule] = {
     "home": logged_in(FOUND),
     # portal
-    "portal:overview": view(Area.PROFILES),
+    "overview:index": view(Area.PROFILES),
     "portal:auditentry_list": view(Area.AUDIT),
     "portal:auditentry_detail": view(Area.AUDIT),
     **crud("portal:team", Area.USERS),
@@ -149,10 +149,10 @@ EXPECTED: dict[str, Rule] = {
     "profiles:partitioning_preview": post(Area.PROFILES, ok=OK),
     "profiles:partitioning_model_fields": change(Area.PROFILES),
     "profiles:partitioning_layouts": view(Area.PROFILES),
-    "profiles:partitioning_nodes": view(Area.PROFILES),
-    "profiles:partitioning_apply": post(Area.PROFILES),
-    "profiles:partitioning_refresh": post(Area.PROFILES),
-    "profiles:partitioning_drain": post(Area.PROFILES, data={"node": "gpu-1", "draining": "1"}),
+    "partitioning:nodes": view(Area.PROFILES),
+    "partitioning:apply": post(Area.PROFILES),
+    "partitioning:refresh": post(Area.PROFILES),
+    "partitioning:drain": post(Area.PROFILES, data={"node": "gpu-1", "draining": "1"}),
     "profiles:support_matrix": logged_in(OK),
     # pools
     "pools:pool_list": view(Area.POOLS),
@@ -265,7 +265,7 @@ def _services_profile(people) -> dict:
 
 
 def _workspace(people) -> dict:
-    from workspaces.models import Workspace
+    from pools.models import Workspace
 
     profile = _compute_profile_obj()
     workspace = Workspace.objects.create(
@@ -296,9 +296,9 @@ def _pool_schedule(people) -> dict:
 
 
 def _service_deployment(people) -> dict:
-    from pools.services.tasks import create_deployment
+    from pools.models import Workspace
     from profiles.models import ServicesProfile
-    from workspaces.models import Workspace
+    from services.tasks import create_deployment
 
     workspace = Workspace.objects.get(pk=_workspace(people)["pk"])
     deployment = create_deployment(
@@ -337,6 +337,7 @@ FACTORIES: dict[str, Callable[[dict], dict]] = {
     "profiles:partitioning_layouts": lambda people: {"gpu_model": "A100-40GB"},
     "profiles:partitioning": _partitioning,
     "profiles:partitioningstrategy": _partitioning,
+    "partitioning": _partitioning,
     "workspaces:request": lambda people: {"profile_pk": _compute_profile_obj().pk},
     "workspaces:services_redeploy": _service_deployment,
     "workspaces:services_remove": _service_deployment,

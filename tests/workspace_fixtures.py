@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.db import connections
 
 from pools.lifecycle import State
-from workspaces.models import Workspace
+from pools.models import Workspace
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from django.utils import timezone
 
 from pools import claims, tasks
 from pools.lifecycle import State, transition
+from pools.models import Workspace
 from portal import audit
 from portal.models import AuditAction
 from portal.roles import CHANGE, USE, Area, has_perm
 from profiles.models import ComputeProfile
 from workspaces import quotas
-from workspaces.models import Workspace
 
 
 class RequestRefused(Exception):

@@ -6,8 +6,8 @@ from statistics import median
 from django.db.models import F
 
 from pools.claims import ready_count
+from pools.models import Workspace
 from profiles.choices import AllocationStrategy, InfrastructureKind
-from workspaces.models import Workspace
 
 RECENT = 20
 # Before any history exists: what each kind of infrastructure typically needs, in minutes.

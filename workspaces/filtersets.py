@@ -2,9 +2,9 @@ import django_filters
 from django.contrib.auth import get_user_model
 
 from pools.lifecycle import WORKSPACE_LIFECYCLE, State
+from pools.models import Workspace
 from portal.models import Team
 from profiles.models import ComputeProfile
-from workspaces.models import Workspace
 
 
 class WorkspaceFilterSet(django_filters.FilterSet):

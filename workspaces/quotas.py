@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, Sum
 
+from pools.lifecycle import GPU_STATES, LIVE_STATES
 from portal.models import Team
 from portal.roles import ROLE_PERMISSIONS, USE, Area
 
@@ -78,7 +79,6 @@ def lock_groups(user, profile) -> list[Team]:
 
 
 def usage(teams) -> list[Usage]:
-    from pools.lifecycle import GPU_STATES, LIVE_STATES
 
     live = Q(workspaces__state__in=LIVE_STATES)
     holding = Q(workspaces__state__in=GPU_STATES)

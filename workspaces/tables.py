@@ -1,6 +1,6 @@
 import django_tables2 as tables
 
-from workspaces.models import Workspace
+from pools.models import Workspace
 
 
 class WorkspaceTable(tables.Table):

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from workspaces import service_views, views
+from services import views as service_views
+from workspaces import views
 
 app_name = "workspaces"
 

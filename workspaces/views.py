@@ -3,28 +3,15 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from pools.models import Workspace
 from portal.roles import USE, VIEW, Area, has_perm
 from portal.views.generic import ObjectListView, require
 from profiles.models import ComputeProfile
-from workspaces import actions, estimates, quotas, services
+from services import actions as services
+from workspaces import actions, estimates, quotas
+from workspaces.access import get_workspace_for_user
 from workspaces.filtersets import WorkspaceFilterSet
-from workspaces.models import Workspace
 from workspaces.tables import WorkspaceTable
-
-
-def _require_workspace_access(user, action: str) -> None:
-    """Admins of the Workspaces area, or self-service users (who then see only their own)."""
-    if not has_perm(user, Area.WORKSPACES, action):
-        require(user, Area.SELF_SERVICE, USE)
-
-
-def _get_workspace_for_user(request, pk: int, action: str = VIEW) -> Workspace:
-    """The one access helper: 403 without any access, 404 for a workspace not visible."""
-    _require_workspace_access(request.user, action)
-    queryset = Workspace.objects.for_user(request.user, action).select_related(
-        "profile", "owner", "team", "infrastructure"
-    )
-    return get_object_or_404(queryset, pk=pk)
 
 
 def _my_workspaces(user):
@@ -101,7 +88,7 @@ def my_workspaces(request):
 @login_required
 @require_GET
 def detail(request, pk: int):
-    workspace = _get_workspace_for_user(request, pk)
+    workspace = get_workspace_for_user(request, pk)
     context = {
         "workspace": workspace,
         "events": workspace.events.select_related("actor"),
@@ -115,7 +102,7 @@ def detail(request, pk: int):
 @login_required
 @require_POST
 def delete(request, pk: int):
-    workspace = _get_workspace_for_user(request, pk, "change")
+    workspace = get_workspace_for_user(request, pk, "change")
     try:
         actions.delete_workspace(request.user, workspace)
     except actions.RequestRefused as refused:
@@ -142,7 +129,7 @@ def _after_action(request, workspace: Workspace, done: str = "", error: str = ""
 
 
 def _change_power(request, pk: int, action, verb: str):
-    workspace = _get_workspace_for_user(request, pk, "change")
+    workspace = get_workspace_for_user(request, pk, "change")
     try:
         action(request.user, workspace)
     except actions.RequestRefused as refused:
@@ -168,7 +155,7 @@ def start(request, pk: int):
 @require_POST
 def reveal_secret(request, pk: int):
     """Show the workspace's token to its owner, once."""
-    workspace = _get_workspace_for_user(request, pk)
+    workspace = get_workspace_for_user(request, pk)
     secret = actions.reveal_secret(request.user, workspace)
     return render(request, "workspaces/_secret.html", {"workspace": workspace, "secret": secret})
 
@@ -176,6 +163,7 @@ def reveal_secret(request, pk: int):
 class WorkspaceList(ObjectListView):
     """Every workspace, for administrators, filtered by user, group, profile and state."""
 
+    url_namespace = "workspaces"  # the model is the engine's; its pages are here
     queryset = Workspace.objects.select_related("owner", "team", "profile")
     table = WorkspaceTable
     filterset = WorkspaceFilterSet

@@ -336,7 +336,7 @@ def render(spec: WorkspaceSpec, options: ManifestOptions | None = None) -> list[
     return objects
 
 
-# --- the quota with a services stack on top (used by pools.services.k8s) ----------------
+# --- the quota with a services stack on top (used by services.backends.kubernetes) ----------------
 
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 _FACTORS = {

@@ -62,10 +62,10 @@ from pools.drivers.base import (
     WorkspaceSpec,
     ignore_progress,
 )
+from pools.partitions import draining_nodes
 from profiles.catalog import gpu_model_for_product_label
 from profiles.mig import catalog as mig_catalog
 from profiles.mig import layout, placement
-from profiles.partitioning import draining_nodes
 
 FIELD_MANAGER = "gpu-paas-portal"
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"

@@ -40,6 +40,7 @@ from pools.drivers.base import (
 )
 from pools.models import GpuAllocation
 from profiles.mig import layout, placement
+from profiles.mig.nvml import inventory
 
 MARKER = ".portal-workspace"
 ENV_FILE = "workspace.env"
@@ -55,11 +56,7 @@ def workspaces_root() -> Path:
 
 
 def gpu_inventory() -> list:
-    """This host's GPUs from NVML (`[]` on a CPU-only host or before NVML support lands)."""
-    try:
-        from profiles.mig.nvml import inventory
-    except ImportError:
-        return []
+    """This host's GPUs from NVML (`[]` on a CPU-only host)."""
     return list(inventory().gpus)
 
 
@@ -313,7 +310,7 @@ class LocalDriver(Driver):
         """Stop every process of the workspace and release its GPUs; keep its directory.
 
         `process.json` stays, so `start` runs the same command again. Services stacks are
-        stopped (and later redeployed) by the tasks (`pools.services.tasks.stop_for_target`);
+        stopped (and later redeployed) by the tasks (`services.tasks.stop_for_target`);
         whatever of them still runs in the directory is stopped here too.
         """
         self._stop_processes(spec, report)
@@ -340,14 +337,8 @@ class LocalDriver(Driver):
 
     def _stop_processes(self, spec: WorkspaceSpec, report: Reporter) -> None:
         directory = self.directory(spec.name)
-        from pools.services.local import stop_all  # services profiles' processes (issue 7)
-
-        for component in stop_all(directory):
-            report(f"service {component} stopped")
-        process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
-        if process and supervisor.is_running(process):
-            supervisor.stop(process)
-            report(f"process {process.pid} stopped")
+        for path in supervisor.stop_recorded_below(directory, PROCESS_FILE):
+            report(f"process {path.parent.relative_to(directory)} stopped")
 
     def _release_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
         released, _ = GpuAllocation.objects.filter(

@@ -31,6 +31,8 @@ class ObjectView(LoginRequiredMixin, View):
     queryset = None
     action = VIEW
     addable = True
+    # The URL namespace of the model's pages; by default its app's label.
+    url_namespace = ""
 
     @property
     def model(self):
@@ -42,7 +44,7 @@ class ObjectView(LoginRequiredMixin, View):
 
     def url_name(self, suffix: str) -> str:
         meta = self.model._meta
-        return f"{meta.app_label}:{meta.model_name}_{suffix}"
+        return f"{self.url_namespace or meta.app_label}:{meta.model_name}_{suffix}"
 
     def dispatch(self, request, *args, **kwargs):
         if request.user.is_authenticated:

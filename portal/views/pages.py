@@ -2,7 +2,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.db.models import Count
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from portal import audit, filtersets, tables
@@ -16,41 +16,14 @@ from portal.views.generic import (
     ObjectListView,
     require,
 )
-from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
 
 
 @login_required
 def home(request):
     """Administrators land on the admin overview, everyone else on self-service."""
     if is_admin_user(request.user):
-        return redirect("portal:overview")
+        return redirect("overview:index")
     return redirect("workspaces:self_service")
-
-
-@login_required
-def overview(request):
-    """The administrator's getting-started checklist, in the order the product brief gives."""
-    require(request.user, Area.PROFILES, "view")
-    profiles = ComputeProfile.objects.all()
-    steps = [
-        (
-            "Create infrastructure configuration",
-            Infrastructure.objects.count(),
-            "profiles:infrastructure_list",
-        ),
-        ("Create compute profiles", profiles.count(), "profiles:computeprofile_list"),
-        (
-            "Publish a compute profile",
-            profiles.filter(published=True).count(),
-            "profiles:computeprofile_list",
-        ),
-        (
-            "Create services profiles",
-            ServicesProfile.objects.count(),
-            "profiles:servicesprofile_list",
-        ),
-    ]
-    return render(request, "portal/overview.html", {"steps": steps})
 
 
 class AuditList(ObjectListView):

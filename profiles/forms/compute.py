@@ -6,6 +6,7 @@ from profiles import catalog, partitioning
 from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup
+from services.compat import check
 
 
 def mig_profile_choices(
@@ -255,7 +256,6 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
         services = self.cleaned_data.get("default_services_profile") if valid else None
         if services is not None:
             # The default services profile must fit the resource groups (issue 7).
-            from profiles.services_compat import check
 
             groups = [
                 form.cleaned_data

@@ -3,8 +3,8 @@ from django.db import transaction
 
 from portal.forms import InlineFormsetMixin, InlineRowsFormSet, PortalFormMixin
 from portal.models import Team
-from profiles import components
 from profiles.models import ServiceComponent, ServicesProfile
+from services import components
 
 
 class KeyValueField(forms.CharField):

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from profiles.catalog import gpu_model_for_product_label
 from profiles.mig import catalog
 
 _MIB = 1024 * 1024
@@ -289,7 +290,6 @@ def _model_from_name(name: str) -> str | None:
     NVML's name is what GPU Feature Discovery turns into the `nvidia.com/gpu.product`
     label (spaces become dashes), so the portal catalog's labels identify it.
     """
-    from profiles.catalog import gpu_model_for_product_label
 
     found = gpu_model_for_product_label(name.replace(" ", "-"))
     return found.code if found else None

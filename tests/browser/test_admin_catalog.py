@@ -1,9 +1,9 @@
 import pytest
 from playwright.sync_api import expect
 
-from portal.demo import DEMO_ADMIN, load_demo
 from profiles.models import ComputeProfile, Infrastructure
 from tests.browser.conftest import log_in
+from workspaces.demo import DEMO_ADMIN, load_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -7,8 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from pools.lifecycle import State
-from pools.models import GpuAllocation
-from portal.demo import DEMO_SCIENTIST, load_demo
+from pools.models import GpuAllocation, Workspace
 from tests.browser.conftest import log_in
 from tests.workspace_fixtures import (  # noqa: F401
     live_server_on_shared_database,
@@ -17,7 +16,7 @@ from tests.workspace_fixtures import (  # noqa: F401
     wait_for,
     workspaces_root,
 )
-from workspaces.models import Workspace
+from workspaces.demo import DEMO_SCIENTIST, load_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

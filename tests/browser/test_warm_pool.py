@@ -8,8 +8,7 @@ from django_q.tasks import async_task
 from playwright.sync_api import expect
 
 from pools.lifecycle import State
-from pools.models import PoolInstance
-from portal.demo import DEMO_SCIENTIST, load_demo
+from pools.models import PoolInstance, Workspace
 from profiles.choices import AllocationStrategy
 from profiles.models import ComputeProfile, Infrastructure
 from tests.browser.conftest import log_in
@@ -20,7 +19,7 @@ from tests.workspace_fixtures import (  # noqa: F401
     wait_for,
     workspaces_root,
 )
-from workspaces.models import Workspace
+from workspaces.demo import DEMO_SCIENTIST, load_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

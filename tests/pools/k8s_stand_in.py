@@ -26,7 +26,7 @@ once unless `finalize_namespaces` is False, when they stay "Terminating" until
 `finish_terminating()`. Tests drive pods with `set_pods()` and nodes with `add_node()`;
 `add_pod()` puts another workload's pod (holding GPUs, say) on a node.
 
-Services stacks (added for `pools.services.k8s`): apply, GET, LIST by label and DELETE of
+Services stacks (added for `services.backends.kubernetes`): apply, GET, LIST by label and DELETE of
 deployments (apps/v1), configmaps and secrets (core/v1), namespaced, under the same checks;
 besides, 400 for a Deployment whose selector does not match its template's labels, 422 for
 a change to its (immutable) selector, and 409 for an apply without `force=true` to an
@@ -77,7 +77,7 @@ RESOURCES = {
     "statefulsets": ("/apis/apps/v1", "apps/v1", "StatefulSet", True),
 }
 APPLIABLE = {"namespaces", "resourcequotas", "persistentvolumeclaims", "services", "statefulsets"}
-# The kinds a services stack adds (pools.services.k8s).
+# The kinds a services stack adds (services.backends.kubernetes).
 RESOURCES.update(
     {
         "deployments": ("/apis/apps/v1", "apps/v1", "Deployment", True),

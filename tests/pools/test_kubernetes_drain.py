@@ -6,8 +6,8 @@ import pytest
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, WorkspaceSpec
 from pools.drivers.kubernetes import KubernetesDriver
+from pools.partitions import set_draining
 from profiles.models import PartitioningStrategy
-from profiles.partitioning import set_draining
 from tests.pools.k8s_stand_in import StandInApiServer
 
 pytestmark = pytest.mark.django_db

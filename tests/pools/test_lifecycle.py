@@ -11,8 +11,8 @@ from pools.lifecycle import (
     log_step,
     transition,
 )
+from pools.models import Workspace
 from tests.workspace_fixtures import starter, workspace_factory, workspaces_root  # noqa: F401
-from workspaces.models import Workspace
 
 ALL_PAIRS = list(itertools.product(State.values, repeat=2))
 LEGAL = [(a, b) for a, b in ALL_PAIRS if WORKSPACE_LIFECYCLE.allows(a, b)]

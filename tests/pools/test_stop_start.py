@@ -13,14 +13,13 @@ from pools.drivers import driver_for
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, MARKER
 from pools.lifecycle import POOL_LIFECYCLE, State
-from pools.models import GpuAllocation
+from pools.models import GpuAllocation, Workspace
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
     starter,
     workspace_factory,
     workspaces_root,
 )
-from workspaces.models import Workspace
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pools.drivers import driver_for
 from pools.drivers.base import PermanentError, TransientError
 from pools.drivers.local import MARKER, LocalDriver
 from pools.lifecycle import State
-from pools.models import GpuAllocation
+from pools.models import GpuAllocation, Workspace
 from pools.schedules import SWEEP_NAME, ensure_schedules
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
@@ -20,7 +20,6 @@ from tests.workspace_fixtures import (  # noqa: F401
     workspace_factory,
     workspaces_root,
 )
-from workspaces.models import Workspace
 
 
 @pytest.fixture

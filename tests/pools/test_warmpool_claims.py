@@ -4,7 +4,7 @@
 import pytest
 
 from pools import tasks, warmpool
-from pools.claims import claim_instance, spec_for
+from pools.claims import claim_instance
 from pools.lifecycle import State
 from pools.models import GpuAllocation, PoolInstance
 from portal.models import Team
@@ -63,7 +63,7 @@ def test_a_claim_hands_every_group_over_and_the_workspace_is_ready_at_once(
     instance.refresh_from_db()
     assert (instance.state, instance.workspace_id) == (State.CLAIMED, workspace.pk)
     # Both groups go with the one instance: the workspace owns them all.
-    assert spec_for(workspace).name == instance.resource_name
+    assert workspace.resources_spec().name == instance.resource_name
     assert GpuAllocation.objects.filter(holder=instance.resource_name).count() == 2
     # On commit: the loop runs to replenish (no provisioning of the workspace itself).
     assert [c.__name__ for c in callbacks] == ["enqueue_loop"]

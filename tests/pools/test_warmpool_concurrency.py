@@ -9,12 +9,11 @@ from django.db import connection
 
 from pools import warmpool
 from pools.lifecycle import State
-from pools.models import PoolInstance
+from pools.models import PoolInstance, Workspace
 from portal.models import Team
 from portal.roles import Role
 from tests.pools.warm_fixtures import make_instances
 from workspaces import actions
-from workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from pools.lifecycle import State
+from pools.models import Workspace
 from profiles.choices import InfrastructureKind, PartitioningMode
 from profiles.models import Infrastructure, PartitioningStrategy
 from tests.pools.k8s_stand_in import ApiError, StandInApiServer
-from workspaces.models import Workspace
 
 CONFIGMAP_PATH = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/configmaps/(?P<name>[^/]+)$")
 NODE_PATH = re.compile(r"^/api/v1/nodes/(?P<name>[^/]+)$")

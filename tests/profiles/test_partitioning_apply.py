@@ -8,11 +8,12 @@ import pytest
 import yaml
 from django.urls import reverse
 
+from pools import mig_apply, partitions
 from pools.lifecycle import State
-from profiles import mig_apply, partitioning
+from pools.models import NodePartition
 from profiles.choices import MigConfigState
 from profiles.mig import migparted
-from profiles.models import NodePartition, PartitioningStrategy
+from profiles.models import PartitioningStrategy
 
 pytestmark = pytest.mark.django_db
 VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33"]
@@ -90,12 +91,12 @@ def test_apply_enqueues_the_task_on_commit_and_is_audited(
     django_capture_on_commit_callbacks,
 ):
     strategy = partitioning_factory(k8s_infrastructure)
-    url = reverse("profiles:partitioning_apply", args=[strategy.pk])
+    url = reverse("partitioning:apply", args=[strategy.pk])
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         response = admin_client.post(url)
     assert response.status_code == HTTPStatus.FOUND
     assert len(callbacks) == 1
-    assert enqueued == [("profiles.mig_apply.apply_partitioning", strategy.pk)]
+    assert enqueued == [("pools.mig_apply.apply_partitioning", strategy.pk)]
     strategy.refresh_from_db()
     assert strategy.apply_requested_at is not None
     from portal.models import AuditEntry
@@ -105,7 +106,7 @@ def test_apply_enqueues_the_task_on_commit_and_is_audited(
 
 def test_apply_needs_post(admin_client, k8s_infrastructure, partitioning_factory):
     strategy = partitioning_factory(k8s_infrastructure)
-    response = admin_client.get(reverse("profiles:partitioning_apply", args=[strategy.pk]))
+    response = admin_client.get(reverse("partitioning:apply", args=[strategy.pk]))
     assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
 
 
@@ -113,9 +114,7 @@ def test_apply_is_only_for_kubernetes(
     admin_client, aws_infrastructure, partitioning_factory, enqueued
 ):
     strategy = partitioning_factory(aws_infrastructure)
-    response = admin_client.post(
-        reverse("profiles:partitioning_apply", args=[strategy.pk]), follow=True
-    )
+    response = admin_client.post(reverse("partitioning:apply", args=[strategy.pk]), follow=True)
     assert "works on existing Kubernetes clusters" in response.content.decode()
     assert enqueued == []
 
@@ -166,11 +165,14 @@ def test_the_state_labels_are_tracked_until_mig_manager_is_done(
     states = dict(strategy.node_states.values_list("name", "state"))
     assert states == {"gpu-node-1": "rebooting", "gpu-node-2": "success"}
     page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    nodes = reverse("partitioning:nodes", args=[strategy.pk])
+    assert nodes in page  # the page loads the engine's node panel
+    page = admin_client.get(nodes).content.decode()
     assert "Rebooting" in page and "Success" in page and 'hx-trigger="every 10s"' in page
     mig_cluster.set_mig_state("gpu-node-1", "failed")
     assert mig_apply.refresh_state(strategy.pk) == "done"
     assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.FAILED
-    nodes = admin_client.get(reverse("profiles:partitioning_nodes", args=[strategy.pk]))
+    nodes = admin_client.get(reverse("partitioning:nodes", args=[strategy.pk]))
     assert "Failed" in nodes.content.decode() and "every 10s" not in nodes.content.decode()
 
 
@@ -198,8 +200,8 @@ def test_refresh_is_enqueued_from_the_page(
 ):
     strategy = partitioning_factory(k8s_infrastructure)
     with django_capture_on_commit_callbacks(execute=True):
-        admin_client.post(reverse("profiles:partitioning_refresh", args=[strategy.pk]))
-    assert enqueued == [("profiles.mig_apply.refresh_state", strategy.pk)]
+        admin_client.post(reverse("partitioning:refresh", args=[strategy.pk]))
+    assert enqueued == [("pools.mig_apply.refresh_state", strategy.pk)]
 
 
 def test_refused_credentials_are_recorded_not_raised(
@@ -256,9 +258,7 @@ def test_the_apply_action_refuses_busy_known_nodes(
 ):
     strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1\ngpu-node-2")
     live_workspace(k8s_infrastructure, "gpu-node-1")
-    response = admin_client.post(
-        reverse("profiles:partitioning_apply", args=[strategy.pk]), follow=True
-    )
+    response = admin_client.post(reverse("partitioning:apply", args=[strategy.pk]), follow=True)
     page = response.content.decode()
     assert "Not repartitioned: gpu-node-1 hosts ws-on-gpu-node-1" in page
     assert "Drain the node" in page
@@ -268,7 +268,7 @@ def test_the_apply_action_refuses_busy_known_nodes(
 def test_deleted_workspaces_do_not_make_a_node_busy(k8s_infrastructure, live_workspace):
     live_workspace(k8s_infrastructure, "gpu-node-1", state=State.DELETED)
     live_workspace(k8s_infrastructure, "gpu-node-2", state=State.FAILED)
-    assert partitioning.busy_nodes(k8s_infrastructure, ["gpu-node-1", "gpu-node-2"]) == {}
+    assert partitions.busy_nodes(k8s_infrastructure, ["gpu-node-1", "gpu-node-2"]) == {}
 
 
 def test_drain_stops_new_workspaces_and_apply_proceeds_once_the_node_is_empty(
@@ -276,13 +276,13 @@ def test_drain_stops_new_workspaces_and_apply_proceeds_once_the_node_is_empty(
 ):
     strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
     workspace = live_workspace(k8s_infrastructure, "gpu-node-1")
-    assert partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
-    drain = reverse("profiles:partitioning_drain", args=[strategy.pk])
+    assert partitions.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
+    drain = reverse("partitioning:drain", args=[strategy.pk])
     response = admin_client.post(drain, {"node": "gpu-node-1", "draining": "1"})
     assert response.status_code == HTTPStatus.FOUND
-    assert not partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
-    assert partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-2")
-    page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    assert not partitions.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
+    assert partitions.node_accepts_workspaces(k8s_infrastructure, "gpu-node-2")
+    page = admin_client.get(reverse("partitioning:nodes", args=[strategy.pk])).content.decode()
     assert "draining" in page and "ws-on-gpu-node-1" in page
     # Still busy: refused. Once the workspace is gone: applied.
     mig_apply.apply_partitioning(strategy.pk)
@@ -293,14 +293,14 @@ def test_drain_stops_new_workspaces_and_apply_proceeds_once_the_node_is_empty(
     assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.PENDING
     assert mig_cluster.node_labels("gpu-node-1")["nvidia.com/mig.config"] == "all-balanced"
     admin_client.post(drain, {"node": "gpu-node-1", "draining": "0"})
-    assert partitioning.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
+    assert partitions.node_accepts_workspaces(k8s_infrastructure, "gpu-node-1")
 
 
 def test_drain_of_an_unknown_node_is_refused(
     admin_client, k8s_infrastructure, partitioning_factory
 ):
     strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
-    drain = reverse("profiles:partitioning_drain", args=[strategy.pk])
+    drain = reverse("partitioning:drain", args=[strategy.pk])
     response = admin_client.post(drain, {"node": "elsewhere", "draining": "1"}, follow=True)
     assert "elsewhere is not a node of this partitioning" in response.content.decode()
     assert not NodePartition.objects.exists()
@@ -309,8 +309,8 @@ def test_drain_of_an_unknown_node_is_refused(
 def test_viewers_cannot_apply_or_drain(client, viewer, k8s_infrastructure, partitioning_factory):
     strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
     client.force_login(viewer)
-    for name in ("partitioning_apply", "partitioning_refresh", "partitioning_drain"):
-        response = client.post(reverse(f"profiles:{name}", args=[strategy.pk]), {"node": "x"})
+    for name in ("apply", "refresh", "drain"):
+        response = client.post(reverse(f"partitioning:{name}", args=[strategy.pk]), {"node": "x"})
         assert response.status_code == HTTPStatus.FORBIDDEN
     assert client.get(strategy.get_absolute_url()).status_code == HTTPStatus.OK
     assert PartitioningStrategy.objects.get().apply_requested_at is None

@@ -3,9 +3,11 @@
 import pytest
 
 from pools.lifecycle import State
-from pools.services import tasks as service_tasks
 from portal.roles import Role
 from profiles.models import ServicesProfile
+from services import actions as services
+from services import tasks as service_tasks
+from services.models import ServiceDeployment
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
     starter,
@@ -13,8 +15,6 @@ from tests.workspace_fixtures import (  # noqa: F401
     workspace_factory,
     workspaces_root,
 )
-from workspaces import services
-from workspaces.models import ServiceDeployment
 
 
 def pytest_configure(config):
@@ -47,7 +47,7 @@ def ready_workspace(scientist, gpu_profile, workspaces_root, fake_gpus, workspac
     assert workspace.state == State.READY
     yield workspace
     # Never leave processes behind, whatever the test did.
-    from pools.services.local import stop_all
+    from services.backends.local import stop_all
 
     stop_all(workspaces_root / workspace.resource_name)
 

@@ -13,11 +13,11 @@ import pytest
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, PermanentError, WorkspaceSpec
 from pools.drivers.kubernetes import KubernetesDriver
-from pools.services.base import DEPLOYING, READY, ComponentContext
-from pools.services.k8s import COMPONENT_LABEL, KubernetesServices, render_component
-from profiles import components as catalog
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure, ServicesProfile
+from services import components as catalog
+from services.backends.base import DEPLOYING, READY, ComponentContext
+from services.backends.kubernetes import COMPONENT_LABEL, KubernetesServices, render_component
 from tests.pools.k8s_stand_in import StandInApiServer
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ import pytest
 
 from pools import supervisor
 from pools.lifecycle import State
-from pools.services.local import PROCESS_FILE, SERVICES_DIR
+from services.backends.local import PROCESS_FILE, SERVICES_DIR
 from tests.services.conftest import remove
 from tests.workspace_fixtures import wait_for
 
@@ -163,7 +163,7 @@ def test_ray_runs_a_task_and_deleting_the_workspace_stops_it(
     assert deployment.state == State.DELETED
     assert not supervisor.is_running(record)
     # Nothing of the Ray cluster (gcs_server, raylet, workers) is left in its session.
-    from pools.services.local import _session_members
+    from services.backends.local import _session_members
 
     wait_for(lambda: not _session_members(leader), timeout=10, what="ray's processes")
     assert not (workspaces_root / ready_workspace.resource_name).exists()

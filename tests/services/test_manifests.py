@@ -5,10 +5,10 @@ import pytest
 
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, WorkspaceSpec
-from pools.services.base import ComponentContext
-from pools.services.k8s import COMPONENT_LABEL, render_component
-from profiles import components as catalog
 from profiles.models import ServicesProfile
+from services import components as catalog
+from services.backends.base import ComponentContext
+from services.backends.kubernetes import COMPONENT_LABEL, render_component
 
 pytestmark = pytest.mark.django_db
 

@@ -12,14 +12,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pools.lifecycle import State
-from pools.services import tasks as service_tasks
 from portal.models import Team
 from portal.roles import Role
-from profiles import components as catalog
 from profiles.models import ServicesProfile
+from services import actions as services
+from services import components as catalog
+from services import tasks as service_tasks
+from services.models import ServiceDeployment
 from tests.conftest import formset_data
-from workspaces import services
-from workspaces.models import ServiceDeployment
 
 pytestmark = pytest.mark.django_db
 

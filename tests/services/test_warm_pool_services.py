@@ -8,9 +8,9 @@ from pools.lifecycle import State
 from pools.models import PoolInstance
 from profiles.choices import AllocationStrategy
 from profiles.models import ServicesProfile
+from services.models import ServiceDeployment
 from tests.workspace_fixtures import workspaces_root  # noqa: F401
 from workspaces import actions
-from workspaces.models import ServiceDeployment
 
 pytestmark = pytest.mark.django_db
 

@@ -6,10 +6,10 @@ import time
 import pytest
 from django.db import connection
 
+from pools.models import Workspace
 from portal.models import Team
 from portal.roles import Role
 from workspaces import actions
-from workspaces.models import Workspace
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

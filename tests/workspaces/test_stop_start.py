@@ -6,11 +6,11 @@ import pytest
 from django.urls import reverse
 
 from pools.lifecycle import State
+from pools.models import Workspace
 from portal.models import AuditEntry, Team
 from portal.roles import Role
 from workspaces import actions
 from workspaces.actions import RequestRefused
-from workspaces.models import Workspace
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ from django.urls import reverse
 
 from pools import tasks
 from pools.lifecycle import State
+from pools.models import Workspace
 from portal.models import Team
 from portal.roles import Role
 from workspaces import actions
 from workspaces.estimates import estimate
-from workspaces.models import Workspace
 
 SELF_SERVICE = reverse("workspaces:self_service")
 MINE = reverse("workspaces:mine")

@@ -3,10 +3,9 @@
 import pytest
 
 from pools.lifecycle import State
-from pools.models import GpuAllocation
+from pools.models import GpuAllocation, Workspace
 from tests.workspace_fixtures import wait_for
 from workspaces import actions
-from workspaces.models import Workspace
 
 
 def state_of(workspace) -> str:

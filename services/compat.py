@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from profiles import components as catalog
 from profiles.choices import InfrastructureKind
+from profiles.models import ComputeProfile
+from services import components as catalog
 
 
 @dataclass
@@ -80,8 +81,6 @@ def check_profile(services_profile, compute_profile) -> Compatibility:
 def compatibility_rows(services_profile) -> list[tuple]:
     """(compute profile, Compatibility) for each published compute profile or one using it."""
     from django.db.models import Q
-
-    from profiles.models import ComputeProfile
 
     profiles = (
         ComputeProfile.objects.filter(

@@ -14,6 +14,7 @@ from django.db import transaction
 
 from portal.models import Team
 from portal.roles import Role
+from profiles import catalog
 from profiles.choices import AllocationStrategy, InfrastructureKind
 from profiles.models import (
     ComputeProfile,
@@ -114,7 +115,6 @@ def _local_infrastructure() -> Infrastructure:
 
 
 def _aws_infrastructure() -> Infrastructure:
-    from profiles import catalog
 
     infrastructure, _ = Infrastructure.objects.get_or_create(
         name="AWS us-east-1",

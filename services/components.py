@@ -5,12 +5,12 @@ parameters (with defaults and validation), and what it needs: ports, GPUs, stora
 capabilities (`requires`) and capabilities that must come *before* it in a profile
 (`after`, e.g. MLflow before the pipelines that log to it).
 
-How a component is realised per driver lives in `pools.services` (Kubernetes manifests in
-`pools/services/k8s.py`, supervised processes in `pools/services/local.py`); this module is
-plain data, so the admin forms, the compatibility checks and the turnkey profiles are all
-validated against the same declarations. `local_package` names the Python module the local
-driver runs the component from; `local_unavailable` says why a component cannot run on the
-local driver at all.
+How a component is realised per driver lives in `services.backends` (Kubernetes manifests
+in `services/backends/kubernetes.py`, supervised processes in `services/backends/local.py`);
+this module is plain data, so the admin forms, the compatibility checks and the turnkey
+profiles are all validated against the same declarations. `local_package` names the Python
+module the local driver runs the component from; `local_unavailable` says why a component
+cannot run on the local driver at all.
 """
 
 from __future__ import annotations

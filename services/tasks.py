@@ -33,13 +33,16 @@ from django_q.tasks import async_task
 from pools import tasks as provisioning
 from pools.drivers.base import PermanentError, TransientError
 from pools.lifecycle import IN_FLIGHT_STATES, LIVE_STATES, State, log_step, transition
-from pools.services import base as svc
-from profiles import components as catalog
+from pools.models import Workspace
+from services import components as catalog
+from services.backends import backend_for
+from services.backends import base as svc
+from services.models import ServiceDeployment
 
 logger = logging.getLogger(__name__)
 
-DEPLOY = "pools.services.tasks.deploy_services"
-REMOVE = "pools.services.tasks.remove_services"
+DEPLOY = "services.tasks.deploy_services"
+REMOVE = "services.tasks.remove_services"
 START_TIMEOUT = {"mlflow": 120, "ray": 120, "jupyterlab": 90}
 DEFAULT_START_TIMEOUT = 60
 POLL = 2.0  # seconds between checks while a component starts
@@ -58,7 +61,6 @@ def enqueue_remove(deployment_id: int) -> None:
 
 
 def _load(deployment_id: int):
-    from workspaces.models import ServiceDeployment
 
     return (
         ServiceDeployment.objects.select_related("workspace", "infrastructure")
@@ -111,7 +113,7 @@ def deploy_services(deployment_id: int) -> str:
     if deployment.state != State.PROVISIONING:
         return f"nothing to do ({deployment.state})"
     provisioning._touch(deployment)
-    backend = svc.backend_for(deployment.infrastructure)
+    backend = backend_for(deployment.infrastructure)
     spec = deployment.workspace_spec()
     for row in deployment.components.all():
         outcome = _deploy_one(deployment, backend, spec, row)
@@ -243,7 +245,7 @@ def remove_services(deployment_id: int) -> str:
 
 
 def _remove_components(deployment) -> None:
-    backend = svc.backend_for(deployment.infrastructure)
+    backend = backend_for(deployment.infrastructure)
     spec = deployment.workspace_spec()
     for row in reversed(list(deployment.components.all())):
         if row.status in (svc.UNAVAILABLE, svc.REMOVED):
@@ -265,7 +267,6 @@ def remove_for_target(infrastructure, target_name: str, spec=None) -> int:
     The workspace's deprovision calls this before it deletes the workspace itself, so the
     services go first; then it calls the backend's `remove_all` for anything left behind.
     """
-    from workspaces.models import ServiceDeployment
 
     removed = 0
     live = ServiceDeployment.objects.filter(
@@ -279,7 +280,7 @@ def remove_for_target(infrastructure, target_name: str, spec=None) -> int:
         _remove_components(deployment)
         transition(deployment, State.DELETED, message="removed", deleted_at=timezone.now())
         removed += 1
-    backend = svc.backend_for(infrastructure)
+    backend = backend_for(infrastructure)
     if backend is not None and spec is not None:
         backend.remove_all(spec)
     return removed
@@ -296,7 +297,6 @@ def stop_for_target(infrastructure, target_name: str) -> int:
     `start_for_workspace` deploys it again (a redeploy) once the workspace is ready.
     Idempotent: a stack already back to requested only has its components removed again.
     """
-    from workspaces.models import ServiceDeployment
 
     stopped = 0
     live = ServiceDeployment.objects.filter(
@@ -309,7 +309,7 @@ def stop_for_target(infrastructure, target_name: str) -> int:
             deployment, State.REQUESTED, message="the workspace is stopping; redeployed on start"
         ):
             continue
-        backend = svc.backend_for(deployment.infrastructure)
+        backend = backend_for(deployment.infrastructure)
         spec = deployment.workspace_spec()
         for row in reversed(list(deployment.components.all())):
             if row.status in (svc.UNAVAILABLE, svc.PENDING):
@@ -328,7 +328,6 @@ def stop_for_target(infrastructure, target_name: str) -> int:
 
 def start_for_workspace(workspace) -> int:
     """Deploy again, on commit, the stacks a stop sent back to requested; return how many."""
-    from workspaces.models import ServiceDeployment
 
     waiting = ServiceDeployment.objects.filter(workspace=workspace, state=State.REQUESTED)
     pks = list(waiting.values_list("pk", flat=True))
@@ -346,7 +345,6 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
     `target` is a Workspace or a warm-pool instance: anything with `infrastructure`,
     `resource_name` and `spec()`.
     """
-    from workspaces.models import ServiceDeployment
 
     spec = _spec_of(target)
     now = timezone.now()
@@ -371,14 +369,8 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
 def _spec_of(target):
     """The driver spec of the target's resources (a workspace may run on an adopted
     warm-pool instance, whose resources keep the instance's name)."""
-    from workspaces.models import Workspace
-
     if isinstance(target, Workspace):
-        try:
-            from pools.claims import spec_for
-        except ImportError:
-            return target.spec()
-        return spec_for(target)
+        return target.resources_spec()
     return target.spec()
 
 
@@ -403,7 +395,6 @@ def deploy_default_services(target):
     profile). Returns the deployment, or None when the profile names no default stack or
     one is already live for the target. The deploy task is enqueued on commit.
     """
-    from workspaces.models import ServiceDeployment, Workspace
 
     services_profile = getattr(target.profile, "default_services_profile", None)
     if services_profile is None:
@@ -423,7 +414,6 @@ def deploy_default_services(target):
 
 def adopt_services(infrastructure, target_name: str, workspace) -> int:
     """Hand the live stack of a claimed pool instance to the workspace that claimed it."""
-    from workspaces.models import ServiceDeployment
 
     return ServiceDeployment.objects.filter(
         infrastructure=infrastructure, target_name=target_name, state__in=LIVE_STATES
@@ -432,7 +422,6 @@ def adopt_services(infrastructure, target_name: str, workspace) -> int:
 
 def workspace_ready(workspace) -> None:
     """Called when a workspace becomes ready: deploy what its request or profile asked for."""
-    from workspaces.models import ServiceDeployment
 
     waiting = ServiceDeployment.objects.filter(workspace=workspace, state=State.REQUESTED)
     pks = list(waiting.values_list("pk", flat=True))
@@ -452,7 +441,6 @@ def sweep(now=None) -> int:
     Claimed with a conditional UPDATE of the heartbeat, like `pools.tasks.resume_stuck`.
     A requested deployment of a workspace that is not ready yet is left to `workspace_ready`.
     """
-    from workspaces.models import ServiceDeployment
 
     now = now or timezone.now()
     cutoff = now - provisioning.stuck_after()

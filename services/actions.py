@@ -9,13 +9,15 @@ from __future__ import annotations
 from django.db import transaction
 
 from pools.lifecycle import LIVE_STATES, State, transition
-from pools.services import tasks
+from pools.models import Workspace
 from portal import audit
 from portal.models import AuditAction
 from portal.roles import CHANGE, USE, VIEW, Area, has_perm
-from profiles import components as catalog
 from profiles.models import ServicesProfile
-from workspaces.models import ComponentDeployment, ServiceDeployment, Workspace
+from services import components as catalog
+from services import tasks
+from services.backends import backend_for
+from services.models import ComponentDeployment, ServiceDeployment
 
 
 class ServicesRefused(Exception):
@@ -48,7 +50,6 @@ def live_deployment(workspace: Workspace) -> ServiceDeployment | None:
 
 def local_unavailable(services_profile: ServicesProfile, infrastructure) -> list[str]:
     """Why components of the profile will not run on `infrastructure` (empty if all will)."""
-    from pools.services.base import backend_for
 
     backend = backend_for(infrastructure)
     reasons = []

@@ -53,8 +53,9 @@ from fractions import Fraction
 from pathlib import Path
 
 from pools.drivers import k8s_manifests as m
+from pools.drivers import kubernetes as k
 from pools.drivers.base import TransientError, WorkspaceSpec
-from pools.services.base import (
+from services.backends.base import (
     DEPLOYING,
     READY,
     ComponentContext,
@@ -402,7 +403,6 @@ class KubernetesServices(ServicesBackend):
 
     def __init__(self, infrastructure):
         super().__init__(infrastructure)
-        from pools.drivers import kubernetes as k
 
         for kind, entry in EXTRA_KINDS.items():
             k.KINDS.setdefault(kind, entry)

@@ -21,8 +21,9 @@ from django.utils import timezone
 
 from pools.drivers.base import GroupSpec, WorkspaceSpec
 from pools.lifecycle import BASE_LIFECYCLE, LIVE_STATES, LifecycleEvent, LifecycleModel, State
-from pools.services import base as svc
 from portal.crypto import EncryptedTextField
+from services.backends import base as svc
+from services.components import component
 
 # Redeploy: a ready or failed deployment goes back to requested (the same rows, re-copied).
 # Stopping the workspace (issue 5) also sends a live stack back to requested, deploying or
@@ -42,9 +43,9 @@ class ServiceDeployment(LifecycleModel):
     lifecycle = SERVICES_LIFECYCLE
 
     # The workspace it serves; empty for a warm-pool instance's stack until a workspace
-    # claims the instance (`pools.services.tasks.adopt_services`).
+    # claims the instance (`services.tasks.adopt_services`).
     workspace = models.ForeignKey(
-        "workspaces.Workspace",
+        "pools.Workspace",
         null=True,
         blank=True,
         on_delete=models.CASCADE,
@@ -78,6 +79,8 @@ class ServiceDeployment(LifecycleModel):
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        # The tables keep the names they had when these models lived in `workspaces`.
+        db_table = "workspaces_servicedeployment"
         ordering = ["-created", "-id"]
         constraints = [
             # One live stack per workspace: deploy another one after removing this one.
@@ -117,7 +120,7 @@ class ServiceDeploymentEvent(LifecycleEvent):
     )
 
     class Meta(LifecycleEvent.Meta):
-        pass
+        db_table = "workspaces_servicedeploymentevent"
 
     def __str__(self) -> str:
         return f"{self.deployment}: {self.from_state} → {self.to_state} {self.message}"
@@ -154,6 +157,7 @@ class ComponentDeployment(models.Model):
     updated = models.DateTimeField(auto_now=True)
 
     class Meta:
+        db_table = "workspaces_componentdeployment"
         ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(
@@ -166,7 +170,6 @@ class ComponentDeployment(models.Model):
 
     @property
     def component_name(self) -> str:
-        from profiles.components import component
 
         found = component(self.component)
         return found.name if found else self.component

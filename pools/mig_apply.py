@@ -25,11 +25,17 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from pools.drivers.base import DriverError, PermanentError, TransientError
+from pools.drivers.kubernetes import KubernetesDriver
+from pools.models import NodePartition
+from pools.partitions import PartitioningRefused, apply_refusal, busy_nodes, known_nodes
+from portal import audit
+from portal.models import AuditAction
 from profiles import partitioning
 from profiles.catalog import gpu_model_for_product_label
-from profiles.choices import InfrastructureKind, MigConfigState, PartitioningMode
+from profiles.choices import InfrastructureKind, MigConfigState
 from profiles.mig import migparted
-from profiles.models import Infrastructure, NodePartition, PartitioningStrategy
+from profiles.models import Infrastructure, PartitioningStrategy
 
 logger = logging.getLogger(__name__)
 
@@ -48,30 +54,11 @@ _WAITING = {MigConfigState.PENDING, MigConfigState.REBOOTING}
 # --- what is applied ---------------------------------------------------------------------
 
 
-def infrastructure_config(infrastructure: Infrastructure) -> dict[str, Any]:
-    """One mig-parted config for every partitioning of the infrastructure.
-
-    The custom ConfigMap replaces the operator's default one, so it carries the named
-    layouts of the infrastructure's GPU models as well as each custom mix (filtered to its
-    model by PCI device id).
-    """
-    strategies = list(infrastructure.partitionings.all())
-    models = sorted({s.gpu_model for s in strategies}) or None
-    config = migparted.default_config(models)
-    for strategy in strategies:
-        if strategy.mode == PartitioningMode.CUSTOM:
-            counts = strategy.per_gpu_counts()
-            config["mig-configs"][strategy.config_name()] = [
-                migparted.entry(counts, [strategy.gpu_model])
-            ]
-    return config
-
-
 def config_map_manifest(strategy: PartitioningStrategy) -> dict[str, Any]:
     return migparted.config_map(
         strategy.config_map_name,
         strategy.config_map_namespace,
-        infrastructure_config(strategy.infrastructure),
+        partitioning.infrastructure_config(strategy.infrastructure),
     )
 
 
@@ -89,7 +76,6 @@ def node_label_patch(node_name: str, config_name: str) -> dict[str, Any]:
 
 def kube_api_client(infrastructure: Infrastructure):
     """The `kubernetes` ApiClient for the infrastructure's kubeconfig (the driver's helper)."""
-    from pools.drivers.kubernetes import KubernetesDriver
 
     return KubernetesDriver(infrastructure).api
 
@@ -103,8 +89,6 @@ class Kube:
     def call(self, method: str, path: str, *, body=None, query=None, content_type=None):
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
-
-        from pools.drivers.base import PermanentError, TransientError
 
         headers = {"Accept": "application/json"}
         if content_type:
@@ -175,7 +159,7 @@ def enqueue_apply(strategy: PartitioningStrategy) -> None:
 
     pk = strategy.pk
     transaction.on_commit(
-        lambda: async_task("profiles.mig_apply.apply_partitioning", pk, group="mig-apply")
+        lambda: async_task("pools.mig_apply.apply_partitioning", pk, group="mig-apply")
     )
 
 
@@ -184,8 +168,41 @@ def enqueue_refresh(strategy: PartitioningStrategy) -> None:
 
     pk = strategy.pk
     transaction.on_commit(
-        lambda: async_task("profiles.mig_apply.refresh_state", pk, group="mig-refresh")
+        lambda: async_task("pools.mig_apply.refresh_state", pk, group="mig-refresh")
     )
+
+
+def request_apply(user, strategy: PartitioningStrategy) -> None:
+    """Enqueue applying the strategy; PartitioningRefused while it cannot be applied."""
+    infrastructure = strategy.infrastructure
+    if infrastructure.kind != InfrastructureKind.KUBERNETES:
+        raise PartitioningRefused(
+            "Applying from the portal works on existing Kubernetes clusters with the GPU "
+            "Operator. Elsewhere, apply the mig-parted config below with nvidia-mig-parted."
+        )
+    usable, reason = infrastructure.usability()
+    if not usable:
+        raise PartitioningRefused(reason)
+    refusal = apply_refusal(strategy, busy_nodes(infrastructure, known_nodes(strategy)))
+    if refusal:
+        raise PartitioningRefused(refusal)
+    with transaction.atomic():
+        PartitioningStrategy.objects.filter(pk=strategy.pk).update(
+            apply_requested_at=timezone.now(), apply_error=""
+        )
+        audit.record(
+            user,
+            AuditAction.ACTION,
+            strategy,
+            after={"applied_config": strategy.config_name()},
+            message=f"apply {strategy.config_name()}",
+        )
+        enqueue_apply(strategy)
+
+
+def request_refresh(strategy: PartitioningStrategy) -> None:
+    with transaction.atomic():
+        enqueue_refresh(strategy)
 
 
 def _schedule_refresh(strategy: PartitioningStrategy) -> None:
@@ -194,7 +211,7 @@ def _schedule_refresh(strategy: PartitioningStrategy) -> None:
     Schedule.objects.update_or_create(
         name=f"mig refresh {strategy.pk}",
         defaults={
-            "func": "profiles.mig_apply.refresh_state",
+            "func": "pools.mig_apply.refresh_state",
             "args": repr((strategy.pk,)),
             "schedule_type": Schedule.ONCE,
             "repeats": -1,
@@ -214,7 +231,6 @@ def _load(strategy_id: int) -> PartitioningStrategy | None:
 
 def apply_partitioning(strategy_id: int) -> str:
     """Write the ConfigMap and label the strategy's free nodes (see the module docstring)."""
-    from pools.drivers.base import DriverError
 
     strategy = _load(strategy_id)
     if strategy is None:
@@ -229,7 +245,7 @@ def apply_partitioning(strategy_id: int) -> str:
     try:
         kube = Kube(infrastructure)
         nodes = _target_nodes(kube, strategy)
-        busy = partitioning.busy_nodes(infrastructure, nodes)
+        busy = busy_nodes(infrastructure, nodes)
         for node, pods in kube.portal_pod_nodes().items():
             if node in nodes:
                 busy.setdefault(node, []).extend(pods)
@@ -293,7 +309,6 @@ def _fail(strategy: PartitioningStrategy, message: str) -> str:
 
 def refresh_state(strategy_id: int) -> str:
     """Read `nvidia.com/mig.config(.state)` of the strategy's nodes into NodePartition rows."""
-    from pools.drivers.base import DriverError
 
     strategy = _load(strategy_id)
     if strategy is None:

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from pools.drivers.base import WorkspaceSpec
-from profiles.components import Component
+from services.components import Component
 
 # Statuses of one component of a deployment.
 PENDING, DEPLOYING, READY, FAILED, UNAVAILABLE, REMOVED = (
@@ -81,21 +81,3 @@ class ServicesBackend(ABC):
     @abstractmethod
     def remove_all(self, spec: WorkspaceSpec) -> None:
         """Delete every component of the workspace, whatever deployment made it."""
-
-
-def backend_for(infrastructure) -> ServicesBackend | None:
-    """The services backend of the infrastructure's driver, or None if it has none."""
-    from pools.drivers import driver_class
-    from pools.drivers.kubernetes import KubernetesDriver
-    from pools.drivers.local import LocalDriver
-
-    cls = driver_class(infrastructure)
-    if cls is not None and issubclass(cls, LocalDriver):
-        from pools.services.local import LocalServices
-
-        return LocalServices(infrastructure)
-    if cls is not None and issubclass(cls, KubernetesDriver):
-        from pools.services.k8s import KubernetesServices
-
-        return KubernetesServices(infrastructure)
-    return None

@@ -7,9 +7,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.roles import CHANGE
 from profiles.models import ServicesProfile
-from workspaces import services
-from workspaces.models import ComponentDeployment, ServiceDeployment
-from workspaces.views import _get_workspace_for_user
+from services import actions as services
+from services.models import ComponentDeployment, ServiceDeployment
+from workspaces.access import get_workspace_for_user
 
 
 def _panel(request, workspace):
@@ -47,7 +47,7 @@ def _panel(request, workspace):
 @require_GET
 def panel(request, pk: int):
     """The services panel of the workspace page (htmx loads it and polls while in flight)."""
-    return _panel(request, _get_workspace_for_user(request, pk))
+    return _panel(request, get_workspace_for_user(request, pk))
 
 
 def _after(request, workspace):
@@ -59,7 +59,7 @@ def _after(request, workspace):
 @login_required
 @require_POST
 def deploy(request, pk: int):
-    workspace = _get_workspace_for_user(request, pk, CHANGE)
+    workspace = get_workspace_for_user(request, pk, CHANGE)
     chosen = request.POST.get("services_profile") or ""
     services_profile = (
         ServicesProfile.objects.filter(pk=int(chosen)).first()
@@ -79,7 +79,7 @@ def deploy(request, pk: int):
 
 
 def _deployment(request, pk: int, deployment_pk: int):
-    workspace = _get_workspace_for_user(request, pk, CHANGE)
+    workspace = get_workspace_for_user(request, pk, CHANGE)
     deployment = get_object_or_404(ServiceDeployment, pk=deployment_pk, workspace=workspace)
     deployment.workspace = workspace
     return workspace, deployment
@@ -111,7 +111,7 @@ def remove(request, pk: int, deployment_pk: int):
 @require_POST
 def reveal_secret(request, pk: int, component_pk: int):
     """The component's credential and a link that uses it, for the owner only."""
-    workspace = _get_workspace_for_user(request, pk)
+    workspace = get_workspace_for_user(request, pk)
     component = get_object_or_404(
         ComponentDeployment.objects.select_related("deployment"),
         pk=component_pk,

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from portal.demo import DEMO_ADMIN, DEMO_SCIENTIST, load_demo
+from workspaces.demo import DEMO_ADMIN, DEMO_SCIENTIST, load_demo
 
 
 class Command(BaseCommand):

@@ -15,14 +15,12 @@ deletes the directory with everything in it.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ from pathlib import Path
 from pools import supervisor
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, LocalDriver
-from pools.services.base import (
+from services.backends.base import (
     DEPLOYING,
     FAILED,
     READY,
@@ -43,7 +41,7 @@ from pools.services.base import (
     ServicesBackend,
     tail,
 )
-from profiles.components import Component
+from services.components import Component
 
 SERVICES_DIR = "services"
 PROCESS_FILE = "process.json"
@@ -278,10 +276,7 @@ def stop_directory(directory: Path) -> bool:
     record = supervisor.ProcessRecord.load(path)
     stopped = False
     if record is not None:
-        if supervisor.is_running(record):
-            supervisor.stop(record, timeout=10)
-            stopped = True
-        _kill_session(record.pid)
+        stopped = supervisor.stop_session(record, timeout=10)
         path.unlink(missing_ok=True)
     meta = _read_json(directory / "launch.json")
     if meta.get("temp_dir"):
@@ -290,43 +285,12 @@ def stop_directory(directory: Path) -> bool:
 
 
 def stop_all(workspace_dir: Path) -> list[str]:
-    """Stop every component of a workspace (the workspace's deprovision calls this)."""
+    """Stop every component of a workspace."""
     stopped = []
     for path in sorted((workspace_dir / SERVICES_DIR).glob(f"*/{PROCESS_FILE}")):
         if stop_directory(path.parent):
             stopped.append(path.parent.name)
     return stopped
-
-
-def _kill_session(sid: int) -> None:
-    """SIGKILL what is left of the session the supervised process led (its children).
-
-    The kernel never hands out a PID still in use as a session id, so the members of
-    session `sid` are exactly what our process started.
-    """
-    for _ in range(50):
-        members = _session_members(sid)
-        if not members:
-            return
-        for pid in members:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.1)
-
-
-def _session_members(sid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
 
 
 def _new_secret() -> str:

@@ -1,0 +1,100 @@
+"""Nodes of a partitioning on the cluster: which host workspaces, which drain, and the
+admin's drain action. Applying a partitioning is `pools.mig_apply`.
+
+The partitioning itself (layouts, previews, the mig-parted config) is catalog data in
+`profiles.partitioning`; this module is the engine's side: it knows where workspaces run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from django.db import transaction
+
+from pools.models import NodePartition, Workspace
+from portal import audit
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure, PartitioningStrategy
+
+
+class PartitioningRefused(Exception):
+    """The action cannot go ahead; the message says why and what to do."""
+
+
+def _workspace_nodes(detail: Mapping) -> set[str]:
+    """Node names a driver recorded for a workspace (Kubernetes: pod → node)."""
+    nodes = detail.get("nodes") or {}
+    names = set(nodes.values()) if isinstance(nodes, Mapping) else set(nodes)
+    if detail.get("node"):
+        names.add(detail["node"])
+    return {name for name in names if isinstance(name, str)}
+
+
+def busy_nodes(infrastructure: Infrastructure, node_names: Iterable[str]) -> dict[str, list[str]]:
+    """Node → the live workspaces placed on it, for the nodes that have any."""
+    wanted = set(node_names)
+    busy: dict[str, list[str]] = {}
+    live = Workspace.objects.live().filter(infrastructure=infrastructure)
+    for workspace in live.only("id", "name", "detail"):
+        for node in _workspace_nodes(workspace.detail or {}) & wanted:
+            busy.setdefault(node, []).append(str(workspace))
+    return busy
+
+
+def node_accepts_workspaces(infrastructure: Infrastructure, node_name: str) -> bool:
+    """False while an admin drains the node for repartitioning: place nothing new there."""
+    return not NodePartition.objects.filter(
+        strategy__infrastructure=infrastructure, name=node_name, draining=True
+    ).exists()
+
+
+def draining_nodes(infrastructure: Infrastructure) -> tuple[str, ...]:
+    """Names of the nodes of this infrastructure that take no new workspaces."""
+    if infrastructure.pk is None:
+        return ()
+    return tuple(
+        NodePartition.objects.filter(strategy__infrastructure=infrastructure, draining=True)
+        .values_list("name", flat=True)
+        .distinct()
+    )
+
+
+def set_draining(strategy: PartitioningStrategy, node_name: str, draining: bool) -> NodePartition:
+    node, _ = NodePartition.objects.update_or_create(
+        strategy=strategy, name=node_name, defaults={"draining": draining}
+    )
+    return node
+
+
+def known_nodes(strategy: PartitioningStrategy) -> list[str]:
+    """The listed nodes, else the nodes the portal has seen for this strategy."""
+    listed = strategy.node_list()
+    if listed:
+        return listed
+    if strategy.infrastructure.kind == InfrastructureKind.DATA_CENTER:
+        return strategy.infrastructure.host_list()
+    return [node.name for node in strategy.node_states.all()]
+
+
+def apply_refusal(strategy: PartitioningStrategy, busy: Mapping[str, list[str]]) -> str:
+    """Why applying must wait ("" when it may go ahead), for the page and the task."""
+    if not busy:
+        return ""
+    parts = [f"{node} hosts {', '.join(names)}" for node, names in sorted(busy.items())]
+    return (
+        f"Not repartitioned: {'; '.join(parts)}. Drain the node (no new workspaces go there) "
+        "and apply again once its workspaces are deleted."
+    )
+
+
+def change_draining(user, strategy: PartitioningStrategy, node_name: str, draining: bool) -> None:
+    """Drain a node (no new workspaces) or put it back in service, audited."""
+    if (
+        node_name not in known_nodes(strategy)
+        and not strategy.node_states.filter(name=node_name).exists()
+    ):
+        raise PartitioningRefused(f"{node_name or 'That'} is not a node of this partitioning.")
+    with transaction.atomic():
+        tracker = audit.ChangeTracker(strategy)
+        set_draining(strategy, node_name, draining)
+        tracker.record(user)
