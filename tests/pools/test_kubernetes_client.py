@@ -1,0 +1,135 @@
+"""The one Kubernetes client (pools.kube) against the API stand-in: kinds, apply, get, list,
+delete, label patches, and its one error mapping."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from pools import kube
+from pools.drivers.base import PermanentError, TransientError
+from tests.pools.k8s_stand_in import StandInApiServer
+
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ws-1"}}
+
+
+@pytest.fixture
+def cluster():
+    server = StandInApiServer(version="1.33").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(cluster):
+    return kube.client_for(SimpleNamespace(kubeconfig=cluster.kubeconfig(), in_cluster=False))
+
+
+def config_map(name="settings", namespace="ws-1", labels=None) -> dict:
+    meta = {"name": name, "namespace": namespace, "labels": labels or {"app": "x"}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"a": "1"}}
+
+
+def test_apply_creates_then_updates_under_the_field_manager(cluster, client):
+    assert client.apply(NAMESPACE) is True
+    assert client.apply(NAMESPACE) is False
+    assert client.apply(config_map()) is True
+    patches = [(m, p) for m, p in cluster.requests if m == "PATCH"]
+    assert patches[-1] == ("PATCH", "/api/v1/namespaces/ws-1/configmaps/settings")
+    assert cluster.objects[("configmaps", "ws-1", "settings")]["data"] == {"a": "1"}
+
+
+def test_get_list_and_delete_answer_absence_without_raising(client):
+    assert client.get("Namespace", "ws-1") is None
+    assert client.list("ConfigMap", "ws-1") == []
+    assert client.delete("Namespace", "ws-1") is False
+    client.apply(NAMESPACE)
+    client.apply(config_map("one", labels={"app": "x"}))
+    client.apply(config_map("two", labels={"app": "y"}))
+    assert client.get("Namespace", "ws-1")["metadata"]["name"] == "ws-1"
+    assert [o["metadata"]["name"] for o in client.list("ConfigMap", "ws-1", "app=y")] == ["two"]
+    assert len(client.list("ConfigMap")) == 2  # every namespace
+    assert client.delete("ConfigMap", "one", "ws-1") is True
+    assert client.get("ConfigMap", "one", "ws-1") is None
+
+
+def test_names_that_no_object_can_have_never_reach_the_api(cluster, client):
+    before = len(cluster.requests)
+    assert client.get("Node", "../namespaces/kube-system") is None
+    assert client.get("Node", "a\x00b") is None
+    assert client.delete("Pod", "x?y", "ws-1") is False
+    assert client.list("Pod", "ws 1") == []
+    with pytest.raises(PermanentError, match="not a Kubernetes name"):
+        client.apply(config_map(name="Bad_Name"))
+    assert len(cluster.requests) == before
+
+
+def test_a_labels_patch_names_only_the_labels():
+    body = kube.labels_patch("Node", "gpu-1", {"nvidia.com/mig.config": "all-1g.5gb"})
+    assert body == {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": "gpu-1", "labels": {"nvidia.com/mig.config": "all-1g.5gb"}},
+    }
+
+
+def test_a_write_into_a_missing_namespace_is_transient(client):
+    with pytest.raises(TransientError, match="did not find ConfigMap settings") as error:
+        client.apply(config_map())
+    assert 'namespaces "ws-1" not found' in error.value.detail
+
+
+@pytest.mark.parametrize("code", [401, 403])
+def test_refused_credentials_are_permanent_with_the_reason(cluster, client, code):
+    cluster.refuse = code
+    with pytest.raises(PermanentError, match="kubeconfig's credentials were refused") as error:
+        client.get("Namespace", "ws-1")
+    assert f"refused by the test ({code})" in str(error.value)
+    assert error.value.detail.startswith(f"HTTP {code}")
+
+
+@pytest.mark.parametrize("code", [409, 429, 500, 503])
+def test_a_busy_api_is_transient(cluster, client, code):
+    cluster.refuse = code
+    with pytest.raises(TransientError, match=f"busy \\({code}\\)"):
+        client.list("Pod")
+
+
+def test_an_unreachable_api_is_transient(cluster, client):
+    cluster.stop()
+    with pytest.raises(TransientError, match="Cannot reach the Kubernetes API"):
+        client.get("Namespace", "ws-1")
+
+
+def test_a_rejected_object_is_permanent_with_the_apis_message(client):
+    client.apply(NAMESPACE)
+    bad = config_map()
+    bad["data"] = {"a": 1}  # data values must be strings
+    with pytest.raises(PermanentError, match="The cluster rejected ConfigMap settings") as error:
+        client.apply(bad)
+    assert "HTTP 422" in error.value.detail
+
+
+def test_kinds_come_from_one_registry_extended_through_a_function():
+    assert (
+        kube.object_path("StatefulSet", "a", "ns") == "/apis/apps/v1/namespaces/ns/statefulsets/a"
+    )
+    assert kube.object_path("Pod") == "/api/v1/pods"
+    assert kube.object_path("Node", "gpu-1") == "/api/v1/nodes/gpu-1"
+    with pytest.raises(ValueError, match="unknown kind"):
+        kube.kind("CronJob")
+    job = kube.register_kind("CronJob", "batch/v1", "cronjobs", namespaced=True, words="cron job")
+    same = kube.register_kind("CronJob", "batch/v1", "cronjobs", namespaced=True, words="cron job")
+    assert same == job
+    assert kube.object_path("CronJob", "c", "ns") == "/apis/batch/v1/namespaces/ns/cronjobs/c"
+    with pytest.raises(ValueError, match="already registered"):
+        kube.register_kind("CronJob", "batch/v2", "cronjobs", namespaced=True, words="cron job")
+
+
+def test_the_stand_in_refuses_other_patch_types_and_apply_without_a_field_manager(client):
+    path = kube.object_path("Namespace", "ws-1")
+    with pytest.raises(PermanentError) as error:
+        client.request("PATCH", path, body=NAMESPACE, content_type="application/merge-patch+json")
+    assert "HTTP 415" in error.value.detail
+    with pytest.raises(PermanentError) as error:
+        client.request("PATCH", path, body=NAMESPACE, content_type="application/apply-patch+yaml")
+    assert "fieldManager: Required value" in error.value.detail
