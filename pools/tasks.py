@@ -21,19 +21,17 @@ queue and the loop holds back new instances while user requests wait (`pools.war
 from __future__ import annotations
 
 import logging
-import traceback
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from pools import warmpool
+from pools import steps, warmpool
 from pools.drivers import driver_class, driver_for
-from pools.drivers.base import DriverError, PermanentError, TransientError, WorkspaceSpec
-from pools.lifecycle import IN_FLIGHT_STATES, LIVE_STATES, State, log_step, transition
+from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
+from pools.lifecycle import LIVE_STATES, State, transition
 from pools.models import PoolInstance, Workspace
 from profiles.models import Infrastructure
 from services.tasks import (
@@ -47,20 +45,17 @@ from services.tasks import sweep as services_sweep
 
 logger = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 6
-BACKOFF_BASE = 30  # seconds; doubles per attempt (30, 60, 120, ... capped)
-BACKOFF_MAX = 15 * 60
 # How long a workspace may take to become ready once provisioning started.
 PROVISION_DEADLINE = timedelta(minutes=60)
+# How often a workspace that is not ready yet is looked at again.
+POLL_INTERVAL = steps.BACKOFF_BASE
 
-
-def stuck_after() -> timedelta:
-    """An in-flight workspace not touched for this long was dropped by a dead worker."""
-    return timedelta(seconds=settings.Q_CLUSTER.get("timeout", 600) + 60)
-
-
-def backoff(attempt: int) -> int:
-    return min(BACKOFF_BASE * 2 ** max(attempt - 1, 0), BACKOFF_MAX)
+# Until `services.tasks` calls `pools.steps` itself (issue 10): the names it uses here.
+BACKOFF_BASE = steps.BACKOFF_BASE
+stuck_after = steps.stuck_after
+schedule_retry = steps.schedule_retry
+_touch = steps.touch
+_retry_or_fail = steps.retry_or_fail
 
 
 # -- enqueueing ------------------------------------------------------------------------
@@ -106,20 +101,6 @@ def enqueue_pool_deprovision(instance_id: int) -> None:
     )
 
 
-def schedule_retry(func: str, workspace_id: int, delay: int) -> None:
-    """Run `func(workspace_id)` once after `delay` seconds (one pending retry per task)."""
-    Schedule.objects.update_or_create(
-        name=f"retry {func.rsplit('.', 1)[-1]} {workspace_id}",
-        defaults={
-            "func": func,
-            "args": repr((workspace_id,)),
-            "schedule_type": Schedule.ONCE,
-            "repeats": -1,
-            "next_run": timezone.now() + timedelta(seconds=delay),
-        },
-    )
-
-
 # -- tasks -----------------------------------------------------------------------------
 
 
@@ -130,44 +111,6 @@ def _load(workspace_id: int):
         .filter(pk=workspace_id)
         .first()
     )
-
-
-def _reporter(workspace):
-    """A driver Reporter that records each progress step once, however often it is retried."""
-    seen = set(workspace.events.values_list("message", flat=True))
-
-    def report(message: str) -> None:
-        if message not in seen:
-            seen.add(message)
-            log_step(workspace, message)
-
-    return report
-
-
-def _touch(workspace, delay: int = 0) -> None:
-    """Record that a worker has it (or when the next attempt is due)."""
-    workspace.heartbeat = timezone.now() + timedelta(seconds=delay)
-    type(workspace).objects.filter(pk=workspace.pk).update(heartbeat=workspace.heartbeat)
-
-
-def _retry_or_fail(workspace, func: str, error: Exception, give_up_to=State.FAILED) -> None:
-    attempts = workspace.attempts + 1
-    type(workspace).objects.filter(pk=workspace.pk).update(attempts=attempts)
-    workspace.attempts = attempts
-    detail = getattr(error, "detail", "") or ""
-    if attempts >= getattr(workspace, "max_attempts", MAX_ATTEMPTS):
-        transition(
-            workspace,
-            give_up_to,
-            message=f"gave up after {attempts} attempts: {error}",
-            failure_reason=f"{error} (gave up after {attempts} attempts)"[:300],
-            failure_detail=detail,
-        )
-        return
-    delay = backoff(attempts)
-    log_step(workspace, f"attempt {attempts} failed ({error}); retrying in {delay} s")
-    _touch(workspace, delay)
-    schedule_retry(func, workspace.pk, delay)
 
 
 def provision_workspace(workspace_id: int) -> str:
@@ -187,29 +130,22 @@ def _provision(workspace, func: str) -> str:
         transition(workspace, State.PROVISIONING, message="provisioning started")
     if workspace.state != State.PROVISIONING:
         return f"nothing to do ({workspace.state})"
-    _touch(workspace)
+    steps.touch(workspace)
     spec = workspace.spec()
     try:
         driver = driver_for(workspace.infrastructure)
-        result = driver.provision(spec, _reporter(workspace))
-    except TransientError as error:
-        _retry_or_fail(workspace, func, error)
-        return f"retrying: {error}"
+        result = driver.provision(spec, steps.reporter(workspace))
     except PermanentError as error:
         _fail_and_release(workspace, spec, str(error), error.detail)
         return f"failed: {error}"
-    except Exception as error:  # a bug or an unexpected client error: retry, then fail
-        error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, func, error)
-        return f"retrying after error: {error}"
+    except Exception as error:  # a TransientError, or a bug: retry with backoff, then fail
+        return steps.retry_or_fail(workspace, func, error)
 
     if not result.ready:
-        if timezone.now() - workspace.state_changed > PROVISION_DEADLINE:
-            minutes = int(PROVISION_DEADLINE.total_seconds() // 60)
-            _fail_and_release(workspace, spec, f"not ready within {minutes} minutes", "")
+        if _past_deadline(workspace):
+            _fail_and_release(workspace, spec, _deadline_reason(), "")
             return "failed: deadline"
-        _touch(workspace, BACKOFF_BASE)
-        schedule_retry(func, workspace.pk, BACKOFF_BASE)
+        steps.retry_later(workspace, func, POLL_INTERVAL)
         return "not ready yet"
 
     connection = dict(result.connection)
@@ -229,44 +165,22 @@ def _provision(workspace, func: str) -> str:
     return "ready"
 
 
+def _past_deadline(workspace) -> bool:
+    return timezone.now() - workspace.state_changed > PROVISION_DEADLINE
+
+
+def _deadline_reason() -> str:
+    return f"not ready within {int(PROVISION_DEADLINE.total_seconds() // 60)} minutes"
+
+
 def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) -> None:
     """Fail the workspace with `reason`, then release whatever the driver made."""
-    if not transition(
-        workspace,
-        State.FAILED,
-        message=reason,
-        failure_reason=reason[:300],
-        failure_detail=detail,
-    ):
+    if not steps.fail(workspace, reason, detail=detail):
         return
     try:
-        driver_for(workspace.infrastructure).deprovision(spec, _reporter(workspace))
+        driver_for(workspace.infrastructure).deprovision(spec, steps.reporter(workspace))
     except DriverError:
         logger.exception("releasing %s after a failure", spec.name)  # the sweep reaps it
-
-
-def _run_step(workspace, func: str, what: str, step) -> str:
-    """Run a driver step; on error fail the workspace (permanent) or retry it later.
-
-    Returns "" when the step succeeded, else what happened (the task's result).
-    """
-    try:
-        step()
-    except PermanentError as error:
-        transition(
-            workspace,
-            State.FAILED,
-            message=f"{what} failed: {error}",
-            failure_reason=f"{what.capitalize()} failed: {error}"[:300],
-            failure_detail=error.detail,
-        )
-        return f"failed: {error}"
-    except Exception as error:
-        if not isinstance(error, TransientError):
-            error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, func, error)
-        return f"retrying: {error}"
-    return ""
 
 
 def deprovision_workspace(workspace_id: int) -> str:
@@ -282,14 +196,13 @@ def deprovision_workspace(workspace_id: int) -> str:
 def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
     if workspace.state != State.DELETING:
         return f"nothing to do ({workspace.state})"
-    _touch(workspace)
+    steps.touch(workspace)
 
     def delete_everything() -> None:
-
         remove_for_target(workspace.infrastructure, spec.name, spec)  # services go first
-        driver_for(workspace.infrastructure).deprovision(spec, _reporter(workspace))
+        driver_for(workspace.infrastructure).deprovision(spec, steps.reporter(workspace))
 
-    failed = _run_step(workspace, func, "deletion", delete_everything)
+    failed = steps.run_step(workspace, func, "deletion", delete_everything)
     if failed:
         return failed
     transition(workspace, State.DELETED, message="deleted", deleted_at=timezone.now())
@@ -313,15 +226,15 @@ def stop_workspace(workspace_id: int) -> str:
         return "gone"
     if workspace.state != State.STOPPING:
         return f"nothing to do ({workspace.state})"
-    _touch(workspace)
+    steps.touch(workspace)
 
     spec = workspace.resources_spec()
 
     def stop_everything() -> None:
         stop_for_target(workspace.infrastructure, spec.name)
-        driver_for(workspace.infrastructure).stop(spec, _reporter(workspace))
+        driver_for(workspace.infrastructure).stop(spec, steps.reporter(workspace))
 
-    failed = _run_step(workspace, "pools.tasks.stop_workspace", "stopping", stop_everything)
+    failed = steps.run_step(workspace, "pools.tasks.stop_workspace", "stopping", stop_everything)
     if failed:
         return failed
     if not transition(workspace, State.STOPPED, message="stopped"):
@@ -342,31 +255,27 @@ def start_workspace(workspace_id: int) -> str:
         return "gone"
     if workspace.state != State.STARTING:
         return f"nothing to do ({workspace.state})"
-    _touch(workspace)
+    steps.touch(workspace)
 
     func = "pools.tasks.start_workspace"
     spec = workspace.resources_spec()
     driver = driver_for(workspace.infrastructure)
     try:
-        result = driver.start(spec, _reporter(workspace))
+        result = driver.start(spec, steps.reporter(workspace))
     except PermanentError as error:
         _back_to_stopped(workspace, driver, spec, str(error), error.detail)
         return f"stopped again: {error}"
-    except Exception as error:
-        if not isinstance(error, TransientError):
-            error.detail = traceback.format_exc()
-        _retry_or_fail(workspace, func, error, give_up_to=State.STOPPED)
+    except Exception as error:  # a TransientError, or a bug: retry, then back to stopped
+        outcome = steps.retry_or_fail(workspace, func, error, give_up_to=State.STOPPED)
         if workspace.state == State.STOPPED:
             _release(driver, spec, workspace)
-        return f"retrying: {error}"
+        return outcome
 
     if not result.ready:
-        if timezone.now() - workspace.state_changed > PROVISION_DEADLINE:
-            minutes = int(PROVISION_DEADLINE.total_seconds() // 60)
-            _back_to_stopped(workspace, driver, spec, f"not ready within {minutes} minutes", "")
+        if _past_deadline(workspace):
+            _back_to_stopped(workspace, driver, spec, _deadline_reason(), "")
             return "stopped again: deadline"
-        _touch(workspace, BACKOFF_BASE)
-        schedule_retry(func, workspace.pk, BACKOFF_BASE)
+        steps.retry_later(workspace, func, POLL_INTERVAL)
         return "not ready yet"
 
     connection = dict(result.connection)
@@ -383,12 +292,12 @@ def start_workspace(workspace_id: int) -> str:
 
 
 def _back_to_stopped(workspace, driver, spec: WorkspaceSpec, reason: str, detail: str) -> None:
-    if transition(
+    if steps.fail(
         workspace,
-        State.STOPPED,
+        f"Could not start: {reason}",
         message=f"could not start: {reason}",
-        failure_reason=f"Could not start: {reason}"[:300],
-        failure_detail=detail,
+        detail=detail,
+        to_state=State.STOPPED,
     ):
         _release(driver, spec, workspace)
 
@@ -396,7 +305,7 @@ def _back_to_stopped(workspace, driver, spec: WorkspaceSpec, reason: str, detail
 def _release(driver, spec: WorkspaceSpec, workspace) -> None:
     """Release what a failed start took (a stopped workspace holds no GPU)."""
     try:
-        driver.stop(spec, _reporter(workspace))
+        driver.stop(spec, steps.reporter(workspace))
     except DriverError:
         logger.exception("releasing %s after a failed start", spec.name)
 
@@ -443,39 +352,23 @@ def deprovision_pool_instance(instance_id: int) -> str:
 
 
 def resume_stuck(now=None) -> int:
-    """Re-enqueue each in-flight workspace or pool instance whose worker went away.
-
-    Each candidate is claimed with a conditional UPDATE of its heartbeat, so two sweeps
-    running at once never both resume the same workspace.
-    """
-
+    """Re-enqueue each in-flight workspace or pool instance whose worker went away."""
+    workspaces = {
+        State.REQUESTED: enqueue_provision,
+        State.PROVISIONING: enqueue_provision,
+        State.DELETING: enqueue_deprovision,
+        State.STOPPING: enqueue_stop,
+        State.STARTING: enqueue_start,
+    }
+    instances = {
+        State.REQUESTED: enqueue_pool_provision,
+        State.PROVISIONING: enqueue_pool_provision,
+        State.DELETING: enqueue_pool_deprovision,
+    }
     now = now or timezone.now()
-    cutoff = now - stuck_after()
-    resumed = 0
-    kinds = [
-        (
-            Workspace,
-            {
-                State.DELETING: enqueue_deprovision,
-                State.STOPPING: enqueue_stop,
-                State.STARTING: enqueue_start,
-            },
-            enqueue_provision,
-        ),
-        (PoolInstance, {State.DELETING: enqueue_pool_deprovision}, enqueue_pool_provision),
-    ]
-    for model, by_state, provision in kinds:
-        stuck = model.objects.filter(state__in=IN_FLIGHT_STATES, heartbeat__lt=cutoff)
-        for pk, state, heartbeat in stuck.values_list("pk", "state", "heartbeat"):
-            claimed = model.objects.filter(pk=pk, state=state, heartbeat=heartbeat).update(
-                heartbeat=now
-            )
-            if claimed != 1:
-                continue
-            enqueue = by_state.get(state, provision)
-            transaction.on_commit(lambda pk=pk, enqueue=enqueue: enqueue(pk))
-            resumed += 1
-    return resumed
+    return steps.resume_stuck(Workspace, workspaces, now) + steps.resume_stuck(
+        PoolInstance, instances, now
+    )
 
 
 def expire(now=None) -> int:

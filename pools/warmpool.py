@@ -44,7 +44,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import tasks
+from pools import steps, tasks
 from pools.drivers import driver_for
 from pools.drivers.base import DriverError
 from pools.lifecycle import LIVE_STATES, State, log_step, transition
@@ -75,10 +75,6 @@ USER_WAIT_WINDOW = timedelta(minutes=10)
 # States of instances the pool still manages (claimed ones belong to their workspace).
 POOL_STATES = (State.REQUESTED, State.PROVISIONING, State.READY, State.DELETING)
 Action = LoopDecision.Action
-
-
-def pool_backoff(failures: int) -> int:
-    return min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX)
 
 
 # -- what the loop sees ----------------------------------------------------------------
@@ -466,7 +462,8 @@ def record_failure(profile_id: int, reason: str, now: datetime | None = None) ->
         pool = _pool_for_update(profile_id)
         pool.consecutive_failures += 1
         pool.last_failure = reason[:300]
-        pool.backoff_until = now + timedelta(seconds=pool_backoff(pool.consecutive_failures))
+        delay = steps.backoff(pool.consecutive_failures, BACKOFF_BASE, BACKOFF_MAX)
+        pool.backoff_until = now + timedelta(seconds=delay)
         if pool.consecutive_failures >= HARD_LIMIT:
             pool.halted = True
         pool.save()

@@ -14,6 +14,7 @@ from pools.drivers.base import GroupSpec, PermanentError, TransientError, Worksp
 from pools.drivers.local import ENV_FILE, MARKER
 from pools.lifecycle import POOL_LIFECYCLE, State
 from pools.models import GpuAllocation, Workspace
+from pools.steps import MAX_ATTEMPTS, stuck_after
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
     starter,
@@ -133,7 +134,7 @@ def test_a_start_without_a_free_gpu_retries_then_goes_back_to_stopped(
     assert tasks.start_workspace(ready_gpu_workspace.pk).startswith("retrying")
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.STARTING
-    Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(attempts=tasks.MAX_ATTEMPTS)
+    Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(attempts=MAX_ATTEMPTS)
     tasks.start_workspace(ready_gpu_workspace.pk)
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.STOPPED
@@ -156,7 +157,7 @@ def test_the_sweep_resumes_a_stop_whose_worker_died(
     ready_gpu_workspace, monkeypatch, django_capture_on_commit_callbacks
 ):
     move(ready_gpu_workspace, State.STOPPING)
-    long_ago = timezone.now() - tasks.stuck_after() - timedelta(seconds=1)
+    long_ago = timezone.now() - stuck_after() - timedelta(seconds=1)
     Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(heartbeat=long_ago)
     calls = []
     monkeypatch.setattr("pools.tasks.enqueue_stop", lambda pk: calls.append(("stop", pk)))
@@ -172,7 +173,7 @@ def test_the_sweep_resumes_a_stuck_start(
     ready_gpu_workspace, monkeypatch, django_capture_on_commit_callbacks
 ):
     move(ready_gpu_workspace, State.STARTING)
-    long_ago = timezone.now() - tasks.stuck_after() - timedelta(seconds=1)
+    long_ago = timezone.now() - stuck_after() - timedelta(seconds=1)
     Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(heartbeat=long_ago)
     calls = []
     monkeypatch.setattr("pools.tasks.enqueue_start", lambda pk: calls.append(pk))

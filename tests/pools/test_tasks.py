@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 from django_q.models import Schedule
 
-from pools import tasks
+from pools import steps, tasks
 from pools.drivers import driver_for
 from pools.drivers.base import PermanentError, TransientError
 from pools.drivers.local import MARKER, LocalDriver
@@ -28,7 +28,7 @@ def requested(member, starter, workspace_factory, workspaces_root):
 
 
 def long_ago():
-    return timezone.now() - tasks.stuck_after() - timedelta(seconds=1)
+    return timezone.now() - steps.stuck_after() - timedelta(seconds=1)
 
 
 def test_provisioning_takes_a_workspace_to_ready_with_its_steps(requested, workspaces_root):
@@ -66,13 +66,13 @@ def test_a_transient_error_retries_with_growing_backoff_then_fails(requested, mo
 
     monkeypatch.setattr(LocalDriver, "provision", flaky)
     delays = []
-    for _ in range(1, tasks.MAX_ATTEMPTS):
+    for _ in range(1, steps.MAX_ATTEMPTS):
         before = timezone.now()
         assert tasks.provision_workspace(requested.pk).startswith("retrying")
         retry = Schedule.objects.get(name=f"retry provision_workspace {requested.pk}")
         delays.append(round((retry.next_run - before).total_seconds()))
         assert retry.schedule_type == Schedule.ONCE
-    assert delays == [tasks.backoff(n) for n in range(1, tasks.MAX_ATTEMPTS)]
+    assert delays == [steps.backoff(n) for n in range(1, steps.MAX_ATTEMPTS)]
     assert delays == sorted(delays)
     tasks.provision_workspace(requested.pk)
     requested.refresh_from_db()
