@@ -1,0 +1,484 @@
+"""Sizing a warm pool by a service-level objective: "P % of requests ready within T seconds".
+
+`size(history, settings, now)` is the policy. It is pure (plain data in, plain data out),
+so the control loop (`pools.warmpool`) and the simulator (`bench.pools`) call this very
+function: the loop with the portal's own history, the simulator with a replayed trace.
+
+A request is within the SLO when a warm instance is ready for it (a warm hit), or when
+on-demand provisioning happens to take at most T seconds. So a share
+`needed = (P - F(T)) / (1 - F(T))` of the requests must be warm hits, where F(T) is the
+measured share of provisionings on the infrastructure that took at most T seconds.
+
+An instance created at `s` is ready at `s + lead` (lead = provisioning p90), so the level
+(ready + provisioning) held at `s` must cover every request that arrives before
+`s + lead`. Demand comes in bursts, so the level is a function of the *state* of demand,
+which only the past defines: the time since the last request (9 buckets, 5 min … 10.7 h),
+the requests in the last hour (5 buckets) and the gap between the last two requests
+(4 buckets: a stream of requests, or a lone one).
+
+Once a day, from the requests of the last `HISTORY_DAYS` days, the policy learns:
+
+1. how long demand spent in each state (`occupancy`);
+2. for each past request at `a`, the state at `a - lead` and the number of requests in
+   `(a - lead, a]`: the level that state needed for this request to be a warm hit
+   (`needs`);
+3. the order in which to raise levels (`greedy_moves`): always the raise that wins the
+   most requests per level-second (idle GPU time) next;
+4. the goal: the share of past requests the levels must cover. Levels fitted to the past
+   cover the future less well than the past, by a gap that depends on the demand, so the
+   goal is validated: the smallest goal whose levels, learned without the last
+   `VALIDATION_DAYS` days, would have covered `needed - VALIDATION_SLACK` of those days.
+
+The levels are made monotone (more recent or more requests never get less), so a state
+the history never showed is not left at 0. Each pass looks up the level of the current
+state: it rises at once with a claim and decays as demand stops. Then the admin's bounds
+apply: minimum, maximum, and the idle budget, which wins over the SLO (the reason then
+says the SLO is at risk). With less than `MIN_HISTORY` of history the level is an Erlang-B
+estimate at the highest recent request rate.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+DAY = 86_400
+HISTORY_DAYS = 28
+MIN_HISTORY = 2 * DAY  # less than this: the Erlang-B fallback
+VALIDATION_DAYS = 7
+# The validation is pessimistic (its levels learn from fewer days than today's), so it may
+# fall this much short of the needed share.
+VALIDATION_SLACK = 0.005
+GOAL_STEP = 0.0025
+LEAD_QUANTILE = 90  # provisioning percentile taken as the time an instance needs
+DEFAULT_PROVISIONING = 300.0  # seconds, assumed until the infrastructure has history
+MAX_LEVEL = 16  # the most instances one state may ask for
+
+# The state of demand at a moment: time since the last request, requests in the last hour.
+DELTA_EDGES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
+RECENT_WINDOW = 3600
+RECENT_EDGES = (1, 2, 4, 8)
+GAP_EDGES = (120, 600, 3600)  # between the last two requests: a stream, or a lone one
+_DELTAS = len(DELTA_EDGES) + 1
+_RECENTS = len(RECENT_EDGES) + 1
+_GAPS = len(GAP_EDGES) + 1
+STATES = _DELTAS * _RECENTS * _GAPS
+
+
+# -- plain data in ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SloSettings:
+    """What the administrator asks of one warm pool."""
+
+    percent: float = 95.0  # of requests ready within `seconds`
+    seconds: float = 60.0
+    idle_budget: float | None = None  # GPU-hours per day the pool may idle; None: no limit
+    min_size: int = 0
+    max_size: int = 10
+    gpu_share: float = 1.0  # GPUs one instance holds; a MIG slice counts as its share
+
+    @property
+    def label(self) -> str:
+        return f"SLO {self.percent:g} % ≤ {self.seconds:g} s"
+
+
+@dataclass(frozen=True)
+class Provisioning:
+    """Measured provisioning times (seconds) on one infrastructure, sorted ascending."""
+
+    samples: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, samples) -> Provisioning:
+        return cls(tuple(sorted(float(s) for s in samples)))
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.samples)
+
+    def quantile(self, q: float) -> float:
+        """Nearest-rank percentile (q in 0..100); the default when nothing was measured."""
+        if not self.samples:
+            return DEFAULT_PROVISIONING
+        rank = max(math.ceil(q / 100 * len(self.samples)), 1)
+        return self.samples[rank - 1]
+
+    def within(self, seconds: float) -> float:
+        """The share of provisionings that took at most `seconds`."""
+        if not self.samples:
+            return 1.0 if seconds >= DEFAULT_PROVISIONING else 0.0
+        return bisect_right(self.samples, seconds) / len(self.samples)
+
+    @property
+    def p50(self) -> float:
+        return self.quantile(50)
+
+
+@dataclass
+class History:
+    """What the policy knows: the past only.
+
+    `arrivals` are the epoch seconds of every request of the profile, ascending, all at or
+    before `now`; `since` is when the record starts (nothing is known before). `idle_today`
+    is the GPU-hours the pool has idled since `day_start`, the start of the budget's day.
+    """
+
+    arrivals: Sequence[float]
+    provisioning: Provisioning
+    day_start: float
+    since: float
+    idle_today: float = 0.0
+    previous_target: int | None = None
+    # What was learned for a day, kept while the same History object is reused (simulator).
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+
+# -- plain data out ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizing:
+    target: int
+    wanted: int  # what the SLO asks before the minimum, maximum and budget
+    reason: str
+    at_risk: str = ""  # why the SLO may be missed, when it may
+
+
+# -- the demand state -------------------------------------------------------------------
+
+
+def state_at(arrivals: Sequence[float], moment: float) -> int:
+    """The state after every request at or before `moment`."""
+    j = bisect_right(arrivals, moment)
+    delta = _DELTAS - 1 if j == 0 else bisect_right(DELTA_EDGES, moment - arrivals[j - 1])
+    recent = bisect_right(RECENT_EDGES, j - bisect_right(arrivals, moment - RECENT_WINDOW, 0, j))
+    gap = _GAPS - 1 if j < 2 else bisect_right(GAP_EDGES, arrivals[j - 1] - arrivals[j - 2])
+    return (delta * _RECENTS + recent) * _GAPS + gap
+
+
+def describe_state(state: int) -> str:
+    rest, gap = divmod(state, _GAPS)
+    delta, recent = divmod(rest, _RECENTS)
+    if delta == _DELTAS - 1:
+        parts = [f"no request for {_duration(DELTA_EDGES[-1])}"]
+    else:
+        parts = [f"last request under {_duration(DELTA_EDGES[delta])} ago"]
+        if gap < _GAPS - 1:
+            parts.append(f"under {_duration(GAP_EDGES[gap])} after the one before")
+    if recent:
+        low = RECENT_EDGES[recent - 1]
+        high = RECENT_EDGES[recent] - 1 if recent < len(RECENT_EDGES) else None
+        count = f"{low}" if high == low else f"{low}–{high}" if high else f"{low}+"
+        parts.append(f"{count} in the last hour")
+    return ", ".join(parts)
+
+
+def _breakpoints(arrivals: Sequence[float], start: float, end: float) -> list[float]:
+    """Moments in (start, end) where the state may change; it is constant in between.
+
+    A request starts a new state when it arrives, when the time since it crosses a bucket
+    edge (unless another request came first) and when it leaves the last hour.
+    """
+    points = []
+    last = bisect_left(arrivals, end)
+    for a in arrivals[bisect_right(arrivals, start - RECENT_WINDOW) : last]:
+        if a > start:
+            points.append(a)
+        if start < a + RECENT_WINDOW < end:
+            points.append(a + RECENT_WINDOW)
+    for k in range(max(bisect_right(arrivals, start) - 1, 0), last):
+        following = arrivals[k + 1] if k + 1 < len(arrivals) else math.inf
+        for edge in DELTA_EDGES:
+            moment = arrivals[k] + edge
+            if moment >= following or moment >= end:
+                break
+            if moment > start:
+                points.append(moment)
+    return sorted(set(points))
+
+
+def occupancy(arrivals: Sequence[float], start: float, end: float) -> list[float]:
+    """Seconds spent in each state during [start, end)."""
+    spent = [0.0] * STATES
+    previous = start
+    for point in [*_breakpoints(arrivals, start, end), end]:
+        spent[state_at(arrivals, previous)] += point - previous
+        previous = point
+    return spent
+
+
+def needs(arrivals: Sequence[float], start: float, end: float, lead: float) -> list[list[int]]:
+    """Per state, how many requests in [start + lead, end) needed each level.
+
+    A request at `a` is a warm hit when the level held at `a - lead` was at least the
+    number of requests in `(a - lead, a]`, itself included.
+    """
+    found = [[0] * (MAX_LEVEL + 1) for _ in range(STATES)]
+    for k in range(bisect_left(arrivals, start + lead), bisect_left(arrivals, end)):
+        moment = arrivals[k] - lead
+        level = k - bisect_right(arrivals, moment) + 1
+        found[state_at(arrivals, moment)][min(level, MAX_LEVEL)] += 1
+    return found
+
+
+def greedy_moves(spent: list[float], found: list[list[int]]) -> list[tuple[int, int, int]]:
+    """The cheapest way (in level-seconds) to cover more and more of the requests in `found`.
+
+    Greedy on the ratio requests won / level-seconds paid: each move raises one state to
+    the level with the best ratio for it. Returns the moves in order, each as (state,
+    level, requests covered once it is made); the first n moves are the levels for the
+    share they cover.
+    """
+    levels = [0] * STATES
+
+    def best_step(state: int):
+        gained, best = 0, None
+        for level in range(levels[state] + 1, MAX_LEVEL + 1):
+            gained += found[state][level]
+            if gained:
+                ratio = gained / ((level - levels[state]) * max(spent[state], 1.0))
+                if best is None or ratio > best[0]:
+                    best = (ratio, level, gained)
+        return best
+
+    heap = []
+    for state in range(STATES):
+        if step := best_step(state):
+            heapq.heappush(heap, (-step[0], state, step[1], step[2]))
+    moves, covered = [], 0
+    while heap:
+        _, state, level, gained = heapq.heappop(heap)
+        levels[state] = level
+        covered += gained
+        moves.append((state, level, covered))
+        if step := best_step(state):
+            heapq.heappush(heap, (-step[0], state, step[1], step[2]))
+    return moves
+
+
+# -- the policy -------------------------------------------------------------------------
+
+
+def monotone(levels: list[int]) -> list[int]:
+    """Never less for more activity: a state with a more recent last request, more
+    requests in the last hour or a shorter gap before the last request gets at least the
+    level of any quieter state. A state the history never showed (level 0) then still
+    gets what its quieter neighbours get."""
+    result = list(levels)
+    for delta in range(_DELTAS - 1, -1, -1):
+        for recent in range(_RECENTS):
+            for gap in range(_GAPS - 1, -1, -1):
+                state = (delta * _RECENTS + recent) * _GAPS + gap
+                quieter = [result[state]]
+                if delta + 1 < _DELTAS:
+                    quieter.append(result[state + _RECENTS * _GAPS])
+                if recent:
+                    quieter.append(result[state - _GAPS])
+                if gap + 1 < _GAPS:
+                    quieter.append(result[state + 1])
+                result[state] = max(quieter)
+    return result
+
+
+def coverage(levels: list[int], found: list[list[int]]) -> float:
+    total = sum(map(sum, found))
+    if not total:
+        return 1.0
+    return sum(sum(row[: level + 1]) for row, level in zip(found, levels, strict=True)) / total
+
+
+@dataclass
+class Model:
+    """What one day's policy learned: time per state, the requests' needs, greedy moves."""
+
+    spent: list[float]
+    found: list[list[int]]
+    moves: list[tuple[int, int, int]]
+    requests: int
+    days: float
+    by_goal: dict = field(default_factory=dict, repr=False)
+
+    def levels(self, goal: float) -> tuple[int, ...]:
+        """The cheapest monotone levels that cover `goal` of the learned requests.
+
+        The monotone envelope only raises levels, so a prefix of the greedy moves covers
+        at least what the prefix alone did; a bisection finds the shortest prefix whose
+        envelope covers `goal`.
+        """
+        goal = round(goal, 3)
+        if goal not in self.by_goal:
+            low, high = 0, len(self.moves)
+            best = self._envelope(high)
+            while low < high:
+                middle = (low + high) // 2
+                levels = self._envelope(middle)
+                if coverage(levels, self.found) >= goal:
+                    best, high = levels, middle
+                else:
+                    low = middle + 1
+            self.by_goal[goal] = tuple(best)
+        return self.by_goal[goal]
+
+    def _envelope(self, prefix: int) -> list[int]:
+        levels = [0] * STATES
+        for state, level, _ in self.moves[:prefix]:
+            levels[state] = level
+        return monotone(levels)
+
+
+def needed_share(settings: SloSettings, provisioning: Provisioning) -> float:
+    """The share of requests that must be warm hits for the SLO to hold."""
+    on_demand = provisioning.within(settings.seconds)
+    wanted = settings.percent / 100
+    if on_demand >= wanted:
+        return 0.0
+    return (wanted - on_demand) / (1 - on_demand)
+
+
+def model_for(history: History, start: float, end: float, lead: float) -> Model:
+    """What the requests in [start, end) teach (memoised while `history` is reused)."""
+    key = ("model", start, end, lead)
+    if key not in history.memo:
+        spent = [0.0] * STATES
+        for day_start in _days(start, end):
+            day_key = ("occupancy", day_start, min(day_start + DAY, end))
+            if day_key not in history.memo:
+                history.memo[day_key] = occupancy(history.arrivals, *day_key[1:])
+            spent = [a + b for a, b in zip(spent, history.memo[day_key], strict=True)]
+        found = needs(history.arrivals, start, end, lead)
+        moves = greedy_moves(spent, found)
+        history.memo[key] = Model(spent, found, moves, sum(map(sum, found)), (end - start) / DAY)
+    return history.memo[key]
+
+
+def learn(history: History, lead: float, wanted: float) -> tuple[Model, float] | None:
+    """The model of today (from the days before it) and the goal to give it.
+
+    The goal is the share of the learned requests to cover. In-sample it would be
+    `wanted`; but levels learned from the past cover the future less well than the past,
+    by a gap that depends on the trace. So the goal is validated: levels learned without
+    the last `VALIDATION_DAYS` days must cover `wanted` of those days' requests.
+    """
+    day = history.day_start
+    start = max(history.since, day - HISTORY_DAYS * DAY)
+    if day - start < MIN_HISTORY:
+        return None
+    model = model_for(history, start, day, lead)
+    key = ("goal", day, start, lead, round(wanted, 4))
+    if key not in history.memo:
+        split = day - VALIDATION_DAYS * DAY
+        goal = wanted
+        if split - start >= MIN_HISTORY:
+            older = model_for(history, start, split, lead)
+            recent = needs(history.arrivals, split, day, lead)
+            for step in range(int((1 - wanted) / GOAL_STEP) + 1):
+                goal = min(wanted + step * GOAL_STEP, 1.0)
+                if coverage(older.levels(goal), recent) >= wanted - VALIDATION_SLACK:
+                    break
+        history.memo[key] = goal
+    return model, history.memo[key]
+
+
+def _days(start: float, end: float) -> list[float]:
+    """Day starts (aligned on `end`) covering [start, end)."""
+    starts, day = [], end
+    while day > start:
+        day -= DAY
+        starts.append(max(day, start))
+    return starts[::-1]
+
+
+def erlang_b(servers: int, load: float) -> float:
+    """The share of arrivals that find all `servers` busy (offered `load` in Erlangs)."""
+    blocked = 1.0
+    for k in range(1, servers + 1):
+        blocked = load * blocked / (k + load * blocked)
+    return blocked
+
+
+FALLBACK_WINDOWS = (300, 900, RECENT_WINDOW, DAY)
+
+
+def fallback_level(history: History, now: float, lead: float, needed: float) -> tuple[int, str]:
+    """Too little history to learn from: Erlang B at the highest recent request rate.
+
+    The rate is the highest of the last 5 min, 15 min, hour and day, so a burst raises the
+    level at once and a quiet day keeps a small one.
+    """
+    arrivals = history.arrivals
+    end = bisect_right(arrivals, now)
+    counts = [end - bisect_right(arrivals, now - w, 0, end) for w in FALLBACK_WINDOWS]
+    rate = max(n / w for n, w in zip(counts, FALLBACK_WINDOWS, strict=True))
+    load = rate * lead
+    level = 0
+    while level < MAX_LEVEL and erlang_b(level, load) > 1 - needed:
+        level += 1
+    return level, f"little history: {counts[2]} requests in the last hour, {counts[3]} in 24 h"
+
+
+def size(history: History, settings: SloSettings, now: float) -> Sizing:
+    """The pool's target at `now`: the least idle cost that keeps the SLO, within bounds."""
+    provisioning = history.provisioning
+    lead = provisioning.quantile(LEAD_QUANTILE)
+    needed = needed_share(settings, provisioning)
+    measured = "" if provisioning.measured else " (assumed)"
+    facts = [f"provisioning p90 {lead:.0f} s{measured}"]
+    at_risk = ""
+    if needed == 0:
+        wanted = 0
+        facts.insert(0, f"on-demand provisioning alone meets it (p50 {provisioning.p50:.0f} s)")
+    else:
+        learned = learn(history, lead, needed)
+        if learned is None:
+            wanted, why = fallback_level(history, now, lead, needed)
+        else:
+            model, goal = learned
+            state = state_at(history.arrivals, now)
+            wanted = model.levels(goal)[state]
+            why = (
+                f"{describe_state(state)}; levels learned from {model.requests} requests in "
+                f"{model.days:.0f} d, set to cover {goal:.1%} of them"
+            )
+        facts.insert(0, why)
+    target = min(max(wanted, settings.min_size), settings.max_size)
+    if wanted > settings.max_size:
+        at_risk = f"the SLO asks for {wanted}, the maximum is {settings.max_size}"
+    if settings.idle_budget is not None:
+        cap, budget = budget_cap(history, settings, now)
+        facts.append(budget)
+        if target > cap:
+            at_risk = f"the idle budget allows {cap}, the SLO asks for {target}"
+            target = cap
+    previous = history.previous_target
+    was = f" (was {previous})" if previous is not None and previous != target else ""
+    reason = f"{settings.label}: target {target}{was}: " + ", ".join(facts)
+    if at_risk:
+        reason = f"SLO at risk: {at_risk}. " + reason
+    return Sizing(target=target, wanted=wanted, reason=reason, at_risk=at_risk)
+
+
+def budget_cap(history: History, settings: SloSettings, now: float) -> tuple[int, str]:
+    """The most instances that cannot overrun today's idle budget, even if all stay idle.
+
+    The minimum size is always affordable (the settings form checks min x share x 24 h
+    fits in the budget), so only the part above it is limited by what is left today.
+    """
+    budget = settings.idle_budget or 0.0
+    hours_left = max((history.day_start + DAY - now) / 3600, 1 / 60)
+    floor_cost = settings.min_size * settings.gpu_share * hours_left
+    spare = budget - history.idle_today - floor_cost
+    extra = max(math.floor(spare / (settings.gpu_share * hours_left) + 1e-9), 0)
+    text = f"budget {budget:g} GPU-h/day, {history.idle_today:.1f} used today"
+    return settings.min_size + extra, text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    hours = seconds / 3600
+    return f"{hours:.0f} h" if hours == int(hours) else f"{hours:.1f} h"

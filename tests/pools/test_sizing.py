@@ -1,0 +1,225 @@
+"""The SLO sizing policy (`pools.sizing`): pure functions of (history, settings, now)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from pools import sizing
+from pools.sizing import DAY, History, Provisioning, SloSettings
+
+START = 1_700_006_400.0  # a midnight (UTC)
+SLOW = Provisioning.of([280, 300, 300, 310, 320])  # p90 320 s: much slower than 60 s
+FAST = Provisioning.of([20, 25, 30, 30, 35])  # every provisioning within 60 s
+
+
+def office_hours(days: int, seed: int = 3) -> list[float]:
+    """Office-hours demand: 09:00–18:00 a lone request every 20–40 min, and twice a day a
+    burst of 8 requests 70 s apart (a sweep); nothing at night."""
+    rng = random.Random(seed)
+    arrivals = []
+    for day in range(days):
+        opening = START + day * DAY + 9 * 3600
+        moment = opening + rng.uniform(0, 600)
+        while moment < opening + 9 * 3600:
+            arrivals.append(moment)
+            moment += rng.uniform(1200, 2400)
+        for burst in (opening + rng.uniform(3600, 7200), opening + rng.uniform(18000, 25000)):
+            arrivals.extend(burst + k * 70 for k in range(8))
+    return sorted(arrivals)
+
+
+def history(arrivals, now, provisioning=SLOW, **fields) -> History:
+    past = [a for a in arrivals if a <= now]
+    return History(
+        arrivals=past,
+        provisioning=provisioning,
+        day_start=(now - START) // DAY * DAY + START,
+        since=START,
+        **fields,
+    )
+
+
+def size(arrivals, now, settings=None, provisioning=SLOW, **fields) -> sizing.Sizing:
+    settings = settings or SloSettings()
+    return sizing.size(history(arrivals, now, provisioning, **fields), settings, now)
+
+
+DEMAND = office_hours(21)
+DAY_20 = START + 20 * DAY
+
+
+def first_request_after(moment: float) -> float:
+    return next(a for a in DEMAND if a > moment)
+
+
+def test_it_keeps_no_pool_when_on_demand_provisioning_already_meets_the_slo():
+    result = size(DEMAND, DAY_20 + 10 * 3600, provisioning=FAST)
+    assert result.target == 0
+    assert "on-demand provisioning alone meets it" in result.reason
+
+
+def test_provisioning_slower_than_the_slo_makes_it_keep_warm_instances():
+    during_a_burst = first_request_after(DAY_20 + 10 * 3600) + 1
+    result = size(DEMAND, during_a_burst)
+    assert result.target >= 2
+    assert "provisioning p90 320 s" in result.reason
+
+
+def test_the_needed_warm_share_counts_on_demand_provisionings_within_the_slo():
+    half = Provisioning.of([30, 40, 300, 400])  # half of them within 60 s
+    assert sizing.needed_share(SloSettings(percent=95), half) == pytest.approx(0.9)
+    assert sizing.needed_share(SloSettings(percent=95), SLOW) == pytest.approx(0.95)
+    assert sizing.needed_share(SloSettings(percent=95), FAST) == 0
+
+
+def burst_after(moment: float) -> float:
+    """The first request of the next burst (8 requests 70 s apart) after `moment`."""
+    return next(a for a, b in itertools.pairwise(DEMAND) if a > moment and b - a == 70)
+
+
+def test_a_burst_of_claims_raises_the_target_at_once_and_it_decays_when_demand_stops():
+    opener = burst_after(DAY_20 + 9 * 3600)
+    before = size(DEMAND, opener - 1).target
+    during = size(DEMAND, opener + 2 * 70 + 1).target  # three requests in 141 s
+    assert during > before
+    last_of_day = max(a for a in DEMAND if a < DAY_20 + DAY)
+    later = [size(DEMAND, last_of_day + hours * 3600).target for hours in (0.01, 1, 3, 8)]
+    assert later == sorted(later, reverse=True)
+    assert later[-1] < later[0]
+
+
+def test_quiet_nights_keep_the_fewest_instances():
+    night = size(DEMAND, DAY_20 + 3 * 3600)  # 9 hours after the last request
+    day = size(DEMAND, first_request_after(DAY_20 + 11 * 3600) + 1)
+    assert night.target < day.target
+    assert night.target <= 1
+    assert "no request for" in night.reason or "last request under" in night.reason
+
+
+def test_a_budget_that_binds_caps_the_target_and_says_the_slo_is_at_risk():
+    moment = first_request_after(DAY_20 + 15 * 3600) + 1
+    free = size(DEMAND, moment)
+    assert free.target >= 2
+    budget = SloSettings(idle_budget=20, min_size=0)
+    capped = size(DEMAND, moment, settings=budget, idle_today=18.0)  # 2 GPU-h left for 9 h
+    assert capped.target == 0
+    assert capped.wanted == free.wanted
+    assert capped.at_risk.startswith("the idle budget allows 0")
+    assert capped.reason.startswith("SLO at risk: the idle budget allows 0")
+    assert "budget 20 GPU-h/day, 18.0 used today" in capped.reason
+
+
+def test_the_budget_cap_assumes_every_instance_idles_until_midnight():
+    h = history(DEMAND, DAY_20 + 14 * 3600, idle_today=12.0)  # 10 h left today
+    settings = SloSettings(idle_budget=40, min_size=1, gpu_share=0.5)
+    cap, _ = sizing.budget_cap(h, settings, DAY_20 + 14 * 3600)
+    # 40 - 12 used - the minimum's 1 x 0.5 x 10 h = 23 GPU-h for 10 h at 0.5 GPU each
+    assert cap == 1 + 4
+
+
+def test_minimum_and_maximum_bound_the_target_and_a_low_maximum_is_a_risk():
+    moment = first_request_after(DAY_20 + 15 * 3600) + 1
+    wanted = size(DEMAND, moment).wanted
+    low = size(DEMAND, moment, settings=SloSettings(max_size=1))
+    assert low.target == 1
+    assert low.at_risk == f"the SLO asks for {wanted}, the maximum is 1"
+    high = size(DEMAND, DAY_20 + 3 * 3600, settings=SloSettings(min_size=3))
+    assert high.target == 3
+
+
+def test_with_little_history_it_uses_an_erlang_estimate_of_the_recent_rate():
+    quiet = size(DEMAND, START + DAY + 3 * 3600)
+    assert "little history" in quiet.reason
+    busy = size(DEMAND, first_request_after(START + DAY + 10 * 3600) + 1)
+    assert busy.target > quiet.target
+
+
+def test_erlang_b_matches_the_textbook_values():
+    assert sizing.erlang_b(0, 1.0) == 1.0
+    assert sizing.erlang_b(1, 1.0) == pytest.approx(0.5)
+    assert sizing.erlang_b(2, 1.0) == pytest.approx(0.2)
+    assert sizing.erlang_b(3, 0.0) == 0.0
+
+
+def test_the_reason_explains_the_decision():
+    moment = first_request_after(DAY_20 + 10 * 3600) + 1
+    result = size(DEMAND, moment, settings=SloSettings(idle_budget=100), previous_target=0)
+    assert result.reason.startswith(f"SLO 95 % ≤ 60 s: target {result.target} (was 0): ")
+    assert "last request under 5 min ago" in result.reason
+    assert "in the last hour" in result.reason
+    assert "provisioning p90 320 s" in result.reason
+    assert "budget 100 GPU-h/day" in result.reason
+
+
+def test_it_is_pure_the_same_inputs_give_the_same_answer_and_nothing_is_changed():
+    moment = DAY_20 + 13 * 3600
+    arrivals = [a for a in DEMAND if a <= moment]
+    copy = list(arrivals)
+    first = size(arrivals, moment)
+    second = size(arrivals, moment)
+    assert first == second
+    assert arrivals == copy
+
+
+def test_it_uses_only_the_past():
+    moment = DAY_20 + 13 * 3600
+    past = [a for a in DEMAND if a <= moment]
+    with_future = History(arrivals=past, provisioning=SLOW, day_start=START + 20 * DAY, since=START)
+    assert sizing.size(with_future, SloSettings(), moment) == size(DEMAND, moment)
+
+
+# -- the parts ------------------------------------------------------------------------
+
+
+def test_occupancy_spends_the_whole_window_across_the_states():
+    spent = sizing.occupancy(DEMAND, START + DAY, START + 3 * DAY)
+    assert sum(spent) == pytest.approx(2 * DAY)
+    quiet = sizing.state_at(DEMAND, START + 2 * DAY + 3 * 3600)
+    assert spent[quiet] > 0
+
+
+def test_the_state_is_the_same_between_breakpoints():
+    start, end = START + 5 * DAY, START + 6 * DAY
+    points = [start, *sizing._breakpoints(DEMAND, start, end), end]
+    for a, b in itertools.pairwise(points):
+        assert sizing.state_at(DEMAND, a) == sizing.state_at(DEMAND, (a + b) / 2)
+
+
+def test_needs_count_the_requests_of_the_lead_time_before_each():
+    arrivals = [START + 1000, START + 1090, START + 1180, START + 5000]
+    found = sizing.needs(arrivals, START, START + DAY, lead=300)
+    by_level = [sum(row[level] for row in found) for level in range(4)]
+    assert by_level == [0, 2, 1, 1]  # 1000 and 5000 alone, 1090 second, 1180 third
+
+
+def test_greedy_moves_buy_the_cheapest_requests_first():
+    spent = [0.0] * sizing.STATES
+    found = [[0] * (sizing.MAX_LEVEL + 1) for _ in range(sizing.STATES)]
+    cheap, dear = 0, 1
+    spent[cheap], found[cheap][1] = 100.0, 10  # 10 requests for 100 level-seconds
+    spent[dear], found[dear][1] = 10_000.0, 10
+    moves = sizing.greedy_moves(spent, found)
+    assert moves == [(cheap, 1, 10), (dear, 1, 20)]
+
+
+def test_levels_are_monotone_in_activity():
+    levels = [0] * sizing.STATES
+    quiet = sizing.state_at([START], START + 20_000)
+    levels[quiet] = 2
+    result = sizing.monotone(levels)
+    busy = sizing.state_at([START, START + 100, START + 200], START + 250)
+    assert result[busy] >= 2
+    assert result[quiet] == 2
+
+
+def test_the_validated_goal_is_at_least_the_needed_share():
+    h = history(DEMAND, DAY_20 + 12 * 3600)
+    learned = sizing.learn(h, 320.0, 0.95)
+    assert learned is not None
+    model, goal = learned
+    assert 0.95 <= goal <= 1.0
+    assert model.requests > 100
+    assert sizing.coverage(model.levels(goal), model.found) >= goal - 1e-9
