@@ -362,6 +362,14 @@ def parse_quantity(value) -> Fraction:
     return Fraction(found[1]) * _FACTORS[found[2]]
 
 
+def count(value) -> int:
+    """A whole count from a label or an allocatable amount ("8"); 0 when it is not one."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 def format_quantity(key: str, amount: Fraction) -> str:
     if key.endswith(_BYTES):
         return f"{amount / 2**30}Gi" if amount % 2**30 == 0 else str(int(amount))

@@ -1,9 +1,9 @@
 """The Kubernetes driver: workspaces on an existing cluster reached through a kubeconfig.
 
 A workspace is the objects `k8s_manifests.render` describes, applied with server-side
-apply (PATCH, `application/apply-patch+yaml`, fieldManager "gpu-paas-portal", force) through
-the official `kubernetes` client's ApiClient. Applying is idempotent by nature: a retried
-task re-applies the same objects under the same names and changes nothing.
+apply (fieldManager "gpu-paas-portal", force) through the portal's one Kubernetes client,
+`pools.kube`. Applying is idempotent by nature: a retried task re-applies the same objects
+under the same names and changes nothing.
 
 Readiness comes from the pods: all pods Ready is ready. While a pod waits, `detail["reason"]`
 says why in words (e.g. "pod ws-42-g0-0 cannot be scheduled yet: 0/3 nodes are available:
@@ -19,17 +19,17 @@ permanent at once.
 Placement: before a new workspace's StatefulSets are applied, each GPU group that runs on
 one node is placed with the fleet placement engine (`profiles.mig.placement.place`) on a
 fleet built from the nodes' allocatable `nvidia.com/gpu` / `nvidia.com/mig-<profile>`
-counts less what live pods request there (`build_fleet`; nodes drained for repartitioning
-are left out), and pinned to its node with a required node affinity
+counts less what live pods request there (`pools.fleet.build_fleet`; nodes drained for
+repartitioning are left out), and pinned to its node with a required node affinity
 `kubernetes.io/hostname In [node]`. No room now → TransientError; no room even on an idle
 cluster → PermanentError. A re-apply (the StatefulSets exist) keeps the recorded pins and
 places nothing. Groups spanning several nodes are not pinned, and a cluster reporting no
 GPU nodes at all is left to the scheduler, as before. Listing every pod needs cluster-wide
 `list pods` (namespace mode already needs cluster-wide rights for namespaces).
 
-Errors: 401/403 → PermanentError (the kubeconfig's credentials were refused); 400/415/422
-→ PermanentError with the API's message; 409, 429, 5xx and connection failures →
-TransientError.
+Errors are `pools.kube`'s one mapping: 401/403 → PermanentError (the credentials were
+refused, with the reason); 404 → absent; 400/415/422 → PermanentError with the API's
+message; 409, 429, 5xx, timeouts and connection failures → TransientError.
 
 Settings (optional, read from django.conf.settings): KUBERNETES_NAMESPACE_MODE
 ("namespace" or "shared"), KUBERNETES_SHARED_NAMESPACE, KUBERNETES_WORKSPACE_IMAGE,
@@ -38,18 +38,12 @@ KUBERNETES_STORAGE_CLASS.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-import urllib3
-import yaml
 from django.conf import settings
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config import new_client_from_config_dict
-from kubernetes.config.config_exception import ConfigException
 
+from pools import fleet, kube
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import (
     Driver,
@@ -64,26 +58,11 @@ from pools.drivers.base import (
 )
 from pools.partitions import draining_nodes
 from profiles.catalog import gpu_model_for_product_label
-from profiles.mig import catalog as mig_catalog
-from profiles.mig import layout, placement
+from profiles.mig import placement
 
-FIELD_MANAGER = "gpu-paas-portal"
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 IMAGE_PULL_GRACE = timedelta(minutes=10)
 IMAGE_PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 IMAGE_NEVER_PULLS = {"InvalidImageName", "ErrImageNeverPull"}
-REQUEST_TIMEOUT = (5, 30)  # seconds: connect, read
-
-# kind -> (API path prefix, plural, namespaced, words for progress messages)
-KINDS = {
-    "Namespace": ("/api/v1", "namespaces", False, "namespace"),
-    "ResourceQuota": ("/api/v1", "resourcequotas", True, "resource quota"),
-    "PersistentVolumeClaim": ("/api/v1", "persistentvolumeclaims", True, "volume claim"),
-    "Service": ("/api/v1", "services", True, "service"),
-    "StatefulSet": ("/apis/apps/v1", "statefulsets", True, "stateful set"),
-    "Pod": ("/api/v1", "pods", True, "pod"),
-    "Node": ("/api/v1", "nodes", False, "node"),
-}
 # What shared mode deletes, by label, to remove a workspace (pods go with their set).
 SHARED_MODE_KINDS = ("StatefulSet", "Service", "PersistentVolumeClaim")
 
@@ -100,16 +79,6 @@ def options_from_settings() -> m.ManifestOptions:
     )
 
 
-def object_path(kind: str, name: str = "", namespace: str = "") -> str:
-    prefix, plural, namespaced, _ = KINDS[kind]
-    path = (
-        f"{prefix}/namespaces/{namespace}/{plural}"
-        if namespaced and namespace
-        else (f"{prefix}/{plural}")
-    )
-    return f"{path}/{name}" if name else path
-
-
 @dataclass(frozen=True)
 class KubeNodeInfo(NodeInfo):
     """A node, plus what the device plugin says is allocatable ("nvidia.com/gpu": 8, ...)."""
@@ -121,7 +90,14 @@ class KubernetesDriver(Driver):
     def __init__(self, infrastructure, options: m.ManifestOptions | None = None):
         super().__init__(infrastructure)
         self.options = options or options_from_settings()
-        self._api: ApiClient | None = None
+        self._kube: kube.KubeClient | None = None
+
+    @property
+    def kube(self) -> kube.KubeClient:
+        """The cluster's client, loaded on first use (PermanentError without credentials)."""
+        if self._kube is None:
+            self._kube = kube.client_for(self.infrastructure)
+        return self._kube
 
     # --- the interface ------------------------------------------------------------------
 
@@ -134,17 +110,8 @@ class KubernetesDriver(Driver):
         pins = self._pin_groups(spec, namespace, avoid, report)
         options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
         for obj in m.render(spec, options):
-            kind, meta = obj["kind"], obj["metadata"]
-            code, _ = self._request(
-                "PATCH",
-                object_path(kind, meta["name"], meta.get("namespace", "")),
-                body=obj,
-                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                content_type=APPLY_CONTENT_TYPE,
-                what=f"{kind} {meta['name']}",
-            )
-            if code == 201:
-                report(f"{KINDS[kind][3]} {meta['name']} created")
+            if self.kube.apply(obj):
+                report(f"{kube.kind(obj['kind']).words} {obj['metadata']['name']} created")
         return self._observe(spec, report)
 
     def status(self, spec: WorkspaceSpec) -> ProvisionResult:
@@ -155,7 +122,7 @@ class KubernetesDriver(Driver):
         if self.options.namespace_mode == m.SHARED_MODE:
             self._delete_labelled(spec, namespace, report)
             return
-        found = self._get("Namespace", namespace)
+        found = self.kube.get("Namespace", namespace)
         if found is None:
             return
         if not _belongs_to(found, spec):
@@ -163,9 +130,9 @@ class KubernetesDriver(Driver):
                 f"Namespace {namespace} exists but is not this workspace's; it was left alone."
             )
         if not found["metadata"].get("deletionTimestamp"):
-            self._delete("Namespace", namespace)
+            self.kube.delete("Namespace", namespace)
             report(f"namespace {namespace} deletion started")
-        if self._get("Namespace", namespace) is not None:
+        if self.kube.get("Namespace", namespace) is not None:
             # The task retries until the namespace, its pods and its volumes are gone.
             raise TransientError(f"Namespace {namespace} is still being deleted.")
         report(f"namespace {namespace} deleted")
@@ -184,19 +151,12 @@ class KubernetesDriver(Driver):
             if obj["kind"] != "StatefulSet":
                 continue
             name = obj["metadata"]["name"]
-            if self._get("StatefulSet", name, namespace) is None:
+            if self.kube.get("StatefulSet", name, namespace) is None:
                 continue  # nothing to stop (a retry, or never made)
             obj["spec"]["replicas"] = 0
-            self._request(
-                "PATCH",
-                object_path("StatefulSet", name, namespace),
-                body=obj,
-                query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-                content_type=APPLY_CONTENT_TYPE,
-                what=f"StatefulSet {name}",
-            )
+            self.kube.apply(obj)
             report(f"stateful set {name} scaled to 0")
-        if self._list("Pod", namespace, m.workspace_selector(spec)):
+        if self.kube.list("Pod", namespace, m.workspace_selector(spec)):
             raise TransientError(f"The pods of {spec.name} are still terminating.")
         report("all pods stopped; volumes kept")
 
@@ -205,7 +165,7 @@ class KubernetesDriver(Driver):
         namespace = m.namespace_for(spec, self.options)
         for group in spec.groups:
             name = m.group_name(spec, group)
-            if self._get("StatefulSet", name, namespace) is None:
+            if self.kube.get("StatefulSet", name, namespace) is None:
                 raise PermanentError(
                     f"StatefulSet {name} of {spec.name} is gone from namespace {namespace}; "
                     "the workspace cannot be started."
@@ -213,24 +173,25 @@ class KubernetesDriver(Driver):
         return self.provision(spec, report)
 
     def inventory(self) -> list[NodeInfo]:
-        _, listed = self._request("GET", object_path("Node"), what="the nodes")
         nodes: list[NodeInfo] = []
-        for node in listed.get("items", []):
+        for node in self.kube.list("Node"):
             labels = node["metadata"].get("labels") or {}
             allocatable = {
-                key: _int(value)
+                key: m.count(value)
                 for key, value in (node.get("status", {}).get("allocatable") or {}).items()
                 if key == m.GPU_RESOURCE or key.startswith("nvidia.com/mig-")
             }
             product = labels.get(m.PRODUCT_LABEL, "")
             model = gpu_model_for_product_label(product) if product else None
-            count = _int(labels.get("nvidia.com/gpu.count")) or allocatable.get(m.GPU_RESOURCE, 0)
+            count = m.count(labels.get("nvidia.com/gpu.count")) or allocatable.get(
+                m.GPU_RESOURCE, 0
+            )
             mig = "-MIG-" in product.upper() or any(k != m.GPU_RESOURCE for k in allocatable)
             gpus = tuple(
                 GpuInfo(
                     index=index,
                     gpu_model=model.code if model else "",
-                    memory_mib=_int(labels.get("nvidia.com/gpu.memory")),
+                    memory_mib=m.count(labels.get("nvidia.com/gpu.memory")),
                     mig_enabled=mig,
                 )
                 for index in range(count)
@@ -248,17 +209,19 @@ class KubernetesDriver(Driver):
     def managed_names(self) -> set[str]:
         selector = f"{m.MANAGED_BY_LABEL}={m.MANAGED_BY}"
         if self.options.namespace_mode == m.NAMESPACE_MODE:
-            found = self._list("Namespace", "", selector)
+            found = self.kube.list("Namespace", "", selector)
         else:
             namespace = self.options.shared_namespace
-            found = [o for kind in SHARED_MODE_KINDS for o in self._list(kind, namespace, selector)]
+            found = [
+                o for kind in SHARED_MODE_KINDS for o in self.kube.list(kind, namespace, selector)
+            ]
         names = {(o["metadata"].get("labels") or {}).get(m.WORKSPACE_LABEL) for o in found}
         return {name for name in names if name}
 
     # --- steps --------------------------------------------------------------------------
 
     def _check_namespace_is_ours(self, spec: WorkspaceSpec, namespace: str) -> None:
-        found = self._get("Namespace", namespace)
+        found = self.kube.get("Namespace", namespace)
         if found is None:
             return
         if not _belongs_to(found, spec):
@@ -273,7 +236,7 @@ class KubernetesDriver(Driver):
         """(groups whose StatefulSet exists, {group index: node} pinned in those sets)."""
         existing, pins = set(), {}
         for group in spec.groups:
-            found = self._get("StatefulSet", m.group_name(spec, group), namespace)
+            found = self.kube.get("StatefulSet", m.group_name(spec, group), namespace)
             if found is None:
                 continue
             existing.add(group.index)
@@ -289,7 +252,7 @@ class KubernetesDriver(Driver):
 
         A group whose StatefulSet exists keeps the pin recorded in it (or none): a re-apply
         never moves a workspace. The others are placed on a fleet built from the cluster
-        (`build_fleet`). A group spanning several nodes is not pinned: the engine places a
+        (`fleet.build_fleet`). A group spanning several nodes is not pinned: the engine places a
         group on one host, and one StatefulSet template cannot pin each replica to its own
         node, so the scheduler spreads those replicas as before.
         """
@@ -309,12 +272,11 @@ class KubernetesDriver(Driver):
             todo.append(group)
         if not todo:
             return pins
-        nodes = [n for n in self.inventory() if _is_gpu_node(n)]
+        nodes = [n for n in self.inventory() if fleet.is_gpu_node(n)]
         if not nodes:
             report("the cluster reports no GPU nodes; the scheduler places the workspace")
             return pins
-        _, listed = self._request("GET", object_path("Pod"), what="the pods")
-        pods = listed.get("items", [])
+        pods = self.kube.list("Pod")
         request = placement.Request(
             f"workspace:{spec.name}",
             tuple(
@@ -326,17 +288,18 @@ class KubernetesDriver(Driver):
                 for g in todo
             ),
         )
-        fleet = build_fleet([n for n in nodes if n.name not in avoid], pods)
-        chosen = placement.place(fleet, request)
+        chosen = placement.place(
+            fleet.build_fleet([n for n in nodes if n.name not in avoid], pods), request
+        )
         if chosen is None:
             wanted = ", ".join(_describe(g) for g in todo)
-            if placement.place(build_fleet(nodes, []), request) is None:
+            if placement.place(fleet.build_fleet(nodes, []), request) is None:
                 raise PermanentError(
                     f"No node of the cluster can hold {wanted} even when idle; "
                     f"{spec.name} cannot be placed."
                 )
             raise TransientError(f"no node has room for {wanted} now.")
-        for group, node in zip(todo, _hosts_by_group(todo, chosen), strict=True):
+        for group, node in zip(todo, fleet.hosts_by_group(todo, chosen), strict=True):
             pins[group.index] = node
             report(f"group {group.index} placed on node {node}")
         return pins
@@ -346,7 +309,7 @@ class KubernetesDriver(Driver):
         namespace = m.namespace_for(spec, self.options)
         pods = {
             pod["metadata"]["name"]: pod
-            for pod in self._list("Pod", namespace, m.workspace_selector(spec))
+            for pod in self.kube.list("Pod", namespace, m.workspace_selector(spec))
         }
         expected = m.pod_names(spec)
         waiting: list[str] = []
@@ -360,7 +323,7 @@ class KubernetesDriver(Driver):
             if node:
                 nodes[name] = node
                 report(f"pod {name} scheduled on node {node}")
-            reason = _waiting_reason(name, pod)
+            reason = waiting_reason(name, pod)
             if reason:
                 waiting.append(reason)
         ready = bool(expected) and not waiting
@@ -376,266 +339,34 @@ class KubernetesDriver(Driver):
     def _delete_labelled(self, spec: WorkspaceSpec, namespace: str, report: Reporter) -> None:
         selector = m.workspace_selector(spec)
         for kind in SHARED_MODE_KINDS:
-            for obj in self._list(kind, namespace, selector):
+            for obj in self.kube.list(kind, namespace, selector):
                 name = obj["metadata"]["name"]
-                if self._delete(kind, name, namespace):
-                    report(f"{KINDS[kind][3]} {name} deleted")
-        if self._list("Pod", namespace, selector):
+                if self.kube.delete(kind, name, namespace):
+                    report(f"{kube.kind(kind).words} {name} deleted")
+        if self.kube.list("Pod", namespace, selector):
             raise TransientError(f"The pods of {spec.name} are still terminating.")
 
-    # --- API calls ----------------------------------------------------------------------
+    # --- until services.backends.kubernetes moves onto pools.kube ------------------------
+    # Its owner switches it to `pools.kube.client_for`; these only forward to the one
+    # client meanwhile (no second HTTP path) and go with that switch.
 
     def _get(self, kind: str, name: str, namespace: str = "") -> dict | None:
-        return self._request(
-            "GET", object_path(kind, name, namespace), what=f"{kind} {name}", missing_ok=True
-        )[1]
+        return self.kube.get(kind, name, namespace)
 
     def _list(self, kind: str, namespace: str, selector: str) -> list[dict]:
-        _, listed = self._request(
-            "GET",
-            object_path(kind, namespace=namespace),
-            query=[("labelSelector", selector)],
-            what=f"the {KINDS[kind][1]}",
-        )
-        return listed.get("items", [])
+        return self.kube.list(kind, namespace, selector)
 
     def _delete(self, kind: str, name: str, namespace: str = "") -> bool:
-        """Delete one object; False when it was already gone."""
-        code, _ = self._request(
-            "DELETE",
-            object_path(kind, name, namespace),
-            query=[("propagationPolicy", "Background")],
-            what=f"{kind} {name}",
-            missing_ok=True,
+        return self.kube.delete(kind, name, namespace)
+
+    def _request(self, method: str, path: str, *, what: str, body=None, query=None,
+                 content_type=None, missing_ok: bool = False):  # fmt: skip
+        code, data = self.kube.request(
+            method, path, body=body, query=query, content_type=content_type, what=what
         )
-        return code != 404
-
-    @property
-    def api(self) -> ApiClient:
-        if self._api is None:
-            kubeconfig = self.infrastructure.kubeconfig
-            if not kubeconfig:
-                raise PermanentError(f"{self.infrastructure} has no kubeconfig.")
-            try:
-                loaded = yaml.safe_load(kubeconfig)
-                if not isinstance(loaded, dict):
-                    raise ConfigException("not a YAML mapping")
-                self._api = new_client_from_config_dict(loaded, persist_config=False)
-            except (yaml.YAMLError, ConfigException, KeyError, TypeError, ValueError) as error:
-                raise PermanentError(
-                    f"The kubeconfig of {self.infrastructure} cannot be used.", str(error)
-                ) from error
-        return self._api
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        body: dict | None = None,
-        query: list | None = None,
-        content_type: str | None = None,
-        missing_ok: bool = False,
-    ) -> tuple[int, dict | None]:
-        """One API call; returns (HTTP status, parsed body), or (404, None) if missing_ok."""
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        api = self.api
-        try:
-            request = api.param_serialize(
-                method,
-                path,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
-            response.read()
-        except ApiException as error:  # raised before any status came back (e.g. TLS)
-            raise TransientError(
-                f"Cannot talk to the Kubernetes API at {api.configuration.host}.", str(error)
-            ) from error
-        except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise TransientError(
-                f"Cannot reach the Kubernetes API at {api.configuration.host}.", str(error)
-            ) from error
-        if response.status == 404 and missing_ok:
-            return 404, None
-        if not 200 <= response.status <= 299:
-            raise _error(response.status, response.data, what)
-        return response.status, json.loads(response.data or b"{}")
-
-
-def _error(code: int, data: bytes, what: str) -> PermanentError | TransientError:
-    try:
-        message = json.loads(data).get("message") or ""
-    except (ValueError, AttributeError):
-        message = (data or b"").decode(errors="replace")[:500]
-    detail = f"HTTP {code}: {message}"
-    if code == 403 and "exceeded quota" in message:
-        # Admission refused by the namespace's ResourceQuota, not an authorization failure.
-        return PermanentError(f"The namespace's quota has no room for {what}: {message}", detail)
-    if code in (401, 403):
-        return PermanentError("The kubeconfig's credentials were refused by the cluster.", detail)
-    if code in (409, 429) or code >= 500:
-        return TransientError(f"The Kubernetes API is busy ({code}) with {what}.", detail)
-    if code == 404:
-        return TransientError(f"The Kubernetes API did not find {what}.", detail)
-    return PermanentError(f"The cluster rejected {what}: {message}", detail)
-
-
-# --- the fleet the placement engine sees -------------------------------------------------
-
-IN_USE = "in-use"  # the allocation id of units that pods already request
-DONE_PHASES = ("Succeeded", "Failed")
-
-
-def _is_gpu_node(node: NodeInfo) -> bool:
-    allocatable = getattr(node, "allocatable", {}) or {}
-    return any(count > 0 for count in allocatable.values())
-
-
-def _node_model(node: NodeInfo) -> tuple[str, bool]:
-    """(the model key of the node's GPUs, whether its MIG slices can be modelled).
-
-    The key is the catalog code only when the node's `nvidia.com/gpu.product` label is the
-    one the manifests' nodeSelector uses for that model (`k8s_manifests.product_label`):
-    a pin to a node the selector excludes would never schedule. Other nodes (the PCIe
-    board of a model, the "single" MIG strategy's decorated label, unknown GPUs) keep the
-    raw label, which no group with a model matches; their MIG slices are left out.
-    """
-    label = node.labels.get(m.PRODUCT_LABEL, "")
-    model = gpu_model_for_product_label(label) if label else None
-    if model is None or m.product_label(model.code) != label:
-        return label or "unknown", False
-    return model.code, model.code in mig_catalog.mig_capable_models()
-
-
-def _mig_profile(gpu_model: str, resource: str) -> str | None:
-    """The catalog profile behind `nvidia.com/mig-<name>` (1g.5gb.me -> 1g.5gb+me)."""
-    for profile in mig_catalog.geometry(gpu_model).profiles:
-        if mig_catalog.k8s_resource_name(profile.name) == resource:
-            return profile.name
-    return None
-
-
-def _pack_slots(gpu_model: str, counts: dict[str, int]) -> list[dict[str, int]]:
-    """Per-GPU layouts holding `counts` slices, packed greedily, largest profile first.
-
-    An approximation: Kubernetes exposes per-node counts of each MIG resource, not which
-    GPU holds which slice. It does not change where a group lands (the engine picks a
-    host by its free units per kind), only which GPU id an assignment names.
-    """
-    size = {p.name: p.memory_slices for p in mig_catalog.geometry(gpu_model).profiles}
-    gpus: list[dict[str, int]] = []
-    for name in sorted(counts, key=lambda n: (-size[n], n)):
-        for _ in range(counts[name]):
-            for gpu in gpus:
-                trial = {**gpu, name: gpu.get(name, 0) + 1}
-                if layout.validate_layout(gpu_model, trial).ok:
-                    gpu[name] = trial[name]
-                    break
-            else:
-                gpus.append({name: 1})
-    return gpus
-
-
-def _pod_requests(pod: dict) -> dict[str, int]:
-    """GPU and MIG units a pod holds: its containers' requests (requests default to limits),
-    or its largest init container's when that is more, as the scheduler counts them."""
-
-    def amounts(container: dict) -> dict[str, int]:
-        resources = container.get("resources") or {}
-        merged = {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
-        return {
-            k: _int(v)
-            for k, v in merged.items()
-            if k == m.GPU_RESOURCE or k.startswith("nvidia.com/mig-")
-        }
-
-    spec = pod.get("spec") or {}
-    total: dict[str, int] = {}
-    for container in spec.get("containers") or []:
-        for key, n in amounts(container).items():
-            total[key] = total.get(key, 0) + n
-    for container in spec.get("initContainers") or []:
-        for key, n in amounts(container).items():
-            total[key] = max(total.get(key, 0), n)
-    return total
-
-
-def _pod_node(pod: dict) -> str | None:
-    """The node a live pod uses: where it is bound, else the node it is pinned to (a pod
-    the portal just pinned and the scheduler has not bound yet)."""
-    if (pod.get("status") or {}).get("phase") in DONE_PHASES:
-        return None
-    spec = pod.get("spec") or {}
-    return spec.get("nodeName") or m.pinned_node({"spec": {"template": {"spec": spec}}})
-
-
-def build_fleet(nodes: list[NodeInfo], pods: list[dict]) -> list[placement.GpuState]:
-    """The placement engine's view of the cluster's GPU nodes, with what `pods` hold.
-
-    Per node: one whole GPU per allocatable `nvidia.com/gpu`, and the allocatable
-    `nvidia.com/mig-<profile>` slices (the device plugin's mixed strategy) packed onto GPUs
-    of the node's model (`_pack_slots`). Units the pods request on the node are held.
-    """
-    used: dict[str, dict[str, int]] = {}
-    for pod in pods:
-        node = _pod_node(pod)
-        if node:
-            on_node = used.setdefault(node, {})
-            for key, n in _pod_requests(pod).items():
-                on_node[key] = on_node.get(key, 0) + n
-    fleet = []
-    for node in nodes:
-        model, mig_ok = _node_model(node)
-        allocatable = getattr(node, "allocatable", {}) or {}
-        held = dict(used.get(node.name, {}))
-        node_gpus = []
-        for i in range(allocatable.get(m.GPU_RESOURCE, 0)):
-            node_gpus.append(placement.GpuState(f"{node.name}/gpu-{i}", model, node.name))
-        slices: dict[str, int] = {}
-        if mig_ok:
-            for resource, count in allocatable.items():
-                profile = _mig_profile(model, resource)
-                if profile and count > 0:
-                    slices[profile] = count
-        for i, counts in enumerate(_pack_slots(model, slices) if slices else []):
-            node_gpus.append(
-                placement.GpuState.mig(f"{node.name}/mig-{i}", model, counts, node.name)
-            )
-        for gpu in node_gpus:
-            for unit in [None] if gpu.slots is None else gpu.slots:
-                key = (
-                    m.GPU_RESOURCE if unit is None else mig_catalog.k8s_resource_name(unit.profile)
-                )
-                if held.get(key, 0) > 0:
-                    held[key] -= 1
-                    if unit is None:
-                        gpu.allocation = IN_USE
-                    else:
-                        unit.allocation = IN_USE
-        fleet.extend(node_gpus)
-    return fleet
-
-
-def _hosts_by_group(groups, chosen: placement.Placement) -> list[str]:
-    """The host of each group. `place` handles groups largest first (a stable sort) and
-    lists each group's units together, so the assignments split by count in that order."""
-    hosts: dict[int, str] = {}
-    at = 0
-    for i in sorted(range(len(groups)), key=lambda i: -groups[i].gpu_count):
-        units = chosen.assignments[at : at + groups[i].gpu_count]
-        at += groups[i].gpu_count
-        found = {unit.host for unit in units}
-        if len(found) != 1:
-            raise RuntimeError(f"the placement of group {groups[i].index} spans {found}")
-        hosts[i] = found.pop()
-    return [hosts[i] for i in range(len(groups))]
+        if code == 404 and not missing_ok:
+            raise TransientError(f"The Kubernetes API did not find {what}.")
+        return code, data
 
 
 def _describe(group) -> str:
@@ -652,7 +383,7 @@ def _belongs_to(namespace: dict, spec: WorkspaceSpec) -> bool:
     )
 
 
-def _waiting_reason(name: str, pod: dict) -> str:
+def waiting_reason(name: str, pod: dict) -> str:
     """Why a pod is not Ready yet ("" when it is); raises when waiting cannot help."""
     status = pod.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or []}
@@ -687,8 +418,9 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
+# Old names services.backends.kubernetes still uses (see the class's forwarding methods).
+KINDS: dict = {}  # it adds its kinds here; pools.kube's registry already has them
+object_path = kube.object_path
+FIELD_MANAGER = kube.FIELD_MANAGER
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
+_waiting_reason = waiting_reason

@@ -8,7 +8,8 @@ import pytest
 
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
-from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver, object_path
+from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver
+from pools.kube import object_path
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure
 from tests.pools.k8s_stand_in import StandInApiServer
@@ -367,12 +368,12 @@ def test_the_stand_in_refuses_other_patch_types_and_apply_without_a_field_manage
     body = m.namespace_manifest(SPECS["cpu-only"], m.ManifestOptions())
     path = object_path("Namespace", "ws-42")
     with pytest.raises(PermanentError) as error:
-        driver._request(
+        driver.kube.request(
             "PATCH", path, body=body, what="ns", content_type="application/merge-patch+json"
         )
     assert "HTTP 415" in error.value.detail
     with pytest.raises(PermanentError) as error:
-        driver._request(
+        driver.kube.request(
             "PATCH", path, body=body, what="ns", content_type="application/apply-patch+yaml"
         )
     assert "fieldManager: Required value" in error.value.detail
@@ -380,14 +381,6 @@ def test_the_stand_in_refuses_other_patch_types_and_apply_without_a_field_manage
 
 def test_the_stand_in_needs_the_namespace_first(driver):
     claim = m.claim_manifests(SPECS["cpu-only"], SPECS["cpu-only"].groups[0], m.ManifestOptions())
-    path = object_path("PersistentVolumeClaim", claim[0]["metadata"]["name"], "ws-42")
     with pytest.raises(TransientError, match="did not find") as error:
-        driver._request(
-            "PATCH",
-            path,
-            body=claim[0],
-            what="claim",
-            query=[("fieldManager", "t")],
-            content_type="application/apply-patch+yaml",
-        )
+        driver.kube.apply(claim[0], field_manager="t")
     assert 'namespaces "ws-42" not found' in error.value.detail
