@@ -5,6 +5,7 @@ names the variable, not surface later as a confusing default.
 """
 
 import os
+from ipaddress import IPv4Network, IPv6Network, ip_network
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
@@ -55,3 +56,16 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
     if value not in choices:
         raise ConfigurationError(f"{name}={value!r} must be one of {', '.join(sorted(choices))}")
     return value
+
+
+def env_networks(name: str, default: list[str]) -> list[IPv4Network | IPv6Network]:
+    """A comma-separated list of addresses or CIDR networks, e.g. `10.0.0.0/8,127.0.0.1`."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigurationError(
+                f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+    return networks

@@ -1,10 +1,19 @@
+import logging
+import time
 import uuid
 
+from django.urls import resolve
+
+from portal import logs
 from portal.audit import current_request_id
+
+access_log = logging.getLogger("portal.access")
 
 
 class RequestIdMiddleware:
-    """Tag each request with an id so the audit entries it writes can be grouped."""
+    """Tag each request with an id: its audit entries are grouped by it, every log line
+    written while answering it carries it (and the user), and so do the log lines of the
+    tasks it enqueues (`portal.tasklog`). The response says it in `X-Request-ID`."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -12,7 +21,43 @@ class RequestIdMiddleware:
     def __call__(self, request):
         request.id = uuid.uuid4()
         token = current_request_id.set(request.id)
+        user = getattr(request, "user", None)
+        username = user.get_username() if user is not None and user.is_authenticated else None
+        start = time.perf_counter()
         try:
-            return self.get_response(request)
+            with logs.bind(request_id=request.id, user=username):
+                response = self.get_response(request)
+                access_log.info(
+                    "%s %s %s %.0f ms",
+                    request.method,
+                    request.path,
+                    response.status_code,
+                    (time.perf_counter() - start) * 1000,
+                )
         finally:
             current_request_id.reset(token)
+        response["X-Request-ID"] = str(request.id)
+        return response
+
+
+class OperationsMiddleware:
+    """Answer the probes and the metrics scrape before any other middleware runs.
+
+    Kubelets and Prometheus call a pod by its IP address, which is not in ALLOWED_HOSTS,
+    and need no session, CSRF check or request id: these three views are dispatched here
+    straight from the URLconf (so they stay ordinary, testable URLs), ahead of the host
+    check of CommonMiddleware. They reveal nothing about the request's host.
+    """
+
+    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        match = resolve(request.path_info)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)
+

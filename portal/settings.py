@@ -8,8 +8,18 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 
-from portal.env import env_bool, env_choice, env_int, env_list, env_str
+from portal import logs
+from portal.env import (
+    ConfigurationError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_networks,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("PORTAL_DATA_DIR", str(BASE_DIR / "var")))
@@ -26,19 +36,8 @@ def _key_from_file(name: str, generate) -> str:
 
 
 def _new_fernet_key() -> str:
-    from cryptography.fernet import Fernet
-
     return Fernet.generate_key().decode()
 
-
-SECRET_KEY = env_str("SECRET_KEY") or _key_from_file(
-    "secret_key", lambda: secrets.token_urlsafe(50)
-)
-# Fernet keys for secrets at rest (credentials, SSH keys, kubeconfigs). Comma-separated: the
-# first encrypts, all decrypt, so a key can be rotated without losing stored secrets.
-ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS", []) or [
-    _key_from_file("encryption_key", _new_fernet_key)
-]
 
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
@@ -80,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.metrics.RequestMetricsMiddleware",
+    "portal.middleware.OperationsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -122,6 +123,44 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # write locks instead of failing with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+else:
+    # A probe or a request must not hang on a database host that does not answer.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+    )
+
+# Keys. Several processes (web replicas, workers) share a server database: were each to
+# generate its own keys, one replica could not read another's sessions or the secrets it
+# encrypted. So with a server database and DEBUG off the keys must come from the
+# environment, and the process refuses to start without them. With SQLite (one host) or in
+# DEBUG they are generated once into DATA_DIR.
+SHARED_DATABASE = DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3"
+if SHARED_DATABASE and not DEBUG:
+    _missing = [name for name in ("SECRET_KEY", "PORTAL_ENCRYPTION_KEYS") if not env_str(name)]
+    if _missing:
+        raise ConfigurationError(
+            f"{' and '.join(_missing)} must be set: with DEBUG off and a "
+            f"{DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} database every process "
+            "must use the same keys, so they are never generated (see the README's "
+            "configuration reference)"
+        )
+SECRET_KEY = env_str("SECRET_KEY") or _key_from_file(
+    "secret_key", lambda: secrets.token_urlsafe(50)
+)
+# Fernet keys for secrets at rest (credentials, SSH keys, kubeconfigs). Comma-separated: the
+# first encrypts, all decrypt, so a key can be rotated without losing stored secrets.
+ENCRYPTION_KEYS = env_list("PORTAL_ENCRYPTION_KEYS", []) or [
+    _key_from_file("encryption_key", _new_fernet_key)
+]
+for _key in ENCRYPTION_KEYS:
+    try:
+        Fernet(_key.encode())
+    except ValueError:
+        raise ConfigurationError(
+            "PORTAL_ENCRYPTION_KEYS: each key must be a Fernet key (32 url-safe base64-encoded "
+            "bytes), e.g. from `python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'`"
+        ) from None
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -169,8 +208,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = Path(env_str("PORTAL_STATIC_ROOT", str(DATA_DIR / "staticfiles")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -208,10 +247,38 @@ Q_CLUSTER = {
 WARM_POOL_CLUSTER = env_str("WARM_POOL_CLUSTER")
 if WARM_POOL_CLUSTER:
     Q_CLUSTER["ALT_CLUSTERS"] = {WARM_POOL_CLUSTER: {"workers": 1}}
+# Redis as the broker, for scale: `Q_BROKER_URL=redis://host:6379/0`. Task results and
+# schedules stay in the database. Redis hands a task out once and does not take it back
+# when a worker dies mid-task; the sweep (pools.tasks.sweep) resumes such work.
+Q_BROKER_URL = env_str("Q_BROKER_URL")
+if Q_BROKER_URL:
+    if not Q_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"Q_BROKER_URL={Q_BROKER_URL!r}: only Redis is supported (redis://host:6379/0); "
+            "leave it empty for the database (ORM) broker"
+        )
+    del Q_CLUSTER["orm"]
+    Q_CLUSTER["redis"] = Q_BROKER_URL
+
+# Operations: probes and metrics (portal.health, portal.metrics, pools.metrics).
+# /readyz wants a django-q2 heartbeat task finished within this many seconds.
+READYZ_HEARTBEAT_MAX_AGE = env_int("READYZ_HEARTBEAT_MAX_AGE", 180, minimum=60)
+# /metrics answers a bearer token or the listed addresses; neither set: it answers 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_IPS", [])
 
 # Infrastructure drivers
 # Where the local driver makes workspace directories.
 WORKSPACES_ROOT = Path(env_str("PORTAL_WORKSPACES_ROOT", str(DATA_DIR / "workspaces")))
+# How local workspaces are isolated (README: security model): "auto" where the host can
+# (bubblewrap; a uid per workspace when the portal runs as root), "off" never.
+LOCAL_WORKSPACE_ISOLATION = env_choice("LOCAL_WORKSPACE_ISOLATION", "auto", {"auto", "off"})
+LOCAL_WORKSPACE_UID_MIN = env_int("LOCAL_WORKSPACE_UID_MIN", 70000, minimum=1000)
+LOCAL_WORKSPACE_UID_MAX = env_int(
+    "LOCAL_WORKSPACE_UID_MAX", LOCAL_WORKSPACE_UID_MIN + 9999, minimum=LOCAL_WORKSPACE_UID_MIN
+)
+if LOCAL_WORKSPACE_UID_MAX >= 2**31 - 1:
+    raise ConfigurationError(f"LOCAL_WORKSPACE_UID_MAX={LOCAL_WORKSPACE_UID_MAX} is too large")
 # An alternative AWS endpoint (e.g. a moto server in tests); empty means AWS itself.
 AWS_ENDPOINT_URL = env_str("AWS_ENDPOINT_URL") or None
 # "namespace": one namespace per workspace; "shared": labelled objects in one namespace.
@@ -228,9 +295,8 @@ KUBERNETES_STORAGE_CLASS = env_str("KUBERNETES_STORAGE_CLASS")
 DJANGO_TABLES2_TEMPLATE = "django_tables2/table.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table"}
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# "text": one readable line per record (the default); "json": one JSON object per line with
+# the request id, user, workspace or pool instance id and task id (portal.logs).
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", {"text", "json"})
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
+LOGGING = logs.logging_config(LOG_FORMAT, LOG_LEVEL)

@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from portal import health
 from portal.urlhelpers import crud_urls
 from portal.views import pages, users
 
@@ -40,6 +41,10 @@ portal_patterns = [
 
 urlpatterns = [
     path("", pages.home, name="home"),
+    # Operations (portal.middleware.OperationsMiddleware answers these three first).
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", include("pools.metrics")),
     path("", include((portal_patterns, "portal"))),
     path("admin/", include("workspaces.overview_urls")),
     path("admin/pools/", include("pools.urls")),

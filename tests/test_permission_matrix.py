@@ -119,6 +119,11 @@ _WORKSPACE_CHANGE = ((Area.WORKSPACES, CHANGE), (Area.SELF_SERVICE, USE))
 
 EXPECTED: dict[str, Rule] = {
     "home": logged_in(FOUND),
+    # operations: probes for anyone; no worker heartbeat in a test, so /readyz is not ready;
+    # /metrics without METRICS_TOKEN or METRICS_ALLOWED_IPS does not exist
+    "healthz": public(OK),
+    "readyz": public(503),
+    "metrics": public(NOT_FOUND),
     # portal
     "overview:index": view(Area.PROFILES),
     "portal:auditentry_list": view(Area.AUDIT),
@@ -159,6 +164,7 @@ EXPECTED: dict[str, Rule] = {
     "pools:pool_detail": view(Area.POOLS),
     "pools:pool_pause": post(Area.POOLS),
     "pools:pool_resume": post(Area.POOLS),
+    "pools:pool_sizing": change(Area.POOLS),
     **crud("pools:poolschedule", Area.POOLS),
     # workspaces
     "workspaces:self_service": use_self_service(),
