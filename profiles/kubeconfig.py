@@ -74,7 +74,7 @@ def parse_kubeconfig(text: str) -> dict:
         raise KubeconfigError("The kubeconfig's current-context names no context in it.")
     for name, context in contexts.items():
         for key, known in (("cluster", clusters), ("user", users)):
-            if context.get(key) not in known:
+            if not isinstance(context.get(key), str) or context[key] not in known:
                 raise KubeconfigError(f"Context “{name}” names no {key} of the kubeconfig.")
     for name, cluster in clusters.items():
         _check_keys(f"cluster “{name}”", cluster, CLUSTER_KEYS)

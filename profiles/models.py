@@ -48,8 +48,15 @@ class Infrastructure(models.Model):
     gpu_model = models.CharField(max_length=20, blank=True)
     gpus_per_node = models.PositiveSmallIntegerField(default=0)
 
-    # Existing cluster
+    # Existing cluster: a kubeconfig with inline credentials (`profiles.kubeconfig`), or the
+    # portal pod's own service account when the portal runs in the cluster it manages.
     kubeconfig = EncryptedTextField(blank=True)
+    in_cluster = models.BooleanField(
+        "Use the portal's service account",
+        default=False,
+        help_text="The portal runs in a pod of this cluster: it uses the pod's service "
+        "account token and RBAC instead of a kubeconfig.",
+    )
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -88,7 +95,7 @@ class Infrastructure(models.Model):
             label = catalog.DATA_CENTER_PLATFORMS.get(self.platform)
             return label.name if label else self.platform
         if self.kind == InfrastructureKind.KUBERNETES:
-            return "kubeconfig"
+            return "in-cluster" if self.in_cluster else "kubeconfig"
         return "this machine"
 
     def host_list(self) -> list[str]:
@@ -98,7 +105,7 @@ class Infrastructure(models.Model):
         """Whether the portal can provision here now, and if not, what is missing."""
         if self.kind == InfrastructureKind.PUBLIC_CLOUD and not self.credentials:
             return False, "No credentials: add them before workspaces can be provisioned here."
-        if self.kind == InfrastructureKind.KUBERNETES and not self.kubeconfig:
+        if self.kind == InfrastructureKind.KUBERNETES and not (self.kubeconfig or self.in_cluster):
             return False, "No kubeconfig: add one before workspaces can be provisioned here."
         if self.kind == InfrastructureKind.DATA_CENTER and not (
             self.ssh_private_key or self.password

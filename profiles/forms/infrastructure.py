@@ -6,6 +6,7 @@ from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput, Secret
 from profiles import aws_checks, catalog
 from profiles.choices import InfrastructureKind
 from profiles.forms.validators import validate_hosts, validate_kubeconfig, validate_ssh_private_key
+from profiles.kubeconfig import in_cluster_problem
 from profiles.models import Infrastructure, InstanceType
 
 CLOUD = InfrastructureKind.PUBLIC_CLOUD
@@ -28,7 +29,7 @@ KIND_FIELDS = {
         "gpus_per_node",
         "kubernetes_version",
     },
-    KUBERNETES: {"kubeconfig", "kubernetes_version", "gpu_model", "gpus_per_node"},
+    KUBERNETES: {"kubeconfig", "in_cluster", "kubernetes_version", "gpu_model", "gpus_per_node"},
     InfrastructureKind.LOCAL: set(),
 }
 OPTIONAL_FIELDS = {
@@ -46,6 +47,7 @@ OPTIONAL_FIELDS = {
     "gpu_model": "",
     "gpus_per_node": 0,
     "kubeconfig": "",
+    "in_cluster": False,
 }
 
 
@@ -101,6 +103,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             "operating_system",
             "gpu_model",
             "gpus_per_node",
+            "in_cluster",
             "kubeconfig",
         ]
         widgets = {
@@ -175,7 +178,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 ["username", "password", "ssh_private_key"],
                 f"kind={DATA_CENTER}",
             ),
-            ("Existing Kubernetes cluster", ["kubeconfig"], f"kind={KUBERNETES}"),
+            ("Existing Kubernetes cluster", ["in_cluster", "kubeconfig"], f"kind={KUBERNETES}"),
             ("Kubernetes", ["kubernetes_version"], f"kind={CLOUD},{DATA_CENTER},{KUBERNETES}"),
             ("GPU nodes", ["gpu_model", "gpus_per_node"], f"kind={DATA_CENTER},{KUBERNETES}"),
         ]
@@ -306,9 +309,27 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 self.add_error("ssh_private_key", error)
 
     def _clean_kubernetes(self, cleaned: dict) -> None:
-        self._require(cleaned, "kubeconfig", "kubernetes_version")
+        """A kubeconfig with inline credentials, or the portal's own service account.
+
+        A stored kubeconfig is checked again too: one saved before the inline-only rule
+        must be replaced before the entry can be saved.
+        """
+        self._require(cleaned, "kubernetes_version")
+        if cleaned.get("in_cluster"):
+            if str(self.data.get(self.add_prefix("kubeconfig")) or "").strip():
+                self.add_error(
+                    "kubeconfig",
+                    "Leave this empty when the portal uses its own service account, or "
+                    "untick “Use the portal's service account”.",
+                )
+            problem = in_cluster_problem()
+            if problem:
+                self.add_error("in_cluster", problem)
+            cleaned["kubeconfig"] = ""  # the service account replaces a stored kubeconfig
+            return
+        self._require(cleaned, "kubeconfig")
         kubeconfig = cleaned.get("kubeconfig")
-        if kubeconfig and kubeconfig != self.instance.kubeconfig:
+        if kubeconfig and "kubeconfig" not in self.errors:
             try:
                 validate_kubeconfig(kubeconfig)
             except forms.ValidationError as error:

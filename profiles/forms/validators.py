@@ -3,9 +3,10 @@
 import ipaddress
 import re
 
-import yaml
 from cryptography.hazmat.primitives import serialization
 from django.core.exceptions import ValidationError
+
+from profiles.kubeconfig import KubeconfigError, parse_kubeconfig
 
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
@@ -34,19 +35,11 @@ def validate_ssh_private_key(text: str) -> None:
 
 
 def validate_kubeconfig(text: str) -> None:
+    """A well-formed kubeconfig with inline credentials only (`profiles.kubeconfig`)."""
     try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ValidationError(f"This is not valid YAML: {error}") from None
-    if not isinstance(config, dict) or config.get("kind", "Config") != "Config":
-        raise ValidationError("This is not a kubeconfig (expected kind: Config).")
-    for section in ("clusters", "contexts", "users"):
-        if not config.get(section):
-            raise ValidationError(f"The kubeconfig has no {section}.")
-    contexts = {c.get("name") for c in config["contexts"] if isinstance(c, dict)}
-    current = config.get("current-context")
-    if not current or current not in contexts:
-        raise ValidationError("The kubeconfig's current-context names no context in it.")
+        parse_kubeconfig(text)
+    except KubeconfigError as error:
+        raise ValidationError(str(error)) from None
 
 
 def validate_hosts(text: str) -> list[str]:

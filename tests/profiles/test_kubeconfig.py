@@ -1,0 +1,224 @@
+"""Kubeconfigs (issue 11, findings 1 and 6): inline credentials only, every malformed shape a
+field error, checked again when a stored kubeconfig is loaded; and in-cluster mode."""
+
+import copy
+
+import pytest
+import yaml
+
+from profiles.choices import InfrastructureKind
+from profiles.forms import InfrastructureForm
+from profiles.kubeconfig import KubeconfigError, parse_kubeconfig
+from profiles.models import Infrastructure
+
+pytestmark = pytest.mark.django_db
+
+GOOD = {
+    "apiVersion": "v1",
+    "kind": "Config",
+    "clusters": [
+        {
+            "name": "prod",
+            "cluster": {"server": "https://10.0.0.1:6443", "certificate-authority-data": "Q0E="},
+        }
+    ],
+    "users": [{"name": "admin", "user": {"token": "secret-token"}}],
+    "contexts": [{"name": "prod", "context": {"cluster": "prod", "user": "admin"}}],
+    "current-context": "prod",
+}
+
+
+def with_changes(change) -> str:
+    config = copy.deepcopy(GOOD)
+    change(config)
+    return yaml.safe_dump(config)
+
+
+def exec_user(marker) -> dict:
+    """A user whose credential plugin would write `marker` on the portal's host."""
+    credential = (
+        '{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", '
+        '"status": {"token": "t"}}'
+    )
+    return {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "/bin/sh",
+            "args": ["-c", f"id > {marker}; echo '{credential}'"],
+        }
+    }
+
+
+def form_errors(kubeconfig: str, instance=None, **extra) -> dict:
+    data = {
+        "name": "Cluster",
+        "kind": InfrastructureKind.KUBERNETES,
+        "kubernetes_version": "1.31",
+        "kubeconfig": kubeconfig,
+        "gpus_per_node": "0",
+        **extra,
+    }
+    form = InfrastructureForm(data, instance=instance or Infrastructure())
+    form.is_valid()
+    return form.errors
+
+
+def test_an_inline_kubeconfig_is_accepted():
+    assert form_errors(yaml.safe_dump(GOOD)) == {}
+    cert = {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}
+    assert form_errors(with_changes(lambda c: c["users"][0].update(user=cert))) == {}
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "value", "paste"),
+    [
+        ("users", "auth-provider", {"name": "oidc", "config": {}}, "token:"),
+        ("users", "tokenFile", "/var/run/secrets/token", "Paste the token itself as `token:`"),
+        ("users", "client-certificate", "/etc/portal/cert.pem", "client-certificate-data:"),
+        ("users", "client-key", "/etc/portal/key.pem", "client-key-data:"),
+        ("clusters", "certificate-authority", "/etc/ssl/ca.pem", "certificate-authority-data:"),
+        ("users", "username", "admin", "Only inline credentials"),
+    ],
+)
+def test_credentials_outside_the_kubeconfig_are_refused_with_what_to_paste(
+    where, key, value, paste
+):
+    item = "user" if where == "users" else "cluster"
+    text = with_changes(lambda c: c[where][0][item].update({key: value}))
+    (message,) = form_errors(text)["kubeconfig"]
+    assert f"`{key}`" in message and paste in message
+
+
+def test_an_exec_user_is_refused_at_save_and_its_command_never_runs(tmp_path):
+    marker = tmp_path / "x"
+    text = with_changes(lambda c: c["users"][0].update(user=exec_user(marker)))
+    (message,) = form_errors(text)["kubeconfig"]
+    assert "`exec`" in message and "runs a command on the portal's host" in message
+    assert "Paste a service account token" in message
+    assert not marker.exists()
+    assert not Infrastructure.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "contexts: 7",
+        "contexts: [{name: [1]}]",
+        "current-context: [1]",
+        "clusters: {a: b}",
+        "clusters: [7]",
+        "clusters: [{name: prod, cluster: 7}]",
+        "clusters: [{name: prod, cluster: {server: [1]}}]",
+        "clusters: [{name: prod, cluster: {server: 'file:///etc/passwd'}}]",
+        "users: [{name: admin, user: [token]}]",
+        "users: [{name: admin, user: {token: [1]}}]",
+        "users: [{name: admin, user: {token: ''}}]",
+        "users: [{name: admin, user: {client-certificate-data: '!!', client-key-data: S0VZ}}]",
+        "users: [{name: admin, user: {client-key-data: S0VZ}}]",
+        "contexts: [{name: prod, context: {cluster: nowhere, user: admin}}]",
+        "contexts: [{name: prod, context: {cluster: prod, user: [1]}}]",
+        "contexts: [{name: prod, context: {cluster: prod, user: admin}}, "
+        "{name: prod, context: {cluster: prod, user: admin}}]",
+        "kind: [Config]",
+        "insecure: true\nclusters: [{name: prod, cluster: "
+        "{server: 'https://a', insecure-skip-tls-verify: 'yes'}}]",
+    ],
+)
+def test_every_malformed_shape_is_a_field_error_not_a_500(shape):
+    config = copy.deepcopy(GOOD)
+    config.update(yaml.safe_load(shape))
+    errors = form_errors(yaml.safe_dump(config))
+    assert list(errors) == ["kubeconfig"], errors
+    with pytest.raises(KubeconfigError):
+        parse_kubeconfig(yaml.safe_dump(config))
+
+
+@pytest.mark.parametrize("text", ["7", "[1, 2]", "'just text'", "{not: [yaml", "\x00", "a: b"])
+def test_things_that_are_not_kubeconfigs_are_field_errors(text):
+    assert "kubeconfig" in form_errors(text)
+
+
+def test_a_stored_kubeconfig_from_before_the_rule_must_be_replaced_on_edit(tmp_path):
+    marker = tmp_path / "x"
+    text = with_changes(lambda c: c["users"][0].update(user=exec_user(marker)))
+    stored = Infrastructure.objects.create(
+        name="Cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=text,
+        kubernetes_version="1.31",
+    )
+    errors = form_errors("", instance=stored)  # left blank: keeps the stored one
+    assert "`exec`" in errors["kubeconfig"][0]
+    assert form_errors(yaml.safe_dump(GOOD), instance=stored) == {}
+    assert not marker.exists()
+
+
+# --- in-cluster mode ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def service_account(tmp_path, monkeypatch):
+    """A pod's service account as Kubernetes mounts it, and the environment it sets."""
+    directory = tmp_path / "serviceaccount"
+    directory.mkdir()
+    (directory / "token").write_text("pod-token")
+    (directory / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setattr("profiles.kubeconfig.SERVICE_ACCOUNT_DIR", directory)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "6443")
+    return directory
+
+
+def test_in_cluster_mode_needs_no_kubeconfig_when_the_portal_runs_in_a_pod(service_account):
+    form = InfrastructureForm(
+        {
+            "name": "Home cluster",
+            "kind": InfrastructureKind.KUBERNETES,
+            "kubernetes_version": "1.31",
+            "in_cluster": "on",
+            "gpus_per_node": "0",
+        },
+        instance=Infrastructure(),
+    )
+    assert form.is_valid(), form.errors
+    infrastructure = form.save()
+    assert infrastructure.in_cluster and infrastructure.kubeconfig == ""
+    assert infrastructure.usability() == (True, "")
+    assert infrastructure.location == "in-cluster"
+
+
+def test_in_cluster_mode_is_refused_outside_a_pod(tmp_path, monkeypatch):
+    monkeypatch.setattr("profiles.kubeconfig.SERVICE_ACCOUNT_DIR", tmp_path)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    errors = form_errors("", in_cluster="on")
+    assert "not running in a Kubernetes pod" in errors["in_cluster"][0]
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    errors = form_errors("", in_cluster="on")
+    assert "no service account token" in errors["in_cluster"][0]
+
+
+def test_in_cluster_mode_and_a_pasted_kubeconfig_exclude_each_other(service_account):
+    errors = form_errors(yaml.safe_dump(GOOD), in_cluster="on")
+    assert "Leave this empty" in errors["kubeconfig"][0]
+
+
+def test_switching_to_in_cluster_mode_removes_the_stored_kubeconfig(service_account):
+    stored = Infrastructure.objects.create(
+        name="Cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=yaml.safe_dump(GOOD),
+        kubernetes_version="1.31",
+    )
+    data = {
+        "name": "Cluster",
+        "kind": InfrastructureKind.KUBERNETES,
+        "kubernetes_version": "1.31",
+        "in_cluster": "on",
+        "gpus_per_node": "0",
+    }
+    form = InfrastructureForm(data, instance=stored)
+    assert form.is_valid(), form.errors
+    form.save()
+    stored.refresh_from_db()
+    assert stored.in_cluster and stored.kubeconfig == ""
