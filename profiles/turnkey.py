@@ -1,56 +1,80 @@
 """The six turnkey services profiles the product ships.
 
-Written out as data, not derived from the component catalog, so what ships stays fixed
-whatever the catalog becomes. `ensure_turnkey` is idempotent: the data migration ships them
-and the demo loader re-creates any that a test database flush removed.
+Written out as data (capability, component, version, parameters), not derived from the
+component catalog's defaults, so what ships stays fixed whatever the catalog's defaults
+become; the components are named by their classes. `ensure_turnkey` is idempotent: the data
+migration ships them and the demo loader re-creates any that a test database flush removed.
 """
 
-TURNKEY = [
+from django.utils.text import slugify
+
+from services.components import (
+    Capability,
+    Feast,
+    InferenceServer,
+    JobQueue,
+    JupyterLab,
+    KubeflowPipelines,
+    MinIO,
+    MLflow,
+    OAuth2Proxy,
+    Ray,
+    TrainingRunner,
+)
+
+# (name, description, [(capability, component, version, parameters)]); the slug is the
+# name's.
+STACKS = [
     (
         "Jupyter Notebook",
-        "jupyter-notebook",
         "JupyterLab with the workspace's GPUs, ready for interactive work.",
-        [("notebook", "jupyterlab", "4.4", {})],
+        [(Capability.NOTEBOOK, JupyterLab, "4.4", {})],
     ),
     (
         "Training",
-        "training",
         "Distributed PyTorch training with experiment tracking.",
         [
-            ("training", "training-runner", "1.0", {"framework": "pytorch"}),
-            ("experiment_tracking", "mlflow", "3.1", {}),
+            (Capability.TRAINING, TrainingRunner, "1.0", {"framework": "pytorch"}),
+            (Capability.EXPERIMENT_TRACKING, MLflow, "3.1", {}),
         ],
     ),
     (
         "Inference",
-        "inference",
         "An HTTP inference server for the workspace's models.",
-        [("inference", "inference-server", "1.0", {})],
+        [(Capability.INFERENCE, InferenceServer, "1.0", {})],
     ),
     (
         "MLOps Platform",
-        "mlops-platform",
         "Pipelines, model registry, feature store, object store and SSO in one stack.",
         [
-            ("object_store", "minio", "RELEASE.2025-04-22T22-12-26Z", {}),
-            ("model_registry", "mlflow", "3.1", {}),
-            ("pipelines", "kubeflow-pipelines", "2.5", {}),
-            ("feature_store", "feast", "0.49", {}),
-            ("authentication", "oauth2-proxy", "7.9", {"provider": "okta"}),
+            (Capability.OBJECT_STORE, MinIO, "RELEASE.2025-04-22T22-12-26Z", {}),
+            (Capability.MODEL_REGISTRY, MLflow, "3.1", {}),
+            (Capability.PIPELINES, KubeflowPipelines, "2.5", {}),
+            (Capability.FEATURE_STORE, Feast, "0.49", {}),
+            (Capability.AUTHENTICATION, OAuth2Proxy, "7.9", {"provider": "okta"}),
         ],
     ),
     (
         "Ray",
-        "ray",
         "A Ray cluster (head and workers) on the workspace's nodes.",
-        [("distributed_compute", "ray", "2.47", {})],
+        [(Capability.DISTRIBUTED_COMPUTE, Ray, "2.47", {})],
     ),
     (
         "Jobs",
-        "jobs",
         "Submit batch jobs to a queue that runs them on the workspace.",
-        [("jobs", "job-queue", "1.0", {})],
+        [(Capability.JOBS, JobQueue, "1.0", {})],
     ),
+]
+
+# (name, slug, description, [(capability, component code, version, parameters)])
+TURNKEY = [
+    (
+        name,
+        slugify(name),
+        description,
+        [(str(cap), cls.code, version, params) for cap, cls, version, params in rows],
+    )
+    for name, description, rows in STACKS
 ]
 
 

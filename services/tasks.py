@@ -43,8 +43,6 @@ logger = logging.getLogger(__name__)
 
 DEPLOY = "services.tasks.deploy_services"
 REMOVE = "services.tasks.remove_services"
-START_TIMEOUT = {"mlflow": 120, "ray": 120, "jupyterlab": 90}
-DEFAULT_START_TIMEOUT = 60
 POLL = 2.0  # seconds between checks while a component starts
 DEPLOY_DEADLINE = timedelta(minutes=30)
 # A stack waits for its stopped workspace to start without being resumed by the sweep.
@@ -172,7 +170,7 @@ def _deploy_one(deployment, backend, spec, row) -> str:
             result = backend.check(ctx) if row.status == svc.READY else backend.deploy(ctx)
         if result.secret and result.secret != row.secret:
             _save(row, secret=result.secret)  # before waiting: a retry must reuse it
-        deadline = time.monotonic() + START_TIMEOUT.get(found.code, DEFAULT_START_TIMEOUT)
+        deadline = time.monotonic() + found.start_timeout
         while result.status == svc.DEPLOYING and time.monotonic() < deadline:
             provisioning._touch(deployment)
             time.sleep(POLL)

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from pools.drivers.base import WorkspaceSpec
-from services.components import Component
+from services.components import Component, object_name
 
 # Statuses of one component of a deployment.
 PENDING, DEPLOYING, READY, FAILED, UNAVAILABLE, REMOVED = (
@@ -39,7 +39,7 @@ class ComponentContext:
     @property
     def name(self) -> str:
         """The stable name of the component's resources: `<workspace>-<component>`."""
-        return f"{self.spec.name}-{self.component.code}"
+        return object_name(self.spec.name, self.component.code)
 
 
 @dataclass

@@ -1,21 +1,20 @@
 """Components as Kubernetes objects in the workspace's namespace (pure rendering + apply).
 
-Per component, under the stable name `<workspace>-<component>` and with the workspace's
-labels (`pools.drivers.k8s_manifests.workspace_labels`) plus `gpupaas.io/component`:
-- a Secret with its generated credential (Jupyter token, jobs-queue token, MinIO root
-  password, the SSO proxy's cookie secret), when it has one,
+What runs is what the component's class declares (`Component.kubernetes()`: its container,
+volumes, configuration files, extra Deployments); this module renders it the same way for
+every component. Per component, under the stable name `<workspace>-<component>` and with
+the workspace's labels (`pools.drivers.k8s_manifests.workspace_labels`) plus
+`gpupaas.io/component`:
+- a Secret with its generated credential under its `secret_key`, when it has one,
+- a ConfigMap with its configuration files, when it declares some,
 - a PersistentVolumeClaim `<name>-data` when it declares `storage_gb`,
-- a ConfigMap with its configuration files (the jobs queue's script, Feast's
-  feature_store.yaml, the GCS binding),
-- a Deployment (strategy Recreate when it holds a volume) requesting the component's
-  `cpu`, `memory_gb` and `gpus` (with the GPU tolerations and the workspace's GPU model as
-  node selector), with a readiness probe where the software has a health endpoint,
+- a Deployment (strategy Recreate) requesting the component's `cpu`, `memory_gb` and
+  `gpus` (with the GPU tolerations and the workspace's GPU model as node selector), with a
+  readiness probe where the class declares a health check, and one more Deployment per
+  group of workers it declares,
 - a ClusterIP Service with its ports.
-Ray with `workers > 0` adds a worker Deployment joining the head. GCS is only a binding.
-
-Kubeflow Pipelines is rendered as its API server wired to the stack's object store; a full
-installation also needs its cluster-scoped manifests (CRDs, Argo), which an administrator
-installs once per cluster.
+A component that declares no pods (a binding) has only its Secret and ConfigMap, and is
+ready at once.
 
 The namespace's ResourceQuota (namespace mode). The workspace's quota caps the namespace at
 the compute profile's totals, which its own pods use up, so a stack's pods and claims would
@@ -50,11 +49,10 @@ from __future__ import annotations
 
 import secrets
 from fractions import Fraction
-from pathlib import Path
 
 from pools.drivers import k8s_manifests as m
 from pools.drivers import kubernetes as k
-from pools.drivers.base import TransientError, WorkspaceSpec
+from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from services.backends.base import (
     DEPLOYING,
     READY,
@@ -62,21 +60,27 @@ from services.backends.base import (
     ComponentResult,
     ServicesBackend,
 )
+from services.components import KubeWorkload, NotRunnable, Target
 
 COMPONENT_LABEL = "gpupaas.io/component"
 STACK_LABEL = "app.kubernetes.io/part-of"
 NAME_LABEL = "app.kubernetes.io/name"
-JOBRUNNER = Path(__file__).with_name("jobrunner.py")
-WITH_SECRET = {"jupyterlab", "job-queue", "training-runner", "minio", "oauth2-proxy"}
-HEALTH = {
-    "jupyterlab": ("/api", 8888),
-    "mlflow": ("/health", 5000),
-    "job-queue": ("/health", 8080),
-    "training-runner": ("/health", 8080),
-    "inference-server": ("/health", 8000),
-    "minio": ("/minio/health/ready", 9000),
-    "oauth2-proxy": ("/ping", 4180),
-}
+ROLE_LABEL = "gpupaas.io/role"
+PLACEHOLDER_SECRET = "<generated at deploy time>"
+
+
+def target(ctx: ComponentContext) -> Target:
+    return Target(
+        workspace=ctx.spec.name, name=ctx.name, version=ctx.version, parameters=ctx.parameters
+    )
+
+
+def workload(ctx: ComponentContext) -> KubeWorkload:
+    """What the component's class declares for Kubernetes."""
+    try:
+        return ctx.component.kubernetes(target(ctx))
+    except NotRunnable as error:
+        raise PermanentError(str(error)) from None
 
 
 def component_labels(ctx: ComponentContext) -> dict[str, str]:
@@ -90,7 +94,7 @@ def component_labels(ctx: ComponentContext) -> dict[str, str]:
 def _selector(ctx: ComponentContext, role: str = "") -> dict[str, str]:
     selector = {m.WORKSPACE_LABEL: ctx.spec.name, COMPONENT_LABEL: ctx.code}
     if role:
-        selector["gpupaas.io/role"] = role
+        selector[ROLE_LABEL] = role
     return selector
 
 
@@ -115,145 +119,42 @@ def _resources(ctx: ComponentContext) -> tuple[dict, bool]:
     return {"requests": dict(amounts), "limits": dict(amounts)}, bool(gpus)
 
 
-def _secret_env(ctx: ComponentContext, env_name: str, key: str = "token") -> dict:
-    return {
-        "name": env_name,
-        "valueFrom": {"secretKeyRef": {"name": ctx.name, "key": key}},
-    }
-
-
-def _container(ctx: ComponentContext) -> dict:
-    """Image, command, ports and environment of the component's main container."""
-    code, params, name = ctx.code, ctx.parameters, ctx.name
-    image = ctx.component.image.format(version=ctx.version)
-    c: dict = {"name": code, "image": image}
-    if code == "jupyterlab":
-        c["args"] = [
-            "start-notebook.py",
-            "--ServerApp.root_dir=/home/jovyan/work",
-            f"--ServerApp.default_url={params.get('default_url', '/lab')}",
-        ]
-        c["env"] = [_secret_env(ctx, "JUPYTER_TOKEN")]
-        c["ports"] = [{"name": "http", "containerPort": 8888}]
-    elif code == "mlflow":
-        c["command"] = ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
-        c["args"] = [
-            "--workers",
-            str(params.get("workers", 1)),
-            "--backend-store-uri",
-            "sqlite:////data/mlflow.db",
-            "--default-artifact-root",
-            str(params.get("artifact_root") or "/data/artifacts"),
-        ]
-        c["ports"] = [{"name": "http", "containerPort": 5000}]
-    elif code == "ray":
-        c["command"] = ["ray", "start", "--head", "--port=6379", "--block"]
-        c["args"] = ["--dashboard-host=0.0.0.0", "--disable-usage-stats"]
-        c["ports"] = [
-            {"name": "gcs", "containerPort": 6379},
-            {"name": "dashboard", "containerPort": 8265},
-            {"name": "client", "containerPort": 10001},
-        ]
-    elif code in ("job-queue", "training-runner"):
-        c["command"] = ["python", "/opt/jobrunner/jobrunner.py"]
-        c["args"] = [
-            "--port",
-            "8080",
-            "--state-dir",
-            "/data/jobs",
-            "--workdir",
-            "/data",
-            "--max-parallel",
-            str(params.get("max_parallel", 1)),
-        ]
-        c["env"] = [_secret_env(ctx, "JOBRUNNER_TOKEN")]
-        c["ports"] = [{"name": "http", "containerPort": 8080}]
-    elif code == "inference-server":
-        c["args"] = ["--model", str(params.get("model")), "--port", "8000"]
-        c["ports"] = [{"name": "http", "containerPort": 8000}]
-    elif code == "kubeflow-pipelines":
-        store = f"{ctx.spec.name}-minio"
-        c["env"] = [
-            {"name": "OBJECTSTORECONFIG_HOST", "value": store},
-            {"name": "OBJECTSTORECONFIG_PORT", "value": "9000"},
-            {"name": "OBJECTSTORECONFIG_SECURE", "value": "false"},
-            {"name": "OBJECTSTORECONFIG_BUCKETNAME", "value": "mlpipeline"},
-            {"name": "MLFLOW_TRACKING_URI", "value": f"http://{ctx.spec.name}-mlflow:5000"},
-        ]
-        c["ports"] = [
-            {"name": "http", "containerPort": 8888},
-            {"name": "grpc", "containerPort": 8887},
-        ]
-    elif code == "feast":
-        c["command"] = ["feast", "serve", "--host", "0.0.0.0", "--port", "6566"]
-        c["workingDir"] = "/feature_repo"
-        c["ports"] = [{"name": "http", "containerPort": 6566}]
-    elif code == "minio":
-        c["args"] = ["server", "/data", "--console-address", ":9001"]
-        c["env"] = [
-            {"name": "MINIO_ROOT_USER", "value": "admin"},
-            _secret_env(ctx, "MINIO_ROOT_PASSWORD"),
-        ]
-        c["ports"] = [
-            {"name": "s3", "containerPort": 9000},
-            {"name": "console", "containerPort": 9001},
-        ]
-    elif code == "oauth2-proxy":
-        c["args"] = [
-            "--http-address=0.0.0.0:4180",
-            "--provider=oidc",  # Okta is an OpenID Connect provider
-            f"--oidc-issuer-url={params.get('issuer_url') or 'https://example.okta.com'}",
-            f"--upstream=http://{ctx.spec.name}-jupyterlab:8888",
-            "--email-domain=*",
-        ]
-        c["env"] = [
-            _secret_env(ctx, "OAUTH2_PROXY_COOKIE_SECRET", "cookie-secret"),
-            {
-                "name": "OAUTH2_PROXY_CLIENT_ID",
-                "valueFrom": {"secretKeyRef": {"name": name, "key": "client-id", "optional": True}},
-            },
-        ]
-        c["ports"] = [{"name": "http", "containerPort": 4180}]
-    c["env"] = [
-        {"name": "GPUPAAS_WORKSPACE", "value": ctx.spec.name},
-        *c.get("env", []),
-    ]
+def _container(ctx: ComponentContext, work: KubeWorkload) -> dict:
+    """The main container: what the class declares, with its image, the workspace's name in
+    the environment, its resources and its readiness probe."""
+    c: dict = {"name": ctx.code, "image": ctx.component.image_for(ctx.version)}
+    c.update(work.container)
+    c["env"] = [{"name": "GPUPAAS_WORKSPACE", "value": ctx.spec.name}, *c.get("env", [])]
     c["resources"], _ = _resources(ctx)
-    if code in HEALTH:
-        path, port = HEALTH[code]
+    health = ctx.component.health
+    if health is not None:
         c["readinessProbe"] = {
-            "httpGet": {"path": path, "port": port},
+            "httpGet": {"path": health.path, "port": health.port},
             "periodSeconds": 10,
             "failureThreshold": 30,
         }
     return c
 
 
-def _volumes(ctx: ComponentContext, container: dict) -> list[dict]:
+def _volumes(ctx: ComponentContext, work: KubeWorkload, container: dict) -> list[dict]:
     volumes, mounts = [], []
     if "storage_gb" in ctx.parameters:
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": f"{ctx.name}-data"}})
-        path = "/home/jovyan/work" if ctx.code == "jupyterlab" else "/data"
-        if ctx.code == "inference-server":
-            path = "/root/.cache/huggingface"
-        mounts.append({"name": "data", "mountPath": path})
-    elif ctx.code == "training-runner":
+        mounts.append({"name": "data", "mountPath": work.data_path})
+    elif work.scratch:
         volumes.append({"name": "data", "emptyDir": {}})
-        mounts.append({"name": "data", "mountPath": "/data"})
-    if ctx.code in ("job-queue", "training-runner"):
+        mounts.append({"name": "data", "mountPath": work.data_path})
+    if work.config_files is not None and work.config_path:
         volumes.append({"name": "config", "configMap": {"name": ctx.name}})
-        mounts.append({"name": "config", "mountPath": "/opt/jobrunner", "readOnly": True})
-    if ctx.code == "feast":
-        volumes.append({"name": "config", "configMap": {"name": ctx.name}})
-        mounts.append({"name": "config", "mountPath": "/feature_repo", "readOnly": True})
+        mounts.append({"name": "config", "mountPath": work.config_path, "readOnly": True})
     if mounts:
         container["volumeMounts"] = mounts
     return volumes
 
 
-def _pod_spec(ctx: ComponentContext, container: dict) -> dict:
+def _pod_spec(ctx: ComponentContext, work: KubeWorkload, container: dict) -> dict:
     pod: dict = {"containers": [container]}
-    volumes = _volumes(ctx, container)
+    volumes = _volumes(ctx, work, container)
     if volumes:
         pod["volumes"] = volumes
     _, wants_gpu = _resources(ctx)
@@ -269,14 +170,14 @@ def _pod_spec(ctx: ComponentContext, container: dict) -> dict:
     return pod
 
 
-def _deployment(ctx, options, name, role, container, replicas=1) -> dict:
-    labels = {**component_labels(ctx), "gpupaas.io/role": role}
+def _deployment(ctx, work, options, name, role, container, replicas=1) -> dict:
+    labels = {**component_labels(ctx), ROLE_LABEL: role}
     meta = _meta(ctx, name, options)
     meta["labels"] = labels
     spec: dict = {
         "replicas": replicas,
         "selector": {"matchLabels": _selector(ctx, role)},
-        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(ctx, container)},
+        "template": {"metadata": {"labels": labels}, "spec": _pod_spec(ctx, work, container)},
     }
     # One pod at a time: it may hold a ReadWriteOnce volume, and the quota has no headroom
     # for a rolling update's extra pod.
@@ -284,52 +185,33 @@ def _deployment(ctx, options, name, role, container, replicas=1) -> dict:
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta, "spec": spec}
 
 
-def _config_data(ctx: ComponentContext) -> dict[str, str] | None:
-    if ctx.code in ("job-queue", "training-runner"):
-        return {"jobrunner.py": JOBRUNNER.read_text()}
-    if ctx.code == "feast":
-        return {
-            "feature_store.yaml": (
-                f"project: {ctx.spec.name.replace('-', '_')}\n"
-                "registry: /data/registry.db\n"
-                "provider: local\n"
-                "online_store:\n  type: sqlite\n  path: /data/online.db\n"
-                "entity_key_serialization_version: 3\n"
-            )
-        }
-    if ctx.code == "gcs":
-        return {"bucket": str(ctx.parameters.get("bucket", ""))}
-    return None
-
-
 def render_component(
     ctx: ComponentContext, secret: str = "", options: m.ManifestOptions | None = None
 ) -> list[dict]:
     """Every object of one component, in the order to apply them."""
     options = options or m.ManifestOptions()
+    work = workload(ctx)
     objects: list[dict] = []
-    if ctx.code in WITH_SECRET:
-        key = "cookie-secret" if ctx.code == "oauth2-proxy" else "token"
+    if ctx.component.has_secret:
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "metadata": _meta(ctx, ctx.name, options),
                 "type": "Opaque",
-                "stringData": {key: secret or "<generated at deploy time>"},
+                "stringData": {ctx.component.secret_key: secret or PLACEHOLDER_SECRET},
             }
         )
-    data = _config_data(ctx)
-    if data is not None:
+    if work.config_files is not None:
         objects.append(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": _meta(ctx, ctx.name, options),
-                "data": data,
+                "data": dict(work.config_files),
             }
         )
-    if ctx.code == "gcs":
+    if not work.pods:
         return objects
     if "storage_gb" in ctx.parameters:
         claim: dict = {
@@ -346,23 +228,13 @@ def render_component(
                 "spec": claim,
             }
         )
-    container = _container(ctx)
-    objects.append(_deployment(ctx, options, ctx.name, "main", container))
-    if ctx.code == "ray" and int(ctx.parameters.get("workers", 0)):
-        worker = dict(container, name="ray-worker")
-        worker["command"] = ["ray", "start", f"--address={ctx.name}:6379", "--block"]
-        worker["args"] = ["--disable-usage-stats"]
-        worker.pop("ports", None)
-        objects.append(
-            _deployment(
-                ctx,
-                options,
-                f"{ctx.name}-worker",
-                "worker",
-                worker,
-                int(ctx.parameters["workers"]),
-            )
-        )
+    container = _container(ctx, work)
+    objects.append(_deployment(ctx, work, options, ctx.name, "main", container))
+    for workers in work.workers:
+        other = {**container, **workers.overrides}
+        other.pop("ports", None)
+        name = f"{ctx.name}-{workers.suffix}"
+        objects.append(_deployment(ctx, work, options, name, workers.role, other, workers.replicas))
     ports = [
         {"name": p["name"], "port": p["containerPort"], "targetPort": p["name"]}
         for p in container.get("ports", [])
@@ -380,14 +252,7 @@ def render_component(
 
 def endpoints(ctx: ComponentContext, options: m.ManifestOptions) -> list[dict]:
     namespace = m.namespace_for(ctx.spec, options)
-    host = f"{ctx.name}.{namespace}.svc"
-    found = []
-    for port in ctx.component.ports:
-        entry = {"name": f"{ctx.component.name} ({port})", "url": f"http://{host}:{port}"}
-        if ctx.code == "jupyterlab":
-            entry["token"] = "query"
-        found.append(entry)
-    return found
+    return ctx.component.cluster_endpoints(f"{ctx.name}.{namespace}.svc")
 
 
 # Kinds the services apply, added to the driver's table of API paths.
@@ -410,7 +275,7 @@ class KubernetesServices(ServicesBackend):
         self.driver = k.KubernetesDriver(infrastructure)
 
     def deploy(self, ctx: ComponentContext) -> ComponentResult:
-        secret = ctx.secret or (secrets.token_urlsafe(24) if ctx.code in WITH_SECRET else "")
+        secret = (ctx.secret or secrets.token_urlsafe(24)) if ctx.component.has_secret else ""
         objects = render_component(ctx, secret, self.driver.options)
         self._sync_quota(ctx.spec, exclude=ctx.code, adding=objects)
         for obj in objects:
@@ -423,7 +288,7 @@ class KubernetesServices(ServicesBackend):
     def check(self, ctx: ComponentContext) -> ComponentResult:
         options = self.driver.options
         namespace = m.namespace_for(ctx.spec, options)
-        if ctx.code == "gcs":
+        if not workload(ctx).pods:  # a binding: nothing to wait for
             return ComponentResult(READY, endpoints=[], detail={"namespace": namespace})
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
         deployments = self.driver._list("Deployment", namespace, selector)

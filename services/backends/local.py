@@ -1,32 +1,29 @@
 """Components as supervised processes in a local workspace.
 
 Each component of a workspace lives in `<workspace dir>/services/<component>/`: its process
-record (`process.json`, see `pools.supervisor`), its log (`service.log`) and its data
-(MLflow's database and artifacts, the jobs queue's jobs). The process runs in the
-workspace's directory with the workspace's environment file loaded, so it sees exactly the
-GPUs allocated to the workspace (`CUDA_VISIBLE_DEVICES`).
+record (`process.json`, see `pools.supervisor`), how to check it (`launch.json`), its log
+(`service.log`) and its data. What runs is the component class's `local_process()`; the
+process runs in the workspace's directory with the workspace's environment file loaded, so
+it sees exactly the GPUs allocated to the workspace (`CUDA_VISIBLE_DEVICES`).
 
 Deploying twice finds the running process by its record and starts nothing; a process that
-died is reported failed with the tail of its log; removal stops the whole process group
-(Ray's head starts several processes; they all share the session of `ray start --block`,
-the one process supervised) and leaves the data for a redeploy. Deleting the workspace
-deletes the directory with everything in it.
+died is reported failed with the tail of its log; removal stops the process's whole session
+(a component may start several processes; they all share the session of the one process
+supervised) and leaves the data for a redeploy. Deleting the workspace deletes the
+directory with everything in it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shlex
 import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 from pools import supervisor
@@ -41,35 +38,18 @@ from services.backends.base import (
     ServicesBackend,
     tail,
 )
-from services.components import Component
+from services.components import Component, LocalProcess, LocalTarget, NotRunnable
 
 SERVICES_DIR = "services"
 PROCESS_FILE = "process.json"
+LAUNCH_FILE = "launch.json"
 LOG_FILE = "service.log"
-JOBRUNNER = Path(__file__).with_name("jobrunner.py")
-READY_MARKERS = {"ray": "Ray runtime started"}
 
 
-@dataclass(frozen=True)
-class Launch:
-    argv: list[str]
-    port: int
-    env: dict[str, str]
-    health_url: str  # "" = use READY_MARKERS / the TCP port
-    endpoints: list[dict]
-    extra: dict
-
-
-def _bin(name: str) -> str:
+def executable(name: str) -> str:
     """The console script next to this interpreter (the portal's venv), else on PATH."""
     beside = Path(sys.executable).parent / name
     return str(beside) if beside.exists() else (shutil.which(name) or name)
-
-
-def ray_temp_dir(directory: Path) -> Path:
-    """Short (Unix socket paths are limited to 107 bytes) and unique per workspace."""
-    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"gpupaas-ray-{digest}"
 
 
 def workspace_env(workspace_dir: Path) -> dict[str, str]:
@@ -81,96 +61,37 @@ def workspace_env(workspace_dir: Path) -> dict[str, str]:
     return env
 
 
-def _port(parameters: dict) -> int:
-    return int(parameters.get("port") or 0) or supervisor.free_port()
+def local_target(ctx: ComponentContext, directory: Path, secret: str) -> LocalTarget:
+    """What the component's class needs to say how it runs here."""
+    return LocalTarget(
+        workspace=ctx.spec.name,
+        name=ctx.name,
+        version=ctx.version,
+        parameters=ctx.parameters,
+        directory=directory,
+        workdir=directory.parent.parent,
+        port=int(ctx.parameters.get("port") or 0) or supervisor.free_port(),
+        secret=secret,
+        free_port=supervisor.free_port,
+        executable=executable,
+    )
 
 
-def plan(ctx: ComponentContext, directory: Path, secret: str) -> Launch:
-    """How to run the component: argv, port, environment, health check and endpoints."""
-    code, params = ctx.code, ctx.parameters
-    port = _port(params)
-    base = f"http://127.0.0.1:{port}"
-    if code == "jupyterlab":
-        argv = [
-            _bin("jupyter"),
-            "lab",
-            "--no-browser",
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ServerApp.port_retries=0",
-            f"--ServerApp.root_dir={directory.parent.parent}",
-            f"--ServerApp.default_url={params.get('default_url') or '/lab'}",
-        ]
-        if os.geteuid() == 0:
-            argv.append("--allow-root")
-        # The token travels in the environment, not on the command line (ps shows that).
-        env = {"JUPYTER_TOKEN": secret, "JUPYTER_RUNTIME_DIR": str(directory / "runtime")}
-        endpoints = [{"name": "JupyterLab", "url": f"{base}/lab", "token": "query"}]
-        return Launch(argv, port, env, f"{base}/api", endpoints, {})
-    if code == "mlflow":
-        argv = [
-            _bin("mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(params.get("workers", 1)),
-            "--backend-store-uri",
-            f"sqlite:///{directory / 'mlflow.db'}",
-            "--default-artifact-root",
-            str(params.get("artifact_root") or directory / "artifacts"),
-        ]
-        endpoints = [
-            {"name": "MLflow UI", "url": f"{base}/"},
-            {"name": "MLFLOW_TRACKING_URI", "url": base},
-        ]
-        return Launch(argv, port, {}, f"{base}/health", endpoints, {})
-    if code == "ray":
-        temp = ray_temp_dir(directory)
-        argv = [
-            _bin("ray"),
-            "start",
-            "--head",
-            "--block",
-            "--node-ip-address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            "--temp-dir",
-            str(temp),
-            # Fixed defaults would collide between two workspaces' clusters on one host.
-            "--dashboard-port",
-            str(supervisor.free_port()),
-            "--dashboard-agent-listen-port",
-            str(supervisor.free_port()),
-        ]
-        if params.get("num_cpus"):
-            argv += ["--num-cpus", str(params["num_cpus"])]
-        endpoints = [{"name": "Ray address (ray.init)", "url": f"127.0.0.1:{port}"}]
-        return Launch(argv, port, {}, "", endpoints, {"temp_dir": str(temp)})
-    if code in ("job-queue", "training-runner"):
-        argv = [
-            sys.executable,
-            str(JOBRUNNER),
-            "--port",
-            str(port),
-            "--state-dir",
-            str(directory / "jobs"),
-            "--workdir",
-            str(directory.parent.parent),
-            "--max-parallel",
-            str(params.get("max_parallel", 1)),
-        ]
-        env = {"JOBRUNNER_TOKEN": secret}
-        endpoints = [{"name": "Jobs API", "url": f"{base}/jobs", "token": "bearer"}]
-        return Launch(argv, port, env, f"{base}/health", endpoints, {})
-    raise PermanentError(f"{ctx.component.name} has no local realisation.")
+def plan(ctx: ComponentContext, directory: Path, secret: str) -> tuple[LocalProcess, dict]:
+    """The component's process, and what `check` needs later (health, endpoints)."""
+    target = local_target(ctx, directory, secret)
+    try:
+        process = ctx.component.local_process(target)
+    except NotRunnable as error:
+        raise PermanentError(str(error)) from None
+    meta = {
+        "health_url": ctx.component.local_health_url(target),
+        "ready_marker": ctx.component.ready_marker,
+        "port": target.port,
+        "endpoints": process.endpoints,
+        **process.extra,
+    }
+    return process, meta
 
 
 def _http_ok(url: str) -> bool:
@@ -204,32 +125,26 @@ class LocalServices(ServicesBackend):
         if record and supervisor.is_running(record):
             return self.check(ctx)
         directory.mkdir(parents=True, exist_ok=True)
-        secret = ctx.secret or _new_secret()
-        launch = plan(ctx, directory, secret)
-        env = workspace_env(workspace_dir) | launch.env
+        secret = (ctx.secret or _new_secret()) if ctx.component.has_secret else ""
+        process, meta = plan(ctx, directory, secret)
+        env = workspace_env(workspace_dir) | process.env
         log = directory / LOG_FILE
         with open(log, "ab") as handle:
             handle.write(f"---- starting {ctx.component.name} at {time.ctime()}\n".encode())
         try:
-            record = supervisor.start(launch.argv, directory, env, log, port=launch.port)
+            record = supervisor.start(process.argv, directory, env, log, port=meta["port"])
         except OSError as error:
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))
         record.save(directory / PROCESS_FILE)
-        meta = {
-            "health_url": launch.health_url,
-            "endpoints": launch.endpoints,
-            "secret": bool(launch.env),
-            **launch.extra,
-        }
-        (directory / "launch.json").write_text(_json(meta))
+        (directory / LAUNCH_FILE).write_text(_json(meta))
         result = self.check(ctx)
-        result.secret = secret if launch.env else ""
+        result.secret = secret
         return result
 
     def check(self, ctx: ComponentContext) -> ComponentResult:
         directory = self.directory(ctx)
         record = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
-        meta = _read_json(directory / "launch.json")
+        meta = _read_json(directory / LAUNCH_FILE)
         detail = {"pid": record.pid if record else None, "directory": str(directory)}
         if record is None:
             return ComponentResult(FAILED, reason="not started", detail=detail)
@@ -251,10 +166,10 @@ class LocalServices(ServicesBackend):
     def _answers(self, ctx: ComponentContext, record, meta: dict) -> bool:
         if meta.get("health_url"):
             return _http_ok(meta["health_url"])
-        marker = READY_MARKERS.get(ctx.code)
-        if marker:
+        if meta.get("ready_marker"):
             log = self.directory(ctx) / LOG_FILE
-            return marker in log.read_text(errors="replace") and supervisor.healthy(record)
+            text = log.read_text(errors="replace") if log.exists() else ""
+            return meta["ready_marker"] in text and supervisor.healthy(record)
         return supervisor.healthy(record)
 
     def _tail(self, ctx: ComponentContext) -> str:
@@ -278,7 +193,7 @@ def stop_directory(directory: Path) -> bool:
     if record is not None:
         stopped = supervisor.stop_session(record, timeout=10)
         path.unlink(missing_ok=True)
-    meta = _read_json(directory / "launch.json")
+    meta = _read_json(directory / LAUNCH_FILE)
     if meta.get("temp_dir"):
         shutil.rmtree(meta["temp_dir"], ignore_errors=True)
     return stopped

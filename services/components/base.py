@@ -1,22 +1,30 @@
-"""The component catalog: software a services profile can be assembled from.
+"""What a component of the catalog is: its capabilities, typed parameters, needs, and how it
+runs on each driver; and the registry of components.
 
-Each component names the capabilities it provides, its default version, its typed
-parameters (with defaults and validation), and what it needs: ports, GPUs, storage, other
-capabilities (`requires`) and capabilities that must come *before* it in a profile
-(`after`, e.g. MLflow before the pipelines that log to it).
+A component is one subclass of `Component`, listed in the registry (`register`, called by
+`services/components/__init__.py`). It declares:
+- what it is: `code`, `name`, `capabilities`, `default_version`, `description`;
+- its typed `parameters` (with defaults and validation) and its needs: `min_gpus`,
+  capabilities it `requires` in the same profile, capabilities that must come `after` it;
+- its secret (`secret_key`: the key of its generated credential, "" for none) and its
+  health check (`health`: an HTTP path and the container port; locally the same path on the
+  process's port, or a `ready_marker` in its log);
+- how it runs locally (`local_process()`: argv, environment, endpoints, for a `LocalTarget`)
+  and on Kubernetes (`kubernetes()`: its container, volumes, configuration files and extra
+  Deployments, for a `Target`).
 
-How a component is realised per driver lives in `services.backends` (Kubernetes manifests
-in `services/backends/kubernetes.py`, supervised processes in `services/backends/local.py`);
-this module is plain data, so the admin forms, the compatibility checks and the turnkey
-profiles are all validated against the same declarations. `local_package` names the Python
-module the local driver runs the component from; `local_unavailable` says why a component
-cannot run on the local driver at all.
+The backends in `services.backends` know no component: they ask the class and render what
+it declares. This layer describes; it imports nothing of the engine, so the targets a
+backend passes in are plain data defined here.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 from django.db import models
 
@@ -37,6 +45,7 @@ class Capability(models.TextChoices):
 
 INT, STR, BOOL, CHOICE = "int", "str", "bool", "choice"
 SERVICES_EXTRA = "pip install 'gpu-paas-portal[services]'"
+NOT_LOCAL = "not available on local infrastructure"
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,14 @@ class Parameter:
         return str(raw)
 
 
-def _resources(cpu: int = 1, memory_gb: int = 2, gpus: int = 0, storage_gb: int = 0):
+def local_port(what: str = "Local port") -> Parameter:
+    """The `port` parameter of a component that listens locally."""
+    return Parameter("port", INT, 0, f"{what}; 0 picks a free one.", (), 0, 65535)
+
+
+def resources(
+    cpu: int = 1, memory_gb: int = 2, gpus: int = 0, storage_gb: int = 0
+) -> tuple[Parameter, ...]:
     """The Kubernetes sizing parameters every component has."""
     params = [
         Parameter("cpu", INT, cpu, "vCPUs of the component's pod (Kubernetes).", minimum=1),
@@ -91,21 +107,130 @@ def _resources(cpu: int = 1, memory_gb: int = 2, gpus: int = 0, storage_gb: int 
     return tuple(params)
 
 
+def object_name(workspace: str, code: str) -> str:
+    """The stable name of a component's resources: `<workspace>-<component>`."""
+    return f"{workspace}-{code}"
+
+
+# -- what a backend gives a component ----------------------------------------------------
+
+
 @dataclass(frozen=True)
+class Target:
+    """One component to realise for one workspace (or pool instance), as plain data."""
+
+    workspace: str  # the workspace's stable name, the prefix of every object it has
+    name: str  # the component's own objects: `object_name(workspace, code)`
+    version: str
+    parameters: dict  # resolved: typed, defaults filled in
+
+    def peer(self, other: type[Component]) -> str:
+        """The name of another component's objects in the same workspace (a host name)."""
+        return object_name(self.workspace, other.code)
+
+
+@dataclass(frozen=True)
+class LocalTarget(Target):
+    """A component run as a process next to a local workspace."""
+
+    directory: Path  # the component's own directory: data, log, process record
+    workdir: Path  # the workspace's directory (its files, its environment)
+    port: int  # where it listens: the `port` parameter, or a free port
+    secret: str  # its credential, passed in its environment ("" when it has none)
+    free_port: Callable[[], int]  # another free local port
+    executable: Callable[[str], str]  # a console script of the portal's environment
+
+
+# -- what a component declares per driver ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """An HTTP path that answers 2xx once the component serves; `port` is its container's."""
+
+    path: str
+    port: int
+
+
+@dataclass(frozen=True)
+class LocalProcess:
+    """How the local driver runs a component: one supervised process."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)  # over the workspace's environment
+    endpoints: list[dict] = field(default_factory=list)  # [{"name", "url", "token"?}]
+    # Kept beside the process record; "temp_dir" is deleted when the process is stopped.
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KubeWorkers:
+    """Another Deployment of the component (e.g. Ray's workers): the main container with
+    `overrides` (its name, command, args), no ports, `replicas` pods."""
+
+    suffix: str
+    role: str
+    replicas: int
+    overrides: dict
+
+
+@dataclass(frozen=True)
+class KubeWorkload:
+    """How a component runs on Kubernetes, besides what every component gets (its Secret
+    when it has a `secret_key`, its claim when it has `storage_gb`, its labels, resources,
+    GPU placement, readiness probe and ClusterIP Service)."""
+
+    # The main container's command, args, env, ports, workingDir (no name, image or
+    # resources: the backend adds them). Ports are [{"name", "containerPort"}].
+    container: dict = field(default_factory=dict)
+    data_path: str = "/data"  # where its claim is mounted (when it has `storage_gb`)
+    scratch: bool = False  # an emptyDir at `data_path` when it has no claim
+    config_files: dict[str, str] | None = None  # a ConfigMap named like the component
+    config_path: str = ""  # where that ConfigMap is mounted; "" = not mounted
+    workers: tuple[KubeWorkers, ...] = ()
+    pods: bool = True  # False: a binding only (no Deployment, no Service), ready at once
+
+
+def secret_env(target: Target, env_name: str, key: str, optional: bool = False) -> dict:
+    """A container environment variable read from the component's Secret."""
+    ref: dict = {"name": target.name, "key": key}
+    if optional:
+        ref["optional"] = True
+    return {"name": env_name, "valueFrom": {"secretKeyRef": ref}}
+
+
+class NotRunnable(Exception):
+    """The component has no realisation on this driver."""
+
+
+# -- the component -----------------------------------------------------------------------
+
+
 class Component:
-    code: str
-    name: str
-    capabilities: tuple[str, ...]
-    default_version: str
-    description: str
-    parameters: tuple[Parameter, ...] = ()
-    ports: tuple[int, ...] = ()  # container ports (Kubernetes); local ports are chosen free
-    min_gpus: int = 0  # GPUs the compute profile must offer for it to be useful
-    requires: tuple[str, ...] = ()  # capabilities the profile must also provide
-    after: tuple[str, ...] = ()  # capabilities that must come earlier in the profile
-    image: str = ""  # container image (Kubernetes), `{version}` filled in
-    local_package: str = ""  # Python module the local driver runs it from
-    local_unavailable: str = ""  # why it cannot run on the local driver at all
+    """Base class of the catalog's components; subclasses set the class attributes."""
+
+    code: ClassVar[str]
+    name: ClassVar[str]
+    capabilities: ClassVar[tuple[str, ...]]
+    default_version: ClassVar[str]
+    description: ClassVar[str]
+    parameters: ClassVar[tuple[Parameter, ...]] = ()
+    ports: ClassVar[tuple[int, ...]] = ()  # its endpoints' ports on Kubernetes
+    min_gpus: ClassVar[int] = 0  # GPUs the compute profile must offer for it to be useful
+    requires: ClassVar[tuple[str, ...]] = ()  # capabilities the profile must also provide
+    after: ClassVar[tuple[str, ...]] = ()  # capabilities that must come earlier in the profile
+    image: ClassVar[str] = ""  # container image (Kubernetes), `{version}` filled in
+    local_package: ClassVar[str] = ""  # Python module the local driver runs it from
+    local_unavailable: ClassVar[str] = ""  # why it cannot run on the local driver at all
+    secret_key: ClassVar[str] = ""  # the key of its generated credential; "" = none
+    health: ClassVar[HealthCheck | None] = None
+    ready_marker: ClassVar[str] = ""  # locally, without `health`: a line its log shows
+    start_timeout: ClassVar[int] = 60  # seconds it usually takes to start, checked often
+
+    def __repr__(self) -> str:
+        return f"<component {self.code}>"
+
+    # -- parameters --------------------------------------------------------------------
 
     def parameter(self, name: str) -> Parameter | None:
         return next((p for p in self.parameters if p.name == name), None)
@@ -130,6 +255,12 @@ class Component:
     def gpus(self, given: dict) -> int:
         return max(int(self.resolve(given).get("gpus", 0)), self.min_gpus)
 
+    @property
+    def has_secret(self) -> bool:
+        return bool(self.secret_key)
+
+    # -- the local driver --------------------------------------------------------------
+
     def local_availability(self) -> tuple[bool, str]:
         """(True, "") when the local driver can run it here, else (False, why)."""
         if self.local_unavailable:
@@ -138,175 +269,44 @@ class Component:
             return False, (f"{self.name} is not installed on this portal host: {SERVICES_EXTRA}")
         return True, ""
 
+    def local_process(self, target: LocalTarget) -> LocalProcess:
+        """The process that runs it next to a local workspace."""
+        raise NotRunnable(f"{self.name} has no local realisation.")
 
-NOT_LOCAL = "not available on local infrastructure"
+    def local_health_url(self, target: LocalTarget) -> str:
+        """What the local backend asks to know it serves; "" = the marker or the port."""
+        if self.health is None:
+            return ""
+        return f"http://127.0.0.1:{target.port}{self.health.path}"
 
-COMPONENTS: dict[str, Component] = {
-    c.code: c
-    for c in [
-        Component(
-            "jupyterlab",
-            "JupyterLab",
-            (Capability.NOTEBOOK,),
-            "4.4",
-            "Notebook server with the workspace's GPUs and storage.",
-            parameters=(
-                Parameter("port", INT, 0, "Local port; 0 picks a free one.", (), 0, 65535),
-                Parameter("default_url", STR, "/lab", "Page the link opens."),
-                *_resources(cpu=2, memory_gb=8, storage_gb=10),
-            ),
-            ports=(8888,),
-            image="quay.io/jupyter/pytorch-notebook:lab-{version}",
-            local_package="jupyterlab",
-        ),
-        Component(
-            "mlflow",
-            "MLflow",
-            (Capability.MODEL_REGISTRY, Capability.EXPERIMENT_TRACKING),
-            "3.1",
-            "Tracking server and model registry.",
-            parameters=(
-                Parameter("port", INT, 0, "Local port; 0 picks a free one.", (), 0, 65535),
-                Parameter("workers", INT, 1, "Server worker processes.", (), 1, 16),
-                Parameter(
-                    "artifact_root",
-                    STR,
-                    "",
-                    "Where artifacts go, e.g. s3://bucket/path; empty: the server's own storage.",
-                ),
-                *_resources(cpu=1, memory_gb=2, storage_gb=10),
-            ),
-            ports=(5000,),
-            image="ghcr.io/mlflow/mlflow:v{version}.0",
-            local_package="mlflow",
-        ),
-        Component(
-            "ray",
-            "Ray",
-            (Capability.DISTRIBUTED_COMPUTE,),
-            "2.47",
-            "Ray head (and workers on multi-node profiles).",
-            parameters=(
-                Parameter("port", INT, 0, "Local GCS port; 0 picks a free one.", (), 0, 65535),
-                Parameter("num_cpus", INT, 0, "CPUs Ray may use; 0 detects them.", (), 0, 1024),
-                Parameter("workers", INT, 0, "Worker pods besides the head (Kubernetes).", 0),
-                *_resources(cpu=2, memory_gb=8),
-            ),
-            ports=(6379, 8265, 10001),
-            image="rayproject/ray:{version}.0",
-            local_package="ray",
-        ),
-        Component(
-            "training-runner",
-            "Training job runner",
-            (Capability.TRAINING,),
-            "1.0",
-            "Runs distributed PyTorch training (torchrun) on the workspace's GPUs.",
-            parameters=(
-                Parameter("framework", CHOICE, "pytorch", "Training framework.", ("pytorch",)),
-                Parameter("max_parallel", INT, 1, "Jobs run at the same time.", (), 1, 16),
-                *_resources(cpu=4, memory_gb=16, gpus=1),
-            ),
-            ports=(8080,),
-            min_gpus=1,
-            image="nvcr.io/nvidia/pytorch:25.04-py3",
-        ),
-        Component(
-            "inference-server",
-            "Inference server",
-            (Capability.INFERENCE,),
-            "1.0",
-            "Serves models over HTTP (OpenAI-compatible API).",
-            parameters=(
-                Parameter("model", STR, "Qwen/Qwen2.5-0.5B-Instruct", "Model to serve."),
-                *_resources(cpu=4, memory_gb=16, gpus=1, storage_gb=50),
-            ),
-            ports=(8000,),
-            min_gpus=1,
-            image="vllm/vllm-openai:v0.9.1",
-            local_unavailable=f"Inference server: {NOT_LOCAL} (it needs vLLM and a GPU "
-            "container runtime; deploy it on a Kubernetes infrastructure).",
-        ),
-        Component(
-            "job-queue",
-            "Jobs queue",
-            (Capability.JOBS,),
-            "1.0",
-            "Queue that runs submitted batch jobs on the workspace.",
-            parameters=(
-                Parameter("port", INT, 0, "Local port; 0 picks a free one.", (), 0, 65535),
-                Parameter("max_parallel", INT, 2, "Jobs run at the same time.", (), 1, 64),
-                *_resources(cpu=1, memory_gb=2, storage_gb=5),
-            ),
-            ports=(8080,),
-            image="python:3.11-slim",
-        ),
-        Component(
-            "kubeflow-pipelines",
-            "Kubeflow Pipelines",
-            (Capability.PIPELINES,),
-            "2.5",
-            "Pipeline orchestration (Kubernetes only).",
-            parameters=_resources(cpu=1, memory_gb=4, storage_gb=20),
-            ports=(8888,),
-            requires=(Capability.OBJECT_STORE,),
-            after=(Capability.MODEL_REGISTRY, Capability.EXPERIMENT_TRACKING),
-            image="ghcr.io/kubeflow/kfp-api-server:{version}.0",
-            local_unavailable=f"Kubeflow Pipelines: {NOT_LOCAL} (it is a set of Kubernetes "
-            "controllers).",
-        ),
-        Component(
-            "feast",
-            "Feast",
-            (Capability.FEATURE_STORE,),
-            "0.49",
-            "Feature store.",
-            parameters=_resources(cpu=1, memory_gb=2, storage_gb=5),
-            ports=(6566,),
-            image="feastdev/feature-server:{version}.0",
-            local_unavailable=f"Feast: {NOT_LOCAL} (its feature server is not installed on "
-            "this portal host; deploy it on a Kubernetes infrastructure).",
-        ),
-        Component(
-            "minio",
-            "MinIO",
-            (Capability.OBJECT_STORE,),
-            "RELEASE.2025-04-22T22-12-26Z",
-            "S3-compatible object store.",
-            parameters=_resources(cpu=1, memory_gb=2, storage_gb=50),
-            ports=(9000, 9001),
-            image="quay.io/minio/minio:{version}",
-            local_unavailable=f"MinIO: {NOT_LOCAL} (the server is a Go binary, not a Python "
-            "package).",
-        ),
-        Component(
-            "gcs",
-            "Google Cloud Storage bucket",
-            (Capability.OBJECT_STORE,),
-            "v1",
-            "Binds an existing GCS bucket into the workspace.",
-            parameters=(Parameter("bucket", STR, "", "Existing bucket name."),),
-            local_unavailable=f"Google Cloud Storage: {NOT_LOCAL} (it binds a bucket through "
-            "Kubernetes workload identity).",
-        ),
-        Component(
-            "oauth2-proxy",
-            "SSO proxy (Okta)",
-            (Capability.AUTHENTICATION,),
-            "7.9",
-            "Puts the stack's web UIs behind the organisation's Okta SSO.",
-            parameters=(
-                Parameter("provider", CHOICE, "okta", "Identity provider.", ("okta", "oidc")),
-                Parameter("issuer_url", STR, "", "OIDC issuer, e.g. https://org.okta.com/..."),
-                *_resources(cpu=1, memory_gb=1),
-            ),
-            ports=(4180,),
-            image="quay.io/oauth2-proxy/oauth2-proxy:v{version}.0",
-            local_unavailable=f"SSO proxy: {NOT_LOCAL} (local services listen on 127.0.0.1 "
-            "only and are reached through the portal host).",
-        ),
-    ]
-}
+    # -- Kubernetes --------------------------------------------------------------------
+
+    def image_for(self, version: str) -> str:
+        return self.image.format(version=version)
+
+    def kubernetes(self, target: Target) -> KubeWorkload:
+        """Its container and objects on Kubernetes."""
+        raise NotRunnable(f"{self.name} has no Kubernetes realisation.")
+
+    def cluster_endpoints(self, host: str) -> list[dict]:
+        """Where it answers inside the cluster, `host` being its Service's DNS name."""
+        return [
+            {"name": f"{self.name} ({port})", "url": f"http://{host}:{port}"} for port in self.ports
+        ]
+
+
+# -- the registry ------------------------------------------------------------------------
+
+COMPONENTS: dict[str, Component] = {}
+
+
+def register(*classes: type[Component]) -> None:
+    """Add component classes to the catalog, in the order the forms offer them (each
+    class's one instance answers for it)."""
+    for cls in classes:
+        if cls.code in COMPONENTS:
+            raise ValueError(f"Two components have the code “{cls.code}”.")
+        COMPONENTS[cls.code] = cls()
 
 
 def choices() -> list[tuple[str, str]]:

@@ -1,4 +1,4 @@
-"""A small, real jobs queue for local workspaces (the `job-queue` and `training-runner`).
+"""A small, real jobs queue for local workspaces (the jobs queue and the training runner).
 
 Run as a script by the local driver's supervisor, inside the workspace's environment (so
 every job sees the workspace's `CUDA_VISIBLE_DEVICES`, `WORKSPACE_DIR`, ...). Standard

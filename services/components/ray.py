@@ -1,0 +1,92 @@
+"""Ray: a head node, and on Kubernetes workers joining it."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+from services.components.base import (
+    INT,
+    Capability,
+    Component,
+    KubeWorkers,
+    KubeWorkload,
+    LocalProcess,
+    LocalTarget,
+    Parameter,
+    Target,
+    local_port,
+    resources,
+)
+
+GCS_PORT = 6379
+
+
+def temp_dir(directory: Path) -> Path:
+    """Short (Unix socket paths are limited to 107 bytes) and unique per workspace."""
+    digest = hashlib.sha256(str(directory).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"gpupaas-ray-{digest}"
+
+
+class Ray(Component):
+    code = "ray"
+    name = "Ray"
+    capabilities = (Capability.DISTRIBUTED_COMPUTE,)
+    default_version = "2.47"
+    description = "Ray head (and workers on multi-node profiles)."
+    parameters = (
+        local_port("Local GCS port"),
+        Parameter("num_cpus", INT, 0, "CPUs Ray may use; 0 detects them.", (), 0, 1024),
+        Parameter("workers", INT, 0, "Worker pods besides the head (Kubernetes).", 0),
+        *resources(cpu=2, memory_gb=8),
+    )
+    ports = (GCS_PORT, 8265, 10001)
+    image = "rayproject/ray:{version}.0"
+    local_package = "ray"
+    ready_marker = "Ray runtime started"  # `ray start --block` has no health endpoint
+    start_timeout = 120
+
+    def local_process(self, target: LocalTarget) -> LocalProcess:
+        temp = temp_dir(target.directory)
+        argv = [
+            target.executable("ray"),
+            "start",
+            "--head",
+            "--block",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(target.port),
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            "--temp-dir",
+            str(temp),
+            # Fixed defaults would collide between two workspaces' clusters on one host.
+            "--dashboard-port",
+            str(target.free_port()),
+            "--dashboard-agent-listen-port",
+            str(target.free_port()),
+        ]
+        if target.parameters.get("num_cpus"):
+            argv += ["--num-cpus", str(target.parameters["num_cpus"])]
+        endpoints = [{"name": "Ray address (ray.init)", "url": f"127.0.0.1:{target.port}"}]
+        return LocalProcess(argv, endpoints=endpoints, extra={"temp_dir": str(temp)})
+
+    def kubernetes(self, target: Target) -> KubeWorkload:
+        container = {
+            "command": ["ray", "start", "--head", f"--port={GCS_PORT}", "--block"],
+            "args": ["--dashboard-host=0.0.0.0", "--disable-usage-stats"],
+            "ports": [
+                {"name": "gcs", "containerPort": GCS_PORT},
+                {"name": "dashboard", "containerPort": 8265},
+                {"name": "client", "containerPort": 10001},
+            ],
+        }
+        workers = ()
+        replicas = int(target.parameters.get("workers", 0))
+        if replicas:
+            join = ["ray", "start", f"--address={target.name}:{GCS_PORT}", "--block"]
+            overrides = {"name": "ray-worker", "command": join, "args": ["--disable-usage-stats"]}
+            workers = (KubeWorkers("worker", "worker", replicas, overrides),)
+        return KubeWorkload(container, workers=workers)
