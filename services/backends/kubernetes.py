@@ -50,9 +50,10 @@ from __future__ import annotations
 import secrets
 from fractions import Fraction
 
+from pools import kube
 from pools.drivers import k8s_manifests as m
-from pools.drivers import kubernetes as k
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
+from pools.drivers.kubernetes import KubernetesDriver, waiting_reason
 from services.backends.base import (
     DEPLOYING,
     READY,
@@ -255,49 +256,45 @@ def endpoints(ctx: ComponentContext, options: m.ManifestOptions) -> list[dict]:
     return ctx.component.cluster_endpoints(f"{ctx.name}.{namespace}.svc")
 
 
-# Kinds the services apply, added to the driver's table of API paths.
-EXTRA_KINDS = {
-    "Deployment": ("/apis/apps/v1", "deployments", True, "deployment"),
-    "ConfigMap": ("/api/v1", "configmaps", True, "config map"),
-    "Secret": ("/api/v1", "secrets", True, "secret"),
-}
-
-
 class KubernetesServices(ServicesBackend):
-    """Applies `render_component` with the Kubernetes driver's API client (server-side)."""
+    """Applies `render_component` with the portal's Kubernetes client (`pools.kube`),
+    server-side, under the driver's field manager and with the driver's manifest options."""
 
     def __init__(self, infrastructure):
         super().__init__(infrastructure)
+        self.driver = KubernetesDriver(infrastructure)
 
-        for kind, entry in EXTRA_KINDS.items():
-            k.KINDS.setdefault(kind, entry)
-        self.k = k
-        self.driver = k.KubernetesDriver(infrastructure)
+    @property
+    def options(self) -> m.ManifestOptions:
+        return self.driver.options
+
+    @property
+    def kube(self) -> kube.KubeClient:
+        return self.driver.kube
 
     def deploy(self, ctx: ComponentContext) -> ComponentResult:
         secret = (ctx.secret or secrets.token_urlsafe(24)) if ctx.component.has_secret else ""
-        objects = render_component(ctx, secret, self.driver.options)
+        objects = render_component(ctx, secret, self.options)
         self._sync_quota(ctx.spec, exclude=ctx.code, adding=objects)
         for obj in objects:
-            self._apply(obj)
+            self.apply(obj)
         self._sync_quota(ctx.spec)
         result = self.check(ctx)
         result.secret = secret
         return result
 
     def check(self, ctx: ComponentContext) -> ComponentResult:
-        options = self.driver.options
-        namespace = m.namespace_for(ctx.spec, options)
+        namespace = m.namespace_for(ctx.spec, self.options)
         if not workload(ctx).pods:  # a binding: nothing to wait for
             return ComponentResult(READY, endpoints=[], detail={"namespace": namespace})
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
-        deployments = self.driver._list("Deployment", namespace, selector)
-        pods = self.driver._list("Pod", namespace, selector)
+        deployments = self.kube.list("Deployment", namespace, selector)
+        pods = self.kube.list("Pod", namespace, selector)
         wanted = sum(int(d["spec"].get("replicas", 1)) for d in deployments)
-        waiting = [self.k._waiting_reason(p["metadata"]["name"], p) for p in pods]
+        waiting = [waiting_reason(p["metadata"]["name"], p) for p in pods]
         detail = {"namespace": namespace, "pods": [p["metadata"]["name"] for p in pods]}
         if deployments and len(pods) >= wanted and not any(waiting):
-            return ComponentResult(READY, endpoints=endpoints(ctx, options), detail=detail)
+            return ComponentResult(READY, endpoints=endpoints(ctx, self.options), detail=detail)
         failures = [
             f"deployment {d['metadata']['name']} cannot create its pods: {c.get('message', '')}"
             for d in deployments
@@ -311,33 +308,26 @@ class KubernetesServices(ServicesBackend):
         return ComponentResult(DEPLOYING, reason=reason, detail=detail)
 
     def remove(self, ctx: ComponentContext) -> None:
-        namespace = m.namespace_for(ctx.spec, self.driver.options)
+        namespace = m.namespace_for(ctx.spec, self.options)
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
         self._delete_selected(namespace, selector, ctx.spec, exclude=ctx.code)
 
     def remove_all(self, spec: WorkspaceSpec) -> None:
-        namespace = m.namespace_for(spec, self.driver.options)
+        namespace = m.namespace_for(spec, self.options)
         selector = f"{m.WORKSPACE_LABEL}={spec.name},{COMPONENT_LABEL}"
         self._delete_selected(namespace, selector, spec, exclude="*")
 
     def _delete_selected(self, namespace: str, selector: str, spec, exclude: str) -> None:
         for kind in ("Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim"):
-            for obj in self.driver._list(kind, namespace, selector):
-                self.driver._delete(kind, obj["metadata"]["name"], namespace)
+            for obj in self.kube.list(kind, namespace, selector):
+                self.kube.delete(kind, obj["metadata"]["name"], namespace)
         self._sync_quota(spec, exclude=exclude)
-        if self.driver._list("Pod", namespace, selector):
+        if self.kube.list("Pod", namespace, selector):
             raise TransientError("The services' pods are still terminating.")
 
-    def _apply(self, obj: dict) -> None:
-        meta = obj["metadata"]
-        self.driver._request(
-            "PATCH",
-            self.k.object_path(obj["kind"], meta["name"], meta.get("namespace", "")),
-            body=obj,
-            query=[("fieldManager", self.k.FIELD_MANAGER), ("force", "true")],
-            content_type=self.k.APPLY_CONTENT_TYPE,
-            what=f"{obj['kind']} {meta['name']}",
-        )
+    def apply(self, obj: dict) -> None:
+        """Server-side apply one object (PermanentError when its quota has no room)."""
+        self.kube.apply(obj)
 
     def _sync_quota(self, spec: WorkspaceSpec, exclude: str = "", adding=()) -> None:
         """Apply the namespace's quota: the profile's totals plus the stack's share.
@@ -346,12 +336,12 @@ class KubernetesServices(ServicesBackend):
         component `exclude` ("*": all of them), plus the objects `adding`. Nothing to do in
         shared mode (no quota) or when the quota is gone (the workspace is being deleted).
         """
-        options = self.driver.options
+        options = self.options
         if options.namespace_mode != m.NAMESPACE_MODE:
             return
         namespace = m.namespace_for(spec, options)
         quota = m.quota_manifest(spec, options)
-        if self.driver._get("ResourceQuota", quota["metadata"]["name"], namespace) is None:
+        if self.kube.get("ResourceQuota", quota["metadata"]["name"], namespace) is None:
             return
         present: list[dict] = []
         if exclude != "*":
@@ -359,12 +349,12 @@ class KubernetesServices(ServicesBackend):
             for kind in ("Deployment", "PersistentVolumeClaim"):
                 present += [
                     {**o, "kind": kind}  # a list's items need not carry their kind
-                    for o in self.driver._list(kind, namespace, selector)
+                    for o in self.kube.list(kind, namespace, selector)
                     if o["metadata"]["labels"].get(COMPONENT_LABEL) != exclude
                 ]
         kept = {(o["kind"], o["metadata"]["name"]) for o in adding}
         present = [o for o in present if (o["kind"], o["metadata"]["name"]) not in kept]
-        self._apply(m.quota_with(spec, options, stack_usage([*present, *adding])))
+        self.apply(m.quota_with(spec, options, stack_usage([*present, *adding])))
 
 
 def stack_usage(objects) -> dict[str, Fraction]:

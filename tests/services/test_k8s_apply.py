@@ -203,13 +203,13 @@ def test_without_room_in_the_quota_the_pods_are_refused_and_the_reason_is_report
     backend = KubernetesServices(workspace.infrastructure)
     (jupyter,) = contexts("Jupyter Notebook")
     with pytest.raises(PermanentError) as refused:  # the claim, at admission: 403
-        backend._apply(render_component(jupyter, "x")[1])
+        backend.apply(render_component(jupyter, "x")[1])
     assert "HTTP 403" in refused.value.detail and "exceeded quota" in refused.value.detail
     assert "quota has no room" in str(refused.value)
     deployment = next(o for o in render_component(jupyter, "x") if o["kind"] == "Deployment")
     deployment["spec"]["template"]["spec"].pop("volumes")
     deployment["spec"]["template"]["spec"]["containers"][0].pop("volumeMounts")
-    backend._apply(deployment)
+    backend.apply(deployment)
     stored = cluster.objects[("deployments", "ws-42", "ws-42-jupyterlab")]
     (condition,) = stored["status"]["conditions"]
     assert (condition["type"], condition["reason"]) == ("ReplicaFailure", "FailedCreate")
