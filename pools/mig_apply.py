@@ -12,12 +12,18 @@ The GPU Operator's mig-manager reads mig-parted configs from a ConfigMap (Helm v
 4. server-side apply `nvidia.com/mig.config=<name>` on each node that is not busy, and mark
    it pending; busy nodes are marked refused and keep their partitioning;
 5. schedule `refresh_state`, which reads the state labels back until no node is pending.
-Both tasks are idempotent: applying the same objects again changes nothing.
+Both tasks are idempotent: applying the same objects again changes nothing. Both talk to
+the cluster through the portal's one client, `pools.kube`.
+
+Every failure is on the partitioning's page: what stops the whole apply (credentials
+refused, cluster unreachable, no node of the model, an unexpected error) is the strategy's
+`apply_error`, with Apply as the retry; what stops one node (busy, missing, other GPUs,
+mig-manager failed) is that node's state and message. Node states move only through the
+node's lifecycle (`pools.partitions.set_node_state`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -25,29 +31,35 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from pools.drivers.base import DriverError, PermanentError, TransientError
-from pools.drivers.kubernetes import KubernetesDriver
+from pools import kube
+from pools.drivers.base import DriverError
 from pools.models import NodePartition
-from pools.partitions import PartitioningRefused, apply_refusal, busy_nodes, known_nodes
+from pools.partitions import (
+    PartitioningRefused,
+    apply_refusal,
+    busy_nodes,
+    known_nodes,
+    set_node_state,
+)
 from portal import audit
 from portal.models import AuditAction
 from profiles import partitioning
 from profiles.catalog import gpu_model_for_product_label
 from profiles.choices import InfrastructureKind, MigConfigState
 from profiles.mig import migparted
-from profiles.models import Infrastructure, PartitioningStrategy
+from profiles.models import PartitioningStrategy
 
 logger = logging.getLogger(__name__)
 
 FIELD_MANAGER = "gpu-paas-portal-mig"
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
 MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 MIG_STATE_LABEL = "nvidia.com/mig.config.state"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 PORTAL_PODS = "app.kubernetes.io/managed-by=gpu-paas-portal"
 REFRESH_EVERY = timedelta(seconds=30)
 REFRESH_FOR = timedelta(hours=1)  # mig-manager reboots a node at most; stop watching after
-REQUEST_TIMEOUT = (5, 30)
+# apply_error of a failed refresh; a later refresh that succeeds clears it (and only it).
+REFRESH_FAILED = "Reading the nodes' MIG state failed: "
 _WAITING = {MigConfigState.PENDING, MigConfigState.REBOOTING}
 
 
@@ -64,82 +76,10 @@ def config_map_manifest(strategy: PartitioningStrategy) -> dict[str, Any]:
 
 def node_label_patch(node_name: str, config_name: str) -> dict[str, Any]:
     """The apply body that sets only the portal's label on a node."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": node_name, "labels": {MIG_CONFIG_LABEL: config_name}},
-    }
+    return kube.labels_patch("Node", node_name, {MIG_CONFIG_LABEL: config_name})
 
 
-# --- the Kubernetes API ------------------------------------------------------------------
-
-
-def kube_api_client(infrastructure: Infrastructure):
-    """The `kubernetes` ApiClient for the infrastructure's kubeconfig (the driver's helper)."""
-
-    return KubernetesDriver(infrastructure).api
-
-
-class Kube:
-    """The few calls applying needs, with the driver's error classes."""
-
-    def __init__(self, infrastructure: Infrastructure):
-        self.api = kube_api_client(infrastructure)
-
-    def call(self, method: str, path: str, *, body=None, query=None, content_type=None):
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        headers = {"Accept": "application/json"}
-        if content_type:
-            headers["Content-Type"] = content_type
-        try:
-            request = self.api.param_serialize(
-                method,
-                path,
-                query_params=query or [],
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = self.api.call_api(*request, _request_timeout=REQUEST_TIMEOUT)
-            response.read()
-        except (ApiException, HTTPError, OSError) as error:
-            raise TransientError("Cannot reach the Kubernetes API.", str(error)) from error
-        data = json.loads(response.data or b"{}")
-        if 200 <= response.status <= 299:
-            return response.status, data
-        message = data.get("message", "") if isinstance(data, dict) else ""
-        if response.status == 404:
-            return 404, None
-        if response.status in (409, 429) or response.status >= 500:
-            raise TransientError(f"The Kubernetes API is busy ({response.status}).", message)
-        raise PermanentError(f"The cluster refused {method} {path}: {message}", message)
-
-    def apply(self, path: str, obj: dict) -> None:
-        self.call(
-            "PATCH",
-            path,
-            body=obj,
-            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            content_type=APPLY_CONTENT_TYPE,
-        )
-
-    def nodes(self) -> list[dict]:
-        return self.call("GET", "/api/v1/nodes")[1].get("items", [])
-
-    def node(self, name: str) -> dict | None:
-        return self.call("GET", f"/api/v1/nodes/{name}")[1]
-
-    def portal_pod_nodes(self) -> dict[str, list[str]]:
-        """Node → the portal's pods scheduled there, across namespaces."""
-        _, listed = self.call("GET", "/api/v1/pods", query=[("labelSelector", PORTAL_PODS)])
-        found: dict[str, list[str]] = {}
-        for pod in listed.get("items", []):
-            node = (pod.get("spec") or {}).get("nodeName")
-            if node:
-                found.setdefault(node, []).append(f"pod {pod['metadata']['name']}")
-        return found
+# --- the cluster ---------------------------------------------------------------------------
 
 
 def _labels(node: dict) -> dict[str, str]:
@@ -149,6 +89,16 @@ def _labels(node: dict) -> dict[str, str]:
 def _model_of(node: dict) -> str:
     found = gpu_model_for_product_label(_labels(node).get(PRODUCT_LABEL, ""))
     return found.code if found else ""
+
+
+def portal_pod_nodes(client: kube.KubeClient) -> dict[str, list[str]]:
+    """Node → the portal's pods scheduled there, across namespaces."""
+    found: dict[str, list[str]] = {}
+    for pod in client.list("Pod", "", PORTAL_PODS):
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            found.setdefault(node, []).append(f"pod {pod['metadata']['name']}")
+    return found
 
 
 # --- enqueueing --------------------------------------------------------------------------
@@ -241,38 +191,46 @@ def apply_partitioning(strategy_id: int) -> str:
     problem = partitioning.strategy_preview(strategy).reason
     if problem:
         return _fail(strategy, f"The layout is invalid: {problem}")
-    name = strategy.config_name()
     try:
-        kube = Kube(infrastructure)
-        nodes = _target_nodes(kube, strategy)
-        busy = busy_nodes(infrastructure, nodes)
-        for node, pods in kube.portal_pod_nodes().items():
-            if node in nodes:
-                busy.setdefault(node, []).extend(pods)
-        manifest = config_map_manifest(strategy)
-        namespace = strategy.config_map_namespace
-        kube.apply(
-            f"/api/v1/namespaces/{namespace}/configmaps/{strategy.config_map_name}", manifest
-        )
-        for node in nodes:
-            if node in busy:
-                _set_node(strategy, node, MigConfigState.REFUSED, "", _busy_words(busy[node]))
-                continue
-            kube.apply(f"/api/v1/nodes/{node}", node_label_patch(node, name))
-            _set_node(strategy, node, MigConfigState.PENDING, name, "")
+        return _apply(strategy)
     except DriverError as error:
         logger.warning("applying %s: %s %s", strategy, error, error.detail)
         return _fail(strategy, str(error))
+    except Exception:
+        # A bug must not leave the page saying nothing: say so there, keep the traceback
+        # for the log and for the task's own record.
+        logger.exception("applying %s", strategy)
+        _fail(strategy, "Applying stopped on an unexpected error; the portal's log has it.")
+        raise
+
+
+def _apply(strategy: PartitioningStrategy) -> str:
+    name = strategy.config_name()
+    client = kube.client_for(strategy.infrastructure)
+    nodes = _target_nodes(client, strategy)
+    if not nodes:
+        return _fail(strategy, _no_nodes(strategy))
+    busy = busy_nodes(strategy.infrastructure, nodes)
+    for node, pods in portal_pod_nodes(client).items():
+        if node in nodes:
+            busy.setdefault(node, []).extend(pods)
+    client.apply(config_map_manifest(strategy), field_manager=FIELD_MANAGER)
+    for node in nodes:
+        if node in busy:
+            set_node_state(strategy, node, MigConfigState.REFUSED, _busy_words(busy[node]))
+            continue
+        client.apply(node_label_patch(node, name), field_manager=FIELD_MANAGER)
+        set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
     PartitioningStrategy.objects.filter(pk=strategy.pk).update(applied_config=name, apply_error="")
     _schedule_refresh(strategy)
     labelled = len(nodes) - len([n for n in nodes if n in busy])
     return f"labelled {labelled} of {len(nodes)} nodes {MIG_CONFIG_LABEL}={name}"
 
 
-def _target_nodes(kube: Kube, strategy: PartitioningStrategy) -> list[str]:
+def _target_nodes(client: kube.KubeClient, strategy: PartitioningStrategy) -> list[str]:
     """The nodes to label: the listed ones (which must exist), else every node of the model."""
     listed = strategy.node_list()
-    cluster = {node["metadata"]["name"]: node for node in kube.nodes()}
+    cluster = {node["metadata"]["name"]: node for node in client.list("Node")}
     if not listed:
         return sorted(
             name for name, node in cluster.items() if _model_of(node) == strategy.gpu_model
@@ -280,26 +238,29 @@ def _target_nodes(kube: Kube, strategy: PartitioningStrategy) -> list[str]:
     targets = []
     for name in listed:
         if name not in cluster:
-            _set_node(strategy, name, MigConfigState.NOT_APPLIED, "", "not found in the cluster")
+            set_node_state(strategy, name, MigConfigState.NOT_APPLIED, "not found in the cluster")
         elif _model_of(cluster[name]) not in ("", strategy.gpu_model):
             model = _model_of(cluster[name])
-            _set_node(strategy, name, MigConfigState.NOT_APPLIED, "", f"has {model} GPUs")
+            set_node_state(strategy, name, MigConfigState.NOT_APPLIED, f"has {model} GPUs")
         else:
             targets.append(name)
     return targets
+
+
+def _no_nodes(strategy: PartitioningStrategy) -> str:
+    if strategy.node_list():
+        return "None of the listed nodes can take this partitioning: see each node below."
+    return (
+        f"No node of the cluster has {strategy.gpu_model} GPUs (label {PRODUCT_LABEL}); "
+        "nothing was labelled. Check that the GPU Operator runs on the cluster, or list the "
+        "nodes in the partitioning."
+    )
 
 
 def _busy_words(holders: list[str]) -> str:
     return (
         f"hosts {', '.join(sorted(set(holders)))}; drain it and apply again once they are gone"
     )[:300]
-
-
-def _set_node(strategy, name: str, state: str, label: str, message: str) -> None:
-    defaults = {"state": state, "message": message[:300], "checked_at": timezone.now()}
-    if label:
-        defaults["config_label"] = label
-    NodePartition.objects.update_or_create(strategy=strategy, name=name, defaults=defaults)
 
 
 def _fail(strategy: PartitioningStrategy, message: str) -> str:
@@ -316,17 +277,20 @@ def refresh_state(strategy_id: int) -> str:
     if strategy.infrastructure.kind != InfrastructureKind.KUBERNETES:
         return "not a Kubernetes cluster"
     try:
-        kube = Kube(strategy.infrastructure)
+        client = kube.client_for(strategy.infrastructure)
         for row in strategy.node_states.all():
-            node = kube.node(row.name)
+            node = client.get("Node", row.name)
             if node is None:
-                row.state, row.message = MigConfigState.NOT_APPLIED, "not found in the cluster"
-            else:
-                _read_labels(row, _labels(node), strategy.applied_config)
-            row.checked_at = timezone.now()
-            row.save(update_fields=["state", "config_label", "message", "checked_at"])
+                set_node_state(
+                    strategy, row.name, MigConfigState.NOT_APPLIED, "not found in the cluster"
+                )
+            elif row.state != MigConfigState.REFUSED:  # stays refused until the next apply
+                _read_labels(strategy, row, _labels(node))
     except DriverError as error:
-        return _fail(strategy, str(error))
+        return _fail(strategy, f"{REFRESH_FAILED}{error}")
+    PartitioningStrategy.objects.filter(
+        pk=strategy.pk, apply_error__startswith=REFRESH_FAILED
+    ).update(apply_error="")
     waiting = strategy.node_states.filter(state__in=_WAITING).exists()
     recent = (
         strategy.apply_requested_at is None
@@ -338,17 +302,18 @@ def refresh_state(strategy_id: int) -> str:
     return "done"
 
 
-def _read_labels(row: NodePartition, labels: dict[str, str], wanted: str) -> None:
-    if row.state == MigConfigState.REFUSED:
-        return  # stays refused until the next apply
-    row.config_label = labels.get(MIG_CONFIG_LABEL, "")
+def _read_labels(strategy: PartitioningStrategy, row: NodePartition, labels: dict) -> None:
+    wanted = strategy.applied_config
+    label = labels.get(MIG_CONFIG_LABEL, "")
     state = labels.get(MIG_STATE_LABEL, "")
-    if wanted and row.config_label != wanted:
-        row.state = MigConfigState.NOT_APPLIED
-        row.message = f"labelled {row.config_label or 'nothing'}, not {wanted}"
+    if wanted and label != wanted:
+        found, message = MigConfigState.NOT_APPLIED, f"labelled {label or 'nothing'}, not {wanted}"
     elif not state:
-        row.state, row.message = MigConfigState.PENDING, "mig-manager has not reported yet"
+        found, message = MigConfigState.PENDING, "mig-manager has not reported yet"
     elif state in (*_WAITING, MigConfigState.SUCCESS, MigConfigState.FAILED):
-        row.state, row.message = state, ""
+        found, message = state, ""
+        if state == MigConfigState.FAILED:
+            message = "mig-manager could not repartition the node; see its logs on the node"
     else:
-        row.state, row.message = MigConfigState.PENDING, f"mig-manager reports {state!r}"
+        found, message = MigConfigState.PENDING, f"mig-manager reports {state!r}"
+    set_node_state(strategy, row.name, found, message, config_label=label)

@@ -7,7 +7,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pools.drivers.base import WorkspaceSpec
-from pools.lifecycle import LIVE_STATES, POOL_LIFECYCLE, LifecycleEvent, LifecycleModel
+from pools.lifecycle import (
+    LIVE_STATES,
+    POOL_LIFECYCLE,
+    Lifecycle,
+    LifecycleEvent,
+    LifecycleModel,
+)
 from portal.crypto import EncryptedTextField
 from portal.querysets import restricted_manager
 from portal.roles import USE, Area, has_perm
@@ -432,8 +438,36 @@ class LoopLock(models.Model):
         return self.name
 
 
+# A node's MIG config state (`MigConfigState`). Applying moves a node to pending (labelled),
+# refused (workspaces on it) or not applied (missing, other GPUs); reading mig-manager's
+# labels moves a labelled node between pending, rebooting, success and failed, or back to
+# not applied when its label changed. A refused node is not read: it stays refused until
+# the next apply (`pools.mig_apply`).
+_APPLIED = {MigConfigState.PENDING, MigConfigState.REFUSED, MigConfigState.NOT_APPLIED}
+_READ = {MigConfigState.REBOOTING, MigConfigState.SUCCESS, MigConfigState.FAILED}
+NODE_PARTITION_LIFECYCLE = Lifecycle(
+    {
+        state: frozenset((_APPLIED | _READ) - {state})
+        for state in (
+            MigConfigState.NOT_APPLIED,
+            MigConfigState.PENDING,
+            MigConfigState.REBOOTING,
+            MigConfigState.SUCCESS,
+            MigConfigState.FAILED,
+        )
+    }
+    | {MigConfigState.REFUSED: frozenset(_APPLIED - {MigConfigState.REFUSED})}
+)
+
+
 class NodePartition(models.Model):
-    """One node of a partitioning: whether it is draining, and its MIG config state."""
+    """One node of a partitioning: whether it is draining, and its MIG config state.
+
+    The state moves only by `pools.lifecycle.transition` along `NODE_PARTITION_LIFECYCLE`
+    (`pools.partitions.set_node_state`), each move writing a `NodePartitionEvent`.
+    """
+
+    lifecycle = NODE_PARTITION_LIFECYCLE
 
     strategy = models.ForeignKey(
         "profiles.PartitioningStrategy", on_delete=models.CASCADE, related_name="node_states"
@@ -447,7 +481,9 @@ class NodePartition(models.Model):
         max_length=63, blank=True, help_text="nvidia.com/mig.config as last read."
     )
     message = models.CharField(max_length=300, blank=True)
-    checked_at = models.DateTimeField(null=True, blank=True)
+    state_changed = models.DateTimeField(default=timezone.now)
+    # When the portal last wrote or read the node's labels.
+    heartbeat = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         db_table = "profiles_nodepartition"
@@ -458,3 +494,20 @@ class NodePartition(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def log_event(self, from_state: str, to_state: str, message: str, actor=None):
+        NodePartitionEvent.objects.create(
+            node=self, from_state=from_state, to_state=to_state, message=message[:300], actor=actor
+        )
+
+
+class NodePartitionEvent(LifecycleEvent):
+    node = models.ForeignKey(NodePartition, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=10, choices=MigConfigState.choices, blank=True)
+    to_state = models.CharField(max_length=10, choices=MigConfigState.choices, blank=True)
+
+    class Meta(LifecycleEvent.Meta):
+        pass
+
+    def __str__(self) -> str:
+        return f"{self.node}: {self.from_state or 'not applied'} → {self.to_state}"

@@ -15,6 +15,7 @@ from profiles.choices import MigConfigState
 from profiles.models import PartitioningStrategy
 
 _WAITING = (MigConfigState.PENDING, MigConfigState.REBOOTING)
+_FAILED = (MigConfigState.REFUSED, MigConfigState.FAILED)
 
 
 def node_rows(obj: PartitioningStrategy) -> list[dict]:
@@ -33,11 +34,18 @@ def node_rows(obj: PartitioningStrategy) -> list[dict]:
                 "state_label": row.get_state_display() if row else "Not applied",
                 "config_label": row.config_label if row else "",
                 "message": row.message if row else "",
-                "checked_at": row.checked_at if row else None,
+                "checked_at": row.heartbeat if row else None,
                 "workspaces": busy.get(name, []),
             }
         )
     return rows
+
+
+def _failed(row: dict) -> bool:
+    """Refused, failed, or not applied for a reason (missing, other GPUs, relabelled)."""
+    return row["state"] in _FAILED or (
+        row["state"] == MigConfigState.NOT_APPLIED and row["message"]
+    )
 
 
 def _strategy_for_change(request, pk: int) -> PartitioningStrategy:
@@ -111,6 +119,7 @@ def nodes(request, pk: int):
             "object": strategy,
             "nodes": nodes,
             "waiting": any(row["state"] in _WAITING for row in nodes),
+            "failed": [row for row in nodes if _failed(row)],
             "can_change": has_perm(request.user, Area.PROFILES, CHANGE),
         },
     )

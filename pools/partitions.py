@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from django.db import transaction
+from django.utils import timezone
 
+from pools.lifecycle import transition
 from pools.models import NodePartition, Workspace
 from portal import audit
-from profiles.choices import InfrastructureKind
+from profiles.choices import InfrastructureKind, MigConfigState
 from profiles.models import Infrastructure, PartitioningStrategy
 
 
@@ -63,6 +65,40 @@ def set_draining(strategy: PartitioningStrategy, node_name: str, draining: bool)
     node, _ = NodePartition.objects.update_or_create(
         strategy=strategy, name=node_name, defaults={"draining": draining}
     )
+    return node
+
+
+def set_node_state(
+    strategy: PartitioningStrategy,
+    name: str,
+    state: str,
+    message: str = "",
+    *,
+    config_label: str | None = None,
+    actor=None,
+) -> NodePartition | None:
+    """Record what applying or reading a node found: its state (through the node's
+    lifecycle, with an event row when it changes), message, label and the time.
+
+    None when the lifecycle has no such move from the node's state (a refused node is not
+    moved by what mig-manager reports) or another worker moved the node first.
+    """
+    with transaction.atomic():
+        node, _ = NodePartition.objects.select_for_update().get_or_create(
+            strategy=strategy, name=name
+        )
+        if node.state != state:
+            if not node.lifecycle.allows(node.state, state):
+                return None
+            words = message or MigConfigState(state).label
+            if not transition(node, state, actor=actor, message=words):
+                return None
+        fields = {"message": message[:300], "heartbeat": timezone.now()}
+        if config_label is not None:
+            fields["config_label"] = config_label
+        NodePartition.objects.filter(pk=node.pk).update(**fields)
+    for key, value in fields.items():
+        setattr(node, key, value)
     return node
 
 

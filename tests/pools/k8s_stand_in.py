@@ -1,13 +1,17 @@
 """A STAND-IN for the Kubernetes API server, for the driver's tests. Not a Kubernetes.
 
 No API server can be installed on these machines, so this is a small HTTP server (a thread
-on 127.0.0.1) implementing only the calls `pools.drivers.kubernetes` makes, through the real
-`kubernetes` client over real HTTP:
+on 127.0.0.1) implementing only the calls the portal's client (`pools.kube`) makes for the
+driver, through the real `kubernetes` client over real HTTP:
 
 - server-side apply: `PATCH` with `Content-Type: application/apply-patch+yaml` on
   namespaces, resourcequotas, persistentvolumeclaims, services (core/v1) and statefulsets
   (apps/v1); `GET` of one object, `LIST` with an equality `labelSelector`, `DELETE`;
   `LIST` of nodes and pods.
+
+With `tls=True` it serves HTTPS with a self-signed certificate for 127.0.0.1 (`ca_pem`), as
+a real API server does, so kubeconfigs with `certificate-authority-data` and the in-cluster
+loader (which always speaks https) are tested over real TLS.
 
 It rejects what a real API server rejects for those calls, with the same codes and Status
 bodies: 401 without the kubeconfig's token; 415 for other PATCH content types (the
@@ -54,17 +58,24 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import ipaddress
 import json
 import re
+import ssl
+import tempfile
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import kubernetes_validate
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 # plural -> (API prefix, apiVersion, kind, namespaced)
 RESOURCES = {
@@ -155,7 +166,7 @@ class ApiError(Exception):
 class StandInApiServer:
     """Start with `start()`; `kubeconfig()` is what an Infrastructure row stores."""
 
-    def __init__(self, version: str = "1.33", token: str = "stand-in-token"):
+    def __init__(self, version: str = "1.33", token: str = "stand-in-token", tls: bool = False):
         self.version, self.token = version, token
         self.objects: dict[tuple[str, str, str], dict] = {}  # (plural, namespace, name)
         self.requests: list[tuple[str, str]] = []  # (method, path) for assertions
@@ -166,10 +177,18 @@ class StandInApiServer:
         self.events: list[dict] = []  # FailedCreate events of StatefulSets
         self._managers: dict[tuple[str, str, str], str] = {}  # the services kinds' appliers
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self.ca_pem = b""
+        if tls:
+            self.ca_pem, context = _tls_context()
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{'https' if self.ca_pem else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> StandInApiServer:
         threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
@@ -180,12 +199,15 @@ class StandInApiServer:
         self.httpd.server_close()
 
     def kubeconfig(self, token: str | None = None) -> str:
+        cluster = {"server": self.url}
+        if self.ca_pem:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_pem).decode()
         return yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "current-context": "stand-in",
-                "clusters": [{"name": "stand-in", "cluster": {"server": self.url}}],
+                "clusters": [{"name": "stand-in", "cluster": cluster}],
                 "users": [{"name": "portal", "user": {"token": token or self.token}}],
                 "contexts": [
                     {"name": "stand-in", "context": {"cluster": "stand-in", "user": "portal"}}
@@ -251,7 +273,7 @@ class StandInApiServer:
 
     def handle(self, method: str, path: str, query: dict, headers, body: bytes):
         self.requests.append((method, path))
-        if headers.get("Authorization") != f"Bearer {self.token}":
+        if not self.authorized(headers):
             raise ApiError(401, "Unauthorized")
         if self.refuse:
             raise ApiError(self.refuse, f"refused by the test ({self.refuse})")
@@ -272,6 +294,12 @@ class StandInApiServer:
             if method == "DELETE" and name:
                 return 200, self._delete(plural, ns, name)
         raise ApiError(405, f"{method} {path} is not supported")
+
+    def authorized(self, headers) -> bool:
+        """A bearer token, its scheme case-insensitive as the API server's authenticator reads
+        it (the in-cluster loader sends "bearer")."""
+        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() == "bearer" and token == self.token
 
     def _get(self, plural: str, ns: str, name: str) -> dict:
         found = self.objects.get((plural, ns, name))
@@ -670,6 +698,42 @@ class StandInApiServer:
     def _purge_namespace(self, name: str) -> None:
         for key in [k for k in self.objects if k[1] == name or k == ("namespaces", "", name)]:
             del self.objects[key]
+
+
+def _tls_context() -> tuple[bytes, ssl.SSLContext]:
+    """A self-signed certificate for 127.0.0.1 (its PEM is the CA) and a server context."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "stand-in")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.NamedTemporaryFile() as cert_file, tempfile.NamedTemporaryFile() as key_file:
+        cert_file.write(pem)
+        key_file.write(key_pem)
+        cert_file.flush()
+        key_file.flush()
+        context.load_cert_chain(cert_file.name, key_file.name)
+    return pem, context
 
 
 def _pod_status(state: str, node: str, since: str) -> dict:

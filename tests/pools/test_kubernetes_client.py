@@ -6,10 +6,16 @@ from types import SimpleNamespace
 import pytest
 
 from pools import kube
-from pools.drivers.base import PermanentError, TransientError
+from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
+from pools.drivers.kubernetes import KubernetesDriver
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure
 from tests.pools.k8s_stand_in import StandInApiServer
 
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ws-1"}}
+SPEC = WorkspaceSpec(
+    name="ws-7", owner="mia", profile="small", profile_version=1, groups=(GroupSpec(0),)
+)
 
 
 @pytest.fixture
@@ -133,3 +139,77 @@ def test_the_stand_in_refuses_other_patch_types_and_apply_without_a_field_manage
     with pytest.raises(PermanentError) as error:
         client.request("PATCH", path, body=NAMESPACE, content_type="application/apply-patch+yaml")
     assert "fieldManager: Required value" in error.value.detail
+
+
+# --- loading: kubeconfig over TLS, in-cluster -------------------------------------------
+
+
+@pytest.fixture
+def tls_cluster():
+    server = StandInApiServer(version="1.33", token="pod-token", tls=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pod(tmp_path, monkeypatch, tls_cluster):
+    """The portal's pod: its service account mounted, the API's address in its environment."""
+    directory = tmp_path / "serviceaccount"
+    directory.mkdir()
+    (directory / "token").write_text("pod-token")
+    (directory / "ca.crt").write_bytes(tls_cluster.ca_pem)
+    monkeypatch.setattr("profiles.kubeconfig.SERVICE_ACCOUNT_DIR", directory)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(tls_cluster.port))
+    return directory
+
+
+def in_cluster_infrastructure() -> Infrastructure:
+    return Infrastructure(
+        name="Home cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        in_cluster=True,
+        kubernetes_version="1.33",
+    )
+
+
+def test_a_kubeconfig_with_inline_ca_data_talks_tls(tls_cluster):
+    client = kube.client_for(SimpleNamespace(kubeconfig=tls_cluster.kubeconfig(), in_cluster=False))
+    assert client.host.startswith("https://127.0.0.1:")
+    assert client.apply(NAMESPACE) is True
+
+
+def test_in_cluster_mode_uses_the_pods_service_account(pod, tls_cluster):
+    client = kube.client_for(in_cluster_infrastructure())
+    assert client.host == f"https://127.0.0.1:{tls_cluster.port}"
+    client.apply(NAMESPACE)
+    assert client.get("Namespace", "ws-1") is not None
+    # The driver provisions through it like through a kubeconfig.
+    driver = KubernetesDriver(in_cluster_infrastructure())
+    driver.provision(SPEC)
+    assert tls_cluster.names("statefulsets") == ["ws-7/ws-7-g0"]
+
+
+def test_in_cluster_mode_with_a_refused_token_is_permanent(pod, tls_cluster):
+    (pod / "token").write_text("revoked")
+    with pytest.raises(PermanentError, match="portal's service account's credentials were refused"):
+        kube.client_for(in_cluster_infrastructure()).get("Namespace", "ws-1")
+
+
+def test_in_cluster_mode_outside_a_pod_is_permanent_with_the_reason(pod, monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST")
+    with pytest.raises(PermanentError, match="not running in a Kubernetes pod"):
+        kube.client_for(in_cluster_infrastructure())
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    (pod / "token").unlink()
+    with pytest.raises(PermanentError, match="no service account token"):
+        kube.client_for(in_cluster_infrastructure())
+
+
+def test_a_server_certificate_the_ca_does_not_sign_is_refused(pod, tls_cluster):
+    other = StandInApiServer(tls=True)
+    (pod / "ca.crt").write_bytes(other.ca_pem)
+    other.httpd.server_close()
+    with pytest.raises(TransientError, match="Cannot reach the Kubernetes API"):
+        kube.client_for(in_cluster_infrastructure()).get("Namespace", "ws-1")
+    assert tls_cluster.requests == []

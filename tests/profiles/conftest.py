@@ -38,10 +38,10 @@ class MigStandIn(StandInApiServer):
         if not (configmap and method in ("GET", "PATCH")) and not (node and method == "PATCH"):
             return super().handle(method, path, query, headers, body)
         self.requests.append((method, path))
-        if headers.get("Authorization") != f"Bearer {self.token}":
-            raise ApiError(401, "Unauthorized", "Unauthorized")
+        if not self.authorized(headers):
+            raise ApiError(401, "Unauthorized")
         if self.refuse:
-            raise ApiError(self.refuse[0], self.refuse[1], "refused by the test")
+            raise ApiError(self.refuse, f"refused by the test ({self.refuse})")
         with self.lock:
             if configmap and method == "GET":
                 return 200, self._get("configmaps", configmap["ns"], configmap["name"])
@@ -52,30 +52,30 @@ class MigStandIn(StandInApiServer):
 
     def _check_apply(self, query, headers, body, kind: str) -> dict:
         if headers.get("Content-Type", "").split(";")[0] != "application/apply-patch+yaml":
-            raise ApiError(415, "UnsupportedMediaType", "only apply is implemented here")
+            raise ApiError(415, "only apply is implemented here")
         if not query.get("fieldManager", [""])[0]:
-            raise ApiError(422, "Invalid", "fieldManager: Required value")
+            raise ApiError(422, "fieldManager: Required value")
         obj = yaml.safe_load(body)
         if not isinstance(obj, dict) or (obj.get("apiVersion"), obj.get("kind")) != ("v1", kind):
-            raise ApiError(400, "BadRequest", f"expected a v1 {kind}")
+            raise ApiError(400, f"expected a v1 {kind}")
         try:
             kubernetes_validate.validate(obj, f"{self.version}.0", strict=True)
         except kubernetes_validate.ValidationError as error:
-            raise ApiError(422, "Invalid", f"{kind} is invalid: {error.message}") from None
+            raise ApiError(422, f"{kind} is invalid: {error.message}") from None
         return obj
 
     def _apply_configmap(self, ns: str, name: str, obj: dict):
         meta = obj["metadata"]
         if meta.get("name") != name or meta.get("namespace", ns) != ns:
-            raise ApiError(400, "BadRequest", "the name or namespace does not match the URL")
+            raise ApiError(400, "the name or namespace does not match the URL")
         if ("namespaces", "", ns) not in self.objects:
-            raise ApiError(404, "NotFound", f'namespaces "{ns}" not found')
+            raise ApiError(404, f'namespaces "{ns}" not found')
         existing = self.objects.get(("configmaps", ns, name))
         return (200 if existing else 201), self._store("configmaps", ns, obj, existing)
 
     def _apply_node(self, name: str, obj: dict, manager: str):
         if obj["metadata"].get("name") != name:
-            raise ApiError(400, "BadRequest", "the name does not match the URL")
+            raise ApiError(400, "the name does not match the URL")
         existing = self.objects.get(("nodes", "", name))
         merged = dict(existing) if existing else {"apiVersion": "v1", "kind": "Node"}
         labels = dict((existing or {}).get("metadata", {}).get("labels") or {})

@@ -7,13 +7,16 @@ import kubernetes_validate
 import pytest
 import yaml
 from django.urls import reverse
+from django.utils.module_loading import import_string
 
 from pools import mig_apply, partitions
+from pools.drivers.base import PermanentError
+from pools.drivers.kubernetes import KubernetesDriver
 from pools.lifecycle import State
 from pools.models import NodePartition
-from profiles.choices import MigConfigState
+from profiles.choices import InfrastructureKind, MigConfigState
 from profiles.mig import migparted
-from profiles.models import PartitioningStrategy
+from profiles.models import Infrastructure, PartitioningStrategy
 
 pytestmark = pytest.mark.django_db
 VERSIONS = ["1.29", "1.30", "1.31", "1.32", "1.33"]
@@ -314,3 +317,190 @@ def test_viewers_cannot_apply_or_drain(client, viewer, k8s_infrastructure, parti
         assert response.status_code == HTTPStatus.FORBIDDEN
     assert client.get(strategy.get_absolute_url()).status_code == HTTPStatus.OK
     assert PartitioningStrategy.objects.get().apply_requested_at is None
+
+
+# --- every failure on the page, with a retry (issue 12) ----------------------------------
+
+
+def test_a_cluster_answering_404_for_the_nodes_is_a_failure_on_the_page(
+    admin_client, k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    """What crashed the task before (`nodes()` got None): now the page says why."""
+    k8s_infrastructure.kubeconfig = mig_cluster.kubeconfig().replace(
+        mig_cluster.url, f"{mig_cluster.url}/no-such-prefix"
+    )
+    k8s_infrastructure.save()
+    strategy = partitioning_factory(k8s_infrastructure)
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("failed:")
+    strategy.refresh_from_db()
+    assert "No node of the cluster has A100-40GB GPUs" in strategy.apply_error
+    assert strategy.applied_config == ""
+    page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    assert "Applying failed: No node of the cluster has A100-40GB GPUs" in page
+    assert "Apply again" in page
+
+
+def test_a_missing_config_map_namespace_fails_before_any_node_is_labelled(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, config_map_namespace="no-operator")
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("failed:")
+    strategy.refresh_from_db()
+    assert "did not find ConfigMap custom-mig-parted-config" in strategy.apply_error
+    assert "nvidia.com/mig.config" not in mig_cluster.node_labels("gpu-node-1")
+    assert not strategy.node_states.exists()
+
+
+def test_an_unreachable_cluster_is_reported_and_a_retry_clears_it(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    mig_cluster.refuse = 503
+    mig_apply.apply_partitioning(strategy.pk)
+    strategy.refresh_from_db()
+    assert "busy (503)" in strategy.apply_error
+    mig_cluster.refuse = None
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 2 of 2")
+    strategy.refresh_from_db()
+    assert strategy.apply_error == ""
+
+
+def test_an_unexpected_error_is_said_on_the_page_and_still_raised(
+    k8s_infrastructure, partitioning_factory, mig_cluster, monkeypatch
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'NoneType' object has no attribute 'get'")
+
+    monkeypatch.setattr(mig_apply, "config_map_manifest", broken)
+    with pytest.raises(AttributeError):
+        mig_apply.apply_partitioning(strategy.pk)
+    strategy.refresh_from_db()
+    assert "unexpected error" in strategy.apply_error
+
+
+def test_nodes_that_were_not_repartitioned_are_listed_with_why_and_a_retry(
+    admin_client, k8s_infrastructure, partitioning_factory, mig_cluster, live_workspace
+):
+    live_workspace(k8s_infrastructure, "gpu-node-1")
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1\ngpu-node-2\nghost")
+    mig_apply.apply_partitioning(strategy.pk)
+    mig_cluster.set_mig_state("gpu-node-2", "failed")
+    mig_apply.refresh_state(strategy.pk)
+    page = admin_client.get(reverse("partitioning:nodes", args=[strategy.pk])).content.decode()
+    assert "3 nodes not repartitioned" in page
+    assert "gpu-node-1 (refused (workspaces on the node): hosts ws-on-gpu-node-1" in page
+    assert "gpu-node-2 (failed: mig-manager could not repartition the node" in page
+    assert "ghost (not applied: not found in the cluster)" in page
+    assert "Apply again" in page
+
+
+def test_a_failed_refresh_is_reported_until_a_refresh_succeeds(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure)
+    mig_apply.apply_partitioning(strategy.pk)
+    mig_cluster.refuse = 500
+    assert mig_apply.refresh_state(strategy.pk).startswith("failed:")
+    strategy.refresh_from_db()
+    assert strategy.apply_error.startswith(mig_apply.REFRESH_FAILED)
+    mig_cluster.refuse = None
+    mig_apply.refresh_state(strategy.pk)
+    strategy.refresh_from_db()
+    assert strategy.apply_error == ""
+
+
+# --- node partitions move through their lifecycle ----------------------------------------
+
+
+def test_each_state_change_of_a_node_is_a_transition_with_an_event(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
+    mig_apply.apply_partitioning(strategy.pk)
+    mig_cluster.set_mig_state("gpu-node-1", "rebooting")
+    mig_apply.refresh_state(strategy.pk)
+    mig_apply.refresh_state(strategy.pk)  # nothing changed: no event
+    mig_cluster.set_mig_state("gpu-node-1", "success")
+    mig_apply.refresh_state(strategy.pk)
+    node = strategy.node_states.get(name="gpu-node-1")
+    moves = list(node.events.values_list("from_state", "to_state"))
+    assert moves == [("", "pending"), ("pending", "rebooting"), ("rebooting", "success")]
+    assert node.heartbeat is not None and node.state_changed <= node.heartbeat
+
+
+def test_what_mig_manager_reports_never_moves_a_refused_node(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
+    partitions.set_node_state(strategy, "gpu-node-1", MigConfigState.REFUSED, "hosts ws-1")
+    assert NodePartition.lifecycle.allows(MigConfigState.REFUSED, MigConfigState.PENDING)
+    for reported in (MigConfigState.SUCCESS, MigConfigState.FAILED, MigConfigState.REBOOTING):
+        assert not NodePartition.lifecycle.allows(MigConfigState.REFUSED, reported)
+        assert partitions.set_node_state(strategy, "gpu-node-1", reported) is None
+    node = strategy.node_states.get(name="gpu-node-1")
+    assert node.state == MigConfigState.REFUSED and node.message == "hosts ws-1"
+    assert node.events.count() == 1
+
+
+# --- a hostile kubeconfig never runs (issue 11, finding 1) --------------------------------
+
+
+def test_a_stored_exec_kubeconfig_never_runs_on_refresh(
+    admin_client, partitioning_factory, monkeypatch, tmp_path, django_capture_on_commit_callbacks
+):
+    """The report's repro: a Kubernetes infrastructure whose kubeconfig user is `exec`, a
+    partitioning for it, then its Refresh. The form refuses such a kubeconfig
+    (tests/profiles/test_kubeconfig.py); one stored by other means is refused on load."""
+    marker = tmp_path / "x"
+    credential = (
+        '{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", '
+        '"status": {"token": "t"}}'
+    )
+    kubeconfig = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "users": [
+                {
+                    "name": "u",
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "/bin/sh",
+                            "args": ["-c", f"id > {marker}; echo '{credential}'"],
+                        }
+                    },
+                }
+            ],
+        }
+    )
+    infrastructure = Infrastructure.objects.create(
+        name="Hostile",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=kubeconfig,
+        kubernetes_version="1.31",
+        gpu_model="A100-40GB",
+        gpus_per_node=8,
+    )
+    strategy = partitioning_factory(infrastructure)
+    NodePartition.objects.create(strategy=strategy, name="gpu-node-1")
+    ran = []
+    monkeypatch.setattr(
+        "django_q.tasks.async_task",
+        lambda func, *args, **kw: ran.append(import_string(func)(*args)),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(reverse("partitioning:refresh", args=[strategy.pk]))
+    assert ran and ran[0].startswith("failed:")
+    assert not marker.exists()
+    strategy.refresh_from_db()
+    assert "`exec`" in strategy.apply_error and "runs a command" in strategy.apply_error
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("failed:")
+    with pytest.raises(PermanentError, match="cannot be used"):
+        KubernetesDriver(infrastructure).inventory()
+    assert not marker.exists()
