@@ -2,9 +2,11 @@
 field error, checked again when a stored kubeconfig is loaded; and in-cluster mode."""
 
 import copy
+from http import HTTPStatus
 
 import pytest
 import yaml
+from django.urls import reverse
 
 from profiles.choices import InfrastructureKind
 from profiles.forms import InfrastructureForm
@@ -222,3 +224,38 @@ def test_switching_to_in_cluster_mode_removes_the_stored_kubeconfig(service_acco
     form.save()
     stored.refresh_from_db()
     assert stored.in_cluster and stored.kubeconfig == ""
+
+
+@pytest.mark.parametrize(
+    "shape", ["contexts: 7", "contexts: [{name: [1]}]", "current-context: [1]"]
+)
+def test_the_reported_shapes_redisplay_the_form_instead_of_a_500(admin_client, shape):
+    """Issue 11, finding 6: these three gave a 500 on the create page."""
+    config = copy.deepcopy(GOOD)
+    config.update(yaml.safe_load(shape))
+    data = {
+        "name": "Cluster",
+        "kind": InfrastructureKind.KUBERNETES,
+        "kubernetes_version": "1.31",
+        "kubeconfig": yaml.safe_dump(config),
+        "gpus_per_node": "0",
+    }
+    response = admin_client.post(reverse("profiles:infrastructure_add"), data)
+    assert response.status_code == HTTPStatus.OK
+    assert "kubeconfig" in response.context["form"].errors
+    assert not Infrastructure.objects.exists()
+
+
+def test_an_exec_kubeconfig_posted_to_the_create_page_is_refused(admin_client, tmp_path):
+    marker = tmp_path / "x"
+    data = {
+        "name": "Cluster",
+        "kind": InfrastructureKind.KUBERNETES,
+        "kubernetes_version": "1.31",
+        "kubeconfig": with_changes(lambda c: c["users"][0].update(user=exec_user(marker))),
+        "gpus_per_node": "0",
+    }
+    response = admin_client.post(reverse("profiles:infrastructure_add"), data)
+    assert response.status_code == HTTPStatus.OK
+    assert "runs a command on the portal&#x27;s host" in response.content.decode()
+    assert not Infrastructure.objects.exists() and not marker.exists()
