@@ -38,3 +38,17 @@ class PoolScheduleForm(PortalFormMixin, forms.ModelForm):
         ].help_text = (
             "Ready instances while the window applies, instead of the profile's own value."
         )
+
+
+class DrainForm(forms.Form):
+    """Drain a node of a partitioning, or put it back in service (`draining=1` / `0`).
+
+    A Kubernetes node name is at most 253 characters; a NUL byte or a longer value is
+    refused here, before any query sees it.
+    """
+
+    node = forms.CharField(max_length=253, strip=False)
+    draining = forms.CharField(required=False)
+
+    def clean_draining(self) -> bool:
+        return self.cleaned_data["draining"] == "1"

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from pools import mig_apply, partitions
+from pools.forms import DrainForm
 from pools.partitions import PartitioningRefused
 from portal.roles import CHANGE, VIEW, Area, has_perm
 from portal.views.generic import require
@@ -90,8 +91,11 @@ def refresh(request, pk: int):
 def drain(request, pk: int):
     """Mark a node draining (no new workspaces) or put it back in service."""
     strategy = _strategy_for_change(request, pk)
-    node = request.POST.get("node", "")
-    draining = request.POST.get("draining") == "1"
+    form = DrainForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "That is not a node of this partitioning.")
+        return redirect(strategy)
+    node, draining = form.cleaned_data["node"], form.cleaned_data["draining"]
     try:
         partitions.change_draining(request.user, strategy, node, draining)
     except PartitioningRefused as refused:

@@ -15,6 +15,7 @@ from pools.lifecycle import State
 from pools.models import LoopDecision, Pool, PoolInstance, PoolSchedule
 from pools.tables import PoolScheduleTable
 from portal.roles import CHANGE, VIEW, Area, has_perm
+from portal.urlhelpers import id_param
 from portal.views.generic import (
     ObjectDeleteView,
     ObjectDetailView,
@@ -165,8 +166,7 @@ class PoolScheduleEdit(ObjectEditView):
 
     def new_object(self, request):
         schedule = PoolSchedule()
-        if profile := request.GET.get("profile", "").strip():
-            schedule.profile_id = int(profile) if profile.isdigit() else None
+        schedule.profile_id = id_param(request.GET.get("profile"))
         return schedule
 
 

@@ -5,21 +5,28 @@
 - The SSO app comes from the SsoConfiguration row (`list_apps`), not from a SocialApp row.
 - Every SSO login re-applies the group mapping (`pre_social_login` for known users,
   `save_user` for new ones).
-- Too many bad passwords answer 429; with local login off, only break-glass admins may use the
-  password form.
+- An Okta login signs into an existing account only through an address both Okta and the
+  portal hold as verified (`authenticate_by_email`); every link is audited (`sso.py`).
+- Too many bad passwords answer 429 (counted per client address, `client_ip`); with local
+  login off, only break-glass admins (active Org admins on the list) may use the password
+  form, by username or by email.
 """
 
 from allauth.account.adapter import DefaultAccountAdapter
+from allauth.account.models import EmailAddress
+from allauth.account.utils import filter_users_by_email
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.core.ratelimit import respond_429
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.providers.base import AuthProcess
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.shortcuts import redirect
+from django.shortcuts import redirect, render
 
 from portal import audit, invitations, sso
 from portal import users as user_actions
+from portal.middleware import client_ip
 from portal.models import AuditAction, SsoConfiguration
 from portal.views.users import PENDING_INVITATION_SESSION_KEY
 
@@ -48,19 +55,28 @@ class PortalAccountAdapter(DefaultAccountAdapter):
             # allauth's "login_failed" rate limit: answer 429 Too Many Requests, not a form.
             raise ImmediateHttpResponse(respond_429(request)) from None
 
+    def get_client_ip(self, request) -> str:
+        """The address the per-IP login throttle counts: the client's, not a proxy's."""
+        return client_ip(request)
+
 
 def _is_break_glass(config: SsoConfiguration, credentials: dict) -> bool:
-    allowed = config.break_glass()
-    if not allowed:
+    """Whether every account these credentials could log in to is a break-glass admin.
+
+    allauth sends the login as `username`, and also as `email` when it looks like one; the
+    password is then tried on each account either names. So all of them must be allowed:
+    otherwise a Member whose address equals an admin's could log in with a password.
+    """
+    if not config.break_glass():
         return False
+    users = get_user_model().objects
+    candidates = set()
     if username := credentials.get("username"):
-        return username.lower() in allowed
+        candidates |= set(users.filter(username__iexact=username))
     if email := credentials.get("email"):
-        names = (
-            get_user_model().objects.filter(email__iexact=email).values_list("username", flat=True)
-        )
-        return any(name.lower() in allowed for name in names)
-    return False
+        candidates |= set(users.filter(email__iexact=email))
+        candidates |= set(filter_users_by_email(email))
+    return bool(candidates) and all(sso.is_break_glass(user, config) for user in candidates)
 
 
 class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
@@ -82,9 +98,43 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
             return True
         raise ImmediateHttpResponse(redirect("portal:sso_no_access"))
 
+    def authenticate_by_email(self, sociallogin):
+        """The local account an Okta login may sign into by its address, or None.
+
+        Only an address verified on both sides counts: Okta says it verified it, and the
+        portal has it as a verified address of exactly one account (an administrator added
+        the user or sent the invitation, or an earlier SSO login brought it). A bare
+        `User.email` (e.g. from `createsuperuser`) never matches, so an Okta login can
+        never land in an account that nobody vouched belongs to that person.
+        """
+        for address in sociallogin.email_addresses:
+            if not address.verified or not self.can_authenticate_by_email(
+                sociallogin, address.email
+            ):
+                continue
+            owners = {
+                found.user
+                for found in EmailAddress.objects.filter(
+                    email__iexact=address.email, verified=True
+                ).select_related("user")
+            }
+            if len(owners) == 1:
+                return owners.pop(), address.email
+        return None
+
     def pre_social_login(self, request, sociallogin) -> None:
         if sociallogin.is_existing and sociallogin.user.is_active:
             _after_sso_login(request, sociallogin)
+        elif (
+            not sociallogin.is_existing
+            and sociallogin.state.get("process") != AuthProcess.CONNECT
+            and _address_taken(sociallogin)
+        ):
+            # A local account has this address but nobody verified it: neither sign into
+            # that account nor make a second one with the same address.
+            raise ImmediateHttpResponse(
+                render(request, "portal/sso_address_unverified.html", status=403)
+            )
 
     def save_user(self, request, sociallogin, form=None):
         user = super().save_user(request, sociallogin, form)
@@ -106,6 +156,17 @@ def _after_sso_login(request, sociallogin) -> None:
         request.session.pop(_session_key(), None)
         if invitations.accept(invitation, user):
             messages.success(request, "Welcome! Your invitation has been accepted.")
+
+
+def _address_taken(sociallogin) -> bool:
+    """Whether a local account already uses one of the login's addresses."""
+    users = get_user_model().objects
+    for address in sociallogin.email_addresses:
+        if users.filter(email__iexact=address.email).exists() or filter_users_by_email(
+            address.email
+        ):
+            return True
+    return False
 
 
 def _session_key() -> str:

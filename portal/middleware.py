@@ -1,7 +1,9 @@
+import ipaddress
 import logging
 import time
 import uuid
 
+from django.conf import settings
 from django.urls import resolve
 
 from portal import logs
@@ -61,3 +63,22 @@ class OperationsMiddleware:
         request.resolver_match = match
         return match.func(request, *match.args, **match.kwargs)
 
+
+def client_ip(request) -> str:
+    """The address of the client, seen through `TRUSTED_PROXY_COUNT` reverse proxies.
+
+    Each proxy appends the address it received the request from to X-Forwarded-For, and the
+    last proxy's own address is REMOTE_ADDR; so the client is the entry that many places
+    from the right. Entries further left are whatever the client sent and are never
+    believed. With no trusted proxy (the default), or a header too short or malformed (a
+    request that did not come through the proxies), it is REMOTE_ADDR.
+    """
+    remote = request.META.get("REMOTE_ADDR", "")
+    count = settings.TRUSTED_PROXY_COUNT
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if count and len(hops) >= count:
+        try:
+            return str(ipaddress.ip_address(hops[-count]))
+        except ValueError:
+            pass
+    return remote

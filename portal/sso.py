@@ -13,7 +13,9 @@ flow, ID token checks). This module only answers two questions:
 from django.db import transaction
 
 from portal import audit
+from portal import users as user_actions
 from portal.models import AuditAction, SsoConfiguration, SsoGroupMapping, SsoMembership, Team
+from portal.roles import CHANGE, Area, has_perm
 
 PROVIDER = "openid_connect"
 PROVIDER_ID = "okta"
@@ -58,24 +60,31 @@ def apply_group_mapping(user, groups: list[str]) -> tuple[list[str], list[str]]:
 
     1. Groups the claim maps to that the user is not in: join, remembered as SSO-granted.
     2. Groups the claim maps to that the user joined by hand: left as they are (manual).
-    3. SSO-granted groups the claim no longer maps to: leave.
+    3. SSO-granted groups the claim no longer maps to: leave, unless that would take away
+       the portal's last Org admin (then the membership stays, and the audit entry says so).
     Returns (joined, left) group names; both are audit-logged on the user.
     """
     target = mapped_teams(groups)
     granted = {m.team: m for m in SsoMembership.objects.filter(user=user).select_related("team")}
     current = set(user.teams.all())
-    joined, left = [], []
+    joined, left, kept = [], [], []
     for team in sorted(target - current, key=str):
         team.members.add(user)
         SsoMembership.objects.get_or_create(user=user, team=team)
         joined.append(team.name)
     for team, membership in granted.items():
         if team not in target:
-            membership.delete()
-            team.members.remove(user)
-            left.append(team.name)
-    if joined or left:
+            try:
+                with user_actions.keeping_an_org_admin():
+                    membership.delete()
+                    team.members.remove(user)
+            except user_actions.LastOrgAdmin:
+                kept.append(team.name)
+            else:
+                left.append(team.name)
+    if joined or left or kept:
         user._portal_permissions = None
+        note = f"; kept {kept}: the portal's last Org admin" if kept else ""
         audit.record(
             None,
             AuditAction.ACTION,
@@ -83,9 +92,17 @@ def apply_group_mapping(user, groups: list[str]) -> tuple[list[str], list[str]]:
             before={"groups": sorted(t.name for t in current)},
             after={"groups": sorted(user.teams.values_list("name", flat=True))},
             message=f"SSO login applied group mapping: joined {joined or 'none'}, "
-            f"left {left or 'none'}",
+            f"left {left or 'none'}{note}",
         )
     return joined, left
+
+
+def is_break_glass(user, config: SsoConfiguration | None = None) -> bool:
+    """Named on the break-glass list and an active Org admin (a demoted admin is not)."""
+    config = config or SsoConfiguration.load()
+    return user.get_username().lower() in config.break_glass() and has_perm(
+        user, Area.USERS, CHANGE
+    )
 
 
 def local_login_allowed(user) -> bool:
@@ -93,4 +110,30 @@ def local_login_allowed(user) -> bool:
     config = SsoConfiguration.load()
     if not (config.is_usable and config.local_login_disabled):
         return True
-    return user.get_username().lower() in config.break_glass()
+    return is_break_glass(user, config)
+
+
+def record_link(sender, instance, created: bool, **kwargs) -> None:
+    """Audit every Okta account linked to a local account (`post_save` of SocialAccount):
+    a first SSO login, an Okta login matched by a verified address, or a user connecting
+    their own Okta account. The entry is on the local user, whose account it opens."""
+    if not created:
+        return
+    audit.record(
+        instance.user,
+        AuditAction.ACTION,
+        instance.user,
+        after={"sso_provider": instance.provider, "sso_uid": instance.uid},
+        message=f"SSO account {instance.uid} ({instance.provider}) linked to this account",
+    )
+
+
+def record_unlink(sender, instance, **kwargs) -> None:
+    """Audit an Okta account unlinked from a local account (`post_delete`)."""
+    audit.record(
+        None,
+        AuditAction.ACTION,
+        instance.user,
+        before={"sso_provider": instance.provider, "sso_uid": instance.uid},
+        message=f"SSO account {instance.uid} ({instance.provider}) unlinked from this account",
+    )

@@ -37,6 +37,8 @@ portal_patterns = [
     ),
     path("invitation/<int:pk>/<str:token>/", users.invitation_accept, name="invitation_accept"),
     path("sso/no-access/", users.sso_no_access, name="sso_no_access"),
+    # Before allauth's own page of the same path, which would let users add addresses.
+    path("accounts/email/", users.email_addresses, name="email_addresses"),
 ]
 
 urlpatterns = [

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model, password_validation
 
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput
 from portal.models import SsoConfiguration, SsoGroupMapping, Team
+from portal.roles import CHANGE, Area, has_perm
 
 
 def _groups_field() -> forms.ModelMultipleChoiceField:
@@ -118,7 +119,7 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             ["enabled", "display_name", "issuer", "client_id", "client_secret", "scopes"],
             "",
         ),
-        ("Password login", ["local_login_disabled", "break_glass_usernames"], ""),
+        ("Password login", ["local_login_disabled", "break_glass_usernames", "lock_me_out"], ""),
     ]
     secret_fields = ("client_secret",)
     issuer = forms.URLField(
@@ -126,6 +127,12 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         required=False,
         assume_scheme="https",
         help_text=SsoConfiguration._meta.get_field("issuer").help_text,
+    )
+    lock_me_out = forms.BooleanField(
+        required=False,
+        label="Turn password login off for me too",
+        help_text="Needed only if you are not on the break-glass list and have never logged "
+        "in with Okta: you could then no longer log in at all.",
     )
 
     class Meta:
@@ -158,7 +165,40 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                     "Name at least one break-glass administrator, or nobody could log in "
                     "if Okta is down.",
                 )
+            elif "break_glass_usernames" in data and self._locks_out_saver(data):
+                self.add_error(
+                    "lock_me_out",
+                    "You are not on the break-glass list and have never logged in with Okta: "
+                    "once you log out you could not log in again. Add your username to the "
+                    "list, log in with Okta once first, or tick this box to go ahead.",
+                )
         return data
+
+    def clean_break_glass_usernames(self) -> str:
+        """Only active Org admins: a break-glass login exists to manage the portal."""
+        value = self.cleaned_data["break_glass_usernames"]
+        users = get_user_model().objects
+        wrong = []
+        for name in dict.fromkeys(n.strip() for n in value.split(",") if n.strip()):
+            user = users.filter(username__iexact=name).first()
+            if user is None or not has_perm(user, Area.USERS, CHANGE):
+                wrong.append(name)
+        if wrong:
+            raise forms.ValidationError(
+                "Only active Org admins can be break-glass administrators, so not: "
+                + ", ".join(wrong)
+                + "."
+            )
+        return value
+
+    def _locks_out_saver(self, data) -> bool:
+        """Whether the admin saving the form would lose every way to log in."""
+        if self.user is None or data.get("lock_me_out"):
+            return False
+        names = {n.strip().lower() for n in data["break_glass_usernames"].split(",")}
+        if self.user.get_username().lower() in names:
+            return False
+        return not self.user.socialaccount_set.exists()
 
 
 class SsoGroupMappingForm(forms.ModelForm):
@@ -166,3 +206,9 @@ class SsoGroupMappingForm(forms.ModelForm):
         model = SsoGroupMapping
         fields = ["sso_group", "team"]
         labels = {"team": "Portal group"}
+
+
+class UserSearchForm(forms.Form):
+    """The user list's search box. A NUL byte or an overlong value matches nobody."""
+
+    q = forms.CharField(required=False, max_length=254)

@@ -4,13 +4,29 @@ Users are never deleted from the portal: deactivating keeps their history (audit
 workspaces) and ends every session they have open.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from portal import audit
-from portal.models import AuditAction
+from portal.models import AuditAction, SsoMembership, Team
+from portal.roles import Role
+
+
+class LastOrgAdmin(ValidationError):
+    """The change would leave the portal without an active Org admin; nothing was changed."""
+
+    def __init__(self):
+        super().__init__(
+            "Refused: nobody would be left to manage users. Make someone else an Org admin "
+            "first (add them to an Org-admin group)."
+        )
 
 
 def user_snapshot(user) -> dict:
@@ -52,6 +68,47 @@ def add_user(actor, username: str, email: str, groups, password: str | None):
     return user
 
 
+def org_admins():
+    """Active users who may manage users: members of an Org-admin group, and superusers."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(teams__role=Role.ORG_ADMIN))
+        .distinct()
+    )
+
+
+@contextmanager
+def keeping_an_org_admin() -> Iterator[None]:
+    """Run a change that may take Org admins away; refuse it if it would take the last one.
+
+    1. Lock the current Org admins' rows (in id order), so two admins removing each other
+       at the same moment run one after the other and the second sees the first's change.
+    2. Run the change (the body of the `with`).
+    3. Count the Org admins again. Were there some before and none now, raise
+       `LastOrgAdmin`: the transaction, and so the change, rolls back.
+    """
+    with transaction.atomic():
+        admin_ids = list(org_admins().values_list("pk", flat=True))
+        locked = (
+            get_user_model().objects.select_for_update().filter(pk__in=admin_ids).order_by("pk")
+        )
+        had_admins = bool(list(locked.values_list("pk", flat=True)))
+        yield
+        if had_admins and not org_admins().exists():
+            raise LastOrgAdmin()
+
+
+@transaction.atomic
+def remove_member(actor, team: Team, user) -> None:
+    """Take a user out of a group by hand (an SSO-granted membership too), audited."""
+    with keeping_an_org_admin():
+        tracker = audit.ChangeTracker(team)
+        team.members.remove(user)
+        SsoMembership.objects.filter(team=team, user=user).delete()
+        tracker.record(actor)
+
+
 def end_sessions(user) -> int:
     """Delete every stored session that belongs to the user; returns how many."""
     doomed = []
@@ -64,9 +121,15 @@ def end_sessions(user) -> int:
 
 @transaction.atomic
 def deactivate(actor, user) -> int:
+    """Deactivate the user and end their sessions; `LastOrgAdmin` if they are the last one."""
     before = user_snapshot(user)
-    user.is_active = False
-    user.save(update_fields=["is_active"])
+    try:
+        with keeping_an_org_admin():
+            user.is_active = False
+            user.save(update_fields=["is_active"])
+    except LastOrgAdmin:
+        user.is_active = True
+        raise
     ended = end_sessions(user)
     audit.record(
         actor,

@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.roles import CHANGE, VIEW, Area
+from portal.urlhelpers import id_param
 from portal.views.generic import (
     ObjectDeleteView,
     ObjectDetailView,
@@ -61,8 +62,8 @@ class PartitioningEdit(ObjectEditView):
     def new_object(self, request):
         """`?infrastructure=<pk>&gpu_model=<code>` pre-fills the form (links from elsewhere)."""
         obj = PartitioningStrategy()
-        wanted = request.GET.get("infrastructure", "")
-        if wanted.isdigit():
+        wanted = id_param(request.GET.get("infrastructure"))
+        if wanted is not None:
             found = Infrastructure.objects.for_user(request.user, VIEW).filter(pk=wanted).first()
             if found:
                 obj.infrastructure = found

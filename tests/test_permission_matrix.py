@@ -145,6 +145,8 @@ EXPECTED: dict[str, Rule] = {
     "portal:sso_mapping_delete": post(Area.USERS),
     "portal:invitation_accept": public(OK),
     "portal:sso_no_access": public(FORBIDDEN),
+    # replaces allauth's email page: read-only, addresses are the administrators' (issue 11)
+    "portal:email_addresses": logged_in(OK),
     # profiles
     **crud("profiles:infrastructure", Area.INFRASTRUCTURE),
     **crud("profiles:computeprofile", Area.PROFILES),

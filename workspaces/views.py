@@ -1,5 +1,6 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -11,6 +12,7 @@ from services import actions as services
 from workspaces import actions, estimates, quotas
 from workspaces.access import get_workspace_for_user
 from workspaces.filtersets import WorkspaceFilterSet
+from workspaces.forms import WorkspaceRequestForm
 from workspaces.tables import WorkspaceTable
 
 
@@ -63,12 +65,19 @@ def self_service(request):
 def request_workspace(request, profile_pk: int):
     require(request.user, Area.SELF_SERVICE, USE)
     profile = get_object_or_404(ComputeProfile.objects.usable_by(request.user), pk=profile_pk)
+    # Every field is checked before anything is created: a refused request leaves nothing.
+    form = WorkspaceRequestForm(request.POST, user=request.user)
+    if not form.is_valid():
+        messages.error(request, f"Not requested. {form.refusal()}")
+        return redirect("workspaces:self_service")
+    stack = form.cleaned_data["services_profile"]
     try:
-        workspace = actions.request_workspace(request.user, profile, request.POST.get("name", ""))
+        with transaction.atomic():
+            workspace = actions.request_workspace(request.user, profile, form.cleaned_data["name"])
+            services.request_with_workspace(request, workspace, stack.pk if stack else None)
     except actions.RequestRefused as refused:
         messages.error(request, str(refused))
     else:
-        services.request_with_workspace(request, workspace, request.POST.get("services_profile"))
         note = getattr(workspace, "claim_message", "")
         messages.success(
             request,

@@ -8,7 +8,7 @@ happens in one transaction together with its audit entry.
 from django.contrib import messages
 from django.contrib.admin.utils import NestedObjects
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import router, transaction
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -114,6 +114,11 @@ class ObjectEditView(ObjectView):
     def new_object(self, request):
         return self.model()
 
+    def save(self, request, form):
+        """Hook: save the valid form inside the view's transaction; a `ValidationError`
+        rolls the save back and shows the form again with the message."""
+        return form.save()
+
     def get(self, request, pk=None):
         obj = self.get_object(request, pk) if pk else self.new_object(request)
         if reason := self.editable(obj):
@@ -131,12 +136,17 @@ class ObjectEditView(ObjectView):
         form = self.form_class(request.POST, instance=obj, user=request.user)
         if not form.is_valid():
             return self.render_form(request, form, obj)
-        with transaction.atomic():
-            obj = form.save()
-            if tracker:
-                tracker.record(request.user)
-            else:
-                audit.record_created(request.user, obj)
+        try:
+            with transaction.atomic():
+                obj = self.save(request, form)
+                if tracker:
+                    tracker.record(request.user)
+                else:
+                    audit.record_created(request.user, obj)
+        except ValidationError as refused:
+            # A rule checked while saving (e.g. "keep an Org admin"): nothing was saved.
+            form.add_error(None, refused)
+            return self.render_form(request, form, obj)
         verb = "Updated" if pk else "Created"
         detail = getattr(form, "success_detail", "")
         messages.success(request, f"{verb} {self.model._meta.verbose_name} “{obj}”. {detail}")
@@ -155,6 +165,10 @@ class ObjectDeleteView(ObjectView):
 
     def deletable(self, obj) -> str:
         return ""
+
+    def delete(self, request, obj) -> None:
+        """Hook: delete inside the view's transaction; a `ValidationError` rolls it back."""
+        obj.delete()
 
     def dependents(self, obj):
         collector = NestedObjects(using=router.db_for_write(self.model))
@@ -188,8 +202,12 @@ class ObjectDeleteView(ObjectView):
         try:
             with transaction.atomic():
                 audit.record_deleted(request.user, obj, before)
-                obj.delete()
+                self.delete(request, obj)
         except ProtectedError:
             return self.render_confirm(request, obj)
+        except ValidationError as refused:
+            messages.error(request, " ".join(refused.messages))
+            # The delete rolled back, but the instance in memory lost its primary key.
+            return self.render_confirm(request, self.get_object(request, pk))
         messages.success(request, f"Deleted {self.model._meta.verbose_name} “{name}”.")
         return redirect(self.url_name("list"))

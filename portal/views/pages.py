@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from portal import audit, filtersets, tables
+from portal import users as user_actions
 from portal.models import AuditEntry, SsoMembership, Team
 from portal.roles import CHANGE, ROLE_DESCRIPTIONS, Area, has_perm, is_admin_user
 from portal.team_forms import AddMemberForm, TeamForm
@@ -72,9 +73,18 @@ class TeamEdit(ObjectEditView):
     queryset = Team.objects.all()
     form_class = TeamForm
 
+    def save(self, request, form):
+        # Changing the role of the last Org-admin group would leave nobody to manage users.
+        with user_actions.keeping_an_org_admin():
+            return form.save()
+
 
 class TeamDelete(ObjectDeleteView):
     queryset = Team.objects.all()
+
+    def delete(self, request, obj) -> None:
+        with user_actions.keeping_an_org_admin():
+            obj.delete()
 
 
 @login_required
@@ -103,10 +113,10 @@ def team_member_remove(request, pk: int, user_pk: int):
     require(request.user, Area.USERS, CHANGE)
     team = get_object_or_404(Team.objects.for_user(request.user, CHANGE), pk=pk)
     user = get_object_or_404(team.members.all(), pk=user_pk)
-    with transaction.atomic():
-        tracker = audit.ChangeTracker(team)
-        team.members.remove(user)
-        SsoMembership.objects.filter(team=team, user=user).delete()
-        tracker.record(request.user)
+    try:
+        user_actions.remove_member(request.user, team, user)
+    except user_actions.LastOrgAdmin as refused:
+        messages.error(request, refused.message)
+        return redirect(team)
     messages.success(request, f"Removed {user.get_username()} from “{team}”.")
     return redirect(team)

@@ -13,7 +13,7 @@ from django.db.models import Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 from django_tables2 import RequestConfig
 
 from portal import audit, invitations, sso
@@ -34,6 +34,7 @@ from portal.user_forms import (
     SsoConfigurationForm,
     SsoGroupMappingForm,
     UserAddForm,
+    UserSearchForm,
 )
 from portal.views.generic import require
 
@@ -51,8 +52,13 @@ def user_list(request: HttpRequest) -> HttpResponse:
     users = User.objects.order_by("username").prefetch_related(
         Prefetch("teams", queryset=Team.objects.order_by("name"))
     )
-    if query := request.GET.get("q", "").strip():
-        users = users.filter(Q(username__icontains=query) | Q(email__icontains=query))
+    search = UserSearchForm(request.GET)
+    if search.is_valid():
+        query = search.cleaned_data["q"]
+        if query:
+            users = users.filter(Q(username__icontains=query) | Q(email__icontains=query))
+    else:
+        query, users = "", users.none()
     counts = user_actions.active_workspace_counts(users)
     table = UserTable(users, workspace_counts=counts)
     if counts is None:
@@ -108,7 +114,11 @@ def user_deactivate(request: HttpRequest, pk: int) -> HttpResponse:
     if user == request.user:
         messages.error(request, "You cannot deactivate your own account.")
         return redirect("portal:user_detail", pk=pk)
-    ended = user_actions.deactivate(request.user, user)
+    try:
+        ended = user_actions.deactivate(request.user, user)
+    except user_actions.LastOrgAdmin as refused:
+        messages.error(request, refused.message)
+        return redirect("portal:user_detail", pk=pk)
     messages.success(request, f"Deactivated “{user.get_username()}”; {ended} session(s) ended.")
     return redirect("portal:user_detail", pk=pk)
 
@@ -220,6 +230,19 @@ def invitation_accept(request: HttpRequest, pk: int, token: str) -> HttpResponse
         return redirect("workspaces:self_service")
     context = {"invitation": invitation, "form": form, "sso": config}
     return render(request, "portal/invitation_accept.html", context)
+
+
+@login_required
+@require_GET
+def email_addresses(request: HttpRequest) -> HttpResponse:
+    """Replaces allauth's email page (adding addresses): addresses are the administrators'.
+
+    An address decides which Okta login may sign into an account, so a user who could add
+    someone else's address (and get it confirmed) could collect that person's Okta login
+    and groups. Administrators set it when they add or invite a user.
+    """
+    addresses = request.user.emailaddress_set.order_by("-primary", "email")
+    return render(request, "portal/email_addresses.html", {"addresses": addresses})
 
 
 # -- SSO --------------------------------------------------------------------------------------

@@ -48,6 +48,21 @@
     total.value = String(Number(total.value) + 1);
   }
 
+  // `<form data-confirm="Delete …?">`: ask before submitting (no inline handlers: the
+  // Content-Security-Policy allows no inline script).
+  document.addEventListener("submit", function (event) {
+    const message = event.target.dataset && event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  // `data-change-after-swap`: once htmx swapped new fields into the element, let its form
+  // hide what does not apply ("change" above) and refresh what depends on the fields.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (event.target.hasAttribute && event.target.hasAttribute("data-change-after-swap")) {
+      event.target.closest("form").dispatchEvent(new Event("change", { bubbles: true }));
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form.edit-form").forEach(function (form) {
       form.addEventListener("change", function () { refresh(form); });

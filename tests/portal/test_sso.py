@@ -7,6 +7,7 @@ from allauth.socialaccount.models import SocialAccount, SocialApp
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from portal import users as user_actions
 from portal.models import AuditEntry, SsoConfiguration, SsoMembership, Team
 from portal.roles import Role
 from tests.conftest import PASSWORD
@@ -75,6 +76,7 @@ def test_next_login_applies_removed_groups_but_keeps_manual_memberships(op, clie
 
 def test_a_manual_membership_in_a_mapped_group_survives_losing_the_okta_group(op, client, mapped):
     ada = User.objects.create_user("ada", "ada@example.com", PASSWORD)
+    user_actions.record_verified_email(ada)  # as when an administrator adds the user
     mapped["ml"].members.add(ada)  # added by hand before SSO existed
     op.set_groups("ada", ["gpu-users"])
     sso_login(client, op, "ada", "ada-password")
