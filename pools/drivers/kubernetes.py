@@ -346,28 +346,6 @@ class KubernetesDriver(Driver):
         if self.kube.list("Pod", namespace, selector):
             raise TransientError(f"The pods of {spec.name} are still terminating.")
 
-    # --- until services.backends.kubernetes moves onto pools.kube ------------------------
-    # Its owner switches it to `pools.kube.client_for`; these only forward to the one
-    # client meanwhile (no second HTTP path) and go with that switch.
-
-    def _get(self, kind: str, name: str, namespace: str = "") -> dict | None:
-        return self.kube.get(kind, name, namespace)
-
-    def _list(self, kind: str, namespace: str, selector: str) -> list[dict]:
-        return self.kube.list(kind, namespace, selector)
-
-    def _delete(self, kind: str, name: str, namespace: str = "") -> bool:
-        return self.kube.delete(kind, name, namespace)
-
-    def _request(self, method: str, path: str, *, what: str, body=None, query=None,
-                 content_type=None, missing_ok: bool = False):  # fmt: skip
-        code, data = self.kube.request(
-            method, path, body=body, query=query, content_type=content_type, what=what
-        )
-        if code == 404 and not missing_ok:
-            raise TransientError(f"The Kubernetes API did not find {what}.")
-        return code, data
-
 
 def _describe(group) -> str:
     what = f"MIG {group.mig_profile} slice" if group.mig_profile else "GPU"
@@ -416,11 +394,3 @@ def _parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-# Old names services.backends.kubernetes still uses (see the class's forwarding methods).
-KINDS: dict = {}  # it adds its kinds here; pools.kube's registry already has them
-object_path = kube.object_path
-FIELD_MANAGER = kube.FIELD_MANAGER
-APPLY_CONTENT_TYPE = "application/apply-patch+yaml"
-_waiting_reason = waiting_reason
