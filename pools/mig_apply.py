@@ -219,7 +219,7 @@ def _apply(strategy: PartitioningStrategy) -> str:
         if node in busy:
             set_node_state(strategy, node, MigConfigState.REFUSED, _busy_words(busy[node]))
             continue
-        client.apply(node_label_patch(node, name), field_manager=FIELD_MANAGER)
+        client.apply_labels("Node", node, {MIG_CONFIG_LABEL: name}, field_manager=FIELD_MANAGER)
         set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
     PartitioningStrategy.objects.filter(pk=strategy.pk).update(applied_config=name, apply_error="")
     _schedule_refresh(strategy)
