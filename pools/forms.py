@@ -1,6 +1,7 @@
 from django import forms
 
-from pools.models import WEEKDAYS, PoolSchedule
+from pools import slo
+from pools.models import WEEKDAYS, Pool, PoolSchedule
 from portal.forms import PortalFormMixin
 from profiles.choices import AllocationStrategy
 from profiles.models import ComputeProfile
@@ -38,6 +39,66 @@ class PoolScheduleForm(PortalFormMixin, forms.ModelForm):
         ].help_text = (
             "Ready instances while the window applies, instead of the profile's own value."
         )
+
+
+MAX_POOL_SIZE = 100
+
+
+class PoolSloForm(PortalFormMixin, forms.ModelForm):
+    """How a warm pool is sized: the profile's fixed capacity, or a service-level objective
+    the loop meets at the least idle cost (`pools.sizing`)."""
+
+    fieldsets = [
+        ("Sizing", ["sizing"], ""),
+        ("Service-level objective", ["slo_percent", "slo_seconds"], "sizing=slo"),
+        ("Bounds", ["idle_budget", "min_size", "max_size"], "sizing=slo"),
+    ]
+
+    class Meta:
+        model = Pool
+        fields = ["sizing", "slo_percent", "slo_seconds", "idle_budget", "min_size", "max_size"]
+        widgets = {"sizing": forms.RadioSelect}
+
+    def clean(self):
+        cleaned = super().clean()
+        percent = cleaned.get("slo_percent")
+        seconds = cleaned.get("slo_seconds")
+        budget = cleaned.get("idle_budget")
+        low, high = cleaned.get("min_size"), cleaned.get("max_size")
+        if percent is not None and not 50 <= percent < 100:
+            self.add_error(
+                "slo_percent", "Give a share of requests from 50 to 99.9: 100 % cannot be promised."
+            )
+        if seconds is not None and seconds < 1:
+            self.add_error("slo_seconds", "Give at least 1 second.")
+        if high is not None and not 1 <= high <= MAX_POOL_SIZE:
+            self.add_error("max_size", f"Give a maximum from 1 to {MAX_POOL_SIZE}.")
+        elif low is not None and high is not None and low > high:
+            self.add_error("min_size", f"The minimum is above the maximum ({high}).")
+        if budget is not None:
+            self._clean_budget(budget, low or 0)
+        profile = self.instance.profile
+        if cleaned.get("sizing") == Pool.Sizing.SLO and (
+            profile.allocation_strategy != AllocationStrategy.WARM_POOL
+        ):
+            self.add_error(
+                "sizing",
+                f"{profile} is provisioned on demand; make it a warm-pool profile first.",
+            )
+        return cleaned
+
+    def _clean_budget(self, budget: float, low: int) -> None:
+        if budget <= 0:
+            self.add_error("idle_budget", "Give a positive number of GPU-hours, or leave it empty.")
+            return
+        share = slo.gpu_share(self.instance.profile)
+        floor = low * share * 24
+        if floor > budget:
+            self.add_error(
+                "idle_budget",
+                f"The minimum of {low} instances of {share:g} GPU can idle {floor:g} GPU-hours "
+                "a day: give at least that, or a lower minimum.",
+            )
 
 
 class DrainForm(forms.Form):

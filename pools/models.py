@@ -81,6 +81,29 @@ class Pool(models.Model):
     last_failure = models.CharField(max_length=300, blank=True)
     updated = models.DateTimeField(auto_now=True)
 
+    # Sizing by a service-level objective (issue 14), instead of the profile's fixed
+    # desired capacity and schedules: see `pools.sizing` and `pools.slo`.
+    class Sizing(models.TextChoices):
+        FIXED = "fixed", "Fixed capacity (the profile's desired capacity and schedules)"
+        SLO = "slo", "Service-level objective (the loop sizes the pool)"
+
+    sizing = models.CharField(max_length=10, choices=Sizing.choices, default=Sizing.FIXED)
+    slo_percent = models.FloatField(
+        "SLO: % of requests", default=95.0, help_text="e.g. 95: 95 % of requests …"
+    )
+    slo_seconds = models.PositiveIntegerField(
+        "SLO: ready within (seconds)", default=60, help_text="… ready within this many seconds."
+    )
+    idle_budget = models.FloatField(
+        "idle budget (GPU-hours per day)",
+        null=True,
+        blank=True,
+        help_text="At most this many idle GPU-hours a day (a MIG slice counts as its share of "
+        "a GPU); the budget wins over the SLO. Empty: no limit.",
+    )
+    min_size = models.PositiveIntegerField("minimum size", default=0)
+    max_size = models.PositiveIntegerField("maximum size", default=10)
+
     objects = restricted_manager(Area.POOLS)
 
     def __str__(self) -> str:
@@ -88,6 +111,10 @@ class Pool(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("pools:pool_detail", args=[self.profile_id])
+
+    @property
+    def sized_by_slo(self) -> bool:
+        return self.sizing == self.Sizing.SLO
 
 
 class WorkspaceQuerySet(models.QuerySet):
@@ -415,7 +442,7 @@ class LoopDecision(models.Model):
     deleting = models.PositiveIntegerField(default=0)
     action = models.CharField(max_length=10, choices=Action.choices)
     count = models.PositiveIntegerField(default=0, help_text="Instances created or deleted.")
-    reason = models.CharField(max_length=300)
+    reason = models.CharField(max_length=500)
 
     objects = restricted_manager(Area.POOLS)
 

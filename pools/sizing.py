@@ -118,6 +118,10 @@ class Provisioning:
     def p50(self) -> float:
         return self.quantile(50)
 
+    @property
+    def quantile90(self) -> float:
+        return self.quantile(90)
+
 
 @dataclass
 class History:
@@ -469,11 +473,13 @@ def budget_cap(history: History, settings: SloSettings, now: float) -> tuple[int
     fits in the budget), so only the part above it is limited by what is left today.
     """
     budget = settings.idle_budget or 0.0
+    text = f"budget {budget:g} GPU-h/day, {history.idle_today:.1f} used today"
+    if settings.gpu_share <= 0:
+        return settings.max_size, text  # instances without GPUs idle no GPU-hours
     hours_left = max((history.day_start + DAY - now) / 3600, 1 / 60)
     floor_cost = settings.min_size * settings.gpu_share * hours_left
     spare = budget - history.idle_today - floor_cost
     extra = max(math.floor(spare / (settings.gpu_share * hours_left) + 1e-9), 0)
-    text = f"budget {budget:g} GPU-h/day, {history.idle_today:.1f} used today"
     return settings.min_size + extra, text
 
 

@@ -2,15 +2,16 @@
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from pools import stats, warmpool
+from pools import slo, stats, warmpool
 from pools.filtersets import PoolScheduleFilterSet
-from pools.forms import PoolScheduleForm
+from pools.forms import PoolScheduleForm, PoolSloForm
 from pools.lifecycle import State
 from pools.models import LoopDecision, Pool, PoolInstance, PoolSchedule
 from pools.tables import PoolScheduleTable
@@ -104,13 +105,17 @@ def pool_detail(request: HttpRequest, profile_pk: int) -> HttpResponse:
     decisions = warmpool.plan([profile.pk], now)
     row = _rows(decisions, now)[0] if decisions else None
     desired, reason = warmpool.effective_desired(profile, profile.pool_schedules.all(), now)
+    pool = Pool.objects.filter(profile=profile).first()
+    if row and pool is not None and pool.sized_by_slo:
+        desired, reason = row["decision"].desired, row["decision"].reason
     context = {
         "profile": profile,
         "row": row,
         "desired": desired,
         "reason": reason,
         "is_warm": profile.allocation_strategy == AllocationStrategy.WARM_POOL,
-        "pool": Pool.objects.filter(profile=profile).first(),
+        "pool": pool,
+        "slo": slo.report(profile, pool or Pool(profile=profile), now),
         "chart": stats.chart(profile.pk, now),
         "decisions": LoopDecision.objects.filter(profile=profile)[:DECISIONS_SHOWN],
         "schedules": profile.pool_schedules.all(),
@@ -172,3 +177,39 @@ class PoolScheduleEdit(ObjectEditView):
 
 class PoolScheduleDelete(ObjectDeleteView):
     queryset = PoolSchedule.objects.all()
+
+
+class PoolSizingEdit(ObjectEditView):
+    """How a profile's warm pool is sized: fixed capacity, or an SLO (`PoolSloForm`)."""
+
+    queryset = Pool.objects.select_related("profile__infrastructure")
+    form_class = PoolSloForm
+    template_name = "pools/pool_sizing.html"
+    addable = False
+
+    def get_object(self, request, pk):
+        profile = _get_profile_for_user(request, pk, CHANGE)
+        return Pool.objects.filter(profile=profile).first() or Pool(profile=profile)
+
+    def get(self, request, profile_pk: int):
+        return super().get(request, pk=profile_pk)
+
+    def post(self, request, profile_pk: int):
+        return super().post(request, pk=profile_pk)
+
+    def save(self, request, form):
+        pool = form.save()
+        transaction.on_commit(warmpool.enqueue_loop)  # the new sizing applies at once
+        return pool
+
+    def render_form(self, request, form, obj):
+        now = timezone.now()
+        measured = slo.provisioning([obj.profile.infrastructure_id], now)
+        context = self.base_context(request) | {
+            "form": form,
+            "object": obj,
+            "profile": obj.profile,
+            "provisioning": measured.get(obj.profile.infrastructure_id),
+            "gpu_share": slo.gpu_share(obj.profile),
+        }
+        return render(request, self.template_name, context)

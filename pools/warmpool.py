@@ -9,7 +9,8 @@ One pass, under ONE lock across all workers (`pools.locks.try_lock`):
    number of instances:
    a. read the counts per (profile, state, version, health) in one GROUP BY query, the
       pools' states, the schedules and the user requests still waiting for a worker;
-   b. decide per profile (`decide()`, pure): desired (schedule or profile) against actual
+   b. decide per profile (`decide()`, pure): desired (the SLO policy `pools.sizing` when
+      the pool is sized by its SLO, else the schedule or profile) against actual
       = ready + requested + provisioning of the current version. Requested rows are written
       before their provisioning starts, so an instance on its way always counts: however
       slow provisioning is, the loop never creates the same capacity twice;
@@ -44,7 +45,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import steps, tasks
+from pools import sizing, slo, steps, tasks
 from pools.drivers import driver_for
 from pools.drivers.base import DriverError
 from pools.lifecycle import LIVE_STATES, State, log_step, transition
@@ -156,14 +157,28 @@ class Decision:
     replace: int = 0
     reason: str = ""
     notes: list[str] = field(default_factory=list)
+    at_risk: str = ""  # why the SLO may be missed (SLO sizing only)
 
 
 def decide(
-    profile, pool: Pool | None, counts: Counts, schedules, waiting_users: int, now: datetime
+    profile,
+    pool: Pool | None,
+    counts: Counts,
+    schedules,
+    waiting_users: int,
+    now: datetime,
+    sized: sizing.Sizing | None = None,
 ) -> Decision:
-    """What to do for one profile. Pure: reads nothing, writes nothing."""
-    desired, why = effective_desired(profile, schedules, now)
+    """What to do for one profile. Pure: reads nothing, writes nothing.
+
+    `sized` is the SLO policy's answer when the pool is sized by its SLO (`slo.sizings`).
+    """
+    if sized is not None and profile.allocation_strategy == AllocationStrategy.WARM_POOL:
+        desired, why = sized.target, sized.reason
+    else:
+        desired, why = effective_desired(profile, schedules, now)
     d = Decision(profile=profile, desired=desired, counts=counts)
+    d.at_risk = sized.at_risk if sized is not None else ""
     seen = f"{counts.ready} ready, {counts.in_flight} on the way"
     if pool is not None and pool.paused:
         d.action, d.reason = Action.PAUSED, f"paused by an administrator ({why}; {seen})"
@@ -305,7 +320,7 @@ def _apply(decision: Decision, now: datetime) -> LoopDecision:
         deleting=c.deleting,
         action=decision.action,
         count=count,
-        reason=decision.reason[:300],
+        reason=decision.reason[: LoopDecision._meta.get_field("reason").max_length],
     )
 
 
@@ -347,6 +362,7 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
     for schedule in PoolSchedule.objects.filter(profile_id__in=ids):
         schedules[schedule.profile_id].append(schedule)
     waiting = _waiting_user_requests(now)
+    sized = slo.sizings(profiles, pools, now)
     return [
         decide(
             profile,
@@ -355,6 +371,7 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
             schedules[profile.pk],
             waiting.get(profile.infrastructure_id, 0),
             now,
+            sized.get(profile.pk),
         )
         for profile in profiles
     ]

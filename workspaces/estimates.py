@@ -1,15 +1,13 @@
 """How long a new workspace of a profile will take: at once when its warm pool has a ready
-instance, else from recent on-demand history, else a default."""
+instance, else the median provisioning time measured on its infrastructure (pool instances
+and on-demand workspaces, `pools.slo.provisioning`), else a default for its kind."""
 
-from statistics import median
+from django.utils import timezone
 
-from django.db.models import F
-
+from pools import slo
 from pools.claims import ready_count
-from pools.models import Workspace
 from profiles.choices import AllocationStrategy, InfrastructureKind
 
-RECENT = 20
 # Before any history exists: what each kind of infrastructure typically needs, in minutes.
 DEFAULT_MINUTES = {
     InfrastructureKind.LOCAL: 0,
@@ -17,38 +15,19 @@ DEFAULT_MINUTES = {
     InfrastructureKind.DATA_CENTER: 10,
     InfrastructureKind.PUBLIC_CLOUD: 15,
 }
-
-
-def _recent_seconds(queryset) -> list[float]:
-    rows = (
-        queryset.filter(ready_at__isnull=False)
-        .annotate(took=F("ready_at") - F("created"))
-        .order_by("-ready_at")
-        .values_list("took", flat=True)[:RECENT]
-    )
-    return [took.total_seconds() for took in rows]
-
-
-def time_to_ready(profile) -> float | None:
-    """Median seconds to ready of the profile's recent on-demand workspaces, else its
-    infrastructure's (warm-pool claims are instant and say nothing about provisioning)."""
-    on_demand = Workspace.objects.filter(pool_instance__isnull=True)
-    samples = _recent_seconds(on_demand.filter(profile=profile))
-    if not samples:
-        samples = _recent_seconds(on_demand.filter(infrastructure_id=profile.infrastructure_id))
-    return median(samples) if samples else None
+MEASURED = "provisioning p50 on this infrastructure"
 
 
 def estimate(profile) -> str:
-    if profile.allocation_strategy == AllocationStrategy.WARM_POOL:
-        ready = ready_count(profile)
-        if ready:
-            return f"ready in seconds ({ready} warm)"
-    seconds = time_to_ready(profile)
-    if seconds is None:
+    if profile.allocation_strategy == AllocationStrategy.WARM_POOL and ready_count(profile):
+        return "ready now (warm)"
+    infrastructure_id = profile.infrastructure_id
+    measured = slo.provisioning([infrastructure_id], timezone.now()).get(infrastructure_id)
+    if measured is None:
         minutes = DEFAULT_MINUTES.get(profile.infrastructure.kind, 10)
         return "ready in seconds" if minutes == 0 else f"about {minutes} minutes"
+    seconds = measured.p50
     if seconds < 60:
-        return "ready in seconds"
+        return f"under a minute ({MEASURED})"
     minutes = round(seconds / 60)
-    return "about 1 minute" if minutes <= 1 else f"about {minutes} minutes"
+    return f"about {minutes} minute{'s' if minutes != 1 else ''} ({MEASURED})"

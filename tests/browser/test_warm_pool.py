@@ -49,7 +49,7 @@ def test_a_user_claims_a_warm_instance_and_the_pool_is_refilled(
     log_in(page, *DEMO_SCIENTIST)
     page.goto("/workspaces/")
     card = page.locator(f'article[data-profile="{profile.slug}"]')
-    expect(card).to_contain_text("ready in seconds (2 warm)")
+    expect(card).to_contain_text("ready now (warm)")
     card.locator("input[name=name]").fill("hot-notebook")
     card.get_by_role("button", name="Request workspace").click()
     expect(page.locator(".flash-success")).to_contain_text("ready now from the warm pool (pool-")

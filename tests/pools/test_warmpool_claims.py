@@ -136,4 +136,4 @@ def test_the_sweep_keeps_pool_instances_and_claimed_ones_whose_workspace_lives(
 def test_the_estimate_counts_ready_instances(warm_profile):
     assert estimates.estimate(warm_profile) == "ready in seconds"  # local default, none ready
     make_instances(warm_profile, 2)
-    assert estimates.estimate(warm_profile) == "ready in seconds (2 warm)"
+    assert estimates.estimate(warm_profile) == "ready now (warm)"

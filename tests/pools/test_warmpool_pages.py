@@ -159,13 +159,13 @@ def test_the_pools_page_query_count_does_not_grow_with_instances(
         admin_client.get(reverse("pools:pool_detail", args=[warm_profile.pk]))
 
 
-def test_the_self_service_page_says_ready_in_seconds_with_the_warm_count(
+def test_the_self_service_page_says_ready_now_when_an_instance_is_warm(
     client, member, warm_profile
 ):
     make_instances(warm_profile, 3)
     client.force_login(member)
     html = client.get(reverse("workspaces:self_service")).content.decode()
-    assert "ready in seconds (3 warm)" in html
+    assert "ready now (warm)" in html
     response = client.post(
         reverse("workspaces:request", args=[warm_profile.pk]), {"name": "w"}, follow=True
     )

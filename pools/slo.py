@@ -1,0 +1,302 @@
+"""SLO sizing against the portal's records: what `pools.sizing` (pure) is fed, and what the
+pool page shows about it.
+
+- `sizings(profiles, pools, now)`: one `sizing.size()` per profile whose pool is sized by
+  its SLO, from a fixed number of queries whatever the number of profiles: request
+  arrivals per profile, provisioning times per infrastructure (pool instances and
+  on-demand workspaces: creation to ready), GPU-hours idled today, and the last target.
+- `report(profile, pool, now)`: the last 7 days for the page: SLO attainment, idle
+  GPU-hours per day, and a chart of target, ready and claims.
+
+Idle GPU-hours are the GPUs pool instances hold while no user has claimed them: from their
+creation (provisioning included) until they are claimed or leave the pool, each weighted
+by the GPUs it holds (a MIG slice counts as its share of a GPU). The simulator
+(`bench.pools`) counts the same way.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings as django_settings
+from django.db.models import OuterRef, Q, Subquery, prefetch_related_objects
+
+from pools import sizing
+from pools.lifecycle import State
+from pools.models import LoopDecision, Pool, PoolInstance, Workspace
+from profiles.mig import catalog as mig_catalog
+from profiles.models import ComputeProfile
+
+PROVISIONING_SAMPLES = 200  # the newest provisionings per infrastructure
+# What the policy learned for a day, per profile, kept between passes of this process: the
+# policy learns from the requests before today, so while those are the same, so is what it
+# learns (`sizing.History.memo`). Keyed by everything the learning reads.
+_LEARNED: dict[int, tuple[tuple, dict]] = {}
+REPORT_WINDOW = timedelta(days=7)
+# States in which an instance is the pool's, not a user's: its GPUs idle.
+HELD_STATES = (State.REQUESTED, State.PROVISIONING, State.READY)
+LEFT_STATES = (State.DELETING, State.DELETED, State.FAILED)
+
+
+def gpu_share(profile) -> float:
+    """GPUs one instance of `profile` holds: whole GPUs, plus each MIG slice as the share of
+    its GPU's compute slices (3g.40gb on an H100: 3/7)."""
+    share = 0.0
+    for group in profile.resource_groups.all():
+        if not group.mig_profile:
+            share += group.gpu_count * group.node_count
+            continue
+        try:
+            slices = mig_catalog.profile(group.gpu_model, group.mig_profile).compute_slices
+            whole = mig_catalog.geometry(group.gpu_model).compute_slices
+        except KeyError:
+            slices, whole = 1, 7  # unknown to the catalog: the smallest slice of a 7-slice GPU
+        share += group.gpu_count * group.node_count * slices / whole
+    return share
+
+
+def settings_for(pool: Pool, profile) -> sizing.SloSettings:
+    return sizing.SloSettings(
+        percent=pool.slo_percent,
+        seconds=pool.slo_seconds,
+        idle_budget=pool.idle_budget,
+        min_size=pool.min_size,
+        max_size=pool.max_size,
+        gpu_share=gpu_share(profile),
+    )
+
+
+def day_start(now: datetime) -> datetime:
+    """Midnight of `now`'s day in the organisation's time zone: the idle budget's day."""
+    local = now.astimezone(ZoneInfo(django_settings.TIME_ZONE))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# -- what the policy is fed -------------------------------------------------------------
+
+
+def arrivals(profile_ids, since: datetime, now: datetime) -> dict[int, list[float]]:
+    """Request times per profile (epoch seconds, ascending): every workspace requested."""
+    rows = (
+        Workspace.objects.filter(profile_id__in=profile_ids, created__gte=since, created__lte=now)
+        .order_by("created")
+        .values_list("profile_id", "created")
+    )
+    found: dict[int, list[float]] = defaultdict(list)
+    for profile_id, created in rows:
+        found[profile_id].append(created.timestamp())
+    return found
+
+
+def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisioning]:
+    """Measured provisioning times per infrastructure over the history window: creation to
+    ready of pool instances and of workspaces provisioned on demand (two queries)."""
+    since = now - timedelta(days=sizing.HISTORY_DAYS)
+    samples: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
+    instances = PoolInstance.objects.filter(
+        infrastructure_id__in=infrastructure_ids, ready_at__gte=since, ready_at__lte=now
+    )
+    on_demand = Workspace.objects.filter(
+        infrastructure_id__in=infrastructure_ids,
+        ready_at__gte=since,
+        ready_at__lte=now,
+        pool_instance__isnull=True,
+    )
+    for queryset in (instances, on_demand):
+        for infrastructure_id, created, ready_at in queryset.values_list(
+            "infrastructure_id", "created", "ready_at"
+        ):
+            samples[infrastructure_id].append((ready_at, (ready_at - created).total_seconds()))
+    return {
+        infrastructure_id: sizing.Provisioning.of(
+            seconds for _, seconds in sorted(rows)[-PROVISIONING_SAMPLES:]
+        )
+        for infrastructure_id, rows in samples.items()
+    }
+
+
+def _held_rows(profile_ids, since: datetime, now: datetime):
+    """(profile, state, created, claimed at, state changed) of instances held in [since, now]."""
+    return (
+        PoolInstance.objects.filter(profile_id__in=profile_ids, created__lt=now)
+        .filter(
+            Q(state__in=HELD_STATES)
+            | Q(claimed_at__gt=since)
+            | Q(state__in=LEFT_STATES, state_changed__gt=since)
+        )
+        .values_list("profile_id", "state", "created", "claimed_at", "state_changed")
+    )
+
+
+def _idle_hours(rows, since: datetime, now: datetime) -> dict[int, float]:
+    hours: dict[int, float] = defaultdict(float)
+    for profile_id, state, created, claimed_at, changed in rows:
+        end = now if state in HELD_STATES else (claimed_at or changed)
+        start = max(created, since)
+        if end and min(end, now) > start:
+            hours[profile_id] += (min(end, now) - start).total_seconds() / 3600
+    return hours
+
+
+def idle_instance_hours(profile_ids, since: datetime, now: datetime) -> dict[int, float]:
+    """Instance-hours per profile that pool instances were held unclaimed in [since, now]."""
+    return _idle_hours(_held_rows(profile_ids, since, now), since, now)
+
+
+def previous_targets(profile_ids) -> dict[int, int]:
+    """The desired size of each profile's last loop decision (one query, one index look-up
+    per profile)."""
+    last = LoopDecision.objects.filter(profile_id=OuterRef("pk")).order_by("-time", "-id")
+    rows = (
+        ComputeProfile.objects.filter(pk__in=profile_ids)
+        .annotate(previous=Subquery(last.values("desired")[:1]))
+        .values_list("pk", "previous")
+    )
+    return {pk: previous for pk, previous in rows if previous is not None}
+
+
+def sizings(profiles, pools: dict[int, Pool], now: datetime) -> dict[int, sizing.Sizing]:
+    """The SLO policy's answer for every profile whose pool is sized by its SLO."""
+    chosen = [p for p in profiles if p.pk in pools and pools[p.pk].sized_by_slo]
+    if not chosen:
+        return {}
+    ids = [p.pk for p in chosen]
+    prefetch_related_objects(chosen, "resource_groups")  # for gpu_share, in one query
+    today = day_start(now)
+    since = today - timedelta(days=sizing.HISTORY_DAYS)
+    requests = arrivals(ids, since, now)
+    measured = provisioning({p.infrastructure_id for p in chosen}, now)
+    idle = idle_instance_hours(ids, today, now)
+    previous = previous_targets(ids)
+    result = {}
+    for profile in chosen:
+        settings = settings_for(pools[profile.pk], profile)
+        history = sizing.History(
+            arrivals=requests.get(profile.pk, []),
+            provisioning=measured.get(profile.infrastructure_id, sizing.Provisioning()),
+            day_start=today.timestamp(),
+            since=max(since, profile.created).timestamp(),
+            idle_today=idle.get(profile.pk, 0.0) * settings.gpu_share,
+            previous_target=previous.get(profile.pk),
+        )
+        history.memo = _learned(profile.pk, history)
+        result[profile.pk] = sizing.size(history, settings, now.timestamp())
+    return result
+
+
+def _learned(profile_id: int, history: sizing.History) -> dict:
+    """The memo of what was learned for the profile today, while its inputs are the same."""
+    before = tuple(a for a in history.arrivals if a < history.day_start)
+    key = (history.day_start, history.since, hash(before), len(before))
+    kept = _LEARNED.get(profile_id)
+    if kept is None or kept[0] != key:
+        kept = _LEARNED[profile_id] = (key, {})
+    return kept[1]
+
+
+# -- what the page shows ----------------------------------------------------------------
+
+
+@dataclass
+class Chart:
+    width: int
+    height: int
+    target_points: str
+    ready_points: str
+    claim_bars: list[tuple[float, float, float, int]]  # x, y, height, claims in the hour
+    y_max: int
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class Report:
+    requests: int
+    within: int  # ready within the SLO's T
+    pending: int  # not ready yet, and asked less than T ago: not counted
+    idle_per_day: float  # GPU-hours
+    chart: Chart
+
+    @property
+    def attainment(self) -> float | None:
+        return self.within / self.requests if self.requests else None
+
+    @property
+    def attainment_label(self) -> str:
+        value = self.attainment
+        return "—" if value is None else f"{value:.1%}".replace("%", " %")
+
+
+def attainment_counts(profile_id: int, seconds: float, since: datetime, now: datetime):
+    """(requests, within T, pending) for the workspaces of a profile requested since."""
+    requests = within = pending = 0
+    rows = Workspace.objects.filter(profile_id=profile_id, created__gte=since).values_list(
+        "created", "ready_at"
+    )
+    for created, ready_at in rows:
+        if ready_at is None and (now - created).total_seconds() <= seconds:
+            pending += 1
+            continue
+        requests += 1
+        within += ready_at is not None and (ready_at - created).total_seconds() <= seconds
+    return requests, within, pending
+
+
+def chart(
+    profile_id: int, claimed: list[datetime], now: datetime, width: int = 700, height: int = 180
+) -> Chart:
+    """Target and ready (steps, from the decision log) and `claimed` per hour (bars)."""
+    since = now - REPORT_WINDOW
+    rows = list(
+        LoopDecision.objects.filter(profile_id=profile_id, time__gte=since)
+        .order_by("time", "id")
+        .values_list("time", "desired", "ready")
+    )
+    hours = int(REPORT_WINDOW.total_seconds() // 3600)
+    claims = [0] * hours
+    for claimed_at in claimed:
+        if since <= claimed_at < now:
+            claims[min(int((claimed_at - since).total_seconds() // 3600), hours - 1)] += 1
+    y_max = max([1, *claims, *(max(d, r) for _, d, r in rows)])
+    span, pad = REPORT_WINDOW.total_seconds(), 4
+
+    def x(when: datetime) -> float:
+        return pad + (when - since).total_seconds() / span * (width - 2 * pad)
+
+    def y(value: float) -> float:
+        return height - pad - value / y_max * (height - 2 * pad)
+
+    def steps(index: int) -> str:
+        points, last = [], None
+        for row in rows:
+            if last is not None and last != row[index]:
+                points.append(f"{x(row[0]):.1f},{y(last):.1f}")
+            if last != row[index]:
+                points.append(f"{x(row[0]):.1f},{y(row[index]):.1f}")
+            last = row[index]
+        if last is not None:
+            points.append(f"{x(now):.1f},{y(last):.1f}")
+        return " ".join(points)
+
+    bar = (width - 2 * pad) / hours
+    bars = [(pad + h * bar, y(n), y(0) - y(n), n) for h, n in enumerate(claims) if n]
+    return Chart(width, height, steps(1), steps(2), bars, y_max, since, now)
+
+
+def report(profile, pool: Pool, now: datetime) -> Report:
+    """The last 7 days of a pool sized by its SLO (or that could be)."""
+    since = now - REPORT_WINDOW
+    requests, within, pending = attainment_counts(profile.pk, pool.slo_seconds, since, now)
+    rows = list(_held_rows([profile.pk], since, now))
+    idle = _idle_hours(rows, since, now).get(profile.pk, 0.0)
+    days = REPORT_WINDOW.total_seconds() / 86400
+    return Report(
+        requests=requests,
+        within=within,
+        pending=pending,
+        idle_per_day=idle * gpu_share(profile) / days,
+        chart=chart(profile.pk, [row[3] for row in rows if row[3]], now),
+    )
