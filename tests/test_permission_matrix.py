@@ -167,7 +167,6 @@ EXPECTED: dict[str, Rule] = {
     "pools:pool_pause": post(Area.POOLS),
     "pools:pool_resume": post(Area.POOLS),
     "pools:pool_sizing": change(Area.POOLS),
-    "pools:pool_sizing": change(Area.POOLS),
     **crud("pools:poolschedule", Area.POOLS),
     # workspaces
     "workspaces:self_service": use_self_service(),
