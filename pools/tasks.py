@@ -31,7 +31,7 @@ from django_q.tasks import async_task
 from pools import steps, warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
-from pools.lifecycle import LIVE_STATES, State, transition
+from pools.lifecycle import State, transition
 from pools.models import PoolInstance, Workspace
 from profiles.models import Infrastructure
 from services.tasks import (
@@ -385,30 +385,34 @@ def expire(now=None) -> int:
     return expired
 
 
-# Callables returning the resource names that are still owned on an infrastructure; the
-# warm pool appends its own (pools.apps) so the sweep does not reap its instances.
+# Callables returning the resource names on an infrastructure that the sweep must keep;
+# the warm pool appends its own (pools.apps) so the sweep does not reap its instances.
 LIVE_NAME_SOURCES = []
 
 
-def _live_workspace_names(infrastructure) -> set[str]:
-
-    pks = Workspace.objects.filter(infrastructure=infrastructure, state__in=LIVE_STATES)
-    return {f"ws-{pk}" for pk in pks.values_list("pk", flat=True)}
+def _held_workspace_names(infrastructure) -> set[str]:
+    """Names of the workspaces whose state may hold resources (failed ones included)."""
+    rows = Workspace.objects.filter(
+        infrastructure=infrastructure, state__in=Workspace.lifecycle.holding_states
+    )
+    return {f"ws-{pk}" for pk in rows.values_list("pk", flat=True)}
 
 
 def live_names(infrastructure) -> set[str]:
-    names = _live_workspace_names(infrastructure)
+    names = _held_workspace_names(infrastructure)
     for source in LIVE_NAME_SOURCES:
         names |= set(source(infrastructure))
     return names
 
 
 def reap_orphans() -> list[str]:
-    """Deprovision resources that exist on an infrastructure but belong to nothing live.
+    """Deprovision resources that exist on an infrastructure but whose owner row is absent
+    or in a state that holds no resources (deleted; `Lifecycle.holds_resources`). A failed
+    workspace keeps its files and volumes until it is deleted.
 
-    The names on the infrastructure are read *before* the live names: a resource is only
-    made after its workspace row committed in a live state, so a workspace created in
-    between is already in the second read and is never mistaken for an orphan.
+    The names on the infrastructure are read *before* the kept names: a resource is only
+    made after its owner's row committed, so an owner created in between is already in the
+    second read and is never mistaken for an orphan.
     """
 
     reaped = []
@@ -438,7 +442,7 @@ def sweep() -> dict:
 
     1. Resume workspaces stuck in requested/provisioning/deleting (worker died).
     2. Start deleting workspaces past their lifetime.
-    3. Reap resources on the infrastructure that belong to no live workspace.
+    3. Reap resources on the infrastructure whose owner is deleted or absent.
     4. Resume services deployments stuck in flight (`services.tasks.sweep`).
     """
 

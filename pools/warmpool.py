@@ -45,16 +45,15 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import sizing, slo, steps, tasks
+from pools import lifecycle, sizing, slo, steps, tasks
 from pools.drivers import driver_for
 from pools.drivers.base import DriverError
-from pools.lifecycle import LIVE_STATES, State, log_step, transition
+from pools.lifecycle import State, log_step, transition
 from pools.locks import try_lock
 from pools.models import (
     LoopDecision,
     Pool,
     PoolInstance,
-    PoolInstanceEvent,
     PoolSchedule,
     Workspace,
 )
@@ -244,18 +243,7 @@ def _create_all(decisions: list[Decision]) -> None:
         for d in decisions
         for _ in range(d.create)
     ]
-    if not new:
-        return
-    made = PoolInstance.objects.bulk_create(new)  # ids come back (RETURNING)
-    PoolInstanceEvent.objects.bulk_create(
-        PoolInstanceEvent(
-            instance=instance,
-            from_state=State.REQUESTED,
-            to_state=State.REQUESTED,
-            message="requested by the warm-pool loop",
-        )
-        for instance in made
-    )
+    made = lifecycle.create_many(new, message="requested by the warm-pool loop")
     for instance in made:
         transaction.on_commit(lambda pk=instance.pk: tasks.enqueue_pool_provision(pk))
 
@@ -520,8 +508,10 @@ def resume(user, profile) -> Pool:
 
 
 def live_names(infrastructure) -> set[str]:
-    """Resource names of pool instances on `infrastructure` that must not be reaped."""
+    """Resource names of pool instances on `infrastructure` that must not be reaped: those
+    of instances that may hold resources, and of claimed ones whose workspace may."""
     owned = PoolInstance.objects.filter(infrastructure=infrastructure).filter(
-        Q(state__in=POOL_STATES) | Q(state=State.CLAIMED, workspace__state__in=LIVE_STATES)
+        Q(state__in=PoolInstance.lifecycle.holding_states)
+        | Q(state=State.CLAIMED, workspace__state__in=Workspace.lifecycle.holding_states)
     )
     return {f"pool-{pk}" for pk in owned.values_list("pk", flat=True)}

@@ -17,7 +17,7 @@ from profiles.models import ServicesProfile
 from services import components as catalog
 from services import tasks
 from services.backends import backend_for
-from services.models import ComponentDeployment, ServiceDeployment
+from services.models import ComponentDeployment, ComponentStatus, ServiceDeployment
 
 
 class ServicesRefused(Exception):
@@ -78,7 +78,7 @@ def deploy(user, workspace: Workspace, services_profile: ServicesProfile) -> Ser
     Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # one at a time
     on_target = ServiceDeployment.objects.filter(
         infrastructure=workspace.infrastructure,
-        target_name=tasks._spec_of(workspace).name,
+        target_name=tasks.spec_of(workspace).name,
         state__in=LIVE_STATES,
     )
     if live_deployment(workspace) or on_target.exists():
@@ -106,9 +106,16 @@ def redeploy(user, deployment: ServiceDeployment) -> bool:
         deployment, State.REQUESTED, actor=user, message="redeploy requested", attempts=0
     ):
         return False
-    deployment.components.update(
-        status="pending", reason="", log_tail="", endpoints=[], secret="", detail={}
-    )
+    for row in deployment.components.all():
+        row.move(
+            ComponentStatus.PENDING,
+            reason="",
+            log_tail="",
+            endpoints=[],
+            secret="",
+            detail={},
+            message=f"{row.component_name} to be redeployed",
+        )
     audit.record(
         user,
         AuditAction.ACTION,
@@ -141,7 +148,11 @@ def remove(user, deployment: ServiceDeployment) -> bool:
 def reveal_secret(user, component: ComponentDeployment) -> str:
     """A component's credential, for the workspace's owner only (behind a button)."""
     workspace = component.deployment.workspace
-    if workspace is None or workspace.owner_id != user.pk or component.status != "ready":
+    if (
+        workspace is None
+        or workspace.owner_id != user.pk
+        or component.status != ComponentStatus.READY
+    ):
         return ""
     return component.secret
 

@@ -15,12 +15,20 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from pools.drivers.base import GroupSpec, WorkspaceSpec
-from pools.lifecycle import BASE_LIFECYCLE, LIVE_STATES, LifecycleEvent, LifecycleModel, State
+from pools.lifecycle import (
+    BASE_LIFECYCLE,
+    LIVE_STATES,
+    Lifecycle,
+    LifecycleEvent,
+    LifecycleModel,
+    State,
+    log_step,
+)
 from portal.crypto import EncryptedTextField
 from services.backends import base as svc
 from services.components import component
@@ -135,8 +143,39 @@ class ComponentStatus(models.TextChoices):
     REMOVED = svc.REMOVED, "Removed"
 
 
+# How one component of a deployment moves (`ComponentDeployment.move`):
+# - pending → deploying once the backend was asked to deploy it (ready or failed at once
+#   when it answered so); unavailable when this infrastructure cannot run it; failed when
+#   its parameters no longer resolve;
+# - deploying ⇄ ready as its checks say (a pod that restarts is deploying again), failed
+#   when it exited or did not become ready in time;
+# - removed when the deployment is removed (unavailable ones were never there);
+# - back to pending from every status when the stack is redeployed or its workspace stops.
+COMPONENT_LIFECYCLE = Lifecycle(
+    {
+        svc.PENDING: frozenset(
+            {svc.DEPLOYING, svc.READY, svc.FAILED, svc.UNAVAILABLE, svc.REMOVED}
+        ),
+        svc.DEPLOYING: frozenset(
+            {svc.READY, svc.FAILED, svc.UNAVAILABLE, svc.PENDING, svc.REMOVED}
+        ),
+        svc.READY: frozenset(
+            {svc.DEPLOYING, svc.FAILED, svc.UNAVAILABLE, svc.PENDING, svc.REMOVED}
+        ),
+        svc.FAILED: frozenset({svc.PENDING, svc.REMOVED}),
+        svc.UNAVAILABLE: frozenset({svc.PENDING}),
+        svc.REMOVED: frozenset({svc.PENDING}),
+    }
+)
+
+
 class ComponentDeployment(models.Model):
-    """One component of a deployment, with its own status, endpoints and credential."""
+    """One component of a deployment, with its own status, endpoints and credential.
+
+    Its status changes only through `move()` (the transitions are `COMPONENT_LIFECYCLE`).
+    """
+
+    lifecycle = COMPONENT_LIFECYCLE
 
     deployment = models.ForeignKey(
         ServiceDeployment, on_delete=models.CASCADE, related_name="components"
@@ -149,6 +188,7 @@ class ComponentDeployment(models.Model):
     status = models.CharField(
         max_length=20, choices=ComponentStatus.choices, default=ComponentStatus.PENDING
     )
+    status_changed = models.DateTimeField(default=timezone.now)
     reason = models.CharField(max_length=300, blank=True)
     log_tail = models.TextField(blank=True, help_text="Admins and the owner only.")
     endpoints = models.JSONField(default=list, blank=True)
@@ -170,10 +210,37 @@ class ComponentDeployment(models.Model):
 
     @property
     def component_name(self) -> str:
-
         found = component(self.component)
         return found.name if found else self.component
 
     @property
     def has_secret(self) -> bool:
         return bool(self.secret)
+
+    def move(self, to_status: str, *, message: str = "", **fields) -> bool:
+        """Move to `to_status` with `fields`; False when another worker moved it first.
+
+        A conditional UPDATE (`... WHERE id = X AND status = old`) and, when the status
+        changes, an event of the deployment ("JupyterLab ready") in the same transaction.
+        Moving to the status it has only writes `fields` (a check's new reason or
+        endpoints), still conditional on that status. Raises IllegalTransition for a move
+        `COMPONENT_LIFECYCLE` has no edge for.
+        """
+        from_status = self.status
+        changes = to_status != from_status
+        if changes:
+            self.lifecycle.check(from_status, to_status)
+        now = timezone.now()
+        updates = {"status": to_status, "updated": now, **fields}
+        if changes:
+            updates["status_changed"] = now
+        with transaction.atomic():
+            rows = type(self)._base_manager.filter(pk=self.pk, status=from_status)
+            if rows.update(**updates) != 1:
+                return False
+            if changes:
+                label = ComponentStatus(to_status).label.lower()
+                log_step(self.deployment, (message or f"{self.component_name} {label}")[:300])
+        for name, value in updates.items():
+            setattr(self, name, value)
+        return True

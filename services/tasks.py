@@ -1,20 +1,27 @@
-"""django-q2 tasks that deploy and remove services profiles, with provisioning's rules.
+"""django-q2 tasks that deploy and remove services profiles, with the engine's step rules.
 
 Delivery is at least once, so each task starts from the state in the database and every
 backend call is idempotent (a component is found again by its stable name
-`<target>-<component>`). Retries reuse the provisioning helpers (`pools.tasks`): a
-TransientError schedules the task again with a growing delay, up to MAX_ATTEMPTS; a
-PermanentError fails the component with its message. A worker that dies mid-task leaves
-the deployment in flight with an old heartbeat, and `sweep()` resumes it.
+`<target>-<component>`). The rules are `pools.steps`': a task never sleeps; work not done
+yet is looked at again by scheduling the task once more with a delay; a TransientError (or
+a bug) is retried with `steps.backoff()` up to MAX_ATTEMPTS; a PermanentError fails the
+component with its message. A worker that dies mid-task leaves the deployment in flight
+with an old heartbeat, and `sweep()` resumes it.
 
-Deploying (`deploy_services`), in the profile's order (MLflow before the pipelines):
+Deploying (`deploy_services`) is one step per delivery, in the profile's order (MLflow
+before the pipelines):
 1. Wait for the target: a workspace that is still provisioning re-schedules the task; one
    that is gone ends the deployment.
-2. Each component in turn: "unavailable" (with the reason) when this infrastructure cannot
-   run it; otherwise deploy it and wait up to START_TIMEOUT for it to answer. A component
-   still starting re-schedules the task; one that failed stops the deployment (FAILED, the
-   component keeps its reason and log tail; removal still works).
-3. All components ready or unavailable → the deployment is ready.
+2. Claim the deployment: its row stays locked until the step commits, so a second delivery
+   arriving meanwhile skips it instead of starting the same components again.
+3. Each component in turn, looked at once: "unavailable" (with the reason) when this
+   infrastructure cannot run it; a pending one is deployed (after removing what a previous
+   deployment left); a deploying or ready one is checked. Ready or unavailable: on to the
+   next. Failed: the deployment fails (the component keeps its reason and log tail;
+   removal still works). Still starting: the step ends and schedules the next one, soon
+   while the component is within its `start_timeout`, every BACKOFF_BASE seconds after,
+   until DEPLOY_DEADLINE.
+4. All components ready or unavailable → the deployment is ready.
 
 Removing (`remove_services`): every component in reverse order, then `deleted`.
 """
@@ -22,17 +29,15 @@ Removing (`remove_services`): every component in reverse order, then `deleted`.
 from __future__ import annotations
 
 import logging
-import time
-import traceback
 from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import tasks as provisioning
-from pools.drivers.base import PermanentError, TransientError
-from pools.lifecycle import IN_FLIGHT_STATES, LIVE_STATES, State, log_step, transition
+from pools import steps
+from pools.drivers.base import PermanentError
+from pools.lifecycle import LIVE_STATES, State, transition
 from pools.models import Workspace
 from services import components as catalog
 from services.backends import backend_for
@@ -43,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 DEPLOY = "services.tasks.deploy_services"
 REMOVE = "services.tasks.remove_services"
-POLL = 2.0  # seconds between checks while a component starts
+POLL = 3  # seconds to the next look at a component within its start_timeout
 DEPLOY_DEADLINE = timedelta(minutes=30)
 # A stack waits for its stopped workspace to start without being resumed by the sweep.
 STOPPED_STATES = (State.STOPPING, State.STOPPED, State.STARTING)
@@ -59,7 +64,6 @@ def enqueue_remove(deployment_id: int) -> None:
 
 
 def _load(deployment_id: int):
-
     return (
         ServiceDeployment.objects.select_related("workspace", "infrastructure")
         .filter(pk=deployment_id)
@@ -81,25 +85,25 @@ def _context(deployment, row, backend_spec) -> svc.ComponentContext | None:
     )
 
 
-def _save(row, result: svc.ComponentResult | None = None, **fields) -> None:
-    if result is not None:
-        fields.setdefault("status", result.status)
-        fields.setdefault("reason", result.reason[:300])
-        fields.setdefault("log_tail", result.log_tail)
-        fields.setdefault("endpoints", result.endpoints)
-        fields.setdefault("detail", result.detail)
-        if result.secret:
-            fields["secret"] = result.secret
-    for name, value in fields.items():
-        setattr(row, name, value)
-    row.save()
+def _result_fields(result: svc.ComponentResult) -> dict:
+    """What a backend's answer changes on the component's row."""
+    fields = {
+        "reason": result.reason[:300],
+        "log_tail": result.log_tail,
+        "endpoints": result.endpoints,
+        "detail": result.detail,
+    }
+    if result.secret:
+        fields["secret"] = result.secret  # kept: a retry must reuse it
+    return fields
 
 
 # -- deploy ------------------------------------------------------------------------------
 
 
 def deploy_services(deployment_id: int) -> str:
-    """Take a requested (or interrupted) deployment to ready; see the module docstring."""
+    """One step of taking a requested (or interrupted) deployment to ready; see the module
+    docstring. Returns what happened (the task's result)."""
     deployment = _load(deployment_id)
     if deployment is None:
         return "gone"
@@ -110,14 +114,20 @@ def deploy_services(deployment_id: int) -> str:
         transition(deployment, State.PROVISIONING, message="deploying")
     if deployment.state != State.PROVISIONING:
         return f"nothing to do ({deployment.state})"
-    provisioning._touch(deployment)
-    backend = backend_for(deployment.infrastructure)
-    spec = deployment.workspace_spec()
-    for row in deployment.components.all():
-        outcome = _deploy_one(deployment, backend, spec, row)
-        if outcome != svc.READY:
-            return outcome
-    return _finish(deployment)
+    with transaction.atomic():
+        if not _claim(deployment):
+            return "another worker is deploying it"
+        steps.touch(deployment)
+        return _deploy_step(deployment)
+
+
+def _claim(deployment) -> bool:
+    """Lock the deployment's row until the step commits; False when another worker holds
+    it (or moved it on), so two deliveries never start the same component twice."""
+    held = ServiceDeployment.objects.select_for_update(skip_locked=True).filter(
+        pk=deployment.pk, state=State.PROVISIONING
+    )
+    return held.values_list("pk", flat=True).first() is not None
 
 
 def _target_not_ready(deployment) -> str:
@@ -127,84 +137,84 @@ def _target_not_ready(deployment) -> str:
         return ""
     if workspace.state in (State.REQUESTED, State.PROVISIONING):
         # The workspace's own task enqueues us when it is ready; the sweep is the safety net.
-        provisioning._touch(deployment, provisioning.BACKOFF_BASE)
+        steps.touch(deployment, steps.BACKOFF_BASE)
         return "waiting for the workspace"
     if workspace.state in STOPPED_STATES and deployment.state == State.REQUESTED:
         # Stopped (issue 5): `start_for_workspace` enqueues us when it is ready again; a long
         # heartbeat keeps the sweep from re-enqueueing us while it stays stopped.
-        provisioning._touch(deployment, WAIT_WHILE_STOPPED)
+        steps.touch(deployment, WAIT_WHILE_STOPPED)
         return "waiting for the workspace to start"
     if deployment.state in (State.REQUESTED, State.PROVISIONING):
-        transition(
+        steps.fail(
             deployment,
-            State.FAILED,
+            f"The workspace is {workspace.get_state_display().lower()}.",
             message=f"workspace is {workspace.state}",
-            failure_reason=f"The workspace is {workspace.get_state_display().lower()}.",
         )
     return f"workspace {workspace.state}"
 
 
-def _deploy_one(deployment, backend, spec, row) -> str:
-    """Deploy one component; returns READY to go on, else the task's result."""
+def _deploy_step(deployment) -> str:
+    backend = backend_for(deployment.infrastructure)
+    spec = deployment.workspace_spec()
+    for row in deployment.components.all():
+        outcome = _look_at(deployment, backend, spec, row)
+        if outcome:
+            return outcome
+    return _finish(deployment)
+
+
+def _look_at(deployment, backend, spec, row) -> str:
+    """Deploy or check one component once: "" to go on to the next one, else the result
+    of the step (failed, retrying, or still starting with the next step scheduled)."""
     if row.status == svc.UNAVAILABLE:
-        return svc.READY  # decided by an earlier attempt
+        return ""  # decided by an earlier step
+    if row.status == svc.FAILED:
+        return _fail(deployment, row)
     found = catalog.component(row.component)
     if found is None:
-        _save(row, status=svc.FAILED, reason=f"Unknown component “{row.component}”.")
+        row.move(svc.FAILED, reason=f"Unknown component “{row.component}”.")
         return _fail(deployment, row)
     if backend is None:
         kind = deployment.infrastructure.get_kind_display()
-        _save(row, status=svc.UNAVAILABLE, reason=f"{found.name}: not available on {kind} yet.")
-        return svc.READY
+        row.move(svc.UNAVAILABLE, reason=f"{found.name}: not available on {kind} yet.")
+        return ""
     available, why = backend.availability(found)
     if not available:
-        _save(row, status=svc.UNAVAILABLE, reason=why)
-        return svc.READY
+        row.move(svc.UNAVAILABLE, reason=why)
+        return ""
     try:
         ctx = _context(deployment, row, spec)
         if row.status == svc.PENDING:
             backend.remove(ctx)  # a redeploy: stop what the previous deployment left
-            _save(row, status=svc.DEPLOYING, reason="", log_tail="")
             result = backend.deploy(ctx)
-        else:
-            result = backend.check(ctx) if row.status == svc.READY else backend.deploy(ctx)
-        if result.secret and result.secret != row.secret:
-            _save(row, secret=result.secret)  # before waiting: a retry must reuse it
-        deadline = time.monotonic() + found.start_timeout
-        while result.status == svc.DEPLOYING and time.monotonic() < deadline:
-            provisioning._touch(deployment)
-            time.sleep(POLL)
+        else:  # deploying or ready: deploy() returned in an earlier step
             result = backend.check(ctx)
     except ValueError as error:  # parameters no longer valid for the catalog
-        _save(row, status=svc.FAILED, reason=str(error)[:300])
+        row.move(svc.FAILED, reason=str(error)[:300])
         return _fail(deployment, row)
     except PermanentError as error:
-        _save(row, status=svc.FAILED, reason=str(error)[:300], log_tail=error.detail[-4000:])
+        row.move(svc.FAILED, reason=str(error)[:300], log_tail=error.detail[-4000:])
         return _fail(deployment, row)
-    except Exception as error:  # TransientError, or a bug: retry with backoff, then fail
-        if not isinstance(error, TransientError):
-            error.detail = traceback.format_exc()
-        provisioning._retry_or_fail(deployment, DEPLOY, error)
-        return f"retrying: {error}"
-    _save(row, result)
+    except Exception as error:  # a TransientError, or a bug: retry with backoff, then fail
+        return steps.retry_or_fail(deployment, DEPLOY, error)
+    row.move(result.status, **_result_fields(result))
     if result.status == svc.READY:
-        log_step(deployment, f"{found.name} ready")
-        return svc.READY
+        return ""
     if result.status == svc.FAILED:
         return _fail(deployment, row)
-    # Still starting after START_TIMEOUT: look again later, within the deadline.
-    if timezone.now() - deployment.state_changed > DEPLOY_DEADLINE:
-        _save(row, status=svc.FAILED, reason="did not become ready in time")
+    now = timezone.now()
+    if now - deployment.state_changed > DEPLOY_DEADLINE:
+        row.move(svc.FAILED, reason="did not become ready in time")
         return _fail(deployment, row)
-    provisioning._touch(deployment, provisioning.BACKOFF_BASE)
-    provisioning.schedule_retry(DEPLOY, deployment.pk, provisioning.BACKOFF_BASE)
+    starting = now - row.status_changed < timedelta(seconds=found.start_timeout)
+    steps.retry_later(deployment, DEPLOY, POLL if starting else steps.BACKOFF_BASE)
     return f"{found.name} still starting"
 
 
 def _fail(deployment, row) -> str:
     name = row.component_name
     reason = f"{name} failed: {row.reason}" if row.reason else f"{name} failed"
-    transition(deployment, State.FAILED, message=reason, failure_reason=reason[:300])
+    steps.fail(deployment, reason)
     return f"failed: {reason}"
 
 
@@ -212,9 +222,7 @@ def _finish(deployment) -> str:
     rows = list(deployment.components.all())
     if rows and all(row.status == svc.UNAVAILABLE for row in rows):
         reason = "Nothing of this profile runs here: " + " ".join(r.reason for r in rows)
-        transition(
-            deployment, State.FAILED, message="nothing deployable", failure_reason=reason[:300]
-        )
+        steps.fail(deployment, reason, message="nothing deployable")
         return "failed: nothing deployable"
     transition(deployment, State.READY, message="ready", ready_at=timezone.now())
     return "ready"
@@ -230,14 +238,10 @@ def remove_services(deployment_id: int) -> str:
         return "gone"
     if deployment.state != State.DELETING:
         return f"nothing to do ({deployment.state})"
-    provisioning._touch(deployment)
-    try:
-        _remove_components(deployment)
-    except Exception as error:
-        if not isinstance(error, TransientError):
-            error.detail = getattr(error, "detail", "") or traceback.format_exc()
-        provisioning._retry_or_fail(deployment, REMOVE, error)
-        return f"retrying: {error}"
+    steps.touch(deployment)
+    failed = steps.run_step(deployment, REMOVE, "removal", lambda: _remove_components(deployment))
+    if failed:
+        return failed
     transition(deployment, State.DELETED, message="removed", deleted_at=timezone.now())
     return "removed"
 
@@ -248,15 +252,13 @@ def _remove_components(deployment) -> None:
     for row in reversed(list(deployment.components.all())):
         if row.status in (svc.UNAVAILABLE, svc.REMOVED):
             continue
-        ctx = None
         try:
             ctx = _context(deployment, row, spec)
         except ValueError:
             ctx = None
         if backend is not None and ctx is not None:
             backend.remove(ctx)
-        _save(row, status=svc.REMOVED, endpoints=[], secret="")
-        log_step(deployment, f"{row.component_name} removed")
+        row.move(svc.REMOVED, endpoints=[], secret="")
 
 
 def remove_for_target(infrastructure, target_name: str, spec=None) -> int:
@@ -265,7 +267,6 @@ def remove_for_target(infrastructure, target_name: str, spec=None) -> int:
     The workspace's deprovision calls this before it deletes the workspace itself, so the
     services go first; then it calls the backend's `remove_all` for anything left behind.
     """
-
     removed = 0
     live = ServiceDeployment.objects.filter(
         infrastructure=infrastructure, target_name=target_name, state__in=LIVE_STATES
@@ -295,7 +296,6 @@ def stop_for_target(infrastructure, target_name: str) -> int:
     `start_for_workspace` deploys it again (a redeploy) once the workspace is ready.
     Idempotent: a stack already back to requested only has its components removed again.
     """
-
     stopped = 0
     live = ServiceDeployment.objects.filter(
         infrastructure=infrastructure,
@@ -318,15 +318,13 @@ def stop_for_target(infrastructure, target_name: str) -> int:
                 ctx = None
             if backend is not None and ctx is not None:
                 backend.remove(ctx)
-            _save(row, status=svc.PENDING, endpoints=[], reason="")
-            log_step(deployment, f"{row.component_name} stopped")
+            row.move(svc.PENDING, endpoints=[], reason="", message=f"{row.component_name} stopped")
         stopped += 1
     return stopped
 
 
 def start_for_workspace(workspace) -> int:
     """Deploy again, on commit, the stacks a stop sent back to requested; return how many."""
-
     waiting = ServiceDeployment.objects.filter(workspace=workspace, state=State.REQUESTED)
     pks = list(waiting.values_list("pk", flat=True))
     for pk in pks:
@@ -344,7 +342,7 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
     `resource_name` and `spec()`.
     """
 
-    spec = _spec_of(target)
+    spec = spec_of(target)
     now = timezone.now()
     deployment = ServiceDeployment.objects.create(
         workspace=workspace,
@@ -364,7 +362,7 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
     return deployment
 
 
-def _spec_of(target):
+def spec_of(target):
     """The driver spec of the target's resources (a workspace may run on an adopted
     warm-pool instance, whose resources keep the instance's name)."""
     if isinstance(target, Workspace):
@@ -399,7 +397,7 @@ def deploy_default_services(target):
         return None
     live = ServiceDeployment.objects.filter(
         infrastructure=target.infrastructure,
-        target_name=_spec_of(target).name,
+        target_name=spec_of(target).name,
         state__in=LIVE_STATES,
     )
     if live.exists():
@@ -436,23 +434,12 @@ def workspace_ready(workspace) -> None:
 def sweep(now=None) -> int:
     """Re-enqueue deployments in flight whose worker went away; return how many.
 
-    Claimed with a conditional UPDATE of the heartbeat, like `pools.tasks.resume_stuck`.
-    A requested deployment of a workspace that is not ready yet is left to `workspace_ready`.
+    A requested deployment of a workspace that is not ready yet is looked at and left to
+    `workspace_ready` (its heartbeat is pushed ahead).
     """
-
-    now = now or timezone.now()
-    cutoff = now - provisioning.stuck_after()
-    resumed = 0
-    stuck = ServiceDeployment.objects.filter(state__in=IN_FLIGHT_STATES, heartbeat__lt=cutoff)
-    for pk, state, heartbeat in stuck.values_list("pk", "state", "heartbeat"):
-        claimed = ServiceDeployment.objects.filter(pk=pk, state=state, heartbeat=heartbeat).update(
-            heartbeat=now
-        )
-        if claimed != 1:
-            continue
-        if state == State.DELETING:
-            transaction.on_commit(lambda pk=pk: enqueue_remove(pk))
-        else:
-            transaction.on_commit(lambda pk=pk: enqueue_deploy(pk))
-        resumed += 1
-    return resumed
+    routes = {
+        State.REQUESTED: enqueue_deploy,
+        State.PROVISIONING: enqueue_deploy,
+        State.DELETING: enqueue_remove,
+    }
+    return steps.resume_stuck(ServiceDeployment, routes, now)

@@ -137,3 +137,12 @@ def test_the_estimate_counts_ready_instances(warm_profile):
     assert estimates.estimate(warm_profile) == "ready in seconds"  # local default, none ready
     make_instances(warm_profile, 2)
     assert estimates.estimate(warm_profile) == "ready now (warm)"
+
+
+def test_a_warm_hit_takes_no_more_queries_than_before_the_claim_became_a_lifecycle_move(
+    warm_profile, member, django_assert_max_num_queries
+):
+    make_instances(warm_profile, 3)
+    with django_assert_max_num_queries(28):  # 30 when the claim read its row back
+        workspace = actions.request_workspace(member, warm_profile)
+    assert workspace.state == State.READY

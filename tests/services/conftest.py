@@ -1,12 +1,16 @@
 """Fixtures for services profiles: a ready local workspace, and helpers to deploy into it."""
 
+import time
+
 import pytest
 
+from pools import tasks
 from pools.lifecycle import State
 from portal.roles import Role
 from profiles.models import ServicesProfile
 from services import actions as services
 from services import tasks as service_tasks
+from services.backends.local import stop_all
 from services.models import ServiceDeployment
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
@@ -39,17 +43,24 @@ def gpu_profile(local_infrastructure, profile_factory):
 @pytest.fixture
 def ready_workspace(scientist, gpu_profile, workspaces_root, fake_gpus, workspace_factory):  # noqa: F811
     """A local workspace provisioned for real (directory, env file, GPU-aaaa allocated)."""
-    from pools import tasks
-
     workspace = workspace_factory(scientist, gpu_profile)
     assert tasks.provision_workspace(workspace.pk) == "ready"
     workspace.refresh_from_db()
     assert workspace.state == State.READY
     yield workspace
     # Never leave processes behind, whatever the test did.
-    from services.backends.local import stop_all
-
     stop_all(workspaces_root / workspace.resource_name)
+
+
+def drive(deployment_pk: int, timeout: float = 180, pause: float = 0.5) -> str:
+    """Run the deploy task's steps in-process, as the scheduler runs the step each one
+    schedules, until one does not schedule another; return that step's result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = service_tasks.deploy_services(deployment_pk)
+        if not result.endswith("still starting") or time.monotonic() > deadline:
+            return result
+        time.sleep(pause)  # the test waits, not a worker
 
 
 @pytest.fixture
@@ -60,7 +71,7 @@ def deploy(scientist):
         if isinstance(profile, str):
             profile = ServicesProfile.objects.get(name=profile)
         deployment = services.deploy(user or scientist, workspace, profile)
-        service_tasks.deploy_services(deployment.pk)
+        drive(deployment.pk)
         deployment.refresh_from_db()
         return deployment
 

@@ -43,6 +43,19 @@ def _post(url: str, payload: dict, token: str = "") -> dict:
         return json.loads(response.read())
 
 
+def session_members(sid: int) -> list[int]:
+    """The processes still in session `sid` (their field 6 of /proc/<pid>/stat)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            raw = stat.read_text()
+        except OSError:
+            continue
+        if int(raw[raw.rindex(")") + 2 :].split()[3]) == sid:
+            members.append(int(stat.parent.name))
+    return members
+
+
 def _record(workspace_dir: Path, code: str):
     return supervisor.ProcessRecord.load(workspace_dir / SERVICES_DIR / code / PROCESS_FILE)
 
@@ -163,9 +176,7 @@ def test_ray_runs_a_task_and_deleting_the_workspace_stops_it(
     assert deployment.state == State.DELETED
     assert not supervisor.is_running(record)
     # Nothing of the Ray cluster (gcs_server, raylet, workers) is left in its session.
-    from services.backends.local import _session_members
-
-    wait_for(lambda: not _session_members(leader), timeout=10, what="ray's processes")
+    wait_for(lambda: not session_members(leader), timeout=10, what="ray's processes")
     assert not (workspaces_root / ready_workspace.resource_name).exists()
 
 

@@ -20,6 +20,7 @@ from services import components as catalog
 from services import tasks as service_tasks
 from services.models import ServiceDeployment
 from tests.conftest import formset_data
+from tests.services.conftest import drive
 
 pytestmark = pytest.mark.django_db
 
@@ -214,7 +215,7 @@ def test_only_the_owner_reveals_a_token_and_removal_stops_it(
     assert client.post(redeploy).status_code == HTTPStatus.FOUND
     deployment.refresh_from_db()
     assert deployment.state == State.REQUESTED
-    assert service_tasks.deploy_services(deployment.pk) == "ready"
+    assert drive(deployment.pk) == "ready"
     component.refresh_from_db()
     assert component.status == "ready"
 
