@@ -8,7 +8,8 @@ the task-queue gauges come from `portal.metrics`.
 
 - `portal_workspaces{state,profile}`, `portal_pool_instances{state,profile}`: rows by state.
 - `portal_warm_pool_ready`, `portal_warm_pool_desired` per warm-pool profile: claimable
-  instances, and the capacity the loop aims at now (schedules included).
+  instances, and the capacity the loop aimed at in its latest pass (a schedule's, or the
+  SLO policy's target when the pool is sized by its SLO).
 - `portal_warm_pool_claims_total{profile,result}`: requests for a warm-pool profile that got
   a ready instance (`hit`) or were provisioned on demand (`miss`).
 - `portal_warm_pool_idle_instance_seconds_total{profile}`: time instances spent ready and
@@ -57,9 +58,17 @@ from prometheus_client.core import (
 
 from pools import warmpool
 from pools.lifecycle import State
-from pools.models import PoolInstance, PoolInstanceEvent, PoolSchedule, Workspace, WorkspaceEvent
+from pools.models import (
+    LoopDecision,
+    PoolInstance,
+    PoolInstanceEvent,
+    PoolSchedule,
+    Workspace,
+    WorkspaceEvent,
+)
 from portal import metrics as portal_metrics
 from profiles.choices import AllocationStrategy
+from profiles.models import ComputeProfile
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 REASON_LENGTH = 120
@@ -136,17 +145,27 @@ class EngineCollector:
         schedules = defaultdict(list)
         for schedule in PoolSchedule.objects.filter(profile__in=profiles):
             schedules[schedule.profile_id].append(schedule)
+        # What the loop aimed at in its latest pass (a schedule, or the SLO policy when the
+        # pool is sized by its SLO); a pool the loop has not seen yet: its configured value.
+        latest = LoopDecision.objects.filter(profile=OuterRef("pk")).order_by("-time", "-pk")
+        aimed = dict(
+            ComputeProfile.objects.filter(pk__in=[p.pk for p in profiles])
+            .annotate(desired=Subquery(latest.values("desired")[:1]))
+            .values_list("pk", "desired")
+        )
         ready = GaugeMetricFamily(
             "portal_warm_pool_ready", "Claimable warm instances.", labels=["profile"]
         )
         desired = GaugeMetricFamily(
             "portal_warm_pool_desired",
-            "Warm instances the loop aims at now (schedules included).",
+            "Warm instances the loop aimed at in its latest pass (schedules, SLO sizing).",
             labels=["profile"],
         )
         for profile in profiles:
             ready.add_metric([profile.name], counts[profile.pk].ready)
-            target, _ = warmpool.effective_desired(profile, schedules[profile.pk], now)
+            target = aimed.get(profile.pk)
+            if target is None:
+                target, _ = warmpool.effective_desired(profile, schedules[profile.pk], now)
             desired.add_metric([profile.name], target)
         yield ready
         yield desired

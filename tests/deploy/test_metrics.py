@@ -10,7 +10,7 @@ from django_q.tasks import async_task
 
 from pools.lifecycle import State
 from pools.metrics import normalize_reason
-from pools.models import PoolInstance, Workspace
+from pools.models import LoopDecision, PoolInstance, Workspace
 from profiles.choices import AllocationStrategy
 from tests.deploy.metrics_helpers import parse, total, value
 
@@ -214,3 +214,20 @@ def test_failure_reasons_lose_their_numbers():
     assert normalize_reason("pool-42 failed after 3 tries") == "pool-N failed after N tries"
     assert normalize_reason("") == "unknown"
     assert len(normalize_reason("x" * 500)) == 120
+
+
+@pytest.mark.django_db
+def test_desired_is_what_the_loop_aimed_at_in_its_latest_pass(client, metrics_token, warm):
+    assert value(scrape(client), "portal_warm_pool_desired", profile="Warm") == 3  # configured
+    now = timezone.now()
+    for minutes_ago, target in ((2, 7), (1, 5)):  # e.g. the SLO policy's targets
+        LoopDecision.objects.create(
+            time=now - timedelta(minutes=minutes_ago),
+            profile=warm,
+            desired=target,
+            ready=0,
+            provisioning=0,
+            action=LoopDecision.Action.CREATE,
+            reason="SLO target",
+        )
+    assert value(scrape(client), "portal_warm_pool_desired", profile="Warm") == 5

@@ -249,7 +249,6 @@ def test_two_servers_and_two_clusters_serve_100_requests_consistently(
             )
             return i, base, profile, response.status_code, response.headers.get("X-Request-ID")
 
-        phase("logged in")
         started = time.monotonic()
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             answers = list(pool.map(send, range(REQUESTS)))
