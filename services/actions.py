@@ -13,6 +13,7 @@ from pools.models import Workspace
 from portal import audit
 from portal.models import AuditAction
 from portal.roles import CHANGE, USE, VIEW, Area, has_perm
+from portal.urlhelpers import id_param
 from profiles.models import ServicesProfile
 from services import components as catalog
 from services import tasks
@@ -38,6 +39,15 @@ def may_see_logs(user, workspace: Workspace) -> bool:
 def deployable_profiles(user, workspace: Workspace):
     """Published services profiles the workspace's owner's groups may use."""
     return ServicesProfile.objects.usable_by(workspace.owner).prefetch_related("components")
+
+
+def chosen_profile(user, workspace: Workspace, value: str | None) -> ServicesProfile | None:
+    """The services profile a deploy form names, if it is one offered for the workspace;
+    None for anything else (not an id, no such profile, or one that is not offered)."""
+    pk = id_param(value)
+    if pk is None:
+        return None
+    return deployable_profiles(user, workspace).filter(pk=pk).first()
 
 
 def live_deployment(workspace: Workspace) -> ServiceDeployment | None:
@@ -72,7 +82,9 @@ def deploy(user, workspace: Workspace, services_profile: ServicesProfile) -> Ser
     if not may_change(user, workspace):
         raise ServicesRefused("You may not change this workspace.")
     if not deployable_profiles(user, workspace).filter(pk=services_profile.pk).exists():
-        raise ServicesRefused(f"The services profile “{services_profile}” is not offered here.")
+        # Not its name: a profile that is not offered (unpublished, or another group's) is
+        # none of this user's business.
+        raise ServicesRefused("That services profile is not offered here.")
     if workspace.state not in (State.REQUESTED, State.PROVISIONING, State.READY):
         raise ServicesRefused(f"The workspace is {workspace.get_state_display().lower()}.")
     Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # one at a time
@@ -166,10 +178,10 @@ def request_with_workspace(request, workspace: Workspace, services_profile_pk) -
     """Deploy the services profile a workspace request named (once the workspace is ready)."""
     from django.contrib import messages
 
-    text = str(services_profile_pk or "")
-    if not text.isdigit() or len(text) > 9:
+    pk = id_param(str(services_profile_pk or ""))
+    if pk is None:
         return
-    found = ServicesProfile.objects.filter(pk=int(text)).first()
+    found = ServicesProfile.objects.filter(pk=pk).first()
     if found is None:
         return
     try:

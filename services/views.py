@@ -6,7 +6,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.roles import CHANGE
-from profiles.models import ServicesProfile
 from services import actions as services
 from services.models import ComponentDeployment, ServiceDeployment
 from workspaces.access import get_workspace_for_user
@@ -60,11 +59,8 @@ def _after(request, workspace):
 @require_POST
 def deploy(request, pk: int):
     workspace = get_workspace_for_user(request, pk, CHANGE)
-    chosen = request.POST.get("services_profile") or ""
-    services_profile = (
-        ServicesProfile.objects.filter(pk=int(chosen)).first()
-        if chosen.isdigit() and len(chosen) <= 9
-        else None
+    services_profile = services.chosen_profile(
+        request.user, workspace, request.POST.get("services_profile")
     )
     if services_profile is None:
         messages.error(request, "Choose a services profile to deploy.")

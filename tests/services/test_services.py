@@ -317,3 +317,40 @@ def test_a_workspace_request_may_name_a_services_profile(
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.provision_workspace(deployment.workspace_id) == "ready"
     assert enqueued == [deployment.pk]
+
+
+# -- hostile deploy forms (issue 11, findings 6 and 7) ---------------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "\x00", "-1", "1.0", "9" * 30, str(2**63), "", "jobs"])
+def test_a_deploy_form_with_no_usable_profile_id_is_refused_not_a_500(
+    client, scientist, ready_workspace, value
+):
+    client.force_login(scientist)
+    url = reverse("workspaces:services_deploy", args=[ready_workspace.pk])
+    response = client.post(url, {"services_profile": value}, follow=True)
+    assert response.status_code == HTTPStatus.OK
+    assert "Choose a services profile to deploy." in response.content.decode()
+    assert not ServiceDeployment.objects.exists()
+
+
+@pytest.mark.parametrize("hidden", ["unpublished", "another group's"])
+def test_a_member_does_not_learn_the_name_of_a_profile_not_offered(
+    client, scientist, ready_workspace, hidden
+):
+    secret = ServicesProfile.objects.create(
+        name="Project Nightingale", slug="nightingale", published=hidden != "unpublished"
+    )
+    secret.components.create(capability="jobs", component="job-queue")
+    if hidden == "another group's":
+        Team.objects.create(name="Elsewhere").services_profiles.add(secret)
+    client.force_login(scientist)
+    url = reverse("workspaces:services_deploy", args=[ready_workspace.pk])
+    response = client.post(url, {"services_profile": secret.pk}, follow=True)
+    page = response.content.decode()
+    assert "Nightingale" not in page
+    assert "Choose a services profile to deploy." in page
+    assert not ServiceDeployment.objects.exists()
+    with pytest.raises(services.ServicesRefused) as refused:
+        services.deploy(scientist, ready_workspace, secret)
+    assert "Nightingale" not in str(refused.value)
