@@ -48,10 +48,12 @@ class PoolSloForm(PortalFormMixin, forms.ModelForm):
     """How a warm pool is sized: the profile's fixed capacity, or a service-level objective
     the loop meets at the least idle cost (`pools.sizing`)."""
 
+    # Shown whatever the sizing (the page's show-when script reads a select, not radios; a
+    # hidden set would not be submitted): they apply when the pool is sized by its SLO.
     fieldsets = [
         ("Sizing", ["sizing"], ""),
-        ("Service-level objective", ["slo_percent", "slo_seconds"], "sizing=slo"),
-        ("Bounds", ["idle_budget", "min_size", "max_size"], "sizing=slo"),
+        ("Service-level objective (when sized by SLO)", ["slo_percent", "slo_seconds"], ""),
+        ("Bounds (when sized by SLO)", ["idle_budget", "min_size", "max_size"], ""),
     ]
 
     class Meta:
