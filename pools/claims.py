@@ -4,12 +4,12 @@ The claim runs inside the caller's transaction (`workspaces.actions.request_work
 one that checks and debits the quota), so the quota debit, the claim and the hand-over
 commit together or not at all, and the transaction stays short:
 
-1. Take one ready instance of the profile's current version in ONE statement. On PostgreSQL
-   `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING id`: concurrent
-   claimants skip rows another transaction holds instead of waiting for it, and each row
-   is taken by exactly one of them. Elsewhere (SQLite) a conditional
-   `UPDATE … WHERE id = X AND state = 'ready'` that must change exactly one row; on a miss
-   the next candidate is tried.
+1. Take one ready instance of the profile's current version, longest-ready first, with
+   the lifecycle's `claim()`: ONE statement that skips rows another transaction holds
+   (`UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *` on
+   PostgreSQL), so each instance is taken by exactly one claimant and none waits for
+   another; it checks that ready → claimed is an edge of the pool lifecycle and writes
+   the instance's event.
 2. Hand it over: the workspace adopts the instance's resources (it keeps its own row and
    quota charge; `Workspace.resources_spec()` makes every later driver call use the
    instance's resource name, so deletion finds them), gets its connection details and is
@@ -22,16 +22,14 @@ all its groups or none.
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from pools import warmpool
-from pools.lifecycle import State, transition
+from pools import lifecycle, warmpool
+from pools.lifecycle import State, log_step, transition
 from pools.models import PoolInstance
 from profiles.choices import AllocationStrategy
 from services.tasks import adopt_services, workspace_ready
-
-CANDIDATES = 5  # SQLite: how many ready instances to try before falling back
 
 
 def claimable(profile):
@@ -44,38 +42,24 @@ def claimable(profile):
     ).order_by("ready_at", "pk")
 
 
-def claim_instance(profile, workspace_id: int | None = None) -> int | None:
-    """Move one ready instance of `profile` to claimed; return its id, or None if none."""
-    now = timezone.now()
-    fields = {
-        "state": State.CLAIMED,
-        "state_changed": now,
-        "heartbeat": now,
-        "claimed_at": now,
-        "workspace_id": workspace_id,
-    }
-    if connection.vendor == "postgresql":
-        return _claim_skip_locked(profile, fields)
-    for pk in claimable(profile).values_list("pk", flat=True)[:CANDIDATES]:
-        if PoolInstance.objects.filter(pk=pk, state=State.READY).update(**fields) == 1:
-            return pk
-    return None
-
-
-def _claim_skip_locked(profile, fields: dict) -> int | None:
-    table = PoolInstance._meta.db_table
-    assignments = ", ".join(f"{name} = %s" for name in fields)
-    sql = (
-        f"UPDATE {table} SET {assignments} WHERE id = ("
-        f"SELECT id FROM {table} WHERE profile_id = %s AND state = %s "
-        "AND profile_version = %s AND NOT unhealthy "
-        "ORDER BY ready_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id"
+def claim(profile, workspace_id: int | None = None, actor=None) -> PoolInstance | None:
+    """Move one ready instance of `profile` to claimed and return it; None if none is."""
+    by = f" by workspace {workspace_id}" if workspace_id is not None else ""
+    return lifecycle.claim(
+        claimable(profile),
+        State.CLAIMED,
+        from_state=State.READY,
+        actor=actor,
+        message=f"claimed{by}",
+        claimed_at=timezone.now(),
+        workspace_id=workspace_id,
     )
-    params = [*fields.values(), profile.pk, State.READY, profile.version]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+
+
+def claim_instance(profile, workspace_id: int | None = None) -> int | None:
+    """`claim()`, returning the instance's id (what the benchmark measures)."""
+    instance = claim(profile, workspace_id)
+    return instance.pk if instance is not None else None
 
 
 def adopt_warm_instance(workspace, user) -> PoolInstance | None:
@@ -89,20 +73,13 @@ def adopt_warm_instance(workspace, user) -> PoolInstance | None:
     profile = workspace.profile
     if profile.allocation_strategy != AllocationStrategy.WARM_POOL:
         return None
-    instance_id = claim_instance(profile, workspace.pk)
-    if instance_id is None:
+    instance = claim(profile, workspace.pk, user)
+    if instance is None:
         workspace.claim_message = "no warm instance was ready, so it is provisioned on demand"
-        workspace.log_event(
-            State.REQUESTED,
-            State.REQUESTED,
-            "no warm instance was ready: provisioning on demand",
-            actor=user,
-        )
+        log_step(workspace, "no warm instance was ready: provisioning on demand", actor=user)
         transaction.on_commit(warmpool.enqueue_loop)  # the pool may need refilling
         return None
 
-    instance = PoolInstance.objects.get(pk=instance_id)
-    instance.log_event(State.READY, State.CLAIMED, f"claimed by workspace {workspace.pk}", user)
     name = instance.resource_name
     transition(workspace, State.PROVISIONING, actor=user, message=f"claimed warm instance {name}")
     transition(
@@ -118,7 +95,7 @@ def adopt_warm_instance(workspace, user) -> PoolInstance | None:
     # The instance's running stack is the workspace's now; a stack named in the request
     # (or a default the instance lacks) deploys as for any workspace that became ready.
 
-    adopt_services(instance.infrastructure, name, workspace)
+    adopt_services(instance.infrastructure_id, name, workspace)
     workspace_ready(workspace)
     workspace.claim_message = f"ready now from the warm pool ({name})"
     transaction.on_commit(warmpool.enqueue_loop)  # replenish right away

@@ -3,20 +3,29 @@
 Workspaces add stop/start edges to the base (`ready → stopping → stopped → starting →
 ready`); warm-pool instances (issue 6) add one other edge (`ready → claimed`); both by
 calling `BASE_LIFECYCLE.extend(...)`. The transitions are data,
-so adding a state never means editing the code that moves between them.
+so adding a state never means editing the code that moves between them. Each lifecycle
+also declares in which states an object may hold infrastructure resources
+(`holds_resources`): the sweep reaps only what no such object owns.
 
-A transition is a conditional UPDATE (`... WHERE id = X AND state = old`): when two workers
-try to move the same object, exactly one UPDATE changes a row; the other sees 0 rows and
-`transition()` returns False so that worker moves on. Every transition writes an event row
-(timestamp, actor or None for the system, message, from/to state) in the same transaction.
+Every state change and every event row goes through this module:
+- `create()` / `create_many()`: a new object in its first state, with its event.
+- `transition()`: a conditional UPDATE (`... WHERE id = X AND state = old`): when two
+  workers try to move the same object, exactly one UPDATE changes a row; the other sees 0
+  rows and `transition()` returns False so that worker moves on.
+- `claim()`: the same move for ONE object chosen by a query among many (the warm-pool
+  claim), in one statement that skips rows other transactions hold.
+- `log_step()`: an event for a step done within a state.
+Each writes its event row (timestamp, actor or None for the system, message, from/to
+state) in the same transaction as the change. A model's events are its reverse relation
+`events` (a `LifecycleEvent` subclass), written by its `log_event()`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connections, models, transaction
 from django.utils import timezone
 
 
@@ -44,9 +53,16 @@ class IllegalTransition(Exception):
 
 @dataclass(frozen=True)
 class Lifecycle:
-    """States and the edges between them; `extend()` makes a variant with more edges."""
+    """States and the edges between them; `extend()` makes a variant with more edges.
+
+    `reapable` are the states in which the object keeps no infrastructure resources: what
+    is still found under its name there belongs to nobody and the sweep may delete it. In
+    every other state the object may hold resources (a failed workspace keeps its files
+    until it is deleted), and they are never reaped.
+    """
 
     edges: dict[str, frozenset[str]]
+    reapable: frozenset[str] = field(default=frozenset({State.DELETED}))
 
     @property
     def states(self) -> list[str]:
@@ -59,11 +75,19 @@ class Lifecycle:
         if not self.allows(from_state, to_state):
             raise IllegalTransition(from_state, to_state)
 
-    def extend(self, extra: dict[str, set[str]]) -> Lifecycle:
+    def holds_resources(self, state: str) -> bool:
+        return state not in self.reapable
+
+    @property
+    def holding_states(self) -> list[str]:
+        """The states in which an object may hold resources (the sweep keeps them)."""
+        return [state for state in self.states if self.holds_resources(state)]
+
+    def extend(self, extra: dict[str, set[str]], reapable: set[str] = frozenset()) -> Lifecycle:
         edges = dict(self.edges)
         for from_state, targets in extra.items():
             edges[from_state] = edges.get(from_state, frozenset()) | frozenset(targets)
-        return Lifecycle(edges)
+        return Lifecycle(edges, self.reapable | frozenset(reapable))
 
 
 BASE_LIFECYCLE = Lifecycle(
@@ -94,11 +118,17 @@ WORKSPACE_LIFECYCLE = BASE_LIFECYCLE.extend(
 
 # Warm-pool instances (issue 6): the base lifecycle plus the claim (they are never stopped).
 # A claimed instance is done: its resources now belong to the workspace that adopted it,
-# which deletes them.
-POOL_LIFECYCLE = BASE_LIFECYCLE.extend({State.READY: {State.CLAIMED}})
+# which deletes them (the sweep keeps them while that workspace holds resources). A failed
+# instance is done too: its release already ran (`pools.tasks`) and it never carries a
+# user's data, so whatever is left of it is the sweep's to reap; nothing else would free
+# the GPUs it may still hold.
+POOL_LIFECYCLE = BASE_LIFECYCLE.extend(
+    {State.READY: {State.CLAIMED}}, reapable={State.CLAIMED, State.FAILED}
+)
 
-# States in which the object may hold (or is about to hold) infrastructure resources. A
-# stopped workspace still holds its files / volumes / cluster, so the sweep must not reap it.
+# States in which the object counts as live: against quotas, and for "one live stack per
+# workspace". A stopped workspace still holds its files / volumes / cluster. A failed one
+# counts against nothing, but may still hold resources (`Lifecycle.holds_resources`).
 LIVE_STATES = (
     State.REQUESTED,
     State.PROVISIONING,
@@ -175,6 +205,40 @@ class LifecycleEvent(models.Model):
         return self.actor.get_username() if self.actor_id else "system"
 
 
+def _user(actor):
+    """The actor to record: an authenticated user, else None (the system)."""
+    return actor if actor is not None and actor.is_authenticated else None
+
+
+def create(model: type[LifecycleModel], *, actor=None, message: str, **fields) -> LifecycleModel:
+    """Insert a new object in its first state (requested) with its event; return it."""
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):
+        obj = model._base_manager.create(**{"state_changed": now, "heartbeat": now, **fields})
+        obj.log_event(obj.state, obj.state, message, actor=_user(actor))
+    return obj
+
+
+def create_many(objs: list[LifecycleModel], *, message: str) -> list[LifecycleModel]:
+    """Insert `objs` and one event each (by the system): two INSERTs however many."""
+    if not objs:
+        return []
+    model = type(objs[0])
+    events = model._meta.get_field("events")  # the reverse relation of the event rows
+    with transaction.atomic(savepoint=False):
+        made = model._base_manager.bulk_create(objs)  # ids come back (RETURNING)
+        events.related_model._base_manager.bulk_create(
+            events.related_model(
+                **{events.field.name: obj},
+                from_state=obj.state,
+                to_state=obj.state,
+                message=message[:300],
+            )
+            for obj in made
+        )
+    return made
+
+
 def transition(
     obj: LifecycleModel, to_state: str, *, actor=None, message: str = "", **fields
 ) -> bool:
@@ -187,7 +251,7 @@ def transition(
     obj.lifecycle.check(from_state, to_state)
     now = timezone.now()
     updates = {"state": to_state, "state_changed": now, "heartbeat": now, **fields}
-    user = actor if actor is not None and actor.is_authenticated else None
+    user = _user(actor)
     with transaction.atomic():
         changed = type(obj)._base_manager.filter(pk=obj.pk, state=from_state).update(**updates)
         if changed != 1:
@@ -198,6 +262,78 @@ def transition(
     return True
 
 
-def log_step(obj: LifecycleModel, message: str) -> None:
-    """Record a step done within the current state ("directory created"), once."""
-    obj.log_event(obj.state, obj.state, message, actor=None)
+def claim(
+    candidates: models.QuerySet,
+    to_state: str,
+    *,
+    from_state: str,
+    actor=None,
+    message: str = "",
+    **fields,
+) -> LifecycleModel | None:
+    """Move ONE object among `candidates` (the first in their order) from `from_state` to
+    `to_state`, write its event, and return it; None when no candidate is free.
+
+    `candidates` is any query of a lifecycle model; it becomes the subquery that selects
+    the row, so the whole move is ONE statement. On PostgreSQL
+    `UPDATE … WHERE id = (SELECT id … LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = old
+    RETURNING *`: concurrent claimants skip the rows other transactions hold instead of
+    waiting for them, and each row goes to exactly one of them. On SQLite the same
+    statement without the lock clause (SQLite runs one writer at a time, and the statement
+    reads and writes under its write lock). Without UPDATE … RETURNING (SQLite before
+    3.35) each of a few candidates is tried with a conditional UPDATE until one changes.
+    Raises IllegalTransition when the lifecycle has no such edge. `fields` are written in
+    the same UPDATE; the event is written in the same transaction.
+    """
+    model = candidates.model
+    model.lifecycle.check(from_state, to_state)
+    now = timezone.now()
+    updates = {"state": to_state, "state_changed": now, "heartbeat": now, **fields}
+    with transaction.atomic(using=candidates.db, savepoint=False):
+        obj = _claim_one(candidates.filter(state=from_state), from_state, updates)
+        if obj is not None:
+            obj.log_event(from_state, to_state, message, actor=_user(actor))
+    return obj
+
+
+FALLBACK_CANDIDATES = 5  # without UPDATE … RETURNING: candidates tried before giving up
+
+
+def _claim_one(candidates: models.QuerySet, from_state: str, updates: dict):
+    model, db = candidates.model, candidates.db
+    connection = connections[db]
+    if not _updates_returning(connection):
+        for pk in candidates.values_list("pk", flat=True)[:FALLBACK_CANDIDATES]:
+            if model._base_manager.filter(pk=pk, state=from_state).update(**updates) == 1:
+                return model._base_manager.using(db).get(pk=pk)
+        return None
+
+    choice = candidates.values("pk")[:1]
+    if connection.features.has_select_for_update_skip_locked:
+        choice = choice.select_for_update(skip_locked=True, of=("self",))
+    choice_sql, choice_params = choice.query.get_compiler(using=db).as_sql()
+    quote = connection.ops.quote_name
+    assignments, params = [], []
+    for name, value in updates.items():
+        model_field = model._meta.get_field(name)
+        assignments.append(f"{quote(model_field.column)} = %s")
+        params.append(model_field.get_db_prep_save(value, connection=connection))
+    sql = (
+        f"UPDATE {quote(model._meta.db_table)} SET {', '.join(assignments)} "
+        f"WHERE {quote(model._meta.pk.column)} = ({choice_sql}) "
+        f"AND {quote(model._meta.get_field('state').column)} = %s RETURNING *"
+    )
+    rows = model._base_manager.raw(sql, [*params, *choice_params, from_state]).using(db)
+    return next(iter(rows), None)
+
+
+def _updates_returning(connection) -> bool:
+    """Whether the database has UPDATE … RETURNING and a same-table subquery in UPDATE."""
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and connection.features.can_return_columns_from_insert
+
+
+def log_step(obj: LifecycleModel, message: str, actor=None) -> None:
+    """Record a step done within the current state ("directory created")."""
+    obj.log_event(obj.state, obj.state, message, actor=_user(actor))

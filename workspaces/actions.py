@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from pools import claims, tasks
+from pools import claims, lifecycle, tasks
 from pools.lifecycle import State, transition
 from pools.models import Workspace
 from portal import audit
@@ -41,7 +41,11 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     now = timezone.now()
     need = quotas.need_of(profile)
     lifetime = team.max_lifetime_hours if team else None
-    workspace = Workspace.objects.create(
+    charged = f", charged to group “{team}”" if team else ""
+    workspace = lifecycle.create(
+        Workspace,
+        actor=user,
+        message=f"requested{charged}",
         owner=user,
         profile=profile,
         infrastructure=profile.infrastructure,
@@ -51,12 +55,8 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         gpus=need["gpus"],
         mig_slices=need["mig_slices"],
         created=now,
-        state_changed=now,
-        heartbeat=now,
         expires_at=now + timedelta(hours=lifetime) if lifetime else None,
     )
-    charged = f", charged to group “{team}”" if team else ""
-    workspace.log_event(State.REQUESTED, State.REQUESTED, f"requested{charged}", actor=user)
     audit.record_created(user, workspace)
     # A warm-pool profile takes a ready instance in this same transaction, if there is one.
     if claims.adopt_warm_instance(workspace, user) is None:

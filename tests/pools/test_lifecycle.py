@@ -3,15 +3,20 @@
 import itertools
 
 import pytest
+from django.utils import timezone
 
 from pools.lifecycle import (
     WORKSPACE_LIFECYCLE,
     IllegalTransition,
     State,
+    claim,
+    create,
+    create_many,
     log_step,
     transition,
 )
-from pools.models import Workspace
+from pools.models import PoolInstance, PoolInstanceEvent, Workspace
+from tests.pools.warm_fixtures import make_instances
 from tests.workspace_fixtures import starter, workspace_factory, workspaces_root  # noqa: F401
 
 ALL_PAIRS = list(itertools.product(State.values, repeat=2))
@@ -105,3 +110,102 @@ def test_a_pool_lifecycle_extends_the_workspace_one_without_changing_it():
     assert pool.allows(State.READY, State.CLAIMED)
     assert pool.allows(State.READY, State.DELETING)
     assert not WORKSPACE_LIFECYCLE.allows(State.READY, State.CLAIMED)
+
+
+# --- the claim: one object among many, in one statement --------------------------------
+
+
+@pytest.fixture
+def ready_instances(warm_profile):
+    return make_instances(warm_profile, 3)
+
+
+def test_a_claim_takes_the_first_candidate_and_writes_its_event(ready_instances, member):
+    candidates = PoolInstance.objects.filter(state=State.READY).order_by("-pk")
+    claimed = claim(
+        candidates, State.CLAIMED, from_state=State.READY, actor=member, message="claimed by me"
+    )
+    assert claimed.pk == ready_instances[-1].pk
+    assert (claimed.state, claimed.resource_name) == (State.CLAIMED, f"pool-{claimed.pk}")
+    claimed.refresh_from_db()
+    assert claimed.state == State.CLAIMED
+    [event] = claimed.events.all()
+    assert (event.from_state, event.to_state, event.message, event.actor) == (
+        State.READY,
+        State.CLAIMED,
+        "claimed by me",
+        member,
+    )
+
+
+def test_a_claim_returns_the_row_as_written_without_reading_it_again(
+    ready_instances, django_assert_num_queries
+):
+    now = timezone.now()
+    instance = ready_instances[0]
+    PoolInstance.objects.filter(pk=instance.pk).update(
+        connection={"url": "http://x"}, secret="s3cret"
+    )
+    with django_assert_num_queries(2):  # the UPDATE … RETURNING and the event
+        claimed = claim(
+            PoolInstance.objects.filter(pk=instance.pk),
+            State.CLAIMED,
+            from_state=State.READY,
+            claimed_at=now,
+        )
+    assert claimed.connection == {"url": "http://x"}  # JSON and encrypted fields decoded
+    assert claimed.secret == "s3cret"
+    assert claimed.claimed_at == now
+
+
+def test_a_claim_moves_only_objects_in_the_from_state(ready_instances):
+    PoolInstance.objects.update(state=State.PROVISIONING)
+    assert claim(PoolInstance.objects.all(), State.CLAIMED, from_state=State.READY) is None
+    assert not PoolInstance.objects.filter(state=State.CLAIMED).exists()
+    assert not PoolInstanceEvent.objects.exists()
+
+
+def test_a_claim_along_no_edge_raises(ready_instances):
+    with pytest.raises(IllegalTransition):
+        claim(PoolInstance.objects.all(), State.STOPPING, from_state=State.READY)
+    assert not PoolInstance.objects.exclude(state=State.READY).exists()
+
+
+def test_the_fallback_without_update_returning_claims_each_instance_once(
+    ready_instances, monkeypatch
+):
+    monkeypatch.setattr("pools.lifecycle._updates_returning", lambda connection: False)
+    candidates = PoolInstance.objects.order_by("pk")
+    claimed = [claim(candidates, State.CLAIMED, from_state=State.READY) for _ in range(4)]
+    assert [c.pk if c else None for c in claimed] == [i.pk for i in ready_instances] + [None]
+    assert PoolInstanceEvent.objects.filter(to_state=State.CLAIMED).count() == 3
+
+
+def test_create_many_writes_one_event_per_object_in_two_statements(
+    warm_profile, django_assert_num_queries
+):
+    new = [
+        PoolInstance(profile=warm_profile, infrastructure=warm_profile.infrastructure)
+        for _ in range(5)
+    ]
+    with django_assert_num_queries(2):
+        made = create_many(new, message="requested by the loop")
+    assert sorted(e.instance_id for e in PoolInstanceEvent.objects.all()) == [m.pk for m in made]
+    assert {e.message for e in PoolInstanceEvent.objects.all()} == {"requested by the loop"}
+
+
+def test_create_writes_the_object_and_its_first_event(member, starter):
+    workspace = create(
+        Workspace,
+        actor=member,
+        message="requested",
+        owner=member,
+        profile=starter,
+        infrastructure=starter.infrastructure,
+    )
+    [event] = workspace.events.all()
+    assert (event.from_state, event.to_state, event.actor) == (
+        State.REQUESTED,
+        State.REQUESTED,
+        member,
+    )
