@@ -6,6 +6,7 @@ enqueues the work on commit, like `workspaces.actions`.
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.db import transaction
 
 from pools.lifecycle import LIVE_STATES, State, transition
@@ -176,8 +177,6 @@ def requestable_profiles(user) -> list[ServicesProfile]:
 
 def request_with_workspace(request, workspace: Workspace, services_profile_pk) -> None:
     """Deploy the services profile a workspace request named (once the workspace is ready)."""
-    from django.contrib import messages
-
     pk = id_param(str(services_profile_pk or ""))
     if pk is None:
         return
