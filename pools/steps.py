@@ -20,6 +20,7 @@ same rules, written here once:
 The API (`obj` is any LifecycleModel instance, `func` the task's dotted path):
 
     backoff(attempt, base=BACKOFF_BASE, cap=BACKOFF_MAX) -> seconds   the one formula
+    begin(obj, state) -> str              "" to go on (heartbeat touched), else the result
     touch(obj, delay=0)                   heartbeat now (or `delay` s ahead)
     schedule_retry(func, obj_id, delay)   run func(obj_id) once, `delay` s from now
     retry_later(obj, func, delay)         both of the above: "look again later"
@@ -34,9 +35,9 @@ A task body then reads, e.g. for removing a service deployment:
 
     def remove_services(deployment_id: int) -> str:
         deployment = load(deployment_id)
-        if deployment is None or deployment.state != State.DELETING:
-            return "nothing to do"
-        steps.touch(deployment)
+        skip = steps.begin(deployment, State.DELETING)
+        if skip:
+            return skip
         failed = steps.run_step(deployment, REMOVE, "removal", lambda: remove_all(deployment))
         if failed:
             return failed
@@ -74,6 +75,18 @@ def backoff(attempt: int, base: int = BACKOFF_BASE, cap: int = BACKOFF_MAX) -> i
 def stuck_after() -> timedelta:
     """An in-flight object not touched for this long was dropped by a dead worker."""
     return timedelta(seconds=settings.Q_CLUSTER.get("timeout", 600) + 60)
+
+
+def begin(obj: LifecycleModel | None, state: str) -> str:
+    """A step's start: "" when `obj` is in `state` (its heartbeat is touched: a worker has
+    it), else the task's result: "gone", or "nothing to do (<state>)" (another delivery or
+    worker got there first)."""
+    if obj is None:
+        return "gone"
+    if obj.state != state:
+        return f"nothing to do ({obj.state})"
+    touch(obj)
+    return ""
 
 
 def touch(obj: LifecycleModel, delay: int = 0) -> None:

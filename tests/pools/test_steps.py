@@ -120,3 +120,12 @@ def test_resume_stuck_routes_each_state_to_its_task_once(
         assert steps.resume_stuck(Workspace, routes) == 2
         assert steps.resume_stuck(Workspace, routes) == 0  # claimed once
     assert sorted(calls) == [("delete", deleting.pk), ("provision", requested.pk)]
+
+
+def test_a_step_begins_only_on_an_object_in_its_state(stopping):
+    before = stopping.heartbeat
+    assert steps.begin(None, State.STOPPING) == "gone"
+    assert steps.begin(stopping, State.STARTING) == "nothing to do (stopping)"
+    assert Workspace.objects.get(pk=stopping.pk).heartbeat == before
+    assert steps.begin(stopping, State.STOPPING) == ""
+    assert Workspace.objects.get(pk=stopping.pk).heartbeat > before
