@@ -7,9 +7,10 @@ class PoolsConfig(AppConfig):
     name = "pools"
 
     def ready(self):
-        from pools import tasks, warmpool
+        from pools import isolation, tasks, warmpool
         from pools.models import Workspace
         from portal import users
+        from profiles import models as catalog
 
         # The sweep must not reap warm-pool instances (or claimed ones a workspace owns).
         if warmpool.live_names not in tasks.LIVE_NAME_SOURCES:
@@ -17,3 +18,6 @@ class PoolsConfig(AppConfig):
         # The portal's user pages show live workspaces without importing the engine.
         if Workspace.objects.live_counts_by_owner not in users.LIVE_WORKSPACE_COUNTERS:
             users.LIVE_WORKSPACE_COUNTERS.append(Workspace.objects.live_counts_by_owner)
+        # The local infrastructure's status says whether this host isolates workspaces.
+        if isolation.describe not in catalog.LOCAL_ISOLATION_PROBES:
+            catalog.LOCAL_ISOLATION_PROBES.append(isolation.describe)

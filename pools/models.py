@@ -538,3 +538,46 @@ class NodePartitionEvent(LifecycleEvent):
 
     def __str__(self) -> str:
         return f"{self.node}: {self.from_state or 'not applied'} → {self.to_state}"
+
+
+class SupervisedProcess(models.Model):
+    """A process `pools.supervisor` started on a host, from its start until it is stopped.
+
+    The record file next to the process lives in its workspace's directory, which the
+    workspace can change or delete; this row is what the supervisor trusts (it signals only
+    a registered PID with the registered start time), and what the sweep reads to stop
+    every process whose workspace is gone (`supervisor.stop_orphans`).
+    """
+
+    host = models.CharField(max_length=255)
+    boot_id = models.CharField(max_length=36, help_text="The host's boot it was started in.")
+    pid = models.PositiveIntegerField()
+    start_time = models.BigIntegerField(help_text="Clock ticks since boot (/proc/PID/stat).")
+    argv = models.JSONField(default=list)
+    holder = models.CharField(
+        max_length=100, blank=True, db_index=True, help_text="The workspace's resource name."
+    )
+    infrastructure = models.ForeignKey(
+        "profiles.Infrastructure",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supervised_processes",
+    )
+    directory = models.TextField(help_text="The working directory it was started in.")
+    record_path = models.TextField(blank=True, help_text="Where its record file was saved.")
+    port = models.PositiveIntegerField(null=True, blank=True)
+    uid = models.PositiveIntegerField(null=True, blank=True)
+    sandboxed = models.BooleanField(default=False)
+    started = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["started", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "boot_id", "pid", "start_time"], name="one_row_per_process"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.holder or '-'}: pid {self.pid} on {self.host}"

@@ -3,8 +3,18 @@
 A process is started detached in its own session (setsid), so it survives the django-q2
 worker that started it. What identifies it is the PID *and* its start time from
 /proc/<pid>/stat: a PID the kernel has reused for another process has a different start
-time, so it is never mistaken for ours (and never killed by us). The record is a small JSON
-file kept next to the workspace, so any worker can find, health-check and stop it later.
+time, so it is never mistaken for ours (and never killed by us).
+
+Every process started is registered in the database (`SupervisedProcess`) and unregistered
+when it is stopped. The registry is the truth: a record file (`ProcessRecord.save`, a small
+JSON file next to the process) may be changed or deleted by the workspace that owns its
+directory, so the supervisor signals only what the registry holds, and the sweep finds
+every process whose workspace is gone even when its directory is gone too
+(`stop_orphans`).
+
+A process started in a workspace directory runs isolated when the host can do it
+(`pools.isolation`): as the workspace's own uid, in a bubblewrap sandbox, without the
+portal's environment. Callers (the local driver, the local services backend) need not know.
 """
 
 from __future__ import annotations
@@ -14,10 +24,26 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from django.db import transaction
+from django.db.models import Q
+
+from pools import isolation
+from pools.models import SupervisedProcess
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure
+
+RECORD_LIMIT = 64 * 1024  # a record file is a few hundred bytes; never read more
+HOST = socket.gethostname()
+# Start times count from boot: after a reboot a new process may have an old one's PID and
+# start time, so a registration is only valid within the boot that made it.
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -26,18 +52,93 @@ class ProcessRecord:
     start_time: int  # clock ticks since boot, field 22 of /proc/<pid>/stat
     argv: list[str]
     port: int | None = None
+    uid: int | None = None  # the workspace's own uid when it runs as one
+    sandboxed: bool = False  # the PID is bubblewrap's, the command runs inside it
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)
+        """Write the record file (never through a link) and note where it is."""
+        write_file(path, json.dumps(asdict(self)))
+        rows = _this_boot().filter(record_path=str(path))
+        rows.exclude(pid=self.pid, start_time=self.start_time).update(record_path="")
+        _rows(self).update(record_path=str(path))
 
     @classmethod
     def load(cls, path: Path) -> ProcessRecord | None:
+        """The process last saved to `path`, from the registry; else whatever the file
+        says (a process the registry does not hold is never running for `is_running`)."""
+        row = _this_boot().filter(record_path=str(path)).last()
+        if row is not None:
+            return _record(row)
         try:
-            return cls(**json.loads(path.read_text()))
-        except FileNotFoundError:
+            data = json.loads(read_file(path))
+            record = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        except (OSError, ValueError, TypeError, KeyError):
             return None
+        if not isinstance(record.pid, int) or not isinstance(record.start_time, int):
+            return None
+        return record
+
+
+def _record(row: SupervisedProcess) -> ProcessRecord:
+    return ProcessRecord(
+        pid=row.pid,
+        start_time=row.start_time,
+        argv=list(row.argv),
+        port=row.port,
+        uid=row.uid,
+        sandboxed=row.sandboxed,
+    )
+
+
+def _this_boot():
+    return SupervisedProcess.objects.filter(host=HOST, boot_id=BOOT_ID)
+
+
+def _rows(record: ProcessRecord):
+    return _this_boot().filter(pid=record.pid, start_time=record.start_time)
+
+
+def registered(record: ProcessRecord) -> bool:
+    return _rows(record).exists()
+
+
+# -- files in a workspace, which its owner controls -------------------------------------
+
+
+def write_file(path: Path, text: str) -> None:
+    """Replace `path` atomically; a link or anything else planted there is replaced, never
+    followed."""
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        temporary = f".{path.name}.{os.urandom(6).hex()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(temporary, flags, 0o644, dir_fd=directory)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path.name, src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def read_file(path: Path, limit: int = RECORD_LIMIT) -> str:
+    """A regular file's text, never through a link nor from a FIFO; OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return handle.read(limit).decode(errors="replace")
+
+
+def _open_log(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+    fd = os.open(path, flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return fd
+
+
+# -- processes --------------------------------------------------------------------------
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -47,27 +148,82 @@ def _stat(pid: int) -> tuple[str, int] | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
+    fields_ = raw[raw.rindex(")") + 2 :].split()
+    return fields_[0], int(fields_[19])
 
 
-def start(argv: list[str], cwd: Path, env: dict[str, str], log_path: Path, port=None):
-    """Start `argv` detached (own session, no terminal) and return its record."""
-    with open(log_path, "ab") as log:
+def start(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    log_path: Path,
+    port=None,
+    *,
+    holder: str | None = None,
+    infrastructure=None,
+) -> ProcessRecord:
+    """Start `argv` detached (own session, no terminal), register and return its record.
+
+    In a workspace directory (below the workspaces root) on a host that isolates, the
+    process runs sandboxed as the workspace's identity (`pools.isolation`). `holder` is
+    the workspace's resource name (default: the directory's), `infrastructure` the local
+    infrastructure (default: the one local entry).
+    """
+    workspace = isolation.workspace_of(cwd)
+    sandboxed = workspace is not None and isolation.host_capability().isolated
+    command, popen_cwd, umask, uid = list(argv), cwd, -1, None
+    if sandboxed:
+        uid = isolation.prepare(workspace)
+        isolation.hand_over(workspace, cwd, uid)
+        command = isolation.sandbox_argv(argv, workspace, cwd, uid)
+        env = isolation.sandbox_env(env, workspace)
+        popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
+    log = _open_log(log_path)
+    try:
         process = subprocess.Popen(
-            argv,
-            cwd=cwd,
+            command,
+            cwd=popen_cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # setsid: not killed with the worker's process group
             close_fds=True,
+            umask=umask,
         )
+    finally:
+        os.close(log)
     found = _stat(process.pid)
     if found is None:  # exited (and was reaped) before we could look
         raise OSError(f"{argv[0]} exited at once; see {log_path}")
-    return ProcessRecord(pid=process.pid, start_time=found[1], argv=list(argv), port=port)
+    record = ProcessRecord(
+        pid=process.pid,
+        start_time=found[1],
+        argv=list(argv),
+        port=port,
+        uid=uid,
+        sandboxed=sandboxed,
+    )
+    if holder is None:
+        holder = workspace.name if workspace is not None else ""
+    if infrastructure is None and holder:
+        infrastructure = Infrastructure.objects.filter(kind=InfrastructureKind.LOCAL).first()
+    with transaction.atomic():
+        _rows(record).delete()  # a row left by a process of the same PID and start time
+        SupervisedProcess.objects.create(  # is impossible in this boot: that one ended
+            host=HOST,
+            boot_id=BOOT_ID,
+            pid=record.pid,
+            start_time=record.start_time,
+            argv=record.argv,
+            holder=holder,
+            infrastructure=infrastructure,
+            directory=os.path.abspath(cwd),
+            port=port,
+            uid=uid,
+            sandboxed=sandboxed,
+        )
+    return record
 
 
 def _reap(pid: int) -> None:
@@ -76,8 +232,8 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def is_running(record: ProcessRecord) -> bool:
-    """Whether the recorded process (same PID and same start time) is still alive."""
+def _alive(record: ProcessRecord) -> bool:
+    """Whether the process with this PID and start time exists (registered or not)."""
     found = _stat(record.pid)
     if found is None or found[1] != record.start_time:
         return False
@@ -85,6 +241,11 @@ def is_running(record: ProcessRecord) -> bool:
         _reap(record.pid)
         return False
     return True
+
+
+def is_running(record: ProcessRecord) -> bool:
+    """Whether the recorded process (registered, same PID and start time) is alive."""
+    return _alive(record) and registered(record)
 
 
 def healthy(record: ProcessRecord, timeout: float = 1.0) -> bool:
@@ -112,41 +273,91 @@ def wait_healthy(record: ProcessRecord, timeout: float = 10.0) -> bool:
 
 
 def stop(record: ProcessRecord, timeout: float = 5.0) -> None:
-    """SIGTERM the process's session, SIGKILL it after `timeout`; a no-op if it is gone."""
+    """SIGTERM the process's session, SIGKILL it after `timeout`; unregister it.
+
+    A no-op for a process the registry does not hold (a forged or stale record). In a
+    sandbox the SIGTERM goes to the command inside, not to bubblewrap, which leaves with
+    it; the SIGKILL reaches bubblewrap's init too, which ends the sandbox's whole PID
+    namespace, whatever left the session inside.
+    """
+    if not registered(record):
+        return
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if not is_running(record):
-            return
+        if not _alive(record):
+            break
+        inside = [p for p in _session_members(record.pid) if p != record.pid]
         try:
-            os.killpg(record.pid, sig)  # the process leads its own group (setsid)
+            if sig == signal.SIGTERM and record.sandboxed and inside:
+                for pid in inside:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
+            else:
+                os.killpg(record.pid, sig)  # the process leads its own group (setsid)
         except ProcessLookupError:
-            return
+            break
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not is_running(record):
-                return
+            if not _alive(record):
+                break
             time.sleep(0.05)
-    if is_running(record):
+    if _alive(record):
         raise OSError(f"process {record.pid} did not stop")
+    _rows(record).delete()
 
 
 def stop_session(record: ProcessRecord, timeout: float = 5.0) -> bool:
     """Stop the process and whatever is left of its session; True if it was running."""
-    running = is_running(record)
+    if not registered(record):
+        return False
+    running = _alive(record)
     if running:
         stop(record, timeout=timeout)
     _kill_session(record.pid)
+    _rows(record).delete()
     return running
 
 
 def stop_recorded_below(directory: Path, record_name: str) -> list[Path]:
-    """Stop every process recorded in a `record_name` file below `directory` (a workspace
-    going away takes every process it holds, whoever started it); the stopped ones' files."""
+    """Stop every registered process started in `directory` or below it (a workspace going
+    away takes every process it holds, whoever started it), and remove the `record_name`
+    files there; the stopped ones' record paths."""
+    below = os.path.abspath(directory)
+    rows = _this_boot().filter(Q(directory=below) | Q(directory__startswith=below + os.sep))
     stopped = []
-    for path in sorted(directory.glob(f"**/{record_name}")):
-        record = ProcessRecord.load(path)
-        if record is not None and stop_session(record):
-            stopped.append(path)
+    for row in rows:
+        if stop_session(_record(row)):
+            stopped.append(Path(row.record_path or Path(row.directory) / record_name))
+    for path in sorted(Path(directory).glob(f"**/{record_name}")):
         path.unlink(missing_ok=True)
+    return stopped
+
+
+def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
+    """Stop every process of this host whose workspace is gone; for the sweep.
+
+    1. Read the registry (before the live names: a workspace created in between is live
+       in the second read, so its new process is never taken for an orphan).
+    2. A process belongs to nothing when its infrastructure is deleted, its holder is not
+       among `live_names(infrastructure)`, or its working directory no longer exists.
+    3. Stop those (their whole session, or sandbox) and unregister them; forget rows of
+       such processes that already ended. Processes started outside any workspace
+       (no holder) are left alone.
+    Rows of an earlier boot of this host are deleted: their processes are gone.
+    Returns "<holder> pid <pid>" for each process stopped.
+    """
+    SupervisedProcess.objects.filter(host=HOST).exclude(boot_id=BOOT_ID).delete()
+    rows = list(_this_boot().exclude(holder="").select_related("infrastructure"))
+    live: dict[int | None, set[str]] = {}
+    stopped = []
+    for row in rows:
+        infrastructure = row.infrastructure
+        key = infrastructure.pk if infrastructure else None
+        if key not in live:
+            live[key] = set(live_names(infrastructure)) if infrastructure else set()
+        if row.holder in live[key] and os.path.isdir(row.directory):
+            continue
+        if stop_session(_record(row)):
+            stopped.append(f"{row.holder} pid {row.pid}")
     return stopped
 
 
@@ -175,8 +386,8 @@ def _session_members(sid: int) -> list[int]:
             raw = (entry / "stat").read_text()
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+        fields_ = raw[raw.rindex(")") + 2 :].split()
+        if int(fields_[3]) == sid and fields_[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
 

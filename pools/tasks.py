@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import steps, warmpool
+from pools import steps, supervisor, warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
 from pools.lifecycle import State, transition
@@ -49,6 +49,13 @@ logger = logging.getLogger(__name__)
 PROVISION_DEADLINE = timedelta(minutes=60)
 # How often a workspace that is not ready yet is looked at again.
 POLL_INTERVAL = steps.BACKOFF_BASE
+
+# Until `services.tasks` calls `pools.steps` itself (issue 10): the names it uses here.
+BACKOFF_BASE = steps.BACKOFF_BASE
+stuck_after = steps.stuck_after
+schedule_retry = steps.schedule_retry
+_touch = steps.touch
+_retry_or_fail = steps.retry_or_fail
 
 
 # -- enqueueing ------------------------------------------------------------------------
@@ -121,9 +128,9 @@ def _provision(workspace, func: str) -> str:
     """Take a requested (or interrupted) workspace or pool instance to ready."""
     if workspace.state == State.REQUESTED:
         transition(workspace, State.PROVISIONING, message="provisioning started")
-    skip = steps.begin(workspace, State.PROVISIONING)
-    if skip:
-        return skip
+    if workspace.state != State.PROVISIONING:
+        return f"nothing to do ({workspace.state})"
+    steps.touch(workspace)
     spec = workspace.spec()
     try:
         driver = driver_for(workspace.infrastructure)
@@ -179,14 +186,18 @@ def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) 
 def deprovision_workspace(workspace_id: int) -> str:
     """Delete a workspace's resources and mark it deleted."""
     workspace = _load(workspace_id)
-    skip = steps.begin(workspace, State.DELETING)
-    if skip:
-        return skip
+    if workspace is None:
+        return "gone"
+
     # A workspace that adopted a warm-pool instance owns the resources named after it.
     return _deprovision(workspace, workspace.resources_spec(), "pools.tasks.deprovision_workspace")
 
 
 def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
+    if workspace.state != State.DELETING:
+        return f"nothing to do ({workspace.state})"
+    steps.touch(workspace)
+
     def delete_everything() -> None:
         remove_for_target(workspace.infrastructure, spec.name, spec)  # services go first
         driver_for(workspace.infrastructure).deprovision(spec, steps.reporter(workspace))
@@ -211,9 +222,11 @@ def stop_workspace(workspace_id: int) -> str:
        it releases them); other errors retry with backoff, then fail.
     """
     workspace = _load(workspace_id)
-    skip = steps.begin(workspace, State.STOPPING)
-    if skip:
-        return skip
+    if workspace is None:
+        return "gone"
+    if workspace.state != State.STOPPING:
+        return f"nothing to do ({workspace.state})"
+    steps.touch(workspace)
 
     spec = workspace.resources_spec()
 
@@ -238,9 +251,11 @@ def start_workspace(workspace_id: int) -> str:
     released what it took and the files are kept, so the user can try again later.
     """
     workspace = _load(workspace_id)
-    skip = steps.begin(workspace, State.STARTING)
-    if skip:
-        return skip
+    if workspace is None:
+        return "gone"
+    if workspace.state != State.STARTING:
+        return f"nothing to do ({workspace.state})"
+    steps.touch(workspace)
 
     func = "pools.tasks.start_workspace"
     spec = workspace.resources_spec()
@@ -328,9 +343,8 @@ def provision_pool_instance(instance_id: int) -> str:
 
 def deprovision_pool_instance(instance_id: int) -> str:
     instance = _load_instance(instance_id)
-    skip = steps.begin(instance, State.DELETING)
-    if skip:
-        return skip
+    if instance is None:
+        return "gone"
     return _deprovision(instance, instance.spec(), "pools.tasks.deprovision_pool_instance")
 
 
@@ -430,6 +444,7 @@ def sweep() -> dict:
     2. Start deleting workspaces past their lifetime.
     3. Reap resources on the infrastructure whose owner is deleted or absent.
     4. Resume services deployments stuck in flight (`services.tasks.sweep`).
+    5. Stop supervised processes whose workspace is gone (`supervisor.stop_orphans`).
     """
 
     return {
@@ -437,4 +452,5 @@ def sweep() -> dict:
         "expired": expire(),
         "reaped": reap_orphans(),
         "services_resumed": services_sweep(),
+        "processes_stopped": supervisor.stop_orphans(live_names),
     }

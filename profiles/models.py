@@ -8,7 +8,7 @@ from django.utils.text import slugify
 
 from portal.crypto import EncryptedJSONField, EncryptedTextField
 from portal.querysets import RestrictedQuerySet, restricted_manager
-from portal.roles import USE, Area, has_perm
+from portal.roles import CHANGE, USE, Area, has_perm
 from profiles import catalog
 from profiles.choices import (
     AllocationStrategy,
@@ -56,6 +56,15 @@ class Infrastructure(models.Model):
         default=False,
         help_text="The portal runs in a pod of this cluster: it uses the pod's service "
         "account token and RBAC instead of a kubeconfig.",
+    )
+
+    # This machine: where workspaces cannot be isolated (`local_isolation`), whether an Org
+    # admin lets everyone use it anyway.
+    single_user_host = models.BooleanField(
+        "Single-user host",
+        default=False,
+        help_text="Offer this machine to every user although its workspaces are not isolated "
+        "from the portal and from each other. Only Org admins may set this.",
     )
 
     created = models.DateTimeField(auto_now_add=True)
@@ -113,6 +122,34 @@ class Infrastructure(models.Model):
             return False, "No credentials: add an SSH key or password."
         return True, ""
 
+    @property
+    def admins_only(self) -> bool:
+        """Local workspaces that are not isolated are offered only to Org admins, until an
+        Org admin marks the machine a single-user host."""
+        return (
+            self.kind == InfrastructureKind.LOCAL
+            and not self.single_user_host
+            and not local_isolation()[0]
+        )
+
+    @property
+    def isolation_status(self) -> str:
+        """What the status of this machine says about workspace isolation ("" elsewhere)."""
+        if self.kind != InfrastructureKind.LOCAL:
+            return ""
+        isolated, description = local_isolation()
+        if isolated:
+            return description
+        if self.single_user_host:
+            return (
+                f"Workspaces are not isolated: {description} An Org admin marked this a "
+                "single-user host, so it is offered to every user."
+            )
+        return (
+            f"Workspaces are not isolated: {description} Offered only to Org admins until "
+            "an Org admin marks this a single-user host."
+        )
+
     def gpu_offer(self) -> dict[str, int]:
         """GPU model code → the most GPUs of that model one node offers here."""
         if self.kind == InfrastructureKind.PUBLIC_CLOUD:
@@ -126,6 +163,18 @@ class Infrastructure(models.Model):
         if self.gpu_model and self.gpus_per_node:
             return {self.gpu_model: self.gpus_per_node}
         return {}
+
+
+# How this host isolates local workspaces. The engine registers, in its AppConfig.ready, a
+# function returning (isolated, description) (`pools.isolation.describe`).
+LOCAL_ISOLATION_PROBES: list = []
+
+
+def local_isolation() -> tuple[bool, str]:
+    """Whether workspaces on this machine are isolated from the portal and each other."""
+    for probe in LOCAL_ISOLATION_PROBES:
+        return probe()
+    return False, "Nothing has checked whether this machine can isolate workspaces."
 
 
 def local_gpu_offer() -> dict[str, int]:
@@ -174,6 +223,20 @@ class UsableProfileQuerySet(RestrictedQuerySet):
         return self.filter(published=True).filter(open_to_all | granted).distinct()
 
 
+class OfferedProfileQuerySet(UsableProfileQuerySet):
+    """Compute profiles as offered: a machine that cannot isolate workspaces is offered only
+    to Org admins until one marks it a single-user host (`Infrastructure.admins_only`)."""
+
+    def usable_by(self, user):
+        offered = super().usable_by(user)
+        if has_perm(user, Area.USERS, CHANGE) or local_isolation()[0]:
+            return offered
+        return offered.exclude(
+            infrastructure__kind=InfrastructureKind.LOCAL,
+            infrastructure__single_user_host=False,
+        )
+
+
 class ComputeProfile(models.Model):
     """A published "organisational standard" of resources that users request as workspaces."""
 
@@ -209,7 +272,7 @@ class ComputeProfile(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
-    objects = restricted_manager(Area.PROFILES, UsableProfileQuerySet)
+    objects = restricted_manager(Area.PROFILES, OfferedProfileQuerySet)
 
     class Meta:
         ordering = ["name"]

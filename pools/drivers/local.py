@@ -7,10 +7,18 @@ A workspace is
    `GpuAllocation` rows (a unique constraint per device: two workspaces never share one),
 3. an environment file with `CUDA_VISIBLE_DEVICES` set to the allocated UUIDs, and the
    shell command that enters the workspace,
-4. optionally a supervised process (`pools.supervisor`), recorded in `process.json`.
+4. optionally a supervised process (`pools.supervisor`), recorded in `process.json` and in
+   the supervisor's registry.
+
+Where the host can, the directory belongs to the workspace's own identity (mode 0700) and
+its processes run isolated from the portal and from each other (`pools.isolation`). The
+directory's contents are then the workspace's to change: the portal writes its files there
+without following links, and takes the environment of a process from the database, not
+from the file.
 
 Everything is found again by the workspace's stable name, so provisioning twice makes one
-set of resources, and deprovisioning deletes whatever of it is present.
+set of resources, and deprovisioning deletes whatever of it is present (a directory that
+another deprovisioning removed first included).
 """
 
 from __future__ import annotations
@@ -22,10 +30,9 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from pools import supervisor
+from pools import isolation, supervisor
 from pools.drivers.base import (
     Driver,
     DriverError,
@@ -38,6 +45,7 @@ from pools.drivers.base import (
     WorkspaceSpec,
     ignore_progress,
 )
+from pools.isolation import workspaces_root
 from pools.models import GpuAllocation
 from profiles.mig import layout, placement
 from profiles.mig.nvml import inventory
@@ -45,14 +53,6 @@ from profiles.mig.nvml import inventory
 MARKER = ".portal-workspace"
 ENV_FILE = "workspace.env"
 PROCESS_FILE = "process.json"
-
-
-def workspaces_root() -> Path:
-    """settings.WORKSPACES_ROOT, else $PORTAL_WORKSPACES_ROOT, else DATA_DIR/workspaces."""
-    configured = getattr(settings, "WORKSPACES_ROOT", None) or os.environ.get(
-        "PORTAL_WORKSPACES_ROOT"
-    )
-    return Path(configured or settings.DATA_DIR / "workspaces")
 
 
 def gpu_inventory() -> list:
@@ -147,10 +147,11 @@ def _slot_starts(gpu) -> list:
     return [(by_profile[p.profile].pop(0), p.start) for p in laid_out.placements]
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+def _ignore_missing(function, path, exc_info) -> None:
+    """rmtree's error handler: what is already gone (another deprovisioning removed it
+    first) counts as removed."""
+    if not issubclass(exc_info[0], FileNotFoundError):
+        raise exc_info[1]
 
 
 class LocalDriver(Driver):
@@ -169,9 +170,11 @@ class LocalDriver(Driver):
 
     def _provision(self, spec: WorkspaceSpec, report: Reporter) -> ProvisionResult:
         directory = self.directory(spec.name)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / MARKER).write_text(spec.name + "\n")
-        report(f"directory {directory} created")
+        directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(exist_ok=True)
+        uid = isolation.prepare(directory)
+        supervisor.write_file(directory / MARKER, spec.name + "\n")
+        report(f"directory {directory} created" + (f", owned by uid {uid}" if uid else ""))
 
         self._take_gpus(spec, report)
         return self.status(spec)
@@ -185,15 +188,17 @@ class LocalDriver(Driver):
         if not allocations:
             report("no GPU requested: CPU-only workspace")
 
-        visible = ",".join(a.device_uuid for a in allocations)
-        env = {
-            "WORKSPACE_NAME": spec.name,
-            "WORKSPACE_DIR": str(directory),
-            "CUDA_VISIBLE_DEVICES": visible,
-        }
+        env = self._environment(spec, allocations)
         lines = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
-        _write_atomically(directory / ENV_FILE, "\n".join(lines) + "\n")
+        supervisor.write_file(directory / ENV_FILE, "\n".join(lines) + "\n")
         report("environment file written")
+
+    def _environment(self, spec: WorkspaceSpec, allocations) -> dict[str, str]:
+        return {
+            "WORKSPACE_NAME": spec.name,
+            "WORKSPACE_DIR": str(self.directory(spec.name)),
+            "CUDA_VISIBLE_DEVICES": ",".join(a.device_uuid for a in allocations),
+        }
 
     def _allocate(self, spec: WorkspaceSpec) -> list[GpuAllocation]:
         """Claim devices for every group in one transaction, or none of them.
@@ -291,16 +296,28 @@ class LocalDriver(Driver):
     def start_process(
         self, spec: WorkspaceSpec, argv: list[str], port: int | None = None
     ) -> supervisor.ProcessRecord:
-        """Start `argv` in the workspace's directory and environment, once."""
+        """Start `argv` in the workspace's directory and environment, once.
+
+        The environment comes from the GPU allocations (what the environment file says,
+        which the workspace itself may have edited, is not trusted).
+        """
         directory = self.directory(spec.name)
         existing = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
         if existing and supervisor.is_running(existing):
             return existing
-        env = dict(os.environ)
-        for line in (directory / ENV_FILE).read_text().splitlines():
-            key, _, value = line.partition("=")
-            env[key] = shlex.split(value)[0] if value else ""
-        record = supervisor.start(argv, directory, env, directory / "process.log", port=port)
+        allocations = GpuAllocation.objects.filter(
+            infrastructure=self.infrastructure, holder=spec.name
+        )
+        env = dict(os.environ) | self._environment(spec, allocations)
+        record = supervisor.start(
+            argv,
+            directory,
+            env,
+            directory / "process.log",
+            port=port,
+            holder=spec.name,
+            infrastructure=self.infrastructure,
+        )
         record.save(directory / PROCESS_FILE)
         return record
 
@@ -336,9 +353,14 @@ class LocalDriver(Driver):
         return self.status(spec)
 
     def _stop_processes(self, spec: WorkspaceSpec, report: Reporter) -> None:
+        """Every registered process of the directory, then (with an identity of its own)
+        anything else still running as the workspace: nothing of it outlives a stop."""
         directory = self.directory(spec.name)
         for path in supervisor.stop_recorded_below(directory, PROCESS_FILE):
-            report(f"process {path.parent.relative_to(directory)} stopped")
+            report(f"process {os.path.relpath(path.parent, directory)} stopped")
+        uid = isolation.identity_of(directory)
+        if uid is not None and (killed := isolation.kill_identity(uid)):
+            report(f"{killed} other process(es) of uid {uid} killed")
 
     def _release_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
         released, _ = GpuAllocation.objects.filter(
@@ -353,8 +375,8 @@ class LocalDriver(Driver):
         directory = self.directory(spec.name)
         self._stop_processes(spec, report)
         self._release_gpus(spec, report)
-        if directory.exists():
-            shutil.rmtree(directory)
+        if os.path.lexists(directory):
+            shutil.rmtree(directory, onerror=_ignore_missing)
             report(f"directory {directory} removed")
 
     # -- inventory ---------------------------------------------------------------------

@@ -3,6 +3,7 @@ from django import forms
 from django.db import transaction
 
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput, SecretTextarea
+from portal.roles import CHANGE, Area, has_perm
 from profiles import aws_checks, catalog
 from profiles.choices import InfrastructureKind
 from profiles.forms.validators import validate_hosts, validate_kubeconfig, validate_ssh_private_key
@@ -105,6 +106,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             "gpus_per_node",
             "in_cluster",
             "kubeconfig",
+            "single_user_host",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -130,6 +132,11 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         )
         self.fields["gpu_model"].choices = _blank("No GPU") + catalog.choices_gpu_models()
         self._add_credential_fields()
+        if self.user is not None and has_perm(self.user, Area.USERS, CHANGE):  # Org admins only
+            field = self.fields["single_user_host"]
+            field.help_text = f"{self.instance.isolation_status or ''} {field.help_text}".strip()
+        else:
+            del self.fields["single_user_host"]
         if self.instance.pk:
             self.fields["instance_types"].initial = list(
                 self.instance.instance_types.values_list("name", flat=True)
@@ -181,6 +188,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             ("Existing Kubernetes cluster", ["in_cluster", "kubeconfig"], f"kind={KUBERNETES}"),
             ("Kubernetes", ["kubernetes_version"], f"kind={CLOUD},{DATA_CENTER},{KUBERNETES}"),
             ("GPU nodes", ["gpu_model", "gpus_per_node"], f"kind={DATA_CENTER},{KUBERNETES}"),
+            ("This machine", ["single_user_host"], f"kind={InfrastructureKind.LOCAL}"),
         ]
         return sets
 

@@ -8,6 +8,8 @@ import pytest
 
 from pools import supervisor
 
+pytestmark = pytest.mark.django_db  # every supervised process is registered
+
 
 @pytest.fixture
 def http_server(tmp_path):

@@ -1,0 +1,421 @@
+"""Who a local workspace's processes run as, and what they can see.
+
+A job in a workspace is untrusted code. On the local driver it must not read the portal's
+keys or database, another workspace's files, or signal the portal's processes. The host
+decides how (`host_capability()`, probed once per process):
+
+- "uid" (the portal runs as root): each workspace gets a uid and gid of its own from
+  LOCAL_WORKSPACE_UID_MIN..LOCAL_WORKSPACE_UID_MAX, owns its directory (mode 0700), and its
+  processes run in a bubblewrap sandbox that drops to that uid with setpriv: no
+  capabilities, no supplementary groups, no new privileges.
+- "userns" (the portal runs as another user, and unprivileged user namespaces work): the
+  same sandbox in a user namespace; outside it the processes keep the portal's uid, so
+  the hidden paths below are all that keeps them from the portal's files.
+- "" (neither): processes run as the portal's user, unsandboxed. The local
+  infrastructure says so and is offered only to Org admins until one marks it a
+  single-user host (`profiles.models.Infrastructure.single_user_host`).
+
+What a sandbox sees (`sandbox_argv`): the host's filesystem read-only; its own workspace
+directory and /tmp (shared, sticky) read-write; a private /dev (plus the NVIDIA devices), a
+/proc of its own PID namespace (the portal's processes do not exist there) and a private
+IPC namespace. Empty in its view: the portal's data directory (keys, SQLite database), the
+workspaces root (every other workspace), the SQLite database wherever it lives, and the
+portal's `.env`. A directory other users may not traverse (e.g. /root, which holds the
+interpreter under pyenv) is replaced by an empty one with only what the processes need
+bound back in: the workspace, the portal's code and virtualenv, the interpreter.
+The network is shared: services listen on 127.0.0.1 for the portal and the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import grp
+import os
+import pwd
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from pools.drivers.base import PermanentError, TransientError
+
+UID, USERNS, NONE = "uid", "userns", ""
+# What a sandboxed process keeps of the portal's own environment (everything else the
+# portal has, e.g. SECRET_KEY, DATABASE_URL or cloud credentials, is dropped).
+PASSED = frozenset({"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM"})
+# Set by the workspace itself, even when the portal happens to have the same value.
+WORKSPACE_KEYS = frozenset({"CUDA_VISIBLE_DEVICES", "WORKSPACE_NAME", "WORKSPACE_DIR"})
+
+
+def workspaces_root() -> Path:
+    """settings.WORKSPACES_ROOT, else $PORTAL_WORKSPACES_ROOT, else DATA_DIR/workspaces."""
+    configured = getattr(settings, "WORKSPACES_ROOT", None) or os.environ.get(
+        "PORTAL_WORKSPACES_ROOT"
+    )
+    return Path(configured or settings.DATA_DIR / "workspaces")
+
+
+def workspace_of(cwd: Path) -> Path | None:
+    """The workspace directory `cwd` lies in (compared as written, never through links)."""
+    root = Path(os.path.abspath(workspaces_root()))
+    try:
+        relative = Path(os.path.abspath(cwd)).relative_to(root)
+    except ValueError:
+        return None
+    return root / relative.parts[0] if relative.parts else None
+
+
+# -- what this host can do ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capability:
+    mode: str  # UID, USERNS or NONE
+    description: str  # one sentence for the infrastructure's status
+
+    @property
+    def isolated(self) -> bool:
+        return self.mode != NONE
+
+
+def uid_range() -> tuple[int, int]:
+    low = int(getattr(settings, "LOCAL_WORKSPACE_UID_MIN", 70000))
+    return low, int(getattr(settings, "LOCAL_WORKSPACE_UID_MAX", low + 9999))
+
+
+_probed: dict[tuple, Capability] = {}
+
+
+def host_capability() -> Capability:
+    """How this host isolates workspaces; probed once (running the sandbox) per setting."""
+    key = (getattr(settings, "LOCAL_WORKSPACE_ISOLATION", "auto"), os.geteuid(), uid_range())
+    if key not in _probed:
+        _probed[key] = _probe(*key)
+    return _probed[key]
+
+
+def describe() -> tuple[bool, str]:
+    """(isolated, one sentence) for the local infrastructure's status."""
+    capability = host_capability()
+    return capability.isolated, capability.description
+
+
+def _probe(setting: str, euid: int, uids: tuple[int, int]) -> Capability:
+    if setting == "off":
+        return Capability(NONE, "Isolation is turned off (LOCAL_WORKSPACE_ISOLATION=off).")
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Capability(NONE, "bubblewrap is not installed (apt-get install bubblewrap).")
+    if euid == 0:
+        low, high = uids
+        if not 1000 <= low <= high < 2**31 - 1:
+            return Capability(NONE, f"The workspace uid range {low}-{high} is not usable.")
+        if shutil.which("setpriv") is None:
+            return Capability(NONE, "setpriv (util-linux) is not installed.")
+        mode = UID
+        argv = [bwrap, *_base_mounts(), "--unshare-pid", *_drop_to(low), "true"]
+        description = (
+            f"Workspaces are isolated: each runs as a uid of its own ({low}-{high}) in a "
+            "bubblewrap sandbox that hides the portal's data directory."
+        )
+    else:
+        mode = USERNS
+        argv = [bwrap, "--unshare-user", *_base_mounts(), "--unshare-pid", "--", "true"]
+        description = (
+            "Workspaces are isolated in a bubblewrap sandbox (user namespace) that hides the "
+            "portal's data directory; outside it they run as the portal's own user."
+        )
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return Capability(NONE, f"The bubblewrap sandbox does not start here: {error}")
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return Capability(NONE, f"The bubblewrap sandbox does not start here: {why}")
+    return Capability(mode, description)
+
+
+# -- identities -----------------------------------------------------------------------
+
+
+def identity_of(directory: Path) -> int | None:
+    """The workspace's own uid (the owner of its directory), or None when it has none."""
+    low, high = uid_range()
+    with contextlib.suppress(FileNotFoundError):
+        owner = os.lstat(directory).st_uid
+        if low <= owner <= high:
+            return owner
+    return None
+
+
+def prepare(directory: Path) -> int | None:
+    """Make `directory` the workspace's own (mode 0700); its uid in "uid" mode, else None.
+
+    In "uid" mode a directory not yet owned by a workspace uid (new, or made before
+    isolation was on) gets the lowest free uid of the range, under a lock shared by every
+    worker of this host: free means no directory in the root has it, no process runs as
+    it, and no account or group of the host has that number.
+    """
+    mode = host_capability().mode
+    if mode == NONE:
+        return None
+    info = os.lstat(directory)
+    if not stat.S_ISDIR(info.st_mode):
+        raise PermanentError(f"{directory} is not a directory.")
+    uid = None
+    if mode == UID:
+        uid = identity_of(directory)
+        if uid is None:
+            with _allocation_lock(directory.parent):
+                uid = identity_of(directory) or _free_uid(directory.parent)
+                _chown_tree(directory, uid)
+    os.chmod(directory, 0o700)
+    return uid
+
+
+@contextlib.contextmanager
+def _allocation_lock(root: Path):
+    """An exclusive flock on the workspaces root directory itself (no file of its own)."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _free_uid(root: Path) -> int:
+    taken = set(_process_uids())
+    with os.scandir(root) as entries:
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                taken.add(entry.stat(follow_symlinks=False).st_uid)
+    low, high = uid_range()
+    for uid in range(low, high + 1):
+        if uid not in taken and not _is_account(uid):
+            return uid
+    raise TransientError(
+        f"Every workspace uid ({low}-{high}) is in use: delete workspaces or widen "
+        "LOCAL_WORKSPACE_UID_MIN/MAX."
+    )
+
+
+def _is_account(uid: int) -> bool:
+    for lookup in (pwd.getpwuid, grp.getgrgid):
+        try:
+            lookup(uid)
+            return True
+        except KeyError:
+            pass
+    return False
+
+
+def _chown_tree(directory: Path, uid: int) -> None:
+    """Give the tree to `uid`, never following a link."""
+    os.lchown(directory, uid, uid)
+    for parent, dirs, files in os.walk(directory, followlinks=False):
+        for name in dirs + files:
+            with contextlib.suppress(FileNotFoundError):
+                os.lchown(os.path.join(parent, name), uid, uid)
+
+
+def hand_over(workspace: Path, cwd: Path, uid: int | None) -> None:
+    """Give the portal-made directories between the workspace and `cwd` (e.g. a service's
+    `services/<code>`) to the workspace's uid, so its process can write there.
+
+    Every step is opened without following links: a link the workspace planted must not
+    turn this into a chown of something of the portal's.
+    """
+    relative = Path(os.path.abspath(cwd)).relative_to(os.path.abspath(workspace))
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    fd = os.open(workspace, flags)
+    try:
+        for part in relative.parts:
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except OSError as error:
+                raise OSError(f"{cwd}: {part} is not a directory of the workspace") from error
+            os.close(fd)
+            fd = child
+            if uid is not None and os.fstat(fd).st_uid != uid:
+                os.fchown(fd, uid, uid)
+    finally:
+        os.close(fd)
+
+
+def kill_identity(uid: int) -> int:
+    """SIGKILL every process running as `uid` (all of one workspace); how many there were."""
+    killed = set()
+    for _ in range(50):
+        found = [pid for pid, owners in _processes() if uid in owners]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        time.sleep(0.1)
+    return len(killed)
+
+
+def _processes():
+    """(pid, {real, effective uid}) of every process."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                real, effective = line.split()[1:3]
+                yield int(entry.name), {int(real), int(effective)}
+                break
+
+
+def _process_uids():
+    for _pid, owners in _processes():
+        yield from owners
+
+
+# -- the sandbox ----------------------------------------------------------------------
+
+
+def _base_mounts() -> list[str]:
+    mounts = ["--ro-bind", "/", "/"]
+    tmp = tempfile.gettempdir()
+    if os.path.isdir(tmp):
+        mounts += ["--bind", tmp, tmp]
+    mounts += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
+    for device in sorted(Path("/dev").glob("nvidia*")):
+        mounts += ["--dev-bind", str(device), str(device)]
+    return mounts
+
+
+def _drop_to(uid: int) -> list[str]:
+    """bwrap runs as root to mount; setpriv then becomes the workspace's uid for good."""
+    return [
+        "--cap-add",
+        "CAP_SETUID",
+        "--cap-add",
+        "CAP_SETGID",
+        "--",
+        shutil.which("setpriv") or "setpriv",
+        f"--reuid={uid}",
+        f"--regid={uid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--",
+    ]
+
+
+def hidden_paths() -> list[Path]:
+    """What a sandbox must not see: the data directory, every workspace, the SQLite
+    database and the portal's .env file."""
+    paths = [Path(settings.DATA_DIR), workspaces_root()]
+    database = settings.DATABASES["default"]
+    name = str(database.get("NAME") or "")
+    if database["ENGINE"].endswith("sqlite3") and name.startswith("/"):
+        paths += [Path(name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
+    paths.append(Path(settings.BASE_DIR) / ".env")
+    if os.geteuid() != 0:  # userns: the portal's own files are readable unless hidden
+        home = Path.home()
+        if not any(_within(p, home) for p in _needed_paths()):
+            paths.append(home)
+    return [Path(os.path.abspath(p)) for p in paths]
+
+
+def _needed_paths() -> list[Path]:
+    """What every sandboxed process needs to read: the portal's code, its virtualenv and
+    the interpreter behind it."""
+    paths = {Path(settings.BASE_DIR), Path(sys.prefix), Path(sys.base_prefix)}
+    paths.add(Path(os.path.realpath(sys.executable)).parent.parent)
+    return sorted(Path(os.path.abspath(p)) for p in paths)
+
+
+def _within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def _untraversable_ancestor(path: Path) -> Path | None:
+    """The topmost directory above `path` that other users may not enter, if any."""
+    for ancestor in reversed(path.parents):
+        if ancestor == Path("/"):
+            continue
+        try:
+            mode = os.stat(ancestor).st_mode
+        except OSError:
+            return None
+        if not mode & stat.S_IXOTH:
+            return ancestor
+    return None
+
+
+def sandbox_argv(argv: list[str], workspace: Path, cwd: Path, uid: int | None) -> list[str]:
+    """`argv` wrapped in bubblewrap (see the module's docstring)."""
+    workspace = Path(os.path.abspath(workspace))
+    hidden = hidden_paths()
+    operations: list[tuple[Path, list[str]]] = []
+    for path in hidden:
+        if path.is_dir() and not path.is_symlink():
+            operations.append((path, ["--tmpfs", str(path)]))
+        elif path.exists():
+            operations.append((path, ["--ro-bind", "/dev/null", str(path)]))
+    bring_back = []
+    if uid is not None:  # another uid: replace what it cannot enter by an empty directory
+        for needed in [*_needed_paths(), workspace]:
+            ancestor = _untraversable_ancestor(needed)
+            if ancestor is not None:
+                operations.append((ancestor, ["--tmpfs", str(ancestor)]))
+                if needed != workspace:
+                    bring_back.append(needed)
+    for needed in bring_back:
+        if not any(_within(needed, h) for h in hidden):
+            operations.append((needed, ["--ro-bind", str(needed), str(needed)]))
+    operations.append((workspace, ["--bind", str(workspace), str(workspace)]))
+    # Parents before children: a later mount goes inside an earlier empty directory, where
+    # the directories leading to it are made traversable (bwrap would copy their modes).
+    emptied: list[Path] = []
+    made, seen, mounts = set(), set(), []
+    for path, args in sorted(operations, key=lambda item: len(item[0].parts)):
+        if tuple(args) in seen:
+            continue
+        seen.add(tuple(args))
+        inside = [e for e in emptied if path != e and _within(path, e)]
+        if inside:
+            deepest = max(inside, key=lambda e: len(e.parts))
+            for parent in reversed(path.parents):
+                if _within(parent, deepest) and parent != deepest and parent not in made:
+                    made.add(parent)
+                    mounts += ["--perms", "0755", "--dir", str(parent)]
+        if args[0] == "--tmpfs":
+            emptied.append(path)
+        mounts += args
+    command = [shutil.which("bwrap") or "bwrap", *_base_mounts(), *mounts]
+    command += ["--unshare-pid", "--unshare-ipc", "--chdir", os.path.abspath(cwd)]
+    if uid is not None:
+        command += _drop_to(uid)
+    else:
+        command += ["--unshare-user", "--"]
+    return command + list(argv)
+
+
+def sandbox_env(env: dict[str, str], workspace: Path) -> dict[str, str]:
+    """The caller's environment without what it inherited from the portal's own."""
+    kept = {
+        key: value
+        for key, value in env.items()
+        if key in PASSED or key in WORKSPACE_KEYS or os.environ.get(key) != value
+    }
+    name = workspace.name
+    return kept | {"HOME": str(workspace), "USER": name, "LOGNAME": name}

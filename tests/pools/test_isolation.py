@@ -1,0 +1,251 @@
+"""Issue 11, finding 2: a local workspace's processes cannot reach the portal or each other.
+
+These start real processes through the local driver and the supervisor, the way a
+workspace's own process and its services' processes start, and let them try.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pools import isolation, supervisor
+from pools.drivers import driver_for
+from pools.drivers.base import WorkspaceSpec
+from tests.workspace_fixtures import wait_for
+
+pytestmark = pytest.mark.django_db
+
+# What a hostile job does; each attempt prints "ok" or the error it met.
+ATTEMPTS = r"""
+import json, os, signal, sys
+key, database, other, portal_pid, sleeper_pid = sys.argv[1:]
+result = {"uid": os.getuid()}
+def attempt(name, action):
+    try:
+        action()
+        result[name] = "ok"
+    except OSError as error:
+        result[name] = type(error).__name__
+attempt("key", lambda: open(key).read())
+attempt("database", lambda: open(database, "rb").read())
+attempt("other_workspace_list", lambda: os.listdir(other))
+attempt("other_workspace_file", lambda: open(os.path.join(other, "notebook.ipynb")).read())
+attempt("signal_portal", lambda: os.kill(int(portal_pid), 0))
+attempt("terminate_portal_process", lambda: os.kill(int(sleeper_pid), signal.SIGTERM))
+attempt("own_workspace", lambda: open("mine.txt", "w").write("mine"))
+result["environment"] = sorted(k for k in os.environ if "SECRET" in k or "DATABASE" in k)
+result["token"] = os.environ.get("JOBRUNNER_TOKEN")
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+@pytest.fixture
+def data_dir(settings, tmp_path, monkeypatch):
+    """The portal's data directory laid out as in production: keys, SQLite database and
+    the workspaces root inside it."""
+    data = tmp_path / "var"
+    data.mkdir()
+    (data / "encryption_key").write_text("the-portal-encryption-key\n")
+    (data / "encryption_key").chmod(0o600)
+    (data / "portal.sqlite3").write_bytes(b"SQLite format 3\x00 the portal's database")
+    (data / "portal.sqlite3").chmod(0o644)  # as sqlite3 makes it
+    settings.DATA_DIR = data
+    settings.WORKSPACES_ROOT = data / "workspaces"
+    monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(data / "workspaces"))
+    return data
+
+
+@pytest.fixture
+def driver(local_infrastructure, data_dir):
+    return driver_for(local_infrastructure)
+
+
+@pytest.fixture
+def cpu_profile(local_infrastructure, profile_factory):
+    return profile_factory(local_infrastructure, "Starter")
+
+
+@pytest.fixture
+def portal_process():
+    """A process of the portal's (its user, its session) for a workspace to try to kill."""
+    process = subprocess.Popen(["sleep", "300"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def spec(profile, name):
+    return WorkspaceSpec.from_profile(name, "mia", profile)
+
+
+def run_to_end(record, directory) -> dict:
+    wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the job to end")
+    log = (directory / "process.log").read_text()
+    line = next(x for x in log.splitlines() if x.startswith("RESULT "))
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def test_a_workspace_process_cannot_read_the_key_the_database_or_another_workspace_nor_signal_the_portal(  # noqa: E501
+    driver, cpu_profile, data_dir, portal_process
+):
+    assert isolation.host_capability().isolated, isolation.host_capability().description
+    mine, other = spec(cpu_profile, "ws-1"), spec(cpu_profile, "ws-2")
+    driver.provision(mine)
+    driver.provision(other)
+    other_dir = driver.directory("ws-2")
+    (other_dir / "notebook.ipynb").write_text('{"cells": ["their work"]}')
+    (other_dir / "notebook.ipynb").chmod(0o644)
+
+    argv = [
+        sys.executable,
+        "-c",
+        ATTEMPTS,
+        str(data_dir / "encryption_key"),
+        str(data_dir / "portal.sqlite3"),
+        str(other_dir),
+        str(os.getpid()),
+        str(portal_process.pid),
+    ]
+    record = driver.start_process(mine, argv)
+    result = run_to_end(record, driver.directory("ws-1"))
+
+    assert result["key"] != "ok"
+    assert result["database"] != "ok"
+    assert result["other_workspace_list"] != "ok"
+    assert result["other_workspace_file"] != "ok"
+    assert result["signal_portal"] != "ok"
+    assert result["terminate_portal_process"] != "ok"
+    assert portal_process.poll() is None  # still running
+    # It is not crippled: its own directory is its own, and the portal's secrets are not
+    # in its environment.
+    assert result["own_workspace"] == "ok"
+    assert (driver.directory("ws-1") / "mine.txt").read_text() == "mine"
+    assert result["environment"] == []
+    if os.geteuid() == 0:
+        assert result["uid"] == isolation.identity_of(driver.directory("ws-1")) != 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a uid per workspace needs a root portal")
+def test_each_workspace_owns_its_directory_under_a_uid_of_its_own(driver, cpu_profile):
+    driver.provision(spec(cpu_profile, "ws-1"))
+    driver.provision(spec(cpu_profile, "ws-2"))
+    driver.provision(spec(cpu_profile, "ws-1"))  # again: the same uid
+
+    first = os.stat(driver.directory("ws-1"))
+    second = os.stat(driver.directory("ws-2"))
+    low, high = isolation.uid_range()
+    assert low <= first.st_uid <= high and low <= second.st_uid <= high
+    assert first.st_uid != second.st_uid
+    assert first.st_gid == first.st_uid
+    assert first.st_mode & 0o777 == second.st_mode & 0o777 == 0o700
+    root = os.stat(driver.directory("ws-1").parent)
+    assert root.st_uid == 0 and root.st_mode & 0o077 == 0
+
+
+def test_a_services_process_started_below_the_workspace_is_isolated_too(
+    driver, cpu_profile, data_dir, portal_process
+):
+    """The services backend calls `supervisor.start` with a directory of the workspace and
+    nothing else: the isolation comes from the directory."""
+    driver.provision(spec(cpu_profile, "ws-1"))
+    driver.provision(spec(cpu_profile, "ws-2"))
+    service_dir = driver.directory("ws-1") / "services" / "job-queue"
+    service_dir.mkdir(parents=True)  # made by the portal, as the services backend does
+    argv = [
+        sys.executable,
+        "-c",
+        ATTEMPTS,
+        str(data_dir / "encryption_key"),
+        str(data_dir / "portal.sqlite3"),
+        str(driver.directory("ws-2")),
+        str(os.getpid()),
+        str(portal_process.pid),
+    ]
+    env = dict(os.environ) | {"JOBRUNNER_TOKEN": "the-service's"}
+    assert "SECRET_KEY" in env  # the test settings put it in the portal's environment
+    record = supervisor.start(argv, service_dir, env, service_dir / "process.log")
+    record.save(service_dir / "process.json")
+    result = run_to_end(record, service_dir)
+
+    for name in ("key", "database", "other_workspace_list", "signal_portal"):
+        assert result[name] != "ok", name
+    assert result["own_workspace"] == "ok"  # its data lives in its own directory
+    assert result["environment"] == []
+    assert result["token"] == "the-service's"
+    assert portal_process.poll() is None
+    row = supervisor.SupervisedProcess.objects.get(pid=record.pid)
+    assert row.holder == "ws-1" and row.sandboxed
+    assert row.infrastructure == driver.infrastructure
+
+
+def test_stopping_a_sandboxed_process_ends_everything_it_started(driver, cpu_profile):
+    """Even what left the session inside the sandbox (setsid), or ignores SIGTERM."""
+    driver.provision(spec(cpu_profile, "ws-1"))
+    escape = (
+        "import os, signal, subprocess, time\n"
+        "subprocess.Popen(['setsid', 'sleep', '300'])\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('started', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    record = driver.start_process(spec(cpu_profile, "ws-1"), [sys.executable, "-c", escape])
+    log = driver.directory("ws-1") / "process.log"
+    wait_for(lambda: "started" in log.read_text(), timeout=20, what="the job to start")
+    sleepers = _processes_named("sleep 300")
+    assert sleepers
+
+    supervisor.stop(record, timeout=1)
+
+    assert not supervisor.is_running(record)
+    wait_for(lambda: not (set(_processes_named("sleep 300")) & set(sleepers)), timeout=10)
+
+
+def test_the_host_says_why_it_cannot_isolate_when_isolation_is_off(settings):
+    settings.LOCAL_WORKSPACE_ISOLATION = "off"
+    capability = isolation.host_capability()
+    assert not capability.isolated
+    assert "LOCAL_WORKSPACE_ISOLATION=off" in capability.description
+
+
+def test_without_isolation_a_workspace_process_runs_as_before(
+    settings, driver, cpu_profile, data_dir
+):
+    settings.LOCAL_WORKSPACE_ISOLATION = "off"
+    driver.provision(spec(cpu_profile, "ws-1"))
+    record = driver.start_process(
+        spec(cpu_profile, "ws-1"), [sys.executable, "-c", "import os; print('uid', os.getuid())"]
+    )
+    wait_for(lambda: not supervisor.is_running(record), timeout=20, what="the job to end")
+    assert f"uid {os.geteuid()}" in (driver.directory("ws-1") / "process.log").read_text()
+    assert not record.sandboxed
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_the_sandbox_hides_a_sqlite_database_outside_the_data_directory(settings, tmp_path):
+    database = tmp_path / "elsewhere.sqlite3"
+    database.write_bytes(b"x")
+    settings.DATABASES = {
+        "default": dict(settings.DATABASES["default"], ENGINE="django.db.backends.sqlite3")
+        | {"NAME": str(database)}
+    }
+    argv = isolation.sandbox_argv(["true"], tmp_path / "ws-1", tmp_path / "ws-1", None)
+    assert ["--ro-bind", "/dev/null", str(database)] == argv[
+        argv.index(str(database)) - 2 : argv.index(str(database)) + 1
+    ]
+
+
+def _processes_named(command: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    cmdline = handle.read().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if cmdline.decode(errors="replace").strip() == command:
+                found.append(int(entry))
+    return found

@@ -1,0 +1,173 @@
+"""Issue 11, finding 8: supervised processes are registered in the database, so none is lost
+with its workspace's directory, and a record file the workspace forged signals nothing; a
+directory another deprovisioning removed first counts as removed."""
+
+# Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
+# ruff: noqa: F811
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pools import supervisor, tasks
+from pools.drivers import driver_for
+from pools.drivers.local import PROCESS_FILE
+from pools.lifecycle import State
+from pools.models import SupervisedProcess, Workspace
+from tests.workspace_fixtures import (  # noqa: F401
+    starter,
+    wait_for,
+    workspace_factory,
+    workspaces_root,
+)
+
+SLEEP = [sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(300)"]
+
+
+@pytest.fixture
+def workspace(member, starter, workspace_factory, workspaces_root):
+    """A ready local workspace with its directory."""
+    workspace = workspace_factory(member, starter, state=State.READY)
+    driver_for(workspace.infrastructure).provision(workspace.spec())
+    return workspace
+
+
+@pytest.fixture
+def driver(workspace):
+    return driver_for(workspace.infrastructure)
+
+
+@pytest.fixture
+def bystander():
+    """A process of the portal's own, which no workspace may get stopped."""
+    process = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_a_process_whose_workspace_directory_was_deleted_is_found_and_stopped_by_the_sweep(
+    workspace, driver, workspaces_root
+):
+    record = driver.start_process(workspace.spec(), SLEEP)
+    log = driver.directory(workspace.resource_name) / "process.log"
+    wait_for(lambda: "ready" in log.read_text(), timeout=20, what="the process to start")
+    # The workspace is gone, and its directory with the record file in it, but not the
+    # process (a deprovisioning that died half-way, a directory removed by hand).
+    Workspace.objects.filter(pk=workspace.pk).update(state=State.DELETED)
+    shutil.rmtree(workspaces_root / workspace.resource_name)
+    assert supervisor.is_running(record)
+
+    result = tasks.sweep()
+
+    assert not supervisor.is_running(record)
+    assert result["processes_stopped"] == [f"{workspace.resource_name} pid {record.pid}"]
+    assert not SupervisedProcess.objects.exists()
+
+
+def test_the_sweep_leaves_a_live_workspaces_processes_alone(workspace, driver):
+    record = driver.start_process(workspace.spec(), SLEEP)
+    try:
+        assert tasks.sweep()["processes_stopped"] == []
+        assert supervisor.is_running(record)
+    finally:
+        supervisor.stop(record)
+
+
+def test_the_registry_holds_a_process_from_its_start_to_its_stop(workspace, driver):
+    record = driver.start_process(workspace.spec(), SLEEP)
+    row = SupervisedProcess.objects.get()
+    assert (row.pid, row.start_time, row.argv) == (record.pid, record.start_time, SLEEP)
+    assert row.holder == workspace.resource_name
+    assert row.infrastructure == workspace.infrastructure
+    assert row.record_path == str(driver.directory(workspace.resource_name) / PROCESS_FILE)
+
+    supervisor.stop(record)
+
+    assert not SupervisedProcess.objects.exists()
+
+
+def test_a_deleted_record_file_loses_nothing(workspace, driver):
+    """The workspace owns its directory: it may delete the record; the portal still knows."""
+    directory = driver.directory(workspace.resource_name)
+    record = driver.start_process(workspace.spec(), SLEEP)
+    (directory / PROCESS_FILE).unlink()
+
+    assert supervisor.ProcessRecord.load(directory / PROCESS_FILE) == record
+    assert driver.status(workspace.spec()).detail["pid"] == record.pid
+    driver.deprovision(workspace.spec())
+    assert not supervisor.is_running(record)
+
+
+def test_a_forged_record_file_makes_the_portal_signal_nothing(workspace, driver, bystander):
+    directory = driver.directory(workspace.resource_name)
+    stat = Path(f"/proc/{bystander.pid}/stat").read_text()
+    start_time = int(stat[stat.rindex(")") + 2 :].split()[19])
+    forged = {"pid": bystander.pid, "start_time": start_time, "argv": ["sleep", "300"]}
+    (directory / PROCESS_FILE).write_text(json.dumps(forged))
+    (directory / "services" / "jupyterlab").mkdir(parents=True)
+    (directory / "services" / "jupyterlab" / PROCESS_FILE).write_text(json.dumps(forged))
+
+    record = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+    assert record is not None and not supervisor.is_running(record)
+    assert supervisor.stop_session(record) is False
+    supervisor.stop(record)
+    driver.stop(workspace.spec())  # stops what is recorded below the directory
+    driver.deprovision(workspace.spec())
+
+    assert bystander.poll() is None
+
+
+def test_a_record_file_replaced_by_a_link_is_neither_followed_nor_trusted(
+    workspace, driver, tmp_path
+):
+    directory = driver.directory(workspace.resource_name)
+    target = tmp_path / "portal-file"
+    target.write_text("the portal's")
+    (directory / PROCESS_FILE).symlink_to(target)
+    assert supervisor.ProcessRecord.load(directory / PROCESS_FILE) is None
+
+    record = driver.start_process(workspace.spec(), SLEEP)  # saves the record over the link
+    try:
+        assert target.read_text() == "the portal's"
+        assert not (directory / PROCESS_FILE).is_symlink()
+        assert supervisor.ProcessRecord.load(directory / PROCESS_FILE) == record
+    finally:
+        supervisor.stop(record)
+
+
+def test_a_directory_removed_by_a_concurrent_deprovision_counts_as_removed(
+    workspace, driver, monkeypatch
+):
+    """Two deliveries of the same deprovisioning: the other one removes the directory while
+    this one is half-way through it."""
+    directory = driver.directory(workspace.resource_name)
+    for name in ("a", "b", "c"):
+        (directory / name).mkdir()
+        (directory / name / "file").write_text(name)
+    unlink = os.unlink
+    raced = []
+
+    def unlink_after_the_other_worker(path, *args, dir_fd=None, **kwargs):
+        if dir_fd is not None and not raced:  # inside rmtree: the other one gets there first
+            raced.append(path)
+            shutil.rmtree(directory)
+        return unlink(path, *args, dir_fd=dir_fd, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", unlink_after_the_other_worker)
+
+    driver.deprovision(workspace.spec())
+
+    assert raced
+    assert not directory.exists()
+    driver.deprovision(workspace.spec())  # and again: nothing left, nothing fails
+
+
+def test_a_deprovision_that_finds_no_directory_succeeds(workspace, driver):
+    shutil.rmtree(driver.directory(workspace.resource_name))
+    driver.deprovision(workspace.spec())
+    assert not driver.directory(workspace.resource_name).exists()
