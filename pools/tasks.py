@@ -50,13 +50,6 @@ PROVISION_DEADLINE = timedelta(minutes=60)
 # How often a workspace that is not ready yet is looked at again.
 POLL_INTERVAL = steps.BACKOFF_BASE
 
-# Until `services.tasks` calls `pools.steps` itself (issue 10): the names it uses here.
-BACKOFF_BASE = steps.BACKOFF_BASE
-stuck_after = steps.stuck_after
-schedule_retry = steps.schedule_retry
-_touch = steps.touch
-_retry_or_fail = steps.retry_or_fail
-
 
 # -- enqueueing ------------------------------------------------------------------------
 
@@ -128,9 +121,9 @@ def _provision(workspace, func: str) -> str:
     """Take a requested (or interrupted) workspace or pool instance to ready."""
     if workspace.state == State.REQUESTED:
         transition(workspace, State.PROVISIONING, message="provisioning started")
-    if workspace.state != State.PROVISIONING:
-        return f"nothing to do ({workspace.state})"
-    steps.touch(workspace)
+    skip = steps.begin(workspace, State.PROVISIONING)
+    if skip:
+        return skip
     spec = workspace.spec()
     try:
         driver = driver_for(workspace.infrastructure)
@@ -186,18 +179,14 @@ def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) 
 def deprovision_workspace(workspace_id: int) -> str:
     """Delete a workspace's resources and mark it deleted."""
     workspace = _load(workspace_id)
-    if workspace is None:
-        return "gone"
-
+    skip = steps.begin(workspace, State.DELETING)
+    if skip:
+        return skip
     # A workspace that adopted a warm-pool instance owns the resources named after it.
     return _deprovision(workspace, workspace.resources_spec(), "pools.tasks.deprovision_workspace")
 
 
 def _deprovision(workspace, spec: WorkspaceSpec, func: str) -> str:
-    if workspace.state != State.DELETING:
-        return f"nothing to do ({workspace.state})"
-    steps.touch(workspace)
-
     def delete_everything() -> None:
         remove_for_target(workspace.infrastructure, spec.name, spec)  # services go first
         driver_for(workspace.infrastructure).deprovision(spec, steps.reporter(workspace))
@@ -222,11 +211,9 @@ def stop_workspace(workspace_id: int) -> str:
        it releases them); other errors retry with backoff, then fail.
     """
     workspace = _load(workspace_id)
-    if workspace is None:
-        return "gone"
-    if workspace.state != State.STOPPING:
-        return f"nothing to do ({workspace.state})"
-    steps.touch(workspace)
+    skip = steps.begin(workspace, State.STOPPING)
+    if skip:
+        return skip
 
     spec = workspace.resources_spec()
 
@@ -251,11 +238,9 @@ def start_workspace(workspace_id: int) -> str:
     released what it took and the files are kept, so the user can try again later.
     """
     workspace = _load(workspace_id)
-    if workspace is None:
-        return "gone"
-    if workspace.state != State.STARTING:
-        return f"nothing to do ({workspace.state})"
-    steps.touch(workspace)
+    skip = steps.begin(workspace, State.STARTING)
+    if skip:
+        return skip
 
     func = "pools.tasks.start_workspace"
     spec = workspace.resources_spec()
@@ -343,8 +328,9 @@ def provision_pool_instance(instance_id: int) -> str:
 
 def deprovision_pool_instance(instance_id: int) -> str:
     instance = _load_instance(instance_id)
-    if instance is None:
-        return "gone"
+    skip = steps.begin(instance, State.DELETING)
+    if skip:
+        return skip
     return _deprovision(instance, instance.spec(), "pools.tasks.deprovision_pool_instance")
 
 
