@@ -227,28 +227,43 @@ def _chown_tree(directory: Path, uid: int) -> None:
                 os.lchown(os.path.join(parent, name), uid, uid)
 
 
-def hand_over(workspace: Path, cwd: Path, uid: int | None) -> None:
-    """Give the portal-made directories between the workspace and `cwd` (e.g. a service's
-    `services/<code>`) to the workspace's uid, so its process can write there.
-
-    Every step is opened without following links: a link the workspace planted must not
-    turn this into a chown of something of the portal's.
-    """
-    relative = Path(os.path.abspath(cwd)).relative_to(os.path.abspath(workspace))
-    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-    fd = os.open(workspace, flags)
+def open_directory(directory: Path) -> int:
+    """An fd of `directory`. Inside a workspace every step from the workspace's own
+    directory is taken without following links: a link the workspace planted (say
+    `services` -> /etc) must not lead the portal's writes, reads or chowns elsewhere."""
+    workspace = workspace_of(directory)
+    flags = os.O_RDONLY | os.O_DIRECTORY
+    if workspace is None:
+        return os.open(directory, flags)
+    relative = Path(os.path.abspath(directory)).relative_to(workspace)
+    fd = os.open(workspace, flags | os.O_NOFOLLOW)
     try:
         for part in relative.parts:
             try:
-                child = os.open(part, flags, dir_fd=fd)
+                child = os.open(part, flags | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as error:
-                raise OSError(f"{cwd}: {part} is not a directory of the workspace") from error
+                why = f"{directory}: {part} is not a directory of the workspace"
+                raise OSError(why) from error
             os.close(fd)
             fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def hand_over(workspace: Path, cwd: Path, uid: int | None) -> None:
+    """Give the portal-made directories between the workspace and `cwd` (e.g. a service's
+    `services/<code>`) to the workspace's uid, so its process can write there; each step
+    is reached without following links (`open_directory`)."""
+    relative = Path(os.path.abspath(cwd)).relative_to(os.path.abspath(workspace))
+    for depth in range(1, len(relative.parts) + 1):
+        fd = open_directory(workspace.joinpath(*relative.parts[:depth]))
+        try:
             if uid is not None and os.fstat(fd).st_uid != uid:
                 os.fchown(fd, uid, uid)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
 
 
 def kill_identity(uid: int) -> int:

@@ -107,8 +107,8 @@ def registered(record: ProcessRecord) -> bool:
 
 def write_file(path: Path, text: str) -> None:
     """Replace `path` atomically; a link or anything else planted there is replaced, never
-    followed."""
-    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    followed (nor one on the way, inside a workspace: `isolation.open_directory`)."""
+    directory = isolation.open_directory(path.parent)
     try:
         temporary = f".{path.name}.{os.urandom(6).hex()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -122,16 +122,24 @@ def write_file(path: Path, text: str) -> None:
 
 def read_file(path: Path, limit: int = RECORD_LIMIT) -> str:
     """A regular file's text, never through a link nor from a FIFO; OSError otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = _open_in(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path} is not a regular file")
         return handle.read(limit).decode(errors="replace")
 
 
+def _open_in(path: Path, flags: int, mode: int = 0o644) -> int:
+    directory = isolation.open_directory(path.parent)
+    try:
+        return os.open(path.name, flags, mode, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
 def _open_log(path: Path) -> int:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-    fd = os.open(path, flags, 0o644)
+    fd = _open_in(path, flags)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(f"{path} is not a regular file")

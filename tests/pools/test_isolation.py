@@ -249,3 +249,24 @@ def _processes_named(command: str) -> list[int]:
             if cmdline.decode(errors="replace").strip() == command:
                 found.append(int(entry))
     return found
+
+
+def test_a_link_the_workspace_planted_leads_the_portal_nowhere(driver, cpu_profile, tmp_path):
+    """`services` replaced by a link to a directory of the portal's: nothing is started,
+    written or handed over there."""
+    driver.provision(spec(cpu_profile, "ws-1"))
+    elsewhere = tmp_path / "portal-directory"
+    (elsewhere / "job-queue").mkdir(parents=True)
+    (driver.directory("ws-1") / "services").symlink_to(elsewhere)
+    service_dir = driver.directory("ws-1") / "services" / "job-queue"
+
+    with pytest.raises(OSError):
+        supervisor.start([sys.executable, "-c", "pass"], service_dir, {}, service_dir / "log")
+    with pytest.raises(OSError):
+        supervisor.write_file(service_dir / "process.json", "{}")
+    with pytest.raises(OSError):
+        supervisor.read_file(service_dir / "process.json")
+
+    assert list(elsewhere.rglob("*")) == [elsewhere / "job-queue"]
+    assert os.stat(elsewhere / "job-queue").st_uid == os.geteuid()
+    assert not supervisor.SupervisedProcess.objects.exists()
