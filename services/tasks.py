@@ -35,7 +35,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import steps
+from pools import lifecycle, steps
 from pools.drivers.base import PermanentError
 from pools.lifecycle import LIVE_STATES, State, transition
 from pools.models import Workspace
@@ -234,11 +234,9 @@ def _finish(deployment) -> str:
 def remove_services(deployment_id: int) -> str:
     """Stop and delete every component of a deployment that is being removed."""
     deployment = _load(deployment_id)
-    if deployment is None:
-        return "gone"
-    if deployment.state != State.DELETING:
-        return f"nothing to do ({deployment.state})"
-    steps.touch(deployment)
+    outcome = steps.begin(deployment, State.DELETING)
+    if outcome:
+        return outcome
     failed = steps.run_step(deployment, REMOVE, "removal", lambda: _remove_components(deployment))
     if failed:
         return failed
@@ -343,8 +341,10 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
     """
 
     spec = spec_of(target)
-    now = timezone.now()
-    deployment = ServiceDeployment.objects.create(
+    deployment = lifecycle.create(
+        ServiceDeployment,
+        actor=user,
+        message=f"{services_profile} requested",
         workspace=workspace,
         services_profile=services_profile,
         profile_name=services_profile.name,
@@ -352,13 +352,8 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
         target_name=spec.name,
         spec=ServiceDeployment.spec_as_json(spec),
         requested_by=user if user is not None and user.is_authenticated else None,
-        state_changed=now,
-        heartbeat=now,
     )
     copy_components(deployment, services_profile)
-    deployment.log_event(
-        State.REQUESTED, State.REQUESTED, f"{services_profile} requested", actor=user
-    )
     return deployment
 
 
