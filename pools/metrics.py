@@ -44,6 +44,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.db.models.functions import Coalesce
 from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
@@ -72,6 +73,11 @@ from profiles.models import ComputeProfile
 
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 REASON_LENGTH = 120
+
+
+def _profile_name(path: str = "") -> Coalesce:
+    """The profile's name, or the name kept once the profile was deleted (pools.history)."""
+    return Coalesce(f"{path}profile__name", f"{path}profile_name")
 
 
 def _duration(start: str, end: str) -> ExpressionWrapper:
@@ -130,8 +136,12 @@ class EngineCollector:
             (PoolInstance, "portal_pool_instances", "Warm-pool instances by state and profile."),
         ):
             family = GaugeMetricFamily(name, documentation, labels=["state", "profile"])
-            rows = model.objects.values_list("state", "profile__name").annotate(n=Count("pk"))
-            for state, profile, n in rows.order_by("state", "profile__name"):
+            rows = (
+                model.objects.annotate(profile_label=_profile_name())
+                .values_list("state", "profile_label")
+                .annotate(n=Count("pk"))
+            )
+            for state, profile, n in rows.order_by("state", "profile_label"):
                 family.add_metric([state, profile], n)
             yield family
 
@@ -205,15 +215,17 @@ class EngineCollector:
             .annotate(
                 idle=ExpressionWrapper(idle_end - F("ready_at"), output_field=DurationField())
             )
-            .values_list("profile__name")
+            .annotate(profile_label=_profile_name())
+            .values_list("profile_label")
             .annotate(seconds=Sum("idle"))
         )
-        for profile, seconds in rows.order_by("profile__name"):
+        for profile, seconds in rows.order_by("profile_label"):
             idle.add_metric([profile], max(seconds.total_seconds(), 0.0) if seconds else 0.0)
         yield idle
 
     def _durations(self):
         ready = Workspace.objects.filter(ready_at__isnull=False).annotate(
+            profile_label=_profile_name(),
             duration=_duration("created", "ready_at"),
             source=Case(
                 When(pool_instance__isnull=False, then=Value("warm")),
@@ -224,16 +236,16 @@ class EngineCollector:
             "portal_workspace_ready_duration_seconds",
             "From a workspace request to ready: what the user waits.",
             ["profile", "source"],
-            _histogram_rows(ready, ["profile__name", "source"]),
+            _histogram_rows(ready, ["profile_label", "source"]),
         )
         instances = PoolInstance.objects.filter(ready_at__isnull=False).annotate(
-            duration=_duration("created", "ready_at")
+            profile_label=_profile_name(), duration=_duration("created", "ready_at")
         )
         yield _histogram(
             "portal_pool_instance_provisioning_duration_seconds",
             "From a warm instance's creation to ready.",
             ["profile"],
-            _histogram_rows(instances, ["profile__name"]),
+            _histogram_rows(instances, ["profile_label"]),
         )
         started = WorkspaceEvent.objects.filter(
             workspace=OuterRef("workspace"),
@@ -245,13 +257,16 @@ class EngineCollector:
             WorkspaceEvent.objects.filter(from_state=State.STARTING, to_state=State.READY)
             .annotate(started=Subquery(started.values("timestamp")[:1]))
             .filter(started__isnull=False)
-            .annotate(duration=_duration("started", "timestamp"))
+            .annotate(
+                profile_label=_profile_name("workspace__"),
+                duration=_duration("started", "timestamp"),
+            )
         )
         yield _histogram(
             "portal_workspace_start_duration_seconds",
             "From Start of a stopped workspace to ready.",
             ["profile"],
-            _histogram_rows(starts, ["workspace__profile__name"]),
+            _histogram_rows(starts, ["profile_label"]),
         )
 
     def _failures(self):
@@ -263,17 +278,26 @@ class EngineCollector:
         failed = Q(to_state=State.FAILED) & ~Q(from_state=State.FAILED)
         start_gave_up = Q(from_state=State.STARTING, to_state=State.STOPPED)
         totals: dict[tuple[str, str, str], int] = defaultdict(int)
-        workspace_profile = "workspace__profile__name"
+        workspace_profile = _profile_name("workspace__")
         for kind, events, profile in (
             ("workspace", WorkspaceEvent.objects.filter(failed), workspace_profile),
             (
                 "workspace_start",
                 WorkspaceEvent.objects.filter(start_gave_up),
-                "workspace__profile__name",
+                _profile_name("workspace__"),
             ),
-            ("pool_instance", PoolInstanceEvent.objects.filter(failed), "instance__profile__name"),
+            (
+                "pool_instance",
+                PoolInstanceEvent.objects.filter(failed),
+                _profile_name("instance__"),
+            ),
         ):
-            rows = events.values_list(profile, "message").annotate(n=Count("pk")).order_by()
+            rows = (
+                events.annotate(profile_label=profile)
+                .values_list("profile_label", "message")
+                .annotate(n=Count("pk"))
+                .order_by()
+            )
             for profile_name, message, n in rows:
                 totals[(kind, profile_name, normalize_reason(message))] += n
         for labels, n in sorted(totals.items()):

@@ -7,17 +7,22 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pools.drivers.base import WorkspaceSpec
+from pools.history import keep_as_history
 from pools.lifecycle import (
     LIVE_STATES,
     POOL_LIFECYCLE,
+    WORKSPACE_LIFECYCLE,
     Lifecycle,
     LifecycleEvent,
     LifecycleModel,
+    State,
 )
 from portal.crypto import EncryptedTextField
 from portal.querysets import restricted_manager
 from portal.roles import USE, Area, has_perm
 from profiles.choices import MigConfigState
+
+KEPT_NAME = "Its name, kept once it is deleted (see pools.history)."
 
 
 class GpuAllocation(models.Model):
@@ -144,13 +149,23 @@ class Workspace(LifecycleModel):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="workspaces"
     )
+    # While it is in use, its profile and infrastructure cannot be deleted; once deleted,
+    # it is history and keeps their names (`pools.history`).
     profile = models.ForeignKey(
-        "profiles.ComputeProfile", on_delete=models.PROTECT, related_name="workspaces"
+        "profiles.ComputeProfile",
+        null=True,
+        on_delete=keep_as_history,
+        related_name="workspaces",
     )
+    profile_name = models.CharField(max_length=100, blank=True, help_text=KEPT_NAME)
     # Where it was made, kept even if the profile later moves: deletion must go there.
     infrastructure = models.ForeignKey(
-        "profiles.Infrastructure", on_delete=models.PROTECT, related_name="workspaces"
+        "profiles.Infrastructure",
+        null=True,
+        on_delete=keep_as_history,
+        related_name="workspaces",
     )
+    infrastructure_name = models.CharField(max_length=100, blank=True, help_text=KEPT_NAME)
     profile_version = models.PositiveIntegerField(default=1)
     # The group whose quota this workspace is charged to (see workspaces.quotas).
     team = models.ForeignKey(
@@ -180,12 +195,34 @@ class Workspace(LifecycleModel):
         # The tables keep the names they had when this model lived in `workspaces`.
         db_table = "workspaces_workspace"
         indexes = [models.Index(fields=["state", "heartbeat"], name="workspaces__state_6da9c7_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=sorted(WORKSPACE_LIFECYCLE.reapable))
+                | models.Q(profile__isnull=False, infrastructure__isnull=False),
+                name="workspace_in_use_keeps_its_links",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name or self.resource_name
 
     def get_absolute_url(self) -> str:
         return reverse("workspaces:detail", args=[self.pk])
+
+    @classmethod
+    def in_use(cls) -> models.Q:
+        """Workspaces that may hold resources (a failed one keeps its files until deleted)."""
+        return models.Q(state__in=cls.lifecycle.holding_states)
+
+    @property
+    def profile_label(self) -> str:
+        return str(self.profile) if self.profile_id else f"{self.profile_name} (deleted)"
+
+    @property
+    def infrastructure_label(self) -> str:
+        if self.infrastructure_id:
+            return str(self.infrastructure)
+        return f"{self.infrastructure_name} (deleted)"
 
     @property
     def resource_name(self) -> str:
@@ -249,11 +286,19 @@ class PoolInstance(LifecycleModel):
     max_attempts = 3
 
     profile = models.ForeignKey(
-        "profiles.ComputeProfile", on_delete=models.PROTECT, related_name="pool_instances"
+        "profiles.ComputeProfile",
+        null=True,
+        on_delete=keep_as_history,
+        related_name="pool_instances",
     )
+    profile_name = models.CharField(max_length=100, blank=True, help_text=KEPT_NAME)
     infrastructure = models.ForeignKey(
-        "profiles.Infrastructure", on_delete=models.PROTECT, related_name="pool_instances"
+        "profiles.Infrastructure",
+        null=True,
+        on_delete=keep_as_history,
+        related_name="pool_instances",
     )
+    infrastructure_name = models.CharField(max_length=100, blank=True, help_text=KEPT_NAME)
     profile_version = models.PositiveIntegerField(default=1)
     workspace = models.OneToOneField(
         "pools.Workspace",
@@ -283,9 +328,24 @@ class PoolInstance(LifecycleModel):
             models.Index(fields=["profile", "state", "ready_at"], name="pool_claim_order"),
             models.Index(fields=["state", "heartbeat"], name="pool_in_flight"),
         ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state__in=sorted(POOL_LIFECYCLE.reapable))
+                | models.Q(profile__isnull=False, infrastructure__isnull=False),
+                name="pool_instance_in_use_keeps_its_links",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.resource_name
+
+    @classmethod
+    def in_use(cls) -> models.Q:
+        """Instances that may hold resources, and claimed ones whose workspace may (the
+        workspace runs on the instance's resources)."""
+        return models.Q(state__in=cls.lifecycle.holding_states) | models.Q(
+            state=State.CLAIMED, workspace__state__in=Workspace.lifecycle.holding_states
+        )
 
     @property
     def resource_name(self) -> str:

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pools.drivers.base import GroupSpec, WorkspaceSpec
+from pools.history import keep_as_history
 from pools.lifecycle import (
     BASE_LIFECYCLE,
     LIVE_STATES,
@@ -62,8 +63,16 @@ class ServiceDeployment(LifecycleModel):
     # Where the stack runs: the infrastructure and the stable name of the workspace or
     # pool instance there, with the WorkspaceSpec it was deployed for (so the tasks need
     # nothing else to find, check or remove it).
+    # While the stack is in use its infrastructure cannot be deleted; once deleted, it is
+    # history and keeps the infrastructure's name (`pools.history`).
     infrastructure = models.ForeignKey(
-        "profiles.Infrastructure", on_delete=models.PROTECT, related_name="service_deployments"
+        "profiles.Infrastructure",
+        null=True,
+        on_delete=keep_as_history,
+        related_name="service_deployments",
+    )
+    infrastructure_name = models.CharField(
+        max_length=100, blank=True, help_text="Its name, kept once it is deleted."
     )
     target_name = models.CharField(max_length=63)
     spec = models.JSONField(default=dict)
@@ -96,7 +105,12 @@ class ServiceDeployment(LifecycleModel):
                 fields=["infrastructure", "target_name"],
                 condition=models.Q(state__in=[s.value for s in LIVE_STATES]),
                 name="one_live_service_deployment_per_workspace",
-            )
+            ),
+            models.CheckConstraint(
+                condition=models.Q(state__in=sorted(SERVICES_LIFECYCLE.reapable))
+                | models.Q(infrastructure__isnull=False),
+                name="service_deployment_in_use_keeps_its_infrastructure",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -106,6 +120,11 @@ class ServiceDeployment(LifecycleModel):
         if self.workspace_id:
             return reverse("workspaces:detail", args=[self.workspace_id])
         return ""
+
+    @classmethod
+    def in_use(cls) -> models.Q:
+        """Stacks that may hold resources on their infrastructure."""
+        return models.Q(state__in=cls.lifecycle.holding_states)
 
     def workspace_spec(self) -> WorkspaceSpec:
         data = dict(self.spec)

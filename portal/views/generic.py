@@ -167,28 +167,42 @@ class ObjectDeleteView(ObjectView):
         return ""
 
     def delete(self, request, obj) -> None:
-        """Hook: delete inside the view's transaction; a `ValidationError` rolls it back."""
+        """Hook: delete inside the view's transaction; a `ValidationError` rolls it back.
+
+        The row is locked first: a row being inserted that refers to it (a workspace of
+        this profile, a profile on this infrastructure) either committed before, and the
+        delete sees it, or waits for the delete.
+        """
+        self.model._base_manager.select_for_update().filter(pk=obj.pk).exists()
         obj.delete()
 
     def dependents(self, obj):
+        """What the delete does: (deleted with it, blocking it, kept with the link cleared).
+
+        Blocking objects are the protected ones (PROTECT, or still in use for links that
+        keep history: `pools.history`), each with its state and page when it has them.
+        """
         collector = NestedObjects(using=router.db_for_write(self.model))
         collector.collect([obj])
         nested = collector.nested(lambda o: f"{o._meta.verbose_name.capitalize()}: {o}")
-        protected = [f"{o._meta.verbose_name.capitalize()}: {o}" for o in collector.protected]
+        protected = sorted(
+            (_blocker(o) for o in collector.protected), key=lambda item: item["label"]
+        )
         # nested() is [obj, [children...]]; the object itself is not a dependent.
         children = nested[1] if len(nested) > 1 else []
-        return children, protected
+        return children, protected, _kept(collector)
 
     def get(self, request, pk):
         obj = self.get_object(request, pk)
         return self.render_confirm(request, obj)
 
     def render_confirm(self, request, obj):
-        cascaded, protected = self.dependents(obj)
+        cascaded, protected, kept = self.dependents(obj)
         context = self.base_context(request) | {
             "object": obj,
             "cascaded": cascaded,
             "protected": protected,
+            "kept": kept,
             "refusal": self.deletable(obj),
         }
         return render(request, self.template_name, context)
@@ -211,3 +225,26 @@ class ObjectDeleteView(ObjectView):
             return self.render_confirm(request, self.get_object(request, pk))
         messages.success(request, f"Deleted {self.model._meta.verbose_name} “{name}”.")
         return redirect(self.url_name("list"))
+
+
+def _blocker(obj) -> dict:
+    """A protected object on the delete page: what it is, its state, and its page."""
+    label = f"{obj._meta.verbose_name.capitalize()}: {obj}"
+    if hasattr(obj, "get_state_display"):
+        label += f" ({obj.get_state_display().lower()})"
+    url = obj.get_absolute_url() if hasattr(obj, "get_absolute_url") else ""
+    return {"label": label, "url": url}
+
+
+def _kept(collector) -> list[str]:
+    """Objects that stay but lose their link to the deleted one (SET_NULL, history)."""
+    counts: dict[str, int] = {}
+    for (field, value), batches in collector.field_updates.items():
+        if value is not None or not field.is_relation:
+            continue
+        n = sum(len(batch) if isinstance(batch, list) else batch.count() for batch in batches)
+        if n:
+            meta = field.model._meta
+            name = str(meta.verbose_name_plural if n > 1 else meta.verbose_name)
+            counts[name] = counts.get(name, 0) + n
+    return [f"{n} {name}" for name, n in sorted(counts.items())]
