@@ -55,3 +55,8 @@ urlpatterns = [
     path("workspaces/", include("workspaces.urls")),
     path("accounts/", include("allauth.urls")),
 ]
+
+# The error pages, in the portal's layout (portal.views.errors).
+handler403 = "portal.views.errors.permission_denied"
+handler404 = "portal.views.errors.page_not_found"
+handler500 = "portal.views.errors.server_error"
