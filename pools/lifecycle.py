@@ -275,56 +275,104 @@ def claim(
     `to_state`, write its event, and return it; None when no candidate is free.
 
     `candidates` is any query of a lifecycle model; it becomes the subquery that selects
-    the row, so the whole move is ONE statement. On PostgreSQL
-    `UPDATE … WHERE id = (SELECT id … LIMIT 1 FOR UPDATE SKIP LOCKED) AND state = old
-    RETURNING *`: concurrent claimants skip the rows other transactions hold instead of
-    waiting for them, and each row goes to exactly one of them. On SQLite the same
-    statement without the lock clause (SQLite runs one writer at a time, and the statement
-    reads and writes under its write lock). Without UPDATE … RETURNING (SQLite before
-    3.35) each of a few candidates is tried with a conditional UPDATE until one changes.
-    Raises IllegalTransition when the lifecycle has no such edge. `fields` are written in
-    the same UPDATE; the event is written in the same transaction.
+    the row, so the move is ONE statement. On PostgreSQL the event is written by the same
+    statement, so a claim is one round trip, atomic even outside a transaction:
+
+        WITH claimed AS (UPDATE … SET state = new, …
+                         WHERE id = (SELECT id … AND state = old
+                                     LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *),
+             logged AS (INSERT INTO <events> (…) SELECT …, id FROM claimed)
+        SELECT * FROM claimed
+
+    Concurrent claimants skip the rows other transactions hold instead of waiting for
+    them, and each row goes to exactly one of them. On SQLite, `UPDATE … RETURNING *`
+    without the lock clause (SQLite runs one writer at a time, and the statement reads and
+    writes under its write lock), then the event, in one transaction. Without UPDATE …
+    RETURNING (SQLite before 3.35) each of a few candidates is tried with a conditional
+    UPDATE until one changes. Raises IllegalTransition when the lifecycle has no such edge.
+    `fields` are written in the same UPDATE.
     """
     model = candidates.model
     model.lifecycle.check(from_state, to_state)
     now = timezone.now()
     updates = {"state": to_state, "state_changed": now, "heartbeat": now, **fields}
+    event = {
+        "timestamp": now,
+        "actor": _user(actor),
+        "from_state": from_state,
+        "to_state": to_state,
+        "message": message[:300],
+    }
+    candidates = candidates.filter(state=from_state)
+    connection = connections[candidates.db]
+    if connection.vendor == "postgresql":
+        return _claim_statement(candidates, updates, event)
     with transaction.atomic(using=candidates.db, savepoint=False):
-        obj = _claim_one(candidates.filter(state=from_state), from_state, updates)
+        if _updates_returning(connection):
+            obj = _claim_statement(candidates, updates)
+        else:
+            obj = _claim_one_by_one(candidates, updates)
         if obj is not None:
-            obj.log_event(from_state, to_state, message, actor=_user(actor))
+            obj.log_event(from_state, to_state, message, actor=event["actor"])
     return obj
+
+
+def _claim_statement(candidates: models.QuerySet, updates: dict, event: dict | None = None):
+    """The one `UPDATE … RETURNING *` of `claim()`, with its event row when `event` is given
+    (PostgreSQL: a data-modifying WITH)."""
+    model, db = candidates.model, candidates.db
+    connection = connections[db]
+    quote = connection.ops.quote_name
+    table = quote(model._meta.db_table)
+    # Django compiles FOR UPDATE only inside a transaction; this statement is atomic by
+    # itself, so the lock clause is added here (after LIMIT, where PostgreSQL wants it).
+    choice_sql, choice_params = candidates.values("pk")[:1].query.sql_with_params()
+    if connection.features.has_select_for_update_skip_locked:
+        choice_sql += " " + connection.ops.for_update_sql(skip_locked=True, of=(table,))
+    columns, params = _prepared(model, updates, connection)
+    # No second `AND state = old` outside the subquery: the subquery checked it on the row
+    # it locked (SQLite: in the same statement under the write lock), and an outer one makes
+    # PostgreSQL's planner scan every row in that state instead of taking the row by its key.
+    sql = (
+        f"UPDATE {table} SET {', '.join(f'{column} = %s' for column in columns)} "
+        f"WHERE {quote(model._meta.pk.column)} = ({choice_sql}) RETURNING *"
+    )
+    params += choice_params
+    if event is not None:
+        relation = model._meta.get_field("events")  # the reverse relation of the event rows
+        event_columns, event_params = _prepared(relation.related_model, event, connection)
+        sql = (
+            f"WITH claimed AS ({sql}), logged AS ("
+            f"INSERT INTO {quote(relation.related_model._meta.db_table)} "
+            f"({', '.join([*event_columns, quote(relation.field.column)])}) "
+            f"SELECT {', '.join(['%s'] * len(event_params))}, "
+            f"{quote(model._meta.pk.column)} FROM claimed) SELECT * FROM claimed"
+        )
+        params += event_params
+    return next(iter(model._base_manager.raw(sql, params).using(db)), None)
+
+
+def _prepared(model, values: dict, connection) -> tuple[list[str], list]:
+    """Quoted columns and database values of `values` (field name → Python value)."""
+    columns, params = [], []
+    for name, value in values.items():
+        model_field = model._meta.get_field(name)
+        columns.append(connection.ops.quote_name(model_field.column))
+        if isinstance(value, models.Model):
+            value = value.pk
+        params.append(model_field.get_db_prep_save(value, connection=connection))
+    return columns, params
 
 
 FALLBACK_CANDIDATES = 5  # without UPDATE … RETURNING: candidates tried before giving up
 
 
-def _claim_one(candidates: models.QuerySet, from_state: str, updates: dict):
-    model, db = candidates.model, candidates.db
-    connection = connections[db]
-    if not _updates_returning(connection):
-        for pk in candidates.values_list("pk", flat=True)[:FALLBACK_CANDIDATES]:
-            if model._base_manager.filter(pk=pk, state=from_state).update(**updates) == 1:
-                return model._base_manager.using(db).get(pk=pk)
-        return None
-
-    choice = candidates.values("pk")[:1]
-    if connection.features.has_select_for_update_skip_locked:
-        choice = choice.select_for_update(skip_locked=True, of=("self",))
-    choice_sql, choice_params = choice.query.get_compiler(using=db).as_sql()
-    quote = connection.ops.quote_name
-    assignments, params = [], []
-    for name, value in updates.items():
-        model_field = model._meta.get_field(name)
-        assignments.append(f"{quote(model_field.column)} = %s")
-        params.append(model_field.get_db_prep_save(value, connection=connection))
-    sql = (
-        f"UPDATE {quote(model._meta.db_table)} SET {', '.join(assignments)} "
-        f"WHERE {quote(model._meta.pk.column)} = ({choice_sql}) "
-        f"AND {quote(model._meta.get_field('state').column)} = %s RETURNING *"
-    )
-    rows = model._base_manager.raw(sql, [*params, *choice_params, from_state]).using(db)
-    return next(iter(rows), None)
+def _claim_one_by_one(candidates: models.QuerySet, updates: dict):
+    model = candidates.model
+    for pk in candidates.values_list("pk", flat=True)[:FALLBACK_CANDIDATES]:
+        if candidates.filter(pk=pk).update(**updates) == 1:
+            return model._base_manager.using(candidates.db).get(pk=pk)
+    return None
 
 
 def _updates_returning(connection) -> bool:

@@ -2,6 +2,7 @@
 
 # ruff: noqa: F811
 import pytest
+from django.db import connection
 
 from pools import tasks, warmpool
 from pools.claims import claim_instance
@@ -143,6 +144,8 @@ def test_a_warm_hit_takes_no_more_queries_than_before_the_claim_became_a_lifecyc
     warm_profile, member, django_assert_max_num_queries
 ):
     make_instances(warm_profile, 3)
-    with django_assert_max_num_queries(28):  # 30 when the claim read its row back
+    # 30 when the claim read its row back and wrote its event apart; on PostgreSQL the
+    # claim and its event are one statement.
+    with django_assert_max_num_queries(27 if connection.vendor == "postgresql" else 28):
         workspace = actions.request_workspace(member, warm_profile)
     assert workspace.state == State.READY
