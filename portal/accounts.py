@@ -4,7 +4,11 @@
   by a first SSO login whose `groups` claim maps to at least one portal group.
 - The SSO app comes from the SsoConfiguration row (`list_apps`), not from a SocialApp row.
 - Every SSO login re-applies the group mapping (`pre_social_login` for known users,
-  `save_user` for new ones).
+  `save_user` for new ones). While groups are mapped, a login without a groups claim is
+  refused with the reason: applying "no groups" would strip every SSO-granted membership.
+- Every failed SSO login is a page with the reason and the way back, logged and audited
+  (`on_authentication_error`, and `portal.views.sso` for what allauth lets through).
+- A user who may open nothing after logging in lands on the "ask your administrator" page.
 - An Okta login signs into an existing account only through an address both Okta and the
   portal hold as verified (`authenticate_by_email`); every link is audited (`sso.py`).
 - Too many bad passwords answer 429 (counted per client address, `client_ip`); with local
@@ -23,11 +27,14 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.urls import reverse
 
 from portal import audit, invitations, sso
 from portal import users as user_actions
 from portal.middleware import client_ip
 from portal.models import AuditAction, SsoConfiguration
+from portal.roles import permissions_for
+from portal.views.sso import failure_page
 from portal.views.users import PENDING_INVITATION_SESSION_KEY
 
 LOCAL_LOGIN_DISABLED_MESSAGE = (
@@ -58,6 +65,13 @@ class PortalAccountAdapter(DefaultAccountAdapter):
     def get_client_ip(self, request) -> str:
         """The address the per-IP login throttle counts: the client's, not a proxy's."""
         return client_ip(request)
+
+    def get_login_redirect_url(self, request) -> str:
+        """Where a login without a `next` lands: the "ask your administrator" page for a
+        user who may open nothing (e.g. their Okta groups no longer map), else home."""
+        if request.user.is_authenticated and not permissions_for(request.user):
+            return reverse("portal:sso_no_access")
+        return super().get_login_redirect_url(request)
 
 
 def _is_break_glass(config: SsoConfiguration, credentials: dict) -> bool:
@@ -122,7 +136,25 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
                 return owners.pop(), address.email
         return None
 
+    def on_authentication_error(
+        self, request, provider, error=None, exception=None, extra_context=None
+    ) -> None:
+        """Every failure allauth reports (Okta unreachable, client secret refused, state
+        mismatch, Okta's own error, a token that does not verify): a page saying why."""
+        state_found = bool((extra_context or {}).get("state"))
+        failure = sso.describe_failure(error, exception, request.GET, state_found)
+        raise ImmediateHttpResponse(failure_page(request, failure))
+
     def pre_social_login(self, request, sociallogin) -> None:
+        if sociallogin.state.get("process") != AuthProcess.CONNECT and (
+            sso.missing_groups_claim(sociallogin.account.extra_data)
+        ):
+            who = (
+                sociallogin.user.get_username()
+                if sociallogin.is_existing
+                else f"Okta user {sociallogin.account.uid}"
+            )
+            raise ImmediateHttpResponse(failure_page(request, sso.no_groups_claim(who), who))
         if sociallogin.is_existing and sociallogin.user.is_active:
             _after_sso_login(request, sociallogin)
         elif (

@@ -179,9 +179,10 @@ class SsoConfiguration(models.Model):
     client_secret = EncryptedTextField(blank=True)
     scopes = models.CharField(
         max_length=200,
-        default="openid profile email",
-        help_text="Space-separated. Add “groups” if your authorization server puts the groups "
-        "claim behind that scope.",
+        default="openid profile email groups",
+        help_text="Space-separated. The portal maps groups from the “groups” claim, which Okta "
+        "sends for the “groups” scope; while groups are mapped, a login without that claim "
+        "is refused.",
     )
     local_login_disabled = models.BooleanField(
         "disable local password login",

@@ -2,7 +2,7 @@ from django.urls import include, path
 
 from portal import health
 from portal.urlhelpers import crud_urls
-from portal.views import pages, users
+from portal.views import pages, sso, users
 
 portal_patterns = [
     path("admin/audit/", pages.AuditList.as_view(), name="auditentry_list"),
@@ -53,6 +53,10 @@ urlpatterns = [
     path("admin/partitioning/", include("pools.partitioning_urls")),
     path("admin/", include("profiles.urls")),
     path("workspaces/", include("workspaces.urls")),
+    # Before allauth's views of the same paths, which they run: a failed Okta login is a
+    # page with its reason, never a 500 (portal.views.sso).
+    path("accounts/oidc/<str:provider_id>/login/", sso.login, name="sso_login"),
+    path("accounts/oidc/<str:provider_id>/login/callback/", sso.callback, name="sso_callback"),
     path("accounts/", include("allauth.urls")),
 ]
 

@@ -1,8 +1,11 @@
 """Forms of the user, invitation and SSO pages."""
 
+import re
+
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 
+from portal import sso
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput
 from portal.models import SsoConfiguration, SsoGroupMapping, Team
 from portal.roles import CHANGE, Area, has_perm
@@ -112,6 +115,9 @@ class AcceptInvitationForm(forms.Form):
         return data
 
 
+SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+
 class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
     fieldsets = [
         (
@@ -156,6 +162,11 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             for name in ("issuer", "client_id", "client_secret"):
                 if not data.get(name):
                     self.add_error(name, "Required to turn SSO on.")
+            if data.get("issuer") and "issuer" not in self.errors:
+                try:
+                    sso.discover(data["issuer"])
+                except sso.IssuerProblem as problem:
+                    self.add_error("issuer", f"{problem} Nothing was saved: SSO stays as it was.")
         if data.get("local_login_disabled"):
             if not data.get("enabled"):
                 self.add_error("local_login_disabled", "Turn SSO on first.")
@@ -173,6 +184,15 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                     "list, log in with Okta once first, or tick this box to go ahead.",
                 )
         return data
+
+    def clean_scopes(self) -> str:
+        """Scope tokens as OAuth 2.0 allows them (RFC 6749 3.3), `openid` among them."""
+        tokens = self.cleaned_data["scopes"].split()
+        if bad := [t for t in tokens if not SCOPE_TOKEN.fullmatch(t)]:
+            raise forms.ValidationError(f"Not a scope: {bad[0][:40]!r}.")
+        if "openid" not in tokens:
+            raise forms.ValidationError("Keep “openid”: without it Okta sends no ID token.")
+        return " ".join(dict.fromkeys(tokens))
 
     def clean_break_glass_usernames(self) -> str:
         """Only active Org admins: a break-glass login exists to manage the portal."""

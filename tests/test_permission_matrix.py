@@ -145,6 +145,9 @@ EXPECTED: dict[str, Rule] = {
     "portal:sso_mapping_delete": post(Area.USERS),
     "portal:invitation_accept": public(OK),
     "portal:sso_no_access": public(FORBIDDEN),
+    # the Okta login around allauth's views (issue 12): no such login while SSO is off
+    "sso_login": public(NOT_FOUND),
+    "sso_callback": public(NOT_FOUND),
     # replaces allauth's email page: read-only, addresses are the administrators' (issue 11)
     "portal:email_addresses": logged_in(OK),
     # profiles
@@ -339,6 +342,8 @@ FACTORIES: dict[str, Callable[[dict], dict]] = {
     "portal:invitation": _invitation,
     "portal:invitation_accept": _invitation_link,
     "portal:sso_mapping": _sso_mapping,
+    "sso_login": lambda people: {"provider_id": "okta"},
+    "sso_callback": lambda people: {"provider_id": "okta"},
     "profiles:infrastructure": lambda people: {"pk": _infrastructure().pk},
     "profiles:computeprofile": lambda people: {"pk": _compute_profile_obj().pk},
     "profiles:servicesprofile": _services_profile,

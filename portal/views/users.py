@@ -4,7 +4,6 @@ Each view opens with `require()`; writes go through the audit-logged functions i
 `portal.users`, `portal.invitations` and `portal.sso`.
 """
 
-from allauth.socialaccount.providers.openid_connect.views import login as oidc_login
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
@@ -36,6 +35,7 @@ from portal.user_forms import (
     UserAddForm,
     UserSearchForm,
 )
+from portal.views import sso as sso_views
 from portal.views.generic import require
 
 User = get_user_model()
@@ -207,7 +207,7 @@ def invitation_accept(request: HttpRequest, pk: int, token: str) -> HttpResponse
     if request.method == "POST" and request.POST.get("sso") and config.is_usable:
         # The SSO login finishes the invitation (see PortalSocialAccountAdapter).
         request.session[PENDING_INVITATION_SESSION_KEY] = [invitation.pk, token]
-        return oidc_login(request, provider_id=sso.PROVIDER_ID)
+        return sso_views.login(request, sso.PROVIDER_ID)
     if request.method == "POST" and not request.POST.get("sso") and form.is_valid():
         with transaction.atomic():
             user = User.objects.create_user(
@@ -305,5 +305,8 @@ def sso_mapping_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def sso_no_access(request: HttpRequest) -> HttpResponse:
-    """Where an SSO login without any mapped group ends: nothing to do but ask an admin."""
-    return render(request, "portal/sso_no_access.html", status=403)
+    """Where a login without any group that gives access ends: nothing to do but ask an
+    admin. Anonymous: an SSO login refused an account; signed in: a user in no group."""
+    user = request.user
+    via_sso = not user.is_authenticated or user.socialaccount_set.exists()
+    return render(request, "portal/sso_no_access.html", {"via_sso": via_sso}, status=403)

@@ -23,7 +23,8 @@
  *                   accepts a live-server callback on any port). If redirect_uris is empty, a
  *                   placeholder is registered so the client validates.
  *   users           list of {id|sub, username, password, email, email_verified, given_name,
- *                   family_name, groups, [name], [preferred_username]}; used only when
+ *                   family_name, groups, [name], [preferred_username]}; `groups: null` leaves
+ *                   the groups claim out of the ID token and userinfo; used only when
  *                   `users_file` is absent (the config file itself is then the users file).
  *   users_file      path of a JSON file holding {"users": [...]} (or a bare list).
  *   require_pkce    default false (Okta does not require PKCE for confidential web clients).
@@ -114,7 +115,9 @@ function userClaims(user) {
     preferred_username: user.preferred_username || user.username,
     email: user.email,
     email_verified: Boolean(user.email_verified),
-    groups: Array.isArray(user.groups) ? user.groups.map(String) : [],
+    // `groups: null` on file leaves the claim out entirely (an authorization server without
+    // a groups claim); a missing or non-list value gives an empty list.
+    groups: user.groups === null ? undefined : (Array.isArray(user.groups) ? user.groups.map(String) : []),
     locale: user.locale,
     zoneinfo: user.zoneinfo,
   };

@@ -137,10 +137,11 @@ def test_okta_dropping_the_last_org_admins_group_keeps_the_membership(oidc_provi
 
 
 def _sso_form(**overrides) -> dict:
+    # Saving with SSO on checks the issuer's discovery document: the one of `sso_on`.
     return {
         "enabled": "on",
         "display_name": "Okta",
-        "issuer": "https://example.okta.com/oauth2/default",
+        "issuer": SsoConfiguration.load().issuer,
         "client_id": "portal",
         "scopes": "openid profile email",
         "local_login_disabled": "on",
@@ -149,10 +150,10 @@ def _sso_form(**overrides) -> dict:
 
 
 @pytest.fixture
-def sso_on(db):
+def sso_on(db, oidc_provider):  # noqa: F811
     config = SsoConfiguration.load()
     config.enabled = True
-    config.issuer = "https://example.okta.com/oauth2/default"
+    config.issuer = oidc_provider.issuer
     config.client_id = "portal"
     config.client_secret = "secret"
     config.save()
