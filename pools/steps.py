@@ -31,20 +31,9 @@ The API (`obj` is any LifecycleModel instance, `func` the task's dotted path):
     resume_stuck(model, routes, now)      the sweep: {state: enqueue(pk)} for stuck objects
     stuck_after()                         how old a heartbeat must be to count as stuck
 
-A task body then reads, e.g. for removing a service deployment:
-
-    def remove_services(deployment_id: int) -> str:
-        deployment = load(deployment_id)
-        skip = steps.begin(deployment, State.DELETING)
-        if skip:
-            return skip
-        failed = steps.run_step(deployment, REMOVE, "removal", lambda: remove_all(deployment))
-        if failed:
-            return failed
-        transition(deployment, State.DELETED, message="removed")
-        return "removed"
-
-and its sweep: `steps.resume_stuck(ServiceDeployment, {State.REQUESTED: enqueue_deploy,
+A task body on these helpers: `begin`, then `run_step` for the driver or backend call, then
+the final `transition` (see `services.tasks.remove_services`, `pools.tasks.stop_workspace`);
+a sweep: `steps.resume_stuck(ServiceDeployment, {State.REQUESTED: enqueue_deploy,
 State.PROVISIONING: enqueue_deploy, State.DELETING: enqueue_remove}, now)`.
 """
 
