@@ -93,6 +93,8 @@ def discover(issuer: str) -> dict:
         raise IssuerProblem(f"Cannot reach {host}: {_connection_reason(error)}.") from None
     except requests.RequestException as error:
         raise IssuerProblem(f"Cannot fetch {url}: {type(error).__name__}.") from None
+    except ValueError:  # urllib3's LocationParseError, an IDNA error: not a usable address
+        raise IssuerProblem(f"{url[:200]} is not an address the portal can fetch.") from None
     if response.is_redirect:
         raise IssuerProblem(
             f"{url} redirects elsewhere; enter the issuer URL itself "

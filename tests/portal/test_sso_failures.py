@@ -17,6 +17,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.cache import cache
 
+from portal import sso
 from portal.models import AuditEntry, SsoConfiguration, SsoMembership
 from portal.roles import Role
 from tests.oidc.provider import OidcProvider, oidc_provider  # noqa: F401
@@ -152,6 +153,21 @@ def test_a_discovery_document_without_endpoints_is_refused(admin_client, web_ser
     response = admin_client.post("/admin/sso/", settings_form(url))
     assert response.status_code == HTTPStatus.OK
     assert "lacks authorization_endpoint, jwks_uri" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://a..b/oauth2",
+        "http://" + "a" * 300 + ".com/oauth2",
+        "http://127.0.0.1:99999/oauth2",
+        "http://\u2603.invalid/oauth2",
+    ],
+)
+def test_an_address_that_cannot_be_fetched_is_a_problem_not_an_exception(issuer):
+    # Stored before this check existed, or typed by hand: the login start reads it too.
+    with pytest.raises(sso.IssuerProblem):
+        sso.discover(issuer)
 
 
 def test_saving_with_sso_off_does_not_fetch_anything(admin_client):
