@@ -34,9 +34,10 @@ FIXED_500 = (
 
 def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     user = request.user
+    no_access = user.is_authenticated and not permissions_for(user)
     context = {
-        "no_access": user.is_authenticated and not permissions_for(user),
-        "via_sso": user.is_authenticated and user.socialaccount_set.exists(),
+        "no_access": no_access,
+        "via_sso": no_access and user.socialaccount_set.exists(),
         "reason": _reason(exception),
     }
     return render(request, "403.html", context, status=403)
