@@ -1,6 +1,28 @@
 import django_tables2 as tables
+from django.core.paginator import EmptyPage
 
 from portal.models import AuditEntry, Invitation, Team
+from portal.urlhelpers import id_param
+
+PER_PAGE = 50
+
+
+def configure(table: tables.Table, request, per_page: int = PER_PAGE) -> tables.Table:
+    """Sort and paginate a table from the query string, whatever the query string holds.
+
+    Unlike django-tables2's RequestConfig, the page size is the view's (`?per_page=0` would
+    divide by zero, `-1` fail on an empty page), and a page number that is not one, or lies
+    past the end, shows the first or the last page.
+    """
+    table.request = request
+    if order_by := request.GET.getlist(table.prefixed_order_by_field):
+        table.order_by = order_by
+    page = id_param(request.GET.get(table.prefixed_page_field)) or 1
+    try:
+        table.paginate(per_page=per_page, page=page)
+    except EmptyPage:
+        table.paginate(per_page=per_page, page=table.paginator.num_pages)
+    return table
 
 
 class AuditTable(tables.Table):

@@ -9,6 +9,15 @@ from tests.pools.moto_server import aws, moto_endpoint  # noqa: F401  (shared fi
 
 PASSWORD = "correct-horse-battery"
 
+# Numbers a test wants shown at the end of every run, e.g. how many requests the
+# hostile-input test made (`pytest_terminal_summary` below prints them, even with -q).
+RUN_SUMMARY: dict[str, int] = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    for what, number in RUN_SUMMARY.items():
+        terminalreporter.write_line(f"{what}: {number}")
+
 
 @pytest.fixture
 def user_factory(db):

@@ -14,9 +14,8 @@ from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views import View
-from django_tables2 import RequestConfig
 
-from portal import audit
+from portal import audit, tables
 from portal.roles import CHANGE, VIEW, has_perm
 
 
@@ -78,7 +77,7 @@ class ObjectListView(ObjectView):
         queryset = self.get_queryset(request)
         filterset = self.filterset(request.GET, queryset=queryset, request=request)
         table = self.table(filterset.qs)
-        RequestConfig(request, paginate={"per_page": 50}).configure(table)
+        tables.configure(table, request)
         context = self.base_context(request) | {
             "table": table,
             "filter_form": filterset.form,

@@ -13,9 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from django_tables2 import RequestConfig
 
-from portal import audit, invitations, sso
+from portal import audit, invitations, sso, tables
 from portal import users as user_actions
 from portal.models import (
     AuditAction,
@@ -63,7 +62,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
     table = UserTable(users, workspace_counts=counts)
     if counts is None:
         table.columns.hide("active_workspaces")
-    RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    tables.configure(table, request)
     return render(
         request, "portal/user_list.html", _users_context(request) | {"table": table, "q": query}
     )
@@ -147,7 +146,7 @@ def invitation_list(request: HttpRequest) -> HttpResponse:
     table = InvitationTable(queryset)
     if not has_perm(request.user, Area.USERS, CHANGE):
         table.columns.hide("actions")
-    RequestConfig(request, paginate={"per_page": 50}).configure(table)
+    tables.configure(table, request)
     return render(
         request, "portal/invitation_list.html", _users_context(request) | {"table": table}
     )

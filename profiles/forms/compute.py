@@ -203,6 +203,9 @@ ResourceGroupFormSet = forms.inlineformset_factory(
     can_delete=True,
     max_num=16,
     validate_max=True,
+    # Never build more rows than that, whatever TOTAL_FORMS says (Django's default builds
+    # up to max_num + 1000: a POST with TOTAL_FORMS=2**63 kept a worker busy for 20 s).
+    absolute_max=16,
 )
 
 

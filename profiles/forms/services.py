@@ -95,6 +95,9 @@ ServiceComponentFormSet = forms.inlineformset_factory(
     can_delete=True,
     max_num=20,
     validate_max=True,
+    # Never build more rows than that, whatever TOTAL_FORMS says (Django's default builds
+    # up to max_num + 1000: a POST with TOTAL_FORMS=2**63 kept a worker busy for 20 s).
+    absolute_max=20,
 )
 
 
@@ -104,7 +107,8 @@ class GroupsField(forms.ModelMultipleChoiceField):
     def _check_values(self, value):
         for pk in value or ():
             text = str(pk)
-            if not text.isdigit() or int(text) > 2**31 - 1:
+            # "²".isdigit() is true, but int("²") fails: only ASCII digits are ids.
+            if not (text.isascii() and text.isdigit()) or int(text) > 2**31 - 1:
                 raise forms.ValidationError(
                     self.error_messages["invalid_choice"],
                     code="invalid_choice",
