@@ -14,6 +14,9 @@ How to add a page:
 2. If the URL has arguments, add a factory to `FACTORIES` keyed by the URL name or a prefix
    of it ("app:model" covers "app:model_detail", "app:model_edit", ...). It gets the people
    ({role: user}) and returns the URL kwargs; objects owned by someone belong to MEMBER.
+
+`tests/test_hostile_input.py` drives the same URLs, rules and factories with hostile input,
+so a page listed here is also checked for 5xx answers and for refused requests that write.
 """
 
 from __future__ import annotations
