@@ -27,7 +27,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -78,6 +78,13 @@ class ProcessRecord:
             return None
         return record
 
+    @classmethod
+    def registered_at(cls, path: Path) -> ProcessRecord | None:
+        """The process last saved to `path`, from the registry only (a record file, which
+        may name any process, even another workspace's registered one, is not read)."""
+        row = _this_boot().filter(record_path=str(path)).last()
+        return _record(row) if row is not None else None
+
 
 def _record(row: SupervisedProcess) -> ProcessRecord:
     return ProcessRecord(
@@ -127,6 +134,46 @@ def read_file(path: Path, limit: int = RECORD_LIMIT) -> str:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path} is not a regular file")
         return handle.read(limit).decode(errors="replace")
+
+
+def read_tail(path: Path, limit: int) -> str:
+    """The last `limit` bytes of a regular file, as text; never through a link nor from a
+    FIFO; OSError otherwise (a missing file included)."""
+    fd = _open_in(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file")
+        handle.seek(max(0, info.st_size - limit))
+        return handle.read(limit).decode(errors="replace")
+
+
+def append_file(path: Path, text: str) -> None:
+    """Append to a regular file (created when absent), never through a link nor to a FIFO."""
+    fd = _open_log(path)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def make_directories(path: Path) -> None:
+    """`mkdir -p` inside a workspace: each step is made or entered without following a
+    link (`isolation.open_directory`), so a planted link never leads it elsewhere."""
+    workspace = isolation.workspace_of(path)
+    if workspace is None:
+        path.mkdir(parents=True, exist_ok=True)
+        return
+    current = workspace
+    for part in Path(os.path.abspath(path)).relative_to(workspace).parts:
+        directory = isolation.open_directory(current)
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o755, dir_fd=directory)
+        finally:
+            os.close(directory)
+        current = current / part
+    os.close(isolation.open_directory(current))  # a link or a file there: OSError
 
 
 def _open_in(path: Path, flags: int, mode: int = 0o644) -> int:
@@ -320,24 +367,49 @@ def stop_session(record: ProcessRecord, timeout: float = 5.0) -> bool:
     running = _alive(record)
     if running:
         stop(record, timeout=timeout)
+    if _reused(record):  # ended long ago: its PID, and the session of that PID, are another's
+        _rows(record).delete()
+        return False
     _kill_session(record.pid)
     _rows(record).delete()
     return running
 
 
-def stop_recorded_below(directory: Path, record_name: str) -> list[Path]:
+def stop_recorded_below(
+    directory: Path, record_name: str, keep: Collection[Path] = ()
+) -> list[Path]:
     """Stop every registered process started in `directory` or below it (a workspace going
     away takes every process it holds, whoever started it), and remove the `record_name`
-    files there; the stopped ones' record paths."""
-    below = os.path.abspath(directory)
-    rows = _this_boot().filter(Q(directory=below) | Q(directory__startswith=below + os.sep))
-    stopped = []
-    for row in rows:
-        if stop_session(_record(row)):
-            stopped.append(Path(row.record_path or Path(row.directory) / record_name))
+    files there; the stopped ones' record paths.
+
+    A process recorded at a path in `keep` is stopped but stays registered, ended, so
+    `ProcessRecord.registered_at` still says what it ran (command, port) for a restart.
+    """
+    stopped = [
+        Path(row.record_path or Path(row.directory) / record_name)
+        for row, running in stop_registered_below(directory, keep)
+        if running
+    ]
     for path in sorted(Path(directory).glob(f"**/{record_name}")):
         path.unlink(missing_ok=True)
     return stopped
+
+
+def stop_registered_below(
+    directory: Path, keep: Collection[Path] = ()
+) -> list[tuple[SupervisedProcess, bool]]:
+    """Stop every registered process started in `directory` or below it, touching no file
+    there; each one's registry row, and whether it was running. `keep`: as for
+    `stop_recorded_below`."""
+    below = os.path.abspath(directory)
+    kept = {str(path) for path in keep}
+    rows = _this_boot().filter(Q(directory=below) | Q(directory__startswith=below + os.sep))
+    done = []
+    for row in rows:
+        done.append((row, stop_session(_record(row))))
+        if row.record_path and row.record_path in kept:
+            row.save(force_insert=True)  # stop_session unregistered it: register it again
+    return done
 
 
 def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
@@ -367,6 +439,14 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
         if stop_session(_record(row)):
             stopped.append(f"{row.holder} pid {row.pid}")
     return stopped
+
+
+def _reused(record: ProcessRecord) -> bool:
+    """Whether another process has the record's PID now (so a session of that id is not
+    the one our process led: while any member of our session lives, the kernel keeps its
+    id from being handed out again)."""
+    found = _stat(record.pid)
+    return found is not None and found[1] != record.start_time
 
 
 def _kill_session(sid: int) -> None:

@@ -193,6 +193,14 @@ class LocalDriver(Driver):
         supervisor.write_file(directory / ENV_FILE, "\n".join(lines) + "\n")
         report("environment file written")
 
+    def environment(self, spec: WorkspaceSpec) -> dict[str, str]:
+        """The workspace's own variables from its GPU allocations in the database (what the
+        environment file says, which the workspace itself may have edited, is not trusted)."""
+        allocations = GpuAllocation.objects.filter(
+            infrastructure=self.infrastructure, holder=spec.name
+        )
+        return self._environment(spec, allocations)
+
     def _environment(self, spec: WorkspaceSpec, allocations) -> dict[str, str]:
         return {
             "WORKSPACE_NAME": spec.name,
@@ -272,7 +280,7 @@ class LocalDriver(Driver):
         )
         env_ready = (directory / ENV_FILE).exists()
         gpus_ready = len(allocations) == sum(g.gpu_count for g in spec.groups)
-        process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+        process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
         process_ready = process is None or supervisor.healthy(process)
         shell = (
             f"cd {shlex.quote(str(directory))} && set -a && . ./{ENV_FILE} && set +a && exec $SHELL"
@@ -302,13 +310,12 @@ class LocalDriver(Driver):
         which the workspace itself may have edited, is not trusted).
         """
         directory = self.directory(spec.name)
-        existing = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+        existing = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
         if existing and supervisor.is_running(existing):
             return existing
-        allocations = GpuAllocation.objects.filter(
-            infrastructure=self.infrastructure, holder=spec.name
-        )
-        env = dict(os.environ) | self._environment(spec, allocations)
+        if existing:
+            supervisor.stop(existing)  # it ended (or was stopped): unregister it
+        env = dict(os.environ) | self.environment(spec)
         record = supervisor.start(
             argv,
             directory,
@@ -326,11 +333,13 @@ class LocalDriver(Driver):
     def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         """Stop every process of the workspace and release its GPUs; keep its directory.
 
-        `process.json` stays, so `start` runs the same command again. Services stacks are
+        The workspace's own process stays registered, ended, so `start` runs the same
+        command on the same port again (the registry says what; `process.json`, which the
+        workspace may change, does not). Services stacks are
         stopped (and later redeployed) by the tasks (`services.tasks.stop_for_target`);
         whatever of them still runs in the directory is stopped here too.
         """
-        self._stop_processes(spec, report)
+        self._stop_processes(spec, report, keep=True)
         self._release_gpus(spec, report)
 
     def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
@@ -343,7 +352,7 @@ class LocalDriver(Driver):
             raise PermanentError(f"The workspace's directory {directory} is gone.")
         try:
             self._take_gpus(spec, report)
-            process = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+            process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
             if process and not supervisor.is_running(process):
                 process = self.start_process(spec, process.argv, port=process.port)
                 report(f"process {process.pid} started")
@@ -352,11 +361,13 @@ class LocalDriver(Driver):
             raise
         return self.status(spec)
 
-    def _stop_processes(self, spec: WorkspaceSpec, report: Reporter) -> None:
+    def _stop_processes(self, spec: WorkspaceSpec, report: Reporter, keep: bool = False) -> None:
         """Every registered process of the directory, then (with an identity of its own)
-        anything else still running as the workspace: nothing of it outlives a stop."""
+        anything else still running as the workspace: nothing of it outlives a stop.
+        `keep`: the workspace's own process stays registered, for `start`."""
         directory = self.directory(spec.name)
-        for path in supervisor.stop_recorded_below(directory, PROCESS_FILE):
+        kept = [directory / PROCESS_FILE] if keep else []
+        for path in supervisor.stop_recorded_below(directory, PROCESS_FILE, keep=kept):
             report(f"process {os.path.relpath(path.parent, directory)} stopped")
         uid = isolation.identity_of(directory)
         if uid is not None and (killed := isolation.kill_identity(uid)):

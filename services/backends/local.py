@@ -1,10 +1,18 @@
 """Components as supervised processes in a local workspace.
 
 Each component of a workspace lives in `<workspace dir>/services/<component>/`: its process
-record (`process.json`, see `pools.supervisor`), how to check it (`launch.json`), its log
-(`service.log`) and its data. What runs is the component class's `local_process()`; the
-process runs in the workspace's directory with the workspace's environment file loaded, so
-it sees exactly the GPUs allocated to the workspace (`CUDA_VISIBLE_DEVICES`).
+record (`process.json`, see `pools.supervisor`), its log (`service.log`) and its data. What
+runs is the component class's `local_process()`; the process runs in the workspace's
+directory with the workspace's environment (from its GPU allocations in the database, as
+the workspace's environment file says), so it sees exactly the GPUs allocated to the
+workspace (`CUDA_VISIBLE_DEVICES`).
+
+The directory belongs to the workspace, whose code may change anything in it: every file
+there is read and written without following links (`supervisor.read_tail`,
+`supervisor.append_file`, `supervisor.make_directories`), and nothing read from it decides
+what the portal does. What the process is, and its port, come from the supervisor's
+registry; its health URL, endpoints and temporary directory are derived again from the
+component's class with that port, and the health check only asks 127.0.0.1 on that port.
 
 Deploying twice finds the running process by its record and starts nothing; a process that
 died is reported failed with the tail of its log; removal stops the process's whole session
@@ -15,20 +23,21 @@ directory with everything in it.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import shlex
 import shutil
 import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pools import supervisor
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, LocalDriver
+from services import components
 from services.backends.base import (
     DEPLOYING,
     FAILED,
@@ -42,8 +51,11 @@ from services.components import Component, LocalProcess, LocalTarget, NotRunnabl
 
 SERVICES_DIR = "services"
 PROCESS_FILE = "process.json"
-LAUNCH_FILE = "launch.json"
 LOG_FILE = "service.log"
+# How much of the end of a log is read: its tail for the page, and the latest start's
+# output, where a component without a health URL shows its ready marker.
+LOG_READ_LIMIT = 1024 * 1024
+START_HEADER = "---- starting "
 
 
 def executable(name: str) -> str:
@@ -52,17 +64,10 @@ def executable(name: str) -> str:
     return str(beside) if beside.exists() else (shutil.which(name) or name)
 
 
-def workspace_env(workspace_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    for line in (workspace_dir / ENV_FILE).read_text().splitlines():
-        key, _, value = line.partition("=")
-        if key:
-            env[key] = shlex.split(value)[0] if value else ""
-    return env
-
-
-def local_target(ctx: ComponentContext, directory: Path, secret: str) -> LocalTarget:
-    """What the component's class needs to say how it runs here."""
+def local_target(
+    ctx: ComponentContext, directory: Path, secret: str, port: int | None = None
+) -> LocalTarget:
+    """What the component's class needs to say how it runs here (on `port` once known)."""
     return LocalTarget(
         workspace=ctx.spec.name,
         name=ctx.name,
@@ -70,16 +75,20 @@ def local_target(ctx: ComponentContext, directory: Path, secret: str) -> LocalTa
         parameters=ctx.parameters,
         directory=directory,
         workdir=directory.parent.parent,
-        port=int(ctx.parameters.get("port") or 0) or supervisor.free_port(),
+        port=port or int(ctx.parameters.get("port") or 0) or supervisor.free_port(),
         secret=secret,
         free_port=supervisor.free_port,
         executable=executable,
     )
 
 
-def plan(ctx: ComponentContext, directory: Path, secret: str) -> tuple[LocalProcess, dict]:
-    """The component's process, and what `check` needs later (health, endpoints)."""
-    target = local_target(ctx, directory, secret)
+def plan(
+    ctx: ComponentContext, directory: Path, secret: str, port: int | None = None
+) -> tuple[LocalProcess, dict]:
+    """The component's process, and how it is checked (health URL, ready marker, port,
+    endpoints, temporary directory): the same answer for the same port, so `check` and
+    `remove` derive it again from the port the registry holds."""
+    target = local_target(ctx, directory, secret, port)
     try:
         process = ctx.component.local_process(target)
     except NotRunnable as error:
@@ -89,9 +98,19 @@ def plan(ctx: ComponentContext, directory: Path, secret: str) -> tuple[LocalProc
         "ready_marker": ctx.component.ready_marker,
         "port": target.port,
         "endpoints": process.endpoints,
-        **process.extra,
+        "temp_dir": str(process.extra.get("temp_dir") or ""),
     }
     return process, meta
+
+
+def local_url(url: str, port: int) -> bool:
+    """Whether `url` is plain HTTP to 127.0.0.1 on `port`: the only place a health check
+    may go."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme == "http" and parts.hostname == "127.0.0.1" and parts.port == port
+    except ValueError:
+        return False
 
 
 def _http_ok(url: str) -> bool:
@@ -100,6 +119,14 @@ def _http_ok(url: str) -> bool:
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def read_log(directory: Path) -> str:
+    """The end of a component's log ("" when it is missing, a link or not a file)."""
+    try:
+        return supervisor.read_tail(directory / LOG_FILE, LOG_READ_LIMIT)
+    except OSError:
+        return ""
 
 
 class LocalServices(ServicesBackend):
@@ -119,36 +146,41 @@ class LocalServices(ServicesBackend):
     def deploy(self, ctx: ComponentContext) -> ComponentResult:
         directory = self.directory(ctx)
         workspace_dir = self.workspace_dir(ctx.spec)
-        if not (workspace_dir / ENV_FILE).exists():
+        if not os.path.lexists(workspace_dir / ENV_FILE):
             raise TransientError(f"Workspace {ctx.spec.name} has no environment file yet.")
-        record = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
+        record = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
         if record and supervisor.is_running(record):
             return self.check(ctx)
-        directory.mkdir(parents=True, exist_ok=True)
         secret = (ctx.secret or _new_secret()) if ctx.component.has_secret else ""
         process, meta = plan(ctx, directory, secret)
-        env = workspace_env(workspace_dir) | process.env
+        driver = LocalDriver(self.infrastructure)
+        env = dict(os.environ) | driver.environment(ctx.spec) | process.env
         log = directory / LOG_FILE
-        with open(log, "ab") as handle:
-            handle.write(f"---- starting {ctx.component.name} at {time.ctime()}\n".encode())
         try:
-            record = supervisor.start(process.argv, directory, env, log, port=meta["port"])
+            supervisor.make_directories(directory)
+            supervisor.append_file(log, f"{START_HEADER}{ctx.component.name} at {time.ctime()}\n")
+            record = supervisor.start(
+                process.argv,
+                directory,
+                env,
+                log,
+                port=meta["port"],
+                holder=ctx.spec.name,
+                infrastructure=self.infrastructure,
+            )
         except OSError as error:
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))
         record.save(directory / PROCESS_FILE)
-        (directory / LAUNCH_FILE).write_text(_json(meta))
-        result = self.check(ctx)
+        result = self.check(replace(ctx, secret=secret))
         result.secret = secret
         return result
 
     def check(self, ctx: ComponentContext) -> ComponentResult:
         directory = self.directory(ctx)
-        record = supervisor.ProcessRecord.load(directory / PROCESS_FILE)
-        meta = _read_json(directory / LAUNCH_FILE)
+        record = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
         detail = {"pid": record.pid if record else None, "directory": str(directory)}
         if record is None:
             return ComponentResult(FAILED, reason="not started", detail=detail)
-        endpoints = [dict(e) for e in meta.get("endpoints", [])]
         if not supervisor.is_running(record):
             return ComponentResult(
                 FAILED,
@@ -157,67 +189,87 @@ class LocalServices(ServicesBackend):
                 log_tail=self._tail(ctx),
                 detail=detail,
             )
+        _, meta = plan(ctx, directory, ctx.secret, record.port)
+        detail["port"] = record.port
         if self._answers(ctx, record, meta):
+            endpoints = [dict(e) for e in meta["endpoints"]]
             return ComponentResult(READY, endpoints=endpoints, detail=detail)
         return ComponentResult(
             DEPLOYING, reason="starting", log_tail=self._tail(ctx), detail=detail
         )
 
     def _answers(self, ctx: ComponentContext, record, meta: dict) -> bool:
-        if meta.get("health_url"):
-            return _http_ok(meta["health_url"])
-        if meta.get("ready_marker"):
-            log = self.directory(ctx) / LOG_FILE
-            text = log.read_text(errors="replace") if log.exists() else ""
-            return meta["ready_marker"] in text and supervisor.healthy(record)
+        if meta["health_url"]:
+            url = meta["health_url"]
+            return local_url(url, record.port) and _http_ok(url)
+        if meta["ready_marker"]:
+            latest = read_log(self.directory(ctx)).rpartition(START_HEADER)[2]
+            return meta["ready_marker"] in latest and supervisor.healthy(record)
         return supervisor.healthy(record)
 
     def _tail(self, ctx: ComponentContext) -> str:
-        log = self.directory(ctx) / LOG_FILE
-        return tail(log.read_text(errors="replace")) if log.exists() else ""
+        return tail(read_log(self.directory(ctx)))
 
     # -- remove ------------------------------------------------------------------------
 
     def remove(self, ctx: ComponentContext) -> None:
-        stop_directory(self.directory(ctx))
+        directory = self.directory(ctx)
+        stop_directory(directory)
+        _remove_temp_dir(_temp_dir(ctx, directory))
 
     def remove_all(self, spec: WorkspaceSpec) -> None:
         stop_all(self.workspace_dir(spec))
 
 
 def stop_directory(directory: Path) -> bool:
-    """Stop the component recorded in `directory` and everything it started; idempotent."""
-    path = directory / PROCESS_FILE
-    record = supervisor.ProcessRecord.load(path)
+    """Stop the component registered in `directory` and everything it started; idempotent."""
+    record = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
     stopped = False
     if record is not None:
         stopped = supervisor.stop_session(record, timeout=10)
-        path.unlink(missing_ok=True)
-    meta = _read_json(directory / LAUNCH_FILE)
-    if meta.get("temp_dir"):
-        shutil.rmtree(meta["temp_dir"], ignore_errors=True)
     return stopped
 
 
 def stop_all(workspace_dir: Path) -> list[str]:
-    """Stop every component of a workspace."""
+    """Stop every component of a workspace that the registry holds (whatever its files
+    say) and delete their temporary directories; the codes of those that were running."""
+    services = workspace_dir / SERVICES_DIR
     stopped = []
-    for path in sorted((workspace_dir / SERVICES_DIR).glob(f"*/{PROCESS_FILE}")):
-        if stop_directory(path.parent):
-            stopped.append(path.parent.name)
+    for row, running in supervisor.stop_registered_below(services):
+        parts = Path(row.directory).relative_to(os.path.abspath(services)).parts
+        code = parts[0] if parts else ""
+        if code:
+            _remove_temp_dir(_temp_dir_of(code, services / code))
+        if running:
+            stopped.append(code)
     return stopped
+
+
+def _temp_dir_of(code: str, directory: Path) -> str:
+    """The temporary directory the component `code` has when it runs in `directory`."""
+    found = components.component(code)
+    if found is None:
+        return ""
+    name = directory.parent.parent.name
+    spec = WorkspaceSpec(name=name, owner="", profile="", profile_version=0, groups=())
+    ctx = ComponentContext(spec, found, found.default_version, found.resolve({}))
+    return _temp_dir(ctx, directory)
+
+
+def _temp_dir(ctx: ComponentContext, directory: Path) -> str:
+    try:
+        return plan(ctx, directory, ctx.secret)[1]["temp_dir"]
+    except PermanentError:
+        return ""
+
+
+def _remove_temp_dir(path: str) -> None:
+    """Delete a component's temporary directory (outside the workspace, e.g. Ray's); a
+    link planted in its place is not followed (rmtree refuses one, and never follows the
+    links inside)."""
+    if path and os.path.isabs(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _new_secret() -> str:
     return secrets.token_urlsafe(24)
-
-
-def _json(data: dict) -> str:
-    return json.dumps(data)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}

@@ -136,3 +136,33 @@ def test_a_supervised_process_is_health_checked_and_stopped_on_delete(driver, pr
 def test_inventory_lists_this_machine_and_its_gpus(driver, fake_gpus):
     (node,) = driver.inventory()
     assert [(g.index, g.mig_enabled) for g in node.gpus] == [(0, False), (1, True)]
+
+
+def test_stop_then_start_brings_the_workspaces_own_process_back(
+    driver, profile_factory, workspaces_root
+):
+    spec = spec_for(profile_factory(driver.infrastructure))
+    driver.provision(spec)
+    port = supervisor.free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    first = driver.start_process(spec, argv, port=port)
+    second = None
+    try:
+        assert supervisor.wait_healthy(first)
+        driver.stop(spec)
+        assert not supervisor.is_running(first)
+        # What the workspace writes in its record file is not what gets started again.
+        (workspaces_root / "ws-1" / "process.json").write_text('{"argv": ["/bin/false"]}')
+
+        result = driver.start(spec)
+
+        second = supervisor.ProcessRecord.registered_at(workspaces_root / "ws-1" / "process.json")
+        assert second is not None and second != first
+        assert (second.argv, second.port) == (argv, port)
+        assert supervisor.wait_healthy(second)
+        assert result.connection["url"] == f"http://127.0.0.1:{port}/"
+        assert not supervisor.registered(first)  # the ended one is unregistered
+    finally:
+        driver.deprovision(spec)
+    assert not supervisor.is_running(second)
+    assert not supervisor.registered(second)
