@@ -124,6 +124,7 @@ for _entry in (
     ("Secret", "v1", "secrets", True, "secret"),
     ("StatefulSet", "apps/v1", "statefulsets", True, "stateful set"),
     ("Deployment", "apps/v1", "deployments", True, "deployment"),
+    ("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", True, "network policy"),
 ):
     register_kind(*_entry[:3], namespaced=_entry[3], words=_entry[4])
 

@@ -190,6 +190,69 @@ def quota_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
     }
 
 
+# Addresses a workspace may not reach: the private ranges (the cluster's pods and services,
+# the portal among them, other workspaces), shared address space used by some pod networks,
+# and link-local (the cloud's instance metadata service, which hands out node credentials).
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+LINK_LOCAL = "169.254.0.0/16"
+# An administrator labels the ingress controller's namespace with this to let users in.
+INGRESS_NAMESPACE_LABEL = "gpupaas.io/workspace-ingress"
+
+
+def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
+    """Code in a workspace is untrusted: its namespace takes traffic only from itself and
+    from namespaces labelled `gpupaas.io/workspace-ingress=allowed`, and reaches only itself,
+    the cluster's DNS and addresses outside the private and link-local ranges; never the
+    portal, another workspace or the metadata service. It needs a CNI that enforces
+    NetworkPolicy (Calico, Cilium, the cloud's own); without one it is inert."""
+    dns_ports = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
+    same_namespace = {"podSelector": {}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(f"{spec.name}-isolation", workspace_labels(spec), spec.name),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        same_namespace,
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {INGRESS_NAMESPACE_LABEL: "allowed"}
+                            }
+                        },
+                    ]
+                }
+            ],
+            "egress": [
+                {"to": [same_namespace]},
+                {
+                    "to": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                            }
+                        }
+                    ],
+                    "ports": dns_ports,
+                },
+                {
+                    "to": [
+                        {
+                            "ipBlock": {
+                                "cidr": "0.0.0.0/0",
+                                "except": [*PRIVATE_RANGES, LINK_LOCAL],
+                            }
+                        }
+                    ]
+                },
+            ],
+        },
+    }
+
+
 def _claim_spec(group: GroupSpec, options: ManifestOptions) -> dict:
     claim: dict = {
         "accessModes": ["ReadWriteOnce"],
@@ -329,6 +392,7 @@ def render(spec: WorkspaceSpec, options: ManifestOptions | None = None) -> list[
     objects = [namespace_manifest(spec, options)]
     if options.namespace_mode == NAMESPACE_MODE:
         objects.append(quota_manifest(spec, options))
+        objects.append(network_policy_manifest(spec, options))
     for group in spec.groups:
         objects.extend(claim_manifests(spec, group, options))
         objects.append(service_manifest(spec, group, options))

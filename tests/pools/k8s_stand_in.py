@@ -4,6 +4,7 @@ No API server can be installed on these machines, so this is a small HTTP server
 on 127.0.0.1) implementing only the calls the portal's client (`pools.kube`) makes for the
 driver, through the real `kubernetes` client over real HTTP:
 
+- `GET /version` (gitVersion `v<version>.2`);
 - server-side apply: `PATCH` with `Content-Type: application/apply-patch+yaml` on
   namespaces, resourcequotas, persistentvolumeclaims, services (core/v1) and statefulsets
   (apps/v1); `GET` of one object, `LIST` with an equality `labelSelector`, `DELETE`;
@@ -86,8 +87,15 @@ RESOURCES = {
     "services": ("/api/v1", "v1", "Service", True),
     "pods": ("/api/v1", "v1", "Pod", True),
     "statefulsets": ("/apis/apps/v1", "apps/v1", "StatefulSet", True),
+    "networkpolicies": (
+        "/apis/networking.k8s.io/v1",
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        True,
+    ),
 }
 APPLIABLE = {"namespaces", "resourcequotas", "persistentvolumeclaims", "services", "statefulsets"}
+APPLIABLE |= {"networkpolicies"}
 # The kinds a services stack adds (services.backends.kubernetes).
 RESOURCES.update(
     {
@@ -103,7 +111,8 @@ FACTORS = {"m": Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**
 FACTORS.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40})
 POD_QUOTA_ALIASES = {"cpu": "requests.cpu", "memory": "requests.memory"}
 PATH = re.compile(
-    r"^(?P<prefix>/api/v1|/apis/apps/v1)(?:/namespaces/(?P<ns>[^/]+))?"
+    r"^(?P<prefix>/api/v1|/apis/apps/v1|/apis/networking\.k8s\.io/v1)"
+    r"(?:/namespaces/(?P<ns>[^/]+))?"
     r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
 )
 OTHER_PATCH_TYPES = {
@@ -277,6 +286,9 @@ class StandInApiServer:
             raise ApiError(401, "Unauthorized")
         if self.refuse:
             raise ApiError(self.refuse, f"refused by the test ({self.refuse})")
+        if method == "GET" and path == "/version":  # the infrastructure health check's first call
+            major, _, minor = self.version.partition(".")
+            return 200, {"major": major, "minor": minor, "gitVersion": f"v{self.version}.2"}
         match = PATH.match(path)
         if not match or match["plural"] not in RESOURCES:
             raise ApiError(404, "the server could not find the requested resource")

@@ -384,3 +384,19 @@ def test_the_stand_in_needs_the_namespace_first(driver):
     with pytest.raises(TransientError, match="did not find") as error:
         driver.kube.apply(claim[0], field_manager="t")
     assert 'namespaces "ws-42" not found' in error.value.detail
+
+
+def test_a_workspace_namespace_is_fenced_off_from_the_portal_and_other_workspaces():
+    (policy,) = by_kind(m.render(SPECS["whole-gpu"]), "NetworkPolicy")
+    spec = policy["spec"]
+    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Ingress", "Egress"]
+    # In: its own pods, and only namespaces an administrator marked as the way in.
+    sources = spec["ingress"][0]["from"]
+    assert sources[0] == {"podSelector": {}}
+    assert sources[1]["namespaceSelector"]["matchLabels"] == {m.INGRESS_NAMESPACE_LABEL: "allowed"}
+    # Out: never a private or link-local address (pods, services, the portal, metadata).
+    (outside,) = [rule for rule in spec["egress"] if "ipBlock" in rule["to"][0]]
+    blocked = outside["to"][0]["ipBlock"]["except"]
+    for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
+        assert cidr in blocked
+    assert not by_kind(m.render(SPECS["whole-gpu"], SHARED), "NetworkPolicy")
