@@ -24,6 +24,10 @@ from django.conf import settings
 from django.test import Client
 from django.urls import Resolver404, resolve
 
+from pools import kube
+from pools.drivers import k8s_manifests
+from pools.drivers.base import GroupSpec, WorkspaceSpec
+
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 OVERLAYS = ["dev", "production"]
 KUBERNETES_VERSION = "1.30.0"
@@ -253,6 +257,15 @@ def test_every_portal_pod_runs_as_the_service_account_without_root(rendered):
         assert "requests" in container["resources"] and "limits" in container["resources"]
 
 
+WORKSPACE_SPEC = WorkspaceSpec(
+    name="ws-1",
+    owner="ana",
+    profile="Medium",
+    profile_version=1,
+    groups=(GroupSpec(index=0, gpu_model="A100-40GB", gpu_count=1, cpu=4, ram_gb=16),),
+)
+
+
 def test_the_role_grants_only_what_the_kubernetes_driver_calls(rendered):
     _, objects = rendered
     (role,) = by_kind(objects, "ClusterRole")
@@ -269,6 +282,11 @@ def test_the_role_grants_only_what_the_kubernetes_driver_calls(rendered):
     assert ("apps", "statefulsets", "patch") in granted
     assert ("", "nodes", "list") in granted
     assert ("", "pods", "list") in granted
+    # Every kind a workspace is made of is applied (server-side apply: create and patch).
+    for obj in k8s_manifests.render(WORKSPACE_SPEC):
+        group = obj["apiVersion"].rpartition("/")[0]
+        plural = kube.kind(obj["kind"]).plural
+        assert {(group, plural, "create"), (group, plural, "patch")} <= granted, obj["kind"]
     (binding,) = by_kind(objects, "ClusterRoleBinding")
     (account,) = by_kind(objects, "ServiceAccount")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
