@@ -13,12 +13,14 @@ entry there. For each URL, once for all roles:
    only an error message) or a failed form (a POST answered 200) must leave every count as
    it was.
 3. The Org admin (or, where the matrix refuses them, the first role it lets in) gets the
-   full set: the page as is (its forms are read from the HTML: their fields, kinds and
-   current values), a GET with every query parameter hostile and a POST with every field
-   hostile (and the query string too) for each hostile value of the field's kind, and POSTs
-   with one field hostile and the others as the page filled them, so the checks behind a
-   valid form are reached too. The other roles the matrix lets in get one hostile GET and
-   one hostile POST; the roles it refuses get one hostile POST.
+   full set: the page as is (its forms are read from the HTML: their fields, kinds, options
+   and current values); for each hostile value, a POST with every field and every query
+   parameter hostile, and, on a page without a form of its own (a list, a detail), a GET
+   with every query parameter hostile; each option of a small choice (up to 5 options, e.g.
+   an infrastructure's kind, which decides which checks run) with every other field
+   hostile; and POSTs with one field hostile and the others as the page filled them, so the
+   checks behind a valid form are reached too. The other roles the matrix lets in get one
+   hostile GET and one hostile POST; the roles it refuses get one hostile POST.
 
 Hostile values are chosen per field kind rather than crossed with each other: NUL bytes,
 Unicode digits ("²" passes `str.isdigit()` but not `int()`), 10,000-character strings,
