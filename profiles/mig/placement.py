@@ -15,6 +15,8 @@ therefore keeps each resource's free capacity concentrated (best fit, scored bel
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from itertools import chain
 
 from profiles.mig import catalog, layout
 
@@ -178,16 +180,22 @@ def _free_units(fleet: Iterable[GpuState]) -> dict[str, dict[Key, list[_Unit]]]:
 def place(fleet: Sequence[GpuState], request: Request) -> Placement | None:
     """Place the request so the fleet stays usable; mark the units; None if it cannot fit.
 
-    1. Handle groups largest first. For each, consider every host with enough matching
-       free units, and take from the host's smallest matching pools first.
-    2. Rank hosts by how much the choice shrinks the host's free capacity: the sum, over
-       every resource a pod may ask for (a profile on one model, or on any model), of
-       (free units)². It is largest when free units sit together, which is what a later
-       multi-unit pod needs. Ties go to the host with fewer free units left.
+    1. Handle groups largest first. For each, every host with enough matching free units is
+       a candidate, taking from the host's smallest matching pools first (a pool: the free
+       units of one kind, a profile on one model or whole GPUs of one model).
+    2. Rank the candidates by how much they lower the fleet's free capacity (see
+       `free_capacity`: the sum of squares of free units per resource and host, largest when
+       free units sit together, which is what a later multi-unit pod needs). Ties go to the
+       earlier host in fleet order, which is where first fit would go.
     3. Backtrack if a later group cannot fit (all-or-nothing), skipping hosts whose free
        units look the same to this request as a host already tried.
-    4. Within a host, take slots on the GPUs with the fewest free slots, so that partly
-       used GPUs fill up and others stay entirely free (and could be re-partitioned).
+    4. Work out first fit's placement too and keep it instead when it leaves more free
+       capacity: choosing group by group can miss the best combination, and this way `place`
+       never leaves the fleet more fragmented than first fit would.
+    5. Within a host, take slots on the GPUs with the fewest free slots, so that partly used
+       GPUs fill up and others stay entirely free; on one GPU, take the slot that keeps the
+       longest run of free memory slices (the catalog's placement geometry), where a larger
+       GPU instance could still be created.
 
     Placing an allocation id that already holds units returns its placement unchanged, so a
     retried task does not allocate twice.
@@ -215,6 +223,21 @@ def find_placement(fleet: Iterable[GpuState], allocation_id: str) -> Placement |
     return Placement(allocation_id, held) if held else None
 
 
+def free_capacity(fleet: Iterable[GpuState]) -> int:
+    """How well the fleet's free units serve future pods (higher is better).
+
+    Over every host, the sum of (free units)² for every resource a pod may ask for, both per
+    model and for any model (`nvidia.com/gpu`, `nvidia.com/mig-1g.10gb`). Squares reward
+    keeping a resource's free units together on one host: 4 free units on one host can serve
+    a 4-unit pod, 2 + 2 on two hosts cannot, and 16 > 8. `place` never lowers it more than
+    `first_fit` would.
+    """
+    return sum(
+        _capacity(Counter({key: len(u) for key, u in kinds.items()}))
+        for kinds in _free_units(fleet).values()
+    )
+
+
 def _allocate(fleet: Sequence[GpuState], request: Request, best_fit: bool) -> Placement | None:
     """Decide on counts per host and unit kind, then hold concrete units."""
     existing = find_placement(fleet, request.allocation_id)
@@ -231,8 +254,21 @@ def _allocate(fleet: Sequence[GpuState], request: Request, best_fit: bool) -> Pl
     choices = _search(free, groups, relevant, best_fit)
     if choices is None:
         return None
+    if best_fit:
+        # None when only another split across kinds fits: first fit tries one per host.
+        baseline = _search(free, groups, relevant, best_fit=False)
+        if baseline is not None and _capacity_lost(free, baseline) < _capacity_lost(free, choices):
+            choices = baseline
     assignments = _hold(units, choices, request.allocation_id, best_fit)
     return Placement(request.allocation_id, tuple(assignments))
+
+
+def _capacity_lost(free: dict[str, Counter], choices: list[_Choice]) -> int:
+    """How much the choices lower the free capacity of the hosts they use."""
+    after = {node: Counter(free[node]) for node, _ in choices}
+    for node, take in choices:
+        after[node].subtract(take)
+    return sum(_capacity(free[node]) - _capacity(counts) for node, counts in after.items())
 
 
 def _hold(
@@ -241,8 +277,12 @@ def _hold(
     allocation_id: str,
     best_fit: bool,
 ) -> list[Assignment]:
-    """Hold the chosen number of units of each kind on each host; best fit takes them from
-    the GPUs with the fewest free units, first fit in fleet order."""
+    """Hold the chosen number of units of each kind on each host.
+
+    Best fit takes each unit from the GPU with the fewest free units, and on that GPU the
+    slot that leaves the longest run of memory slices outside held slots; first fit takes
+    them in fleet order.
+    """
     free_per_gpu = Counter(
         u.gpu.gpu_id for kinds in units.values() for us in kinds.values() for u in us
     )
@@ -250,14 +290,46 @@ def _hold(
     for node, take in choices:
         for key, count in take.items():
             pool = units[node][key]
-            if best_fit:
-                pool.sort(key=lambda u: free_per_gpu[u.gpu.gpu_id])
-            for unit in pool[:count]:
+            for _ in range(count):
+                index = 0
+                if best_fit:
+                    index = min(
+                        range(len(pool)),
+                        key=lambda i: (free_per_gpu[pool[i].gpu.gpu_id], -_run_after(pool[i])),
+                    )
+                unit = pool.pop(index)
                 free_per_gpu[unit.gpu.gpu_id] -= 1
                 unit.hold(allocation_id)
                 assignments.append(unit.assignment())
-            del pool[:count]
     return assignments
+
+
+def _run_after(unit: _Unit) -> int:
+    """The longest run of memory slices outside held slots on the unit's GPU, once the unit
+    is held too (0 for a whole GPU)."""
+    if unit.slot is None:
+        return 0
+    gpu = unit.gpu
+    held = _slot_mask(gpu.gpu_model, unit.slot.profile, unit.slot.start)
+    for slot in gpu.slots or ():
+        if slot.allocation is not None:
+            held |= _slot_mask(gpu.gpu_model, slot.profile, slot.start)
+    return _longest_free_run(held, catalog.geometry(gpu.gpu_model).memory_slices)
+
+
+@cache
+def _slot_mask(gpu_model: str, profile: str, start: int) -> int:
+    size = catalog.profile(gpu_model, profile).memory_slices
+    return ((1 << size) - 1) << start
+
+
+@cache
+def _longest_free_run(held: int, slices: int) -> int:
+    longest = run = 0
+    for i in range(slices):
+        run = 0 if held >> i & 1 else run + 1
+        longest = max(longest, run)
+    return longest
 
 
 def _search(
@@ -277,37 +349,68 @@ def _search(
         if signature in tried:
             continue
         tried.add(signature)
-        free[node].subtract(take)
-        tail = _search(free, rest, relevant, best_fit)
-        free[node].update(take)
-        if tail is not None:
-            return [(node, take), *tail]
+        takes: Iterable[dict[Key, int]] = [take]
+        if best_fit:
+            takes = chain(takes, _other_takes(free[node], group, take, rest))
+        for attempt in takes:
+            free[node].subtract(attempt)
+            tail = _search(free, rest, relevant, best_fit)
+            free[node].update(attempt)
+            if tail is not None:
+                return [(node, attempt), *tail]
     return None
 
 
+def _other_takes(
+    counts: Counter, group: ResourceGroup, tried: dict[Key, int], rest: Sequence[ResourceGroup]
+) -> Iterator[dict[Key, int]]:
+    """Other ways to split the group across its kinds on one host, for when a later group
+    of the request needs the units the first way took (so `place` finds a placement whenever
+    one exists). Only a group matching several kinds, e.g. a profile on any model, has them."""
+    pools = [(key, n) for key, n in counts.items() if n and group.matches(key)]
+    if len(pools) < 2 or not any(g.matches(key) for g in rest for key, _ in pools):
+        return
+    for split in _splits(group.count, [n for _, n in pools]):
+        take = {key: n for (key, _), n in zip(pools, split, strict=True) if n}
+        if take != tried:
+            yield take
+
+
+def _splits(count: int, available: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """Every way to take `count` units from pools of these sizes, in order."""
+    if not available:
+        if count == 0:
+            yield ()
+        return
+    for n in range(min(count, available[0]), -1, -1):
+        for rest in _splits(count - n, available[1:]):
+            yield (n, *rest)
+
+
 def _options(free: dict[str, Counter], group: ResourceGroup, best_fit: bool) -> list[_Choice]:
-    """Hosts that can serve the group, best first, each with the units it would give."""
+    """Hosts that can serve the group, best first, each with the units it would give.
+
+    Best fit ranks them by the free capacity they would lose, then by fleet order. Taking
+    from the smallest pools first loses the least capacity on a host: a square shrinks less
+    the smaller it is.
+    """
     ranked = []
     for order, (node, counts) in enumerate(free.items()):
         pools = [(key, n) for key, n in counts.items() if n and group.matches(key)]
         if sum(n for _, n in pools) < group.count:
             continue
-        if best_fit:
-            pools.sort(key=lambda pool: pool[1])  # drain small pools, keep big ones whole
+        if not best_fit:
+            ranked.append(((order,), (node, _take(pools, group.count))))
+            continue
+        pools.sort(key=lambda pool: pool[1])  # drain small pools, keep big ones whole
         take = _take(pools, group.count)
-        if best_fit:
-            shrink = _capacity(counts) - _capacity(counts - Counter(take))
-            left = sum(counts.values()) - group.count
-            ranked.append(((shrink, left, order), (node, take)))
-        else:
-            ranked.append(((order,), (node, take)))
+        shrink = _capacity(counts) - _capacity(counts - Counter(take))
+        ranked.append(((shrink, order), (node, take)))
     return [option for _, option in sorted(ranked, key=lambda r: r[0])]
 
 
 def _capacity(counts: Counter) -> int:
-    """How well one host's free units serve future pods: the sum of (free units)² over every
-    resource a pod may ask for, both per model and for any model (`nvidia.com/gpu`,
-    `nvidia.com/mig-1g.10gb`). Squares reward keeping a resource's free units together."""
+    """One host's share of `free_capacity`."""
     any_model: Counter = Counter()
     for (_, profile), n in counts.items():
         any_model[profile] += n
