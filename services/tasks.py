@@ -245,10 +245,16 @@ def remove_services(deployment_id: int) -> str:
 
 
 def _remove_components(deployment) -> None:
+    _take_down_components(deployment, svc.REMOVED, secret="")
+
+
+def _take_down_components(deployment, to_status: str, said: str = "", **fields) -> None:
+    """Remove each component's resources, the last one first, and move its row to
+    `to_status` (removed for good, or pending until the workspace starts again)."""
     backend = backend_for(deployment.infrastructure)
     spec = deployment.workspace_spec()
     for row in reversed(list(deployment.components.all())):
-        if row.status in (svc.UNAVAILABLE, svc.REMOVED):
+        if row.status in (svc.UNAVAILABLE, to_status):
             continue
         try:
             ctx = _context(deployment, row, spec)
@@ -256,7 +262,8 @@ def _remove_components(deployment) -> None:
             ctx = None
         if backend is not None and ctx is not None:
             backend.remove(ctx)
-        row.move(svc.REMOVED, endpoints=[], secret="")
+        message = f"{row.component_name} {said}" if said else ""
+        row.move(to_status, endpoints=[], message=message, **fields)
 
 
 def remove_for_target(infrastructure, target_name: str, spec=None) -> int:
@@ -305,18 +312,7 @@ def stop_for_target(infrastructure, target_name: str) -> int:
             deployment, State.REQUESTED, message="the workspace is stopping; redeployed on start"
         ):
             continue
-        backend = backend_for(deployment.infrastructure)
-        spec = deployment.workspace_spec()
-        for row in reversed(list(deployment.components.all())):
-            if row.status in (svc.UNAVAILABLE, svc.PENDING):
-                continue
-            try:
-                ctx = _context(deployment, row, spec)
-            except ValueError:
-                ctx = None
-            if backend is not None and ctx is not None:
-                backend.remove(ctx)
-            row.move(svc.PENDING, endpoints=[], reason="", message=f"{row.component_name} stopped")
+        _take_down_components(deployment, svc.PENDING, "stopped", reason="")
         stopped += 1
     return stopped
 
