@@ -81,26 +81,26 @@ def _deployment(request, pk: int, deployment_pk: int):
     return workspace, deployment
 
 
-@login_required
-@require_POST
-def redeploy(request, pk: int, deployment_pk: int):
+def _act_on_deployment(request, pk: int, deployment_pk: int, action):
+    """Run a deployment action (redeploy, remove); a refusal becomes the page's message."""
     workspace, deployment = _deployment(request, pk, deployment_pk)
     try:
-        services.redeploy(request.user, deployment)
+        action(request.user, deployment)
     except services.ServicesRefused as refused:
         messages.error(request, str(refused))
     return _after(request, workspace)
+
+
+@login_required
+@require_POST
+def redeploy(request, pk: int, deployment_pk: int):
+    return _act_on_deployment(request, pk, deployment_pk, services.redeploy)
 
 
 @login_required
 @require_POST
 def remove(request, pk: int, deployment_pk: int):
-    workspace, deployment = _deployment(request, pk, deployment_pk)
-    try:
-        services.remove(request.user, deployment)
-    except services.ServicesRefused as refused:
-        messages.error(request, str(refused))
-    return _after(request, workspace)
+    return _act_on_deployment(request, pk, deployment_pk, services.remove)
 
 
 @login_required
