@@ -81,7 +81,8 @@ def test_mig_slices_are_assigned_by_profile(driver, profile_factory, fake_gpus, 
     steps = []
     driver.provision(spec_for(profile), steps.append)
     env = (workspaces_root / "ws-1" / ENV_FILE).read_text()
-    assert "CUDA_VISIBLE_DEVICES=MIG-b1,MIG-b2" in env
+    (visible,) = [line for line in env.splitlines() if line.startswith("CUDA_VISIBLE_DEVICES=")]
+    assert sorted(visible.split("=", 1)[1].split(",")) == ["MIG-b1", "MIG-b2"]
     assert "GPU 1 MIG 1g.5gb (NVIDIA A100-SXM4-40GB) assigned" in steps
 
 
