@@ -18,10 +18,23 @@ from services import components as catalog
 class Compatibility:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)  # names of the components that run there
+    skipped: list[str] = field(default_factory=list)  # and of those that cannot
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def summary(self) -> str:
+        """Per component: "All 3 components run", "1 of 5 components runs: MLflow"."""
+        total = len(self.runs) + len(self.skipped)
+        if not self.runs:
+            return f"None of {total} components runs" if total else "No components"
+        if not self.skipped:
+            return "The one component runs" if total == 1 else f"All {total} components run"
+        verb = "runs" if len(self.runs) == 1 else "run"
+        return f"{len(self.runs)} of {total} components {verb}: {', '.join(self.runs)}"
 
 
 def check(services_profile, infrastructure, groups: list[dict]) -> Compatibility:
@@ -45,8 +58,10 @@ def check(services_profile, infrastructure, groups: list[dict]) -> Compatibility
             available, why = found.local_availability()
             if not available:
                 result.notes.append(why)
+                result.skipped.append(found.name)
                 continue
         runnable.append(found)
+        result.runs.append(found.name)
         need = max(int(params.get("gpus", 0)), found.min_gpus)
         # Local processes share the workspace's GPUs; Kubernetes pods each request theirs.
         gpu_need = max(gpu_need, need) if local else gpu_need + need
