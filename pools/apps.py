@@ -7,7 +7,7 @@ class PoolsConfig(AppConfig):
     name = "pools"
 
     def ready(self):
-        from pools import isolation, tasks, warmpool
+        from pools import health, isolation, tasks, warmpool
         from pools.models import Workspace
         from portal import users
         from profiles import models as catalog
@@ -21,3 +21,6 @@ class PoolsConfig(AppConfig):
         # The local infrastructure's status says whether this host isolates workspaces.
         if isolation.describe not in catalog.LOCAL_ISOLATION_PROBES:
             catalog.LOCAL_ISOLATION_PROBES.append(isolation.describe)
+        # Saving an infrastructure entry has the engine check it (`pools.health`).
+        if health.enqueue not in catalog.HEALTH_CHECK_REQUESTERS:
+            catalog.HEALTH_CHECK_REQUESTERS.append(health.enqueue)

@@ -9,6 +9,8 @@ SWEEP_NAME = "pools: sweep"
 SWEEP_MINUTES = 1
 WARM_POOL_LOOP_NAME = "pools: warm-pool loop"
 WARM_POOL_LOOP_MINUTES = 1
+INFRASTRUCTURE_HEALTH_NAME = "pools: infrastructure health"
+INFRASTRUCTURE_HEALTH_MINUTES = 5
 
 
 def ensure_schedules(schedule_model=None) -> None:
@@ -32,6 +34,17 @@ def ensure_schedules(schedule_model=None) -> None:
             "func": "pools.warmpool.run_loop",
             "schedule_type": "I",
             "minutes": WARM_POOL_LOOP_MINUTES,
+            "repeats": -1,
+        },
+    )
+    # Every infrastructure entry's health check (pools.health.check_all enqueues one task
+    # per entry, so a slow cluster delays no other).
+    schedule_model.objects.update_or_create(
+        name=INFRASTRUCTURE_HEALTH_NAME,
+        defaults={
+            "func": "pools.health.check_all",
+            "schedule_type": "I",
+            "minutes": INFRASTRUCTURE_HEALTH_MINUTES,
             "repeats": -1,
         },
     )

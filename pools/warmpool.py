@@ -189,7 +189,7 @@ def decide(
     elif counts.actual < desired:
         missing = desired - counts.actual
         failures = pool.consecutive_failures if pool else 0
-        usable, unusable_reason = profile.infrastructure.usability()
+        usable, unusable_reason = profile.infrastructure.availability()
         if not usable:
             # Creating would only fail (and back the pool off): say what the admin must do.
             d.action = Action.UNUSABLE

@@ -11,6 +11,8 @@ Contents:
   instance types (GPU and a few CPU-only ones) that compute profiles may use.
 - Data-center platforms (vSphere, Nutanix, bare metal) and the operating systems we
   install on them.
+- What can be provisioned on (`PROVISIONABLE`), as opposed to only configured: the
+  support matrix's "can provision" column.
 - Small lookup functions and Django-style choice lists built from the tables.
 """
 
@@ -869,6 +871,62 @@ OPERATING_SYSTEMS: dict[str, str] = {
 GPU_OPERATOR_OPERATING_SYSTEMS: frozenset[str] = frozenset(
     code for code, os_ in OPERATING_SYSTEM_DETAILS.items() if os_.gpu_operator_supported
 )
+
+
+# ---------------------------------------------------------------------------------------
+# What the portal can provision on
+# ---------------------------------------------------------------------------------------
+
+# Every provider and platform above can be *configured*: saved, validated, listed. The
+# portal *provisions* only where a driver exists, on these (kind, provider) pairs (the
+# provider is "" outside public clouds). The engine's driver table (`pools.drivers.DRIVERS`)
+# names exactly these; a test holds the two together.
+PROVISIONABLE: frozenset[tuple[str, str]] = frozenset(
+    {("local", ""), ("kubernetes", ""), ("public_cloud", "aws")}
+)
+PUBLIC_CLOUD_KIND = "public_cloud"  # `profiles.choices.InfrastructureKind.PUBLIC_CLOUD`
+
+
+def can_provision(kind: str, provider: str = "") -> bool:
+    """Whether a driver can provision on an entry of this kind (and provider)."""
+    return (kind, provider if kind == PUBLIC_CLOUD_KIND else "") in PROVISIONABLE
+
+
+@dataclass(frozen=True)
+class SupportRow:
+    """One line of the support matrix: what an administrator can do with an option."""
+
+    kind: str  # "public_cloud", "data_center", "kubernetes", "local"
+    code: str  # the provider or platform code, "" for the other kinds
+    name: str
+    provisions: bool
+    how: str  # what the portal makes there, or what happens instead
+
+
+_HOW = {
+    ("public_cloud", "aws"): "EKS managed node groups per workspace; a dedicated EKS cluster "
+    "for super-sized profiles",
+    ("kubernetes", ""): "Namespaces and StatefulSets on the cluster's GPU nodes",
+    ("local", ""): "Directories and processes on the portal's own machine, with its GPUs",
+}
+CONFIGURATION_ONLY_HOW = (
+    "Saved and validated, never offered to users: no driver provisions here yet"
+)
+
+
+def support_rows() -> list[SupportRow]:
+    """Each infrastructure option, configurable by definition, and whether it provisions."""
+
+    def row(kind: str, code: str, name: str) -> SupportRow:
+        provisions = can_provision(kind, code)
+        how = _HOW.get((kind, code), "") if provisions else CONFIGURATION_ONLY_HOW
+        return SupportRow(kind, code, name, provisions, how)
+
+    rows = [row("public_cloud", p.code, p.name) for p in PROVIDERS.values()]
+    rows += [row("data_center", p.code, p.name) for p in DATA_CENTER_PLATFORMS.values()]
+    rows.append(row("kubernetes", "", "Existing Kubernetes cluster"))
+    rows.append(row("local", "", "This machine"))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------

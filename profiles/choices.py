@@ -28,3 +28,13 @@ class MigConfigState(models.TextChoices):
     REBOOTING = "rebooting", "Rebooting"
     SUCCESS = "success", "Success"
     FAILED = "failed", "Failed"
+
+
+class HealthStatus(models.TextChoices):
+    """What the engine's latest check of an infrastructure entry found (`pools.health`)."""
+
+    UNCHECKED = "", "Not checked yet"
+    READY = "ready", "Ready"
+    DEGRADED = "degraded", "Degraded"
+    UNREACHABLE = "unreachable", "Unreachable"
+    CONFIGURATION_ONLY = "configuration_only", "Configuration only"

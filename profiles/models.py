@@ -2,8 +2,9 @@ import hashlib
 import json
 
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.text import slugify
 
 from portal.crypto import EncryptedJSONField, EncryptedTextField
@@ -12,6 +13,7 @@ from portal.roles import CHANGE, USE, Area, has_perm
 from profiles import catalog
 from profiles.choices import (
     AllocationStrategy,
+    HealthStatus,
     InfrastructureKind,
     PartitioningMode,
 )
@@ -67,6 +69,23 @@ class Infrastructure(models.Model):
         "from the portal and from each other. Only Org admins may set this.",
     )
 
+    # Health: what the engine's latest check found (`pools.health`, on save and every few
+    # minutes). Written by that check, and reset by a save that changes what it checked;
+    # never by a form.
+    health_status = models.CharField(
+        "status",
+        max_length=20,
+        choices=HealthStatus.choices,
+        default=HealthStatus.UNCHECKED,
+        blank=True,
+        editable=False,
+    )
+    health_reason = models.TextField("status reason", blank=True, editable=False)
+    health_checked_at = models.DateTimeField("last checked", null=True, blank=True, editable=False)
+    # When a check was last asked for (a save, "Check now"); pending while newer than the
+    # last check.
+    health_requested_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
 
@@ -110,9 +129,16 @@ class Infrastructure(models.Model):
     def host_list(self) -> list[str]:
         return [line.strip() for line in self.hosts.splitlines() if line.strip()]
 
+    @property
+    def provisionable(self) -> bool:
+        """Whether a driver can provision on this kind of entry at all (`catalog.PROVISIONABLE`)."""
+        return catalog.can_provision(self.kind, self.provider)
+
     def usability(self) -> tuple[bool, str]:
-        """Whether the portal can provision here now, and if not, what is missing."""
-        if self.kind == InfrastructureKind.PUBLIC_CLOUD and not self.credentials:
+        """Whether the entry's own settings are complete enough to provision with, and if
+        not, what is missing. Reads no network: `availability()` adds whether a driver
+        provisions on this kind at all and what the latest check found."""
+        if self.kind == InfrastructureKind.PUBLIC_CLOUD and not self._has_login():
             return False, "No credentials: add them before workspaces can be provisioned here."
         if self.kind == InfrastructureKind.KUBERNETES and not (self.kubeconfig or self.in_cluster):
             return False, "No kubeconfig: add one before workspaces can be provisioned here."
@@ -121,6 +147,71 @@ class Infrastructure(models.Model):
         ):
             return False, "No credentials: add an SSH key or password."
         return True, ""
+
+    def _has_login(self) -> bool:
+        """Public cloud: a complete set of login credentials (the EKS settings stored beside
+        them are no login)."""
+        if not self.credentials:
+            return False
+        if self.provider not in catalog.PROVIDERS:
+            return True  # nothing to compare with; no driver provisions there anyway
+        return not catalog.missing_credentials(self.provider, self.credentials)
+
+    def availability(self) -> tuple[bool, str]:
+        """Whether workspaces can be provisioned here now: its settings allow it
+        (`usability`) and its latest health check found it Ready. What the self-service
+        page, the request and the warm-pool loop ask before they offer or create anything."""
+        if not self.provisionable:
+            return False, (
+                f"Configuration only: the portal cannot provision on {self.kind_label} yet."
+            )
+        usable, reason = self.usability()
+        if not usable:
+            return usable, reason
+        if self.health_status == HealthStatus.READY:
+            return True, ""
+        return False, self.health_summary
+
+    @property
+    def kind_label(self) -> str:
+        """What the entry is, by name: "Microsoft Azure", "VMware vSphere", "This machine"…"""
+        if self.kind == InfrastructureKind.PUBLIC_CLOUD:
+            return self.provider_label or self.provider or self.get_kind_display()
+        if self.kind == InfrastructureKind.DATA_CENTER:
+            platform = catalog.DATA_CENTER_PLATFORMS.get(self.platform)
+            return platform.name if platform else self.get_kind_display()
+        return self.get_kind_display()
+
+    @property
+    def health_summary(self) -> str:
+        """The status in a sentence, e.g. "Unreachable: Cannot reach the Kubernetes API …"."""
+        if self.health_status == HealthStatus.UNCHECKED:
+            return "Not checked yet: the portal is checking this infrastructure."
+        label = self.get_health_status_display()
+        return f"{label}: {self.health_reason}" if self.health_reason else label
+
+    @property
+    def health_pending(self) -> bool:
+        """A check was asked for and has not reported yet."""
+        requested, checked = self.health_requested_at, self.health_checked_at
+        return requested is not None and (checked is None or checked < requested)
+
+    def request_health_check(self, reset: bool = False) -> None:
+        """Ask the engine to check this entry, once the current transaction commits.
+
+        `reset`: what was checked no longer describes the entry (its connection settings
+        changed), so it is "not checked yet", and not offered, until the new check lands.
+        The check itself never runs here, in a web request: a cluster that does not answer
+        would hold the request for as long as its timeouts.
+        """
+        fields: dict = {"health_requested_at": timezone.now()}
+        if reset:
+            fields |= {"health_status": HealthStatus.UNCHECKED, "health_reason": ""}
+        # An UPDATE of these columns only: the instance (and so the audit entry of the save
+        # that asked) keeps what the administrator changed.
+        Infrastructure.objects.filter(pk=self.pk).update(**fields)
+        pk = self.pk
+        transaction.on_commit(lambda: [request(pk) for request in HEALTH_CHECK_REQUESTERS])
 
     @property
     def admins_only(self) -> bool:
@@ -163,6 +254,11 @@ class Infrastructure(models.Model):
         if self.gpu_model and self.gpus_per_node:
             return {self.gpu_model: self.gpus_per_node}
         return {}
+
+
+# What runs a health check of an infrastructure entry soon, given its id. The engine
+# registers, in its AppConfig.ready, a function that enqueues one (`pools.health.enqueue`).
+HEALTH_CHECK_REQUESTERS: list = []
 
 
 # How this host isolates local workspaces. The engine registers, in its AppConfig.ready, a
@@ -223,12 +319,24 @@ class UsableProfileQuerySet(RestrictedQuerySet):
         return self.filter(published=True).filter(open_to_all | granted).distinct()
 
 
+def provisionable_q(prefix: str = "") -> models.Q:
+    """Infrastructure (under `prefix`, e.g. "infrastructure__") a driver can provision on."""
+    q = models.Q()
+    for kind, provider in sorted(catalog.PROVISIONABLE):
+        match = {f"{prefix}kind": kind}
+        if kind == InfrastructureKind.PUBLIC_CLOUD:
+            match[f"{prefix}provider"] = provider
+        q |= models.Q(**match)
+    return q
+
+
 class OfferedProfileQuerySet(UsableProfileQuerySet):
     """Compute profiles as offered: a machine that cannot isolate workspaces is offered only
     to Org admins until one marks it a single-user host (`Infrastructure.admins_only`)."""
 
     def usable_by(self, user):
-        offered = super().usable_by(user)
+        # Where no driver can provision, a profile is never offered.
+        offered = super().usable_by(user).filter(provisionable_q("infrastructure__"))
         if has_perm(user, Area.USERS, CHANGE) or local_isolation()[0]:
             return offered
         return offered.exclude(

@@ -14,6 +14,16 @@ urlpatterns = [
         views.InfrastructureEdit,
         views.InfrastructureDelete,
     ),
+    path(
+        "infrastructure/<int:pk>/health/",
+        views.infrastructure_health,
+        name="infrastructure_health",
+    ),
+    path(
+        "infrastructure/<int:pk>/check/",
+        views.infrastructure_check,
+        name="infrastructure_check",
+    ),
     *crud_urls(
         "computeprofile",
         "compute-profiles",

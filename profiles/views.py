@@ -3,10 +3,10 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from portal import audit
-from portal.roles import CHANGE, Area
+from portal.roles import CHANGE, VIEW, Area, has_perm
 from portal.views.generic import (
     ObjectDeleteView,
     ObjectDetailView,
@@ -14,7 +14,7 @@ from portal.views.generic import (
     ObjectListView,
     require,
 )
-from profiles import catalog, filtersets, forms, tables
+from profiles import aws_checks, catalog, filtersets, forms, tables
 from profiles.choices import InfrastructureKind
 from profiles.mig import nvml
 from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
@@ -40,12 +40,19 @@ class InfrastructureDetail(ObjectDetailView):
 
     def extra_context(self, request, obj) -> dict:
         usable, reason = obj.usability()
+        credentials = obj.credentials or {}
         context = {
             "usable": usable,
             "unusable_reason": reason,
             "instance_types": obj.instance_types.all(),
             "profiles": obj.compute_profiles.all(),
-            "credential_keys": sorted(obj.credentials),
+            "credential_keys": sorted(k for k in credentials if k not in aws_checks.EKS_SETTINGS),
+            "eks_settings": [
+                (label, ", ".join(aws_checks.split_ids(credentials.get(key))))
+                for key, label in aws_checks.EKS_SETTINGS.items()
+            ]
+            if obj.provider == "aws"
+            else [],
             "partitionings": obj.partitionings.all(),
         }
         if obj.kind == InfrastructureKind.LOCAL:
@@ -67,6 +74,49 @@ class InfrastructureEdit(ObjectEditView):
     queryset = Infrastructure.objects.all()
     form_class = forms.InfrastructureForm
     template_name = "profiles/infrastructure_edit.html"
+
+    def save(self, request, form):
+        """Save, then have the engine check the entry once the save commits; the detail
+        page shows "Checking…" and follows the result (`infrastructure_health`)."""
+        infrastructure = form.save()
+        infrastructure.request_health_check(reset=not form.health_unaffected())
+        return infrastructure
+
+
+@login_required
+@require_GET
+def infrastructure_health(request, pk: int):
+    """The detail page's health panel; it polls itself while a check is pending."""
+    require(request.user, Area.INFRASTRUCTURE, VIEW)
+    infrastructure = get_object_or_404(Infrastructure.objects.for_user(request.user, VIEW), pk=pk)
+    return render(
+        request, "profiles/infrastructure_health.html", health_context(request, infrastructure)
+    )
+
+
+@login_required
+@require_POST
+def infrastructure_check(request, pk: int):
+    """ "Check now": ask the engine for a check; the panel shows it pending, then its result."""
+    require(request.user, Area.INFRASTRUCTURE, CHANGE)
+    infrastructure = get_object_or_404(Infrastructure.objects.for_user(request.user, CHANGE), pk=pk)
+    infrastructure.request_health_check()
+    infrastructure.refresh_from_db()
+    if request.headers.get("HX-Request"):
+        return render(
+            request,
+            "profiles/infrastructure_health.html",
+            health_context(request, infrastructure),
+        )
+    messages.info(request, f"Checking “{infrastructure}”.")
+    return redirect(infrastructure)
+
+
+def health_context(request, infrastructure: Infrastructure) -> dict:
+    return {
+        "object": infrastructure,
+        "can_change": has_perm(request.user, Area.INFRASTRUCTURE, CHANGE),
+    }
 
 
 class InfrastructureDelete(ObjectDeleteView):
@@ -191,6 +241,7 @@ def _unique_name(base: str) -> str:
 
 @login_required
 def support_matrix(request):
+    rows = catalog.support_rows()
     return render(
         request,
         "profiles/support_matrix.html",
@@ -203,5 +254,7 @@ def support_matrix(request):
             "operating_systems": catalog.OPERATING_SYSTEM_DETAILS.values(),
             "gpu_models": catalog.GPU_MODELS.values(),
             "kubernetes_versions": catalog.KUBERNETES_VERSIONS,
+            "support_rows": rows,
+            "provisioning_codes": [row.code for row in rows if row.provisions],
         },
     )

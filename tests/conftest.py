@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 
 from portal.models import Team
 from portal.roles import Role
-from profiles.choices import InfrastructureKind
+from profiles.choices import HealthStatus, InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, InstanceType
 from tests.pools.moto_server import aws, moto_endpoint  # noqa: F401  (shared fixtures)
 
@@ -61,9 +61,13 @@ def admin_client(client, org_admin):
     return client
 
 
+# Infrastructure fixtures are as the engine's health check (pools.health) left them: Ready.
+# Tests of the check itself start from "not checked yet".
 @pytest.fixture
 def local_infrastructure(db):
-    return Infrastructure.objects.create(name="This machine", kind=InfrastructureKind.LOCAL)
+    return Infrastructure.objects.create(
+        name="This machine", kind=InfrastructureKind.LOCAL, health_status=HealthStatus.READY
+    )
 
 
 @pytest.fixture
@@ -74,6 +78,7 @@ def aws_infrastructure(db):
         provider="aws",
         region="us-east-1",
         kubernetes_version="1.33",
+        health_status=HealthStatus.READY,
     )
     InstanceType.objects.create(
         infrastructure=infrastructure,

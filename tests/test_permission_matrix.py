@@ -155,6 +155,8 @@ EXPECTED: dict[str, Rule] = {
     "portal:email_addresses": logged_in(OK),
     # profiles
     **crud("profiles:infrastructure", Area.INFRASTRUCTURE),
+    "profiles:infrastructure_health": view(Area.INFRASTRUCTURE),
+    "profiles:infrastructure_check": post(Area.INFRASTRUCTURE),
     **crud("profiles:computeprofile", Area.PROFILES),
     **crud("profiles:servicesprofile", Area.PROFILES),
     "profiles:servicesprofile_clone": post(Area.PROFILES),

@@ -27,7 +27,7 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     (ready at once) or provision on commit."""
     if not ComputeProfile.objects.usable_by(user).filter(pk=profile.pk).exists():
         raise RequestRefused(f"You may not use the compute profile “{profile}”.")
-    ok, why = profile.infrastructure.usability()
+    ok, why = profile.infrastructure.availability()
     if not ok:
         raise RequestRefused(f"“{profile}” cannot be provisioned right now: {why}")
 

@@ -12,6 +12,7 @@ from allauth.account.models import EmailAddress
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from pools import health
 from portal.models import Team
 from portal.roles import Role
 from profiles import catalog
@@ -103,6 +104,9 @@ def load_demo() -> dict:
     scientist = _user(*DEMO_SCIENTIST, email="scientist@example.com")
     _team("Platform team", Role.ORG_ADMIN, "Administrators of the GPU platform.", admin)
     _team("Data scientists", Role.MEMBER, "Self-service access to GPU workspaces.", scientist)
+    # Checked now, as a save would have them checked, so the demo is usable at once.
+    for infrastructure in (local, aws):
+        health.check_infrastructure(infrastructure.pk)
     return {"local_gpus": offer}
 
 

@@ -47,7 +47,7 @@ def self_service(request):
     )
     for profile in profiles:
         profile.estimate = estimates.estimate(profile)
-        profile.usable, profile.unusable_reason = profile.infrastructure.usability()
+        profile.usable, profile.unusable_reason = profile.infrastructure.availability()
     teams = list(request.user.teams.filter(role__in=quotas.SELF_SERVICE_ROLES).order_by("name"))
     workspaces = list(_my_workspaces(request.user))
     context = {

@@ -8,14 +8,16 @@ node groups use the NVIDIA AMI, carry the `nvidia.com/gpu` NoSchedule taint and 
 tagged `app.kubernetes.io/managed-by=gpu-paas-portal` and `gpupaas.io/workspace`.
 
 Node groups live on the infrastructure's EKS cluster (created when missing). A workspace
-whose spec carries the label `gpupaas.io/dedicated-cluster=true` (a super-sized profile)
-gets its own cluster `<cluster>-<spec.name>` instead, deleted with it.
+of a super-sized profile (its spec carries `gpupaas.io/dedicated-cluster=true`, which
+`WorkspaceSpec.from_profile` sets) gets its own cluster `<cluster>-<spec.name>` instead,
+tagged with the workspace, and deleted with it.
 
 Creation is idempotent: node groups and clusters are looked up by name first, created with
 a stable clientRequestToken, and a ResourceInUseException on create means a concurrent
-attempt won. Readiness: the cluster and every node group ACTIVE. Deprovisioning deletes
-the node groups (ResourceNotFoundException = done), and raises TransientError until they
-are gone, so the task retries; then the dedicated cluster the same way.
+attempt won. Readiness: the cluster and every node group ACTIVE. Deprovisioning finds the
+workspace's node groups by name on both clusters, deletes them (ResourceNotFoundException =
+done) and raises TransientError until they are gone, so the task retries; then the
+dedicated cluster (only one tagged with the workspace) the same way.
 
 Settings, from the infrastructure's `credentials` (or the constructor): `cluster_name`
 (default "gpu-paas-<infrastructure name>"), `cluster_role_arn`, `node_role_arn`,
@@ -33,6 +35,7 @@ from django.utils.text import slugify
 
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import (
+    DEDICATED_CLUSTER_LABEL,
     Driver,
     DriverError,
     GpuInfo,
@@ -48,7 +51,6 @@ from pools.drivers.base import (
 from profiles import aws_checks, catalog
 from profiles.mig import catalog as mig_catalog
 
-DEDICATED_CLUSTER_LABEL = "gpupaas.io/dedicated-cluster"
 GPU_AMI = "AL2023_x86_64_NVIDIA"
 CPU_AMI = "AL2023_x86_64_STANDARD"
 TRANSIENT_CODES = {
@@ -218,12 +220,38 @@ class AwsDriver(Driver):
         return self._observe(spec, cluster, ignore_progress)
 
     def deprovision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
-        cluster = self.cluster_name(spec)
-        if self._describe_cluster(cluster) is None:
+        """Delete the workspace's node groups wherever they are, then its dedicated cluster.
+
+        Node groups are found by name (`<spec.name>-g<index>`) on the shared cluster and on
+        the dedicated one, not from `spec.groups`: the sweep's bare spec of an orphan, and
+        a spec whose profile changed since it was provisioned, remove everything too.
+        """
+        dedicated = self.dedicated_cluster_name(spec)
+        remaining: list[str] = []
+        for cluster in (self.settings.cluster_name, dedicated):
+            if self._describe_cluster(cluster) is not None:
+                remaining += self._delete_nodegroups(cluster, spec, report)
+        if remaining:
+            raise TransientError(f"Node groups {', '.join(remaining)} are still being deleted.")
+        found = self._describe_cluster(dedicated)
+        if found is None:
             return
+        if (found.get("tags") or {}).get(m.WORKSPACE_LABEL) != spec.name:
+            report(f"EKS cluster {dedicated} is not tagged as {spec.name}'s; left alone")
+            return
+        if found["status"] != "DELETING":
+            self._delete(f"deleting cluster {dedicated}", self.eks.delete_cluster, name=dedicated)
+            report(f"EKS cluster {dedicated} deletion started")
+        if self._describe_cluster(dedicated) is not None:
+            raise TransientError(f"EKS cluster {dedicated} is still being deleted.")
+        report(f"EKS cluster {dedicated} deleted")
+
+    def _delete_nodegroups(self, cluster: str, spec: WorkspaceSpec, report: Reporter) -> list[str]:
+        """Start deleting the workspace's node groups on `cluster`; those still there."""
         remaining = []
-        for group in spec.groups:
-            name = nodegroup_name(spec, group)
+        for name in self._nodegroup_names(cluster):
+            if not _is_nodegroup_of(name, spec):
+                continue
             nodegroup = self._describe_nodegroup(cluster, name)
             if nodegroup is None:
                 continue
@@ -239,17 +267,7 @@ class AwsDriver(Driver):
                 remaining.append(name)
             else:
                 report(f"node group {name} deleted")
-        if remaining:
-            raise TransientError(f"Node groups {', '.join(remaining)} are still being deleted.")
-        if not is_dedicated(spec):
-            return
-        found = self._describe_cluster(cluster)
-        if found and found["status"] != "DELETING":
-            self._delete(f"deleting cluster {cluster}", self.eks.delete_cluster, name=cluster)
-            report(f"EKS cluster {cluster} deletion started")
-        if self._describe_cluster(cluster) is not None:
-            raise TransientError(f"EKS cluster {cluster} is still being deleted.")
-        report(f"EKS cluster {cluster} deleted")
+        return remaining
 
     def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         """Scale the workspace's node groups to 0 nodes; the cluster (dedicated or shared)
@@ -315,12 +333,21 @@ class AwsDriver(Driver):
                 names.add(tags[m.WORKSPACE_LABEL])
         return names
 
+    def cluster(self, name: str = "") -> dict | None:
+        """EKS's description of a cluster (the infrastructure's own by default), or None
+        when it does not exist."""
+        return self._describe_cluster(name or self.settings.cluster_name)
+
     # --- steps --------------------------------------------------------------------------
 
     def cluster_name(self, spec: WorkspaceSpec) -> str:
+        """The cluster the workspace's node groups are on."""
         if is_dedicated(spec):
-            return f"{self.settings.cluster_name}-{spec.name}"[:100]
+            return self.dedicated_cluster_name(spec)
         return self.settings.cluster_name
+
+    def dedicated_cluster_name(self, spec: WorkspaceSpec) -> str:
+        return f"{self.settings.cluster_name}-{spec.name}"[:100]
 
     def _enabled_instance_types(self) -> list:
         if self.infrastructure.pk is None:
@@ -452,11 +479,23 @@ class AwsDriver(Driver):
                 return names
 
     def _nodegroups(self, cluster: str) -> list[dict]:
-        page = self._call(
-            f"listing node groups of {cluster}", self.eks.list_nodegroups, clusterName=cluster
-        )
-        found = [self._describe_nodegroup(cluster, n) for n in page.get("nodegroups", [])]
+        found = [self._describe_nodegroup(cluster, n) for n in self._nodegroup_names(cluster)]
         return [n for n in found if n]
+
+    def _nodegroup_names(self, cluster: str) -> list[str]:
+        names: list[str] = []
+        token = None
+        while True:
+            page = self._call(
+                f"listing node groups of {cluster}",
+                self.eks.list_nodegroups,
+                clusterName=cluster,
+                **({"nextToken": token} if token else {}),
+            )
+            names += page.get("nodegroups", [])
+            token = page.get("nextToken")
+            if not token:
+                return names
 
     # --- boto3 calls --------------------------------------------------------------------
 
@@ -505,6 +544,12 @@ class AwsDriver(Driver):
                 raise translate(error, what) from error
         except BotoCoreError as error:
             raise translate(error, what) from error
+
+
+def _is_nodegroup_of(name: str, spec: WorkspaceSpec) -> bool:
+    """`<spec.name>-g<index>`, the names `nodegroup_name` gives."""
+    prefix = f"{spec.name}-g"
+    return name.startswith(prefix) and name[len(prefix) :].isdigit()
 
 
 def _desired(nodegroup: dict) -> int:

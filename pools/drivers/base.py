@@ -45,6 +45,11 @@ class GroupSpec:
     instance_type: str = ""
 
 
+# Set on the spec of a super-sized profile's workspaces: too big for a node group, it gets
+# infrastructure of its own where the driver can make it (AWS: a dedicated EKS cluster).
+DEDICATED_CLUSTER_LABEL = "gpupaas.io/dedicated-cluster"
+
+
 @dataclass(frozen=True)
 class WorkspaceSpec:
     """What to provision, under a name that never changes for the same workspace."""
@@ -72,13 +77,16 @@ class WorkspaceSpec:
             )
             for index, group in enumerate(profile.resource_groups.all())
         )
+        labels = dict(labels or {})
+        if profile.super_sized:
+            labels[DEDICATED_CLUSTER_LABEL] = "true"
         return cls(
             name=name,
             owner=owner,
             profile=profile.slug,
             profile_version=profile.version,
             groups=groups,
-            labels=dict(labels or {}),
+            labels=labels,
         )
 
 

@@ -64,6 +64,29 @@ def credential_field_name(provider: str, key: str) -> str:
     return f"cred_{provider}_{key}"
 
 
+def eks_field_name(key: str) -> str:
+    return f"eks_{key}"
+
+
+# The EKS settings' fields: what the AWS driver provisions with (`aws_checks.EKS_SETTINGS`).
+EKS_HELP = {
+    "cluster_name": "The EKS cluster workspaces' node groups join; leave empty for "
+    "gpu-paas-<this entry's name>. Created when missing.",
+    "cluster_role_arn": "The role EKS uses to create and run the cluster (trusted by "
+    "eks.amazonaws.com). Needed when the cluster does not exist yet, and for super-sized "
+    "profiles' dedicated clusters.",
+    "node_role_arn": "The role of the GPU nodes (trusted by ec2.amazonaws.com), with the "
+    "AmazonEKSWorkerNodePolicy, AmazonEC2ContainerRegistryReadOnly and AmazonEKS_CNI_Policy "
+    "policies.",
+    "subnet_ids": "Subnets of one VPC, in at least two Availability Zones; one per line or "
+    "separated by commas.",
+    "security_group_ids": "Optional: extra security groups for the cluster, in the subnets' VPC.",
+}
+EKS_LIST_KEYS = ("subnet_ids", "security_group_ids")
+# Fields the health check does not depend on: editing only these keeps its result true.
+HEALTH_NEUTRAL_FIELDS = {"name", "description", "single_user_host"}
+
+
 def _blank(label: str) -> list[tuple[str, str]]:
     return [("", label)]
 
@@ -120,6 +143,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.was_new = self.instance.pk is None
         self.fields["provider"].choices = _blank("Choose a provider") + catalog.choices_providers()
         self.fields["region"].choices = _blank("Choose a region") + catalog.choices_regions()
         self.fields["kubernetes_version"].choices = (
@@ -132,6 +156,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         )
         self.fields["gpu_model"].choices = _blank("No GPU") + catalog.choices_gpu_models()
         self._add_credential_fields()
+        self._add_eks_fields()
         if self.user is not None and has_perm(self.user, Area.USERS, CHANGE):  # Org admins only
             field = self.fields["single_user_host"]
             field.help_text = f"{self.instance.isolation_status or ''} {field.help_text}".strip()
@@ -164,6 +189,20 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 names.append(name)
             self.credential_fieldsets.append((provider, names))
 
+    def _add_eks_fields(self) -> None:
+        stored = self.instance.credentials if self.instance.provider == "aws" else {}
+        for key, label in aws_checks.EKS_SETTINGS.items():
+            lists = key in EKS_LIST_KEYS
+            value = stored.get(key) or ""
+            self.fields[eks_field_name(key)] = forms.CharField(
+                label=label,
+                required=False,
+                max_length=2000,
+                help_text=EKS_HELP[key],
+                initial="\n".join(aws_checks.split_ids(value)) if lists else value,
+                widget=forms.Textarea(attrs={"rows": 2}) if lists else forms.TextInput(),
+            )
+
     @property
     def fieldsets(self):
         sets = [
@@ -174,6 +213,9 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             sets.append(
                 (f"{provider.name} credentials", names, f"kind={CLOUD}&provider={provider.code}")
             )
+            if provider.code == "aws":
+                eks = [eks_field_name(key) for key in aws_checks.EKS_SETTINGS]
+                sets.append(("Amazon EKS", eks, f"kind={CLOUD}&provider=aws"))
         sets += [
             (
                 "Data center",
@@ -238,14 +280,17 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             )
         elif not names:
             self.add_error("instance_types", "Choose at least one instance type.")
-        cleaned["credentials"] = credentials = self._clean_credentials(provider)
+        credentials = self._clean_credentials(provider)
         # Credentials are optional (the entry is then "not usable"), but half a login is a
         # mistake worth pointing at.
         missing = catalog.missing_credentials(provider.code, credentials) if credentials else []
         for key in missing:
             self.add_error(credential_field_name(provider.code, key), "Needed to log in.")
+        settings = self._clean_eks_settings() if provider.code == "aws" else {}
         if provider.code == "aws" and credentials and not missing and not self.errors:
-            self._check_aws(credentials, cleaned)
+            self._check_aws(credentials, settings, cleaned)
+        # The driver reads the EKS settings beside the login (`eks_settings_from`).
+        cleaned["credentials"] = credentials | {k: v for k, v in settings.items() if v}
 
     def _clean_credentials(self, provider) -> dict:
         keep = self.instance.credentials if self.instance.provider == provider.code else {}
@@ -258,33 +303,67 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 credentials[key] = keep[key]
         return credentials
 
-    def _check_aws(self, credentials: dict, cleaned: dict) -> None:
-        """Ask AWS whether it accepts new credentials, and what the instance types are.
+    def _clean_eks_settings(self) -> dict:
+        """The EKS settings as the driver reads them (lists of ids), with their syntax
+        checked; AWS itself is asked in `_check_aws`."""
+        settings: dict = {}
+        for key in aws_checks.EKS_SETTINGS:
+            raw = (self.cleaned_data.get(eks_field_name(key)) or "").strip()
+            settings[key] = list(aws_checks.split_ids(raw)) if key in EKS_LIST_KEYS else raw
+        for key, problem in aws_checks.syntax_problems(settings).items():
+            self.add_error(eks_field_name(key), problem)
+        return settings
 
-        Only when the credentials or region changed: an unrelated edit must not depend on
-        AWS answering.
+    def _check_aws(self, credentials: dict, settings: dict, cleaned: dict) -> None:
+        """Ask AWS whether it accepts new credentials, what the instance types are, and
+        whether the EKS settings exist and fit EKS.
+
+        Only what changed is checked: an unrelated edit must not depend on AWS answering.
         """
-        unchanged = (
+        stored = self.instance.credentials if self.instance.pk else {}
+        login_changed = not (
             self.instance.pk
-            and credentials == self.instance.credentials
+            and self.instance.provider == "aws"
+            and credentials == {k: v for k, v in stored.items() if k not in aws_checks.EKS_SETTINGS}
             and cleaned.get("region") == self.instance.region
         )
-        if unchanged:
+        given = {k: v for k, v in settings.items() if v}
+        settings_changed = given != {
+            k: v for k, v in stored.items() if k in aws_checks.EKS_SETTINGS
+        }
+        if not login_changed and not (given and settings_changed):
             return
-        ok, message = aws_checks.check_credentials(
-            credentials, cleaned["region"], aws_checks.endpoint_url()
-        )
+        region = cleaned["region"]
         first_key = "role_arn" if credentials.get("role_arn") else "access_key_id"
-        if not ok:
-            self.add_error(credential_field_name("aws", first_key), message)
+        login_field = credential_field_name("aws", first_key)
+        try:
+            session, identity = aws_checks.sign_in(credentials, region, aws_checks.endpoint_url())
+        except aws_checks.AwsCredentialsError as error:
+            self.add_error(login_field, str(error))
             return
-        self.success_detail = message
+        except ClientError as error:
+            code = error.response["Error"].get("Code", "")
+            message = error.response["Error"].get("Message", "")
+            self.add_error(login_field, f"AWS answered {code}: {message}")
+            return
+        except BotoCoreError as error:
+            self.add_error(login_field, f"Cannot reach AWS STS in {region}: {error}")
+            return
+        if login_changed:
+            self.success_detail = (
+                f"AWS accepted the credentials: {identity['Arn']} (account {identity['Account']})."
+            )
+            self._check_instance_types(session, cleaned)
+        if given:
+            self._check_eks_settings(session, settings, identity["Account"])
+
+    def _check_instance_types(self, session, cleaned: dict) -> None:
         try:
             self.aws_facts = aws_checks.describe_instance_type_facts(
                 cleaned.get("instance_types") or [],
                 cleaned["region"],
-                credentials,
-                aws_checks.endpoint_url(),
+                endpoint_url=aws_checks.endpoint_url(),
+                session=session,
             )
         except (aws_checks.AwsCredentialsError, ClientError, BotoCoreError) as error:
             self.add_error("instance_types", f"AWS did not describe the instance types: {error}")
@@ -296,6 +375,21 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 "instance_types",
                 f"Not offered in {cleaned['region']}: {', '.join(absent)}.",
             )
+
+    def _check_eks_settings(self, session, settings: dict, account: str) -> None:
+        first = eks_field_name(next(k for k, v in settings.items() if v))
+        try:
+            problems = aws_checks.check_eks_settings(
+                session, aws_checks.endpoint_url(), settings, account
+            )
+        except aws_checks.AwsCredentialsError as error:
+            self.add_error(first, str(error))
+            return
+        except (ClientError, BotoCoreError) as error:
+            self.add_error(first, f"AWS did not answer about the EKS settings: {error}")
+            return
+        for key, problem in problems.items():
+            self.add_error(eks_field_name(key), problem)
 
     def _clean_data_center(self, cleaned: dict) -> None:
         self._require(cleaned, "platform", "operating_system")
@@ -352,6 +446,11 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             self.add_error("gpu_model", "Choose the GPU type of these nodes.")
         if count > 16:
             self.add_error("gpus_per_node", "No supported node has more than 16 GPUs.")
+
+    def health_unaffected(self) -> bool:
+        """Whether the entry's last health check still describes it after this save: it
+        existed and only fields the check does not depend on changed."""
+        return not self.was_new and set(self.changed_data) <= HEALTH_NEUTRAL_FIELDS
 
     @transaction.atomic
     def save(self, commit: bool = True):

@@ -293,3 +293,61 @@ def test_aws_errors_map_to_transient_or_permanent(error, kind):
     assert type(translated) is kind
     refused = any(word in str(error) for word in ("AccessDenied", "ClientTokenId"))
     assert ("refused the credentials" in str(translated)) == refused
+
+
+# --- super-sized profiles -----------------------------------------------------------------
+
+
+def test_a_super_sized_profile_gets_a_dedicated_cluster(
+    driver, eks, infrastructure, profile_factory
+):
+    profile = profile_factory(infrastructure, "Huge", groups=[("H100-80GB", 8)], super_sized=True)
+    profile.resource_groups.update(node_count=2, cpu=96, ram_gb=1024)
+    spec = WorkspaceSpec.from_profile("ws-77", "mia", profile)
+    assert spec.labels["gpupaas.io/dedicated-cluster"] == "true"
+    assert driver.provision(spec).ready
+    dedicated = f"{CLUSTER}-ws-77"
+    assert eks.list_clusters()["clusters"] == [dedicated]  # the shared cluster is not made
+    found = eks.describe_nodegroup(clusterName=dedicated, nodegroupName="ws-77-g0")["nodegroup"]
+    assert found["scalingConfig"]["desiredSize"] == 2
+    # An ordinary profile on the same entry shares the infrastructure's cluster.
+    small = profile_factory(infrastructure, "Small", groups=[("A100-40GB", 8)])
+    small.resource_groups.update(cpu=32, ram_gb=256)
+    assert (
+        "gpupaas.io/dedicated-cluster" not in WorkspaceSpec.from_profile("ws-78", "", small).labels
+    )
+    driver.provision(WorkspaceSpec.from_profile("ws-78", "", small))
+    assert sorted(eks.list_clusters()["clusters"]) == [CLUSTER, dedicated]
+    driver.deprovision(spec)
+    assert eks.list_clusters()["clusters"] == [CLUSTER]
+
+
+def test_the_sweeps_bare_spec_removes_node_groups_and_a_dedicated_cluster(driver, eks):
+    driver.provision(spec_of(GroupSpec(0, "A100-40GB", 8), GroupSpec(1, "H100-80GB", 8)))
+    dedicated = spec_of(
+        GroupSpec(0, "H100-80GB", 8), name="ws-9", **{"gpupaas.io/dedicated-cluster": "true"}
+    )
+    driver.provision(dedicated)
+    driver.provision(spec_of(GroupSpec(0, "A100-40GB", 8), name="ws-4"))  # a prefix of ws-42
+    bare = WorkspaceSpec(name="ws-42", owner="", profile="", profile_version=0, groups=())
+    steps: list[str] = []
+    driver.deprovision(bare, steps.append)
+    assert "node group ws-42-g1 deleted" in steps
+    assert eks.list_nodegroups(clusterName=CLUSTER)["nodegroups"] == ["ws-4-g0"]
+    driver.deprovision(
+        WorkspaceSpec(name="ws-9", owner="", profile="", profile_version=0, groups=())
+    )
+    assert sorted(eks.list_clusters()["clusters"]) == [CLUSTER]
+
+
+def test_a_cluster_not_tagged_with_the_workspace_is_left_alone(driver, eks):
+    eks.create_cluster(
+        name=f"{CLUSTER}-ws-5",
+        roleArn=EKS["cluster_role_arn"],
+        resourcesVpcConfig={"subnetIds": ["subnet-0a"]},
+        tags={"team": "someone else's"},
+    )
+    steps: list[str] = []
+    driver.deprovision(spec_of(name="ws-5"), steps.append)
+    assert f"EKS cluster {CLUSTER}-ws-5 is not tagged as ws-5's; left alone" in steps
+    assert f"{CLUSTER}-ws-5" in eks.list_clusters()["clusters"]

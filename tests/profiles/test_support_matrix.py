@@ -21,3 +21,14 @@ def test_support_matrix_is_generated_from_the_catalog(admin_client):
     for os_name in catalog.OPERATING_SYSTEMS.values():
         assert os_name in page
     assert "p4d.24xlarge" in page
+
+
+def test_the_matrix_separates_configuring_from_provisioning(admin_client):
+    page = admin_client.get(reverse("profiles:support_matrix")).content.decode()
+    provisioning = {(row.kind, row.code) for row in catalog.support_rows() if row.provisions}
+    assert provisioning == {("public_cloud", "aws"), ("kubernetes", ""), ("local", "")}
+    for row in catalog.support_rows():
+        marker = f'data-kind="{row.kind}" data-code="{row.code}" data-provisions="'
+        assert marker + ("yes" if row.provisions else "no") + '"' in page, row
+    assert 'data-code="azure" data-provisions="no"><td>Microsoft Azure</td><td>Yes</td>' in page
+    assert page.count("(configuration only)") == 6  # Azure, GCP, OCI, vSphere, Nutanix, bare metal

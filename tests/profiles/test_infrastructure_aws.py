@@ -1,0 +1,172 @@
+"""AWS from the UI: the EKS settings (cluster and node roles, subnets, security groups) are
+fields of the infrastructure form, checked against AWS (a real moto server) with field
+errors, kept by every save, and shown on the entry's page."""
+
+import json
+
+import boto3
+import pytest
+from django.urls import reverse
+
+from profiles.forms import InfrastructureForm
+from profiles.models import Infrastructure
+from tests.profiles.test_infrastructure import aws_data
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws")]
+ACCOUNT = "123456789012"  # moto's
+
+
+def trust(service: str) -> str:
+    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+@pytest.fixture
+def prepared(aws):
+    """Roles, subnets in two zones and a security group, as an administrator makes them."""
+    iam = boto3.client("iam", endpoint_url=aws, region_name="us-east-1")
+    iam.create_role(RoleName="eks-cluster", AssumeRolePolicyDocument=trust("eks.amazonaws.com"))
+    iam.create_role(RoleName="eks-nodes", AssumeRolePolicyDocument=trust("ec2.amazonaws.com"))
+    ec2 = boto3.client("ec2", endpoint_url=aws, region_name="us-east-1")
+    by_zone = {
+        s["AvailabilityZone"]: s for s in ec2.describe_subnets()["Subnets"] if s["DefaultForAz"]
+    }
+    first, second = (by_zone[zone] for zone in sorted(by_zone)[:2])
+    group = ec2.create_security_group(
+        GroupName="gpu-nodes", Description="GPU nodes", VpcId=first["VpcId"]
+    )["GroupId"]
+    other_vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    elsewhere = ec2.create_security_group(
+        GroupName="elsewhere", Description="another VPC", VpcId=other_vpc
+    )["GroupId"]
+    return {
+        "eks_cluster_role_arn": f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
+        "eks_node_role_arn": f"arn:aws:iam::{ACCOUNT}:role/eks-nodes",
+        "eks_subnet_ids": f"{first['SubnetId']}\n{second['SubnetId']}",
+        "eks_security_group_ids": group,
+        "one_zone": first["SubnetId"],
+        "elsewhere": elsewhere,
+    }
+
+
+def eks_fields(prepared, **overrides) -> dict:
+    fields = {k: v for k, v in prepared.items() if k.startswith("eks_")}
+    return fields | overrides
+
+
+def form_errors(data: dict, instance=None) -> dict:
+    form = InfrastructureForm(data, instance=instance or Infrastructure())
+    form.is_valid()
+    return form.errors
+
+
+def test_valid_eks_settings_are_saved_where_the_driver_reads_them(prepared):
+    form = InfrastructureForm(aws_data(**eks_fields(prepared)), instance=Infrastructure())
+    assert form.is_valid(), form.errors
+    credentials = form.save().credentials
+    assert credentials["node_role_arn"] == prepared["eks_node_role_arn"]
+    assert credentials["cluster_role_arn"] == prepared["eks_cluster_role_arn"]
+    assert credentials["subnet_ids"] == prepared["eks_subnet_ids"].split("\n")
+    assert credentials["security_group_ids"] == [prepared["eks_security_group_ids"]]
+    assert credentials["role_arn"].endswith("role/gpu-paas")  # the login is kept beside them
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("eks_node_role_arn", "eks-nodes", "Not an IAM role ARN"),
+        ("eks_node_role_arn", f"arn:aws:iam::{ACCOUNT}:role/missing", "No IAM role missing"),
+        (
+            "eks_cluster_role_arn",
+            f"arn:aws:iam::{ACCOUNT}:role/eks-nodes",
+            "does not let eks.amazonaws.com assume it",
+        ),
+        (
+            "eks_node_role_arn",
+            "arn:aws:iam::210987654321:role/eks-nodes",
+            "This role is in account 210987654321",
+        ),
+        ("eks_subnet_ids", "subnet-0deadbeef, subnet-0feedface", "Not found in us-east-1"),
+        ("eks_subnet_ids", "subnet-0a;drop", "Not an ID like subnet-0abc1234"),
+        ("eks_security_group_ids", "sg-0deadbeef", "Not found in us-east-1: sg-0deadbeef"),
+        ("eks_cluster_name", "-bad name", "starting with a letter or digit"),
+    ],
+)
+def test_eks_settings_aws_refutes_are_field_errors(prepared, field, value, message):
+    errors = form_errors(aws_data(**eks_fields(prepared, **{field: value})))
+    assert message in " ".join(errors.get(field, [])), errors
+
+
+def test_subnets_in_one_zone_and_groups_of_another_vpc_are_refused(prepared):
+    data = aws_data(
+        **eks_fields(
+            prepared,
+            eks_subnet_ids=prepared["one_zone"],
+            eks_security_group_ids=prepared["elsewhere"],
+        )
+    )
+    errors = form_errors(data)
+    assert "at least two Availability Zones" in errors["eks_subnet_ids"][0]
+    assert "Not in the subnets' VPC" in errors["eks_security_group_ids"][0]
+
+
+def as_the_browser_submits_it(instance: Infrastructure) -> dict:
+    """The edit page's values, submitted unchanged (secrets blank: "leave blank to keep")."""
+    form = InfrastructureForm(instance=instance)
+    data = {}
+    for name, field in form.fields.items():
+        value = form[name].value()
+        if value is None or value is False or getattr(field, "secret_is_set", False):
+            continue
+        data[name] = value
+    return data
+
+
+def test_settings_set_another_way_survive_a_save_from_the_ui(
+    admin_client, prepared, aws_infrastructure
+):
+    aws_infrastructure.credentials = {
+        "access_key_id": "AKIAEXAMPLEKEY",
+        "secret_access_key": "example-secret",
+        "cluster_name": "shared-gpu",
+        "cluster_role_arn": prepared["eks_cluster_role_arn"],
+        "node_role_arn": prepared["eks_node_role_arn"],
+        "subnet_ids": prepared["eks_subnet_ids"].replace("\n", ", "),  # as a script wrote it
+    }
+    aws_infrastructure.save()
+    data = as_the_browser_submits_it(aws_infrastructure) | {"description": "edited"}
+    url = reverse("profiles:infrastructure_edit", args=[aws_infrastructure.pk])
+    response = admin_client.post(url, data)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    aws_infrastructure.refresh_from_db()
+    credentials = aws_infrastructure.credentials
+    assert credentials["cluster_name"] == "shared-gpu"
+    assert credentials["node_role_arn"] == prepared["eks_node_role_arn"]
+    assert credentials["subnet_ids"] == prepared["eks_subnet_ids"].split("\n")
+    assert credentials["secret_access_key"] == "example-secret"
+    page = admin_client.get(aws_infrastructure.get_absolute_url()).content.decode()
+    assert "<th>Node role ARN</th><td>arn:aws:iam::123456789012:role/eks-nodes</td>" in page
+    assert "🔒 Set (access_key_id, secret_access_key)" in page
+
+
+def test_an_unrelated_edit_does_not_ask_aws(prepared, settings):
+    form = InfrastructureForm(aws_data(**eks_fields(prepared)), instance=Infrastructure())
+    assert form.is_valid(), form.errors
+    saved = form.save()
+    settings.AWS_ENDPOINT_URL = "http://127.0.0.1:9"  # AWS does not answer now
+    data = as_the_browser_submits_it(saved) | {"description": "new words"}
+    form = InfrastructureForm(data, instance=saved)
+    assert form.is_valid(), form.errors
+    assert form.health_unaffected(), form.changed_data
+
+
+def test_the_form_shows_the_eks_fields_for_aws(admin_client):
+    page = admin_client.get(reverse("profiles:infrastructure_add")).content.decode()
+    assert "Amazon EKS" in page
+    for name in (
+        "eks_cluster_role_arn",
+        "eks_node_role_arn",
+        "eks_subnet_ids",
+        "eks_security_group_ids",
+    ):
+        assert f'name="{name}"' in page
