@@ -108,7 +108,10 @@ def bench_claims(per_worker: int) -> list[tuple[str, list[float]]]:
     tasks.enqueue_provision = lambda pk: None
     warmpool.enqueue_loop = lambda: None
 
-    infrastructure = Infrastructure.objects.create(name="Bench", kind="local")
+    # As the engine's health check leaves a working host: ready to provision on.
+    infrastructure = Infrastructure.objects.create(
+        name="Bench", kind="local", health_status="ready"
+    )
     profile = ComputeProfile.objects.create(
         name="Bench warm",
         infrastructure=infrastructure,
@@ -185,7 +188,9 @@ def bench_reconcile(profiles: int, per_profile: int, short_share: float) -> dict
     PoolInstance.objects.all().delete()
     LoopDecision.objects.all().delete()
     ComputeProfile.objects.filter(name__startswith="Reconcile ").delete()
-    infrastructure, _ = Infrastructure.objects.get_or_create(name="Bench", kind="local")
+    infrastructure, _ = Infrastructure.objects.get_or_create(
+        name="Bench", kind="local", defaults={"health_status": "ready"}
+    )
     made = ComputeProfile.objects.bulk_create(
         ComputeProfile(
             name=f"Reconcile {i}",
@@ -253,7 +258,9 @@ def main() -> int:
     name = f"bench_warmpool_{os.getpid()}"
     admin_execute(url, f'CREATE DATABASE "{name}"')
     os.environ["DATABASE_URL"] = scratch_url(url, name)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    # A scratch database of its own: the test settings' fixed keys are enough (the portal's
+    # own settings refuse to start on PostgreSQL without SECRET_KEY and encryption keys).
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     try:
         import django
 
