@@ -59,22 +59,49 @@ def live_deployment(workspace: Workspace) -> ServiceDeployment | None:
     )
 
 
-def local_unavailable(services_profile: ServicesProfile, infrastructure) -> list[str]:
-    """Why components of the profile will not run on `infrastructure` (empty if all will)."""
+def sees_admin_hints(user) -> bool:
+    """Install commands and driver reasons are for those who can act on them."""
+    return has_perm(user, Area.PROFILES, CHANGE)
+
+
+def unavailable_note(user, code: str, why: str) -> dict:
+    """What `user` reads about a component that is unavailable for the reason `why`:
+    `message` in a data scientist's words, and `hint` (the reason) for administrators only."""
+    found = catalog.component(code)
+    message = found.unavailable_message() if found else "This component isn't available here."
+    return {"message": message, "hint": why if sees_admin_hints(user) else ""}
+
+
+def failure_reason_for(user, deployment: ServiceDeployment) -> str:
+    """The deployment's failure reason as `user` may read it: a failure because none of its
+    components is available here lists their reasons (install commands, drivers), which
+    only administrators read; others read the plain wording."""
+    rows = list(deployment.components.all())
+    nothing_ran = rows and all(row.status == ComponentStatus.UNAVAILABLE for row in rows)
+    if not deployment.failure_reason or not nothing_ran or sees_admin_hints(user):
+        return deployment.failure_reason
+    notes = [unavailable_note(user, row.component, row.reason)["message"] for row in rows]
+    return "Nothing of this services profile is available here: " + " ".join(notes)
+
+
+def local_unavailable(user, services_profile: ServicesProfile, infrastructure) -> list[dict]:
+    """What `user` reads about components of the profile that will not run on
+    `infrastructure` (empty if all will); see `unavailable_note`."""
 
     backend = backend_for(infrastructure)
-    reasons = []
+    notes = []
     for item in services_profile.components.all():
         found = catalog.component(item.component)
         if found is None:
             continue
         if backend is None:
-            reasons.append(f"{found.name}: not available on {infrastructure} yet.")
-            continue
-        ok, why = backend.availability(found)
-        if not ok:
-            reasons.append(why)
-    return reasons
+            why = f"{found.name}: not available on {infrastructure} yet."
+        else:
+            ok, why = backend.availability(found)
+            if ok:
+                continue
+        notes.append(unavailable_note(user, item.component, why))
+    return notes
 
 
 @transaction.atomic

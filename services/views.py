@@ -7,7 +7,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.roles import CHANGE
 from services import actions as services
-from services.models import ComponentDeployment, ServiceDeployment
+from services.models import ComponentDeployment, ComponentStatus, ServiceDeployment
 from workspaces.access import get_workspace_for_user
 
 
@@ -27,11 +27,23 @@ def _panel(request, workspace):
     ):
         offered = list(services.deployable_profiles(request.user, workspace))
         for profile in offered:
-            profile.unavailable = services.local_unavailable(profile, workspace.infrastructure)
+            profile.unavailable = services.local_unavailable(
+                request.user, profile, workspace.infrastructure
+            )
+    components = list(deployment.components.all()) if deployment else []
+    for item in components:
+        item.unavailable = (
+            services.unavailable_note(request.user, item.component, item.reason)
+            if item.status == ComponentStatus.UNAVAILABLE
+            else None
+        )
+    recent = list(recent.prefetch_related("components"))
+    for shown in [deployment, *recent] if deployment else recent:
+        shown.reason_shown = services.failure_reason_for(request.user, shown)
     context = {
         "workspace": workspace,
         "deployment": deployment,
-        "components": list(deployment.components.all()) if deployment else [],
+        "components": components,
         "recent": recent,
         "offered": offered,
         "may_change": may_change,

@@ -222,6 +222,8 @@ class Component:
     image: ClassVar[str] = ""  # container image (Kubernetes), `{version}` filled in
     local_package: ClassVar[str] = ""  # Python module the local driver runs it from
     local_unavailable: ClassVar[str] = ""  # why it cannot run on the local driver at all
+    # What a data scientist reads when it is not available; "" = the generic wording.
+    unavailable_plain: ClassVar[str] = ""
     secret_key: ClassVar[str] = ""  # the key of its generated credential; "" = none
     health: ClassVar[HealthCheck | None] = None
     ready_marker: ClassVar[str] = ""  # locally, without `health`: a line its log shows
@@ -268,6 +270,13 @@ class Component:
         if self.local_package and importlib.util.find_spec(self.local_package) is None:
             return False, (f"{self.name} is not installed on this portal host: {SERVICES_EXTRA}")
         return True, ""
+
+    def unavailable_message(self) -> str:
+        """Why it is missing, in a data scientist's words (no install commands, no drivers)."""
+        return (
+            self.unavailable_plain
+            or f"{self.name} isn't available on this machine yet; ask your platform team."
+        )
 
     def local_process(self, target: LocalTarget) -> LocalProcess:
         """The process that runs it next to a local workspace."""
