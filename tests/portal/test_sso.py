@@ -11,29 +11,11 @@ from portal import users as user_actions
 from portal.models import AuditEntry, SsoConfiguration, SsoMembership, Team
 from portal.roles import Role
 from tests.conftest import PASSWORD
-from tests.oidc.provider import OidcProvider, oidc_provider  # noqa: F401
 
-from .sso_helpers import HOST, configure_sso, map_group, sso_login
+from .sso_helpers import HOST, configure_sso, sso_login
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
-
-
-@pytest.fixture
-def op(oidc_provider: OidcProvider):  # noqa: F811
-    cache.clear()
-    oidc_provider.reset()
-    yield oidc_provider
-    oidc_provider.reset()
-
-
-@pytest.fixture
-def mapped(op):
-    configure_sso(op)
-    return {
-        "gpu": map_group("gpu-users", "GPU users", Role.MEMBER),
-        "ml": map_group("ml-team", "ML operators", Role.OPERATOR),
-    }
 
 
 def test_sso_app_comes_from_the_configuration_without_a_socialapp_row(op, client):

@@ -20,29 +20,12 @@ from django.core.cache import cache
 from portal import sso
 from portal.models import AuditEntry, SsoConfiguration, SsoMembership
 from portal.roles import Role
-from tests.oidc.provider import OidcProvider, oidc_provider  # noqa: F401
+from tests.oidc.provider import OidcProvider
 
 from .sso_helpers import CALLBACK_PREFIX, HOST, configure_sso, map_group, sso_login
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
-
-
-@pytest.fixture
-def op(oidc_provider: OidcProvider):  # noqa: F811
-    cache.clear()
-    oidc_provider.reset()
-    yield oidc_provider
-    oidc_provider.reset()
-
-
-@pytest.fixture
-def mapped(op):
-    configure_sso(op)
-    return {
-        "gpu": map_group("gpu-users", "GPU users", Role.MEMBER),
-        "ml": map_group("ml-team", "ML operators", Role.OPERATOR),
-    }
 
 
 @pytest.fixture
