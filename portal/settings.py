@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "pools",
     "services",
     "workspaces",
+    "usage",
 ]
 
 MIDDLEWARE = [

@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("portal", "profiles", "pools", "services", "workspaces")
+PACKAGES = ("portal", "profiles", "pools", "services", "workspaces", "usage")
 OURS = {*PACKAGES, "bench", "tests"}
 
 

@@ -1,0 +1,220 @@
+"""The usage ledger, with time travel: hours and cost of a workspace's life, and a ledger
+that ends right after its worker was killed in the middle of a pass."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from pools import lifecycle
+from pools.lifecycle import State
+from pools.models import PoolInstance, Workspace
+from portal.models import Team
+from usage import ledger, showback
+from usage.models import LedgerCursor, Price, UsageInterval
+from usage.prices import PriceBook
+
+
+def at(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 3, day, hour, minute, tzinfo=UTC)
+
+
+@pytest.fixture
+def a100_profile(local_infrastructure, profile_factory):
+    profile = profile_factory(local_infrastructure, "One A100", groups=(("A100-40GB", 1),))
+    profile.resource_groups.update(storage_gb=100)
+    return profile
+
+
+@pytest.fixture
+def prices(db):
+    Price.objects.create(kind=Price.Kind.GPU_MODEL, key="A100-40GB", amount=Decimal("2.00"))
+    # 0.073 per GB-month is 0.0001 per GB-hour (a month is 730 hours).
+    Price.objects.create(kind=Price.Kind.STORAGE, amount=Decimal("0.073"))
+
+
+def move(clock, workspace, when, *states):
+    clock.set(when)
+    for state in states:
+        assert lifecycle.transition(workspace, state)
+
+
+def a_workspace_life(clock, member, profile, team) -> Workspace:
+    """Requested, stopped, started and deleted over two days."""
+    clock.set(at(2, 9, 0))
+    workspace = lifecycle.create(
+        Workspace, message="requested", owner=member, profile=profile,
+        infrastructure=profile.infrastructure, team=team, gpus=1,
+    )  # fmt: skip
+    move(clock, workspace, at(2, 9, 10), State.PROVISIONING)
+    clock.set(at(2, 9, 20))
+    lifecycle.log_step(workspace, "directory created")  # a step: no new interval
+    move(clock, workspace, at(2, 9, 30), State.READY)
+    move(clock, workspace, at(2, 17, 30), State.STOPPING)
+    move(clock, workspace, at(2, 17, 40), State.STOPPED)
+    move(clock, workspace, at(3, 9, 0), State.STARTING)
+    move(clock, workspace, at(3, 9, 10), State.READY)
+    move(clock, workspace, at(3, 18, 0), State.DELETING)
+    move(clock, workspace, at(3, 18, 10), State.DELETED)
+    return workspace
+
+
+def test_a_workspace_over_two_days_costs_what_a_hand_computation_says(
+    clock, member, a100_profile, prices
+):
+    team = Team.objects.get(name="member group")
+    a_workspace_life(clock, member, a100_profile, team)
+    ledger.run(now=clock.set(at(3, 20, 0)))
+
+    # By hand: it held its GPU from provisioning (day 1 09:10) until stopped (17:40), 8 h 30,
+    # and from starting (day 2 09:00) until deleted (18:10), 9 h 10: 17 h 40 = 53/3 h.
+    # Stopped from 17:40 to 09:00, 15 h 20, it kept only its 100 GB: 33 h of 100 GB in all.
+    # Cost: 53/3 h x $2.00 + 3,300 GB-h x $0.0001 = $35.3333 + $0.33 = $35.6633.
+    month = showback.month_start(at(2, 0).date())
+    [totals] = showback.report(
+        UsageInterval.objects.all(), month, showback.next_month(month), clock.current,
+        PriceBook(), "group",
+    )  # fmt: skip
+    assert totals.label == "member group"
+    assert totals.gpu_hours == pytest.approx(53 / 3)
+    assert totals.gpu_equivalent_hours == pytest.approx(53 / 3)
+    assert totals.workspace_hours == pytest.approx(53 / 3)
+    assert totals.mig_slice_hours == 0
+    assert totals.storage_gb_hours == pytest.approx(3300)
+    assert round(totals.cost, 4) == Decimal("35.6633")
+    assert totals.complete
+
+
+def test_an_open_interval_counts_up_to_now(clock, member, a100_profile, prices):
+    clock.set(at(2, 9, 0))
+    workspace = lifecycle.create(
+        Workspace, message="requested", owner=member, profile=a100_profile,
+        infrastructure=a100_profile.infrastructure, gpus=1,
+    )  # fmt: skip
+    move(clock, workspace, at(2, 9, 0), State.PROVISIONING, State.READY)
+    ledger.run(now=clock.set(at(2, 12, 0)))
+    month = showback.month_start(at(2, 0).date())
+    end = showback.next_month(month)
+    early = showback.report(UsageInterval.objects.all(), month, end, at(2, 12), PriceBook(), "user")
+    later = showback.report(UsageInterval.objects.all(), month, end, at(2, 15), PriceBook(), "user")
+    # No event in between, no pass: the open interval just runs on.
+    assert early[0].gpu_hours == pytest.approx(3)
+    assert later[0].gpu_hours == pytest.approx(6)
+
+
+def test_a_mig_slice_counts_as_its_share_of_the_gpu(clock, member, local_infrastructure, prices):
+    profile = local_infrastructure.compute_profiles.create(name="Slice", slug="slice")
+    profile.resource_groups.create(gpu_model="A100-40GB", gpu_count=2, mig_profile="3g.20gb")
+    clock.set(at(2, 9, 0))
+    workspace = lifecycle.create(
+        Workspace, message="requested", owner=member, profile=profile,
+        infrastructure=local_infrastructure, mig_slices=2,
+    )  # fmt: skip
+    move(clock, workspace, at(2, 9, 0), State.PROVISIONING)
+    move(clock, workspace, at(2, 16, 0), State.READY, State.DELETING, State.DELETED)
+    ledger.run(now=clock.set(at(2, 17, 0)))
+    month = showback.month_start(at(2, 0).date())
+    [totals] = showback.report(
+        UsageInterval.objects.all(), month, showback.next_month(month), at(2, 17), PriceBook(),
+        "profile",
+    )  # fmt: skip
+    # 3g.20gb is 3 of an A100's 7 compute slices: 2 slices x 7 h = 14 slice-hours = 6 GPU-hours.
+    assert totals.mig_slice_hours == pytest.approx(14)
+    assert totals.gpu_hours == 0
+    assert totals.gpu_equivalent_hours == pytest.approx(6)
+    assert totals.cost.quantize(Decimal("0.0001")) == Decimal("12.0070")  # 6 x 2 + 70 GB x 7 h
+
+
+def test_warm_idle_hours_are_charged_to_the_profile_until_the_claim(clock, a100_profile, prices):
+    clock.set(at(2, 8, 0))
+    instance = lifecycle.create(
+        PoolInstance, message="warm", profile=a100_profile,
+        infrastructure=a100_profile.infrastructure,
+    )  # fmt: skip
+    move(clock, instance, at(2, 8, 0), State.PROVISIONING)
+    move(clock, instance, at(2, 8, 30), State.READY)
+    PoolInstance.objects.filter(pk=instance.pk).update(ready_at=at(2, 8, 30))
+    move(clock, instance, at(2, 10, 30), State.CLAIMED)
+    PoolInstance.objects.filter(pk=instance.pk).update(claimed_at=at(2, 10, 30))
+    ledger.run(now=clock.set(at(2, 12, 0)))
+
+    rows = UsageInterval.objects.filter(kind=UsageInterval.Kind.WARM_IDLE)
+    assert {(r.state, r.start, r.end) for r in rows} == {
+        (State.PROVISIONING, at(2, 8, 0), at(2, 8, 30)),
+        (State.READY, at(2, 8, 30), at(2, 10, 30)),
+    }
+    assert all(r.team_id is None and r.owner_id is None for r in rows)
+    month = showback.month_start(at(2, 0).date())
+    saved = showback.hours_saved(month, showback.next_month(month))
+    assert saved == {"One A100": pytest.approx(0.5)}
+
+
+def _snapshot() -> set[tuple]:
+    return set(
+        UsageInterval.objects.values_list(
+            "kind", "source_id", "position", "state", "start", "end", "gpu_share", "storage_gb"
+        )
+    )
+
+
+def test_the_ledger_is_right_after_its_worker_was_killed_in_the_middle(
+    clock, member, a100_profile, prices, monkeypatch
+):
+    workspaces = []
+    for hour in (9, 10, 11):
+        clock.set(at(2, hour))
+        workspace = lifecycle.create(
+            Workspace, message="requested", owner=member, profile=a100_profile,
+            infrastructure=a100_profile.infrastructure, gpus=1,
+        )  # fmt: skip
+        move(clock, workspace, at(2, hour, 5), State.PROVISIONING, State.READY)
+        workspaces.append(workspace)
+
+    # The pass is killed after its first batch: what it wrote stays, the cursor does not move.
+    monkeypatch.setattr(ledger, "BATCH", 1)
+    real_rebuild, calls = ledger.rebuild, []
+
+    def killed_after_one_batch(kind, ids):
+        if calls:
+            raise SystemExit("worker killed")
+        calls.append(ids)
+        return real_rebuild(kind, ids)
+
+    monkeypatch.setattr(ledger, "rebuild", killed_after_one_batch)
+    with pytest.raises(SystemExit):
+        ledger.run(now=clock.set(at(2, 12)))
+    assert LedgerCursor.objects.get().workspace_event_id == 0
+    assert set(UsageInterval.objects.values_list("source_id", flat=True)) == {workspaces[0].pk}
+
+    # While no worker runs, life goes on: one workspace is stopped.
+    move(clock, workspaces[1], at(2, 13), State.STOPPING, State.STOPPED)
+    monkeypatch.setattr(ledger, "rebuild", real_rebuild)
+    ledger.run(now=clock.set(at(2, 14)))
+    after_restart = _snapshot()
+
+    # The same rows as a ledger built from nothing, and a second pass changes nothing.
+    UsageInterval.objects.all().delete()
+    LedgerCursor.objects.all().delete()
+    ledger.run(now=clock.current)
+    assert _snapshot() == after_restart
+    ledger.run(now=clock.set(at(2, 15)))
+    assert _snapshot() == after_restart
+    stopped = UsageInterval.objects.filter(source_id=workspaces[1].pk, state=State.STOPPED).get()
+    assert (stopped.start, stopped.end, stopped.gpu_share) == (at(2, 13), None, 0)
+
+
+def test_an_event_committed_late_with_a_smaller_id_is_still_read(
+    clock, member, a100_profile, prices
+):
+    clock.set(at(2, 9))
+    workspace = lifecycle.create(
+        Workspace, message="requested", owner=member, profile=a100_profile,
+        infrastructure=a100_profile.infrastructure, gpus=1,
+    )  # fmt: skip
+    ledger.run(now=clock.set(at(2, 9, 1)))
+    move(clock, workspace, at(2, 9, 2), State.PROVISIONING)
+    # As if the pass had already seen a later id of another transaction that committed first.
+    LedgerCursor.objects.update(workspace_event_id=10**9)
+    ledger.run(now=clock.set(at(2, 9, 3)))
+    assert UsageInterval.objects.filter(source_id=workspace.pk, state=State.PROVISIONING).exists()
+    assert timedelta(minutes=1) < ledger.LATE_COMMIT_GRACE
