@@ -63,6 +63,23 @@
     }
   });
 
+  // Header menus (`<details class="nav-menu">`) work without this; with it, one menu is open
+  // at a time and Escape or a click elsewhere closes it, as menus do.
+  function closeMenus(except) {
+    document.querySelectorAll("details.nav-menu[open]").forEach(function (menu) {
+      if (menu !== except) menu.removeAttribute("open");
+    });
+  }
+  document.addEventListener("click", function (event) {
+    closeMenus(event.target.closest && event.target.closest("details.nav-menu"));
+  });
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    const menu = document.activeElement && document.activeElement.closest("details.nav-menu");
+    closeMenus(null);
+    if (menu) menu.querySelector("summary").focus();
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form.edit-form").forEach(function (form) {
       form.addEventListener("change", function () { refresh(form); });
