@@ -27,6 +27,7 @@ from django.db.models import OuterRef, Q, Subquery, prefetch_related_objects
 from pools import sizing
 from pools.lifecycle import State
 from pools.models import LoopDecision, Pool, PoolInstance, Workspace
+from portal import charts
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile
 
@@ -201,24 +202,12 @@ def _learned(profile_id: int, history: sizing.History) -> dict:
 
 
 @dataclass
-class Chart:
-    width: int
-    height: int
-    target_points: str
-    ready_points: str
-    claim_bars: list[tuple[float, float, float, int]]  # x, y, height, claims in the hour
-    y_max: int
-    start: datetime
-    end: datetime
-
-
-@dataclass
 class Report:
     requests: int
     within: int  # ready within the SLO's T
     pending: int  # not ready yet, and asked less than T ago: not counted
     idle_per_day: float  # GPU-hours
-    chart: Chart
+    chart: charts.Chart
 
     @property
     def attainment(self) -> float | None:
@@ -245,9 +234,7 @@ def attainment_counts(profile_id: int, seconds: float, since: datetime, now: dat
     return requests, within, pending
 
 
-def chart(
-    profile_id: int, claimed: list[datetime], now: datetime, width: int = 700, height: int = 180
-) -> Chart:
+def chart(profile_id: int, claimed: list[datetime], now: datetime) -> charts.Chart:
     """Target and ready (steps, from the decision log) and `claimed` per hour (bars)."""
     since = now - REPORT_WINDOW
     rows = list(
@@ -260,30 +247,25 @@ def chart(
     for claimed_at in claimed:
         if since <= claimed_at < now:
             claims[min(int((claimed_at - since).total_seconds() // 3600), hours - 1)] += 1
-    y_max = max([1, *claims, *(max(d, r) for _, d, r in rows)])
-    span, pad = REPORT_WINDOW.total_seconds(), 4
-
-    def x(when: datetime) -> float:
-        return pad + (when - since).total_seconds() / span * (width - 2 * pad)
-
-    def y(value: float) -> float:
-        return height - pad - value / y_max * (height - 2 * pad)
-
-    def steps(index: int) -> str:
-        points, last = [], None
-        for row in rows:
-            if last is not None and last != row[index]:
-                points.append(f"{x(row[0]):.1f},{y(last):.1f}")
-            if last != row[index]:
-                points.append(f"{x(row[0]):.1f},{y(row[index]):.1f}")
-            last = row[index]
-        if last is not None:
-            points.append(f"{x(now):.1f},{y(last):.1f}")
-        return " ".join(points)
-
-    bar = (width - 2 * pad) / hours
-    bars = [(pad + h * bar, y(n), y(0) - y(n), n) for h, n in enumerate(claims) if n]
-    return Chart(width, height, steps(1), steps(2), bars, y_max, since, now)
+    hour = timedelta(hours=1)
+    return charts.time_chart(
+        "Target, ready instances and claims per hour, last 7 days",
+        "instances; claims per hour",
+        [
+            charts.Series("target", "Target", [(t, d) for t, d, _ in rows], dashed=True),
+            charts.Series("ready", "Ready", [(t, r) for t, _, r in rows]),
+            charts.Series(
+                "claims",
+                "Claims per hour",
+                [(since + h * hour, n) for h, n in enumerate(claims) if n],
+                kind=charts.BARS,
+                bucket=hour,
+            ),
+        ],
+        since,
+        now,
+        empty_message="No decisions or claims in the last 7 days.",
+    )
 
 
 def report(profile, pool: Pool, now: datetime) -> Report:

@@ -10,6 +10,7 @@ from django.db.models import Q
 
 from pools.lifecycle import State
 from pools.models import LoopDecision, PoolInstance, Workspace
+from portal import charts
 
 WINDOW = timedelta(days=7)
 
@@ -98,48 +99,22 @@ def format_seconds(value: float | None) -> str:
     return f"{value / 60:.1f} min"
 
 
-@dataclass
-class Chart:
-    width: int
-    height: int
-    desired_points: str
-    ready_points: str
-    y_max: int
-    start: datetime | None
-    end: datetime | None
-
-
-def chart(profile_id: int, now: datetime, hours: int = 24, width: int = 600, height: int = 160):
-    """Desired vs ready over the last `hours`, as SVG polyline points (from the log)."""
+def chart(profile_id: int, now: datetime, hours: int = 24) -> charts.Chart:
+    """Desired vs ready over the last `hours`, as steps (from the decision log)."""
     since = now - timedelta(hours=hours)
     rows = list(
         LoopDecision.objects.filter(profile_id=profile_id, time__gte=since)
         .order_by("time", "id")
         .values_list("time", "desired", "ready")
     )
-    y_max = max([1, *(max(d, r) for _, d, r in rows)])
-    span = (now - since).total_seconds()
-    pad = 4
-
-    def point(when: datetime, value: int) -> str:
-        x = pad + (when - since).total_seconds() / span * (width - 2 * pad)
-        y = height - pad - value / y_max * (height - 2 * pad)
-        return f"{x:.1f},{y:.1f}"
-
-    def steps(index: int) -> str:
-        points = []
-        for i, row in enumerate(rows):
-            if i:  # a step: hold the previous value until this decision
-                points.append(point(row[0], rows[i - 1][index]))
-            points.append(point(row[0], row[index]))
-        return " ".join(points)
-
-    return Chart(
-        width=width,
-        height=height,
-        desired_points=steps(1),
-        ready_points=steps(2),
-        y_max=y_max,
-        start=rows[0][0] if rows else None,
-        end=rows[-1][0] if rows else None,
+    return charts.time_chart(
+        f"Desired and ready instances, last {hours} hours",
+        "instances",
+        [
+            charts.Series("desired", "Desired", [(t, d) for t, d, _ in rows], dashed=True),
+            charts.Series("ready", "Ready", [(t, r) for t, _, r in rows]),
+        ],
+        since,
+        now,
+        empty_message="The loop has not decided anything for this profile in this period.",
     )

@@ -51,7 +51,7 @@ def test_the_detail_page_shows_metrics_the_chart_and_the_decision_log(
     html = response.content.decode()
     assert response.status_code == HTTPStatus.OK
     assert '50% <span class="muted">(1 of 2 requests)</span>' in html
-    assert '<polyline class="desired"' in html and '<polyline class="ready"' in html
+    assert '<path class="desired"' in html and '<path class="ready"' in html
     assert html.count("desired capacity 9; ") >= 2  # the decision log
     assert "pool-" in html  # the recent claim
 
