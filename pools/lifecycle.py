@@ -33,6 +33,7 @@ class State(models.TextChoices):
     REQUESTED = "requested", "Requested"
     PROVISIONING = "provisioning", "Provisioning"
     READY = "ready", "Ready"
+    DEGRADED = "degraded", "Degraded"  # ready, but a check failed: being repaired (issue 12)
     STOPPING = "stopping", "Stopping"
     STOPPED = "stopped", "Stopped"
     STARTING = "starting", "Starting"
@@ -116,6 +117,19 @@ WORKSPACE_LIFECYCLE = BASE_LIFECYCLE.extend(
     }
 )
 
+# Watched workspaces (issue 12, `pools.watch`): a ready workspace whose check fails (its
+# directory, GPUs, node, process or a service is gone) is degraded with the reason; the
+# watcher repairs it (back to ready) or, after a bounded number of attempts, fails it. A
+# degraded workspace may still be stopped or deleted by its owner. Services stacks are
+# watched with the same edges (`services.models.SERVICES_LIFECYCLE`).
+WATCHED_EDGES = {
+    State.READY: {State.DEGRADED},
+    State.DEGRADED: {State.READY, State.FAILED, State.DELETING},
+}
+WORKSPACE_LIFECYCLE = WORKSPACE_LIFECYCLE.extend(WATCHED_EDGES).extend(
+    {State.DEGRADED: {State.STOPPING}}
+)
+
 # Warm-pool instances (issue 6): the base lifecycle plus the claim (they are never stopped).
 # A claimed instance is done: its resources now belong to the workspace that adopted it,
 # which deletes them (the sweep keeps them while that workspace holds resources). A failed
@@ -133,6 +147,7 @@ LIVE_STATES = (
     State.REQUESTED,
     State.PROVISIONING,
     State.READY,
+    State.DEGRADED,
     State.CLAIMED,
     State.DELETING,
     State.STOPPING,
@@ -141,10 +156,12 @@ LIVE_STATES = (
 )
 # Live states that hold (or are about to hold) GPUs: all but stopped (GPU quotas count these).
 GPU_STATES = tuple(state for state in LIVE_STATES if state != State.STOPPED)
-# States a worker is expected to move the object out of by itself.
+# States a worker is expected to move the object out of by itself (a degraded one: the
+# watcher, which repairs or fails it).
 IN_FLIGHT_STATES = (
     State.REQUESTED,
     State.PROVISIONING,
+    State.DEGRADED,
     State.DELETING,
     State.STOPPING,
     State.STARTING,

@@ -187,6 +187,8 @@ class Workspace(LifecycleModel):
     ready_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)
+    # When the watcher last found it healthy or degraded it (`pools.watch`).
+    checked_at = models.DateTimeField("last checked", null=True, blank=True)
 
     objects = WorkspaceQuerySet.as_manager()
 
@@ -194,7 +196,10 @@ class Workspace(LifecycleModel):
         ordering = ["-created", "-id"]
         # The tables keep the names they had when this model lived in `workspaces`.
         db_table = "workspaces_workspace"
-        indexes = [models.Index(fields=["state", "heartbeat"], name="workspaces__state_6da9c7_idx")]
+        indexes = [
+            models.Index(fields=["state", "heartbeat"], name="workspaces__state_6da9c7_idx"),
+            models.Index(fields=["state", "checked_at"], name="workspace_watch_order"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(state__in=sorted(WORKSPACE_LIFECYCLE.reapable))

@@ -11,6 +11,8 @@ WARM_POOL_LOOP_NAME = "pools: warm-pool loop"
 WARM_POOL_LOOP_MINUTES = 1
 INFRASTRUCTURE_HEALTH_NAME = "pools: infrastructure health"
 INFRASTRUCTURE_HEALTH_MINUTES = 5
+WATCH_NAME = "pools: watch"
+WATCH_MINUTES = 1
 
 
 def ensure_schedules(schedule_model=None) -> None:
@@ -45,6 +47,16 @@ def ensure_schedules(schedule_model=None) -> None:
             "func": "pools.health.check_all",
             "schedule_type": "I",
             "minutes": INFRASTRUCTURE_HEALTH_MINUTES,
+            "repeats": -1,
+        },
+    )
+    # Watched workspaces (pools.watch.sweep): ready ones checked, degraded ones repaired.
+    schedule_model.objects.update_or_create(
+        name=WATCH_NAME,
+        defaults={
+            "func": "pools.watch.sweep",
+            "schedule_type": "I",
+            "minutes": WATCH_MINUTES,
             "repeats": -1,
         },
     )

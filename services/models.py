@@ -24,6 +24,7 @@ from pools.history import keep_as_history
 from pools.lifecycle import (
     BASE_LIFECYCLE,
     LIVE_STATES,
+    WATCHED_EDGES,
     Lifecycle,
     LifecycleEvent,
     LifecycleModel,
@@ -37,13 +38,17 @@ from services.components import component
 # Redeploy: a ready or failed deployment goes back to requested (the same rows, re-copied).
 # Stopping the workspace (issue 5) also sends a live stack back to requested, deploying or
 # not: its components are stopped, and deployed again when the workspace starts.
+# Watched like a workspace (issue 12): a ready stack whose component fails its check is
+# degraded, then repaired or failed (`services.tasks.check_stack`); redeploying, removing
+# or stopping the workspace works from degraded as from ready.
 SERVICES_LIFECYCLE = BASE_LIFECYCLE.extend(
     {
         State.READY: {State.REQUESTED},
         State.FAILED: {State.REQUESTED},
         State.PROVISIONING: {State.REQUESTED},
+        State.DEGRADED: {State.REQUESTED},
     }
-)
+).extend(WATCHED_EDGES)
 
 
 class ServiceDeployment(LifecycleModel):

@@ -135,8 +135,9 @@ def _target_not_ready(deployment) -> str:
     workspace = deployment.workspace
     if workspace is None or workspace.state in (State.READY, State.CLAIMED):
         return ""
-    if workspace.state in (State.REQUESTED, State.PROVISIONING):
-        # The workspace's own task enqueues us when it is ready; the sweep is the safety net.
+    if workspace.state in (State.REQUESTED, State.PROVISIONING, State.DEGRADED):
+        # The workspace's own task enqueues us when it is ready (a degraded one: the watcher
+        # repairs or fails it); the sweep is the safety net.
         steps.touch(deployment, steps.BACKOFF_BASE)
         return "waiting for the workspace"
     if workspace.state in STOPPED_STATES and deployment.state == State.REQUESTED:
@@ -305,7 +306,13 @@ def stop_for_target(infrastructure, target_name: str) -> int:
     live = ServiceDeployment.objects.filter(
         infrastructure=infrastructure,
         target_name=target_name,
-        state__in=(State.REQUESTED, State.PROVISIONING, State.READY, State.FAILED),
+        state__in=(
+            State.REQUESTED,
+            State.PROVISIONING,
+            State.READY,
+            State.DEGRADED,
+            State.FAILED,
+        ),
     )
     for deployment in live:
         if deployment.state != State.REQUESTED and not transition(
@@ -417,6 +424,113 @@ def workspace_ready(workspace) -> None:
             transaction.on_commit(lambda pk=pk: enqueue_deploy(pk))
         return
     deploy_default_services(workspace)
+
+
+# -- watched stacks (issue 12) -----------------------------------------------------------
+
+WATCHED_STATES = (State.READY, State.DEGRADED)
+
+
+def watched_stack(workspace):
+    """The workspace's stack the watcher looks after: its ready or degraded one, or None."""
+    return (
+        ServiceDeployment.objects.select_related("infrastructure")
+        .filter(workspace=workspace, state__in=WATCHED_STATES)
+        .first()
+    )
+
+
+def check_stack(deployment) -> list[str]:
+    """Run each deployed component's own health check (`ServicesBackend.check`: process
+    alive and port answering locally; its Deployments' pods Ready on Kubernetes) and move
+    its row to what the check says; return what is wrong, one line per component.
+
+    A ready stack with a problem becomes degraded with the reasons; a degraded one whose
+    components all answer again is ready ("repaired"). A DriverError means the check could
+    not tell (the cluster did not answer): it is raised, and nothing is moved.
+    """
+    backend = backend_for(deployment.infrastructure)
+    if backend is None:
+        return []
+    spec = deployment.workspace_spec()
+    problems = []
+    for row in deployment.components.all():
+        if row.status == svc.FAILED:
+            problems.append(_problem(row.component_name, row.reason))
+        if row.status not in (svc.READY, svc.DEPLOYING):
+            continue
+        try:
+            ctx = _context(deployment, row, spec)
+            if ctx is None:
+                raise ValueError(f"Unknown component “{row.component}”.")
+            result = backend.check(ctx)
+        except ValueError as error:  # parameters no longer valid for the catalog
+            result = svc.ComponentResult(svc.FAILED, reason=str(error))
+        if result.status == row.status == svc.READY:
+            continue
+        if row.status == svc.READY and result.status == svc.DEPLOYING:
+            # It served and no longer answers: failed, so the repair restarts it (one that
+            # is deploying after a restart is left to start).
+            result.status, result.reason = svc.FAILED, _not_ready(result.reason)
+        row.move(result.status, **_result_fields(result))
+        if result.status != svc.READY:
+            problems.append(_problem(row.component_name, result.reason, result.status))
+    if problems and deployment.state == State.READY:
+        transition(
+            deployment,
+            State.DEGRADED,
+            message=f"degraded: {'; '.join(problems)}",
+            failure_reason="; ".join(problems)[:300],
+            attempts=0,
+        )
+    elif not problems and deployment.state == State.DEGRADED:
+        transition(deployment, State.READY, message="repaired", failure_reason="", attempts=0)
+    return problems
+
+
+def _not_ready(reason: str) -> str:
+    return f"not ready: {reason}" if reason else "not ready"
+
+
+def _problem(name: str, reason: str, status: str = svc.FAILED) -> str:
+    """One line of a check's reasons, naming the component once."""
+    if status != svc.FAILED:
+        reason = _not_ready(reason)
+    reason = reason or "failed"
+    return reason if reason.startswith(name) else f"{name}: {reason}"
+
+
+def repair_stack(deployment) -> list[str]:
+    """Restart each component of a degraded stack that failed, or that has not answered
+    for longer than it takes to start, with its parameters and credential (the same
+    token); return the names of those restarted. Raises what the backend raises."""
+    backend = backend_for(deployment.infrastructure)
+    if backend is None or deployment.state != State.DEGRADED:
+        return []
+    spec = deployment.workspace_spec()
+    now = timezone.now()
+    restarted = []
+    for row in deployment.components.all():
+        found = catalog.component(row.component)
+        hung = (
+            row.status == svc.DEPLOYING
+            and found is not None
+            and (now - row.status_changed > timedelta(seconds=found.start_timeout))
+        )
+        if found is None or not (row.status == svc.FAILED or hung):
+            continue
+        ctx = _context(deployment, row, spec)
+        row.move(svc.PENDING, message=f"{row.component_name} restarting")
+        backend.remove(ctx)
+        result = backend.deploy(ctx)
+        row.move(result.status, **_result_fields(result))
+        restarted.append(row.component_name)
+    return restarted
+
+
+def fail_stack(deployment, reason: str) -> bool:
+    """A degraded stack that could not be repaired: failed with the reason."""
+    return deployment.state == State.DEGRADED and steps.fail(deployment, reason)
 
 
 # -- the sweep ---------------------------------------------------------------------------

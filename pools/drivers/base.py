@@ -157,6 +157,20 @@ class Driver(ABC):
         """Take GPUs and run the stopped workspace again; return where it stands (like
         `provision`: `ready` is False while it comes up). Calling it again is harmless."""
 
+    def check(self, spec: WorkspaceSpec) -> list[str]:
+        """What is wrong with a ready workspace now, in a user's words ([] when nothing is),
+        without changing anything (`pools.watch`). By default: what `status` says."""
+        result = self.status(spec)
+        if result.ready:
+            return []
+        return [result.detail.get("reason") or f"{spec.name} is not ready on {self.infrastructure}"]
+
+    def repair(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Bring back what a failed `check` found missing, keeping the workspace's data;
+        PermanentError when it cannot be brought back. By default: `provision` again, which
+        creates only what is absent."""
+        self.provision(spec, report)
+
     @abstractmethod
     def inventory(self) -> list[NodeInfo]:
         """The nodes and GPUs this infrastructure has."""

@@ -172,6 +172,22 @@ class KubernetesDriver(Driver):
                 )
         return self.provision(spec, report)
 
+    def check(self, spec: WorkspaceSpec) -> list[str]:
+        """Every pod of the workspace is there and Ready, and each runs on a node that is
+        still there and Ready."""
+        try:
+            observed = self._observe(spec, ignore_progress)
+        except PermanentError as error:  # e.g. its image can no longer be pulled
+            return [str(error)]
+        problems = list(observed.detail["waiting"])
+        for pod, name in sorted(observed.detail["nodes"].items()):
+            node = self.kube.get("Node", name)
+            if node is None:
+                problems.append(f"Node {name} of pod {pod} is gone.")
+            elif not node_ready(node):
+                problems.append(f"Node {name} of pod {pod} is not ready.")
+        return problems
+
     def inventory(self) -> list[NodeInfo]:
         nodes: list[NodeInfo] = []
         for node in self.kube.list("Node"):
@@ -359,6 +375,14 @@ def _belongs_to(namespace: dict, spec: WorkspaceSpec) -> bool:
         labels.get(m.MANAGED_BY_LABEL) == m.MANAGED_BY
         and labels.get(m.WORKSPACE_LABEL) == spec.name
     )
+
+
+def node_ready(node: dict) -> bool:
+    """Whether the node's kubelet reports Ready (a node that reports no Ready condition at
+    all is taken at its word that it is there)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    return ready is None or ready.get("status") == "True"
 
 
 def waiting_reason(name: str, pod: dict) -> str:

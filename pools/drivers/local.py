@@ -352,14 +352,55 @@ class LocalDriver(Driver):
             raise PermanentError(f"The workspace's directory {directory} is gone.")
         try:
             self._take_gpus(spec, report)
-            process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
-            if process and not supervisor.is_running(process):
-                process = self.start_process(spec, process.argv, port=process.port)
-                report(f"process {process.pid} started")
+            self._restart_process(spec, report)
         except Exception:
             self._release_gpus(spec, ignore_progress)
             raise
         return self.status(spec)
+
+    def _restart_process(self, spec: WorkspaceSpec, report: Reporter) -> None:
+        """Run the workspace's own process again (same command, same port) unless it is
+        healthy; one alive that no longer answers on its port is stopped first."""
+        process = supervisor.ProcessRecord.registered_at(self.directory(spec.name) / PROCESS_FILE)
+        if process is None or supervisor.healthy(process):
+            return
+        if supervisor.is_running(process):
+            supervisor.stop(process)
+        process = self.start_process(spec, process.argv, port=process.port)
+        report(f"process {process.pid} started")
+
+    # -- watched workspaces (issue 12) ---------------------------------------------------
+
+    def check(self, spec: WorkspaceSpec) -> list[str]:
+        """Its directory is there, it holds every GPU it was given, and its process (if it
+        has one) is alive and answers on its port. This machine is the node: it is alive."""
+        directory = self.directory(spec.name)
+        problems = []
+        if not directory.is_dir():
+            problems.append(f"Its directory {directory} is gone.")
+        held = GpuAllocation.objects.filter(
+            infrastructure=self.infrastructure, holder=spec.name
+        ).count()
+        wanted = sum(group.gpu_count for group in spec.groups)
+        if held < wanted:
+            problems.append(f"It holds {held} of its {wanted} GPU allocations.")
+        process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
+        if process is not None and not supervisor.healthy(process):
+            if supervisor.is_running(process):
+                problems.append(f"Its process does not answer on port {process.port}.")
+            else:
+                problems.append(f"Its process {process.pid} exited.")
+        return problems
+
+    def repair(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Take its GPUs again and restart its process; a directory that is gone cannot be
+        brought back (its files went with it): PermanentError."""
+        directory = self.directory(spec.name)
+        if not directory.is_dir():
+            raise PermanentError(f"Its directory {directory} is gone, and its files with it.")
+        supervisor.write_file(directory / MARKER, spec.name + "\n")
+        self._take_gpus(spec, report)
+        self._restart_process(spec, report)
 
     def _stop_processes(self, spec: WorkspaceSpec, report: Reporter, keep: bool = False) -> None:
         """Every registered process of the directory, then (with an identity of its own)

@@ -1,0 +1,210 @@
+"""Watched workspaces (issue 12): a ready workspace is checked, degraded, repaired or failed.
+
+The checks, in a user's words:
+- the workspace's own (`Driver.check`): local: its directory is there, it holds every GPU
+  it was given, its process is alive and answers on its port; Kubernetes: its pods are
+  there and Ready, on nodes that are there and Ready;
+- its services stack's (`services.tasks.check_stack`): each component's own health check
+  (process alive and port answering locally; Deployment and pods on Kubernetes).
+
+The steps, each claiming one workspace with a conditional UPDATE (so two sweeps never take
+the same one, and a test drives exactly one step):
+1. `check_one(now)`: the ready workspace checked longest ago (not within CHECK_INTERVAL).
+   Nothing wrong: its `checked_at` says when. Something wrong: degraded, with the reasons
+   as its `failure_reason` and event, and its repair due at once.
+2. `repair_one(now)`: a degraded workspace whose next look is due (its `heartbeat`). It is
+   checked again: nothing wrong → ready ("repaired"). Still broken after MAX_REPAIRS
+   attempts → failed with the reasons. Else what is broken is restarted (`Driver.repair`:
+   GPUs taken again, the process restarted; `services.tasks.repair_stack`: the failed
+   components restarted with their own credential), the attempt counted, and the next look
+   scheduled after `steps.backoff(attempts, REPAIR_BACKOFF)`. What cannot be brought back
+   (a deleted directory: its files are gone) fails it at once.
+A check that cannot tell (the cluster does not answer: a DriverError) changes nothing; the
+infrastructure's own health check reports the cluster (`pools.health`).
+
+When: the "pools: watch" schedule runs `sweep()` every minute (repairs, then checks, at
+most BATCH of each); each repair also schedules its next look (`repair_workspace`), so a
+repair does not wait for the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from pools import steps
+from pools.drivers import driver_for
+from pools.drivers.base import DriverError, PermanentError
+from pools.lifecycle import State, log_step, transition
+from pools.models import Workspace
+from services import tasks as services
+
+logger = logging.getLogger(__name__)
+
+CHECK_INTERVAL = timedelta(minutes=2)
+MAX_REPAIRS = 3
+REPAIR_BACKOFF = 15  # seconds before the first look after a restart; doubles per attempt
+BATCH = 100  # steps of each kind per sweep
+CANDIDATES = 5  # due workspaces tried per step when other sweeps take the first ones
+REPAIR = "pools.watch.repair_workspace"
+
+
+def sweep(now: datetime | None = None, limit: int = BATCH) -> dict:
+    """The "pools: watch" schedule: due repairs, then due checks (see the module doc)."""
+    now = now or timezone.now()
+    return {
+        "repaired": _repeat(lambda: repair_one(now), limit),
+        "checked": _repeat(lambda: check_one(now), limit),
+    }
+
+
+def _repeat(step, limit: int) -> int:
+    done = 0
+    while done < limit and step():
+        done += 1
+    return done
+
+
+# -- the check ---------------------------------------------------------------------------
+
+
+def check_one(now: datetime | None = None) -> bool:
+    """Check the ready workspace checked longest ago; False when none is due."""
+    now = now or timezone.now()
+    due = (
+        Workspace.objects.filter(state=State.READY)
+        .filter(Q(checked_at__isnull=True) | Q(checked_at__lt=now - CHECK_INTERVAL))
+        .order_by(F("checked_at").asc(nulls_first=True), "pk")
+    )
+    for pk, checked_at in due.values_list("pk", "checked_at")[:CANDIDATES]:
+        claimed = Workspace.objects.filter(pk=pk, state=State.READY, checked_at=checked_at)
+        if claimed.update(checked_at=now) == 1:
+            check_workspace(_load(pk))
+            return True
+    return False
+
+
+def check_workspace(workspace: Workspace) -> list[str]:
+    """Check a ready workspace now; degrade it when something is wrong. Its problems."""
+    problems = problems_of(workspace)
+    if problems:
+        reason = "; ".join(problems)
+        if transition(
+            workspace,
+            State.DEGRADED,
+            message=f"degraded: {reason}",
+            failure_reason=reason[:300],
+            attempts=0,
+        ):
+            steps.schedule_retry(REPAIR, workspace.pk, 0)
+    return problems or []
+
+
+def problems_of(workspace: Workspace) -> list[str] | None:
+    """What is wrong with the workspace and its stack ([] when nothing is); None when the
+    check cannot tell (the infrastructure did not answer)."""
+    try:
+        problems = driver_for(workspace.infrastructure).check(workspace.resources_spec())
+        stack = services.watched_stack(workspace)
+        if stack is not None:
+            problems += services.check_stack(stack)
+    except DriverError as error:
+        logger.warning("watch: cannot check %s: %s", workspace.resource_name, error)
+        return None
+    return problems
+
+
+# -- the repair --------------------------------------------------------------------------
+
+
+def repair_one(now: datetime | None = None, pk: int | None = None) -> bool:
+    """Take the next step of one degraded workspace whose next look is due (`pk`: that
+    one only); False when none is due."""
+    now = now or timezone.now()
+    due = Workspace.objects.filter(state=State.DEGRADED, heartbeat__lte=now)
+    if pk is not None:
+        due = due.filter(pk=pk)
+    for found, heartbeat in due.order_by("heartbeat", "pk").values_list("pk", "heartbeat")[
+        :CANDIDATES
+    ]:
+        claimed = Workspace.objects.filter(pk=found, state=State.DEGRADED, heartbeat=heartbeat)
+        # Held for as long as a task may run: a worker killed mid-repair is taken over later.
+        if claimed.update(heartbeat=now + steps.stuck_after()) == 1:
+            repair_workspace_now(_load(found), now)
+            return True
+    return False
+
+
+def repair_workspace(workspace_id: int) -> str:
+    """The one-off task each repair schedules for its next look."""
+    return "looked" if repair_one(pk=workspace_id) else "not due"
+
+
+def repair_workspace_now(workspace: Workspace, now: datetime) -> str:
+    """One look at a degraded workspace: repaired, failed, or restarted (see the module
+    doc). Returns what happened."""
+    problems = problems_of(workspace)
+    stack = services.watched_stack(workspace)
+    if problems is None:
+        _look_again(workspace, REPAIR_BACKOFF)
+        return "cannot tell"
+    if not problems:
+        transition(
+            workspace,
+            State.READY,
+            message="repaired",
+            failure_reason="",
+            attempts=0,
+            checked_at=now,
+        )
+        return "repaired"
+    reason = "; ".join(problems)
+    if workspace.attempts >= MAX_REPAIRS:
+        return _give_up(
+            workspace, stack, f"{reason} (not repaired after {workspace.attempts} attempts)"
+        )
+    attempts = workspace.attempts + 1
+    try:
+        restarted = _restart(workspace, stack)
+    except PermanentError as error:
+        return _give_up(workspace, stack, f"Cannot be repaired: {error}")
+    except Exception as error:  # a TransientError, or a bug: the next attempt tries again
+        logger.exception("watch: repairing %s", workspace.resource_name)
+        restarted = f"the repair failed ({error})"
+    Workspace.objects.filter(pk=workspace.pk, state=State.DEGRADED).update(
+        attempts=attempts, failure_reason=reason[:300]
+    )
+    workspace.attempts = attempts
+    delay = steps.backoff(attempts, REPAIR_BACKOFF)
+    log_step(
+        workspace,
+        f"repair attempt {attempts} of {MAX_REPAIRS}: {restarted}; looking again in {delay} s",
+    )
+    _look_again(workspace, delay)
+    return f"attempt {attempts}"
+
+
+def _restart(workspace: Workspace, stack) -> str:
+    """Restart what is broken; what was done, in words."""
+    driver_for(workspace.infrastructure).repair(
+        workspace.resources_spec(), steps.reporter(workspace)
+    )
+    restarted = services.repair_stack(stack) if stack is not None else []
+    return "restarted " + ", ".join(restarted) if restarted else "resources brought back"
+
+
+def _look_again(workspace: Workspace, delay: int) -> None:
+    steps.retry_later(workspace, REPAIR, delay)
+
+
+def _give_up(workspace: Workspace, stack, reason: str) -> str:
+    if steps.fail(workspace, reason) and stack is not None:
+        services.fail_stack(stack, reason)
+    return f"failed: {reason}"
+
+
+def _load(pk: int) -> Workspace:
+    return Workspace.objects.select_related("profile", "infrastructure", "owner").get(pk=pk)

@@ -1,0 +1,175 @@
+"""Watched workspaces on the local driver (`pools.watch`): checked, degraded, repaired,
+failed after a bounded number of attempts; each step claims one workspace and running it
+again changes nothing."""
+
+# Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
+# ruff: noqa: F811
+
+import os
+import shutil
+import signal
+import sys
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pools import supervisor, watch
+from pools.drivers.local import PROCESS_FILE, LocalDriver
+from pools.lifecycle import GPU_STATES, IN_FLIGHT_STATES, LIVE_STATES, State
+from pools.models import GpuAllocation, Workspace
+from tests.workspace_fixtures import (  # noqa: F401
+    fake_gpus,
+    wait_for,
+    workspace_factory,
+    workspaces_root,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def later(seconds: int = 3600):
+    """A moment when every look the watcher scheduled is due."""
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+def transitions(workspace) -> list[tuple[str, str]]:
+    return [(e.from_state, e.to_state) for e in workspace.events.all() if e.is_transition]
+
+
+def serve(workspace) -> supervisor.ProcessRecord:
+    """Give the workspace a process of its own that answers on a port (a web server)."""
+    port = supervisor.free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    record = LocalDriver(workspace.infrastructure).start_process(workspace.spec(), argv, port)
+    assert supervisor.wait_healthy(record)
+    return record
+
+
+@pytest.fixture
+def stop_processes(workspaces_root):
+    yield
+    supervisor.stop_registered_below(workspaces_root)
+
+
+def test_a_healthy_workspace_is_checked_once_per_interval(ready_gpu_workspace):
+    now = timezone.now()
+    assert watch.check_one(now)
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.READY
+    assert ready_gpu_workspace.checked_at == now
+    assert not watch.check_one(now)  # not due again yet: the same result
+    assert watch.check_one(now + watch.CHECK_INTERVAL + timedelta(seconds=1))
+    assert transitions(ready_gpu_workspace)[-1] == (State.PROVISIONING, State.READY)
+
+
+def test_a_deleted_directory_degrades_the_workspace_then_fails_it(ready_gpu_workspace):
+    directory = LocalDriver(ready_gpu_workspace.infrastructure).directory(
+        ready_gpu_workspace.resource_name
+    )
+    shutil.rmtree(directory)
+    before = timezone.now()
+
+    assert watch.check_one()
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.DEGRADED
+    assert ready_gpu_workspace.failure_reason == f"Its directory {directory} is gone."
+    assert ready_gpu_workspace.state_changed >= before  # the time it was found
+    degraded = ready_gpu_workspace.events.get(to_state=State.DEGRADED)
+    assert degraded.message == f"degraded: Its directory {directory} is gone."
+    assert not watch.check_one(later())  # a degraded one is the repair's, not the check's
+
+    assert watch.repair_one()
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.FAILED
+    assert ready_gpu_workspace.failure_reason == (
+        f"Cannot be repaired: Its directory {directory} is gone, and its files with it."
+    )
+    assert not directory.exists()  # never made again, empty, as if nothing happened
+    assert not watch.repair_one(later())  # nothing left to do: the same result
+    assert transitions(ready_gpu_workspace)[-2:] == [
+        (State.READY, State.DEGRADED),
+        (State.DEGRADED, State.FAILED),
+    ]
+
+
+def test_a_lost_gpu_allocation_is_taken_again_and_the_workspace_is_ready(ready_gpu_workspace):
+    GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).delete()
+
+    assert watch.sweep() == {"repaired": 0, "checked": 1}  # repairs run before checks
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.DEGRADED
+    assert ready_gpu_workspace.failure_reason == "It holds 0 of its 1 GPU allocations."
+    assert watch.repair_one()  # due at once: the first attempt takes the GPU again
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.attempts == 1
+    assert GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).count() == 1
+    assert not watch.repair_one()  # the next look waits for its backoff
+
+    assert watch.repair_one(later())
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.READY
+    assert ready_gpu_workspace.failure_reason == ""
+    assert ready_gpu_workspace.attempts == 0
+    assert transitions(ready_gpu_workspace)[-1] == (State.DEGRADED, State.READY)
+    assert ready_gpu_workspace.events.last().message == "repaired"
+    assert any(
+        step.message.startswith("repair attempt 1 of 3") for step in ready_gpu_workspace.steps()
+    )
+
+
+def test_a_killed_process_is_restarted_on_its_port(ready_gpu_workspace, stop_processes):
+    record = serve(ready_gpu_workspace)
+    os.kill(record.pid, signal.SIGKILL)
+    wait_for(lambda: not supervisor.is_running(record), 10, what="the process to die")
+
+    assert watch.check_one()
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.failure_reason == f"Its process {record.pid} exited."
+    assert watch.repair_one()
+    directory = LocalDriver(ready_gpu_workspace.infrastructure).directory(
+        ready_gpu_workspace.resource_name
+    )
+    restarted = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
+    assert restarted.pid != record.pid and restarted.port == record.port
+    assert supervisor.wait_healthy(restarted)
+    assert watch.repair_one(later())
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.READY
+
+
+def test_what_cannot_be_repaired_fails_after_the_last_attempt(ready_gpu_workspace, stop_processes):
+    # Alive, but never answers on its port: every restart runs the same silent command.
+    port = supervisor.free_port()
+    LocalDriver(ready_gpu_workspace.infrastructure).start_process(
+        ready_gpu_workspace.spec(), [sys.executable, "-c", "import time; time.sleep(600)"], port
+    )
+    assert watch.check_one()
+    for attempt in range(1, watch.MAX_REPAIRS + 1):
+        assert watch.repair_one(later(attempt * 3600))
+        ready_gpu_workspace.refresh_from_db()
+        assert ready_gpu_workspace.state == State.DEGRADED
+        assert ready_gpu_workspace.attempts == attempt
+    assert watch.repair_one(later(10 * 3600))
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.FAILED
+    assert ready_gpu_workspace.failure_reason == (
+        f"Its process does not answer on port {port}. (not repaired after 3 attempts)"
+    )
+    assert not watch.repair_one(later(20 * 3600))  # run again: the same result
+
+
+def test_two_steps_never_take_the_same_workspace(ready_gpu_workspace, member, workspace_factory):
+    other = workspace_factory(member, ready_gpu_workspace.profile, state=State.READY)
+    now = timezone.now()
+    assert watch.check_one(now) and watch.check_one(now)
+    assert not watch.check_one(now)
+    assert set(Workspace.objects.values_list("checked_at", flat=True)) == {now}
+    other.refresh_from_db()
+    assert other.state == State.DEGRADED  # never provisioned: no directory
+
+
+def test_a_degraded_workspace_counts_as_live_and_holds_its_gpus():
+    assert State.DEGRADED in LIVE_STATES and State.DEGRADED in GPU_STATES
+    assert State.DEGRADED in IN_FLIGHT_STATES  # its pages follow it until it is repaired
+    assert Workspace.lifecycle.holds_resources(State.DEGRADED)
