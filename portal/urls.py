@@ -53,6 +53,8 @@ urlpatterns = [
     path("admin/partitioning/", include("pools.partitioning_urls")),
     path("admin/", include("profiles.urls")),
     path("workspaces/", include("workspaces.urls")),
+    # Usage, cost and prices (issue 16).
+    path("usage/", include("usage.urls")),
     # Before allauth's views of the same paths, which they run: a failed Okta login is a
     # page with its reason, never a 500 (portal.views.sso).
     path("accounts/oidc/<str:provider_id>/login/", sso.login, name="sso_login"),

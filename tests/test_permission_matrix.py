@@ -36,7 +36,7 @@ from portal import audit, invitations
 from portal.models import Invitation, SsoGroupMapping, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
 
-OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces"}
+OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces", "usage"}
 
 ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
     "anonymous",
@@ -206,6 +206,10 @@ EXPECTED: dict[str, Rule] = {
     "workspaces:services_secret": Rule(
         _WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}
     ),
+    # usage and cost (issue 16): all of it for admins, their groups' for members
+    "usage:showback": Rule(_WORKSPACE_VIEW),
+    "usage:export": Rule(_WORKSPACE_VIEW),
+    **crud("usage:price", Area.PROFILES),
 }
 
 
@@ -336,7 +340,14 @@ def _partitioning(people) -> dict:
     return {"pk": strategy.pk}
 
 
+def _price(people) -> dict:
+    from usage.models import Price
+
+    return {"pk": Price.objects.create(kind="gpu_model", key="T4", amount="0.50").pk}
+
+
 FACTORIES: dict[str, Callable[[dict], dict]] = {
+    "usage:price": _price,
     "pools:pool": lambda people: {"profile_pk": _warm_profile_obj().pk},
     "pools:poolschedule": _pool_schedule,
     "portal:auditentry": _audit_entry,

@@ -83,6 +83,12 @@ def months(first: datetime, count: int) -> list[tuple[datetime, datetime]]:
     return spans
 
 
+def months_ending(last: datetime, count: int) -> list[tuple[datetime, datetime]]:
+    """The `count` months up to and including the one starting at `last`."""
+    index = last.year * 12 + last.month - 1 - (count - 1)
+    return months(last.replace(year=index // 12, month=index % 12 + 1), count)
+
+
 def _line(row: UsageInterval) -> Line:
     return Line(
         gpu_model=row.gpu_model,
@@ -119,6 +125,14 @@ def tally(
                 totals = result.setdefault((index, label), Totals(label))
                 totals.add(row, hours, rates[line])
     return result
+
+
+def cost_per_period(intervals, periods, now: datetime, book: PriceBook) -> list[Decimal]:
+    found = tally(intervals, periods, now, book, "group")
+    return [
+        sum((t.cost for (i, _), t in found.items() if i == index), Decimal(0))
+        for index in range(len(periods))
+    ]
 
 
 def report(intervals, start, end, now, book: PriceBook, by: str) -> list[Totals]:
