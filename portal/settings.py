@@ -93,12 +93,16 @@ INSTALLED_APPS = [
     "django_q",
     "django_tables2",
     "django_filters",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",
     "profiles",
     "pools",
     "services",
     "workspaces",
     "usage",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -315,6 +319,44 @@ KUBERNETES_WORKSPACE_IMAGE = env_str(
 )
 # Empty: the cluster's default StorageClass.
 KUBERNETES_STORAGE_CLASS = env_str("KUBERNETES_STORAGE_CLASS")
+
+# The REST API (api/, issue 15): personal API tokens or the session (with CSRF), the roles'
+# permissions plus the token's scope, errors as RFC 9457 problem details, a rate per token.
+API_RATE = env_str("API_RATE", "600/minute")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "api.permissions.TokenScope",
+        "api.permissions.AreaPermission",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.Pages",
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.PerTokenThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": API_RATE},
+    "DEFAULT_SCHEMA_CLASS": "api.schema.PortalAutoSchema",
+    "EXCEPTION_HANDLER": "api.problems.exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "GPU PaaS portal API",
+    "DESCRIPTION": "Everything the portal's pages do, scriptable. Authenticate with a personal "
+    "API token (`Authorization: Bearer gpp_…`, made on the API tokens page) or the session.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the portal's own static files (drf-spectacular-sidecar): no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"LifecycleStateEnum": "pools.lifecycle.State.choices"},
+}
 
 DJANGO_TABLES2_TEMPLATE = "django_tables2/table.html"
 DJANGO_TABLES2_TABLE_ATTRS = {"class": "table"}

@@ -53,6 +53,8 @@ urlpatterns = [
     path("admin/partitioning/", include("pools.partitioning_urls")),
     path("admin/", include("profiles.urls")),
     path("workspaces/", include("workspaces.urls")),
+    # The REST API, its schema and docs, and the API tokens page (issue 15).
+    path("api/", include("api.urls")),
     # Usage, cost and prices (issue 16).
     path("usage/", include("usage.urls")),
     # Before allauth's views of the same paths, which they run: a failed Okta login is a

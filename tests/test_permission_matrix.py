@@ -32,11 +32,15 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
+from api.tokens import create_token
 from portal import audit, invitations
 from portal.models import Invitation, SsoGroupMapping, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
 
-OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces", "usage"}
+OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces", "usage", "api"}
+# The REST API's operations have a matrix of their own (tests/api/test_api_permission_matrix.py):
+# they answer 401/403 problem details, not the login page.
+SEPARATE_MATRIX = ("api.v1.",)
 
 ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
     "anonymous",
@@ -206,6 +210,13 @@ EXPECTED: dict[str, Rule] = {
     "workspaces:services_secret": Rule(
         _WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}
     ),
+    # API tokens (issue 15): everyone manages their own; Org admins revoke anyone's. The
+    # token to revoke belongs to MEMBER.
+    "api:token_list": logged_in(OK),
+    "api:token_add": logged_in(OK, method="post"),
+    "api:token_revoke": logged_in(
+        FOUND, method="post", overrides={OTHER: NOT_FOUND, VIEWER: NOT_FOUND, OPERATOR: NOT_FOUND}
+    ),
     # usage and cost (issue 16): all of it for admins, their groups' for members
     "usage:showback": Rule(_WORKSPACE_VIEW),
     "usage:export": Rule(_WORKSPACE_VIEW),
@@ -346,7 +357,12 @@ def _price(people) -> dict:
     return {"pk": Price.objects.create(kind="gpu_model", key="T4", amount="0.50").pk}
 
 
+def _api_token(people) -> dict:
+    return {"pk": create_token(people[MEMBER], "CI", "read", 30)[0].pk}
+
+
 FACTORIES: dict[str, Callable[[dict], dict]] = {
+    "api:token_revoke": _api_token,
     "usage:price": _price,
     "pools:pool": lambda people: {"profile_pk": _warm_profile_obj().pk},
     "pools:poolschedule": _pool_schedule,
@@ -406,8 +422,8 @@ def _walk(patterns, namespace: tuple[str, ...] = (), route: str = ""):
             yield from _walk(pattern.url_patterns, inner, route + str(pattern.pattern))
         elif isinstance(pattern, URLPattern):
             module = getattr(pattern.callback, "__module__", "") or ""
-            if module.split(".")[0] not in OWN_APPS:
-                continue  # allauth, django admin, ...
+            if module.split(".")[0] not in OWN_APPS or module.startswith(SEPARATE_MATRIX):
+                continue  # allauth, django admin, ...; the REST API
             name = ":".join((*namespace, pattern.name or "<unnamed>"))
             arguments = tuple(pattern.pattern.converters) or tuple(pattern.pattern.regex.groupindex)
             yield PortalUrl(name, route + str(pattern.pattern), arguments)

@@ -1,0 +1,181 @@
+"""The API's writes go through the pages' own forms, so every rule and message is theirs.
+
+`bind()` turns a JSON body into the form's data: the object's current values, overlaid by
+the body (a PATCH names only what changes), and, for a form with inline rows (a compute
+profile's resource groups), a list of row objects. `form_request_serializer()` describes the
+same fields in the OpenAPI schema, read from the form, so the schema cannot drift from it.
+"""
+
+import json
+from functools import cache
+
+from django import forms
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from api.problems import NON_FIELD
+
+UNKNOWN = "Unknown field."
+
+
+def _form_kwargs(form_class, instance, user) -> dict:
+    kwargs = {"user": user}
+    if issubclass(form_class, forms.BaseModelForm):
+        kwargs["instance"] = instance
+    return kwargs
+
+
+def _as_data(field: forms.Field, value):
+    """A JSON value as the form's widget reads it from a POST."""
+    if value is None:
+        return ""
+    if isinstance(field, forms.BooleanField):
+        return value if isinstance(value, bool) else str(value)
+    if getattr(field.widget, "allow_multiple_selected", False):
+        return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+def _current(form) -> dict:
+    """What the page's form would post unchanged; secret fields blank (keep the stored one)."""
+    data = {}
+    for name, field in form.fields.items():
+        if name in getattr(form, "secret_fields", ()):
+            data[name] = ""
+            continue
+        value = form[name].value()
+        if isinstance(field, forms.BooleanField):
+            data[name] = bool(value)
+        elif getattr(field.widget, "allow_multiple_selected", False):
+            data[name] = [str(getattr(v, "pk", v)) for v in value or []]
+        elif isinstance(value, dict | list):
+            data[name] = json.dumps(value)
+        else:
+            data[name] = "" if value is None else value
+    return data
+
+
+def _row_fields(inline) -> list[str]:
+    fk = getattr(inline, "fk", None)
+    skip = {"id", "DELETE", "ORDER", fk.name if fk else ""}
+    return [name for name in inline.empty_form.fields if name not in skip]
+
+
+def _inline_data(inline, rows) -> dict:
+    """The formset's POST data: the given rows replace the existing ones, in order."""
+    existing = inline.initial_forms
+    names = _row_fields(inline)
+    if rows is None:
+        rows = [{name: form[name].value() for name in names} for form in existing]
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise ValidationError({"rows": ["Give a list of objects."]})
+    prefix = inline.prefix
+    data = {
+        f"{prefix}-TOTAL_FORMS": str(max(len(rows), len(existing))),
+        f"{prefix}-INITIAL_FORMS": str(len(existing)),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+    empty = inline.empty_form
+    for index, row in enumerate(rows):
+        unknown = set(row) - set(names)
+        if unknown:
+            raise ValidationError({f"rows[{index}].{name}": [UNKNOWN] for name in unknown})
+        for name in names:
+            field = empty.fields[name]
+            value = _as_data(field, row[name]) if name in row else empty[name].value()
+            data[f"{prefix}-{index}-{name}"] = "" if value is None else value
+        if index < len(existing):
+            data[f"{prefix}-{index}-id"] = str(existing[index].instance.pk)
+    for index in range(len(rows), len(existing)):
+        data[f"{prefix}-{index}-id"] = str(existing[index].instance.pk)
+        data[f"{prefix}-{index}-DELETE"] = "on"
+    return data
+
+
+def bind(form_class, payload, *, user, instance=None, rows_key: str = ""):
+    """The page's form bound to the JSON body and validated; `ValidationError` with the
+    form's messages (rows as "<rows_key>[i].<field>") when it is not valid."""
+    if not isinstance(payload, dict):
+        raise ValidationError({NON_FIELD: ["Send a JSON object."]})
+    unbound = form_class(**_form_kwargs(form_class, instance, user))
+    unknown = set(payload) - set(unbound.fields) - {rows_key}
+    if unknown:
+        raise ValidationError({name: [UNKNOWN] for name in sorted(unknown)})
+    data = _current(unbound)
+    for name, value in payload.items():
+        if name in unbound.fields:
+            data[name] = _as_data(unbound.fields[name], value)
+    if rows_key:
+        try:
+            data |= _inline_data(unbound.inline, payload.get(rows_key))
+        except ValidationError as error:
+            raise ValidationError(_renamed(error.detail, "rows", rows_key)) from error
+    form = form_class(data, **_form_kwargs(form_class, instance, user))
+    if not form.is_valid():
+        raise ValidationError(form_errors(form, rows_key))
+    return form
+
+
+def _renamed(detail: dict, old: str, new: str) -> dict:
+    return {key.replace(old, new, 1): value for key, value in detail.items()}
+
+
+def form_errors(form, rows_key: str = "") -> dict[str, list[str]]:
+    errors = {
+        NON_FIELD if name == "__all__" else name: list(messages)
+        for name, messages in form.errors.items()
+    }
+    if rows_key:
+        for index, row in enumerate(form.inline.forms):
+            for name, messages in row.errors.items():
+                key = f"{rows_key}[{index}]" + ("" if name == "__all__" else f".{name}")
+                errors[key] = list(messages)
+        if form.inline.non_form_errors():
+            errors[rows_key] = list(form.inline.non_form_errors())
+    return errors
+
+
+# -- the schema side ------------------------------------------------------------------------
+
+
+def _schema_field(field: forms.Field) -> serializers.Field:
+    kwargs = {"required": False, "help_text": str(field.help_text or field.label or "")}
+    if isinstance(field, forms.BooleanField):
+        return serializers.BooleanField(**kwargs)
+    if isinstance(field, forms.ModelMultipleChoiceField):
+        return serializers.ListField(child=serializers.IntegerField(), **kwargs)
+    if isinstance(field, forms.ModelChoiceField):
+        return serializers.IntegerField(allow_null=True, **kwargs)
+    if isinstance(field, forms.MultipleChoiceField):
+        return serializers.ListField(child=serializers.CharField(), **kwargs)
+    if isinstance(field, forms.IntegerField):
+        return serializers.IntegerField(allow_null=True, **kwargs)
+    if isinstance(field, forms.FloatField | forms.DecimalField):
+        return serializers.FloatField(allow_null=True, **kwargs)
+    if isinstance(field, forms.JSONField):
+        return serializers.JSONField(**kwargs)
+    return serializers.CharField(allow_blank=True, allow_null=True, **kwargs)
+
+
+def _fields_of(form) -> dict:
+    return {name: _schema_field(field) for name, field in form.fields.items()}
+
+
+@cache
+def form_request_serializer(form_class, name: str, rows_key: str = ""):
+    """A serializer describing the form's fields (all optional: the form says what is
+    missing), with the inline rows as a list under `rows_key`."""
+    form = form_class(**_form_kwargs(form_class, None, None))
+    fields = _fields_of(form)
+    if rows_key:
+        row = type(f"{name}Row", (serializers.Serializer,), _row_schema(form.inline))
+        fields[rows_key] = row(many=True, required=False)
+    return type(name, (serializers.Serializer,), fields)
+
+
+def _row_schema(inline) -> dict:
+    empty = inline.empty_form
+    return {name: _schema_field(empty.fields[name]) for name in _row_fields(inline)}

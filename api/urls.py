@@ -1,0 +1,30 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
+
+from api import pages
+from api.v1 import catalog, people, pools, workspaces
+
+app_name = "api"
+
+router = SimpleRouter()
+router.register("infrastructure", catalog.InfrastructureViewSet, basename="infrastructure")
+router.register("compute-profiles", catalog.ComputeProfileViewSet, basename="computeprofile")
+router.register("services-profiles", catalog.ServicesProfileViewSet, basename="servicesprofile")
+router.register("partitioning", catalog.PartitioningViewSet, basename="partitioning")
+router.register("pools", pools.PoolViewSet, basename="pool")
+router.register("workspaces", workspaces.WorkspaceViewSet, basename="workspace")
+router.register("users", people.UserViewSet, basename="user")
+router.register("groups", people.GroupViewSet, basename="group")
+router.register("invitations", people.InvitationViewSet, basename="invitation")
+router.register("audit", people.AuditViewSet, basename="audit")
+
+urlpatterns = [
+    path("v1/", include((router.urls, "v1"))),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    # The pages where people create and revoke their tokens.
+    path("tokens/", pages.token_list, name="token_list"),
+    path("tokens/add/", pages.token_add, name="token_add"),
+    path("tokens/<int:pk>/revoke/", pages.token_revoke, name="token_revoke"),
+]

@@ -1,0 +1,77 @@
+"""Infrastructure, compute profiles, services profiles and partitionings (`generic`), and
+the MIG layout check the partitioning pages use."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from api.v1 import serializers as out
+from api.v1.generic import PageBackedViewSet, write_docs
+from profiles import partitioning_views
+from profiles import views as pages
+from profiles.mig import layout
+
+
+@write_docs(out.InfrastructureSerializer, "infrastructure entry")
+class InfrastructureViewSet(PageBackedViewSet):
+    """Infrastructure. Secrets (credentials, password, SSH key, kubeconfig) are write-only."""
+
+    list_page = pages.InfrastructureList
+    edit_page = pages.InfrastructureEdit
+    delete_page = pages.InfrastructureDelete
+    output_serializer = out.InfrastructureSerializer
+    queryset = pages.InfrastructureList.queryset
+
+
+@write_docs(out.ComputeProfileSerializer, "compute profile")
+class ComputeProfileViewSet(PageBackedViewSet):
+    """Compute profiles with their resource groups (a write replaces the groups in order)."""
+
+    list_page = pages.ComputeProfileList
+    edit_page = pages.ComputeProfileEdit
+    delete_page = pages.ComputeProfileDelete
+    rows_key = "resource_groups"
+    output_serializer = out.ComputeProfileSerializer
+    queryset = pages.ComputeProfileList.queryset
+
+
+@write_docs(out.ServicesProfileSerializer, "services profile")
+class ServicesProfileViewSet(PageBackedViewSet):
+    """Services profiles; turnkey ones are read-only (409), as on the pages."""
+
+    list_page = pages.ServicesProfileList
+    edit_page = pages.ServicesProfileEdit
+    delete_page = pages.ServicesProfileDelete
+    rows_key = "components"
+    output_serializer = out.ServicesProfileSerializer
+    queryset = pages.ServicesProfileList.queryset
+
+
+@write_docs(out.PartitioningStrategySerializer, "partitioning")
+class PartitioningViewSet(PageBackedViewSet):
+    """How each infrastructure's GPUs of a model are partitioned (MIG)."""
+
+    list_page = partitioning_views.PartitioningList
+    edit_page = partitioning_views.PartitioningEdit
+    delete_page = partitioning_views.PartitioningDelete
+    output_serializer = out.PartitioningStrategySerializer
+    queryset = partitioning_views.PartitioningList.queryset
+
+    @extend_schema(
+        summary="Validate a MIG layout of one GPU: whether it fits, why not, and where "
+        "each instance goes",
+        request=out.LayoutRequestSerializer,
+        responses={200: out.LayoutResultSerializer},
+    )
+    @action(detail=False, methods=["post"], url_path="validate-layout", read_only=True)
+    def validate_layout(self, request):
+        body = out.LayoutRequestSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        wanted = body.validated_data
+        result = layout.validate_layout(wanted["gpu_model"], wanted["counts"])
+        data = {
+            "ok": result.ok,
+            "reason": result.reason,
+            "placements": [p._asdict() for p in result.placements],
+        }
+        return Response(data)
