@@ -4,6 +4,8 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from pools import watch
+from pools.lifecycle import State
 from pools.models import Workspace
 from portal.roles import USE, VIEW, Area, has_perm
 from portal.views.generic import ObjectListView, require
@@ -94,18 +96,36 @@ def my_workspaces(request):
     return _render_mine(request)
 
 
+# How often the workspace page asks for the workspace's state: often while a worker moves
+# it (or repairs it), now and then while it is ready (the watcher may find it degraded).
+POLL_IN_FLIGHT = "2s"
+POLL_READY = "10s"
+
+
+def _poll_every(workspace: Workspace) -> str:
+    if workspace.in_flight:
+        return POLL_IN_FLIGHT
+    return POLL_READY if workspace.state == State.READY else ""
+
+
 @login_required
 @require_GET
 def detail(request, pk: int):
+    """The workspace page; for htmx, its live part (state, properties, events) alone."""
     workspace = get_workspace_for_user(request, pk)
+    live = bool(request.headers.get("HX-Request"))
     context = {
         "workspace": workspace,
         "events": workspace.events.select_related("actor"),
         "is_admin": has_perm(request.user, Area.WORKSPACES, VIEW),
         "may_delete": actions.may_change(request.user, workspace),
         "may_change": actions.may_change(request.user, workspace),
+        "poll_every": _poll_every(workspace),
+        "max_repairs": watch.MAX_REPAIRS,
+        "oob": live,
     }
-    return render(request, "workspaces/workspace_detail.html", context)
+    template = "workspaces/_workspace_live.html" if live else "workspaces/workspace_detail.html"
+    return render(request, template, context)
 
 
 @login_required
