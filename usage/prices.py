@@ -120,8 +120,16 @@ class PriceBook:
 
 
 def describe(rate: Rate) -> str:
-    """ "about $1.20 per hour", or why there is no estimate."""
-    if not rate.per_hour and not rate.complete:
-        return "no price set"
+    """ "about $1.20 per hour"; empty when nothing it holds has a price."""
+    if not rate.per_hour:
+        return ""
     text = f"about ${rate.per_hour:,.2f} per hour"
-    return text if rate.complete else f"{text} (some resources have no price)"
+    return text if rate.complete else f"{text} (not all of it has a price)"
+
+
+def annotate_costs(profiles) -> None:
+    """Set `cost` ("about $1.20 per hour") on each profile (resource groups prefetched,
+    infrastructure loaded): one query for the prices, none per profile."""
+    book = PriceBook()
+    for profile in profiles:
+        profile.cost = describe(book.profile_rate(profile))
