@@ -48,7 +48,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import fleet, isolation
+from pools import fleet, isolation, notices
 from pools.drivers import aws, local
 from pools.drivers.base import DriverError
 from pools.drivers.k8s_manifests import PRODUCT_LABEL
@@ -329,6 +329,8 @@ def record(infrastructure: Infrastructure, health: Health, started: datetime) ->
             message=f"Health: {labels[before]} → {labels[health.status]}. {health.reason}",
         )
         logger.info("infrastructure %s is now %s: %s", infrastructure, health.status, health.reason)
+        if health.status == HealthStatus.UNREACHABLE:
+            notices.infrastructure_unreachable(infrastructure, health.reason, started)
     return True
 
 

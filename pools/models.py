@@ -183,6 +183,15 @@ class Workspace(LifecycleModel):
     secret = EncryptedTextField(blank=True, help_text="e.g. a Jupyter token; shown once.")
     secret_shown = models.BooleanField(default=False)
 
+    # Idle detection (issue 16, `pools.idle`): the last activity seen (or snooze), when it
+    # is stopped once its owner has been warned, the snoozes in a row, and the CPU seconds
+    # its processes had used at the last look.
+    active_at = models.DateTimeField("last activity", null=True, blank=True)
+    idle_stop_at = models.DateTimeField("stopped for being idle at", null=True, blank=True)
+    idle_snoozes = models.PositiveSmallIntegerField(default=0)
+    cpu_seconds = models.FloatField(null=True, blank=True)
+    idle_checked_at = models.DateTimeField(null=True, blank=True)
+
     created = models.DateTimeField(default=timezone.now, db_index=True)
     ready_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

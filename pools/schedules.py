@@ -14,6 +14,11 @@ INFRASTRUCTURE_HEALTH_MINUTES = 5
 WATCH_NAME = "pools: watch"
 WATCH_MINUTES = 1
 
+IDLE_NAME = "pools: idle workspaces and expiry"
+IDLE_MINUTES = 5
+NOTICES_NAME = "pools: workspace notifications"
+NOTICES_MINUTES = 1
+
 
 def ensure_schedules(schedule_model=None) -> None:
     if schedule_model is None:
@@ -57,6 +62,26 @@ def ensure_schedules(schedule_model=None) -> None:
             "func": "pools.watch.sweep",
             "schedule_type": "I",
             "minutes": WATCH_MINUTES,
+            "repeats": -1,
+        },
+    )
+    # Idle workspaces and lifetimes (pools.idle.sweep): warn, stop, expiry warnings.
+    schedule_model.objects.update_or_create(
+        name=IDLE_NAME,
+        defaults={
+            "func": "pools.idle.sweep",
+            "schedule_type": "I",
+            "minutes": IDLE_MINUTES,
+            "repeats": -1,
+        },
+    )
+    # Owners told of their workspaces' transitions (pools.notices.notify_workspace_events).
+    schedule_model.objects.update_or_create(
+        name=NOTICES_NAME,
+        defaults={
+            "func": "pools.notices.notify_workspace_events",
+            "schedule_type": "I",
+            "minutes": NOTICES_MINUTES,
             "repeats": -1,
         },
     )

@@ -480,6 +480,39 @@ def _session_members(sid: int) -> list[int]:
     return members
 
 
+def cpu_seconds(holder: str) -> float | None:
+    """CPU seconds used so far by the registered processes of `holder` (a workspace's
+    resource name) and everything they started, this boot; None when none is running.
+
+    Counts user and system time of each process in the trees below the registered PIDs
+    (through bubblewrap, and kernels that left the session), with the time of the children
+    they have waited for: a kernel that exited still counts through its parent.
+    """
+    roots = {
+        record.pid for record in map(_record, _this_boot().filter(holder=holder)) if _alive(record)
+    }
+    if not roots:
+        return None
+    children: dict[int, list[int]] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields_ = raw[raw.rindex(")") + 2 :].split()
+        children.setdefault(int(fields_[1]), []).append(int(entry.name))
+        ticks[int(entry.name)] = sum(int(value) for value in fields_[11:15])
+    total, todo = 0, list(roots)
+    while todo:
+        pid = todo.pop()
+        total += ticks.get(pid, 0)
+        todo.extend(children.get(pid, ()))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

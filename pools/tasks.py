@@ -66,6 +66,24 @@ def enqueue_stop(workspace_id: int) -> None:
     async_task("pools.tasks.stop_workspace", workspace_id, group="workspace-stop")
 
 
+def request_stop(workspace, *, actor=None, message: str = "stop requested") -> bool:
+    """Move a ready workspace to stopping and stop it on commit (GPUs released, files kept):
+    the Stop button's path and the idle stop's. An idle warning or snooze count it had is
+    over. False when another worker moved it first."""
+    moved = transition(
+        workspace,
+        State.STOPPING,
+        actor=actor,
+        message=message,
+        attempts=0,
+        idle_stop_at=None,
+        idle_snoozes=0,
+    )
+    if moved:
+        transaction.on_commit(lambda: enqueue_stop(workspace.pk))
+    return moved
+
+
 def enqueue_start(workspace_id: int) -> None:
     async_task("pools.tasks.start_workspace", workspace_id, group="workspace-start")
 

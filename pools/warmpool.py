@@ -45,7 +45,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import lifecycle, sizing, slo, steps, tasks
+from pools import lifecycle, notices, sizing, slo, steps, tasks
 from pools.drivers import driver_for
 from pools.drivers.base import DriverError
 from pools.lifecycle import State, log_step, transition
@@ -469,9 +469,12 @@ def record_failure(profile_id: int, reason: str, now: datetime | None = None) ->
         pool.last_failure = reason[:300]
         delay = steps.backoff(pool.consecutive_failures, BACKOFF_BASE, BACKOFF_MAX)
         pool.backoff_until = now + timedelta(seconds=delay)
-        if pool.consecutive_failures >= HARD_LIMIT:
+        halts = pool.consecutive_failures >= HARD_LIMIT and not pool.halted
+        if halts:
             pool.halted = True
         pool.save()
+        if halts:
+            notices.pool_halted(pool)
     return pool
 
 

@@ -1,7 +1,9 @@
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
 from portal.querysets import restricted_manager
@@ -28,6 +30,26 @@ class Team(models.Model):
     max_workspaces = models.PositiveIntegerField("max concurrent workspaces", null=True, blank=True)
     max_lifetime_hours = models.PositiveIntegerField(
         "max workspace lifetime (hours)", null=True, blank=True
+    )
+    # Idle workspaces (issue 16, `pools.idle`): stopped (files kept) after this many hours
+    # without activity; the owner is warned `idle_warning_minutes` before and may snooze.
+    idle_stop_hours = models.PositiveIntegerField(
+        "stop workspaces idle for (hours)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 365)],
+        help_text="Blank: workspaces are never stopped for being idle.",
+    )
+    idle_warning_minutes = models.PositiveIntegerField(
+        "warn the owner (minutes before)",
+        default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 60)],
+    )
+    idle_max_snoozes = models.PositiveSmallIntegerField(
+        "snoozes allowed in a row",
+        default=2,
+        validators=[MaxValueValidator(20)],
+        help_text="Each snooze counts as activity; seen activity resets the count.",
     )
     created = models.DateTimeField(auto_now_add=True)
 
@@ -262,3 +284,75 @@ class SsoMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} (SSO)"
+
+
+# -- notifications (issue 16) ------------------------------------------------------------
+
+
+class NotificationKind(models.TextChoices):
+    WORKSPACE_READY = "workspace_ready", "A workspace I requested is ready"
+    WORKSPACE_FAILED = "workspace_failed", "A workspace of mine failed"
+    WORKSPACE_DEGRADED = "workspace_degraded", "A workspace of mine is degraded"
+    IDLE_WARNING = "idle_warning", "A workspace of mine is idle and about to be stopped"
+    IDLE_STOPPED = "idle_stopped", "A workspace of mine was stopped for being idle"
+    EXPIRY_WARNING = "expiry_warning", "A workspace of mine is about to expire"
+    POOL_HALTED = "pool_halted", "A warm pool halted after repeated failures (administrators)"
+    INFRASTRUCTURE_UNREACHABLE = (
+        "infrastructure_unreachable",
+        "An infrastructure entry is unreachable (administrators)",
+    )
+
+
+class Notification(models.Model):
+    """One message to one user about one occurrence (`key`), in the portal and by email.
+
+    The unique (user, key) is what makes sending idempotent: a task delivered twice, or two
+    workers noticing the same thing, insert one row, and only the insert sends the email.
+    A row is kept even when the user wants neither channel for its kind, as the record that
+    the occurrence was handled.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    kind = models.CharField(max_length=40, choices=NotificationKind.choices)
+    key = models.CharField(max_length=200, help_text="What it is about, and which occurrence.")
+    subject = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=300, blank=True, help_text="A path in the portal.")
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    in_portal = models.BooleanField(default=True)
+    email_wanted = models.BooleanField(default=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="one_notification_per_occurrence")
+        ]
+        indexes = [
+            models.Index(fields=["user", "in_portal", "read_at"], name="notification_unread")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.subject}"
+
+
+class NotificationPreference(models.Model):
+    """A user's choice for one kind; without a row, a kind comes by email and in the portal."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=40, choices=NotificationKind.choices)
+    email = models.BooleanField(default=True)
+    in_portal = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="one_preference_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.kind}"

@@ -19,6 +19,11 @@ class TeamForm(PortalFormMixin, forms.ModelForm):
             ["max_gpus", "max_mig_slices", "max_workspaces", "max_lifetime_hours"],
             "",
         ),
+        (
+            "Idle workspaces",
+            ["idle_stop_hours", "idle_warning_minutes", "idle_max_snoozes"],
+            "",
+        ),
     ]
 
     class Meta:
@@ -33,6 +38,9 @@ class TeamForm(PortalFormMixin, forms.ModelForm):
             "max_mig_slices",
             "max_workspaces",
             "max_lifetime_hours",
+            "idle_stop_hours",
+            "idle_warning_minutes",
+            "idle_max_snoozes",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -44,6 +52,20 @@ class TeamForm(PortalFormMixin, forms.ModelForm):
             "services_profiles": "A profile that no group lists is open to every member.",
         }
 
+    def clean(self):
+        cleaned = super().clean()
+        # Left empty (or not sent by an older form): the model's defaults.
+        for name in ("idle_warning_minutes", "idle_max_snoozes"):
+            if cleaned.get(name) is None and name not in self.errors:
+                cleaned[name] = Team._meta.get_field(name).default
+        hours, minutes = cleaned.get("idle_stop_hours"), cleaned.get("idle_warning_minutes")
+        if hours and minutes and minutes >= hours * 60:
+            self.add_error(
+                "idle_warning_minutes",
+                f"The warning must come before the stop: less than {hours * 60} minutes.",
+            )
+        return cleaned
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # The choices come from the relations themselves: the portal layer never imports
@@ -52,6 +74,8 @@ class TeamForm(PortalFormMixin, forms.ModelForm):
             field = self.fields[name]
             field.queryset = field.queryset.order_by("name")
             field.required = False
+        for name in ("idle_warning_minutes", "idle_max_snoozes"):
+            self.fields[name].required = False
 
 
 class AddMemberForm(forms.Form):

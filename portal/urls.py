@@ -2,7 +2,7 @@ from django.urls import include, path
 
 from portal import health
 from portal.urlhelpers import crud_urls
-from portal.views import pages, sso, users
+from portal.views import notifications, pages, sso, users
 
 portal_patterns = [
     path("admin/audit/", pages.AuditList.as_view(), name="auditentry_list"),
@@ -37,6 +37,22 @@ portal_patterns = [
     ),
     path("invitation/<int:pk>/<str:token>/", users.invitation_accept, name="invitation_accept"),
     path("sso/no-access/", users.sso_no_access, name="sso_no_access"),
+    # A user's own notifications (issue 16).
+    path("notifications/", notifications.notification_list, name="notification_list"),
+    path("notifications/badge/", notifications.notification_badge, name="notification_badge"),
+    path(
+        "notifications/<int:pk>/read/", notifications.notification_read, name="notification_read"
+    ),
+    path(
+        "notifications/read-all/",
+        notifications.notification_read_all,
+        name="notification_read_all",
+    ),
+    path(
+        "notifications/choices/",
+        notifications.notification_settings,
+        name="notification_settings",
+    ),
     # Before allauth's own page of the same path, which would let users add addresses.
     path("accounts/email/", users.email_addresses, name="email_addresses"),
 ]

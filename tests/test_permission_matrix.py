@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from api.tokens import create_token
 from portal import audit, invitations
-from portal.models import Invitation, SsoGroupMapping, Team
+from portal.models import Invitation, Notification, SsoGroupMapping, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
 
 OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces", "usage", "api"}
@@ -157,6 +157,14 @@ EXPECTED: dict[str, Rule] = {
     "sso_callback": public(NOT_FOUND),
     # replaces allauth's email page: read-only, addresses are the administrators' (issue 11)
     "portal:email_addresses": logged_in(OK),
+    # each user's own notifications (issue 16); another's notification is not found
+    "portal:notification_list": logged_in(OK),
+    "portal:notification_badge": logged_in(OK),
+    "portal:notification_settings": logged_in(OK),
+    "portal:notification_read_all": logged_in(FOUND, method="post"),
+    "portal:notification_read": logged_in(
+        FOUND, method="post", overrides={r: NOT_FOUND for r in (OTHER, VIEWER, OPERATOR, ADMIN)}
+    ),
     # profiles
     **crud("profiles:infrastructure", Area.INFRASTRUCTURE),
     "profiles:infrastructure_health": view(Area.INFRASTRUCTURE),
@@ -196,6 +204,11 @@ EXPECTED: dict[str, Rule] = {
         _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
     ),
     "workspaces:reveal_secret": Rule(_WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}),
+    # keeping a workspace: snooze its idle stop, extend its lifetime (issue 16)
+    "workspaces:snooze": Rule(
+        _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
+    ),
+    "workspaces:extend": Rule(_WORKSPACE_CHANGE, overrides={OTHER: NOT_FOUND}),
     # services deployed into a workspace (issue 7)
     "workspaces:services": Rule(_WORKSPACE_VIEW, overrides={OTHER: NOT_FOUND}),
     "workspaces:services_deploy": Rule(
@@ -351,6 +364,13 @@ def _partitioning(people) -> dict:
     return {"pk": strategy.pk}
 
 
+def _notification(people) -> dict:
+    notification = Notification.objects.create(
+        user=people[MEMBER], kind="workspace_ready", key="matrix", subject="Ready"
+    )
+    return {"pk": notification.pk}
+
+
 def _price(people) -> dict:
     from usage.models import Price
 
@@ -364,6 +384,7 @@ def _api_token(people) -> dict:
 FACTORIES: dict[str, Callable[[dict], dict]] = {
     "api:token_revoke": _api_token,
     "usage:price": _price,
+    "portal:notification_read": _notification,
     "pools:pool": lambda people: {"profile_pk": _warm_profile_obj().pk},
     "pools:poolschedule": _pool_schedule,
     "portal:auditentry": _audit_entry,

@@ -97,10 +97,9 @@ def stop_workspace(user, workspace: Workspace) -> None:
         raise RequestRefused(
             f"Only a ready workspace can be stopped; this one is {_state(workspace)}."
         )
-    if not transition(workspace, State.STOPPING, actor=user, message="stop requested", attempts=0):
+    if not tasks.request_stop(workspace, actor=user):
         raise RequestRefused("The workspace changed at the same moment; try again.")
     audit.record(user, AuditAction.ACTION, workspace, message="stopped workspace")
-    transaction.on_commit(lambda: tasks.enqueue_stop(workspace.pk))
 
 
 @transaction.atomic

@@ -1,7 +1,11 @@
-"""The self-service request form: checked in full before anything is created."""
+"""The self-service request form (checked in full before anything is created), and the
+form that extends a workspace's lifetime."""
+
+from datetime import timedelta
 
 from django import forms
 
+from pools import lifetime
 from profiles.models import ServicesProfile
 
 
@@ -32,3 +36,27 @@ class WorkspaceRequestForm(forms.Form):
             for name, errors in self.errors.items()
             for error in errors
         )
+
+
+class ExtendLifetimeForm(forms.Form):
+    """How many hours later a workspace should expire, within its group's maximum."""
+
+    hours = forms.IntegerField(
+        min_value=1,
+        max_value=24 * 365,
+        label="Extend by (hours)",
+        error_messages={"required": "Say by how many hours."},
+    )
+
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        self.limit = lifetime.longest_extension(workspace)
+        if self.limit is not None:
+            self.fields["hours"].help_text = lifetime.extension_limit_text(workspace, self.limit)
+
+    def clean_hours(self) -> int:
+        hours = self.cleaned_data["hours"]
+        if self.limit is not None and timedelta(hours=hours) > self.limit:
+            raise forms.ValidationError(lifetime.extension_limit_text(self.workspace, self.limit))
+        return hours

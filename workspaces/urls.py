@@ -1,7 +1,7 @@
 from django.urls import path
 
 from services import views as service_views
-from workspaces import views
+from workspaces import lifetime_views, views
 
 app_name = "workspaces"
 
@@ -14,6 +14,9 @@ urlpatterns = [
     path("<int:pk>/stop/", views.stop, name="stop"),
     path("<int:pk>/start/", views.start, name="start"),
     path("<int:pk>/secret/", views.reveal_secret, name="reveal_secret"),
+    # Keeping a workspace: snooze its idle stop, extend its lifetime (issue 16)
+    path("<int:pk>/snooze/", lifetime_views.snooze, name="snooze"),
+    path("<int:pk>/extend/", lifetime_views.extend, name="extend"),
     path("all/", views.WorkspaceList.as_view(), name="workspace_list"),
     # Services deployed into a workspace (issue 7)
     path("<int:pk>/services/", service_views.panel, name="services"),

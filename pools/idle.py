@@ -1,0 +1,387 @@
+"""Idle workspaces (issue 16): notice them, warn their owners, stop them (files kept).
+
+Signals of activity. Each is optional: one that cannot be read says nothing, and a
+workspace with no readable signal at all is never judged idle (nothing proves it is).
+- JupyterLab's own activity API, for a local workspace that serves it: `/api/status`
+  (`last_activity`: the latest of its API use, kernels and terminals) and `/api/kernels`
+  (a busy kernel is active now, even while it prints nothing). Read with
+  `no_track_activity`, so the portal's own look is not activity.
+- GPU utilisation of the workspace's allocated devices through NVML on this host's driver
+  (`GPU_ACTIVE_PERCENT`). A host without a driver has no NVML, and NVML has no utilisation
+  counter for a MIG device: neither gives a signal. Kubernetes: see the README (DCGM).
+- CPU time of its supervised processes and what they started (`supervisor.cpu_seconds`):
+  more than `CPU_ACTIVE_SHARE` of one core since the last look.
+
+The pass (`run_pass`, in `sweep`: a schedule every `schedules.IDLE_MINUTES`), for each
+ready workspace of a group that stops workspaces idle for N hours, warning T minutes
+before (`Policy`):
+1. Read the signals (`read_activity`). Activity newer than the last one seen moves
+   `active_at` and ends a warning and the snoozes in a row.
+2. `decide()`: idle for N hours minus T minutes and not warned yet → warn (email and the
+   portal's banner; `idle_stop_at` says when it stops); warned and that time reached →
+   stop. The stop comes at least T minutes after its warning, even after missed passes.
+3. Warning and stopping decide again on the locked row, so a snooze at the same moment
+   either wins or loses as a whole. Stopping takes the Stop button's path
+   (`tasks.request_stop`), is audited, and its event says why. Notifications are keyed by
+   the occurrence, so a pass delivered twice warns and tells once.
+
+`snooze()` (the owner's button) counts as activity, up to the group's limit in a row.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from pools import lifetime, supervisor, tasks
+from pools.lifecycle import State, log_step
+from pools.models import GpuAllocation, Workspace
+from portal import audit, notifications
+from portal.models import AuditAction, NotificationKind
+from profiles.choices import InfrastructureKind
+
+logger = logging.getLogger(__name__)
+
+GPU_ACTIVE_PERCENT = 5  # a device this busy or busier is in use
+CPU_ACTIVE_SHARE = 0.05  # of one core, averaged since the last look
+JUPYTER_TIMEOUT = 3  # seconds per request to a workspace's JupyterLab
+JUPYTER_MAX_BYTES = 1024 * 1024
+
+NOTHING, WARN, STOP = "", "warn", "stop"
+
+
+class SnoozeRefused(Exception):
+    """The owner may not snooze now; the message says why, for the page."""
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A group's rule: stop after `stop_after` idle, warn `warn_before` that, snooze limit."""
+
+    stop_after: timedelta
+    warn_before: timedelta
+    max_snoozes: int
+
+    @classmethod
+    def of(cls, team) -> Policy | None:
+        if team is None or not team.idle_stop_hours:
+            return None
+        stop_after = timedelta(hours=team.idle_stop_hours)
+        warn_before = min(timedelta(minutes=team.idle_warning_minutes), stop_after)
+        return cls(stop_after, warn_before, team.idle_max_snoozes)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the signals said at one look."""
+
+    signals: tuple[str, ...] = ()  # the signals that could be read
+    last_active: datetime | None = None  # the latest activity any of them saw
+    active: tuple[str, ...] = ()  # the signals that saw activity since the last look
+    cpu_seconds: float | None = None
+
+
+# -- deciding ---------------------------------------------------------------------------
+
+
+def idle_since(workspace: Workspace) -> datetime:
+    """Its last activity (or snooze), or when it became ready if later."""
+    return max(t for t in (workspace.active_at, workspace.state_changed) if t is not None)
+
+
+def decide(workspace: Workspace, policy: Policy, now: datetime) -> str:
+    if workspace.state != State.READY:
+        return NOTHING
+    if workspace.idle_stop_at is None:
+        warn_at = idle_since(workspace) + policy.stop_after - policy.warn_before
+        return WARN if now >= warn_at else NOTHING
+    return STOP if now >= workspace.idle_stop_at else NOTHING
+
+
+def stop_time(workspace: Workspace, policy: Policy, now: datetime) -> datetime:
+    """When a workspace warned at `now` is stopped: N hours idle, and T minutes' notice."""
+    return max(idle_since(workspace) + policy.stop_after, now + policy.warn_before)
+
+
+# -- the pass ---------------------------------------------------------------------------
+
+
+def sweep() -> dict:
+    """The schedule: idle workspaces, then lifetimes about to end (`pools.lifetime`)."""
+    return {"idle": run_pass(), "expiry_warnings": lifetime.warn_expiring()}
+
+
+def run_pass(now: datetime | None = None, read: Callable | None = None) -> dict[str, int]:
+    """The schedule: look at every ready workspace whose group stops idle ones."""
+    now = now or timezone.now()
+    read = read or read_activity
+    outcomes: dict[str, int] = {}
+    candidates = Workspace.objects.filter(
+        state=State.READY, team__idle_stop_hours__isnull=False
+    ).select_related("team", "infrastructure", "owner")
+    for workspace in candidates.iterator():
+        outcome = check(workspace, Policy.of(workspace.team), now, read(workspace, now))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def check(workspace: Workspace, policy: Policy, now: datetime, reading: Reading) -> str:
+    """One workspace, one look: record the reading, then warn or stop if it is due."""
+    if not reading.signals:
+        return "no signal"
+    record_reading(workspace, reading, now)
+    action = decide(workspace, policy, now)
+    if action == WARN:
+        return "warned" if warn(workspace.pk, policy, now) else "unchanged"
+    if action == STOP:
+        return "stopped" if stop(workspace.pk, policy, now) else "unchanged"
+    return "active" if reading.active else "idle"
+
+
+def record_reading(workspace: Workspace, reading: Reading, now: datetime) -> None:
+    """Store the CPU sample; activity newer than the last seen moves `active_at` (only
+    forward: a snooze written meanwhile is not undone) and ends warning and snoozes."""
+    rows = Workspace.objects.filter(pk=workspace.pk)
+    rows.update(cpu_seconds=reading.cpu_seconds, idle_checked_at=now)
+    workspace.cpu_seconds, workspace.idle_checked_at = reading.cpu_seconds, now
+    seen = min(reading.last_active, now) if reading.last_active else None
+    if seen is None or seen <= idle_since(workspace):
+        return
+    moved = rows.filter(Q(active_at__isnull=True) | Q(active_at__lt=seen)).update(
+        active_at=seen, idle_stop_at=None, idle_snoozes=0
+    )
+    if moved:
+        workspace.active_at, workspace.idle_stop_at, workspace.idle_snoozes = seen, None, 0
+
+
+def _locked(workspace_id: int) -> Workspace:
+    return Workspace.objects.select_for_update().select_related("owner").get(pk=workspace_id)
+
+
+def warn(workspace_id: int, policy: Policy, now: datetime) -> bool:
+    """Tell the owner when the workspace will be stopped; False if not due any more."""
+    with transaction.atomic():
+        workspace = _locked(workspace_id)
+        if decide(workspace, policy, now) != WARN:
+            return False
+        since = idle_since(workspace)
+        workspace.idle_stop_at = stop_time(workspace, policy, now)
+        workspace.save(update_fields=["idle_stop_at"])
+        when = _clock(workspace.idle_stop_at)
+        log_step(workspace, f"idle since {_clock(since)}: will be stopped at {when}")
+        notifications.notify(
+            [workspace.owner],
+            notifications.Message(
+                kind=NotificationKind.IDLE_WARNING,
+                key=f"workspace:{workspace.pk}:idle-warning:{since.isoformat()}",
+                subject=f"Workspace “{workspace}” is idle and will be stopped at {when}",
+                body=(
+                    f"Your workspace “{workspace}” has not been used since {_clock(since)}. "
+                    f"It will be stopped at {when} to free its GPUs; its files are kept. "
+                    "Use it, or snooze the stop on its page, to keep it running."
+                ),
+                url=workspace.get_absolute_url(),
+            ),
+        )
+    return True
+
+
+def stop(workspace_id: int, policy: Policy, now: datetime) -> bool:
+    """Stop the workspace for being idle (files kept), audited, the owner told."""
+    with transaction.atomic():
+        workspace = _locked(workspace_id)
+        if decide(workspace, policy, now) != STOP:
+            return False
+        since = idle_since(workspace)
+        hours = policy.stop_after.total_seconds() / 3600
+        why = (
+            f"stopped for being idle: no activity since {_clock(since)} "
+            f"(its group stops workspaces idle for {hours:g} h); files kept"
+        )
+        stopped_at = workspace.idle_stop_at
+        if not tasks.request_stop(workspace, message=why):
+            return False
+        audit.record(None, AuditAction.ACTION, workspace, message=why)
+        notifications.notify(
+            [workspace.owner],
+            notifications.Message(
+                kind=NotificationKind.IDLE_STOPPED,
+                key=f"workspace:{workspace.pk}:idle-stop:{stopped_at.isoformat()}",
+                subject=f"Workspace “{workspace}” was stopped for being idle",
+                body=(
+                    f"Your workspace “{workspace}” was not used since {_clock(since)} and has "
+                    "been stopped; its GPUs are free again and its files are kept. "
+                    "Start it again from its page."
+                ),
+                url=workspace.get_absolute_url(),
+            ),
+        )
+    return True
+
+
+@transaction.atomic
+def snooze(workspace: Workspace, actor, now: datetime | None = None) -> Workspace:
+    """Keep a warned workspace running: counts as activity, up to the group's limit."""
+    now = now or timezone.now()
+    locked = _locked(workspace.pk)
+    policy = Policy.of(locked.team)
+    if locked.state != State.READY or locked.idle_stop_at is None or policy is None:
+        raise SnoozeRefused("This workspace is not about to be stopped for being idle.")
+    if locked.idle_snoozes >= policy.max_snoozes:
+        raise SnoozeRefused(
+            f"Snoozed {locked.idle_snoozes} times in a row already, the most your group "
+            "allows: use the workspace to keep it running."
+        )
+    locked.active_at, locked.idle_stop_at = now, None
+    locked.idle_snoozes += 1
+    locked.save(update_fields=["active_at", "idle_stop_at", "idle_snoozes"])
+    message = f"snoozed the idle stop ({locked.idle_snoozes} of {policy.max_snoozes})"
+    log_step(locked, message, actor=actor)
+    audit.record(actor, AuditAction.ACTION, locked, message=message)
+    return locked
+
+
+def _clock(moment: datetime) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z")
+
+
+# -- the signals ------------------------------------------------------------------------
+
+
+def read_activity(workspace: Workspace, now: datetime, nvml=None) -> Reading:
+    """Every signal this portal can read for the workspace, combined."""
+    infrastructure = workspace.infrastructure
+    if infrastructure is None or infrastructure.kind != InfrastructureKind.LOCAL:
+        return Reading()  # Kubernetes and AWS: DCGM-exporter metrics, see the README
+    signals, active, latest = [], [], []
+    jupyter = jupyter_activity(workspace, now)
+    if jupyter is not None:
+        signals.append("JupyterLab")
+        latest.append(jupyter)
+        if jupyter > idle_since(workspace):
+            active.append("JupyterLab")
+    uuids = list(
+        GpuAllocation.objects.filter(
+            infrastructure=workspace.infrastructure, holder=workspace.resources_spec().name
+        ).values_list("device_uuid", flat=True)
+    )
+    gpu = gpu_busy(uuids, nvml)
+    if gpu is not None:
+        signals.append("GPU")
+        if gpu:
+            active.append("GPU")
+            latest.append(now)
+    cpu = supervisor.cpu_seconds(workspace.resources_spec().name)
+    if cpu is not None:
+        signals.append("CPU")
+        if cpu_busy(workspace, cpu, now):
+            active.append("CPU")
+            latest.append(now)
+    return Reading(
+        signals=tuple(signals),
+        last_active=max(latest) if latest else None,
+        active=tuple(active),
+        cpu_seconds=cpu,
+    )
+
+
+def cpu_busy(workspace: Workspace, cpu_seconds: float, now: datetime) -> bool:
+    """More than CPU_ACTIVE_SHARE of a core used since the last look (none: not known)."""
+    if workspace.cpu_seconds is None or workspace.idle_checked_at is None:
+        return False
+    elapsed = (now - workspace.idle_checked_at).total_seconds()
+    used = cpu_seconds - workspace.cpu_seconds
+    return elapsed > 0 and used > CPU_ACTIVE_SHARE * elapsed
+
+
+def gpu_busy(device_uuids: list[str], nvml=None) -> bool | None:
+    """Whether any of the devices is busy; None when NVML cannot tell for any of them
+    (no driver on this host, a MIG device, no devices)."""
+    if not device_uuids:
+        return None
+    if nvml is None:
+        import pynvml as nvml
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError:  # no driver, or no library: no signal
+        return None
+    try:
+        readings = [_utilisation(nvml, uuid) for uuid in device_uuids]
+    finally:
+        nvml.nvmlShutdown()
+    known = [percent for percent in readings if percent is not None]
+    if not known:
+        return None
+    return max(known) >= GPU_ACTIVE_PERCENT
+
+
+def _utilisation(nvml, uuid: str) -> int | None:
+    try:
+        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+        return nvml.nvmlDeviceGetUtilizationRates(handle).gpu
+    except nvml.NVMLError:  # NotSupported on a MIG device; NotFound once it is gone
+        return None
+
+
+def jupyter_activity(workspace: Workspace, now: datetime) -> datetime | None:
+    """The latest activity JupyterLab reports (a busy kernel: now); None if unreadable.
+
+    Only the workspace's own JupyterLab on 127.0.0.1 (the address the local driver wrote),
+    with its token, without following redirects.
+    """
+    target = urlsplit(workspace.connection.get("url", ""))
+    if target.hostname != "127.0.0.1" or not target.port or not workspace.secret:
+        return None
+    base = target.path.rstrip("/")
+    status = _jupyter_get(target.port, f"{base}/api/status", workspace.secret)
+    if not isinstance(status, dict):
+        return None
+    latest = _parse_time(status.get("last_activity"))
+    kernels = _jupyter_get(target.port, f"{base}/api/kernels", workspace.secret)
+    for kernel in kernels if isinstance(kernels, list) else ():
+        if not isinstance(kernel, dict):
+            continue
+        if kernel.get("execution_state") == "busy":
+            return now
+        seen = _parse_time(kernel.get("last_activity"))
+        if seen and (latest is None or seen > latest):
+            latest = seen
+    return latest
+
+
+def _jupyter_get(port: int, path: str, token: str):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=JUPYTER_TIMEOUT)
+    try:
+        connection.request(
+            "GET", f"{path}?no_track_activity=1", headers={"Authorization": f"token {token}"}
+        )
+        response = connection.getresponse()
+        if response.status != 200:
+            return None
+        return json.loads(response.read(JUPYTER_MAX_BYTES))
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        connection.close()
+
+
+def _parse_time(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = parse_datetime(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment is None or timezone.is_naive(moment):
+        return None
+    return moment

@@ -1,0 +1,305 @@
+"""Idle workspaces (issue 16): warned, snoozed, stopped, with time travel; and the signals.
+
+Times are set relative to the real clock so that the owner's snooze, made through the page
+at the real "now", falls where the story needs it: the workspace became ready 100 minutes
+ago, its group stops workspaces idle for 2 hours and warns 30 minutes before.
+"""
+
+# Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
+# ruff: noqa: F811
+import json
+import sys
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pynvml
+import pytest
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+
+from pools import idle, supervisor
+from pools.idle import Policy, Reading
+from pools.lifecycle import State
+from pools.models import Workspace
+from portal.models import AuditEntry, Notification, NotificationKind
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure
+from tests.mig.fake_nvml import FakeNvml
+from tests.workspace_fixtures import starter, workspace_factory  # noqa: F401
+
+BECAME_READY = timedelta(minutes=100)  # before the real now
+
+
+@pytest.fixture
+def t0():
+    return timezone.now() - BECAME_READY
+
+
+@pytest.fixture
+def idle_group(member):
+    team = member.teams.get()
+    team.idle_stop_hours = 2
+    team.idle_warning_minutes = 30
+    team.idle_max_snoozes = 1
+    team.save()
+    return team
+
+
+@pytest.fixture
+def workspace(member, starter, workspace_factory, idle_group, t0):
+    return workspace_factory(
+        member, starter, state=State.READY, team=idle_group, name="notebook", state_changed=t0
+    )
+
+
+@pytest.fixture
+def stops(monkeypatch):
+    """The stop tasks enqueued on commit, instead of queueing them."""
+    calls = []
+    monkeypatch.setattr("pools.tasks.enqueue_stop", calls.append)
+    return calls
+
+
+def quiet_jupyter(t0):
+    """A JupyterLab that was last used before the workspace became ready."""
+    return lambda workspace, now: Reading(signals=("JupyterLab",), last_active=t0)
+
+
+def test_an_idle_workspace_is_warned_snoozed_once_then_stopped(
+    workspace, t0, stops, client, member, django_capture_on_commit_callbacks
+):
+    read = quiet_jupyter(t0)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert idle.run_pass(t0 + timedelta(minutes=60), read) == {"idle": 1}
+    assert mail.outbox == []
+
+    # 90 minutes idle: 30 minutes before the 2 hours, the owner is warned by email.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert idle.run_pass(t0 + timedelta(minutes=89), read) == {"idle": 1}
+        assert idle.run_pass(t0 + timedelta(minutes=90), read) == {"warned": 1}
+        assert idle.run_pass(t0 + timedelta(minutes=95), read) == {"idle": 1}  # once
+    workspace.refresh_from_db()
+    assert workspace.idle_stop_at == t0 + timedelta(hours=2)
+    (warning,) = mail.outbox
+    assert warning.to == [member.email]
+    assert "is idle and will be stopped" in warning.subject
+    assert workspace.get_absolute_url() in warning.body
+
+    # The banner on the portal; the owner snoozes (now = 100 minutes after ready).
+    client.force_login(member)
+    page = client.get(reverse("workspaces:detail", args=[workspace.pk])).content.decode()
+    assert "Keep it running" in page
+    response = client.post(reverse("workspaces:snooze", args=[workspace.pk]))
+    assert response.status_code == 302
+    workspace.refresh_from_db()
+    assert (workspace.idle_stop_at, workspace.idle_snoozes) == (None, 1)
+    assert AuditEntry.objects.filter(message__startswith="snoozed the idle stop").exists()
+    snoozed = workspace.active_at
+    assert "Keep it running" not in client.get(workspace.get_absolute_url()).content.decode()
+
+    # Idle again: warned 90 minutes after the snooze; the group allows no second snooze.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert idle.run_pass(snoozed + timedelta(minutes=90), read) == {"warned": 1}
+    assert len(mail.outbox) == 2
+    client.post(reverse("workspaces:snooze", args=[workspace.pk]))
+    workspace.refresh_from_db()
+    assert workspace.idle_snoozes == 1 and workspace.idle_stop_at is not None
+
+    # The stop: files kept (the Stop button's path), audited, the event says why, told.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert idle.run_pass(snoozed + timedelta(minutes=119), read) == {"idle": 1}
+        assert idle.run_pass(snoozed + timedelta(minutes=120), read) == {"stopped": 1}
+    workspace.refresh_from_db()
+    assert workspace.state == State.STOPPING
+    assert stops == [workspace.pk]
+    event = workspace.events.last()
+    assert event.to_state == State.STOPPING
+    assert event.message.startswith("stopped for being idle: no activity since")
+    assert "idle for 2 h" in event.message
+    entry = AuditEntry.objects.get(message=event.message)
+    assert entry.actor is None and entry.object_id == str(workspace.pk)
+    assert "was stopped for being idle" in mail.outbox[2].subject
+    kinds = list(Notification.objects.order_by("id").values_list("kind", flat=True))
+    assert kinds == [
+        NotificationKind.IDLE_WARNING,
+        NotificationKind.IDLE_WARNING,
+        NotificationKind.IDLE_STOPPED,
+    ]
+
+
+def test_the_snooze_limit_is_the_groups(workspace, t0, member):
+    idle.run_pass(t0 + timedelta(minutes=91), quiet_jupyter(t0))
+    workspace.refresh_from_db()
+    idle.snooze(workspace, member)
+    workspace.refresh_from_db()
+    idle.run_pass(workspace.active_at + timedelta(minutes=91), quiet_jupyter(t0))
+    with pytest.raises(idle.SnoozeRefused, match="Snoozed 1 times in a row already"):
+        idle.snooze(workspace, member)
+
+
+def test_snoozing_a_workspace_that_is_not_warned_is_refused(workspace, member, client):
+    client.force_login(member)
+    response = client.post(reverse("workspaces:snooze", args=[workspace.pk]), follow=True)
+    assert "not about to be stopped" in response.content.decode()
+
+
+def test_activity_ends_the_warning_and_the_snoozes_in_a_row(workspace, t0):
+    idle.run_pass(t0 + timedelta(minutes=91), quiet_jupyter(t0))
+    Workspace.objects.filter(pk=workspace.pk).update(idle_snoozes=1)
+    used = t0 + timedelta(minutes=95)
+    outcome = idle.run_pass(
+        t0 + timedelta(minutes=96),
+        lambda ws, now: Reading(signals=("JupyterLab",), last_active=used, active=("JupyterLab",)),
+    )
+    assert outcome == {"active": 1}
+    workspace.refresh_from_db()
+    assert (workspace.active_at, workspace.idle_stop_at, workspace.idle_snoozes) == (used, None, 0)
+    # ... and the stop is 2 hours after that use, not before.
+    assert idle.run_pass(used + timedelta(minutes=89), quiet_jupyter(t0)) == {"idle": 1}
+
+
+def test_a_missed_pass_still_gives_the_full_warning(workspace, t0, stops):
+    late = t0 + timedelta(hours=5)
+    assert idle.run_pass(late, quiet_jupyter(t0)) == {"warned": 1}
+    workspace.refresh_from_db()
+    assert workspace.idle_stop_at == late + timedelta(minutes=30)
+    assert idle.run_pass(late + timedelta(minutes=29), quiet_jupyter(t0)) == {"idle": 1}
+
+
+def test_without_any_signal_nothing_is_judged_idle(workspace, t0):
+    assert idle.run_pass(t0 + timedelta(hours=10), lambda ws, now: Reading()) == {"no signal": 1}
+    workspace.refresh_from_db()
+    assert workspace.idle_stop_at is None
+
+
+def test_groups_without_the_setting_are_left_alone(workspace, idle_group, t0):
+    idle_group.idle_stop_hours = None
+    idle_group.save()
+    assert idle.run_pass(t0 + timedelta(hours=10), quiet_jupyter(t0)) == {}
+
+
+def test_a_kubernetes_workspace_has_no_signal_here(workspace, t0):
+    workspace.infrastructure = Infrastructure.objects.create(
+        name="Cluster", kind=InfrastructureKind.KUBERNETES
+    )
+    assert idle.read_activity(workspace, timezone.now()) == Reading()
+
+
+def test_the_policy_never_warns_before_the_idle_time_starts():
+    class Team:
+        idle_stop_hours, idle_warning_minutes, idle_max_snoozes = 1, 90, 2
+
+    assert Policy.of(Team()).warn_before == timedelta(hours=1)
+
+
+# -- the signals -----------------------------------------------------------------------------
+
+
+class BusyNvml(FakeNvml):
+    """FakeNvml with utilisation: whole GPUs report `percent`; MIG devices cannot say."""
+
+    def __init__(self, percent, **kwargs):
+        super().__init__(**kwargs)
+        self.percent = percent
+
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        return uuid
+
+    def nvmlDeviceGetUtilizationRates(self, handle):
+        if handle.startswith("MIG-"):
+            raise pynvml.NVMLError_NotSupported()
+        return type("Rates", (), {"gpu": self.percent, "memory": 0})()
+
+
+def test_gpu_utilisation_through_nvml():
+    assert idle.gpu_busy(["GPU-aaaa"], BusyNvml(40)) is True
+    assert idle.gpu_busy(["GPU-aaaa"], BusyNvml(0)) is False
+    assert idle.gpu_busy(["MIG-b1"], BusyNvml(40)) is None  # no counter for a MIG device
+    assert idle.gpu_busy([], BusyNvml(40)) is None
+
+
+def test_a_host_without_nvml_gives_no_gpu_signal():
+    no_driver = BusyNvml(40, init_error=pynvml.NVMLError_LibraryNotFound())
+    assert idle.gpu_busy(["GPU-aaaa"], no_driver) is None
+    assert idle.gpu_busy(["GPU-aaaa"]) is None  # this machine: no driver at all
+
+
+class FakeJupyter(BaseHTTPRequestHandler):
+    """JupyterLab's activity API, as far as the portal reads it."""
+
+    token = "s3cret"
+    kernels: list = []
+    seen: list = []
+
+    def do_GET(self):
+        self.seen.append(self.path)
+        if self.headers.get("Authorization") != f"token {self.token}":
+            self.send_response(403)
+            self.end_headers()
+            return
+        body = {
+            "/api/status?no_track_activity=1": {"last_activity": "2026-11-30T08:00:00.000000Z"},
+            "/api/kernels?no_track_activity=1": self.kernels,
+        }.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.end_headers()
+        self.wfile.write(json.dumps(body).encode())
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def jupyter():
+    server = HTTPServer(("127.0.0.1", 0), FakeJupyter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeJupyter.seen = []
+    yield server
+    server.shutdown()
+
+
+def test_jupyterlab_activity_from_its_own_api(jupyter, workspace):
+    workspace.connection = {"url": f"http://127.0.0.1:{jupyter.server_port}/"}
+    workspace.secret = FakeJupyter.token
+    now = timezone.now()
+    FakeJupyter.kernels = [{"execution_state": "idle", "last_activity": "2026-11-30T08:30:00Z"}]
+    assert idle.jupyter_activity(workspace, now).isoformat() == "2026-11-30T08:30:00+00:00"
+    assert all("no_track_activity=1" in path for path in FakeJupyter.seen)
+    FakeJupyter.kernels = [{"execution_state": "busy", "last_activity": "2026-11-30T08:30:00Z"}]
+    assert idle.jupyter_activity(workspace, now) == now  # a busy kernel is in use now
+    workspace.secret = "wrong"
+    assert idle.jupyter_activity(workspace, now) is None
+
+
+def test_only_the_workspaces_own_local_jupyterlab_is_asked(workspace):
+    workspace.secret = "token"
+    workspace.connection = {"url": "http://169.254.169.254:80/"}
+    assert idle.jupyter_activity(workspace, timezone.now()) is None
+
+
+def test_cpu_time_of_a_workspaces_processes(db, tmp_path):
+    """A process that burns half a second of CPU, then sleeps: that half second is read."""
+    burn = "import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)"
+    argv = [sys.executable, "-c", burn]
+    record = supervisor.start(argv, tmp_path, {}, tmp_path / "log", holder="ws-cpu")
+    try:
+        deadline = time.monotonic() + 30
+        while supervisor.cpu_seconds("ws-cpu") < 0.4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 0.4 <= supervisor.cpu_seconds("ws-cpu") < 2  # in clock ticks
+        assert supervisor.cpu_seconds("ws-nothing") is None
+    finally:
+        supervisor.stop(record)
+
+
+def test_cpu_counts_as_activity_above_a_share_of_a_core(workspace):
+    now = timezone.now()
+    workspace.cpu_seconds, workspace.idle_checked_at = 10.0, now - timedelta(minutes=5)
+    assert idle.cpu_busy(workspace, 10.0 + 0.10 * 300, now)
+    assert not idle.cpu_busy(workspace, 10.0 + 0.01 * 300, now)
+    workspace.cpu_seconds = None
+    assert not idle.cpu_busy(workspace, 99.0, now)  # the first look knows no rate yet
