@@ -2,7 +2,12 @@ import django_filters
 from django.db.models import Q
 
 from profiles import catalog
-from profiles.choices import AllocationStrategy, InfrastructureKind, PartitioningMode
+from profiles.choices import (
+    AllocationStrategy,
+    HealthStatus,
+    InfrastructureKind,
+    PartitioningMode,
+)
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
 
@@ -21,10 +26,15 @@ class InfrastructureFilterSet(SearchFilterSet):
     provider = django_filters.ChoiceFilter(
         choices=catalog.choices_providers, empty_label="Any provider"
     )
+    health_status = django_filters.ChoiceFilter(
+        choices=[(s.value, s.label) for s in HealthStatus if s.value],
+        empty_label="Any status",
+        label="Status",
+    )
 
     class Meta:
         model = Infrastructure
-        fields = ["q", "kind", "provider"]
+        fields = ["q", "kind", "provider", "health_status"]
 
 
 class ComputeProfileFilterSet(SearchFilterSet):

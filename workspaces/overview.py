@@ -1,34 +1,21 @@
-"""The administrator's overview: the first page an admin sees, across every area."""
+"""The administrator's overview: the fleet at a glance, and the setup checklist until
+setup is done. htmx refreshes the dashboard part every few seconds (`workspaces.dashboard`
+keeps it to a fixed number of queries)."""
 
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
+from django.views.decorators.http import require_GET
 
 from portal.roles import Area
 from portal.views.generic import require
-from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
+from workspaces import dashboard
 
 
 @login_required
+@require_GET
 def overview(request):
-    """The administrator's getting-started checklist, in the order the product brief gives."""
     require(request.user, Area.PROFILES, "view")
-    profiles = ComputeProfile.objects.all()
-    steps = [
-        (
-            "Create infrastructure configuration",
-            Infrastructure.objects.count(),
-            "profiles:infrastructure_list",
-        ),
-        ("Create compute profiles", profiles.count(), "profiles:computeprofile_list"),
-        (
-            "Publish a compute profile",
-            profiles.filter(published=True).count(),
-            "profiles:computeprofile_list",
-        ),
-        (
-            "Create services profiles",
-            ServicesProfile.objects.count(),
-            "profiles:servicesprofile_list",
-        ),
-    ]
-    return render(request, "portal/overview.html", {"steps": steps})
+    context = {"dashboard": dashboard.build()}
+    if request.headers.get("HX-Request"):
+        return render(request, "portal/_dashboard.html", context)
+    return render(request, "portal/overview.html", context)

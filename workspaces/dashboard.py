@@ -1,0 +1,293 @@
+"""The fleet at a glance for the admin overview (issue 18).
+
+Every figure comes from a fixed number of aggregate queries, whatever the number of
+workspaces (tests/workspaces/test_overview.py pins the count): GPUs and MIG slices by
+infrastructure and model, workspaces by state, requests waiting, failures of the last
+24 hours by reason, warm pools with their hit rate, and infrastructure health.
+
+What a workspace or warm instance holds is read from its compute profile's resource groups
+(whole GPUs of a model, or MIG slices of a profile), as quotas count them. Capacity is what
+the portal knows without asking a cluster: the GPUs NVML sees on this machine, hosts times
+GPUs per node in a data center; public clouds and existing clusters have no fixed total.
+"""
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.core.cache import cache
+from django.db.models import Count
+from django.utils import timezone
+
+from pools.drivers import local
+from pools.lifecycle import GPU_STATES, WORKSPACE_LIFECYCLE, State
+from pools.models import Pool, PoolInstance, Workspace
+from profiles.choices import AllocationStrategy, HealthStatus, InfrastructureKind
+from profiles.models import ComputeProfile, Infrastructure, ResourceGroup, ServicesProfile
+from workspaces.filtersets import FAILURE_WINDOW, WAITING_STATES, activity
+
+# Warm instances that hold (or are about to hold) GPUs and belong to no user.
+WARM_STATES = (State.REQUESTED, State.PROVISIONING, State.READY)
+HIT_RATE_WINDOW = timedelta(days=7)
+WAITING_SHOWN = 5
+FAILURE_REASONS_SHOWN = 8
+LOCAL_GPUS_CACHE_SECONDS = 300
+
+
+@dataclass
+class GpuRow:
+    """One infrastructure's GPUs of one model, or its MIG slices of one profile."""
+
+    infrastructure: Infrastructure
+    model: str
+    mig_profile: str = ""
+    total: int | None = None  # None: no fixed capacity (a cloud, a cluster not counted)
+    in_use: int = 0
+    warm: int = 0
+    failed: int = 0  # held by failed workspaces until they are deleted
+
+    @property
+    def unit(self) -> str:
+        return "slices" if self.mig_profile else "GPUs"
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} MIG {self.mig_profile}" if self.mig_profile else self.model
+
+    @property
+    def healthy(self) -> bool:
+        return self.infrastructure.health_status == HealthStatus.READY
+
+    @property
+    def unavailable(self) -> int:
+        """Held by failed workspaces, plus whatever is free on infrastructure that is not
+        Ready (nobody can get it until a check finds it Ready again)."""
+        if self.total is None or self.healthy:
+            return self.failed
+        return max(self.total - self.in_use - self.warm, self.failed)
+
+    @property
+    def idle(self) -> int | None:
+        if self.total is None:
+            return None
+        return max(self.total - self.in_use - self.warm - self.unavailable, 0)
+
+
+@dataclass
+class PoolRow:
+    profile_id: int
+    name: str
+    desired: int
+    ready: int = 0
+    requests: int = 0
+    hits: int = 0
+    halted: bool = False
+    paused: bool = False
+    last_failure: str = ""
+
+    @property
+    def hit_rate(self) -> float | None:
+        return self.hits / self.requests if self.requests else None
+
+
+@dataclass
+class Dashboard:
+    gpus: list[GpuRow]
+    states: list[tuple[str, str, int]]  # (state, label, count)
+    waiting: int
+    oldest_waiting: list[Workspace]
+    failed_total: int  # workspaces failed in the last 24 hours
+    failures: list[tuple[str, int]]  # (reason, count): the commonest reasons among them
+    pool_failures: int
+    pools: list[PoolRow]
+    infrastructure: list[Infrastructure]
+    setup_steps: list[tuple[str, int, str]] = field(default_factory=list)
+
+    @property
+    def setup_done(self) -> bool:
+        return all(count for _, count, _ in self.setup_steps)
+
+    @property
+    def halted_pools(self) -> list[PoolRow]:
+        return [pool for pool in self.pools if pool.halted]
+
+    @property
+    def infrastructure_not_ready(self) -> int:
+        return sum(infra.health_status != HealthStatus.READY for infra in self.infrastructure)
+
+    @property
+    def health_counts(self) -> list[tuple[str, str, int]]:
+        counts = Counter(infra.health_status for infra in self.infrastructure)
+        return [(s.value, s.label, counts[s.value]) for s in HealthStatus if counts[s.value]]
+
+
+def local_gpu_models() -> Counter:
+    """GPUs of this machine by model, from NVML, remembered for a few minutes (the
+    overview refreshes every few seconds; a GPU does not come and go that often)."""
+    found = cache.get("overview:local-gpus")
+    if found is None:
+        found = Counter(gpu.gpu_model or gpu.name for gpu in local.gpu_inventory())
+        cache.set("overview:local-gpus", found, LOCAL_GPUS_CACHE_SECONDS)
+    return found
+
+
+def _capacity(infrastructure: Infrastructure) -> Counter:
+    """Whole GPUs by model that the infrastructure has, where the portal knows it."""
+    if infrastructure.kind == InfrastructureKind.LOCAL:
+        return local_gpu_models()
+    if infrastructure.kind == InfrastructureKind.DATA_CENTER and infrastructure.gpu_model:
+        hosts = len(infrastructure.host_list())
+        return Counter({infrastructure.gpu_model: hosts * infrastructure.gpus_per_node})
+    return Counter()
+
+
+def _needs_by_profile() -> dict[int, list[tuple[str, str, int]]]:
+    """(GPU model, MIG profile, units) that one workspace of each profile holds."""
+    needs = defaultdict(list)
+    groups = ResourceGroup.objects.filter(gpu_count__gt=0).values_list(
+        "profile_id", "gpu_model", "mig_profile", "gpu_count", "node_count"
+    )
+    for profile_id, model, mig_profile, count, nodes in groups:
+        needs[profile_id].append((model or "Any GPU", mig_profile, count * max(nodes, 1)))
+    return needs
+
+
+Counts = dict[tuple[int | None, str], int]  # (profile id, state): how many
+
+
+def _counts(queryset) -> Counts:
+    rows = queryset.values_list("profile_id", "state").annotate(n=Count("id")).order_by()
+    return {(profile_id, state): n for profile_id, state, n in rows}
+
+
+def gpu_rows(
+    infrastructure: list[Infrastructure],
+    profile_infra: dict[int, int],
+    workspaces: Counts,
+    instances: Counts,
+) -> list[GpuRow]:
+    """GPUs and slices by infrastructure and model: total, in use, warm, failed."""
+    needs = _needs_by_profile()
+    by_pk = {infra.pk: infra for infra in infrastructure}
+    rows: dict[tuple[int, str, str], GpuRow] = {}
+
+    def row(infra_id: int, model: str, mig_profile: str = "") -> GpuRow:
+        key = (infra_id, model, mig_profile)
+        if key not in rows:
+            rows[key] = GpuRow(by_pk[infra_id], model, mig_profile)
+        return rows[key]
+
+    for infra in infrastructure:
+        for model, n in _capacity(infra).items():
+            row(infra.pk, model).total = n
+    for profile_id, infra_id in profile_infra.items():  # what profiles offer, even unused
+        for model, mig_profile, _ in needs.get(profile_id, []):
+            row(infra_id, model, mig_profile)
+    held = [(key, n, _holding(key[1])) for key, n in workspaces.items()]
+    held += [(key, n, "warm") for key, n in instances.items()]
+    for (profile_id, _), n, attribute in held:
+        infra_id = profile_infra.get(profile_id)
+        if attribute is None or infra_id not in by_pk:
+            continue
+        for model, mig_profile, units in needs.get(profile_id, []):
+            target = row(infra_id, model, mig_profile)
+            setattr(target, attribute, getattr(target, attribute) + n * units)
+    return sorted(rows.values(), key=lambda r: (r.infrastructure.name, r.model, r.mig_profile))
+
+
+def _holding(state: str) -> str | None:
+    """What a workspace in `state` does with its profile's GPUs."""
+    if state in GPU_STATES:
+        return "in_use"
+    return "failed" if state == State.FAILED else None
+
+
+def workspace_states(workspaces: Counts) -> list[tuple[str, str, int]]:
+    """Workspaces by state, in lifecycle order (deleted ones are history, not counted)."""
+    counts = Counter()
+    for (_, state), n in workspaces.items():
+        counts[state] += n
+    order = [s for s in State if s in WORKSPACE_LIFECYCLE.states and s != State.DELETED]
+    return [(s.value, s.label, counts[s.value]) for s in order if counts[s.value]]
+
+
+def pool_rows(profiles: list[dict], instances: Counts, now: datetime) -> list[PoolRow]:
+    """Warm pools: ready instances, 7-day hit rate (requests served warm), halted ones."""
+    warm = [p for p in profiles if p["allocation_strategy"] == AllocationStrategy.WARM_POOL]
+    rows = {p["pk"]: PoolRow(p["pk"], p["name"], p["desired_capacity"]) for p in warm}
+    for pool in Pool.objects.filter(profile_id__in=rows):
+        target = rows[pool.profile_id]
+        target.halted, target.paused, target.last_failure = (
+            pool.halted,
+            pool.paused,
+            pool.last_failure,
+        )
+    for (profile_id, state), n in instances.items():
+        if state == State.READY and profile_id in rows:
+            rows[profile_id].ready = n
+    requests = (
+        Workspace.objects.filter(profile_id__in=rows, created__gte=now - HIT_RATE_WINDOW)
+        .values_list("profile_id")
+        .annotate(n=Count("id"), hits=Count("pool_instance"))
+        .order_by()
+    )
+    for profile_id, n, hits in requests:
+        rows[profile_id].requests, rows[profile_id].hits = n, hits
+    return sorted(rows.values(), key=lambda r: (not r.halted, r.name))
+
+
+def build(now: datetime | None = None) -> Dashboard:
+    now = now or timezone.now()
+    infrastructure = list(Infrastructure.objects.order_by("name"))
+    profiles = list(
+        ComputeProfile.objects.values(
+            "pk",
+            "name",
+            "infrastructure_id",
+            "published",
+            "allocation_strategy",
+            "desired_capacity",
+        )
+    )
+    profile_infra = {p["pk"]: p["infrastructure_id"] for p in profiles}
+    workspaces = _counts(Workspace.objects.exclude(state=State.DELETED))
+    instances = _counts(PoolInstance.objects.filter(state__in=WARM_STATES))
+    waiting = Workspace.objects.filter(activity("waiting", now))
+    failed = Workspace.objects.filter(activity("failed_24h", now))
+    return Dashboard(
+        gpus=gpu_rows(infrastructure, profile_infra, workspaces, instances),
+        states=workspace_states(workspaces),
+        waiting=sum(n for (_, state), n in workspaces.items() if state in WAITING_STATES),
+        oldest_waiting=list(
+            waiting.select_related("owner", "profile").order_by("created", "pk")[:WAITING_SHOWN]
+        ),
+        failed_total=failed.count(),
+        failures=list(
+            failed.values_list("failure_reason")
+            .annotate(n=Count("id"))
+            .order_by("-n", "failure_reason")[:FAILURE_REASONS_SHOWN]
+        ),
+        pool_failures=PoolInstance.objects.filter(
+            state=State.FAILED, state_changed__gte=now - FAILURE_WINDOW
+        ).count(),
+        pools=pool_rows(profiles, instances, now),
+        infrastructure=infrastructure,
+        setup_steps=[
+            (
+                "Create infrastructure configuration",
+                len(infrastructure),
+                "profiles:infrastructure_list",
+            ),
+            ("Create compute profiles", len(profiles), "profiles:computeprofile_list"),
+            (
+                "Publish a compute profile",
+                sum(p["published"] for p in profiles),
+                "profiles:computeprofile_list",
+            ),
+            (
+                "Create services profiles",
+                ServicesProfile.objects.count(),
+                "profiles:servicesprofile_list",
+            ),
+        ],
+    )
