@@ -502,8 +502,9 @@ def _problem(name: str, reason: str, status: str = svc.FAILED) -> str:
 
 def repair_stack(deployment) -> list[str]:
     """Restart each component of a degraded stack that failed, or that has not answered
-    for longer than it takes to start, with its parameters and credential (the same
-    token); return the names of those restarted. Raises what the backend raises."""
+    for longer than it takes to start (`ServicesBackend.restart`: its data and credential,
+    the same token, are kept); return the names of those restarted. Raises what the
+    backend raises."""
     backend = backend_for(deployment.infrastructure)
     if backend is None or deployment.state != State.DEGRADED:
         return []
@@ -521,8 +522,7 @@ def repair_stack(deployment) -> list[str]:
             continue
         ctx = _context(deployment, row, spec)
         row.move(svc.PENDING, message=f"{row.component_name} restarting")
-        backend.remove(ctx)
-        result = backend.deploy(ctx)
+        result = backend.restart(ctx)
         row.move(result.status, **_result_fields(result))
         restarted.append(row.component_name)
     return restarted

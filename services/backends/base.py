@@ -74,6 +74,11 @@ class ServicesBackend(ABC):
     def check(self, ctx: ComponentContext) -> ComponentResult:
         """Where the component stands, without changing anything."""
 
+    def restart(self, ctx: ComponentContext) -> ComponentResult:
+        """Bring back a component that stopped serving, keeping its data and credential
+        (`pools.watch`); by default deploy it again, which creates only what is absent."""
+        return self.deploy(ctx)
+
     @abstractmethod
     def remove(self, ctx: ComponentContext) -> None:
         """Delete whatever of the component is present."""

@@ -307,6 +307,15 @@ class KubernetesServices(ServicesBackend):
         )
         return ComponentResult(DEPLOYING, reason=reason, detail=detail)
 
+    def restart(self, ctx: ComponentContext) -> ComponentResult:
+        """Delete its pods, so that its Deployments make new ones, and apply it again (what
+        was deleted comes back); its claim, and the data on it, stay."""
+        namespace = m.namespace_for(ctx.spec, self.options)
+        selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
+        for pod in self.kube.list("Pod", namespace, selector):
+            self.kube.delete("Pod", pod["metadata"]["name"], namespace)
+        return self.deploy(ctx)
+
     def remove(self, ctx: ComponentContext) -> None:
         namespace = m.namespace_for(ctx.spec, self.options)
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"

@@ -210,6 +210,12 @@ class LocalServices(ServicesBackend):
     def _tail(self, ctx: ComponentContext) -> str:
         return tail(read_log(self.directory(ctx)))
 
+    def restart(self, ctx: ComponentContext) -> ComponentResult:
+        """Stop whatever is left of its process (one alive that no longer answers
+        included), then start it again; its data stays."""
+        self.remove(ctx)
+        return self.deploy(ctx)
+
     # -- remove ------------------------------------------------------------------------
 
     def remove(self, ctx: ComponentContext) -> None:

@@ -1,0 +1,140 @@
+"""Watched workspaces on Kubernetes (`pools.watch`), against the API stand-in: pods and
+their nodes checked, a JupyterLab whose pod is gone checked by its Deployment and pods;
+degraded, repaired by applying again (and new pods for a component), or failed after the
+last attempt."""
+
+# Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
+# ruff: noqa: F811
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pools import tasks, watch
+from pools.lifecycle import State
+from profiles.choices import HealthStatus, InfrastructureKind
+from profiles.models import Infrastructure, ServicesProfile
+from services import tasks as services
+from services.backends import base as svc
+from tests.pools.k8s_stand_in import StandInApiServer
+from tests.workspace_fixtures import workspace_factory  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+NODE = "gpu-node-1"
+
+
+def later(hours: int = 1):
+    return timezone.now() + timedelta(hours=hours)
+
+
+@pytest.fixture
+def cluster():
+    server = StandInApiServer(version="1.33").start()
+    server.add_node(NODE, {}, {})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def workspace(cluster, member, profile_factory, workspace_factory):
+    """A ready CPU-only workspace on the stand-in, its pod on NODE."""
+    infrastructure = Infrastructure.objects.create(
+        name="Lab cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=cluster.kubeconfig(),
+        kubernetes_version="1.33",
+        health_status=HealthStatus.READY,
+    )
+    workspace = workspace_factory(member, profile_factory(infrastructure, "CPU"))
+    assert tasks.provision_workspace(workspace.pk) == "not ready yet"
+    cluster.set_pods("ready", node=NODE, namespace=workspace.resource_name)
+    assert tasks.provision_workspace(workspace.pk) == "ready"
+    workspace.refresh_from_db()
+    return workspace
+
+
+def pod_names(cluster, workspace) -> list[str]:
+    return [pod["metadata"]["name"] for pod in cluster.pods(workspace.resource_name)]
+
+
+def test_a_ready_workspace_on_a_ready_node_stays_ready(workspace):
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY and workspace.checked_at is not None
+
+
+def test_a_deleted_pod_degrades_the_workspace_and_applying_again_brings_it_back(cluster, workspace):
+    (pod,) = pod_names(cluster, workspace)
+    del cluster.objects[("pods", workspace.resource_name, pod)]
+
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    assert workspace.state == State.DEGRADED
+    assert workspace.failure_reason == f"pod {pod} is not created yet"
+    assert not watch.check_one(later())  # run again: the same result
+
+    assert watch.repair_one()  # the StatefulSet applied again: its pod is made again
+    assert pod_names(cluster, workspace) == [pod]
+    cluster.set_pods("ready", node=NODE, namespace=workspace.resource_name)
+    assert watch.repair_one(later())
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY and workspace.failure_reason == ""
+
+
+def test_a_node_that_is_not_ready_fails_the_workspace_after_the_last_attempt(cluster, workspace):
+    node = cluster.objects[("nodes", "", NODE)]
+    node["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
+    (pod,) = pod_names(cluster, workspace)
+
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    assert workspace.failure_reason == f"Node {NODE} of pod {pod} is not ready."
+    for attempt in range(watch.MAX_REPAIRS + 1):
+        assert watch.repair_one(later(attempt + 1))
+    workspace.refresh_from_db()
+    assert workspace.state == State.FAILED
+    assert workspace.failure_reason == (
+        f"Node {NODE} of pod {pod} is not ready. (not repaired after 3 attempts)"
+    )
+    assert not watch.repair_one(later(10))
+
+
+def test_a_node_that_is_gone_is_named(cluster, workspace):
+    del cluster.objects[("nodes", "", NODE)]
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    assert workspace.failure_reason.startswith(f"Node {NODE} of pod ")
+    assert workspace.failure_reason.endswith(" is gone.")
+
+
+def test_a_jupyterlab_whose_pod_is_gone_gets_a_new_one(cluster, workspace):
+    notebook = ServicesProfile.objects.get(name="Jupyter Notebook")
+    deployment = services.create_deployment(workspace, notebook, workspace=workspace)
+    assert services.deploy_services(deployment.pk) == "JupyterLab still starting"
+    cluster.set_pods("ready", node=NODE, namespace=workspace.resource_name)
+    assert services.deploy_services(deployment.pk) == "ready"
+    jupyter = deployment.components.get()
+    jupyter.refresh_from_db()
+    token = jupyter.secret
+    (lab,) = [name for name in pod_names(cluster, workspace) if "jupyterlab" in name]
+    del cluster.objects[("pods", workspace.resource_name, lab)]
+
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    deployment.refresh_from_db()
+    assert workspace.state == deployment.state == State.DEGRADED
+    assert workspace.failure_reason == "JupyterLab: not ready: pods are not created yet"
+
+    assert watch.repair_one()  # its pods deleted and its objects applied again
+    (new,) = [name for name in pod_names(cluster, workspace) if "jupyterlab" in name]
+    assert new != lab
+    cluster.set_pods("ready", node=NODE, namespace=workspace.resource_name)
+    assert watch.repair_one(later())
+    workspace.refresh_from_db()
+    deployment.refresh_from_db()
+    jupyter.refresh_from_db()
+    assert workspace.state == deployment.state == State.READY
+    assert jupyter.status == svc.READY and jupyter.secret == token
+    claim = f"{workspace.resource_name}-jupyterlab-data"
+    assert f"{workspace.resource_name}/{claim}" in cluster.names("persistentvolumeclaims")
