@@ -273,7 +273,10 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
 
     @transaction.atomic
     def save(self, commit: bool = True):
-        resources_changed = self.inline.has_changed() or "infrastructure" in self.changed_data
+        # Super-sized changes the shape too (a dedicated cluster, `DEDICATED_CLUSTER_LABEL`):
+        # a new version has the warm pool replace instances of the old one.
+        shape = {"infrastructure", "super_sized"}
+        resources_changed = self.inline.has_changed() or bool(shape & set(self.changed_data))
         profile = super().save(commit=False)
         if self.instance.pk and resources_changed:
             profile.version += 1

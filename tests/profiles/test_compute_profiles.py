@@ -149,6 +149,24 @@ def test_editing_resources_bumps_the_version_and_audits(
     assert entry.after["resource_groups"][0]["gpu_count"] == 4
 
 
+def test_toggling_super_sized_bumps_the_version(admin_client, aws_infrastructure, profile_factory):
+    profile = profile_factory(aws_infrastructure, name="Medium", groups=[("A100-40GB", 8)])
+    existing = profile.resource_groups.get()
+    row = group("A100-40GB", 8) | {"id": str(existing.pk), "profile": str(profile.pk)}
+    data = profile_data(aws_infrastructure, [row], super_sized="on")
+    data["groups-INITIAL_FORMS"] = "1"
+    assert post(admin_client, data, profile).status_code == HTTPStatus.FOUND
+    profile.refresh_from_db()
+    assert (profile.super_sized, profile.version) == (True, 2)
+    del data["super_sized"]
+    assert post(admin_client, data, profile).status_code == HTTPStatus.FOUND
+    profile.refresh_from_db()
+    assert (profile.super_sized, profile.version) == (False, 3)
+    assert post(admin_client, data, profile).status_code == HTTPStatus.FOUND  # no change
+    profile.refresh_from_db()
+    assert profile.version == 3
+
+
 def test_deleting_a_group_through_the_formset(admin_client, aws_infrastructure, profile_factory):
     profile = profile_factory(
         aws_infrastructure, name="Medium", groups=[("A100-40GB", 8), ("H100-80GB", 8)]
