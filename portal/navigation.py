@@ -48,6 +48,7 @@ SECTIONS: list[tuple[str, list[Link]]] = [
             Link("Compute profiles", "profiles:computeprofile_list", Area.PROFILES),
             Link("Services profiles", "profiles:servicesprofile_list", Area.PROFILES),
             Link("Partitioning", "profiles:partitioningstrategy_list", Area.PROFILES),
+            Link("Prices", "usage:price_list", Area.PROFILES),
         ],
     ),
     (
@@ -55,6 +56,7 @@ SECTIONS: list[tuple[str, list[Link]]] = [
         [
             Link("Warm pools", "pools:pool_list", Area.POOLS),
             Link("Workspaces", "workspaces:workspace_list", Area.WORKSPACES),
+            Link("Usage and cost", "usage:showback", Area.WORKSPACES),
         ],
     ),
     (

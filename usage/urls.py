@@ -6,8 +6,8 @@ from usage import views
 app_name = "usage"
 
 urlpatterns = [
-    path("", views.showback_page, name="showback"),
-    path("export.csv", views.export_csv, name="export"),
+    path("cost/", views.showback_page, name="showback"),
+    path("cost/export.csv", views.export_csv, name="export"),
     *crud_urls(
         "price", "prices", views.PriceList, views.PriceDetail, views.PriceEdit, views.PriceDelete
     ),

@@ -11,6 +11,7 @@ from portal.roles import USE, VIEW, Area, has_perm
 from portal.views.generic import ObjectListView, require
 from profiles.models import ComputeProfile
 from services import actions as services
+from usage import prices as usage_prices
 from workspaces import actions, estimates, quotas
 from workspaces.access import get_workspace_for_user
 from workspaces.filtersets import WorkspaceFilterSet
@@ -50,6 +51,7 @@ def self_service(request):
     for profile in profiles:
         profile.estimate = estimates.estimate(profile)
         profile.usable, profile.unusable_reason = profile.infrastructure.availability()
+    usage_prices.annotate_costs(profiles)
     teams = list(request.user.teams.filter(role__in=quotas.SELF_SERVICE_ROLES).order_by("name"))
     workspaces = list(_my_workspaces(request.user))
     context = {

@@ -16,8 +16,14 @@ def labels(nav: dict) -> dict[str, list[str]]:
 def test_an_org_admin_sees_four_menus_grouped_by_job(org_admin):
     nav = navigation(org_admin, "/")
     assert labels(nav) == {
-        "Catalog": ["Infrastructure", "Compute profiles", "Services profiles", "Partitioning"],
-        "Capacity": ["Warm pools", "Workspaces"],
+        "Catalog": [
+            "Infrastructure",
+            "Compute profiles",
+            "Services profiles",
+            "Partitioning",
+            "Prices",
+        ],
+        "Capacity": ["Warm pools", "Workspaces", "Usage and cost"],
         "People": ["Users", "Groups", "Invitations", "SSO"],
         "Records": ["Audit log", "Support matrix"],
     }
@@ -40,6 +46,8 @@ def test_an_operator_has_no_people_menu(operator):
         ("profiles:infrastructure_add", (), "Catalog", "Infrastructure"),
         ("pools:pool_list", (), "Capacity", "Warm pools"),
         ("workspaces:workspace_list", (), "Capacity", "Workspaces"),
+        ("usage:showback", (), "Capacity", "Usage and cost"),
+        ("usage:price_add", (), "Catalog", "Prices"),
         ("portal:user_list", (), "People", "Users"),
         ("profiles:support_matrix", (), "Records", "Support matrix"),
     ],
