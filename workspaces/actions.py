@@ -93,7 +93,7 @@ def stop_workspace(user, workspace: Workspace) -> None:
     """Move a ready workspace to stopping and stop it on commit (GPUs released, files kept)."""
     if not may_change(user, workspace):
         raise RequestRefused("You may not stop this workspace.")
-    if workspace.state != State.READY:
+    if workspace.state not in (State.READY, State.DEGRADED):
         raise RequestRefused(
             f"Only a ready workspace can be stopped; this one is {_state(workspace)}."
         )

@@ -70,6 +70,24 @@ def test_the_live_part_shows_a_degraded_workspace_with_its_reason_and_events(
     assert "Ready → Degraded" in html
 
 
+def test_the_self_service_list_says_what_is_wrong(
+    member_client, member, starter, workspace_factory
+):
+    workspace = workspace_factory(member, starter, state=State.READY)
+    transition(workspace, State.DEGRADED, failure_reason="Its process 42 exited.")
+    html = member_client.get(reverse("workspaces:mine")).content.decode()
+    assert "Its process 42 exited. <small" in html
+    assert 'hx-trigger="every 2s"' in html  # followed until it is repaired
+
+
+def test_the_owner_may_stop_a_degraded_workspace(member_client, member, starter, workspace_factory):
+    workspace = workspace_factory(member, starter, state=State.DEGRADED)
+    assert reverse("workspaces:stop", args=[workspace.pk]) in page(member_client, workspace)
+    member_client.post(reverse("workspaces:stop", args=[workspace.pk]))
+    workspace.refresh_from_db()
+    assert workspace.state == State.STOPPING
+
+
 def test_another_members_workspace_stays_hidden_from_the_live_part(
     client, member, starter, workspace_factory, user_factory
 ):
