@@ -6,6 +6,8 @@ enqueues the work on commit, like `workspaces.actions`.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.db import transaction
 
@@ -183,6 +185,43 @@ def remove(user, deployment: ServiceDeployment) -> bool:
     )
     transaction.on_commit(lambda: tasks.enqueue_remove(deployment.pk))
     return True
+
+
+def web_endpoint(component: ComponentDeployment) -> dict | None:
+    """The component's first endpoint a browser opens (http or https), if it has one."""
+    for endpoint in component.endpoints:
+        if str(endpoint.get("url", "")).startswith(("http://", "https://")):
+            return endpoint
+    return None
+
+
+def web_services(deployment: ServiceDeployment | None) -> list[ComponentDeployment]:
+    """The ready components of a deployment (components prefetched) a browser can open."""
+    if deployment is None:
+        return []
+    return [
+        row
+        for row in deployment.components.all()
+        if row.status == ComponentStatus.READY and web_endpoint(row)
+    ]
+
+
+def open_url(user, workspace: Workspace, code: str) -> str:
+    """Where the owner's browser goes to open the web service `code` of the workspace, ""
+    when it is not running. Read at click time, because a restart starts it on a new port;
+    with its token where the service takes one from the link (JupyterLab logs the browser
+    in from it and keeps a cookie), so nobody copies tokens. Each open is audited."""
+    if workspace.owner_id != user.pk:
+        return ""
+    rows = [row for row in web_services(live_deployment(workspace)) if row.component == code]
+    if not rows:
+        return ""
+    component, endpoint = rows[0], web_endpoint(rows[0])
+    url = endpoint["url"]
+    if endpoint.get("token") == "query" and component.secret:
+        url += ("&" if "?" in url else "?") + urlencode({"token": component.secret})
+    audit.record(user, AuditAction.ACTION, workspace, message=f"opened {component.component_name}")
+    return url
 
 
 def reveal_secret(user, component: ComponentDeployment) -> str:

@@ -7,8 +7,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.roles import CHANGE
 from services import actions as services
+from services import components as catalog
 from services.models import ComponentDeployment, ComponentStatus, ServiceDeployment
-from workspaces.access import get_workspace_for_user
+from workspaces.access import get_own_workspace, get_workspace_for_user
 
 
 def _panel(request, workspace):
@@ -49,6 +50,7 @@ def _panel(request, workspace):
         "may_change": may_change,
         "may_see_logs": services.may_see_logs(request.user, workspace),
         "is_owner": workspace.owner_id == request.user.pk,
+        "web_services": services.web_services(deployment),
         "polling": bool(deployment and deployment.in_flight),
     }
     return render(request, "workspaces/services/_panel.html", context)
@@ -132,3 +134,21 @@ def reveal_secret(request, pk: int, component_pk: int):
         "workspaces/services/_secret.html",
         {"component": component, "secret": secret},
     )
+
+
+@login_required
+@require_GET
+def open_service(request, pk: int, service: str):
+    """Open a web service of one's own workspace, logged in: a redirect to where it runs now."""
+    workspace = get_own_workspace(request, pk)
+    url = services.open_url(request.user, workspace, service)
+    if not url:
+        found = catalog.component(service)
+        name = found.name if found else "This service"
+        messages.error(request, f"{name} isn't running in this workspace right now.")
+        return redirect(workspace)
+    response = redirect(url)
+    # The address carries the service's token: keep it out of caches and of Referer headers.
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response

@@ -204,6 +204,12 @@ EXPECTED: dict[str, Rule] = {
         _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
     ),
     "workspaces:reveal_secret": Rule(_WORKSPACE_VIEW, method="post", overrides={OTHER: NOT_FOUND}),
+    # opening a web service logged in: the owner only (no service runs here: back to the page)
+    "workspaces:open": Rule(
+        _WORKSPACE_VIEW,
+        ok=FOUND,
+        overrides={r: NOT_FOUND for r in (OTHER, VIEWER, OPERATOR, ADMIN)},
+    ),
     # keeping a workspace: snooze its idle stop, extend its lifetime (issue 16)
     "workspaces:snooze": Rule(
         _WORKSPACE_CHANGE, method="post", ok=FOUND, overrides={OTHER: NOT_FOUND}
@@ -405,6 +411,7 @@ FACTORIES: dict[str, Callable[[dict], dict]] = {
     "profiles:partitioningstrategy": _partitioning,
     "partitioning": _partitioning,
     "workspaces:request": lambda people: {"profile_pk": _compute_profile_obj().pk},
+    "workspaces:open": lambda people: _workspace(people) | {"service": "jupyterlab"},
     "workspaces:services_redeploy": _service_deployment,
     "workspaces:services_remove": _service_deployment,
     "workspaces:services_secret": _service_deployment,

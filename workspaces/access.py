@@ -20,3 +20,11 @@ def get_workspace_for_user(request, pk: int, action: str = VIEW) -> Workspace:
         "profile", "owner", "team", "infrastructure"
     )
     return get_object_or_404(queryset, pk=pk)
+
+
+def get_own_workspace(request, pk: int) -> Workspace:
+    """A workspace of the user's own, for what only its owner may do (open its services
+    logged in with their tokens): 403 without any access, 404 for anyone else's."""
+    _require_workspace_access(request.user, VIEW)
+    queryset = Workspace.objects.for_user(request.user, VIEW).filter(owner=request.user)
+    return get_object_or_404(queryset.select_related("profile", "infrastructure"), pk=pk)

@@ -2,8 +2,8 @@
 
 - the local infrastructure (this machine) with a CPU-only "Starter" profile, and a local GPU
   profile when NVML finds GPUs here;
-- an AWS entry (no credentials, so the UI says it is not usable) carrying the product
-  brief's Small/Medium/Large warm-pool profiles (desired 9/2/1) and its heterogeneous example;
+- an AWS entry (no credentials, so the UI says it is not usable) carrying the
+  Small/Medium/Large warm-pool profiles (desired 9/2/1) and a heterogeneous one;
 - the turnkey services profiles (shipped by a migration; re-created if missing);
 - a platform-team admin and a data scientist.
 """
@@ -48,7 +48,7 @@ AWS_PROFILES = [
     ),
     (
         "Medium",
-        "The brief's single-GPU-model example: 8× A100 on one node.",
+        "8× A100 on one node for multi-GPU training.",
         WARM,
         2,
         False,
@@ -64,7 +64,7 @@ AWS_PROFILES = [
     ),
     (
         "Medium (heterogeneous)",
-        "The brief's heterogeneous example: 8× A100 plus 64× H100.",
+        "8× A100 plus 64× H100 across nine nodes, for the largest jobs.",
         ON_DEMAND,
         0,
         True,

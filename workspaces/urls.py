@@ -14,6 +14,8 @@ urlpatterns = [
     path("<int:pk>/stop/", views.stop, name="stop"),
     path("<int:pk>/start/", views.start, name="start"),
     path("<int:pk>/secret/", views.reveal_secret, name="reveal_secret"),
+    # Open a web service logged in through the portal (issue 18)
+    path("<int:pk>/open/<slug:service>/", service_views.open_service, name="open"),
     # Keeping a workspace: snooze its idle stop, extend its lifetime (issue 16)
     path("<int:pk>/snooze/", lifetime_views.snooze, name="snooze"),
     path("<int:pk>/extend/", lifetime_views.extend, name="extend"),

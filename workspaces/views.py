@@ -1,35 +1,49 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
+from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from pools import watch
-from pools.lifecycle import State
+from pools.lifecycle import LIVE_STATES, State
 from pools.models import Workspace
 from portal.roles import USE, VIEW, Area, has_perm
 from portal.views.generic import ObjectListView, require
 from profiles.models import ComputeProfile
 from services import actions as services
+from services.models import ServiceDeployment
 from usage import prices as usage_prices
-from workspaces import actions, estimates, quotas
+from workspaces import actions, offers, quotas
 from workspaces.access import get_workspace_for_user
 from workspaces.filtersets import WorkspaceFilterSet
 from workspaces.forms import WorkspaceRequestForm
 from workspaces.tables import WorkspaceTable
 
 
-def _my_workspaces(user):
-    return (
+def _my_workspaces(user) -> list[Workspace]:
+    """The user's workspaces, each with `web_services`: what its Open buttons open."""
+    live_stacks = Prefetch(
+        "service_deployments",
+        queryset=ServiceDeployment.objects.filter(state__in=LIVE_STATES).prefetch_related(
+            "components"
+        ),
+        to_attr="live_stacks",
+    )
+    workspaces = list(
         Workspace.objects.filter(owner=user)
         .exclude(state="deleted")
         .select_related("profile")
-        .prefetch_related("events")
+        .prefetch_related("events", live_stacks)
     )
+    for workspace in workspaces:
+        stack = workspace.live_stacks[0] if workspace.live_stacks else None
+        workspace.web_services = services.web_services(stack)
+    return workspaces
 
 
 def _render_mine(request, error: str = ""):
-    workspaces = list(_my_workspaces(request.user))
+    workspaces = _my_workspaces(request.user)
     context = {
         "workspaces": workspaces,
         "polling": any(ws.in_flight for ws in workspaces),
@@ -48,12 +62,10 @@ def self_service(request):
         .select_related("infrastructure", "default_services_profile")
         .prefetch_related("resource_groups")
     )
-    for profile in profiles:
-        profile.estimate = estimates.estimate(profile)
-        profile.usable, profile.unusable_reason = profile.infrastructure.availability()
+    profiles = offers.offers(request.user, profiles)
     usage_prices.annotate_costs(profiles)
     teams = list(request.user.teams.filter(role__in=quotas.SELF_SERVICE_ROLES).order_by("name"))
-    workspaces = list(_my_workspaces(request.user))
+    workspaces = _my_workspaces(request.user)
     context = {
         "profiles": profiles,
         "usages": quotas.usage(teams),
@@ -133,33 +145,23 @@ def detail(request, pk: int):
 @login_required
 @require_POST
 def delete(request, pk: int):
-    workspace = get_workspace_for_user(request, pk, "change")
-    try:
-        actions.delete_workspace(request.user, workspace)
-    except actions.RequestRefused as refused:
-        messages.error(request, str(refused))
-    if request.headers.get("HX-Request"):
-        return _render_mine(request)
-    messages.success(request, f"Deleting workspace “{workspace}”.")
-    if workspace.owner_id == request.user.pk:
-        return redirect("workspaces:self_service")
-    return redirect(workspace)
+    return _act(request, pk, actions.delete_workspace, "Deleting")
 
 
 def _after_action(request, workspace: Workspace, done: str = "", error: str = ""):
-    """The self-service list for htmx (with the refusal, if any), else a redirect back."""
+    """The self-service list for htmx (its forms), with the refusal if any; else back to
+    the workspace's page (its forms), with the message: an action keeps the user where
+    they were."""
     if request.headers.get("HX-Request"):
         return _render_mine(request, error)
     if error:
         messages.error(request, error)
     else:
         messages.success(request, done)
-    if workspace.owner_id == request.user.pk:
-        return redirect("workspaces:self_service")
     return redirect(workspace)
 
 
-def _change_power(request, pk: int, action, verb: str):
+def _act(request, pk: int, action, verb: str):
     workspace = get_workspace_for_user(request, pk, "change")
     try:
         action(request.user, workspace)
@@ -172,14 +174,14 @@ def _change_power(request, pk: int, action, verb: str):
 @require_POST
 def stop(request, pk: int):
     """Stop a ready workspace: its GPUs are released, its files kept (issue 5)."""
-    return _change_power(request, pk, actions.stop_workspace, "Stopping")
+    return _act(request, pk, actions.stop_workspace, "Stopping")
 
 
 @login_required
 @require_POST
 def start(request, pk: int):
     """Start a stopped workspace again, if its group's GPU quota has room."""
-    return _change_power(request, pk, actions.start_workspace, "Starting")
+    return _act(request, pk, actions.start_workspace, "Starting")
 
 
 @login_required

@@ -1,0 +1,87 @@
+"""The Open button: a web service of one's own workspace, opened logged in through the
+portal, at the address it has at click time (a restart moves it to another port)."""
+
+import html
+from http import HTTPStatus
+
+import pytest
+from django.urls import reverse
+
+from pools.lifecycle import State
+from portal.models import AuditEntry
+from portal.roles import Role
+from profiles.models import ServicesProfile
+from services import tasks
+from services.models import ServiceDeployment
+
+TOKEN = "s3cret+token"
+
+
+@pytest.fixture
+def jupyter(member, starter, workspace_factory):
+    """A ready workspace of `member` whose JupyterLab runs on port 4321."""
+    workspace = workspace_factory(member, starter, state=State.READY)
+    deployment = tasks.create_deployment(
+        workspace, ServicesProfile.objects.get(name="Jupyter Notebook"), workspace=workspace
+    )
+    ServiceDeployment.objects.filter(pk=deployment.pk).update(state=State.READY)
+    runs_on(deployment, 4321)
+    return workspace
+
+
+def runs_on(deployment, port: int) -> None:
+    url = f"http://127.0.0.1:{port}/lab"
+    deployment.components.update(
+        status="ready",
+        secret=TOKEN,
+        endpoints=[{"name": "JupyterLab", "url": url, "token": "query"}],
+    )
+
+
+def open_url(workspace) -> str:
+    return reverse("workspaces:open", args=[workspace.pk, "jupyterlab"])
+
+
+def test_the_owner_is_sent_to_jupyterlab_logged_in_and_the_open_is_audited(client, member, jupyter):
+    client.force_login(member)
+    response = client.get(open_url(jupyter))
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"] == "http://127.0.0.1:4321/lab?token=s3cret%2Btoken"
+    assert response["Cache-Control"] == "no-store"
+    entry = AuditEntry.objects.get(object_id=str(jupyter.pk), message="opened JupyterLab")
+    assert entry.actor == member
+
+
+def test_after_a_restart_the_same_button_opens_the_new_port(client, member, jupyter):
+    client.force_login(member)
+    assert client.get(open_url(jupyter))["Location"].startswith("http://127.0.0.1:4321/")
+    runs_on(jupyter.service_deployments.get(), 5555)  # started again, on another port
+    assert client.get(open_url(jupyter))["Location"].startswith("http://127.0.0.1:5555/lab?")
+
+
+@pytest.mark.parametrize("role", [Role.MEMBER, Role.ORG_ADMIN, Role.VIEWER])
+def test_nobody_else_can_open_it_not_even_an_admin(client, user_factory, jupyter, role):
+    client.force_login(user_factory("someone", role))
+    assert client.get(open_url(jupyter)).status_code == HTTPStatus.NOT_FOUND
+    assert not AuditEntry.objects.filter(message="opened JupyterLab").exists()
+
+
+def test_a_service_that_is_not_running_sends_the_owner_back_with_a_message(client, member, jupyter):
+    jupyter.service_deployments.get().components.update(status="deploying", endpoints=[])
+    client.force_login(member)
+    response = client.get(open_url(jupyter), follow=True)
+    assert response.redirect_chain[-1][0] == jupyter.get_absolute_url()
+    message = "JupyterLab isn't running in this workspace right now."
+    assert message in html.unescape(response.content.decode())
+    unknown = reverse("workspaces:open", args=[jupyter.pk, "no-such-thing"])
+    assert client.get(unknown, follow=True).redirect_chain[-1][0] == jupyter.get_absolute_url()
+    assert not AuditEntry.objects.filter(message__startswith="opened").exists()
+
+
+def test_the_owner_sees_one_open_button_per_web_service(client, member, jupyter):
+    client.force_login(member)
+    button = f'href="{open_url(jupyter)}"'
+    assert client.get(reverse("workspaces:self_service")).content.decode().count(button) == 1
+    panel = reverse("workspaces:services", args=[jupyter.pk])
+    assert client.get(panel).content.decode().count(button) == 1
+    assert TOKEN not in client.get(reverse("workspaces:self_service")).content.decode()

@@ -1,0 +1,93 @@
+"""What the self-service page offers a user: the compute profiles they can use, each as a
+card in a data scientist's words (GPU, memory, the expected wait).
+
+A profile whose infrastructure is not set up (no driver provisions on its kind, or its
+credentials or kubeconfig are missing) is withheld: the people it is offered to can do
+nothing about it. Those who may change infrastructure still see it, with what is missing.
+A profile whose infrastructure is set up but not ready now (its latest health check failed,
+or none has run yet) is offered as "unavailable right now", with when to look again or whom
+to ask, never with what an administrator would have to do.
+"""
+
+from __future__ import annotations
+
+from portal.roles import CHANGE, Area, has_perm
+from portal.users import org_admins
+from profiles.choices import HealthStatus
+from workspaces import estimates
+
+UNAVAILABLE = "Unavailable right now"
+CHECKING = f"{UNAVAILABLE}: the portal is checking it; look again in a minute."
+
+
+def sees_setup_hints(user) -> bool:
+    """What is missing from an infrastructure entry is for those who can add it."""
+    return has_perm(user, Area.INFRASTRUCTURE, CHANGE)
+
+
+def set_up(infrastructure) -> bool:
+    """Whether the entry could provision at all (a driver for its kind, its own settings
+    complete); its health aside."""
+    return infrastructure.provisionable and infrastructure.usability()[0]
+
+
+def contact() -> str:
+    """Whom a data scientist asks: the platform team, by the address of an Org admin."""
+    email = org_admins().exclude(email="").order_by("pk").values_list("email", flat=True).first()
+    return f"ask your platform team ({email})" if email else "ask your platform team"
+
+
+def unavailable_note(infrastructure, ask: str) -> str:
+    """Why a set-up entry is not offered now, in a data scientist's words."""
+    if infrastructure.health_status == HealthStatus.UNCHECKED or infrastructure.health_pending:
+        return CHECKING
+    return f"{UNAVAILABLE}; {ask} when it will be back."
+
+
+def gpu_summary(groups) -> str:
+    """ "1× A10G", "8× A100-40GB + 64× H100-80GB", "1× A100-40GB MIG 1g.5gb", "No GPU"."""
+    parts = []
+    for group in groups:
+        if not group.gpu_count:
+            continue
+        count = group.gpu_count * group.node_count
+        slice_ = f" MIG {group.mig_profile}" if group.mig_profile else ""
+        parts.append(f"{count}× {group.gpu_model or 'GPU'}{slice_}")
+    return " + ".join(parts) or "No GPU"
+
+
+def memory_summary(groups) -> str:
+    """ "16 GB RAM, 4 CPUs, 100 GB storage" over all of a profile's nodes."""
+    ram = sum(group.ram_gb * group.node_count for group in groups)
+    cpu = sum(group.cpu * group.node_count for group in groups)
+    storage = sum(group.storage_gb * group.node_count for group in groups)
+    cpus = f"{cpu} CPU" if cpu == 1 else f"{cpu} CPUs"
+    return f"{ram} GB RAM, {cpus}, {storage} GB storage"
+
+
+def offers(user, profiles) -> list:
+    """The profiles (resource groups and infrastructure loaded) `user` is offered, each
+    with `gpu`, `memory`, `estimate`, `usable`, `note` (plain words) and `admin_hint`."""
+    hints = sees_setup_hints(user)
+    ask = None
+    shown = []
+    for profile in profiles:
+        infrastructure = profile.infrastructure
+        usable, reason = infrastructure.availability()
+        if not set_up(infrastructure) and not hints:
+            continue
+        groups = list(profile.resource_groups.all())
+        profile.gpu = gpu_summary(groups)
+        profile.memory = memory_summary(groups)
+        profile.estimate = estimates.estimate(profile) if usable else ""
+        profile.usable = usable
+        profile.note = profile.admin_hint = ""
+        if not usable:
+            if set_up(infrastructure):
+                ask = ask or contact()
+                profile.note = unavailable_note(infrastructure, ask)
+            else:
+                profile.note = "Not offered to data scientists until its infrastructure is set up."
+            profile.admin_hint = reason if hints else ""
+        shown.append(profile)
+    return shown
