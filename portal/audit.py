@@ -12,6 +12,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
 from portal.models import AuditAction, AuditEntry
@@ -119,3 +120,49 @@ class ChangeTracker:
         if after == self.before:
             return None
         return record(actor, AuditAction.UPDATED, self.obj, before=self.before, after=after)
+
+
+# -- reading the trail ------------------------------------------------------------------
+
+
+def readable_value(value) -> str:
+    """A snapshot value as people read it: yes/no, lists one item a line, a child row
+    (a resource group, a component) as "label: value" pairs, never a Python repr."""
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{_label(key)}: {readable_value(item)}" for key, item in value.items())
+    if isinstance(value, list):
+        if all(isinstance(item, dict) for item in value):
+            return "\n".join(f"{n}. {readable_value(item)}" for n, item in enumerate(value, 1))
+        return ", ".join(readable_value(item) for item in value)
+    return str(value)
+
+
+# Words in snapshot keys that read as abbreviations ("gpu_count" -> "GPU count").
+ABBREVIATIONS = {"gpu": "GPU", "mig": "MIG", "cpu": "CPU", "ram": "RAM", "gb": "(GB)"}
+
+
+def _label(name: str) -> str:
+    return " ".join(ABBREVIATIONS.get(word, word) for word in name.split("_"))
+
+
+def field_label(model: type[models.Model] | None, name: str) -> str:
+    """A snapshot key's human name: the model field's verbose name where there is one."""
+    try:
+        field = model._meta.get_field(name) if model else None
+    except FieldDoesNotExist:  # a key an `audit_snapshot()` adds
+        field = None
+    label = getattr(field, "verbose_name", None) or _label(name)
+    return str(label)[:1].upper() + str(label)[1:]
+
+
+def readable_changes(entry: AuditEntry) -> list[tuple[str, str, str]]:
+    """(field, before, after) of an entry, each in words."""
+    model = entry.content_type.model_class()
+    return [
+        (field_label(model, name), readable_value(before), readable_value(after))
+        for name, before, after in entry.changes()
+    ]

@@ -1,14 +1,25 @@
 import django_filters
+from django import forms
 from django.contrib.contenttypes.models import ContentType
+from django.utils.text import capfirst
 
 from portal.models import AuditAction, AuditEntry, Team
 from portal.roles import Role
 
 
+class TypeChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return capfirst(obj.name)  # "Compute profile", not "profiles | compute profile"
+
+
+class TypeFilter(django_filters.ModelChoiceFilter):
+    field_class = TypeChoiceField
+
+
 class AuditFilterSet(django_filters.FilterSet):
     actor_name = django_filters.CharFilter(lookup_expr="icontains", label="Who")
     action = django_filters.ChoiceFilter(choices=AuditAction.choices, empty_label="Any action")
-    content_type = django_filters.ModelChoiceFilter(
+    content_type = TypeFilter(
         queryset=ContentType.objects.filter(
             app_label__in=["portal", "profiles", "pools", "workspaces"]
         ),

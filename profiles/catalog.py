@@ -189,6 +189,11 @@ class InstanceType:
         return self.gpu_count * self.gpu_memory_gb
 
     @property
+    def gpu_name(self) -> str:
+        """The GPU's name as people know it ("NVIDIA T4"), empty for a CPU-only type."""
+        return GPU_MODELS[self.gpu_model].name if self.gpu_model else ""
+
+    @property
     def label(self) -> str:
         """One line for drop-downs and the support matrix."""
         if self.gpu_model is None:

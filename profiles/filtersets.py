@@ -1,4 +1,5 @@
 import django_filters
+from django import forms
 from django.db.models import Q
 
 from profiles import catalog
@@ -10,6 +11,19 @@ from profiles.choices import (
 )
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
+
+
+class AnyYesNo(forms.NullBooleanSelect):
+    """A yes/no filter whose blank choice reads "Any" (Django's reads "Unknown")."""
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs)
+        # "unknown" is the value NullBooleanSelect selects and reads as no choice.
+        self.choices = [("unknown", "Any"), ("true", "Yes"), ("false", "No")]
+
+
+def yes_no_filter(**kwargs) -> django_filters.BooleanFilter:
+    return django_filters.BooleanFilter(widget=AnyYesNo, **kwargs)
 
 
 class SearchFilterSet(django_filters.FilterSet):
@@ -44,7 +58,7 @@ class ComputeProfileFilterSet(SearchFilterSet):
     allocation_strategy = django_filters.ChoiceFilter(
         choices=AllocationStrategy.choices, empty_label="Any allocation"
     )
-    published = django_filters.BooleanFilter()
+    published = yes_no_filter()
     gpu_model = django_filters.ChoiceFilter(
         field_name="resource_groups__gpu_model",
         choices=catalog.choices_gpu_models,
@@ -58,8 +72,8 @@ class ComputeProfileFilterSet(SearchFilterSet):
 
 
 class ServicesProfileFilterSet(SearchFilterSet):
-    turnkey = django_filters.BooleanFilter()
-    published = django_filters.BooleanFilter()
+    turnkey = yes_no_filter()
+    published = yes_no_filter()
 
     class Meta:
         model = ServicesProfile

@@ -115,6 +115,16 @@ class Infrastructure(models.Model):
         return found.name if found else ""
 
     @property
+    def operating_system_label(self) -> str:
+        """The operating system's name ("Ubuntu 24.04 LTS"), not its code."""
+        return catalog.OPERATING_SYSTEMS.get(self.operating_system, self.operating_system)
+
+    @property
+    def gpu_model_label(self) -> str:
+        found = catalog.gpu_model(self.gpu_model)
+        return found.name if found else self.gpu_model
+
+    @property
     def location(self) -> str:
         """A one-line answer to "where is it" for tables."""
         if self.kind == InfrastructureKind.PUBLIC_CLOUD:

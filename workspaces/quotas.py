@@ -27,15 +27,16 @@ from django.db.models import Count, Q, Sum
 from pools.lifecycle import GPU_STATES, LIVE_STATES
 from portal.models import Team
 from portal.roles import ROLE_PERMISSIONS, USE, Area
+from portal.text import plural
 
 SELF_SERVICE_ROLES = [
     role for role, perms in ROLE_PERMISSIONS.items() if (Area.SELF_SERVICE, USE) in perms
 ]
 
 LIMITS = [
-    ("workspaces", "max_workspaces", "concurrent workspaces"),
-    ("gpus", "max_gpus", "concurrent GPUs"),
-    ("mig_slices", "max_mig_slices", "concurrent MIG slices"),
+    ("workspaces", "max_workspaces", "concurrent workspace"),
+    ("gpus", "max_gpus", "concurrent GPU"),
+    ("mig_slices", "max_mig_slices", "concurrent MIG slice"),
 ]
 
 
@@ -45,7 +46,7 @@ class Usage:
     used: dict[str, int]
 
     def rows(self) -> list[tuple[str, int, int | None]]:
-        """(label, used, limit or None) for display."""
+        """(label in the singular, used, limit or None) for display."""
         return [(label, self.used[key], getattr(self.team, attr)) for key, attr, label in LIMITS]
 
     def blocking(self, need: dict[str, int]) -> list[str]:
@@ -54,9 +55,10 @@ class Usage:
         for key, attr, label in LIMITS:
             limit = getattr(self.team, attr)
             if limit is not None and need[key] and self.used[key] + need[key] > limit:
+                allows = plural(limit, label)
                 reasons.append(
-                    f"group “{self.team}” allows {limit} {label} and has {self.used[key]} in "
-                    f"use; this profile needs {need[key]}"
+                    f"group “{self.team}” allows {allows} and has {self.used[key]} in use; "
+                    f"this profile needs {need[key]}"
                 )
         return reasons
 

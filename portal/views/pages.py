@@ -44,7 +44,11 @@ class AuditDetail(ObjectDetailView):
         related = AuditEntry.objects.filter(
             content_type=obj.content_type, object_id=obj.object_id
         ).exclude(pk=obj.pk)[:20]
-        return {"history": related, "can_see_users": has_perm(request.user, Area.USERS, "view")}
+        return {
+            "history": related,
+            "changes": audit.readable_changes(obj),
+            "can_see_users": has_perm(request.user, Area.USERS, "view"),
+        }
 
 
 class TeamList(ObjectListView):

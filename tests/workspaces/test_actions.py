@@ -70,7 +70,7 @@ def test_the_workspace_quota_says_which_group_stopped_it(member, starter):
     with pytest.raises(RequestRefused) as refused:
         actions.request_workspace(member, starter)
     assert str(refused.value) == (
-        "Quota reached: group “member group” allows 1 concurrent workspaces and has 1 in use; "
+        "Quota reached: group “member group” allows 1 concurrent workspace and has 1 in use; "
         "this profile needs 1."
     )
 
@@ -79,7 +79,7 @@ def test_the_gpu_quota_counts_the_whole_group(member, user_factory, gpu_profile)
     Team.objects.filter(pk=member_group(member).pk).update(max_gpus=1)
     colleague = user_factory("cole", Role.MEMBER)  # same "member group"
     actions.request_workspace(colleague, gpu_profile)
-    with pytest.raises(RequestRefused, match="allows 1 concurrent GPUs and has 1 in use"):
+    with pytest.raises(RequestRefused, match="allows 1 concurrent GPU and has 1 in use"):
         actions.request_workspace(member, gpu_profile)
 
 

@@ -69,7 +69,7 @@ def test_a_stopped_workspace_frees_the_gpu_quota_but_still_counts_as_a_workspace
     first = put(actions.request_workspace(member, gpu_profile), State.STOPPED)
     second = actions.request_workspace(member, gpu_profile)  # the GPU quota has room again
     # Starting the first now needs a second GPU: refused, it stays stopped.
-    with pytest.raises(RequestRefused, match="allows 1 concurrent GPUs and has 1 in use"):
+    with pytest.raises(RequestRefused, match="allows 1 concurrent GPU and has 1 in use"):
         actions.start_workspace(member, first)
     assert Workspace.objects.get(pk=first.pk).state == State.STOPPED
     # Two workspaces (one stopped) fill the workspace quota.
