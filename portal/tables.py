@@ -1,5 +1,6 @@
 import django_tables2 as tables
 from django.core.paginator import EmptyPage
+from django.utils.text import capfirst
 
 from portal.models import AuditEntry, Invitation, Team
 from portal.urlhelpers import id_param
@@ -29,13 +30,16 @@ class AuditTable(tables.Table):
     timestamp = tables.DateTimeColumn(linkify=True, format="Y-m-d H:i:s")
     actor_name = tables.Column(verbose_name="Who")
     action = tables.Column()
-    content_type = tables.Column(verbose_name="Type", accessor="content_type__model")
+    content_type = tables.Column(verbose_name="Type", order_by="content_type__model")
     object_repr = tables.Column(verbose_name="Object")
     message = tables.Column()
 
     class Meta:
         model = AuditEntry
         fields = ["timestamp", "actor_name", "action", "content_type", "object_repr", "message"]
+
+    def render_content_type(self, value) -> str:
+        return capfirst(value.name)  # "Compute profile", not "computeprofile"
 
 
 class TeamTable(tables.Table):
