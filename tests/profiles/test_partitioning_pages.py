@@ -1,6 +1,7 @@
 """Partitioning strategy pages: CRUD, live feedback, fleet slice counts, the layouts page,
 and the NVML section of the local infrastructure page."""
 
+import re
 from http import HTTPStatus
 
 import pynvml
@@ -11,6 +12,7 @@ from portal.models import AuditEntry
 from profiles.choices import PartitioningMode
 from profiles.mig import layout
 from profiles.models import PartitioningStrategy
+from profiles.partitioning_views import LAYOUTS_PER_PAGE
 from tests.mig.fake_nvml import FakeNvml
 
 pytestmark = pytest.mark.django_db
@@ -243,15 +245,52 @@ def test_the_model_fields_follow_the_chosen_model(admin_client):
 # --- all valid layouts -------------------------------------------------------------------
 
 
-def test_the_layouts_page_lists_every_layout_and_marks_the_maximal(admin_client):
-    page = admin_client.get(
-        reverse("profiles:partitioning_layouts", args=["A100-40GB"])
-    ).content.decode()
+def layout_pages(client, gpu_model: str, query: str = "") -> list[str]:
+    """Every page of a model's layouts, following the Next links."""
+    url = reverse("profiles:partitioning_layouts", args=[gpu_model])
+    pages, link = [], f"?{query}"
+    while link:
+        response = client.get(url + link.replace("&amp;", "&").split("#")[0])
+        assert response.status_code == HTTPStatus.OK
+        pages.append(response.content.decode())
+        found = re.search(r'<a href="(\?[^"]*)" rel="next">', pages[-1])
+        link = found.group(1) if found else ""
+    return pages
+
+
+def test_the_layouts_pages_list_every_layout_and_mark_the_maximal(admin_client):
+    pages = layout_pages(admin_client, "A100-40GB")
     total = len(layout.enumerate_layouts("A100-40GB"))
     maximal = len(layout.maximal_layouts("A100-40GB"))
-    assert f"{total} layouts fit on one A100-40GB" in page
-    assert page.count('<tr class="maximal">') == maximal
-    assert page.count('<tr class="">') == total - maximal
+    assert len(pages) == -(-total // LAYOUTS_PER_PAGE)
+    assert f"{total} layouts fit on one A100-40GB" in pages[0]
+    assert sum(page.count('<tr class="maximal">') for page in pages) == maximal
+    assert sum(page.count('<tr class="">') for page in pages) == total - maximal
+
+
+def test_the_maximal_layouts_can_be_shown_alone(admin_client):
+    pages = layout_pages(admin_client, "A100-80GB", "show=maximal")
+    assert sum(page.count('<tr class="maximal">') for page in pages) == len(
+        layout.maximal_layouts("A100-80GB")
+    )
+    assert not any('<tr class="">' in page for page in pages)
+
+
+@pytest.mark.parametrize("gpu_model", ["A100-80GB", "RTX-PRO-6000"])
+def test_no_layouts_page_is_over_50_kb_of_html(admin_client, gpu_model):
+    """Issue 18: all of an A100-80GB's layouts on one page were 142 KB."""
+    pages = layout_pages(admin_client, gpu_model) + layout_pages(
+        admin_client, gpu_model, "show=maximal"
+    )
+    sizes = [len(page.encode()) for page in pages]
+    assert max(sizes) < 50_000
+
+
+def test_a_page_number_out_of_range_shows_the_last_page(admin_client):
+    url = reverse("profiles:partitioning_layouts", args=["A100-40GB"])
+    response = admin_client.get(url, {"page": "999"})
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["page"].number == response.context["page"].paginator.num_pages
 
 
 def test_an_unknown_model_has_no_layouts_page(admin_client):
