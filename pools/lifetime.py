@@ -95,7 +95,11 @@ def whole_hours(span: timedelta) -> int:
 def extend(workspace: Workspace, hours: int, actor, now: datetime | None = None) -> Workspace:
     """Move the expiry `hours` later, within `longest_extension`; audited."""
     now = now or timezone.now()
-    locked = Workspace.objects.select_for_update().select_related("team").get(pk=workspace.pk)
+    locked = (
+        Workspace.objects.select_for_update(of=("self",))
+        .select_related("team")
+        .get(pk=workspace.pk)
+    )
     if locked.expires_at is None:
         raise ExtensionRefused("This workspace does not expire.")
     if locked.state not in (State.READY, State.STOPPED):
