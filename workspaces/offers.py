@@ -56,18 +56,21 @@ def gpu_summary(groups) -> str:
     return " + ".join(parts) or "No GPU"
 
 
-def memory_summary(groups) -> str:
-    """ "16 GB RAM, 4 CPUs, 100 GB storage" over all of a profile's nodes."""
+def totals(groups) -> dict[str, str]:
+    """Memory, CPUs and storage over all of a profile's nodes: "16 GB RAM", "4 CPUs"..."""
     ram = sum(group.ram_gb * group.node_count for group in groups)
     cpu = sum(group.cpu * group.node_count for group in groups)
     storage = sum(group.storage_gb * group.node_count for group in groups)
-    cpus = f"{cpu} CPU" if cpu == 1 else f"{cpu} CPUs"
-    return f"{ram} GB RAM, {cpus}, {storage} GB storage"
+    return {
+        "memory": f"{ram} GB RAM",
+        "cpus": f"{cpu} CPU" if cpu == 1 else f"{cpu} CPUs",
+        "storage": f"{storage} GB",
+    }
 
 
 def offers(user, profiles) -> list:
     """The profiles (resource groups and infrastructure loaded) `user` is offered, each
-    with `gpu`, `memory`, `estimate`, `usable`, `note` (plain words) and `admin_hint`."""
+    with `gpu`, `totals`, `estimate`, `usable`, `note` (plain words) and `admin_hint`."""
     hints = sees_setup_hints(user)
     ask = None
     shown = []
@@ -78,7 +81,7 @@ def offers(user, profiles) -> list:
             continue
         groups = list(profile.resource_groups.all())
         profile.gpu = gpu_summary(groups)
-        profile.memory = memory_summary(groups)
+        profile.totals = totals(groups)
         profile.estimate = estimates.estimate(profile) if usable else ""
         profile.usable = usable
         profile.note = profile.admin_hint = ""

@@ -1,0 +1,77 @@
+"""The self-service cards in a data scientist's words: only what they can use, and why
+something is unavailable right now without what an administrator would have to do."""
+
+import html
+
+import pytest
+from django.urls import reverse
+
+from profiles.choices import HealthStatus
+
+SELF_SERVICE = reverse("workspaces:self_service")
+ADMIN_REASON = "Unreachable: the workspaces directory /srv/ws is not writable"
+
+
+def page_for(client, user) -> str:
+    client.force_login(user)
+    return html.unescape(client.get(SELF_SERVICE).content.decode())
+
+
+@pytest.fixture
+def not_set_up(aws_infrastructure, profile_factory):
+    """A published profile on an AWS entry without credentials."""
+    return profile_factory(aws_infrastructure, "Cloud A100", (("A100-40GB", 8),), published=True)
+
+
+@pytest.fixture
+def gpu_profile(local_infrastructure, profile_factory):
+    return profile_factory(local_infrastructure, "One A100", (("A100-40GB", 1),), published=True)
+
+
+def test_a_card_says_gpu_memory_and_wait(client, member, gpu_profile):
+    page = page_for(client, member)
+    assert '<dd class="gpu">1× A100-40GB</dd>' in page
+    assert '<dd class="memory">4 GB RAM</dd>' in page
+    assert '<dd class="estimate">ready in seconds</dd>' in page
+
+
+def test_a_profile_whose_infrastructure_is_not_set_up_is_not_offered_to_scientists(
+    client, member, not_set_up, gpu_profile
+):
+    page = page_for(client, member)
+    assert 'data-profile="cloud-a100"' not in page
+    assert "No credentials" not in page
+    assert 'data-profile="one-a100"' in page
+
+
+def test_administrators_still_see_it_with_what_is_missing(client, org_admin, not_set_up):
+    page = page_for(client, org_admin)
+    assert 'data-profile="cloud-a100"' in page
+    assert "Not offered to data scientists until its infrastructure is set up." in page
+    assert "For administrators: No credentials: add them" in page
+    assert "Request workspace" not in page
+
+
+def test_an_unreachable_infrastructure_is_unavailable_right_now_with_whom_to_ask(
+    client, member, org_admin, gpu_profile, local_infrastructure
+):
+    local_infrastructure.health_status = HealthStatus.UNREACHABLE
+    local_infrastructure.health_reason = ADMIN_REASON
+    local_infrastructure.save()
+    page = page_for(client, member)
+    assert 'data-profile="one-a100"' in page
+    assert (
+        f"Unavailable right now; ask your platform team ({org_admin.email}) when it will be back."
+        in page
+    )
+    assert "/srv/ws" not in page
+    assert "Request workspace" not in page
+    assert ADMIN_REASON in page_for(client, org_admin)  # for administrators only
+
+
+def test_one_not_checked_yet_says_when_to_look_again(
+    client, member, gpu_profile, local_infrastructure
+):
+    local_infrastructure.health_status = HealthStatus.UNCHECKED
+    local_infrastructure.save()
+    assert "the portal is checking it; look again in a minute." in page_for(client, member)
