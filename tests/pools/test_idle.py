@@ -24,7 +24,7 @@ from pools import idle, supervisor
 from pools.idle import Policy, Reading
 from pools.lifecycle import State
 from pools.models import Workspace
-from portal.models import AuditEntry, Notification, NotificationKind
+from portal.models import AuditEntry, Notification, NotificationKind, Team
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure
 from tests.mig.fake_nvml import FakeNvml
@@ -90,8 +90,11 @@ def test_an_idle_workspace_is_warned_snoozed_once_then_stopped(
 
     # The banner on the portal; the owner snoozes (now = 100 minutes after ready).
     client.force_login(member)
-    page = client.get(reverse("workspaces:detail", args=[workspace.pk])).content.decode()
-    assert "Keep it running" in page
+    for url in (
+        reverse("workspaces:detail", args=[workspace.pk]),
+        reverse("workspaces:self_service"),
+    ):
+        assert "Keep it running" in client.get(url).content.decode()
     response = client.post(reverse("workspaces:snooze", args=[workspace.pk]))
     assert response.status_code == 302
     workspace.refresh_from_db()
@@ -303,3 +306,22 @@ def test_cpu_counts_as_activity_above_a_share_of_a_core(workspace):
     assert not idle.cpu_busy(workspace, 10.0 + 0.01 * 300, now)
     workspace.cpu_seconds = None
     assert not idle.cpu_busy(workspace, 99.0, now)  # the first look knows no rate yet
+
+
+# -- the group setting --------------------------------------------------------------------------
+
+
+def test_the_group_form_sets_the_idle_rule(admin_client):
+    data = {"name": "Research", "role": "member", "idle_stop_hours": "4"}
+    assert admin_client.post("/admin/groups/add/", data).status_code == 302
+    team = Team.objects.get(name="Research")
+    assert (team.idle_stop_hours, team.idle_warning_minutes, team.idle_max_snoozes) == (4, 30, 2)
+    page = admin_client.get(team.get_absolute_url()).content.decode()
+    assert "Stopped after 4 h idle (files kept)" in page
+
+
+def test_the_warning_must_come_before_the_stop(admin_client):
+    data = {"name": "Research", "role": "member", "idle_stop_hours": "1"}
+    page = admin_client.post("/admin/groups/add/", data | {"idle_warning_minutes": "60"})
+    assert "The warning must come before the stop: less than 60 minutes." in page.content.decode()
+    assert not Team.objects.filter(name="Research").exists()
