@@ -63,6 +63,8 @@ class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         """Validate with the page's form and save with the page's hook, audited."""
         if reason := page.editable(obj):
             raise Conflict(reason)
+        # Before the form: validating a model form writes its values into the instance.
+        tracker = None if create else audit.ChangeTracker(obj)
         form = bind(
             page.form_class,
             self.request.data,
@@ -70,7 +72,6 @@ class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             instance=obj,
             rows_key=self.rows_key,
         )
-        tracker = None if create else audit.ChangeTracker(obj)
         try:
             with transaction.atomic():
                 obj = page.save(self.request, form)

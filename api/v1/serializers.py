@@ -213,7 +213,7 @@ class PoolStatusSerializer(serializers.Serializer):
 
 class WorkspaceSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.get_username", read_only=True)
-    team = serializers.CharField(source="team.name", read_only=True, default=None)
+    team = serializers.CharField(source="team.name", read_only=True, default=None, allow_null=True)
     profile_name = serializers.CharField(source="profile_label", read_only=True)
     infrastructure_name = serializers.CharField(source="infrastructure_label", read_only=True)
     state_label = serializers.CharField(source="get_state_display", read_only=True)
@@ -251,7 +251,9 @@ class WorkspaceRequestSerializer(serializers.Serializer):
 
 
 class WorkspaceEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.get_username", default=None, read_only=True)
+    actor = serializers.CharField(
+        source="actor.get_username", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = WorkspaceEvent
@@ -316,7 +318,7 @@ class TeamSerializer(serializers.ModelSerializer):
 class InvitationSerializer(serializers.ModelSerializer):
     groups = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     invited_by = serializers.CharField(
-        source="invited_by.get_username", default=None, read_only=True
+        source="invited_by.get_username", default=None, allow_null=True, read_only=True
     )
 
     class Meta:

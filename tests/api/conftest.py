@@ -32,8 +32,8 @@ class ApiClient:
     def patch(self, path, data=None, **headers):
         return self._call("patch", path, data if data is not None else {}, **headers)
 
-    def delete(self, path, **headers):
-        return self._call("delete", path, **headers)
+    def delete(self, path, data=None, **headers):
+        return self._call("delete", path, data, **headers)
 
 
 @pytest.fixture
@@ -54,3 +54,6 @@ def api_for(token_for):
         return ApiClient(token_for(user, scope))
 
     return make
+
+
+from tests.workspace_fixtures import workspace_factory  # noqa: E402, F401  (shared fixture)

@@ -1,0 +1,244 @@
+"""Every API operation × every role → the expected status (the pages' matrix,
+`tests/test_permission_matrix.py`, for the REST API).
+
+The operations come from the live OpenAPI schema; each must have an entry in `EXPECTED`, so
+a new operation cannot be forgotten. A role whose permissions (`portal.roles`) include one
+of the rule's gets `ok`; anonymous gets 401; other roles 403, unless `overrides` says
+otherwise (404 for another member's workspace). `ok` is what the operation answers the
+empty or minimal body sent here: 400 for a create (the form's messages), 428 for an update
+without If-Match; either way past the permission check. Each role's request runs on fresh
+objects in a transaction rolled back afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.test import Client
+
+from pools.lifecycle import State
+from pools.models import Workspace
+from portal import audit, invitations
+from portal.models import Team
+from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
+from profiles.choices import InfrastructureKind
+from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
+from tests.api.conftest import ApiClient
+
+ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
+    "anonymous",
+    "member",
+    "other_member",
+    "viewer",
+    "operator",
+    "org_admin",
+)
+ROLES = [ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN]
+ROLE_OF = {
+    MEMBER: Role.MEMBER,
+    OTHER: Role.MEMBER,
+    VIEWER: Role.VIEWER,
+    OPERATOR: Role.OPERATOR,
+    ADMIN: Role.ORG_ADMIN,
+}
+OK, CREATED, ACCEPTED, NO_CONTENT = 200, 201, 202, 204
+BAD, FORBIDDEN, NOT_FOUND, CONFLICT, NEEDS_IF_MATCH = 400, 403, 404, 409, 428
+
+
+@dataclass(frozen=True)
+class Rule:
+    perms: tuple[tuple[str, str], ...]
+    ok: int = OK
+    body: dict | None = None
+    overrides: dict[str, int] = field(default_factory=dict)
+
+    def expected(self, role: str) -> int:
+        if role in self.overrides:
+            return self.overrides[role]
+        if role == ANON:
+            return HTTPStatus.UNAUTHORIZED
+        granted = ROLE_PERMISSIONS[ROLE_OF[role]]
+        return self.ok if any(p in granted for p in self.perms) else FORBIDDEN
+
+
+def view(area: str, **kw) -> Rule:
+    return Rule(((area, VIEW),), **kw)
+
+
+def change(area: str, ok: int = OK, **kw) -> Rule:
+    return Rule(((area, CHANGE),), ok=ok, **kw)
+
+
+def catalog(prefix: str, area: str) -> dict[str, Rule]:
+    """List, read, create, update, delete of a resource backed by the catalog pages."""
+    return {
+        f"{prefix}_list": view(area),
+        f"{prefix}_retrieve": view(area),
+        f"{prefix}_create": change(area, BAD),
+        f"{prefix}_partial_update": change(area, NEEDS_IF_MATCH),
+        f"{prefix}_destroy": change(area, NO_CONTENT),
+    }
+
+
+# Workspaces: administrators of the Workspaces area, or their owner with self-service.
+_WS_VIEW = ((Area.WORKSPACES, VIEW), (Area.SELF_SERVICE, USE))
+_WS_CHANGE = ((Area.WORKSPACES, CHANGE), (Area.SELF_SERVICE, USE))
+_NOT_YOURS = {OTHER: NOT_FOUND}
+
+EXPECTED: dict[str, Rule] = {
+    **catalog("infrastructure", Area.INFRASTRUCTURE),
+    **catalog("compute_profiles", Area.PROFILES),
+    **catalog("services_profiles", Area.PROFILES),
+    **catalog("partitioning", Area.PROFILES),
+    "partitioning_validate_layout_create": view(
+        Area.PROFILES, body={"gpu_model": "A100-40GB", "counts": {"7g.40gb": 1}}
+    ),
+    "pools_list": view(Area.POOLS),
+    "pools_retrieve": view(Area.POOLS),
+    "pools_decisions_list": view(Area.POOLS),
+    "pools_pause_create": change(Area.POOLS),
+    "pools_resume_create": change(Area.POOLS),
+    "workspaces_list": Rule(_WS_VIEW),
+    "workspaces_create": Rule(((Area.SELF_SERVICE, USE),), ok=BAD),
+    "workspaces_retrieve": Rule(_WS_VIEW, overrides=_NOT_YOURS),
+    "workspaces_events_list": Rule(_WS_VIEW, overrides=_NOT_YOURS),
+    "workspaces_services_list": Rule(_WS_VIEW, overrides=_NOT_YOURS),
+    "workspaces_secret_create": Rule(_WS_VIEW, overrides=_NOT_YOURS),
+    "workspaces_destroy": Rule(_WS_CHANGE, ok=ACCEPTED, overrides=_NOT_YOURS),
+    "workspaces_stop_create": Rule(_WS_CHANGE, ok=ACCEPTED, overrides=_NOT_YOURS),
+    # the workspace is ready, not stopped: past the permission check, refused by its state
+    "workspaces_start_create": Rule(_WS_CHANGE, ok=CONFLICT, overrides=_NOT_YOURS),
+    "workspaces_services_create": Rule(_WS_CHANGE, ok=BAD, overrides=_NOT_YOURS),
+    "users_list": view(Area.USERS),
+    "users_retrieve": view(Area.USERS),
+    "users_create": change(Area.USERS, BAD),
+    "users_deactivate_create": change(Area.USERS),
+    "users_reactivate_create": change(Area.USERS),
+    **catalog("groups", Area.USERS),
+    "invitations_list": view(Area.USERS),
+    "invitations_retrieve": view(Area.USERS),
+    "invitations_create": change(Area.USERS, BAD),
+    "invitations_resend_create": change(Area.USERS),
+    "invitations_revoke_create": change(Area.USERS),
+    "audit_list": view(Area.AUDIT),
+    "audit_retrieve": view(Area.AUDIT),
+}
+
+
+# -- objects for paths with ids -----------------------------------------------------------------
+
+User = get_user_model()
+
+
+def _infrastructure() -> Infrastructure:
+    return Infrastructure.objects.create(name="Matrix", kind=InfrastructureKind.LOCAL)
+
+
+def _profile() -> ComputeProfile:
+    profile = ComputeProfile.objects.create(
+        name="Matrix profile", infrastructure=_infrastructure(), published=True
+    )
+    profile.resource_groups.create(position=0)
+    return profile
+
+
+def _workspace(people) -> int:
+    profile = _profile()
+    return Workspace.objects.create(
+        owner=people[MEMBER],
+        profile=profile,
+        infrastructure=profile.infrastructure,
+        state=State.READY,
+    ).pk
+
+
+FACTORIES: dict[str, Callable[[dict], int]] = {
+    "infrastructure": lambda people: _infrastructure().pk,
+    "compute_profiles": lambda people: _profile().pk,
+    "services_profiles": lambda people: ServicesProfile.objects.create(name="Plain").pk,
+    "partitioning": lambda people: (
+        PartitioningStrategy.objects.create(
+            infrastructure=_infrastructure(), gpu_model="A100-40GB", nodes="gpu-1"
+        ).pk
+    ),
+    "pools": lambda people: _profile().pk,
+    "workspaces": _workspace,
+    "users_reactivate": lambda people: User.objects.create(username="gone", is_active=False).pk,
+    "users": lambda people: User.objects.create(username="target").pk,
+    "groups": lambda people: Team.objects.create(name="Target group").pk,
+    "invitations": lambda people: invitations.invite(people[ADMIN], "x@example.com", []).pk,
+    "audit": lambda people: audit.record_created(people[ADMIN], _infrastructure()).pk,
+}
+
+
+def _factory(operation_id: str) -> Callable[[dict], int]:
+    candidates = [name for name in FACTORIES if operation_id.startswith(name)]
+    return FACTORIES[max(candidates, key=len)]
+
+
+# -- the schema and the people ------------------------------------------------------------------
+
+_OPERATIONS: dict[str, tuple[str, str]] = {}
+
+
+def operations() -> dict[str, tuple[str, str]]:
+    """operationId → (method, path template), read once from the live schema."""
+    if not _OPERATIONS:
+        client = Client()
+        client.force_login(User.objects.create(username="schema-reader"))
+        schema = client.get("/api/schema/?format=json").json()
+        for path, methods in schema["paths"].items():
+            for method, operation in methods.items():
+                _OPERATIONS[operation["operationId"]] = (method, path)
+    return _OPERATIONS
+
+
+@pytest.fixture
+def people(db) -> dict:
+    people = {}
+    for role in ROLES[1:]:
+        user = User.objects.create(username=role, email=f"{role}@example.com")
+        group_name = "other members" if role == OTHER else f"{role} group"
+        team, _ = Team.objects.get_or_create(name=group_name, defaults={"role": ROLE_OF[role]})
+        team.members.add(user)
+        people[role] = user
+    return people
+
+
+@pytest.fixture
+def clients(people, token_for) -> dict[str, ApiClient]:
+    return {ANON: ApiClient()} | {role: ApiClient(token_for(people[role])) for role in ROLES[1:]}
+
+
+@pytest.mark.django_db
+def test_every_operation_has_an_expectation_and_no_stale_ones():
+    found = set(operations())
+    assert not found - set(EXPECTED), "add these API operations to EXPECTED"
+    assert not set(EXPECTED) - found, "EXPECTED lists operations that no longer exist"
+
+
+@pytest.mark.parametrize("operation_id", sorted(EXPECTED))
+def test_api_permission_matrix(operation_id: str, people, clients):
+    method, template = operations()[operation_id]
+    rule = EXPECTED[operation_id]
+    wrong = []
+    for role in ROLES:
+        with transaction.atomic():
+            path = template
+            if "{" in template:
+                name = template[template.index("{") + 1 : template.index("}")]
+                path = template.replace(f"{{{name}}}", str(_factory(operation_id)(people)))
+            client = clients[role]
+            if method == "get":
+                response = client.get(path)
+            else:
+                response = getattr(client, method)(path, rule.body or {})
+            transaction.set_rollback(True)
+        if response.status_code != rule.expected(role):
+            wrong.append(f"{role}: expected {rule.expected(role)}, got {response.status_code}")
+    assert not wrong, f"{method.upper()} {template} ({operation_id}):\n  " + "\n  ".join(wrong)
