@@ -2,10 +2,11 @@
 
 Signals of activity. Each is optional: one that cannot be read says nothing, and a
 workspace with no readable signal at all is never judged idle (nothing proves it is).
-- JupyterLab's own activity API, for a local workspace that serves it: `/api/status`
-  (`last_activity`: the latest of its API use, kernels and terminals) and `/api/kernels`
-  (a busy kernel is active now, even while it prints nothing). Read with
-  `no_track_activity`, so the portal's own look is not activity.
+- JupyterLab's own activity API, for a local workspace that serves it (its own process,
+  or a notebook component of its services stack): `/api/status` (`last_activity`: the
+  latest of its API use, kernels and terminals) and `/api/kernels` (a busy kernel is
+  active now, even while it prints nothing). Read with `no_track_activity`, so the
+  portal's own look is not activity.
 - GPU utilisation of the workspace's allocated devices through NVML on this host's driver
   (`GPU_ACTIVE_PERCENT`). A host without a driver has no NVML, and NVML has no utilisation
   counter for a MIG device: neither gives a signal. Kubernetes: see the README (DCGM).
@@ -49,6 +50,8 @@ from pools.models import GpuAllocation, Workspace
 from portal import audit, notifications
 from portal.models import AuditAction, NotificationKind
 from profiles.choices import InfrastructureKind
+from services.components.base import Capability
+from services.models import ComponentDeployment, ComponentStatus
 
 logger = logging.getLogger(__name__)
 
@@ -270,10 +273,11 @@ def read_activity(workspace: Workspace, now: datetime, nvml=None) -> Reading:
         latest.append(jupyter)
         if jupyter > idle_since(workspace):
             active.append("JupyterLab")
+    holder = workspace.resources_spec().name  # an adopted warm instance's name
     uuids = list(
-        GpuAllocation.objects.filter(
-            infrastructure=workspace.infrastructure, holder=workspace.resources_spec().name
-        ).values_list("device_uuid", flat=True)
+        GpuAllocation.objects.filter(infrastructure=infrastructure, holder=holder).values_list(
+            "device_uuid", flat=True
+        )
     )
     gpu = gpu_busy(uuids, nvml)
     if gpu is not None:
@@ -281,7 +285,7 @@ def read_activity(workspace: Workspace, now: datetime, nvml=None) -> Reading:
         if gpu:
             active.append("GPU")
             latest.append(now)
-    cpu = supervisor.cpu_seconds(workspace.resources_spec().name)
+    cpu = supervisor.cpu_seconds(holder)
     if cpu is not None:
         signals.append("CPU")
         if cpu_busy(workspace, cpu, now):
@@ -333,30 +337,52 @@ def _utilisation(nvml, uuid: str) -> int | None:
         return None
 
 
-def jupyter_activity(workspace: Workspace, now: datetime) -> datetime | None:
-    """The latest activity JupyterLab reports (a busy kernel: now); None if unreadable.
+def jupyter_servers(workspace: Workspace) -> list[tuple[int, str]]:
+    """(port on 127.0.0.1, token) of each Jupyter server of the workspace: its own process
+    (the local driver's `url`, its secret), and the running notebook components of its
+    services stacks (JupyterLab: the Jupyter Server API, the component's token)."""
+    found = [(workspace.connection.get("url", ""), workspace.secret)]
+    notebooks = ComponentDeployment.objects.filter(
+        deployment__workspace=workspace,
+        capability=Capability.NOTEBOOK,
+        status=ComponentStatus.READY,
+    )
+    for notebook in notebooks:
+        found += [(endpoint.get("url", ""), notebook.secret) for endpoint in notebook.endpoints]
+    servers = []
+    for url, token in found:
+        target = urlsplit(url if isinstance(url, str) else "")
+        if target.hostname == "127.0.0.1" and target.port and token:
+            servers.append((target.port, token))
+    return servers
 
-    Only the workspace's own JupyterLab on 127.0.0.1 (the address the local driver wrote),
-    with its token, without following redirects.
-    """
-    target = urlsplit(workspace.connection.get("url", ""))
-    if target.hostname != "127.0.0.1" or not target.port or not workspace.secret:
-        return None
-    base = target.path.rstrip("/")
-    status = _jupyter_get(target.port, f"{base}/api/status", workspace.secret)
-    if not isinstance(status, dict):
-        return None
-    latest = _parse_time(status.get("last_activity"))
-    kernels = _jupyter_get(target.port, f"{base}/api/kernels", workspace.secret)
-    for kernel in kernels if isinstance(kernels, list) else ():
-        if not isinstance(kernel, dict):
+
+def jupyter_activity(workspace: Workspace, now: datetime) -> datetime | None:
+    """The latest activity its Jupyter servers report (a busy kernel: now); None when no
+    server answers. Only servers on 127.0.0.1 (the addresses the portal itself wrote),
+    with their token, without following redirects."""
+    answered, latest = False, None
+    for port, token in jupyter_servers(workspace):
+        status = _jupyter_get(port, "/api/status", token)
+        if not isinstance(status, dict):
             continue
-        if kernel.get("execution_state") == "busy":
-            return now
-        seen = _parse_time(kernel.get("last_activity"))
-        if seen and (latest is None or seen > latest):
-            latest = seen
-    return latest
+        answered = True
+        for seen in [status.get("last_activity")] + _kernel_activity(port, token, now):
+            moment = seen if isinstance(seen, datetime) else _parse_time(seen)
+            if moment and (latest is None or moment > latest):
+                latest = moment
+    return latest if answered else None
+
+
+def _kernel_activity(port: int, token: str, now: datetime) -> list:
+    """Each kernel's last activity; `now` for a busy one (it may print nothing for hours)."""
+    kernels = _jupyter_get(port, "/api/kernels", token)
+    seen = []
+    for kernel in kernels if isinstance(kernels, list) else ():
+        if isinstance(kernel, dict):
+            busy = kernel.get("execution_state") == "busy"
+            seen.append(now if busy else kernel.get("last_activity"))
+    return seen
 
 
 def _jupyter_get(port: int, path: str, token: str):

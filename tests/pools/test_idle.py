@@ -8,9 +8,11 @@ ago, its group stops workspaces idle for 2 hours and warns 30 minutes before.
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
 import json
+import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -26,7 +28,10 @@ from pools.lifecycle import State
 from pools.models import Workspace
 from portal.models import AuditEntry, Notification, NotificationKind, Team
 from profiles.choices import InfrastructureKind
-from profiles.models import Infrastructure
+from profiles.models import Infrastructure, ServicesProfile
+from services.components.base import Capability
+from services.models import ComponentStatus
+from services.tasks import create_deployment
 from tests.mig.fake_nvml import FakeNvml
 from tests.workspace_fixtures import starter, workspace_factory  # noqa: F401
 
@@ -325,3 +330,62 @@ def test_the_warning_must_come_before_the_stop(admin_client):
     page = admin_client.post("/admin/groups/add/", data | {"idle_warning_minutes": "60"})
     assert "The warning must come before the stop: less than 60 minutes." in page.content.decode()
     assert not Team.objects.filter(name="Research").exists()
+
+
+# -- a real JupyterLab ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """JupyterLab itself (the demo extra installs it), on a free port with a token."""
+    port, token = supervisor.free_port(), "real-token"
+    argv = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip", "127.0.0.1"]
+    argv += ["--port", str(port), f"--ServerApp.root_dir={tmp_path}", "--allow-root"]
+    env = {"JUPYTER_TOKEN": token, "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env["JUPYTER_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while idle._jupyter_get(port, "/api/status", token) is None:
+            assert time.monotonic() < deadline and process.poll() is None, (
+                "JupyterLab did not start"
+            )
+            time.sleep(0.5)
+        yield port, token
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def test_a_real_jupyterlab_reports_its_activity_and_the_portal_adds_none(jupyterlab, workspace):
+    port, token = jupyterlab
+    workspace.connection = {"url": f"http://127.0.0.1:{port}/"}
+    workspace.secret = token
+    first = idle.jupyter_activity(workspace, timezone.now())
+    assert first is not None
+    time.sleep(1.1)
+    assert idle.jupyter_activity(workspace, timezone.now()) == first  # looking is not using
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/terminals",
+        data=b"{}",
+        method="POST",
+        headers={"Authorization": f"token {token}"},
+    )
+    urllib.request.urlopen(request, timeout=30).close()  # the scientist opens a terminal
+    assert idle.jupyter_activity(workspace, timezone.now()) > first
+
+
+def test_a_notebook_component_of_the_workspaces_stack_is_asked_too(workspace):
+    stack = create_deployment(
+        workspace, ServicesProfile.objects.get(slug="jobs"), workspace=workspace
+    )
+    stack.components.update(
+        capability=Capability.NOTEBOOK,
+        status=ComponentStatus.READY,
+        endpoints=[{"name": "JupyterLab", "url": "http://127.0.0.1:8899/lab"}],
+    )
+    component = stack.components.get()
+    component.secret = "component-token"
+    component.save()
+    assert idle.jupyter_servers(workspace) == [(8899, "component-token")]
