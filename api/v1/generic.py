@@ -29,6 +29,8 @@ class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     edit_page = None
     delete_page = None
     rows_key = ""
+    # Relations the output serializer reads and the page's queryset does not load.
+    prefetch: tuple[str, ...] = ()
     conditional_updates = True
     read_only = False  # set by actions that only compute an answer (`api.permissions.reads`)
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -44,6 +46,7 @@ class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def get_queryset(self):
         action = VIEW if reads(self.request, self) else CHANGE
         objects = self.list_page.queryset.all().for_user(self.request.user, action)
+        objects = objects.prefetch_related(*self.prefetch)
         return objects if objects.ordered else objects.order_by("pk")  # stable pages
 
     def get_serializer_class(self):

@@ -31,6 +31,7 @@ class GroupViewSet(PageBackedViewSet):
     edit_page = pages.TeamEdit
     delete_page = pages.TeamDelete
     output_serializer = out.TeamSerializer
+    prefetch = ("members", "compute_profiles", "services_profiles")
     queryset = Team.objects.annotate(member_count=Count("members"))
 
 
