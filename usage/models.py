@@ -94,12 +94,6 @@ class UsageInterval(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.source_id} #{self.position}: {self.state}"
 
-    def hours(self, start, end) -> float:
-        """Hours of this interval inside [start, end) (an open one runs until `end`)."""
-        begin = max(self.start, start)
-        finish = min(self.end or end, end)
-        return max((finish - begin).total_seconds(), 0) / 3600
-
 
 class LedgerCursor(models.Model):
     """How far the ledger has read the event tables (one row, pk=1).

@@ -80,6 +80,7 @@ class PriceBook:
     def __init__(self, prices=None):
         rows = list(Price.objects.all()) if prices is None else list(prices)
         self._prices = {(p.kind, p.key, p.region): p.amount for p in rows}
+        self._rates: dict[Line, Rate] = {}
 
     def gpu_hour(self, gpu_model: str) -> Decimal | None:
         return self._prices.get((Price.Kind.GPU_MODEL, gpu_model, ""))
@@ -96,6 +97,11 @@ class PriceBook:
         return self._prices.get((Price.Kind.STORAGE, "", ""))
 
     def rate(self, line: Line) -> Rate:
+        if line not in self._rates:
+            self._rates[line] = self._rate(line)
+        return self._rates[line]
+
+    def _rate(self, line: Line) -> Rate:
         total, complete = Decimal(0), True
         instance = (
             self.instance_hour(line.provider, line.instance_type, line.region)

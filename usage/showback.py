@@ -1,25 +1,25 @@
 """Showback: the ledger's intervals added up per group, profile, user or infrastructure
 and month, and priced with a `PriceBook`.
 
-The rows of a period are read in one query (with their group and user), clipped to the
-period and to "now" (open intervals are still running), and added up in Python: the price
-of each distinct resource line is computed once, so a report costs a fixed number of
-queries however many workspaces there are.
+The rows of the periods are read in one query (plain values, with their group's and user's
+names), clipped to each period and to "now" (open intervals are still running), and their
+hours added up per label and resource line in one pass; each distinct line is priced once
+at the end. A report costs a fixed number of queries however many workspaces there are.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from pools.lifecycle import State
 from pools.models import PoolInstance
-from usage.models import UsageInterval
-from usage.prices import Line, PriceBook, Rate
+from usage.prices import Line, PriceBook
 
 
 @dataclass
@@ -35,31 +35,36 @@ class Totals:
     cost: Decimal = field(default_factory=Decimal)
     complete: bool = True  # False: something used had no price (counted as free)
 
-    def add(self, row: UsageInterval, hours: float, rate: Rate) -> None:
-        if row.counts_workspace:
+    def add(self, line: Line, counts_workspace: bool, hours: float, book: PriceBook) -> None:
+        if counts_workspace:
             self.workspace_hours += hours
-        self.gpu_hours += row.gpus * hours
-        self.mig_slice_hours += row.mig_slices * hours
-        self.gpu_equivalent_hours += row.gpu_share * hours
-        self.storage_gb_hours += row.storage_gb * hours
-        self.cost += rate.per_hour * Decimal(str(hours))
+        self.gpu_hours += line.gpus * hours
+        self.mig_slice_hours += line.mig_slices * hours
+        self.gpu_equivalent_hours += line.gpu_share * hours
+        self.storage_gb_hours += line.storage_gb * hours
+        rate = book.rate(line)
+        self.cost += rate.per_hour * Decimal(str(round(hours, 6)))
         self.complete = self.complete and rate.complete
 
 
-def _team_label(row) -> str:
-    return row.team.name if row.team_id else "No group"
-
-
-def _user_label(row) -> str:
-    return row.owner.get_username() if row.owner_id else "Warm pools"
-
-
-DIMENSIONS: dict[str, tuple[str, Callable]] = {
-    "group": ("Group", _team_label),
-    "profile": ("Profile", lambda row: row.profile_name or "(deleted profile)"),
-    "user": ("User", _user_label),
-    "infrastructure": ("Infrastructure", lambda row: row.infrastructure_name or "(deleted)"),
+# Each breakdown: its heading, and the value column of `_FIELDS` that labels a row.
+DIMENSIONS: dict[str, tuple[str, int]] = {
+    "group": ("Group", 0),
+    "user": ("User", 1),
+    "profile": ("Profile", 2),
+    "infrastructure": ("Infrastructure", 3),
 }
+_UNNAMED = ("No group", "Warm pools", "(deleted profile)", "(deleted infrastructure)")
+_LINE_FIELDS = (
+    "gpu_model", "gpus", "mig_slices", "gpu_share", "instance_type", "instances", "storage_gb",
+    "provider", "region",
+)  # fmt: skip
+
+
+def _fields() -> tuple[str, ...]:
+    username = f"owner__{get_user_model().USERNAME_FIELD}"
+    labels = ("team__name", username, "profile_name", "infrastructure_name")
+    return (*labels, "start", "end", "counts_workspace", *_LINE_FIELDS)
 
 
 def month_start(day: date) -> datetime:
@@ -89,56 +94,67 @@ def months_ending(last: datetime, count: int) -> list[tuple[datetime, datetime]]
     return months(last.replace(year=index // 12, month=index % 12 + 1), count)
 
 
-def _line(row: UsageInterval) -> Line:
-    return Line(
-        gpu_model=row.gpu_model,
-        gpus=row.gpus,
-        mig_slices=row.mig_slices,
-        gpu_share=row.gpu_share,
-        instance_type=row.instance_type,
-        instances=row.instances,
-        storage_gb=row.storage_gb,
-        provider=row.provider,
-        region=row.region,
-    )
+def _hours(start, end, period_start, period_end) -> float:
+    """Hours of [start, end) inside [period_start, period_end); an open interval runs on."""
+    begin = start if start > period_start else period_start
+    finish = period_end if end is None or end > period_end else end
+    return max((finish - begin).total_seconds(), 0) / 3600
 
 
 def tally(
-    intervals, periods: list[tuple[datetime, datetime]], now: datetime, book: PriceBook, by: str
-) -> dict[tuple[int, str], Totals]:
-    """{(period index, label): Totals} of `intervals` in each period, up to `now`."""
+    intervals, periods: list[tuple[datetime, datetime]], now: datetime, book: PriceBook, by
+) -> dict[tuple[str, int, str], Totals]:
+    """{(breakdown, period index, label): Totals} of `intervals` in each period, up to
+    `now`, for each breakdown in `by` (names of `DIMENSIONS`)."""
     if not periods:
         return {}
-    label_of = DIMENSIONS[by][1]
-    first, last = periods[0][0], min(periods[-1][1], now)
-    rows = intervals.overlapping(first, last).select_related("team", "owner")
-    rates: dict[Line, Rate] = {}
-    result: dict[tuple[int, str], Totals] = {}
+    clipped = [(start, min(end, now)) for start, end in periods]
+    columns = [(name, DIMENSIONS[name][1]) for name in by]
+    hours: dict[tuple, float] = defaultdict(float)
+    rows = intervals.overlapping(clipped[0][0], clipped[-1][1]).values_list(*_fields())
     for row in rows:
-        line = _line(row)
-        if line not in rates:
-            rates[line] = book.rate(line)
-        label = label_of(row)
-        for index, (start, end) in enumerate(periods):
-            hours = row.hours(start, min(end, now))
-            if hours > 0:
-                totals = result.setdefault((index, label), Totals(label))
-                totals.add(row, hours, rates[line])
+        start, end, counts_workspace, line = row[4], row[5], row[6], row[7:]
+        for index, (period_start, period_end) in enumerate(clipped):
+            spent = _hours(start, end, period_start, period_end)
+            if spent <= 0:
+                continue
+            for name, column in columns:
+                label = row[column] or _UNNAMED[column]
+                hours[(name, index, label, line, counts_workspace)] += spent
+    result: dict[tuple[str, int, str], Totals] = {}
+    for (name, index, label, line, counts_workspace), spent in hours.items():
+        totals = result.setdefault((name, index, label), Totals(label))
+        totals.add(Line(*line), counts_workspace, spent, book)
     return result
 
 
-def cost_per_period(intervals, periods, now: datetime, book: PriceBook) -> list[Decimal]:
-    found = tally(intervals, periods, now, book, "group")
-    return [
-        sum((t.cost for (i, _), t in found.items() if i == index), Decimal(0))
-        for index in range(len(periods))
-    ]
+def _ranked(totals) -> list[Totals]:
+    return sorted(totals, key=lambda t: (-t.cost, -t.gpu_equivalent_hours, t.label))
+
+
+def reports(intervals, start, end, now, book: PriceBook, by) -> dict[str, list[Totals]]:
+    """One period's totals for each breakdown in `by`, the most expensive first."""
+    found = tally(intervals, [(start, end)], now, book, by)
+    return {name: _ranked(t for (n, _, _), t in found.items() if n == name) for name in by}
+
+
+def months_overview(intervals, periods, now, book: PriceBook):
+    """For a run of months: the cost of each, and the last one's totals per breakdown."""
+    found = tally(intervals, periods, now, book, list(DIMENSIONS))
+    costs = [Decimal(0)] * len(periods)
+    for (name, index, _), totals in found.items():
+        if name == "group":
+            costs[index] += totals.cost
+    last = len(periods) - 1
+    breakdowns = {
+        name: _ranked(t for (n, i, _), t in found.items() if n == name and i == last)
+        for name in DIMENSIONS
+    }
+    return costs, breakdowns
 
 
 def report(intervals, start, end, now, book: PriceBook, by: str) -> list[Totals]:
-    """One period's totals per `by`, the most expensive first."""
-    found = tally(intervals, [(start, end)], now, book, by)
-    return sorted(found.values(), key=lambda t: (-t.cost, -t.gpu_equivalent_hours, t.label))
+    return reports(intervals, start, end, now, book, [by])[by]
 
 
 def hours_saved(start, end) -> dict[str, float]:

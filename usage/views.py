@@ -72,11 +72,10 @@ def showback_page(request):
     start = showback.month_start(month)
     end = showback.next_month(start)
     periods = showback.months_ending(start, TREND_MONTHS)
-    costs = showback.cost_per_period(intervals, periods, now, book)
-    workspaces = intervals.filter(kind=UsageInterval.Kind.WORKSPACE)
+    costs, found = showback.months_overview(intervals, periods, now, book)
     sections = []
     for key, (label, _) in showback.DIMENSIONS.items():
-        rows = showback.report(workspaces, start, end, now, book, key)
+        rows = found[key]
         chart = charts.bar_chart(
             f"Cost per {label.lower()}, {start:%B %Y}",
             [(row.label, float(row.cost)) for row in rows[:12]],
@@ -104,7 +103,7 @@ def showback_page(request):
 @require_GET
 def export_csv(request):
     """The month's usage per group, profile, user or infrastructure as CSV."""
-    intervals = _visible_usage(request.user).filter(kind=UsageInterval.Kind.WORKSPACE)
+    intervals = _visible_usage(request.user)
     _, month, by = _month(request)
     start = showback.month_start(month)
     rows = showback.report(
