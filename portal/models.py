@@ -329,7 +329,8 @@ class Notification(models.Model):
     class Meta:
         ordering = ["-created", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "key"], name="one_notification_per_occurrence")
+            # Key first: the engine asks "was this occurrence told?" by key alone.
+            models.UniqueConstraint(fields=["key", "user"], name="one_notification_per_occurrence")
         ]
         indexes = [
             models.Index(fields=["user", "in_portal", "read_at"], name="notification_unread")

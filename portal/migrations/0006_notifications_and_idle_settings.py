@@ -116,7 +116,7 @@ class Migration(migrations.Migration):
                 ],
                 "constraints": [
                     models.UniqueConstraint(
-                        fields=("user", "key"), name="one_notification_per_occurrence"
+                        fields=("key", "user"), name="one_notification_per_occurrence"
                     )
                 ],
             },

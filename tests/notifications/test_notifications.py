@@ -210,3 +210,14 @@ def test_administrators_hear_when_infrastructure_becomes_unreachable(
     assert notification.user == org_admin
     assert notification.kind == NotificationKind.INFRASTRUCTURE_UNREACHABLE
     assert "connection refused" in notification.body
+
+
+def test_a_pass_with_nothing_new_costs_two_queries_however_many_events(
+    member, starter, workspace_factory, django_assert_num_queries
+):
+    for number in range(5):
+        workspace = workspace_factory(member, starter, state=State.PROVISIONING, name=f"w{number}")
+        transition(workspace, State.READY, message="ready")
+    assert notices.notify_workspace_events() == 5
+    with django_assert_num_queries(2):  # the recent events, the keys already told
+        assert notices.notify_workspace_events() == 0

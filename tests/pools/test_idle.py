@@ -389,3 +389,14 @@ def test_a_notebook_component_of_the_workspaces_stack_is_asked_too(workspace):
     component.secret = "component-token"
     component.save()
     assert idle.jupyter_servers(workspace) == [(8899, "component-token")]
+
+
+def test_an_idle_pass_costs_one_query_per_workspace_when_nothing_is_due(
+    member, starter, workspace_factory, idle_group, t0, django_assert_num_queries
+):
+    for number in range(4):
+        workspace_factory(
+            member, starter, state=State.READY, team=idle_group, name=f"w{number}", state_changed=t0
+        )
+    with django_assert_num_queries(1 + 4):  # the candidates; each one's reading stored
+        assert idle.run_pass(t0 + timedelta(minutes=10), quiet_jupyter(t0)) == {"idle": 4}
