@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 
 from pools.lifecycle import State
@@ -112,6 +111,6 @@ def infrastructure_unreachable(infrastructure, reason: str, checked_at: datetime
             key=f"infrastructure:{infrastructure.pk}:unreachable:{checked_at.isoformat()}",
             subject=f"Infrastructure “{infrastructure}” is unreachable",
             body=f"The health check of “{infrastructure}” could not reach it: {reason}",
-            url=reverse("profiles:infrastructure_health", args=[infrastructure.pk]),
+            url=infrastructure.get_absolute_url(),  # its page, with the health panel
         ),
     )
