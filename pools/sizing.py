@@ -22,35 +22,41 @@ Once a day, from the requests of the last `HISTORY_DAYS` days, the policy learns
 2. for each past request at `a`, the state at `a - lead` and the number of requests in
    `(a - lead, a]`: the level that state needed for this request to be a warm hit
    (`needs`);
-3. the order in which to raise levels (`greedy_moves`): always the raise that wins the
-   most requests per level-second (idle GPU time) next;
+3. the cheapest levels for more and more of those requests (`monotone_moves`). Levels
+   are monotone: a state with a more recent last request, more requests in the last hour
+   or a shorter gap never gets less than a quieter one, so a state the history seldom
+   showed still gets what its quieter neighbours get. Each move raises a state and, by
+   that rule, every busier state with it; it is the move that wins the most requests per
+   level-second (idle GPU time) *counting the busier states it raises*, so the price of
+   a move is what the pool will really hold;
 4. the goal: the share of past requests the levels must cover. Levels fitted to the past
    cover the future less well than the past, by a gap that depends on the demand, so the
-   goal is validated: the smallest goal whose levels, learned without the last
-   `VALIDATION_DAYS` days, would have covered `needed - VALIDATION_SLACK` of those days.
+   goal is validated: the smallest goal whose levels, learned as today's are (from
+   `HISTORY_DAYS` days) but without the last `VALIDATION_DAYS` days, would have covered
+   `needed - VALIDATION_SLACK` of those days.
 
-The levels are made monotone (more recent or more requests never get less), so a state
-the history never showed is not left at 0. Each pass looks up the level of the current
-state: it rises at once with a claim and decays as demand stops. Then the admin's bounds
-apply: minimum, maximum, and the idle budget, which wins over the SLO (the reason then
-says the SLO is at risk). With less than `MIN_HISTORY` of history the level is an Erlang-B
-estimate at the highest recent request rate.
+Each pass looks up the level of the current state: it rises at once with a claim and
+decays as demand stops. Then the admin's bounds apply: minimum, maximum, and the idle
+budget, which wins over the SLO (the reason then says the SLO is at risk). With less
+than `MIN_HISTORY` of history the level is an Erlang-B estimate at the highest recent
+request rate.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 DAY = 86_400
 HISTORY_DAYS = 28
 MIN_HISTORY = 2 * DAY  # less than this: the Erlang-B fallback
 VALIDATION_DAYS = 7
-# The validation is pessimistic (its levels learn from fewer days than today's), so it may
-# fall this much short of the needed share.
+# A week of requests is a small sample (and while the history is shorter than
+# HISTORY_DAYS + VALIDATION_DAYS the validated levels learn from fewer days than today's),
+# so the validation may fall this much short of the needed share.
 VALIDATION_SLACK = 0.005
 GOAL_STEP = 0.0025
 LEAD_QUANTILE = 90  # provisioning percentile taken as the time an instance needs
@@ -66,6 +72,7 @@ _DELTAS = len(DELTA_EDGES) + 1
 _RECENTS = len(RECENT_EDGES) + 1
 _GAPS = len(GAP_EDGES) + 1
 STATES = _DELTAS * _RECENTS * _GAPS
+STATE_RANGE = range(STATES)
 
 
 # -- plain data in ----------------------------------------------------------------------
@@ -230,63 +237,78 @@ def needs(arrivals: Sequence[float], start: float, end: float, lead: float) -> l
     return found
 
 
-def greedy_moves(spent: list[float], found: list[list[int]]) -> list[tuple[int, int, int]]:
-    """The cheapest way (in level-seconds) to cover more and more of the requests in `found`.
+def busier_sums(values: Sequence[float]) -> list[float]:
+    """For each state, the sum of `values` over it and every busier state.
 
-    Greedy on the ratio requests won / level-seconds paid: each move raises one state to
-    the level with the best ratio for it. Returns the moves in order, each as (state,
-    level, requests covered once it is made); the first n moves are the levels for the
-    share they cover.
+    The busier states of a state form a box of the (delta, recent, gap) grid: a more
+    recent last request, at least as many requests in the last hour, a shorter gap. So
+    three running sums, one along each axis, add up every box at once.
     """
+    sums = list(values)
+    for row in range(0, STATES, _GAPS):  # shorter gaps first
+        for state in range(row + 1, row + _GAPS):
+            sums[state] += sums[state - 1]
+    for delta in range(_DELTAS):  # more requests in the last hour first
+        for recent in range(_RECENTS - 2, -1, -1):
+            row = (delta * _RECENTS + recent) * _GAPS
+            for gap in range(_GAPS):
+                sums[row + gap] += sums[row + _GAPS + gap]
+    stride = _RECENTS * _GAPS  # more recent last request first
+    for state in range(stride, STATES):
+        sums[state] += sums[state - stride]
+    return sums
+
+
+def raise_busier(levels: list[int], state: int, level: int) -> None:
+    """Raise `state` and every busier state to at least `level`."""
+    delta_limit, rest = divmod(state, _RECENTS * _GAPS)
+    recent_limit, gap_limit = divmod(rest, _GAPS)
+    for delta in range(delta_limit + 1):
+        for recent in range(recent_limit, _RECENTS):
+            for gap in range(gap_limit + 1):
+                busier = (delta * _RECENTS + recent) * _GAPS + gap
+                levels[busier] = max(levels[busier], level)
+
+
+def monotone_moves(spent: Sequence[float], found: list[list[int]]) -> list[tuple[tuple, int]]:
+    """The cheapest monotone levels (in level-seconds) for more and more of `found`.
+
+    Greedy: each move raises one state to a level and every busier state with it (levels
+    never decrease with activity), and is the move with the most requests won per
+    level-second paid, counting what the busier states win and pay too. Returns the
+    levels after each move with the requests they cover.
+    """
+    covered_at = [list(accumulate(row)) for row in found]  # covered_at[state][level]
+    weight = [max(seconds, 1.0) for seconds in spent]  # a state never seen costs little
+    top = max((level for row in found for level, n in enumerate(row) if n), default=0)
     levels = [0] * STATES
-
-    def best_step(state: int):
-        gained, best = 0, None
-        for level in range(levels[state] + 1, MAX_LEVEL + 1):
-            gained += found[state][level]
-            if gained:
-                ratio = gained / ((level - levels[state]) * max(spent[state], 1.0))
-                if best is None or ratio > best[0]:
-                    best = (ratio, level, gained)
-        return best
-
-    heap = []
-    for state in range(STATES):
-        if step := best_step(state):
-            heapq.heappush(heap, (-step[0], state, step[1], step[2]))
-    moves, covered = [], 0
-    while heap:
-        _, state, level, gained = heapq.heappop(heap)
-        levels[state] = level
-        covered += gained
-        moves.append((state, level, covered))
-        if step := best_step(state):
-            heapq.heappush(heap, (-step[0], state, step[1], step[2]))
-    return moves
+    covered = sum(row[0] for row in found)
+    moves = []
+    while True:
+        best = None  # (gained, paid, state, level)
+        for level in range(1, top + 1):
+            below = [levels[state] < level for state in STATE_RANGE]
+            gained = busier_sums(
+                [row[level] - row[levels[s]] if below[s] else 0 for s, row in enumerate(covered_at)]
+            )
+            if not any(gained):
+                continue
+            paid = busier_sums(
+                [(level - levels[s]) * weight[s] if below[s] else 0.0 for s in STATE_RANGE]
+            )
+            for state in STATE_RANGE:
+                won = gained[state]
+                if won > 0 and (best is None or won * best[1] > best[0] * paid[state]):
+                    best = (won, paid[state], state, level)
+        if best is None:
+            return moves
+        won, _, state, level = best
+        raise_busier(levels, state, level)
+        covered += won
+        moves.append((tuple(levels), covered))
 
 
 # -- the policy -------------------------------------------------------------------------
-
-
-def monotone(levels: list[int]) -> list[int]:
-    """Never less for more activity: a state with a more recent last request, more
-    requests in the last hour or a shorter gap before the last request gets at least the
-    level of any quieter state. A state the history never showed (level 0) then still
-    gets what its quieter neighbours get."""
-    result = list(levels)
-    for delta in range(_DELTAS - 1, -1, -1):
-        for recent in range(_RECENTS):
-            for gap in range(_GAPS - 1, -1, -1):
-                state = (delta * _RECENTS + recent) * _GAPS + gap
-                quieter = [result[state]]
-                if delta + 1 < _DELTAS:
-                    quieter.append(result[state + _RECENTS * _GAPS])
-                if recent:
-                    quieter.append(result[state - _GAPS])
-                if gap + 1 < _GAPS:
-                    quieter.append(result[state + 1])
-                result[state] = max(quieter)
-    return result
 
 
 def coverage(levels: list[int], found: list[list[int]]) -> float:
@@ -298,41 +320,25 @@ def coverage(levels: list[int], found: list[list[int]]) -> float:
 
 @dataclass
 class Model:
-    """What one day's policy learned: time per state, the requests' needs, greedy moves."""
+    """What one day's policy learned: time per state, the requests' needs, the moves."""
 
     spent: list[float]
     found: list[list[int]]
-    moves: list[tuple[int, int, int]]
+    moves: list[tuple[tuple, int]]  # monotone levels, requests they cover
     requests: int
     days: float
-    by_goal: dict = field(default_factory=dict, repr=False)
+    covers: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.covers = [covered for _, covered in self.moves]
 
     def levels(self, goal: float) -> tuple[int, ...]:
-        """The cheapest monotone levels that cover `goal` of the learned requests.
-
-        The monotone envelope only raises levels, so a prefix of the greedy moves covers
-        at least what the prefix alone did; a bisection finds the shortest prefix whose
-        envelope covers `goal`.
-        """
-        goal = round(goal, 3)
-        if goal not in self.by_goal:
-            low, high = 0, len(self.moves)
-            best = self._envelope(high)
-            while low < high:
-                middle = (low + high) // 2
-                levels = self._envelope(middle)
-                if coverage(levels, self.found) >= goal:
-                    best, high = levels, middle
-                else:
-                    low = middle + 1
-            self.by_goal[goal] = tuple(best)
-        return self.by_goal[goal]
-
-    def _envelope(self, prefix: int) -> list[int]:
-        levels = [0] * STATES
-        for state, level, _ in self.moves[:prefix]:
-            levels[state] = level
-        return monotone(levels)
+        """The first levels of the moves that cover `goal` of the learned requests (all of
+        the moves when none does; none when no request is wanted)."""
+        wanted = goal * self.requests - 1e-9
+        if not self.moves or wanted <= 0:
+            return (0,) * STATES
+        return self.moves[min(bisect_left(self.covers, wanted), len(self.moves) - 1)][0]
 
 
 def needed_share(settings: SloSettings, provisioning: Provisioning) -> float:
@@ -355,7 +361,7 @@ def model_for(history: History, start: float, end: float, lead: float) -> Model:
                 history.memo[day_key] = occupancy(history.arrivals, *day_key[1:])
             spent = [a + b for a, b in zip(spent, history.memo[day_key], strict=True)]
         found = needs(history.arrivals, start, end, lead)
-        moves = greedy_moves(spent, found)
+        moves = monotone_moves(spent, found)
         history.memo[key] = Model(spent, found, moves, sum(map(sum, found)), (end - start) / DAY)
     return history.memo[key]
 
@@ -365,8 +371,9 @@ def learn(history: History, lead: float, wanted: float) -> tuple[Model, float] |
 
     The goal is the share of the learned requests to cover. In-sample it would be
     `wanted`; but levels learned from the past cover the future less well than the past,
-    by a gap that depends on the trace. So the goal is validated: levels learned without
-    the last `VALIDATION_DAYS` days must cover `wanted` of those days' requests.
+    by a gap that depends on the trace. So the goal is validated: levels learned as
+    today's are, from `HISTORY_DAYS` days but ending `VALIDATION_DAYS` days ago, must cover
+    `wanted` of the requests since.
     """
     day = history.day_start
     start = max(history.since, day - HISTORY_DAYS * DAY)
@@ -378,7 +385,7 @@ def learn(history: History, lead: float, wanted: float) -> tuple[Model, float] |
         split = day - VALIDATION_DAYS * DAY
         goal = wanted
         if split - start >= MIN_HISTORY:
-            older = model_for(history, start, split, lead)
+            older = model_for(history, max(history.since, split - HISTORY_DAYS * DAY), split, lead)
             recent = needs(history.arrivals, split, day, lead)
             for step in range(int((1 - wanted) / GOAL_STEP) + 1):
                 goal = min(wanted + step * GOAL_STEP, 1.0)

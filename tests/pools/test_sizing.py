@@ -195,24 +195,97 @@ def test_needs_count_the_requests_of_the_lead_time_before_each():
     assert by_level == [0, 2, 1, 1]  # 1000 and 5000 alone, 1090 second, 1180 third
 
 
-def test_greedy_moves_buy_the_cheapest_requests_first():
-    spent = [0.0] * sizing.STATES
-    found = [[0] * (sizing.MAX_LEVEL + 1) for _ in range(sizing.STATES)]
-    cheap, dear = 0, 1
-    spent[cheap], found[cheap][1] = 100.0, 10  # 10 requests for 100 level-seconds
-    spent[dear], found[dear][1] = 10_000.0, 10
-    moves = sizing.greedy_moves(spent, found)
-    assert moves == [(cheap, 1, 10), (dear, 1, 20)]
+def _grid(state: int) -> tuple[int, int, int]:
+    """(delta, recent, gap) buckets of a state."""
+    rest, gap = divmod(state, sizing._GAPS)
+    delta, recent = divmod(rest, sizing._RECENTS)
+    return delta, recent, gap
 
 
-def test_levels_are_monotone_in_activity():
-    levels = [0] * sizing.STATES
-    quiet = sizing.state_at([START], START + 20_000)
-    levels[quiet] = 2
-    result = sizing.monotone(levels)
-    busy = sizing.state_at([START, START + 100, START + 200], START + 250)
-    assert result[busy] >= 2
-    assert result[quiet] == 2
+def _busier(u: int, state: int) -> bool:
+    """Whether `u` is `state` or busier: a more recent last request, at least as many
+    requests in the last hour, a shorter gap."""
+    (du, ru, gu), (ds, rs, gs) = _grid(u), _grid(state)
+    return du <= ds and ru >= rs and gu <= gs
+
+
+def _steps(u: int, state: int) -> int:
+    return sum(abs(a - b) for a, b in zip(_grid(u), _grid(state), strict=True))
+
+
+BUSIEST = sizing.state_at([START + 10 * k for k in range(12)], START + 120)
+QUIETEST = sizing.state_at([START], START + 10 * DAY)
+
+
+def _empty():
+    return [0.0] * sizing.STATES, [[0] * (sizing.MAX_LEVEL + 1) for _ in range(sizing.STATES)]
+
+
+def test_the_busiest_and_quietest_states_are_the_corners_of_the_grid():
+    assert _grid(BUSIEST) == (0, sizing._RECENTS - 1, 0)
+    assert _grid(QUIETEST) == (sizing._DELTAS - 1, 0, sizing._GAPS - 1)
+
+
+def test_busier_sums_add_each_state_and_every_busier_one():
+    rng = random.Random(5)
+    values = [rng.randint(0, 9) for _ in range(sizing.STATES)]
+    sums = sizing.busier_sums(values)
+    for state in range(sizing.STATES):
+        expected = sum(v for u, v in enumerate(values) if _busier(u, state))
+        assert sums[state] == expected
+    assert sums[BUSIEST] == values[BUSIEST]
+    assert sums[QUIETEST] == sum(values)
+
+
+def test_monotone_moves_buy_the_cheapest_requests_first():
+    spent, found = _empty()
+    spent[BUSIEST], found[BUSIEST][1] = 100.0, 10  # 10 requests for 100 level-seconds
+    spent[QUIETEST], found[QUIETEST][1] = 10_000.0, 10
+    moves = sizing.monotone_moves(spent, found)
+    assert [covered for _, covered in moves] == [10, 20]
+    first, second = moves[0][0], moves[1][0]
+    assert first[BUSIEST] == 1 and sum(first) == 1
+    assert set(second) == {1}  # the quietest state raised, so is every state
+
+
+def test_a_move_pays_for_the_busier_states_it_raises():
+    """Alone, the quiet state wins 10 requests for 100 level-seconds, better than the busy
+    state's 5 for 100; but raising it raises a busier state that demand occupies for a
+    day, so the busy state is the cheaper move."""
+    spent, found = _empty()
+    quiet = sizing.state_at([START], START + 3 * 3600)
+    crowded = sizing.state_at([START], START + 3600)  # more recent: busier than quiet
+    spent[quiet], found[quiet][1] = 100.0, 10
+    spent[crowded] = float(DAY)
+    spent[BUSIEST], found[BUSIEST][1] = 100.0, 5
+    first_levels, covered = sizing.monotone_moves(spent, found)[0]
+    assert covered == 5
+    assert first_levels[BUSIEST] == 1 and first_levels[quiet] == 0
+
+
+def test_learned_levels_are_monotone_in_activity():
+    h = history(DEMAND, DAY_20 + 12 * 3600)
+    model, _ = sizing.learn(h, 320.0, 0.95)
+    assert model.moves
+    one_step_busier = [
+        (state, u)
+        for state in range(sizing.STATES)
+        for u in range(sizing.STATES)
+        if _busier(u, state) and _steps(u, state) == 1
+    ]
+    for levels, _ in model.moves:
+        assert all(levels[u] >= levels[state] for state, u in one_step_busier)
+
+
+def test_the_goal_is_validated_with_as_many_days_as_todays_levels_learn_from():
+    demand = office_hours(40)
+    now = START + 39 * DAY + 12 * 3600
+    h = history(demand, now)
+    sizing.learn(h, 320.0, 0.95)
+    today, split = START + 39 * DAY, START + 32 * DAY
+    models = {key[1:3] for key in h.memo if key[0] == "model"}
+    span = sizing.HISTORY_DAYS * DAY
+    assert models == {(today - span, today), (split - span, split)}
 
 
 def test_the_validated_goal_is_at_least_the_needed_share():
