@@ -5,14 +5,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django_q.models import Schedule
 
 from pools import lifecycle
 from pools.lifecycle import State
-from pools.models import PoolInstance, Workspace
+from pools.models import PoolInstance, Workspace, WorkspaceEvent
 from portal.models import Team
 from usage import ledger, showback
 from usage.models import LedgerCursor, Price, UsageInterval
 from usage.prices import PriceBook
+from usage.schedules import LEDGER_NAME
 
 
 def at(day: int, hour: int, minute: int = 0) -> datetime:
@@ -218,3 +222,41 @@ def test_an_event_committed_late_with_a_smaller_id_is_still_read(
     ledger.run(now=clock.set(at(2, 9, 3)))
     assert UsageInterval.objects.filter(source_id=workspace.pk, state=State.PROVISIONING).exists()
     assert timedelta(minutes=1) < ledger.LATE_COMMIT_GRACE
+
+
+def _workspaces_with_events(count, member, profile) -> None:
+    """`count` workspaces, each requested, provisioning and ready (rows made in bulk)."""
+    made = Workspace.objects.bulk_create(
+        Workspace(owner=member, profile=profile, infrastructure=profile.infrastructure, gpus=1)
+        for _ in range(count)
+    )
+    WorkspaceEvent.objects.bulk_create(
+        WorkspaceEvent(workspace=w, from_state=a, to_state=b, timestamp=at(2, 9, minute))
+        for w in made
+        for minute, (a, b) in enumerate(
+            [(State.REQUESTED, State.REQUESTED), (State.REQUESTED, State.PROVISIONING),
+             (State.PROVISIONING, State.READY)]
+        )
+    )  # fmt: skip
+
+
+def test_a_pass_costs_a_few_queries_per_batch_not_per_workspace(
+    clock, member, a100_profile, monkeypatch
+):
+    monkeypatch.setattr(ledger, "BATCH", 50)
+    counts = []
+    for _ in range(3):
+        _workspaces_with_events(50, member, a100_profile)
+        LedgerCursor.objects.all().delete()  # rebuild everything, as after a lost cursor
+        with CaptureQueriesContext(connection) as queries:
+            ledger.run(now=clock.set(at(2, 12)))
+        counts.append(len(queries))
+    # 50, 100 and 150 workspaces: one more batch each time, and the same queries per batch.
+    assert counts[2] - counts[1] == counts[1] - counts[0] <= 8
+    print(f"\nledger pass queries at 50/100/150 workspaces (batches of 50): {counts}")
+    assert UsageInterval.objects.filter(state=State.READY).count() == 150
+
+
+def test_the_ledger_pass_is_scheduled_by_the_migrations(db):
+    schedule = Schedule.objects.get(name=LEDGER_NAME)
+    assert (schedule.func, schedule.minutes, schedule.repeats) == ("usage.ledger.run", 5, -1)
