@@ -14,7 +14,7 @@ from portal import audit
 from portal.models import AuditAction
 from portal.roles import CHANGE, USE, Area, has_perm
 from profiles.models import ComputeProfile
-from workspaces import quotas
+from workspaces import offers, quotas
 
 
 class RequestRefused(Exception):
@@ -29,7 +29,7 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         raise RequestRefused(f"You may not use the compute profile “{profile}”.")
     ok, why = profile.infrastructure.availability()
     if not ok:
-        raise RequestRefused(f"“{profile}” cannot be provisioned right now: {why}")
+        raise RequestRefused(f"“{profile}”: {offers.refusal(user, profile.infrastructure, why)}")
 
     groups = quotas.lock_groups(user, profile)
     team = None

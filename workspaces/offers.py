@@ -44,6 +44,16 @@ def unavailable_note(infrastructure, ask: str) -> str:
     return f"{UNAVAILABLE}; {ask} when it will be back."
 
 
+def refusal(user, infrastructure, reason: str) -> str:
+    """Why a request on `infrastructure` is refused now, as `user` may read it: the
+    administrator's `reason` for those who may set it up, else plain words."""
+    if sees_setup_hints(user):
+        return reason
+    if set_up(infrastructure):
+        return unavailable_note(infrastructure, contact())
+    return f"It is not offered yet; {contact()}."
+
+
 def gpu_summary(groups) -> str:
     """ "1× A10G", "8× A100-40GB + 64× H100-80GB", "1× A100-40GB MIG 1g.5gb", "No GPU"."""
     parts = []

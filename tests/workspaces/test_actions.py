@@ -143,12 +143,15 @@ def test_the_group_lifetime_sets_the_expiry(member, starter):
     assert abs(workspace.expires_at - (timezone.now() + timedelta(hours=8))) < timedelta(minutes=1)
 
 
-def test_an_unusable_infrastructure_refuses_the_request(
-    member, aws_infrastructure, profile_factory
+def test_an_unusable_infrastructure_refuses_the_request_in_words_each_reader_can_act_on(
+    member, org_admin, aws_infrastructure, profile_factory
 ):
     profile = profile_factory(aws_infrastructure, "Cloud", published=True)
-    with pytest.raises(RequestRefused, match="No credentials"):
+    with pytest.raises(RequestRefused, match="not offered yet; ask your platform team") as refused:
         actions.request_workspace(member, profile)
+    assert "credentials" not in str(refused.value)
+    with pytest.raises(RequestRefused, match="No credentials: add them"):
+        actions.request_workspace(org_admin, profile)
 
 
 def test_the_owner_deletes_and_deprovisioning_follows_on_commit(
