@@ -42,15 +42,24 @@ def claimable(profile):
     ).order_by("ready_at", "pk")
 
 
-def claim(profile, workspace_id: int | None = None, actor=None) -> PoolInstance | None:
-    """Move one ready instance of `profile` to claimed and return it; None if none is."""
+# What a workspace takes over from the instance it claims (`adopt_warm_instance`).
+HANDED_OVER = ("infrastructure", "profile_version", "connection", "detail", "secret")
+
+
+def claim(
+    profile, workspace_id: int | None = None, actor=None, returning=HANDED_OVER
+) -> PoolInstance | None:
+    """Move one ready instance of `profile` to claimed and return it (the `returning`
+    fields loaded); None if none is."""
     by = f" by workspace {workspace_id}" if workspace_id is not None else ""
     return lifecycle.claim(
-        claimable(profile),
+        lambda: claimable(profile),  # built once per profile version, then compiled SQL
         State.CLAIMED,
         from_state=State.READY,
         actor=actor,
         message=f"claimed{by}",
+        key=("warm pool", profile.pk, profile.version),
+        returning=returning,
         claimed_at=timezone.now(),
         workspace_id=workspace_id,
     )
@@ -58,7 +67,7 @@ def claim(profile, workspace_id: int | None = None, actor=None) -> PoolInstance 
 
 def claim_instance(profile, workspace_id: int | None = None) -> int | None:
     """`claim()`, returning the instance's id (what the benchmark measures)."""
-    instance = claim(profile, workspace_id)
+    instance = claim(profile, workspace_id, returning=())
     return instance.pk if instance is not None else None
 
 

@@ -269,7 +269,9 @@ def transition(
     now = timezone.now()
     updates = {"state": to_state, "state_changed": now, "heartbeat": now, **fields}
     user = _user(actor)
-    with transaction.atomic():
+    # No savepoint (two statements fewer inside a caller's transaction): a failure here
+    # fails the caller's transaction too, which must not go on after a lost state change.
+    with transaction.atomic(savepoint=False):
         changed = type(obj)._base_manager.filter(pk=obj.pk, state=from_state).update(**updates)
         if changed != 1:
             return False
@@ -280,12 +282,14 @@ def transition(
 
 
 def claim(
-    candidates: models.QuerySet,
+    candidates,
     to_state: str,
     *,
     from_state: str,
     actor=None,
     message: str = "",
+    key=None,
+    returning: tuple[str, ...] | None = None,
     **fields,
 ) -> LifecycleModel | None:
     """Move ONE object among `candidates` (the first in their order) from `from_state` to
@@ -297,20 +301,25 @@ def claim(
 
         WITH claimed AS (UPDATE … SET state = new, …
                          WHERE id = (SELECT id … AND state = old
-                                     LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *),
+                                     LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING …),
              logged AS (INSERT INTO <events> (…) SELECT …, id FROM claimed)
         SELECT * FROM claimed
 
     Concurrent claimants skip the rows other transactions hold instead of waiting for
-    them, and each row goes to exactly one of them. On SQLite, `UPDATE … RETURNING *`
+    them, and each row goes to exactly one of them. On SQLite, `UPDATE … RETURNING`
     without the lock clause (SQLite runs one writer at a time, and the statement reads and
     writes under its write lock), then the event, in one transaction. Without UPDATE …
     RETURNING (SQLite before 3.35) each of a few candidates is tried with a conditional
     UPDATE until one changes. Raises IllegalTransition when the lifecycle has no such edge.
     `fields` are written in the same UPDATE.
+
+    A claim is on the path a user waits on, so it can skip the ORM's work:
+    - `key` (hashable) names the candidate set exactly, e.g. ("ready", profile id,
+      version): the statement is compiled once per key and reused, and `candidates` may
+      be a function that builds the query, called only the first time;
+    - `returning`: the fields the caller reads (the primary key always comes back); the
+      others are deferred, so no JSON is parsed and no secret decrypted that nobody reads.
     """
-    model = candidates.model
-    model.lifecycle.check(from_state, to_state)
     now = timezone.now()
     updates = {"state": to_state, "state_changed": now, "heartbeat": now, **fields}
     event = {
@@ -320,53 +329,123 @@ def claim(
         "to_state": to_state,
         "message": message[:300],
     }
-    candidates = candidates.filter(state=from_state)
-    connection = connections[candidates.db]
-    if connection.vendor == "postgresql":
-        return _claim_statement(candidates, updates, event)
-    with transaction.atomic(using=candidates.db, savepoint=False):
-        if _updates_returning(connection):
-            obj = _claim_statement(candidates, updates)
-        else:
-            obj = _claim_one_by_one(candidates, updates)
+    cache_key = (key, from_state, to_state, tuple(updates), returning)
+    statement = _CLAIM_STATEMENTS.get(cache_key) if key is not None else None
+    if statement is None:
+        queryset = candidates() if callable(candidates) else candidates
+        queryset.model.lifecycle.check(from_state, to_state)
+        queryset = queryset.filter(state=from_state)
+        connection = connections[queryset.db]
+        if not _updates_returning(connection):
+            with transaction.atomic(using=queryset.db, savepoint=False):
+                obj = _claim_one_by_one(queryset, updates)
+                if obj is not None:
+                    obj.log_event(from_state, to_state, message, actor=event["actor"])
+            return obj
+        statement = _ClaimStatement.compile(queryset, list(updates), list(event), returning)
+        if key is not None:
+            if len(_CLAIM_STATEMENTS) >= CLAIM_STATEMENTS_KEPT:
+                _CLAIM_STATEMENTS.clear()  # candidate sets come and go (profile versions)
+            _CLAIM_STATEMENTS[cache_key] = statement
+    if statement.logs_event:
+        return statement.run(updates, event)
+    with transaction.atomic(using=statement.db, savepoint=False):
+        obj = statement.run(updates)
         if obj is not None:
             obj.log_event(from_state, to_state, message, actor=event["actor"])
     return obj
 
 
-def _claim_statement(candidates: models.QuerySet, updates: dict, event: dict | None = None):
-    """The one `UPDATE … RETURNING *` of `claim()`, with its event row when `event` is given
-    (PostgreSQL: a data-modifying WITH)."""
-    model, db = candidates.model, candidates.db
-    connection = connections[db]
-    quote = connection.ops.quote_name
-    table = quote(model._meta.db_table)
-    # Django compiles FOR UPDATE only inside a transaction; this statement is atomic by
-    # itself, so the lock clause is added here (after LIMIT, where PostgreSQL wants it).
-    choice_sql, choice_params = candidates.values("pk")[:1].query.sql_with_params()
-    if connection.features.has_select_for_update_skip_locked:
-        choice_sql += " " + connection.ops.for_update_sql(skip_locked=True, of=(table,))
-    columns, params = _prepared(model, updates, connection)
-    # No second `AND state = old` outside the subquery: the subquery checked it on the row
-    # it locked (SQLite: in the same statement under the write lock), and an outer one makes
-    # PostgreSQL's planner scan every row in that state instead of taking the row by its key.
-    sql = (
-        f"UPDATE {table} SET {', '.join(f'{column} = %s' for column in columns)} "
-        f"WHERE {quote(model._meta.pk.column)} = ({choice_sql}) RETURNING *"
-    )
-    params += choice_params
-    if event is not None:
-        relation = model._meta.get_field("events")  # the reverse relation of the event rows
-        event_columns, event_params = _prepared(relation.related_model, event, connection)
+CLAIM_STATEMENTS_KEPT = 1000
+_CLAIM_STATEMENTS: dict = {}  # `claim()`'s compiled statements, per process, by key
+
+
+@dataclass(frozen=True)
+class _ClaimStatement:
+    """The one `UPDATE … RETURNING` of `claim()`, compiled: SQL and the candidates'
+    parameters; with its event row on PostgreSQL (a data-modifying WITH)."""
+
+    model: type
+    db: str
+    sql: str
+    choice_params: tuple
+    # What the statement returns, in the model's field order: each column with the
+    # converters that turn its database value into the field's.
+    converters: tuple
+    logs_event: bool
+
+    @classmethod
+    def compile(cls, candidates: models.QuerySet, updates: list, event: list, returning):
+        model, db = candidates.model, candidates.db
+        connection = connections[db]
+        quote = connection.ops.quote_name
+        table = quote(model._meta.db_table)
+        # Django compiles FOR UPDATE only inside a transaction; this statement is atomic by
+        # itself, so the lock clause is added here (after LIMIT, where PostgreSQL wants it).
+        choice_sql, choice_params = candidates.values("pk")[:1].query.sql_with_params()
+        if connection.features.has_select_for_update_skip_locked:
+            choice_sql += " " + connection.ops.for_update_sql(skip_locked=True, of=(table,))
+        wanted = None if returning is None else {*returning, model._meta.pk.name}
+        returned = [
+            field
+            for field in model._meta.concrete_fields
+            if wanted is None or field.name in wanted or field.attname in wanted
+        ]
+        pk = quote(model._meta.pk.column)
+        # No second `AND state = old` outside the subquery: the subquery checked it on the
+        # row it locked (SQLite: in the same statement under the write lock), and an outer
+        # one makes PostgreSQL's planner scan every row in that state instead of taking the
+        # row by its key.
         sql = (
-            f"WITH claimed AS ({sql}), logged AS ("
-            f"INSERT INTO {quote(relation.related_model._meta.db_table)} "
-            f"({', '.join([*event_columns, quote(relation.field.column)])}) "
-            f"SELECT {', '.join(['%s'] * len(event_params))}, "
-            f"{quote(model._meta.pk.column)} FROM claimed) SELECT * FROM claimed"
+            f"UPDATE {table} SET {', '.join(f'{quote(_column(model, n))} = %s' for n in updates)} "
+            f"WHERE {pk} = ({choice_sql}) "
+            f"RETURNING {', '.join(quote(field.column) for field in returned)}"
         )
-        params += event_params
-    return next(iter(model._base_manager.raw(sql, params).using(db)), None)
+        logs_event = connection.vendor == "postgresql"
+        if logs_event:
+            relation = model._meta.get_field("events")  # the reverse relation of the events
+            events = relation.related_model
+            event_columns = [quote(_column(events, name)) for name in event]
+            sql = (
+                f"WITH claimed AS ({sql}), logged AS ("
+                f"INSERT INTO {quote(events._meta.db_table)} "
+                f"({', '.join([*event_columns, quote(relation.field.column)])}) "
+                f"SELECT {', '.join(['%s'] * len(event_columns))}, {pk} FROM claimed) "
+                "SELECT * FROM claimed"
+            )
+        columns = [field.get_col(model._meta.db_table) for field in returned]
+        converters = tuple(
+            (
+                column,
+                connection.ops.get_db_converters(column) + column.get_db_converters(connection),
+            )
+            for column in columns
+        )
+        return cls(model, db, sql, tuple(choice_params), converters, logs_event)
+
+    def run(self, updates: dict, event: dict | None = None):
+        connection = connections[self.db]
+        params = [*_prepared(self.model, updates, connection)[1], *self.choice_params]
+        if event is not None:
+            relation = self.model._meta.get_field("events")
+            params += _prepared(relation.related_model, event, connection)[1]
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = []
+        # As the ORM loads them: JSON parsed, secrets decrypted (only the columns returned).
+        for (column, converters), value in zip(self.converters, row, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            values.append(value)
+        attnames = [column.target.attname for column, _ in self.converters]
+        return self.model.from_db(self.db, attnames, values)
+
+
+def _column(model, name: str) -> str:
+    return model._meta.get_field(name).column
 
 
 def _prepared(model, values: dict, connection) -> tuple[list[str], list]:

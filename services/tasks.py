@@ -380,7 +380,6 @@ def copy_components(deployment, services_profile) -> None:
         )
 
 
-@transaction.atomic
 def deploy_default_services(target):
     """Deploy the compute profile's default services profile into `target`, once.
 
@@ -392,17 +391,18 @@ def deploy_default_services(target):
 
     services_profile = getattr(target.profile, "default_services_profile", None)
     if services_profile is None:
-        return None
-    live = ServiceDeployment.objects.filter(
-        infrastructure=target.infrastructure,
-        target_name=spec_of(target).name,
-        state__in=LIVE_STATES,
-    )
-    if live.exists():
-        return None
-    workspace = target if isinstance(target, Workspace) else None
-    deployment = create_deployment(target, services_profile, workspace=workspace)
-    transaction.on_commit(lambda: enqueue_deploy(deployment.pk))
+        return None  # before the transaction: a warm hit without a stack opens none
+    with transaction.atomic():
+        live = ServiceDeployment.objects.filter(
+            infrastructure=target.infrastructure,
+            target_name=spec_of(target).name,
+            state__in=LIVE_STATES,
+        )
+        if live.exists():
+            return None
+        workspace = target if isinstance(target, Workspace) else None
+        deployment = create_deployment(target, services_profile, workspace=workspace)
+        transaction.on_commit(lambda: enqueue_deploy(deployment.pk))
     return deployment
 
 

@@ -32,14 +32,14 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         raise RequestRefused(f"“{profile}”: {offers.refusal(user, profile.infrastructure, why)}")
 
     groups = quotas.lock_groups(user, profile)
+    need = quotas.need_of(profile)
     team = None
     if groups:
-        team, reasons = quotas.choose_group(quotas.usage(groups), quotas.need_of(profile))
+        team, reasons = quotas.choose_group(quotas.usage(groups), need)
         if team is None:
             raise RequestRefused("Quota reached: " + "; ".join(reasons) + ".")
 
     now = timezone.now()
-    need = quotas.need_of(profile)
     lifetime = team.max_lifetime_hours if team else None
     charged = f", charged to group “{team}”" if team else ""
     workspace = lifecycle.create(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, Q, Sum
 
 from pools.lifecycle import GPU_STATES, LIVE_STATES
 from portal.models import Team
@@ -64,9 +64,10 @@ class Usage:
 
 
 def candidate_groups(user, profile):
-    groups = Team.objects.filter(members=user, role__in=SELF_SERVICE_ROLES)
-    if profile.teams.exists():
-        groups = groups.filter(compute_profiles=profile)
+    """Rule 1, as one query: the groups listing the profile, or all if none lists it."""
+    listed = profile.teams.all()
+    grants = Q(pk__in=listed.values("pk")) | ~Exists(listed)
+    groups = Team.objects.filter(grants, members=user, role__in=SELF_SERVICE_ROLES)
     return groups.order_by("name", "pk")
 
 
@@ -76,8 +77,8 @@ def lock_groups(user, profile) -> list[Team]:
     On SQLite `select_for_update` is a no-op; there the portal's transactions are IMMEDIATE
     (settings), which serialises writers just the same.
     """
-    ids = list(candidate_groups(user, profile).values_list("pk", flat=True))
-    return list(Team.objects.select_for_update().filter(pk__in=ids).order_by("name", "pk"))
+    candidates = candidate_groups(user, profile).values("pk")
+    return list(Team.objects.select_for_update().filter(pk__in=candidates).order_by("name", "pk"))
 
 
 def usage(teams) -> list[Usage]:

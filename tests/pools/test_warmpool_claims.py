@@ -2,12 +2,13 @@
 
 # ruff: noqa: F811
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
 from pools import tasks, warmpool
 from pools.claims import claim_instance
 from pools.lifecycle import State
-from pools.models import GpuAllocation, PoolInstance
+from pools.models import GpuAllocation, PoolInstance, Workspace
 from portal.models import Team
 from profiles.choices import AllocationStrategy
 from tests.pools.warm_fixtures import make_instances
@@ -141,12 +142,12 @@ def test_the_estimate_counts_ready_instances(warm_profile):
     assert estimates.estimate(warm_profile) == "ready now (warm)"
 
 
-def test_a_warm_hit_takes_no_more_queries_than_before_the_claim_became_a_lifecycle_move(
-    warm_profile, member, django_assert_max_num_queries
-):
+def test_a_warm_hit_takes_at_most_15_queries(warm_profile, member, django_assert_max_num_queries):
     make_instances(warm_profile, 3)
-    # 30 when the claim read its row back and wrote its event apart; on PostgreSQL the
-    # claim and its event are one statement.
-    with django_assert_max_num_queries(27 if connection.vendor == "postgresql" else 28):
+    ContentType.objects.get_for_model(Workspace)  # cached once per process, as in production
+    # Issue 17: <= 15 (it was 27). The test's transaction turns request_workspace's own
+    # into a savepoint: two statements (SAVEPOINT, RELEASE) production does not run. On
+    # PostgreSQL the claim and its event are one statement, on SQLite two.
+    with django_assert_max_num_queries(15 + 2 if connection.vendor == "postgresql" else 16 + 2):
         workspace = actions.request_workspace(member, warm_profile)
     assert workspace.state == State.READY
