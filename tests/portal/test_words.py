@@ -1,10 +1,15 @@
 """Words and labels people read (issue 18): plurals, human type and field names, no
 Python reprs, "Any" for a blank filter choice, names instead of codes."""
 
+from datetime import timedelta
 from http import HTTPStatus
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.template import Context, Template
+from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from portal import audit
 from portal.text import plural
@@ -81,3 +86,13 @@ def test_the_infrastructure_page_shows_operating_system_and_gpu_names(admin_clie
     page = response.content.decode()
     assert "<td>Ubuntu 22.04 LTS</td>" in page
     assert "8× NVIDIA H100 80GB" in page
+
+
+@override_settings(TIME_ZONE="Europe/Berlin")
+def test_times_show_in_the_organisations_time_zone_with_a_relative_hint():
+    moment = timezone.now() - timedelta(minutes=3)
+    html = Template("{% load portal_tags %}{{ moment|when }}").render(Context({"moment": moment}))
+    local = timezone.localtime(moment, ZoneInfo("Europe/Berlin"))
+    assert f'datetime="{local.isoformat()}"' in html
+    assert local.strftime("%H:%M") in html and "CET" in html  # the zone's name in the title
+    assert "(3\xa0minutes ago)" in html
