@@ -102,10 +102,19 @@ def idle_since(workspace: Workspace) -> datetime:
     return max(t for t in (workspace.active_at, workspace.state_changed) if t is not None)
 
 
+def warned(workspace: Workspace, policy: Policy) -> bool:
+    """Whether its owner was warned in this idle stretch. A warning always names a stop
+    at least N hours after the idle start; one that does not was made before the
+    workspace became ready again by a path that left it (a repair, a restart) and is over.
+    """
+    stop_at = workspace.idle_stop_at
+    return stop_at is not None and stop_at >= idle_since(workspace) + policy.stop_after
+
+
 def decide(workspace: Workspace, policy: Policy, now: datetime) -> str:
     if workspace.state != State.READY:
         return NOTHING
-    if workspace.idle_stop_at is None:
+    if not warned(workspace, policy):
         warn_at = idle_since(workspace) + policy.stop_after - policy.warn_before
         return WARN if now >= warn_at else NOTHING
     return STOP if now >= workspace.idle_stop_at else NOTHING
@@ -125,7 +134,7 @@ def sweep() -> dict:
 
 
 def run_pass(now: datetime | None = None, read: Callable | None = None) -> dict[str, int]:
-    """The schedule: look at every ready workspace whose group stops idle ones."""
+    """One pass over every ready workspace whose group stops idle ones; the outcomes."""
     now = now or timezone.now()
     read = read or read_activity
     outcomes: dict[str, int] = {}
@@ -143,6 +152,11 @@ def check(workspace: Workspace, policy: Policy, now: datetime, reading: Reading)
     if not reading.signals:
         return "no signal"
     record_reading(workspace, reading, now)
+    if workspace.idle_stop_at and not warned(workspace, policy):  # its banner goes too
+        Workspace.objects.filter(pk=workspace.pk, idle_stop_at=workspace.idle_stop_at).update(
+            idle_stop_at=None
+        )
+        workspace.idle_stop_at = None
     action = decide(workspace, policy, now)
     if action == WARN:
         return "warned" if warn(workspace.pk, policy, now) else "unchanged"

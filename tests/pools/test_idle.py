@@ -400,3 +400,14 @@ def test_an_idle_pass_costs_one_query_per_workspace_when_nothing_is_due(
         )
     with django_assert_num_queries(1 + 4):  # the candidates; each one's reading stored
         assert idle.run_pass(t0 + timedelta(minutes=10), quiet_jupyter(t0)) == {"idle": 4}
+
+
+def test_a_warning_from_before_a_restart_is_over(workspace, t0, stops):
+    idle.run_pass(t0 + timedelta(minutes=90), quiet_jupyter(t0))
+    # Ready again later by a path that kept the warning (e.g. a repair after degraded).
+    again = t0 + timedelta(minutes=100)
+    Workspace.objects.filter(pk=workspace.pk).update(state_changed=again)
+    assert idle.run_pass(t0 + timedelta(minutes=125), quiet_jupyter(t0)) == {"idle": 1}
+    workspace.refresh_from_db()
+    assert workspace.idle_stop_at is None and stops == []  # no stop, no stale banner
+    assert idle.run_pass(again + timedelta(minutes=90), quiet_jupyter(t0)) == {"warned": 1}
