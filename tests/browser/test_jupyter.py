@@ -1,4 +1,5 @@
-"""A data scientist deploys "Jupyter Notebook" into a local workspace and uses it.
+"""A data scientist deploys "Jupyter Notebook" into a local workspace, uses it, opens it
+through the portal before and after a restart, and deletes it.
 
 Real parts throughout: headless Chromium, a django-q2 worker process, the local driver,
 and a JupyterLab server started by the deploy task. The notebook server is then asked,
@@ -84,6 +85,23 @@ def run_in_kernel(base: str, token: str, code: str) -> str:
     return output
 
 
+def jupyterlab_address(workspace) -> str:
+    """Where the workspace's JupyterLab runs now, as the portal knows it."""
+    deployment = ServiceDeployment.objects.get(workspace=workspace, state=State.READY)
+    return deployment.components.get(component="jupyterlab").endpoints[0]["url"]
+
+
+def open_through_the_portal(page) -> str:
+    """Click the page's Open JupyterLab button; the address of the lab that opened."""
+    with page.context.expect_page() as opened:
+        page.get_by_role("button", name="Open JupyterLab").click()
+    lab = opened.value
+    expect(lab).to_have_title("JupyterLab", timeout=60_000)
+    address = lab.url
+    lab.close()
+    return address
+
+
 def test_a_data_scientist_deploys_jupyter_and_runs_code_in_the_workspace(
     qcluster, live_server_on_shared_database, page, workspaces_root
 ):
@@ -123,6 +141,20 @@ def test_a_data_scientist_deploys_jupyter_and_runs_code_in_the_workspace(
     output = run_in_kernel(base, token, CODE)
     # The demo "Starter" profile is CPU-only: the workspace's CUDA_VISIBLE_DEVICES is empty.
     assert output.strip() == f"'' {workspace.resource_name}"
+
+    # The Open button logs the browser in through the portal: nobody copies the token. A
+    # restart starts JupyterLab on another port; the same button follows it.
+    page.goto(f"/workspaces/{workspace.pk}/")
+    assert open_through_the_portal(page).startswith(jupyterlab_address(workspace))
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator(".flash-success")).to_contain_text("Stopping workspace")  # same page
+    live = page.locator("#workspace-live")
+    expect(live).to_have_attribute("data-state", "stopped", timeout=60_000)
+    page.get_by_role("button", name="Start").click()
+    expect(live).to_have_attribute("data-state", "ready", timeout=60_000)
+    expect(row).to_have_attribute("data-status", "ready", timeout=120_000)
+    assert open_through_the_portal(page).startswith(jupyterlab_address(workspace))
 
     # Deleting the workspace removes the stack with it.
     page.goto(f"/workspaces/{workspace.pk}/")
