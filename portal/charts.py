@@ -23,6 +23,8 @@ from django.utils.dateformat import format as date_format
 # Room for tick labels around the plot, in SVG units.
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 30
 STEP, LINE, BARS = "step", "line", "bars"
+# The shortest time axis a short history is drawn over.
+MIN_SPAN = timedelta(hours=2)
 # Colour-blind-safe (Okabe-Ito), each distinct from the others in grey too.
 PALETTE = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9"]
 
@@ -69,6 +71,7 @@ class Chart:
     x_ticks: list[Tick]
     y_ticks: list[Tick]
     empty_message: str
+    history_from: datetime | None = None  # where a short history starts (axis zoomed)
 
     @property
     def empty(self) -> bool:
@@ -118,15 +121,20 @@ def _number(value: float | None) -> str:
     return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
 
 
+# (longest span, minutes between ticks) for axes of a day or less.
+TICK_STEPS = [(3, 30), (6, 60), (12, 120), (36, 360)]
+
+
 def _time_ticks(start: datetime, end: datetime) -> list[datetime]:
-    """Round local times between start and end: hours for a day, days for a week."""
+    """Round local times between start and end: half hours to hours within a day, days
+    for a week."""
     span = end - start
     local_start = timezone.localtime(start)
     if span <= timedelta(hours=36):
-        every = timedelta(hours=6 if span > timedelta(hours=12) else 2)
+        minutes = next(step for hours, step in TICK_STEPS if span <= timedelta(hours=hours))
+        every = timedelta(minutes=minutes)
         first = local_start.replace(minute=0, second=0, microsecond=0)
-        hours = int(every.total_seconds() // 3600)
-        first += timedelta(hours=(hours - first.hour % hours) % hours)
+        first += timedelta(minutes=(minutes - first.hour * 60 % minutes) % minutes)
     else:
         every = timedelta(days=1 if span <= timedelta(days=10) else 7)
         first = local_start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -150,9 +158,12 @@ def time_chart(
 ) -> Chart:
     """Lay out `series` between `start` and `end`, on one value axis in `unit`.
 
-    The time axis always spans the whole period, so a short history reads as "recent"
-    rather than stretched across the chart; points are marked when there are few of them.
+    A history shorter than half the period is drawn over the time it covers (at least
+    MIN_SPAN), not squeezed against the right edge, and `history_from` says where it
+    starts; points are marked when there are few of them.
     """
+    period_start = start
+    start = _history_start(series, start, end)
     span = (end - start).total_seconds() or 1
     plot_width, plot_height = width - LEFT - RIGHT, height - TOP - BOTTOM
     values = [v for s in series for _, v in s.points]
@@ -182,14 +193,34 @@ def time_chart(
             if len(shown) <= 24:
                 item.markers = [(x(t), y(v), _title(t, v, unit)) for t, v in shown]
         drawn.append(item)
-    # Whole numbers on a small axis: counts of 1 or 2 never get a tick at 0.5.
-    divisions = int(y_max) if y_max < 4 and float(y_max).is_integer() else 4
+    divisions = _divisions(y_max)
     y_ticks = [
         Tick(y(y_max * i / divisions), _number(y_max * i / divisions)) for i in range(divisions + 1)
     ]
     x_format = "H:i" if end - start <= timedelta(hours=36) else "D j"
     x_ticks = [Tick(x(t), _format(t, x_format)) for t in _time_ticks(start, end)]
-    return Chart(title, unit, width, height, start, end, drawn, x_ticks, y_ticks, empty_message)
+    chart = Chart(title, unit, width, height, start, end, drawn, x_ticks, y_ticks, empty_message)
+    chart.history_from = start if start > period_start else None
+    return chart
+
+
+def _history_start(series: list[Series], start: datetime, end: datetime) -> datetime:
+    """Where the time axis starts: the period's start, or shortly before the first point
+    when the history covers less than half the period."""
+    firsts = [s.points[0][0] for s in series if s.points]
+    if not firsts or min(firsts) <= start + (end - start) / 2:
+        return start
+    first = min(min(firsts), end - MIN_SPAN)
+    return max(start, first - (end - first) / 10)
+
+
+def _divisions(y_max: float) -> int:
+    """Ticks at round values: whole numbers up to 5 (counts never get 0.5 or 1.25), then
+    steps of 1, 2 or 5 times a power of ten."""
+    if y_max <= 5 and float(y_max).is_integer():
+        return int(y_max)
+    mantissa = y_max / 10 ** math.floor(math.log10(y_max))
+    return 4 if mantissa == 2 else 5
 
 
 def _path(points, kind: str, x, y, end: datetime) -> str:

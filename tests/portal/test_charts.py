@@ -26,10 +26,20 @@ def day_chart(points, **kwargs):
 
 @override_settings(TIME_ZONE="Europe/Berlin")
 def test_the_time_axis_has_round_local_hours_over_a_day():
-    chart = day_chart([(NOW - timedelta(hours=1), 2)])
+    chart = day_chart([(NOW - timedelta(hours=23), 1), (NOW - timedelta(hours=1), 2)])
     labels = [tick.label for tick in chart.x_ticks]
     assert labels == ["18:00", "00:00", "06:00", "12:00"]  # 11:00–13:00 UTC+1
     assert [tick.label for tick in chart.y_ticks] == ["0", "1", "2"]  # whole instances
+    assert chart.history_from is None
+
+
+@pytest.mark.parametrize(
+    ("peak", "ticks"),
+    [(3, "0 1 2 3 4 5"), (7, "0 2 4 6 8 10"), (12, "0 5 10 15 20"), (2.2, "0 0.5 1 1.5 2 2.5")],
+)
+def test_value_ticks_are_round(peak, ticks):
+    chart = day_chart([(NOW - timedelta(hours=20), peak)])
+    assert " ".join(tick.label for tick in chart.y_ticks) == ticks
 
 
 def test_a_week_has_one_tick_a_day():
@@ -46,15 +56,19 @@ def test_a_week_has_one_tick_a_day():
     ]
 
 
-def test_a_short_history_spans_the_whole_period_marks_its_points_and_holds_the_last_value():
+def test_a_short_history_is_drawn_over_the_time_it_covers_and_holds_the_last_value():
     chart = day_chart([(NOW - timedelta(minutes=30), 3)])
     ready = chart.series[0]
+    assert chart.history_from == NOW - timedelta(hours=2, minutes=12)  # 2 h, and a margin
+    assert [tick.label for tick in chart.x_ticks] == ["10:00", "10:30", "11:00", "11:30", "12:00"]
     assert len(ready.markers) == 1
     start_x = float(ready.path.split()[0][1:].split(",")[0])
     end_x = float(ready.path.split()[-1][1:].split(",")[0])
-    assert start_x > chart.plot["left"] + 0.9 * chart.plot["width"]  # at the right: recent
+    assert chart.plot["left"] < start_x < chart.plot["right"] - 0.1 * chart.plot["width"]
     assert end_x == chart.plot["right"]  # held until now
     assert chart.summary == "Ready: now 3, peak 3 (instances)."
+    html = render_to_string("includes/chart.html", {"chart": chart})
+    assert "only recent history, shown from" in html
 
 
 def test_the_rendered_chart_has_axes_units_a_legend_and_a_summary():
