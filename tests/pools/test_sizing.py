@@ -277,17 +277,6 @@ def test_learned_levels_are_monotone_in_activity():
         assert all(levels[u] >= levels[state] for state, u in one_step_busier)
 
 
-def test_the_goal_is_validated_with_as_many_days_as_todays_levels_learn_from():
-    demand = office_hours(40)
-    now = START + 39 * DAY + 12 * 3600
-    h = history(demand, now)
-    sizing.learn(h, 320.0, 0.95)
-    today, split = START + 39 * DAY, START + 32 * DAY
-    models = {key[1:3] for key in h.memo if key[0] == "model"}
-    span = sizing.HISTORY_DAYS * DAY
-    assert models == {(today - span, today), (split - span, split)}
-
-
 def test_the_validated_goal_is_at_least_the_needed_share():
     h = history(DEMAND, DAY_20 + 12 * 3600)
     learned = sizing.learn(h, 320.0, 0.95)
