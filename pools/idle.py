@@ -204,7 +204,7 @@ def warn(workspace_id: int, policy: Policy, now: datetime) -> bool:
                 subject=f"Workspace “{workspace}” is idle and will be stopped at {when}",
                 body=(
                     f"Your workspace “{workspace}” has not been used since {_clock(since)}. "
-                    f"It will be stopped at {when} to free its GPUs; its files are kept. "
+                    f"It will be stopped at {when} to free its resources; its files are kept. "
                     "Use it, or snooze the stop on its page, to keep it running."
                 ),
                 url=workspace.get_absolute_url(),
@@ -237,7 +237,7 @@ def stop(workspace_id: int, policy: Policy, now: datetime) -> bool:
                 subject=f"Workspace “{workspace}” was stopped for being idle",
                 body=(
                     f"Your workspace “{workspace}” was not used since {_clock(since)} and has "
-                    "been stopped; its GPUs are free again and its files are kept. "
+                    "been stopped; its resources are free again and its files are kept. "
                     "Start it again from its page."
                 ),
                 url=workspace.get_absolute_url(),

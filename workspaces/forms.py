@@ -53,7 +53,10 @@ class ExtendLifetimeForm(forms.Form):
         self.workspace = workspace
         self.limit = lifetime.longest_extension(workspace)
         if self.limit is not None:
-            self.fields["hours"].help_text = lifetime.extension_limit_text(workspace, self.limit)
+            self.fields["hours"].help_text = (
+                f"Up to your group's maximum lifetime, {workspace.team.max_lifetime_hours} h "
+                "from now."
+            )
 
     def clean_hours(self) -> int:
         hours = self.cleaned_data["hours"]
