@@ -58,30 +58,29 @@ def gpu_summary(groups) -> str:
     """ "1× A10G", "8× A100-40GB + 64× H100-80GB", "1× A100-40GB MIG 1g.5gb", "No GPU"."""
     parts = []
     for group in groups:
-        if not group.gpu_count:
-            continue
-        count = group.gpu_count * group.node_count
-        slice_ = f" MIG {group.mig_profile}" if group.mig_profile else ""
-        parts.append(f"{count}× {group.gpu_model or 'GPU'}{slice_}")
+        if group.gpu_count:
+            slice_ = f" MIG {group.mig_profile}" if group.mig_profile else ""
+            parts.append(f"{group.gpu_count}× {group.gpu_model or 'GPU'}{slice_}")
     return " + ".join(parts) or "No GPU"
 
 
-def totals(groups) -> dict[str, str]:
-    """Memory, CPUs and storage over all of a profile's nodes: "16 GB RAM", "4 CPUs"..."""
-    ram = sum(group.ram_gb * group.node_count for group in groups)
-    cpu = sum(group.cpu * group.node_count for group in groups)
-    storage = sum(group.storage_gb * group.node_count for group in groups)
+def totals(profile) -> dict[str, str]:
+    """Memory, CPUs and storage as the quota counts them (`ComputeProfile.totals`)."""
+    counted = profile.totals()
+    cpu = counted["cpu"]
     return {
-        "memory": f"{ram} GB RAM",
+        "memory": f"{counted['ram_gb']} GB RAM",
         "cpus": f"{cpu} CPU" if cpu == 1 else f"{cpu} CPUs",
-        "storage": f"{storage} GB",
+        "storage": f"{counted['storage_gb']} GB",
     }
 
 
 def offers(user, profiles) -> list:
     """The profiles (resource groups and infrastructure loaded) `user` is offered, each
-    with `gpu`, `totals`, `estimate`, `usable`, `note` (plain words) and `admin_hint`."""
+    with `gpu`, `offered` (memory, CPUs, storage), `estimate`, `usable`, `note` (plain
+    words) and `admin_hint`."""
     hints = sees_setup_hints(user)
+    estimated = estimates.estimates(profiles)  # a few queries for all, not some per profile
     ask = None
     shown = []
     for profile in profiles:
@@ -89,10 +88,9 @@ def offers(user, profiles) -> list:
         usable, reason = infrastructure.availability()
         if not set_up(infrastructure) and not hints:
             continue
-        groups = list(profile.resource_groups.all())
-        profile.gpu = gpu_summary(groups)
-        profile.totals = totals(groups)
-        profile.estimate = estimates.estimate(profile) if usable else ""
+        profile.gpu = gpu_summary(profile.resource_groups.all())
+        profile.offered = totals(profile)
+        profile.estimate = estimated[profile.pk] if usable else ""
         profile.usable = usable
         profile.note = profile.admin_hint = ""
         if not usable:

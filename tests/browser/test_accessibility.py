@@ -9,6 +9,7 @@ artefact, never committed).
 """
 
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -58,7 +59,8 @@ class Walk:
         self.role = role
         self.seen: set[str] = set()
         self.problems: list[str] = []
-        (SCREENSHOTS / role).mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(SCREENSHOTS / role, ignore_errors=True)  # no stale pictures
+        (SCREENSHOTS / role).mkdir(parents=True)
 
     def check(self, name: str) -> None:
         """Run axe-core on the page as it is now and save its screenshot as `name`."""

@@ -75,3 +75,13 @@ def test_one_not_checked_yet_says_when_to_look_again(
     local_infrastructure.health_status = HealthStatus.UNCHECKED
     local_infrastructure.save()
     assert "the portal is checking it; look again in a minute." in page_for(client, member)
+
+
+def test_a_heterogeneous_profile_lists_each_gpu_model(
+    client, member, local_infrastructure, profile_factory
+):
+    groups = (("A100-40GB", 8), ("H100-80GB", 64))
+    profile_factory(local_infrastructure, "Mixed", groups, published=True)
+    page = page_for(client, member)
+    assert '<dd class="gpu">8× A100-40GB + 64× H100-80GB</dd>' in page
+    assert '<dd class="memory">8 GB RAM</dd>' in page  # two groups of the default 4 GB
