@@ -376,11 +376,13 @@ def resume_stuck(now=None) -> int:
 
 
 def expire(now=None) -> int:
-    """Start deleting each ready (or stopped) workspace past its lifetime; return how many."""
+    """Start deleting each ready (degraded, or stopped) workspace past its lifetime; return
+    how many."""
 
     now = now or timezone.now()
     expired = 0
-    due = Workspace.objects.filter(state__in=(State.READY, State.STOPPED), expires_at__lt=now)
+    settled = (State.READY, State.DEGRADED, State.STOPPED)
+    due = Workspace.objects.filter(state__in=settled, expires_at__lt=now)
     for workspace in due:
         with transaction.atomic():
             if transition(workspace, State.DELETING, message="lifetime reached"):

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pools import supervisor, watch
+from pools import supervisor, tasks, watch
 from pools.drivers.local import PROCESS_FILE, LocalDriver
 from pools.lifecycle import GPU_STATES, IN_FLIGHT_STATES, LIVE_STATES, State
 from pools.models import GpuAllocation, Workspace
@@ -167,6 +167,16 @@ def test_two_steps_never_take_the_same_workspace(ready_gpu_workspace, member, wo
     assert set(Workspace.objects.values_list("checked_at", flat=True)) == {now}
     other.refresh_from_db()
     assert other.state == State.DEGRADED  # never provisioned: no directory
+
+
+def test_a_degraded_workspace_past_its_lifetime_is_deleted(ready_gpu_workspace):
+    GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).delete()
+    assert watch.check_one()
+    Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(expires_at=timezone.now())
+    assert tasks.expire() == 1
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.DELETING
+    assert not watch.repair_one(later())  # deleting: no longer the watcher's
 
 
 def test_a_degraded_workspace_counts_as_live_and_holds_its_gpus():
