@@ -33,11 +33,13 @@ from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from pools import locks
 from pools.lifecycle import State
 from pools.models import PoolInstance, PoolInstanceEvent, Workspace, WorkspaceEvent
 from usage.models import LedgerCursor, UsageInterval
 from usage.prices import Line, lines_of
 
+LOCK_NAME = "usage-ledger"
 LATE_COMMIT_GRACE = timedelta(minutes=15)
 BATCH = 200
 
@@ -175,8 +177,15 @@ def _dirty(event_model, source_field: str, after_id: int, since) -> tuple[list[i
 
 
 def run(now=None) -> dict[str, int]:
-    """One pass of the ledger (see the module docstring); returns what it rebuilt."""
-    now = now or timezone.now()
+    """One pass of the ledger (see the module docstring); returns what it rebuilt. One
+    pass at a time: two would rebuild the same rows at once."""
+    with locks.try_lock(LOCK_NAME) as held:
+        if not held:
+            return {"skipped": 1}
+        return _pass(now or timezone.now())
+
+
+def _pass(now) -> dict[str, int]:
     cursor, _ = LedgerCursor.objects.get_or_create(pk=1)
     since = cursor.passed_at - LATE_COMMIT_GRACE if cursor.passed_at else None
     workspaces, workspace_top = _dirty(

@@ -1,15 +1,17 @@
 """The usage ledger, with time travel: hours and cost of a workspace's life, and a ledger
 that ends right after its worker was killed in the middle of a pass."""
 
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
-from pools import lifecycle
+from pools import lifecycle, locks
 from pools.lifecycle import State
 from pools.models import PoolInstance, Workspace, WorkspaceEvent
 from portal.models import Team
@@ -260,3 +262,26 @@ def test_a_pass_costs_a_few_queries_per_batch_not_per_workspace(
 def test_the_ledger_pass_is_scheduled_by_the_migrations(db):
     schedule = Schedule.objects.get(name=LEDGER_NAME)
     assert (schedule.func, schedule.minutes, schedule.repeats) == ("usage.ledger.run", 5, -1)
+
+
+@contextmanager
+def held_elsewhere(name: str):
+    """The lock `name` held by another session (PostgreSQL's advisory locks are re-entrant
+    within one session, so the test's own connection would get it again)."""
+    if connection.vendor != "postgresql":
+        with locks.try_lock(name) as held:
+            yield held
+        return
+    settings = connection.settings_dict
+    other = psycopg.connect(
+        dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"],
+        port=settings["PORT"] or 5432, password=settings["PASSWORD"], autocommit=True,
+    )  # fmt: skip
+    with other:
+        yield other.execute("SELECT pg_try_advisory_lock(%s)", [locks.advisory_key(name)])
+
+
+def test_a_second_pass_while_one_runs_does_nothing(clock, member, a100_profile):
+    with held_elsewhere(ledger.LOCK_NAME):
+        assert ledger.run(now=clock.current) == {"skipped": 1}
+    assert ledger.run(now=clock.current) == {"workspaces": 0, "instances": 0}
