@@ -115,8 +115,8 @@ def export_csv(request):
     writer.writerow(["month", by, *(name for _, name in CSV_COLUMNS), "cost_usd", "all_priced"])
     for row in rows:
         hours = [f"{getattr(row, field):.4f}" for field, _ in CSV_COLUMNS]
-        # A leading = + - @ would make a spreadsheet run the cell as a formula.
-        label = f"'{row.label}" if row.label[:1] in "=+-@" else row.label
+        # A leading = + - @ (or tab, CR) would make a spreadsheet run the cell as a formula.
+        label = f"'{row.label}" if row.label[:1] and row.label[0] in "=+-@\t\r" else row.label
         writer.writerow([f"{start:%Y-%m}", label, *hours, f"{row.cost:.2f}", row.complete])
     return response
 

@@ -126,3 +126,11 @@ def test_a_second_price_for_the_same_thing_is_refused(admin_client):
 def test_the_price_list_shows_the_public_prices_and_their_source(admin_client):
     body = admin_client.get(reverse("usage:price_list")).content.decode()
     assert "p4d.24xlarge" in body and "instances.vantage.sh" in body
+
+
+def test_a_label_a_spreadsheet_would_run_as_a_formula_is_quoted(client, used, org_admin):
+    Team.objects.filter(name="Team ada").update(name="=HYPERLINK(1)")
+    client.force_login(org_admin)
+    response = client.get(reverse("usage:export"), {"month": "2026-03", "by": "group"})
+    labels = [row[1] for row in csv.reader(io.StringIO(response.content.decode()))][1:]
+    assert sorted(labels) == ["'=HYPERLINK(1)", "Team bob"]

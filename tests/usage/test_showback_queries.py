@@ -3,7 +3,7 @@ however many intervals, groups and users there are."""
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from time import perf_counter
+from time import perf_counter, process_time
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -41,11 +41,11 @@ def _usage(workspaces: int, teams: list[Team], users: list) -> None:
     UsageInterval.objects.bulk_create(rows, batch_size=5000)
 
 
-def _queries(client) -> tuple[int, float]:
+def _queries(client) -> tuple[int, tuple[float, float]]:
     with CaptureQueriesContext(connection) as queries:
-        started = perf_counter()
+        started, cpu = perf_counter(), process_time()
         response = client.get(reverse("usage:showback"), {"month": "2026-03"})
-        elapsed = perf_counter() - started
+        elapsed = (perf_counter() - started, process_time() - cpu)
     assert response.status_code == 200
     return len(queries), elapsed
 
@@ -63,5 +63,6 @@ def test_the_showback_page_costs_the_same_queries_at_ten_and_at_ten_thousand_wor
     large, elapsed = _queries(admin_client)
     assert large == small
     print(
-        f"\nshowback page, 10,000 workspaces (30,000 intervals): {large} queries, {elapsed:.2f} s"
+        f"\nshowback page, 10,000 workspaces (30,000 intervals): {large} queries, "
+        f"{elapsed[0]:.2f} s wall, {elapsed[1]:.2f} s CPU of the test process"
     )
