@@ -6,6 +6,7 @@ profile's resource groups), a list of row objects. `form_request_serializer()` d
 same fields in the OpenAPI schema, read from the form, so the schema cannot drift from it.
 """
 
+import inspect
 import json
 from functools import cache
 
@@ -14,12 +15,14 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 from api.problems import NON_FIELD
+from portal.forms import PortalFormMixin
 
 UNKNOWN = "Unknown field."
 
 
 def _form_kwargs(form_class, instance, user) -> dict:
-    kwargs = {"user": user}
+    takes_user = "user" in inspect.signature(form_class.__init__).parameters
+    kwargs = {"user": user} if takes_user or issubclass(form_class, PortalFormMixin) else {}
     if issubclass(form_class, forms.BaseModelForm):
         kwargs["instance"] = instance
     return kwargs

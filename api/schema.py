@@ -12,6 +12,7 @@ _ALWAYS = {
     "429": "Too many requests with this token; retry after the time in Retry-After.",
 }
 _WITH_PATH_ID = {"404": "No such object, or not one you may see."}
+_PAGINATED = {"404": "No such page: `page` is past the last one."}
 _WITH_INPUT = {"400": "Not valid: `errors` gives the forms' messages field by field."}
 _WRITES = {
     "409": "Refused in the current state: `detail` says why (a quota, a workspace's state).",
@@ -40,6 +41,8 @@ class PortalAutoSchema(AutoSchema):
             codes |= _WITH_PATH_ID
         if self.method != "GET" or self._is_list_view():
             codes |= _WITH_INPUT
+        if self.method == "GET" and self._is_list_view():
+            codes |= _PAGINATED
         if self.method not in ("GET", "HEAD"):
             codes |= _WRITES
         if self.method == "PATCH" and getattr(self.view, "conditional_updates", False):

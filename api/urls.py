@@ -22,7 +22,13 @@ router.register("audit", people.AuditViewSet, basename="audit")
 urlpatterns = [
     path("v1/", include((router.urls, "v1"))),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api:schema", template_name="api/swagger_ui.html"
+        ),
+        name="docs",
+    ),
     # The pages where people create and revoke their tokens.
     path("tokens/", pages.token_list, name="token_list"),
     path("tokens/add/", pages.token_add, name="token_add"),

@@ -5,8 +5,13 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from api.forms import bind
+from api.problems import Conflict
 from api.v1 import serializers as out
 from api.v1.generic import PageBackedViewSet, write_docs
+from pools import mig_apply, partitions
+from pools.forms import DrainForm
+from pools.partitions import PartitioningRefused
 from profiles import partitioning_views
 from profiles import views as pages
 from profiles.mig import layout
@@ -75,3 +80,40 @@ class PartitioningViewSet(PageBackedViewSet):
             "placements": [p._asdict() for p in result.placements],
         }
         return Response(data)
+
+    @extend_schema(
+        summary="Apply the partitioning: write the mig-parted ConfigMap and label the nodes "
+        "(Kubernetes); 409 with the reason while it cannot be applied",
+        request=None,
+        responses={202: out.PartitioningStrategySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def apply(self, request, pk=None):
+        strategy = self.get_object()
+        try:
+            mig_apply.request_apply(request.user, strategy)
+        except PartitioningRefused as refused:
+            raise Conflict(str(refused)) from refused
+        return self._response(self.get_object(), code=202)
+
+    @extend_schema(
+        summary="Drain a node (no new workspaces) or put it back in service",
+        request=out.DrainRequestSerializer,
+        responses={200: out.PartitioningStrategySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def drain(self, request, pk=None):
+        strategy = self.get_object()
+        body = request.data if isinstance(request.data, dict) else {}
+        form = bind(
+            DrainForm,
+            {"node": body.get("node"), "draining": "1" if body.get("draining") else ""},
+            user=request.user,
+        )
+        try:
+            partitions.change_draining(
+                request.user, strategy, form.cleaned_data["node"], form.cleaned_data["draining"]
+            )
+        except PartitioningRefused as refused:
+            raise Conflict(str(refused)) from refused
+        return self._response(self.get_object())

@@ -151,6 +151,11 @@ class PartitioningStrategySerializer(serializers.ModelSerializer):
         ]
 
 
+class DrainRequestSerializer(serializers.Serializer):
+    node = serializers.CharField(help_text="A node of the partitioning.")
+    draining = serializers.BooleanField(help_text="true: drain; false: back in service.")
+
+
 class LayoutRequestSerializer(serializers.Serializer):
     gpu_model = serializers.CharField(help_text="A MIG-capable GPU model, e.g. A100-40GB.")
     counts = serializers.DictField(

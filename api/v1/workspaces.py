@@ -3,7 +3,8 @@ the pages' access helper (`workspaces.access`) and actions (`workspaces.actions`
 `services.actions`): the same checks, quota messages and audit entries as the pages."""
 
 from django.db import transaction
-from drf_spectacular.utils import extend_schema
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -18,9 +19,12 @@ from portal.urlhelpers import id_param
 from portal.views.generic import require
 from profiles.models import ComputeProfile
 from services import actions as services
+from services.models import ServiceDeployment
 from workspaces import access, actions
 from workspaces.filtersets import WorkspaceFilterSet
 from workspaces.forms import WorkspaceRequestForm
+
+DEPLOYMENT_ID = OpenApiParameter("deployment_pk", int, OpenApiParameter.PATH)
 
 
 class WorkspaceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -158,6 +162,41 @@ class WorkspaceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         return Response(
             out.ServiceDeploymentSerializer(deployment).data, status=status.HTTP_201_CREATED
         )
+
+    def _deployment(self, pk, deployment_pk) -> ServiceDeployment:
+        workspace = self._workspace(pk, CHANGE)
+        deployment = get_object_or_404(ServiceDeployment, pk=deployment_pk, workspace=workspace)
+        deployment.workspace = workspace
+        return deployment
+
+    def _act_on_deployment(self, pk, deployment_pk, act) -> Response:
+        deployment = self._deployment(pk, deployment_pk)
+        try:
+            act(self.request.user, deployment)
+        except services.ServicesRefused as refused:
+            raise Conflict(str(refused)) from refused
+        deployment.refresh_from_db()
+        return Response(out.ServiceDeploymentSerializer(deployment).data, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        summary="Redeploy a ready or failed services deployment (fresh credentials)",
+        parameters=[DEPLOYMENT_ID],
+        request=None,
+        responses={202: out.ServiceDeploymentSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path=r"services/(?P<deployment_pk>[0-9]+)/redeploy")
+    def services_redeploy(self, request, pk=None, deployment_pk=None):
+        return self._act_on_deployment(pk, deployment_pk, services.redeploy)
+
+    @extend_schema(
+        summary="Remove a services deployment from the workspace",
+        parameters=[DEPLOYMENT_ID],
+        request=None,
+        responses={202: out.ServiceDeploymentSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path=r"services/(?P<deployment_pk>[0-9]+)/remove")
+    def services_remove(self, request, pk=None, deployment_pk=None):
+        return self._act_on_deployment(pk, deployment_pk, services.remove)
 
     @extend_schema(
         summary="The workspace's secret (e.g. its Jupyter token): for its owner, once",

@@ -28,6 +28,8 @@ from portal.models import Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
 from profiles.choices import InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
+from services.models import ServiceDeployment
+from services.tasks import create_deployment
 from tests.api.conftest import ApiClient
 
 ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
@@ -95,6 +97,9 @@ EXPECTED: dict[str, Rule] = {
     **catalog("compute_profiles", Area.PROFILES),
     **catalog("services_profiles", Area.PROFILES),
     **catalog("partitioning", Area.PROFILES),
+    # local infrastructure: applying is refused (Kubernetes only) after the permission check
+    "partitioning_apply_create": change(Area.PROFILES, CONFLICT),
+    "partitioning_drain_create": change(Area.PROFILES, body={"node": "gpu-1", "draining": True}),
     "partitioning_validate_layout_create": view(
         Area.PROFILES, body={"gpu_model": "A100-40GB", "counts": {"7g.40gb": 1}}
     ),
@@ -114,6 +119,8 @@ EXPECTED: dict[str, Rule] = {
     # the workspace is ready, not stopped: past the permission check, refused by its state
     "workspaces_start_create": Rule(_WS_CHANGE, ok=CONFLICT, overrides=_NOT_YOURS),
     "workspaces_services_create": Rule(_WS_CHANGE, ok=BAD, overrides=_NOT_YOURS),
+    "workspaces_services_redeploy_create": Rule(_WS_CHANGE, ok=ACCEPTED, overrides=_NOT_YOURS),
+    "workspaces_services_remove_create": Rule(_WS_CHANGE, ok=ACCEPTED, overrides=_NOT_YOURS),
     "users_list": view(Area.USERS),
     "users_retrieve": view(Area.USERS),
     "users_create": change(Area.USERS, BAD),
@@ -157,7 +164,18 @@ def _workspace(people) -> int:
     ).pk
 
 
-FACTORIES: dict[str, Callable[[dict], int]] = {
+def _service_deployment(people) -> dict:
+    workspace = Workspace.objects.get(pk=_workspace(people))
+    deployment = create_deployment(
+        workspace, ServicesProfile.objects.get(slug="jobs"), workspace=workspace
+    )
+    ServiceDeployment.objects.filter(pk=deployment.pk).update(state=State.FAILED)
+    return {"id": workspace.pk, "deployment_pk": deployment.pk}
+
+
+FACTORIES: dict[str, Callable[[dict], int | dict]] = {
+    "workspaces_services_redeploy": _service_deployment,
+    "workspaces_services_remove": _service_deployment,
     "infrastructure": lambda people: _infrastructure().pk,
     "compute_profiles": lambda people: _profile().pk,
     "services_profiles": lambda people: ServicesProfile.objects.create(name="Plain").pk,
@@ -176,7 +194,7 @@ FACTORIES: dict[str, Callable[[dict], int]] = {
 }
 
 
-def _factory(operation_id: str) -> Callable[[dict], int]:
+def _factory(operation_id: str) -> Callable[[dict], int | dict]:
     candidates = [name for name in FACTORIES if operation_id.startswith(name)]
     return FACTORIES[max(candidates, key=len)]
 
@@ -231,8 +249,11 @@ def test_api_permission_matrix(operation_id: str, people, clients):
         with transaction.atomic():
             path = template
             if "{" in template:
-                name = template[template.index("{") + 1 : template.index("}")]
-                path = template.replace(f"{{{name}}}", str(_factory(operation_id)(people)))
+                made = _factory(operation_id)(people)
+                if not isinstance(made, dict):  # the one id of the path, whatever its name
+                    made = {template[template.index("{") + 1 : template.index("}")]: made}
+                for name, value in made.items():
+                    path = path.replace(f"{{{name}}}", str(value))
             client = clients[role]
             if method == "get":
                 response = client.get(path)

@@ -25,6 +25,8 @@ from schemathesis.specs.openapi.checks import (
 from pools.lifecycle import State
 from portal import invitations
 from portal.models import Team
+from profiles.models import ServicesProfile
+from services.tasks import create_deployment
 from tests.api.conftest import ROLES
 from tests.conftest import RUN_SUMMARY
 from tests.test_hostile_input import _count_sql
@@ -40,12 +42,16 @@ CHECKS = [
 
 @pytest.fixture
 def objects(org_admin, member, local_infrastructure, profile_factory, workspace_factory) -> dict:
-    """One object of each kind, its id under the name its path parameter has."""
+    """One object of each kind, its id under its resource's name (or its path parameter's)."""
     profile = profile_factory(local_infrastructure, published=True)
     workspace = workspace_factory(member, profile, state=State.READY)
     team = Team.objects.create(name="Vision team")
     invitation = invitations.invite(org_admin, "new@example.com", [team])
+    deployment = create_deployment(
+        workspace, ServicesProfile.objects.get(slug="jobs"), workspace=workspace
+    )
     return {
+        "deployment_pk": deployment.pk,
         "compute-profiles": profile.pk,
         "pools": profile.pk,
         "workspaces": workspace.pk,
@@ -60,8 +66,9 @@ def _real_ids(case, objects: dict) -> None:
     """Point the case's path id at a real object of its resource, when there is one."""
     resource = case.operation.path.split("/")[3]
     for name in case.path_parameters or {}:
-        if resource in objects:
-            case.path_parameters[name] = objects[resource]
+        real = objects.get(name, objects.get(resource))
+        if real is not None:
+            case.path_parameters[name] = real
 
 
 @pytest.fixture
