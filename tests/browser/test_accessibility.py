@@ -131,6 +131,10 @@ def test_the_data_scientist_walks_the_portal_without_serious_accessibility_probl
     walk.check("self-service after a request")
     page.get_by_role("link", name="analysis").click()
     walk.check("workspace detail")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator(".flash-success")).to_contain_text("Stopping workspace “analysis”")
+    walk.check("workspace detail after stop")  # the action kept the user on the page
     walk.crawl("/workspaces/")
     assert not walk.problems, "\n".join(walk.problems)
 
