@@ -277,8 +277,12 @@ def held_elsewhere(name: str):
         dbname=settings["NAME"], user=settings["USER"], host=settings["HOST"],
         port=settings["PORT"] or 5432, password=settings["PASSWORD"], autocommit=True,
     )  # fmt: skip
+    key = locks.advisory_key(name)
     with other:
-        yield other.execute("SELECT pg_try_advisory_lock(%s)", [locks.advisory_key(name)])
+        yield other.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        # Unlocked before closing: a closed session's locks go only once its server
+        # process has ended, which the client does not wait for.
+        other.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def test_a_second_pass_while_one_runs_does_nothing(clock, member, a100_profile):
