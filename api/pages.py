@@ -4,6 +4,7 @@ see and revoke everyone's. Creating and revoking are audited (`api.tokens`)."""
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from api import tokens
@@ -35,6 +36,7 @@ def token_list(request):
 
 @login_required
 @require_POST
+@never_cache  # the page carries the token's plaintext: no copy in any cache
 def token_add(request):
     form = TokenForm(request.POST)
     if not form.is_valid():

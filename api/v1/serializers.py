@@ -18,13 +18,6 @@ from profiles.models import (
 from services.models import ComponentDeployment, ServiceDeployment
 
 
-class SecretsSetField(serializers.SerializerMethodField):
-    """{"password": true, ...}: which secret fields hold a value, never the value."""
-
-    def __init__(self, **kwargs):
-        super().__init__(method_name="_secrets_set", **kwargs)
-
-
 def secret_field_names(model) -> list[str]:
     return [f.name for f in model._meta.concrete_fields if getattr(f, "is_secret", False)]
 
@@ -62,6 +55,7 @@ class InfrastructureSerializer(serializers.ModelSerializer):
         ]
 
     def get_secrets_set(self, obj) -> dict[str, bool]:
+        """{"password": true, ...}: which secret fields hold a value, never the value."""
         return {name: bool(getattr(obj, name)) for name in secret_field_names(Infrastructure)}
 
     def get_usable(self, obj) -> dict[str, str | bool]:

@@ -34,6 +34,7 @@ def test_the_page_shows_a_new_token_once_and_stores_only_its_hash(logged_in, mem
     assert response.status_code == HTTPStatus.OK
     plaintext = response.context["created"]
     assert plaintext.startswith("gpp_") and plaintext in response.content.decode()
+    assert "no-store" in response["Cache-Control"]
     token = ApiToken.objects.get(user=member)
     assert token.scope == Scope.READ_WRITE and token.name == "CI"
     assert plaintext.split("_", 2)[2] not in token.secret_hash
