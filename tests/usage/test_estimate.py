@@ -60,3 +60,9 @@ def test_an_admin_price_wins_over_the_public_one_and_a_region_over_every_region(
 def test_without_any_price_a_card_shows_no_cost(db):
     rate = PriceBook().rate(Line(gpu_model="T4", gpus=1, gpu_share=1.0, storage_gb=10))
     assert (rate.per_hour, rate.complete) == (0, False)
+
+
+def test_the_self_service_page_links_the_groups_usage(client, member):
+    client.force_login(member)
+    page = client.get(reverse("workspaces:self_service")).content.decode()
+    assert reverse("usage:showback") in page
