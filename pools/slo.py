@@ -94,7 +94,7 @@ def arrivals(profile_ids, since: datetime, now: datetime) -> dict[int, list[floa
 
 def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisioning]:
     """Measured provisioning times per infrastructure over the history window: creation to
-    ready of pool instances and of workspaces provisioned on demand (two queries)."""
+    ready of pool instances and of workspaces provisioned on demand (one query)."""
     since = now - timedelta(days=sizing.HISTORY_DAYS)
     samples: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
     instances = PoolInstance.objects.filter(
@@ -106,11 +106,15 @@ def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisio
         ready_at__lte=now,
         pool_instance__isnull=True,
     )
-    for queryset in (instances, on_demand):
-        for infrastructure_id, created, ready_at in queryset.values_list(
-            "infrastructure_id", "created", "ready_at"
-        ):
-            samples[infrastructure_id].append((ready_at, (ready_at - created).total_seconds()))
+    columns = ("infrastructure_id", "created", "ready_at")
+    # Unordered: SQLite allows no ORDER BY inside a UNION.
+    both = (
+        instances.values_list(*columns)
+        .order_by()
+        .union(on_demand.values_list(*columns).order_by(), all=True)
+    )
+    for infrastructure_id, created, ready_at in both:
+        samples[infrastructure_id].append((ready_at, (ready_at - created).total_seconds()))
     return {
         infrastructure_id: sizing.Provisioning.of(
             seconds for _, seconds in sorted(rows)[-PROVISIONING_SAMPLES:]

@@ -47,6 +47,7 @@ def summarize(profile_ids: list[int], now: datetime) -> Summary:
     rows = Workspace.objects.filter(profile_id__in=profile_ids, created__gte=since).values_list(
         "created", "ready_at", "pool_instance"
     )
+    idle_7d = idle_rows(profile_ids, since, now)
     warm, on_demand, requests, hits = [], [], 0, 0
     for created, ready_at, instance in rows:
         requests += 1
@@ -62,18 +63,17 @@ def summarize(profile_ids: list[int], now: datetime) -> Summary:
         warm_p95=percentile(warm, 95),
         on_demand_p50=percentile(on_demand, 50),
         on_demand_p95=percentile(on_demand, 95),
-        idle_hours_24h=idle_hours(profile_ids, now - timedelta(hours=24), now),
-        idle_hours_7d=idle_hours(profile_ids, since, now),
+        # The week's rows hold the day's: one query for both (a row idle only before the
+        # day began adds nothing to the day).
+        idle_hours_24h=idle_hours(idle_7d, now - timedelta(hours=24), now),
+        idle_hours_7d=idle_hours(idle_7d, since, now),
     )
 
 
-def idle_hours(profile_ids: list[int], since: datetime, now: datetime) -> float:
-    """Instance-hours spent ready and unclaimed between `since` and `now`.
-
-    An instance idles from `ready_at` until it is claimed, or starts deleting (its
-    `state_changed` then), or until now while it is still ready.
-    """
-    rows = (
+def idle_rows(profile_ids: list[int], since: datetime, now: datetime) -> list[tuple]:
+    """(state, ready at, claimed at, state changed) of the instances of `profile_ids` that
+    may have idled between `since` and `now` (what `idle_hours` adds up)."""
+    return list(
         PoolInstance.objects.filter(profile_id__in=profile_ids, ready_at__lt=now)
         .filter(
             Q(state=State.READY)
@@ -82,6 +82,14 @@ def idle_hours(profile_ids: list[int], since: datetime, now: datetime) -> float:
         )
         .values_list("state", "ready_at", "claimed_at", "state_changed")
     )
+
+
+def idle_hours(rows, since: datetime, now: datetime) -> float:
+    """Instance-hours spent ready and unclaimed between `since` and `now`, over `rows`.
+
+    An instance idles from `ready_at` until it is claimed, or starts deleting (its
+    `state_changed` then), or until now while it is still ready.
+    """
     seconds = 0.0
     for state, ready_at, claimed_at, changed in rows:
         end = now if state == State.READY else (claimed_at or changed)

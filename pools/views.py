@@ -49,7 +49,6 @@ def _recent_claims(profile_ids=None):
 
 def _rows(decisions, now):
     ids = [d.profile.pk for d in decisions]
-    pools = {p.profile_id: p for p in Pool.objects.filter(profile_id__in=ids)}
     claimed = dict(
         PoolInstance.objects.filter(
             profile_id__in=ids, state=State.CLAIMED, claimed_at__gte=now - stats.WINDOW
@@ -62,7 +61,7 @@ def _rows(decisions, now):
         {
             "profile": d.profile,
             "decision": d,
-            "pool": pools.get(d.profile.pk),
+            "pool": d.pool,
             "claimed": claimed.get(d.profile.pk, 0),
         }
         for d in decisions

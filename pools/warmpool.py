@@ -157,6 +157,7 @@ class Decision:
     reason: str = ""
     notes: list[str] = field(default_factory=list)
     at_risk: str = ""  # why the SLO may be missed (SLO sizing only)
+    pool: Pool | None = None  # the profile's pool settings, when it has any (`plan`)
 
 
 def decide(
@@ -351,18 +352,21 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
         schedules[schedule.profile_id].append(schedule)
     waiting = _waiting_user_requests(now)
     sized = slo.sizings(profiles, pools, now)
-    return [
-        decide(
+    decisions = []
+    for profile in profiles:
+        pool = pools.get(profile.pk)
+        decision = decide(
             profile,
-            pools.get(profile.pk),
+            pool,
             counts.get(profile.pk, Counts()),
             schedules[profile.pk],
             waiting.get(profile.infrastructure_id, 0),
             now,
             sized.get(profile.pk),
         )
-        for profile in profiles
-    ]
+        decision.pool = pool  # what the pages show next to it, read once
+        decisions.append(decision)
+    return decisions
 
 
 def reconcile(profile_ids=None, now: datetime | None = None) -> list[LoopDecision]:

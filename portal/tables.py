@@ -1,5 +1,8 @@
+from datetime import datetime
+
 import django_tables2 as tables
 from django.core.paginator import EmptyPage
+from django.utils import formats, timezone
 from django.utils.text import capfirst
 
 from portal.models import AuditEntry, Invitation, Team
@@ -26,8 +29,24 @@ def configure(table: tables.Table, request, per_page: int = PER_PAGE) -> tables.
     return table
 
 
+class DateTimeColumn(tables.Column):
+    """django-tables2's DateTimeColumn without its cost: that one compiles a template for
+    every cell, the bulk of a list page's time. Same output: the local time in `format`
+    (a `date` filter format or a format setting's name)."""
+
+    def __init__(self, format: str = "SHORT_DATETIME_FORMAT", **kwargs):
+        self.format = format
+        super().__init__(**kwargs)
+
+    def render(self, value):
+        return formats.date_format(timezone.localtime(value), self.format)
+
+    def value(self, value):
+        return value.isoformat(sep=" ") if isinstance(value, datetime) else value
+
+
 class AuditTable(tables.Table):
-    timestamp = tables.DateTimeColumn(linkify=True, format="Y-m-d H:i:s")
+    timestamp = DateTimeColumn(linkify=True, format="Y-m-d H:i:s")
     actor_name = tables.Column(verbose_name="Who")
     action = tables.Column()
     content_type = tables.Column(verbose_name="Type", order_by="content_type__model")
@@ -67,7 +86,7 @@ class UserTable(tables.Table):
     username = tables.Column(linkify=("portal:user_detail", {"pk": tables.A("pk")}))
     email = tables.Column()
     groups = tables.Column(accessor="pk", verbose_name="Groups", orderable=False)
-    last_login = tables.DateTimeColumn(format="Y-m-d H:i", default="Never")
+    last_login = DateTimeColumn(format="Y-m-d H:i", default="Never")
     is_active = tables.BooleanColumn(verbose_name="Active")
     active_workspaces = tables.Column(
         accessor="pk", verbose_name="Active workspaces", orderable=False
@@ -91,8 +110,8 @@ class InvitationTable(tables.Table):
     email = tables.Column()
     groups = tables.Column(accessor="pk", verbose_name="Groups", orderable=False)
     invited_by = tables.Column()
-    created = tables.DateTimeColumn(format="Y-m-d H:i")
-    expires_at = tables.DateTimeColumn(format="Y-m-d H:i", verbose_name="Expires")
+    created = DateTimeColumn(format="Y-m-d H:i")
+    expires_at = DateTimeColumn(format="Y-m-d H:i", verbose_name="Expires")
     status = tables.Column(accessor="pk", orderable=False)
     actions = tables.TemplateColumn(
         template_name="portal/invitation_actions.html", orderable=False, verbose_name=""

@@ -1,6 +1,8 @@
 import django_tables2 as tables
+from django.template.loader import render_to_string
 
 from pools.models import Workspace
+from portal.tables import DateTimeColumn
 
 
 class WorkspaceTable(tables.Table):
@@ -11,10 +13,10 @@ class WorkspaceTable(tables.Table):
     owner = tables.Column()
     team = tables.Column(verbose_name="Group")
     profile = tables.Column(linkify=True)
-    state = tables.TemplateColumn(template_name="workspaces/columns/state.html")
-    created = tables.DateTimeColumn(verbose_name="Requested")
-    ready_at = tables.DateTimeColumn(verbose_name="Ready")
-    expires_at = tables.DateTimeColumn(verbose_name="Expires")
+    state = tables.Column()
+    created = DateTimeColumn(verbose_name="Requested")
+    ready_at = DateTimeColumn(verbose_name="Ready")
+    expires_at = DateTimeColumn(verbose_name="Expires")
 
     class Meta:
         model = Workspace
@@ -29,3 +31,9 @@ class WorkspaceTable(tables.Table):
             "ready_at",
             "expires_at",
         ]
+
+    def render_state(self, record):
+        # The badge alone, without the request: a TemplateColumn would run every context
+        # processor (the navigation included) once per row.
+        context = {"state": record.state, "label": record.get_state_display()}
+        return render_to_string("workspaces/_state.html", context)

@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from pools import watch
+from pools import claims, watch
 from pools.lifecycle import LIVE_STATES, State
 from pools.models import Workspace
 from portal.roles import USE, VIEW, Area, has_perm
@@ -61,14 +61,14 @@ def self_service(request):
         ComputeProfile.objects.usable_by(request.user)
         .select_related("infrastructure", "default_services_profile")
         .prefetch_related("resource_groups")
+        .annotate(ready_now=claims.ready_now())  # for the estimates, in the same query
     )
     profiles = offers.offers(request.user, profiles)
     usage_prices.annotate_costs(profiles)
-    teams = list(request.user.teams.filter(role__in=quotas.SELF_SERVICE_ROLES).order_by("name"))
     workspaces = _my_workspaces(request.user)
     context = {
         "profiles": profiles,
-        "usages": quotas.usage(teams),
+        "usages": quotas.usage_of(request.user),
         "workspaces": workspaces,
         "polling": any(ws.in_flight for ws in workspaces),
         "services_profiles": services.requestable_profiles(request.user),
