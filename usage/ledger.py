@@ -27,6 +27,7 @@ What is charged, by state:
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 
 from django.db import transaction
@@ -36,7 +37,7 @@ from django.utils import timezone
 from pools import locks
 from pools.lifecycle import State
 from pools.models import PoolInstance, PoolInstanceEvent, Workspace, WorkspaceEvent
-from usage.models import LedgerCursor, UsageInterval
+from usage.models import LedgerCursor, UsageInterval, UsageShape
 from usage.prices import Line, lines_of
 
 LOCK_NAME = "usage-ledger"
@@ -123,11 +124,11 @@ def _lines(obj) -> list[Line]:
     return lines_of(obj.profile)
 
 
-def workspace_intervals(workspace: Workspace) -> list[UsageInterval]:
+def workspace_intervals(workspace: Workspace, lines: list[Line]) -> list[UsageInterval]:
     return intervals(
         UsageInterval.Kind.WORKSPACE,
         workspace,
-        _lines(workspace),
+        lines,
         _RUNNING,
         _FILES_KEPT,
         owner_id=workspace.owner_id,
@@ -135,8 +136,8 @@ def workspace_intervals(workspace: Workspace) -> list[UsageInterval]:
     )
 
 
-def instance_intervals(instance: PoolInstance) -> list[UsageInterval]:
-    return intervals(UsageInterval.Kind.WARM_IDLE, instance, _lines(instance), _WARM_IDLE, set())
+def instance_intervals(instance: PoolInstance, lines: list[Line]) -> list[UsageInterval]:
+    return intervals(UsageInterval.Kind.WARM_IDLE, instance, lines, _WARM_IDLE, set())
 
 
 _SOURCES = {
@@ -147,15 +148,28 @@ _SOURCES = {
 
 def rebuild(kind: str, ids) -> int:
     """Replace the intervals of these workspaces (or instances) by those their events give
-    now; return how many rows were written. Idempotent: the same events, the same rows."""
+    now; return how many rows were written. Idempotent: the same events, the same rows.
+
+    Each is priced by what it held when the ledger first saw it (`UsageShape`, kept), not
+    by its profile as edited since."""
     model, make = _SOURCES[kind]
-    objects = model._base_manager.filter(pk__in=list(ids)).select_related(
+    ids = list(ids)
+    objects = model._base_manager.filter(pk__in=ids).select_related(
         "profile__infrastructure", "infrastructure"
     )
     objects = objects.prefetch_related("events", "profile__resource_groups")
-    rows = [row for obj in objects for row in make(obj)]
+    kept = UsageShape.objects.filter(kind=kind, source_id__in=ids)
+    shapes = {shape.source_id: [Line(**line) for line in shape.lines] for shape in kept}
+    new_shapes, rows = [], []
+    for obj in objects:
+        if obj.pk not in shapes:
+            shapes[obj.pk] = _lines(obj)
+            lines = [asdict(line) for line in shapes[obj.pk]]
+            new_shapes.append(UsageShape(kind=kind, source_id=obj.pk, lines=lines))
+        rows += make(obj, shapes[obj.pk])
     with transaction.atomic():
-        UsageInterval.objects.filter(kind=kind, source_id__in=list(ids)).delete()
+        UsageShape.objects.bulk_create(new_shapes, ignore_conflicts=True)
+        UsageInterval.objects.filter(kind=kind, source_id__in=ids).delete()
         UsageInterval.objects.bulk_create(rows)
     return len(rows)
 

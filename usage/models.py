@@ -95,6 +95,23 @@ class UsageInterval(models.Model):
         return f"{self.kind} {self.source_id} #{self.position}: {self.state}"
 
 
+class UsageShape(models.Model):
+    """What one workspace (or warm-pool instance) holds per resource group, as the ledger
+    first saw it: a profile edited later does not change its past (`usage.ledger`)."""
+
+    kind = models.CharField(max_length=10, choices=UsageInterval.Kind.choices)
+    source_id = models.PositiveBigIntegerField()
+    lines = models.JSONField(default=list, help_text="usage.prices.Line fields, per group.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "source_id"], name="one_shape_per_source")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.source_id}"
+
+
 class LedgerCursor(models.Model):
     """How far the ledger has read the event tables (one row, pk=1).
 

@@ -289,3 +289,20 @@ def test_a_second_pass_while_one_runs_does_nothing(clock, member, a100_profile):
     with held_elsewhere(ledger.LOCK_NAME):
         assert ledger.run(now=clock.current) == {"skipped": 1}
     assert ledger.run(now=clock.current) == {"workspaces": 0, "instances": 0}
+
+
+def test_a_profile_edited_later_does_not_change_what_a_workspace_held(
+    clock, member, a100_profile, prices
+):
+    clock.set(at(2, 9))
+    workspace = lifecycle.create(
+        Workspace, message="requested", owner=member, profile=a100_profile,
+        infrastructure=a100_profile.infrastructure, gpus=1,
+    )  # fmt: skip
+    move(clock, workspace, at(2, 9), State.PROVISIONING, State.READY)
+    ledger.run(now=clock.set(at(2, 10)))
+    a100_profile.resource_groups.update(gpu_count=4)  # an admin edits the profile
+    move(clock, workspace, at(2, 12), State.STOPPING, State.STOPPED)
+    ledger.run(now=clock.set(at(2, 13)))
+    ready = UsageInterval.objects.get(source_id=workspace.pk, state=State.READY)
+    assert (ready.gpus, ready.end) == (1, at(2, 12))
