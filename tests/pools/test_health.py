@@ -371,7 +371,9 @@ def test_infrastructure_not_ready_is_shown_but_not_offered_and_feeds_no_pool(
     )
     client.force_login(member)
     page = client.get(reverse("workspaces:self_service")).content.decode()
-    assert "Degraded: The directory /x is not writable." in page
+    # A data scientist is told it is unavailable and whom to ask, never the admin's reason.
+    assert "Unavailable right now" in page
+    assert "/x is not writable" not in page
     assert reverse("workspaces:request", args=[profile.pk]) not in page
     client.post(reverse("workspaces:request", args=[profile.pk]))
     assert not profile.workspaces.exists()
