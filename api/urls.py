@@ -1,9 +1,10 @@
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from api import pages
 from api.v1 import catalog, people, pools, workspaces
+from api.v1.generic import NoSuchPath
 
 app_name = "api"
 
@@ -21,6 +22,7 @@ router.register("audit", people.AuditViewSet, basename="audit")
 
 urlpatterns = [
     path("v1/", include((router.urls, "v1"))),
+    re_path(r"^v1/", NoSuchPath.as_view(), name="no_such_path"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path(
         "docs/",

@@ -7,8 +7,9 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from api import etags
 from api.forms import bind, form_request_serializer
@@ -128,3 +129,16 @@ def write_docs(output, noun: str):
         ),
         destroy=extend_schema(summary=f"Delete a {noun}"),
     )
+
+
+class NoSuchPath(APIView):
+    """Any other path under /api/v1/: a 404 problem, not the portal's HTML page."""
+
+    schema = None  # not an operation
+    permission_classes = []
+    throttle_classes = []
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        raise NotFound("No such API path; /api/docs/ lists them.")
+
+    get = post = put = patch = delete = http_method_not_allowed

@@ -181,3 +181,11 @@ def test_the_rate_is_limited_per_token(member, token_for, monkeypatch):
     assert limited["Content-Type"] == PROBLEM and int(limited["Retry-After"]) > 0
     assert second.get(WORKSPACES).status_code == HTTPStatus.OK
     cache.clear()
+
+
+@pytest.mark.django_db
+def test_an_unknown_api_path_is_a_404_problem():
+    response = ApiClient().get("/api/v1/no-such-thing/")
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response["Content-Type"] == PROBLEM
