@@ -13,6 +13,7 @@ router.register("infrastructure", catalog.InfrastructureViewSet, basename="infra
 router.register("compute-profiles", catalog.ComputeProfileViewSet, basename="computeprofile")
 router.register("services-profiles", catalog.ServicesProfileViewSet, basename="servicesprofile")
 router.register("partitioning", catalog.PartitioningViewSet, basename="partitioning")
+router.register("pools/schedules", pools.PoolScheduleViewSet, basename="poolschedule")
 router.register("pools", pools.PoolViewSet, basename="pool")
 router.register("workspaces", workspaces.WorkspaceViewSet, basename="workspace")
 router.register("users", people.UserViewSet, basename="user")

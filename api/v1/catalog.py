@@ -27,6 +27,17 @@ class InfrastructureViewSet(PageBackedViewSet):
     output_serializer = out.InfrastructureSerializer
     queryset = pages.InfrastructureList.queryset
 
+    @extend_schema(
+        summary="Check now: the engine checks the entry; health_status follows the result",
+        request=None,
+        responses={202: out.InfrastructureSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def check(self, request, pk=None):
+        infrastructure = self.get_object()
+        infrastructure.request_health_check()
+        return self._response(self.get_object(), code=202)
+
 
 @write_docs(out.ComputeProfileSerializer, "compute profile")
 class ComputeProfileViewSet(PageBackedViewSet):
@@ -117,3 +128,14 @@ class PartitioningViewSet(PageBackedViewSet):
         except PartitioningRefused as refused:
             raise Conflict(str(refused)) from refused
         return self._response(self.get_object())
+
+    @extend_schema(
+        summary="Read the nodes' MIG state labels again (in the background)",
+        request=None,
+        responses={202: out.PartitioningStrategySerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        strategy = self.get_object()
+        mig_apply.request_refresh(strategy)
+        return self._response(strategy, code=202)

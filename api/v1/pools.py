@@ -8,6 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from api.v1 import serializers as out
+from api.v1.generic import PageBackedViewSet, write_docs
 from pools import views as pool_pages
 from pools import warmpool
 from pools.models import LoopDecision, Pool
@@ -87,3 +88,14 @@ def _unmanaged(profile) -> dict:
         "halted": bool(pool and pool.halted),
         "last_failure": pool.last_failure if pool else "",
     }
+
+
+@write_docs(out.PoolScheduleSerializer, "warm-pool schedule")
+class PoolScheduleViewSet(PageBackedViewSet):
+    """Weekly windows that change a warm pool's desired capacity (the pools pages' own)."""
+
+    list_page = pool_pages.PoolScheduleList
+    edit_page = pool_pages.PoolScheduleEdit
+    delete_page = pool_pages.PoolScheduleDelete
+    output_serializer = out.PoolScheduleSerializer
+    queryset = pool_pages.PoolScheduleList.queryset

@@ -3,9 +3,10 @@ be returned by accident (a new secret field is not listed here). Secrets are wri
 an object says only which of them are set (`secrets_set`), as the pages do."""
 
 from django.contrib.auth import get_user_model
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from pools.models import LoopDecision, Workspace, WorkspaceEvent
+from pools.models import LoopDecision, PoolSchedule, Workspace, WorkspaceEvent
 from portal.models import AuditEntry, Invitation, Team
 from profiles.models import (
     ComputeProfile,
@@ -168,6 +169,33 @@ class LayoutResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
     reason = serializers.CharField(allow_blank=True)
     placements = PlacementSerializer(many=True)
+
+
+@extend_schema_field({"type": "string", "pattern": "^[0-2][0-9]:[0-5][0-9]$", "example": "08:00"})
+class WallClockTimeField(serializers.TimeField):
+    """A time of day as the schedule page shows it ("08:00"), in the organisation's time
+    zone; OpenAPI's `time` format would demand a UTC offset it does not have."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%H:%M", **kwargs)
+
+
+class PoolScheduleSerializer(serializers.ModelSerializer):
+    start_time = WallClockTimeField(read_only=True)
+    end_time = WallClockTimeField(read_only=True, help_text="00:00 means midnight.")
+
+    class Meta:
+        model = PoolSchedule
+        fields = [
+            "id",
+            "profile",
+            "name",
+            "weekdays",
+            "start_time",
+            "end_time",
+            "desired_capacity",
+            "created",
+        ]
 
 
 class LoopDecisionSerializer(serializers.ModelSerializer):

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.test import Client
 
 from pools.lifecycle import State
-from pools.models import Workspace
+from pools.models import PoolSchedule, Workspace
 from portal import audit, invitations
 from portal.models import Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
@@ -94,11 +94,13 @@ _NOT_YOURS = {OTHER: NOT_FOUND}
 
 EXPECTED: dict[str, Rule] = {
     **catalog("infrastructure", Area.INFRASTRUCTURE),
+    "infrastructure_check_create": change(Area.INFRASTRUCTURE, ACCEPTED),
     **catalog("compute_profiles", Area.PROFILES),
     **catalog("services_profiles", Area.PROFILES),
     **catalog("partitioning", Area.PROFILES),
     # local infrastructure: applying is refused (Kubernetes only) after the permission check
     "partitioning_apply_create": change(Area.PROFILES, CONFLICT),
+    "partitioning_refresh_create": change(Area.PROFILES, ACCEPTED),
     "partitioning_drain_create": change(Area.PROFILES, body={"node": "gpu-1", "draining": True}),
     "partitioning_validate_layout_create": view(
         Area.PROFILES, body={"gpu_model": "A100-40GB", "counts": {"7g.40gb": 1}}
@@ -108,6 +110,7 @@ EXPECTED: dict[str, Rule] = {
     "pools_decisions_list": view(Area.POOLS),
     "pools_pause_create": change(Area.POOLS),
     "pools_resume_create": change(Area.POOLS),
+    **catalog("pools_schedules", Area.POOLS),
     "workspaces_list": Rule(_WS_VIEW),
     "workspaces_create": Rule(((Area.SELF_SERVICE, USE),), ok=BAD),
     "workspaces_retrieve": Rule(_WS_VIEW, overrides=_NOT_YOURS),
@@ -164,6 +167,14 @@ def _workspace(people) -> int:
     ).pk
 
 
+def _schedule(people) -> int:
+    profile = _profile()
+    ComputeProfile.objects.filter(pk=profile.pk).update(
+        allocation_strategy="warm_pool", desired_capacity=2
+    )
+    return PoolSchedule.objects.create(profile=profile, weekdays=[5, 6], desired_capacity=1).pk
+
+
 def _service_deployment(people) -> dict:
     workspace = Workspace.objects.get(pk=_workspace(people))
     deployment = create_deployment(
@@ -185,6 +196,7 @@ FACTORIES: dict[str, Callable[[dict], int | dict]] = {
         ).pk
     ),
     "pools": lambda people: _profile().pk,
+    "pools_schedules": _schedule,
     "workspaces": _workspace,
     "users_reactivate": lambda people: User.objects.create(username="gone", is_active=False).pk,
     "users": lambda people: User.objects.create(username="target").pk,

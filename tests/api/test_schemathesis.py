@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from pools.lifecycle import State
+from pools.models import PoolSchedule
 from portal import invitations
 from portal.models import Team
 from profiles.models import ServicesProfile
@@ -50,10 +51,12 @@ def objects(org_admin, member, local_infrastructure, profile_factory, workspace_
     deployment = create_deployment(
         workspace, ServicesProfile.objects.get(slug="jobs"), workspace=workspace
     )
+    schedule = PoolSchedule.objects.create(profile=profile, weekdays=[5], desired_capacity=1)
     return {
         "deployment_pk": deployment.pk,
         "compute-profiles": profile.pk,
         "pools": profile.pk,
+        "schedules": schedule.pk,
         "workspaces": workspace.pk,
         "infrastructure": local_infrastructure.pk,
         "groups": team.pk,
@@ -64,7 +67,7 @@ def objects(org_admin, member, local_infrastructure, profile_factory, workspace_
 
 def _real_ids(case, objects: dict) -> None:
     """Point the case's path id at a real object of its resource, when there is one."""
-    resource = case.operation.path.split("/")[3]
+    resource = case.operation.path.split("{")[0].rstrip("/").split("/")[-1]
     for name in case.path_parameters or {}:
         real = objects.get(name, objects.get(resource))
         if real is not None:
