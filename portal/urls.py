@@ -40,9 +40,7 @@ portal_patterns = [
     # A user's own notifications (issue 16).
     path("notifications/", notifications.notification_list, name="notification_list"),
     path("notifications/badge/", notifications.notification_badge, name="notification_badge"),
-    path(
-        "notifications/<int:pk>/read/", notifications.notification_read, name="notification_read"
-    ),
+    path("notifications/<int:pk>/read/", notifications.notification_read, name="notification_read"),
     path(
         "notifications/read-all/",
         notifications.notification_read_all,
