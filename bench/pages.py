@@ -5,10 +5,11 @@ dropped at the end), migrates it, fills it with `bench.dataset` (10,000 workspac
 100,000 audit entries by default), and requests each hot page in-process through Django's
 test client, logged in as the user who sees it: the self-service page and its htmx-polled
 list as a data scientist with live workspaces; every workspace (every sort, deep pages,
-filters), the warm pools and the audit log as an Org admin. It prints, per page, the
-queries one request runs and the server time (median and p95 of `--repeat` requests,
-after two warm-up requests) and the median CPU time the request took in this process (the
-server's Python work, which other load on the machine inflates less than wall time).
+filters), the warm pools, the overview dashboard and the audit log as an Org admin. It
+prints, per page, the queries one request runs and the server time (median and p95 of
+`--repeat` requests, after two warm-up requests) and the median CPU time the request took
+in this process (the server's Python work, which other load on the machine inflates less
+than wall time).
 
 Goal (issue 17): median <= 50 ms, and a query count that does not grow with the data
 (<= 12; the same pages are pinned by tests/test_query_pins.py).
@@ -78,6 +79,7 @@ def pages(data) -> list[tuple[str, object, str]]:
             f"{everything}?team={data.teams[2].pk}&state=deleted&page=3",
         ),
         ("pools", data.admin, reverse("pools:pool_list")),
+        ("overview (dashboard)", data.admin, reverse("overview:index")),
         ("audit log", data.admin, audit),
         ("audit log, page 1000", data.admin, f"{audit}?page=1000"),
         ("audit log, sort object", data.admin, f"{audit}?sort=object_repr&page=5"),

@@ -1,9 +1,9 @@
 """The hot pages run a fixed number of queries, however many rows there are (issue 17).
 
 Each page named in bench/pages.py (self-service, its htmx-polled list, every workspace
-in every sort, deep pages and filters, the warm pools, the audit log) is requested on a
-small data set (bench.dataset) and again after that set has grown to three times its
-size: the count must be the same, and at most MAX_QUERIES. The timings at 10,000
+in every sort, deep pages and filters, the warm pools, the overview, the audit log) is
+requested on a small data set (bench.dataset) and again after that set has grown to three
+times its size: the count must be the same, and at most MAX_QUERIES. The timings at 10,000
 workspaces live in the benchmark (`python -m bench.pages`), never here.
 """
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from pools.drivers import local
 from pools.lifecycle import GPU_STATES, WORKSPACE_LIFECYCLE, State
-from pools.models import Pool, PoolInstance, Workspace
+from pools.models import PoolInstance, Workspace
 from profiles.choices import AllocationStrategy, HealthStatus, InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup, ServicesProfile
 from workspaces.filtersets import FAILURE_WINDOW, WAITING_STATES, activity
@@ -215,13 +215,11 @@ def pool_rows(profiles: list[dict], instances: Counts, now: datetime) -> list[Po
     """Warm pools: ready instances, 7-day hit rate (requests served warm), halted ones."""
     warm = [p for p in profiles if p["allocation_strategy"] == AllocationStrategy.WARM_POOL]
     rows = {p["pk"]: PoolRow(p["pk"], p["name"], p["desired_capacity"]) for p in warm}
-    for pool in Pool.objects.filter(profile_id__in=rows):
-        target = rows[pool.profile_id]
-        target.halted, target.paused, target.last_failure = (
-            pool.halted,
-            pool.paused,
-            pool.last_failure,
-        )
+    for p in warm:  # the pool's row came with the profile's (a profile may have none yet)
+        target = rows[p["pk"]]
+        target.halted = bool(p["pool__halted"])
+        target.paused = bool(p["pool__paused"])
+        target.last_failure = p["pool__last_failure"] or ""
     for (profile_id, state), n in instances.items():
         if state == State.READY and profile_id in rows:
             rows[profile_id].ready = n
@@ -247,13 +245,33 @@ def build(now: datetime | None = None) -> Dashboard:
             "published",
             "allocation_strategy",
             "desired_capacity",
+            "pool__halted",
+            "pool__paused",
+            "pool__last_failure",
         )
     )
     profile_infra = {p["pk"]: p["infrastructure_id"] for p in profiles}
     workspaces = _counts(Workspace.objects.exclude(state=State.DELETED))
-    instances = _counts(PoolInstance.objects.filter(state__in=WARM_STATES))
+    # Warm instances and those that failed in the window, counted in one query.
+    counted = _counts(
+        PoolInstance.objects.filter(
+            Q(state__in=WARM_STATES)
+            | Q(state=State.FAILED, state_changed__gte=now - FAILURE_WINDOW)
+        )
+    )
+    instances = {key: n for key, n in counted.items() if key[1] != State.FAILED}
+    pool_failures = sum(counted.values()) - sum(instances.values())
     waiting = Workspace.objects.filter(activity("waiting", now))
-    failed = Workspace.objects.filter(activity("failed_24h", now))
+    # Every reason of the window's failures with its count: few distinct ones, so one query
+    # gives both the total and the commonest reasons.
+    failures = Counter(
+        dict(
+            Workspace.objects.filter(activity("failed_24h", now))
+            .values_list("failure_reason")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+    )
     return Dashboard(
         gpus=gpu_rows(infrastructure, profile_infra, workspaces, instances),
         states=workspace_states(workspaces),
@@ -261,15 +279,11 @@ def build(now: datetime | None = None) -> Dashboard:
         oldest_waiting=list(
             waiting.select_related("owner", "profile").order_by("created", "pk")[:WAITING_SHOWN]
         ),
-        failed_total=failed.count(),
-        failures=list(
-            failed.values_list("failure_reason")
-            .annotate(n=Count("id"))
-            .order_by("-n", "failure_reason")[:FAILURE_REASONS_SHOWN]
-        ),
-        pool_failures=PoolInstance.objects.filter(
-            state=State.FAILED, state_changed__gte=now - FAILURE_WINDOW
-        ).count(),
+        failed_total=failures.total(),
+        failures=sorted(failures.items(), key=lambda item: (-item[1], item[0]))[
+            :FAILURE_REASONS_SHOWN
+        ],
+        pool_failures=pool_failures,
         pools=pool_rows(profiles, instances, now),
         infrastructure=infrastructure,
         setup_steps=[

@@ -191,4 +191,4 @@ def test_the_overview_runs_the_same_queries_for_three_times_the_workspaces(
     at_n = overview_queries(admin_client)
     add(4)
     assert overview_queries(admin_client) == at_n
-    assert at_n <= 15  # 3 for the session and the user's groups, 12 for the dashboard
+    assert at_n <= 12  # 3 for the session and the user's groups, 9 for the dashboard
