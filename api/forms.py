@@ -98,12 +98,14 @@ def _inline_data(inline, rows) -> dict:
     return data
 
 
-def bind(form_class, payload, *, user, instance=None, rows_key: str = ""):
+def bind(form_class, payload, *, user, instance=None, rows_key: str = "", **form_kwargs):
     """The page's form bound to the JSON body and validated; `ValidationError` with the
-    form's messages (rows as "<rows_key>[i].<field>") when it is not valid."""
+    form's messages (rows as "<rows_key>[i].<field>") when it is not valid. `form_kwargs`
+    are the form's own arguments (a group's AddMemberForm takes its `team`)."""
     if not isinstance(payload, dict):
         raise ValidationError({NON_FIELD: ["Send a JSON object."]})
-    unbound = form_class(**_form_kwargs(form_class, instance, user))
+    form_kwargs |= _form_kwargs(form_class, instance, user)
+    unbound = form_class(**form_kwargs)
     unknown = set(payload) - set(unbound.fields) - {rows_key}
     if unknown:
         raise ValidationError({name: [UNKNOWN] for name in sorted(unknown)})
@@ -116,7 +118,7 @@ def bind(form_class, payload, *, user, instance=None, rows_key: str = ""):
             data |= _inline_data(unbound.inline, payload.get(rows_key))
         except ValidationError as error:
             raise ValidationError(_renamed(error.detail, "rows", rows_key)) from error
-    form = form_class(data, **_form_kwargs(form_class, instance, user))
+    form = form_class(data, **form_kwargs)
     if not form.is_valid():
         raise ValidationError(form_errors(form, rows_key))
     return form

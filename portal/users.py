@@ -100,6 +100,16 @@ def keeping_an_org_admin() -> Iterator[None]:
 
 
 @transaction.atomic
+def add_member(actor, team: Team, user) -> None:
+    """Put a user in a group by hand, audited; a membership SSO had granted becomes manual
+    (the next Okta login no longer takes it away)."""
+    tracker = audit.ChangeTracker(team)
+    team.members.add(user)
+    SsoMembership.objects.filter(team=team, user=user).delete()
+    tracker.record(actor)
+
+
+@transaction.atomic
 def remove_member(actor, team: Team, user) -> None:
     """Take a user out of a group by hand (an SSO-granted membership too), audited."""
     with keeping_an_org_admin():

@@ -1,11 +1,8 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from portal import audit
 from portal.roles import CHANGE, VIEW, Area, has_perm
 from portal.views.generic import (
     ObjectDeleteView,
@@ -14,7 +11,7 @@ from portal.views.generic import (
     ObjectListView,
     require,
 )
-from profiles import aws_checks, catalog, filtersets, forms, tables
+from profiles import aws_checks, catalog, cloning, filtersets, forms, tables
 from profiles.choices import InfrastructureKind
 from profiles.mig import nvml
 from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
@@ -207,33 +204,9 @@ def servicesprofile_clone(request, pk: int):
         ServicesProfile.objects.for_user(request.user, CHANGE).prefetch_related("components"),
         pk=pk,
     )
-    with transaction.atomic():
-        clone = ServicesProfile.objects.create(
-            name=_unique_name(f"{original.name} (copy)"),
-            description=original.description,
-            published=False,
-        )
-        for item in original.components.all():
-            clone.components.create(
-                position=item.position,
-                capability=item.capability,
-                component=item.component,
-                version=item.version,
-                parameters=item.parameters,
-            )
-        audit.record_created(request.user, clone)
+    clone = cloning.clone_services_profile(request.user, original)
     messages.success(request, f"Cloned “{original}”. The copy is unpublished until you publish it.")
     return redirect(clone)
-
-
-def _unique_name(base: str) -> str:
-    name, number = base, 2
-    while (
-        ServicesProfile.objects.filter(name=name).exists()
-        or ServicesProfile.objects.filter(slug=slugify(name)).exists()
-    ):
-        name, number = f"{base} {number}", number + 1
-    return name
 
 
 # Support matrix

@@ -12,7 +12,7 @@ from api.v1.generic import PageBackedViewSet, write_docs
 from pools import mig_apply, partitions
 from pools.forms import DrainForm
 from pools.partitions import PartitioningRefused
-from profiles import partitioning_views
+from profiles import cloning, partitioning_views
 from profiles import views as pages
 from profiles.mig import layout
 
@@ -61,6 +61,16 @@ class ServicesProfileViewSet(PageBackedViewSet):
     rows_key = "components"
     output_serializer = out.ServicesProfileSerializer
     queryset = pages.ServicesProfileList.queryset
+
+    @extend_schema(
+        summary="Clone the profile (turnkey ones too): an unpublished copy to customise",
+        request=None,
+        responses={201: out.ServicesProfileSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def clone(self, request, pk=None):
+        clone = cloning.clone_services_profile(request.user, self.get_object())
+        return self._response(self.get_queryset().get(pk=clone.pk), code=201)
 
 
 @write_docs(out.PartitioningStrategySerializer, "partitioning")

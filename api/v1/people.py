@@ -17,6 +17,7 @@ from portal import invitations
 from portal import users as user_actions
 from portal.models import Invitation, Team
 from portal.roles import Area
+from portal.team_forms import AddMemberForm
 from portal.user_forms import InvitationForm, UserAddForm, UserSearchForm
 from portal.views import pages
 
@@ -33,6 +34,35 @@ class GroupViewSet(PageBackedViewSet):
     output_serializer = out.TeamSerializer
     prefetch = ("members", "compute_profiles", "services_profiles")
     queryset = Team.objects.annotate(member_count=Count("members"))
+
+    @extend_schema(
+        summary="Add a member by hand (a membership SSO had granted becomes a manual one)",
+        request=out.MemberRequestSerializer,
+        responses={200: out.TeamSerializer},
+    )
+    @action(detail=True, methods=["post"], url_path="members")
+    def add_member(self, request, pk=None):
+        team = self.get_object()
+        form = bind(AddMemberForm, request.data, user=request.user, team=team)
+        user_actions.add_member(request.user, team, form.cleaned_data["user"])
+        return self._response(self.get_object())
+
+    @extend_schema(
+        summary="Take a member out of the group (an SSO-granted membership too); 409 if "
+        "nobody would be left to manage users",
+        parameters=[OpenApiParameter("user_pk", int, OpenApiParameter.PATH)],
+        request=None,
+        responses={200: out.TeamSerializer},
+    )
+    @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_pk>[0-9]+)")
+    def remove_member(self, request, pk=None, user_pk=None):
+        team = self.get_object()
+        user = get_object_or_404(team.members.all(), pk=user_pk)
+        try:
+            user_actions.remove_member(request.user, team, user)
+        except user_actions.LastOrgAdmin as refused:
+            raise Conflict(refused.message) from refused
+        return self._response(self.get_object())
 
 
 class AuditViewSet(PageBackedViewSet):

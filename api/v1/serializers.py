@@ -151,6 +151,10 @@ class DrainRequestSerializer(serializers.Serializer):
     draining = serializers.BooleanField(help_text="true: drain; false: back in service.")
 
 
+class MemberRequestSerializer(serializers.Serializer):
+    user = serializers.IntegerField(help_text="An active user who is not a member yet.")
+
+
 class LayoutRequestSerializer(serializers.Serializer):
     gpu_model = serializers.CharField(help_text="A MIG-capable GPU model, e.g. A100-40GB.")
     counts = serializers.DictField(

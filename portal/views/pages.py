@@ -1,13 +1,12 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_POST
 
 from portal import audit, filtersets, tables
 from portal import users as user_actions
-from portal.models import AuditEntry, SsoMembership, Team
+from portal.models import AuditEntry, Team
 from portal.roles import CHANGE, ROLE_DESCRIPTIONS, Area, has_perm, is_admin_user
 from portal.team_forms import AddMemberForm, TeamForm
 from portal.views.generic import (
@@ -102,11 +101,7 @@ def team_member_add(request, pk: int):
         messages.error(request, "Choose an active user who is not a member yet.")
         return redirect(team)
     user = form.cleaned_data["user"]
-    with transaction.atomic():
-        tracker = audit.ChangeTracker(team)
-        team.members.add(user)
-        SsoMembership.objects.filter(team=team, user=user).delete()
-        tracker.record(request.user)
+    user_actions.add_member(request.user, team, user)
     messages.success(request, f"Added {user.get_username()} to “{team}”.")
     return redirect(team)
 

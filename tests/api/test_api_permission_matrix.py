@@ -97,6 +97,7 @@ EXPECTED: dict[str, Rule] = {
     "infrastructure_check_create": change(Area.INFRASTRUCTURE, ACCEPTED),
     **catalog("compute_profiles", Area.PROFILES),
     **catalog("services_profiles", Area.PROFILES),
+    "services_profiles_clone_create": change(Area.PROFILES, CREATED),
     **catalog("partitioning", Area.PROFILES),
     # local infrastructure: applying is refused (Kubernetes only) after the permission check
     "partitioning_apply_create": change(Area.PROFILES, CONFLICT),
@@ -130,6 +131,8 @@ EXPECTED: dict[str, Rule] = {
     "users_deactivate_create": change(Area.USERS),
     "users_reactivate_create": change(Area.USERS),
     **catalog("groups", Area.USERS),
+    "groups_members_create": change(Area.USERS, BAD),  # no user named: the form's message
+    "groups_members_destroy": change(Area.USERS),
     "invitations_list": view(Area.USERS),
     "invitations_retrieve": view(Area.USERS),
     "invitations_create": change(Area.USERS, BAD),
@@ -184,7 +187,14 @@ def _service_deployment(people) -> dict:
     return {"id": workspace.pk, "deployment_pk": deployment.pk}
 
 
+def _group_with_member(people) -> dict:
+    team = Team.objects.create(name="Target group")
+    team.members.add(User.objects.create(username="target"))
+    return {"id": team.pk, "user_pk": team.members.get().pk}
+
+
 FACTORIES: dict[str, Callable[[dict], int | dict]] = {
+    "groups_members_destroy": _group_with_member,
     "workspaces_services_redeploy": _service_deployment,
     "workspaces_services_remove": _service_deployment,
     "infrastructure": lambda people: _infrastructure().pk,

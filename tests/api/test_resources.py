@@ -1,6 +1,7 @@
 """The API does what the pages do, with their rules and messages: workspace requests and
 their refusals, power actions, compute profiles through the form with ETag / If-Match,
-the MIG layout check, warm pools, users and the audit trail."""
+the MIG layout check, warm pools, users, group members, services-profile clones and the
+audit trail."""
 
 from http import HTTPStatus
 
@@ -8,8 +9,8 @@ import pytest
 
 from pools.lifecycle import State
 from pools.models import Pool, Workspace
-from portal.models import AuditAction, AuditEntry, Team
-from profiles.models import ComputeProfile
+from portal.models import AuditAction, AuditEntry, SsoMembership, Team
+from profiles.models import ComputeProfile, ServicesProfile
 
 PROFILES = "/api/v1/compute-profiles/"
 WORKSPACES = "/api/v1/workspaces/"
@@ -315,3 +316,82 @@ def test_the_audit_log_is_read_only_and_filtered_like_its_page(org_admin, api_fo
 
     assert listed["count"] >= 1 and {e["action"] for e in listed["results"]} == {"created"}
     assert refused.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+# -- group members and services-profile clones ----------------------------------------------
+
+
+def test_adding_and_removing_a_member_is_audited_and_answers_the_group(
+    org_admin, api_for, member, viewer
+):
+    admin, team = api_for(org_admin), member.teams.get()
+    members = f"/api/v1/groups/{team.pk}/members/"
+
+    added = admin.post(members, {"user": viewer.pk})
+    again = admin.post(members, {"user": viewer.pk})
+    removed = admin.delete(f"{members}{member.pk}/")
+    not_a_member = admin.delete(f"{members}{member.pk}/")
+
+    assert added.status_code == HTTPStatus.OK and added.json()["members"] == ["mia", "vic"]
+    assert again.status_code == HTTPStatus.BAD_REQUEST and "user" in again.json()["errors"]
+    assert removed.status_code == HTTPStatus.OK and removed.json()["members"] == ["vic"]
+    assert not_a_member.status_code == HTTPStatus.NOT_FOUND
+    changes = AuditEntry.objects.filter(
+        content_type__model="team", object_id=str(team.pk), action=AuditAction.UPDATED
+    )
+    assert changes.count() == 2
+
+
+def test_adding_a_member_makes_an_sso_granted_membership_a_manual_one(org_admin, api_for, member):
+    team = Team.objects.create(name="Okta group")
+    team.members.add(member)
+    SsoMembership.objects.create(team=team, user=member)
+    team.members.remove(member)  # as an Okta login that no longer maps to the group leaves it
+
+    api_for(org_admin).post(f"/api/v1/groups/{team.pk}/members/", {"user": member.pk})
+
+    assert list(team.members.all()) == [member]
+    assert not SsoMembership.objects.filter(team=team).exists()
+
+
+def test_removing_the_last_org_admin_is_409_with_the_reason(org_admin, api_for):
+    team = org_admin.teams.get()
+
+    refused = api_for(org_admin).delete(f"/api/v1/groups/{team.pk}/members/{org_admin.pk}/")
+
+    assert refused.status_code == HTTPStatus.CONFLICT
+    assert refused["Content-Type"] == PROBLEM
+    assert "nobody would be left to manage users" in refused.json()["detail"]
+    assert list(team.members.all()) == [org_admin]
+
+
+def test_only_org_admins_change_members(operator, api_for, member):
+    team = member.teams.get()
+
+    refused = api_for(operator).delete(f"/api/v1/groups/{team.pk}/members/{member.pk}/")
+
+    assert refused.status_code == HTTPStatus.FORBIDDEN
+    assert list(team.members.all()) == [member]
+
+
+def test_cloning_a_turnkey_profile_answers_an_unpublished_audited_copy(operator, api_for):
+    operator_api = api_for(operator)
+    turnkey = ServicesProfile.objects.get(slug="jobs")
+
+    first = operator_api.post(f"/api/v1/services-profiles/{turnkey.pk}/clone/")
+    second = operator_api.post(f"/api/v1/services-profiles/{turnkey.pk}/clone/")
+
+    assert first.status_code == HTTPStatus.CREATED
+    copy = ServicesProfile.objects.get(pk=first.json()["id"])
+    assert (copy.name, copy.published, copy.turnkey) == (f"{turnkey.name} (copy)", False, False)
+    assert second.json()["name"] == f"{turnkey.name} (copy) 2"
+    components = ("position", "capability", "component", "version", "parameters")
+    assert list(copy.components.values_list(*components)) == list(
+        turnkey.components.values_list(*components)
+    )
+    assert AuditEntry.objects.filter(
+        content_type__model="servicesprofile",
+        object_id=str(copy.pk),
+        action=AuditAction.CREATED,
+        actor=operator,
+    ).exists()
