@@ -61,6 +61,7 @@ def test_okta_login_lands_in_the_mapped_groups_and_loses_a_removed_one(
     page = okta_login(browser, live_server, "ada", "ada-password")
     # An Operator (via ml-team) lands on the admin overview, with the admin navigation.
     assert page.url.endswith("/admin/"), page.url
+    page.locator("details.nav-menu summary", has_text="Catalog").click()
     assert page.get_by_role("link", name="Infrastructure", exact=True).is_visible()
     assert page.locator("header").inner_text().count("ada") == 1
     ada = User.objects.get(username="ada")
