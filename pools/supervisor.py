@@ -465,8 +465,9 @@ def _kill_session(sid: int) -> None:
         time.sleep(0.1)
 
 
-def _session_members(sid: int) -> list[int]:
-    members = []
+def _process_stats():
+    """(pid, the fields of /proc/<pid>/stat after the command name) of every process; one
+    that exits while being read is left out."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -474,10 +475,15 @@ def _session_members(sid: int) -> list[int]:
             raw = (entry / "stat").read_text()
         except OSError:
             continue
-        fields_ = raw[raw.rindex(")") + 2 :].split()
-        if int(fields_[3]) == sid and fields_[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+        yield int(entry.name), raw[raw.rindex(")") + 2 :].split()
+
+
+def _session_members(sid: int) -> list[int]:
+    return [
+        pid
+        for pid, fields_ in _process_stats()
+        if int(fields_[3]) == sid and fields_[0] not in ("Z", "X")
+    ]
 
 
 def cpu_seconds(holder: str) -> float | None:
@@ -495,16 +501,9 @@ def cpu_seconds(holder: str) -> float | None:
         return None
     children: dict[int, list[int]] = {}
     ticks: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields_ = raw[raw.rindex(")") + 2 :].split()
-        children.setdefault(int(fields_[1]), []).append(int(entry.name))
-        ticks[int(entry.name)] = sum(int(value) for value in fields_[11:15])
+    for pid, fields_ in _process_stats():
+        children.setdefault(int(fields_[1]), []).append(pid)
+        ticks[pid] = sum(int(value) for value in fields_[11:15])
     total, todo = 0, list(roots)
     while todo:
         pid = todo.pop()

@@ -36,28 +36,13 @@ from api.tokens import create_token
 from portal import audit, invitations
 from portal.models import Invitation, Notification, SsoGroupMapping, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
+from tests.matrix_roles import ADMIN, ANON, MEMBER, OPERATOR, OTHER, ROLE_OF, ROLES, VIEWER
 
 OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces", "usage", "api"}
 # The REST API's operations have a matrix of their own (tests/api/test_api_permission_matrix.py):
 # they answer 401/403 problem details, not the login page.
 SEPARATE_MATRIX = ("api.v1.",)
 
-ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
-    "anonymous",
-    "member",
-    "other_member",
-    "viewer",
-    "operator",
-    "org_admin",
-)
-ROLES = [ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN]
-ROLE_OF = {
-    MEMBER: Role.MEMBER,
-    OTHER: Role.MEMBER,
-    VIEWER: Role.VIEWER,
-    OPERATOR: Role.OPERATOR,
-    ADMIN: Role.ORG_ADMIN,
-}
 LOGIN = "login"  # a 302 to the login page
 OK, FOUND, FORBIDDEN, NOT_FOUND = 200, 302, 403, 404
 

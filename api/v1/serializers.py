@@ -8,6 +8,9 @@ from rest_framework import serializers
 
 from pools.models import LoopDecision, PoolSchedule, Workspace, WorkspaceEvent
 from portal.models import AuditEntry, Invitation, Team
+from portal.team_forms import TeamForm
+from profiles.forms.compute import ResourceGroupForm
+from profiles.forms.infrastructure import InfrastructureForm
 from profiles.models import (
     ComputeProfile,
     Infrastructure,
@@ -29,23 +32,14 @@ class InfrastructureSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Infrastructure
+        # What the page's form edits, less its write-only secrets, and what checks record.
         fields = [
             "id",
-            "name",
-            "description",
-            "kind",
-            "provider",
-            "region",
-            "kubernetes_version",
-            "platform",
-            "endpoint",
-            "hosts",
-            "username",
-            "operating_system",
-            "gpu_model",
-            "gpus_per_node",
-            "in_cluster",
-            "single_user_host",
+            *(
+                name
+                for name in InfrastructureForm.Meta.fields
+                if name not in secret_field_names(Infrastructure)
+            ),
             "health_status",
             "health_reason",
             "health_checked_at",
@@ -67,16 +61,7 @@ class InfrastructureSerializer(serializers.ModelSerializer):
 class ResourceGroupSerializer(serializers.ModelSerializer):
     class Meta:
         model = ResourceGroup
-        fields = [
-            "gpu_model",
-            "gpu_count",
-            "mig_profile",
-            "cpu",
-            "ram_gb",
-            "storage_gb",
-            "node_count",
-            "instance_type",
-        ]
+        fields = ResourceGroupForm.Meta.fields
 
 
 class ComputeProfileSerializer(serializers.ModelSerializer):
@@ -330,20 +315,7 @@ class TeamSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Team
-        fields = [
-            "id",
-            "name",
-            "description",
-            "role",
-            "members",
-            "compute_profiles",
-            "services_profiles",
-            "max_gpus",
-            "max_mig_slices",
-            "max_workspaces",
-            "max_lifetime_hours",
-            "created",
-        ]
+        fields = ["id", *TeamForm.Meta.fields, "members", "created"]
 
 
 class InvitationSerializer(serializers.ModelSerializer):

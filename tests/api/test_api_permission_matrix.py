@@ -25,29 +25,14 @@ from pools.lifecycle import State
 from pools.models import PoolSchedule, Workspace
 from portal import audit, invitations
 from portal.models import Team
-from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
+from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area
 from profiles.choices import InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy, ServicesProfile
 from services.models import ServiceDeployment
 from services.tasks import create_deployment
 from tests.api.conftest import ApiClient
+from tests.matrix_roles import ADMIN, ANON, MEMBER, OTHER, ROLE_OF, ROLES
 
-ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN = (
-    "anonymous",
-    "member",
-    "other_member",
-    "viewer",
-    "operator",
-    "org_admin",
-)
-ROLES = [ANON, MEMBER, OTHER, VIEWER, OPERATOR, ADMIN]
-ROLE_OF = {
-    MEMBER: Role.MEMBER,
-    OTHER: Role.MEMBER,
-    VIEWER: Role.VIEWER,
-    OPERATOR: Role.OPERATOR,
-    ADMIN: Role.ORG_ADMIN,
-}
 OK, CREATED, ACCEPTED, NO_CONTENT = 200, 201, 202, 204
 BAD, FORBIDDEN, NOT_FOUND, CONFLICT, NEEDS_IF_MATCH = 400, 403, 404, 409, 428
 
