@@ -1,9 +1,7 @@
-"""The periodic schedules of the pools app, created once and kept in shape.
+"""The periodic schedules of the pools app (created by a data migration and kept in shape:
+see `portal.schedules`)."""
 
-They are created by a data migration (so every deployment that runs `migrate` has them,
-whatever process starts first) and `ensure_schedules()` is idempotent, so running it again
-(e.g. from a test, or after an administrator deleted a schedule) restores them.
-"""
+from portal.schedules import every
 
 SWEEP_NAME = "pools: sweep"
 SWEEP_MINUTES = 1
@@ -21,67 +19,22 @@ NOTICES_MINUTES = 1
 
 
 def ensure_schedules(schedule_model=None) -> None:
-    if schedule_model is None:
-        from django_q.models import Schedule as schedule_model
-    schedule_model.objects.update_or_create(
-        name=SWEEP_NAME,
-        defaults={
-            "func": "pools.tasks.sweep",
-            "schedule_type": "I",  # Schedule.MINUTES
-            "minutes": SWEEP_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(SWEEP_MINUTES, SWEEP_NAME, "pools.tasks.sweep", schedule_model)
     # The warm-pool control loop (pools.warmpool.run_loop). It runs on the default cluster's
     # scheduler; the pass is short, and the instance provisioning it enqueues goes to the
     # pool cluster when one is configured.
-    schedule_model.objects.update_or_create(
-        name=WARM_POOL_LOOP_NAME,
-        defaults={
-            "func": "pools.warmpool.run_loop",
-            "schedule_type": "I",
-            "minutes": WARM_POOL_LOOP_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(WARM_POOL_LOOP_MINUTES, WARM_POOL_LOOP_NAME, "pools.warmpool.run_loop", schedule_model)
     # Every infrastructure entry's health check (pools.health.check_all enqueues one task
     # per entry, so a slow cluster delays no other).
-    schedule_model.objects.update_or_create(
-        name=INFRASTRUCTURE_HEALTH_NAME,
-        defaults={
-            "func": "pools.health.check_all",
-            "schedule_type": "I",
-            "minutes": INFRASTRUCTURE_HEALTH_MINUTES,
-            "repeats": -1,
-        },
+    every(
+        INFRASTRUCTURE_HEALTH_MINUTES,
+        INFRASTRUCTURE_HEALTH_NAME,
+        "pools.health.check_all",
+        schedule_model,
     )
     # Watched workspaces (pools.watch.sweep): ready ones checked, degraded ones repaired.
-    schedule_model.objects.update_or_create(
-        name=WATCH_NAME,
-        defaults={
-            "func": "pools.watch.sweep",
-            "schedule_type": "I",
-            "minutes": WATCH_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(WATCH_MINUTES, WATCH_NAME, "pools.watch.sweep", schedule_model)
     # Idle workspaces and lifetimes (pools.idle.sweep): warn, stop, expiry warnings.
-    schedule_model.objects.update_or_create(
-        name=IDLE_NAME,
-        defaults={
-            "func": "pools.idle.sweep",
-            "schedule_type": "I",
-            "minutes": IDLE_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(IDLE_MINUTES, IDLE_NAME, "pools.idle.sweep", schedule_model)
     # Owners told of their workspaces' transitions (pools.notices.notify_workspace_events).
-    schedule_model.objects.update_or_create(
-        name=NOTICES_NAME,
-        defaults={
-            "func": "pools.notices.notify_workspace_events",
-            "schedule_type": "I",
-            "minutes": NOTICES_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(NOTICES_MINUTES, NOTICES_NAME, "pools.notices.notify_workspace_events", schedule_model)

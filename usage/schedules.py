@@ -1,19 +1,11 @@
-"""The ledger's periodic pass, created by a data migration and kept in shape (idempotent,
-like `pools.schedules`)."""
+"""The ledger's periodic pass (created by a data migration and kept in shape: see
+`portal.schedules`)."""
+
+from portal.schedules import every
 
 LEDGER_NAME = "usage: ledger"
 LEDGER_MINUTES = 5
 
 
 def ensure_schedules(schedule_model=None) -> None:
-    if schedule_model is None:
-        from django_q.models import Schedule as schedule_model
-    schedule_model.objects.update_or_create(
-        name=LEDGER_NAME,
-        defaults={
-            "func": "usage.ledger.run",
-            "schedule_type": "I",  # Schedule.MINUTES
-            "minutes": LEDGER_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(LEDGER_MINUTES, LEDGER_NAME, "usage.ledger.run", schedule_model)
