@@ -21,7 +21,7 @@ from django.utils import timezone
 from pools.lifecycle import State, log_step
 from pools.models import Workspace
 from portal import audit, notifications
-from portal.models import AuditAction, Notification, NotificationKind
+from portal.models import AuditAction, NotificationKind
 
 EXPIRY_WARNING = timedelta(hours=24)  # at most this long before expiry...
 EXPIRY_WARNING_SHARE = 4  # ...and at most a quarter of the lifetime
@@ -49,18 +49,9 @@ def warn_expiring(now: datetime | None = None) -> int:
         expires_at__lte=now + EXPIRY_WARNING,
     ).select_related("owner")
     due = [ws for ws in soon if now >= ws.expires_at - warning_lead(ws)]
-    told = set(
-        Notification.objects.filter(key__in=[_expiry_key(ws) for ws in due]).values_list(
-            "key", flat=True
-        )
+    return notifications.notify_new(
+        due, _expiry_key, lambda workspace: ([workspace.owner], expiry_message(workspace))
     )
-    warned = 0
-    for workspace in due:
-        if _expiry_key(workspace) in told:
-            continue
-        with transaction.atomic():
-            warned += bool(notifications.notify([workspace.owner], expiry_message(workspace)))
-    return warned
 
 
 def expiry_message(workspace: Workspace) -> notifications.Message:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from pools.lifecycle import State
 from pools.models import Pool, WorkspaceEvent
 from portal import notifications
-from portal.models import Notification, NotificationKind
+from portal.models import NotificationKind
 from portal.roles import CHANGE, Area
 
 # Events older than this are not told any more (a portal that was down for a day does not
@@ -49,18 +48,9 @@ def notify_workspace_events(now: datetime | None = None) -> int:
         .select_related("workspace__owner")
         .order_by("timestamp", "id")
     )
-    told = set(
-        Notification.objects.filter(key__in=[_event_key(e) for e in events]).values_list(
-            "key", flat=True
-        )
+    return notifications.notify_new(
+        events, _event_key, lambda event: ([event.workspace.owner], event_message(event))
     )
-    sent = 0
-    for event in events:
-        if _event_key(event) in told:
-            continue
-        with transaction.atomic():
-            sent += bool(notifications.notify([event.workspace.owner], event_message(event)))
-    return sent
 
 
 def event_message(event: WorkspaceEvent) -> notifications.Message:

@@ -14,7 +14,7 @@ portal (`NotificationPreference`; without a row: both).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -40,6 +40,25 @@ class Message:
     subject: str
     body: str = ""
     url: str = ""  # a path in the portal
+
+
+def notify_new(items: Iterable, key_of: Callable, compose: Callable) -> int:
+    """Tell each of `items` whose occurrence key (`key_of(item)`) was not told yet, each in a
+    transaction of its own; how many were told. `compose(item)` gives (users, message); it
+    runs only for new ones, so a pass where all were told costs one query."""
+    items = list(items)
+    told = set(
+        Notification.objects.filter(key__in=[key_of(item)[:200] for item in items])
+        .values_list("key", flat=True)
+        .distinct()
+    )
+    sent = 0
+    for item in items:
+        if key_of(item)[:200] in told:
+            continue
+        with transaction.atomic():
+            sent += bool(notify(*compose(item)))
+    return sent
 
 
 def notify(users: Iterable, message: Message) -> list[Notification]:
