@@ -314,7 +314,9 @@ class LocalDriver(Driver):
         if existing and supervisor.is_running(existing):
             return existing
         if existing:
-            supervisor.stop(existing)  # it ended (or was stopped): unregister it
+            # It ended (or was stopped): unregister it, and stop what is left of its session
+            # (a sandbox whose bubblewrap was killed leaves the command inside running).
+            supervisor.stop_session(existing)
         env = dict(os.environ) | self.environment(spec)
         record = supervisor.start(
             argv,
@@ -364,8 +366,7 @@ class LocalDriver(Driver):
         process = supervisor.ProcessRecord.registered_at(self.directory(spec.name) / PROCESS_FILE)
         if process is None or supervisor.healthy(process):
             return
-        if supervisor.is_running(process):
-            supervisor.stop(process)
+        supervisor.stop_session(process)  # alive but not answering, or what it left behind
         process = self.start_process(spec, process.argv, port=process.port)
         report(f"process {process.pid} started")
 

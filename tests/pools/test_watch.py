@@ -8,6 +8,7 @@ again changes nothing."""
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from datetime import timedelta
 
@@ -118,8 +119,17 @@ def test_a_lost_gpu_allocation_is_taken_again_and_the_workspace_is_ready(ready_g
     )
 
 
+def processes_serving(port: int) -> int:
+    """How many processes on this machine run the test web server of `port`."""
+    found = subprocess.run(["pgrep", "-f", f"http.server {port} "], capture_output=True, text=True)
+    return len(found.stdout.split())
+
+
 def test_a_killed_process_is_restarted_on_its_port(ready_gpu_workspace, stop_processes):
     record = serve(ready_gpu_workspace)
+    started = processes_serving(record.port)  # in a sandbox: bubblewrap and what runs inside
+    # Killing the process the registry holds (bubblewrap, in a sandbox) leaves the command
+    # inside running: the repair must stop those leftovers, not serve beside them.
     os.kill(record.pid, signal.SIGKILL)
     wait_for(lambda: not supervisor.is_running(record), 10, what="the process to die")
 
@@ -133,6 +143,7 @@ def test_a_killed_process_is_restarted_on_its_port(ready_gpu_workspace, stop_pro
     restarted = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
     assert restarted.pid != record.pid and restarted.port == record.port
     assert supervisor.wait_healthy(restarted)
+    assert processes_serving(record.port) == started
     assert watch.repair_one(later())
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.READY
