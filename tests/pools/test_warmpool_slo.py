@@ -325,6 +325,32 @@ def test_the_pool_page_shows_seven_days_of_slo_attainment_idle_hours_and_the_cha
     assert 'href="' + sizing_url(gpu_profile) + '"' in html
 
 
+def test_the_measured_provisioning_is_the_newest_of_pool_instances_and_on_demand_together(
+    monkeypatch, member, gpu_profile
+):
+    monkeypatch.setattr(slo, "PROVISIONING_SAMPLES", 3)
+    now = DAY_ONE + timedelta(days=1)
+
+    def provisioned(model, minutes_ago: int, seconds: int, **fields):
+        ready_at = now - timedelta(minutes=minutes_ago)
+        return model.objects.create(
+            infrastructure=gpu_profile.infrastructure,
+            profile=gpu_profile,
+            state=State.DELETED,
+            created=ready_at - timedelta(seconds=seconds),
+            ready_at=ready_at,
+            **fields,
+        )
+
+    for minutes_ago in (50, 40, 30):  # older than the newest three: left out
+        provisioned(Workspace, minutes_ago, 100, owner=member)
+    provisioned(PoolInstance, 20, 400)
+    provisioned(Workspace, 10, 500, owner=member)
+    provisioned(PoolInstance, 5, 600)
+    measured = slo.provisioning([gpu_profile.infrastructure_id], now)
+    assert measured[gpu_profile.infrastructure_id].samples == (400, 500, 600)
+
+
 def test_the_request_page_estimate_says_ready_now_or_the_measured_p50(member, gpu_profile):
     gpu_profile.refresh_from_db()
     assert estimates.estimate(gpu_profile) == "ready in seconds"  # local default: no history
