@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q
+from django.db.models import Case, F, Q, Sum, Value, When
+from django.db.models.functions import Greatest, Least
+from django.db.models.lookups import GreaterThan
 
 from pools.lifecycle import State
 from pools.models import LoopDecision, PoolInstance, Workspace
@@ -44,18 +46,19 @@ def summarize(profile_ids: list[int], now: datetime) -> Summary:
     """Over the last 7 days, for the workspaces and instances of `profile_ids`."""
 
     since = now - WINDOW
-    rows = Workspace.objects.filter(profile_id__in=profile_ids, created__gte=since).values_list(
-        "created", "ready_at", "pool_instance"
+    rows = (
+        Workspace.objects.filter(profile_id__in=profile_ids, created__gte=since)
+        .annotate(to_ready=F("ready_at") - F("created"))  # one duration, not two timestamps
+        .values_list("to_ready", "pool_instance")
+        .order_by()
     )
-    idle_7d = idle_rows(profile_ids, since, now)
     warm, on_demand, requests, hits = [], [], 0, 0
-    for created, ready_at, instance in rows:
+    for to_ready, instance in rows:
         requests += 1
         hits += instance is not None
-        if ready_at:
-            (warm if instance is not None else on_demand).append(
-                (ready_at - created).total_seconds()
-            )
+        if to_ready is not None:
+            (warm if instance is not None else on_demand).append(to_ready.total_seconds())
+    idle_24h, idle_7d = idle_hours(profile_ids, [now - timedelta(hours=24), since], now)
     return Summary(
         requests=requests,
         warm_hits=hits,
@@ -63,40 +66,33 @@ def summarize(profile_ids: list[int], now: datetime) -> Summary:
         warm_p95=percentile(warm, 95),
         on_demand_p50=percentile(on_demand, 50),
         on_demand_p95=percentile(on_demand, 95),
-        # The week's rows hold the day's: one query for both (a row idle only before the
-        # day began adds nothing to the day).
-        idle_hours_24h=idle_hours(idle_7d, now - timedelta(hours=24), now),
-        idle_hours_7d=idle_hours(idle_7d, since, now),
+        idle_hours_24h=idle_24h,
+        idle_hours_7d=idle_7d,
     )
 
 
-def idle_rows(profile_ids: list[int], since: datetime, now: datetime) -> list[tuple]:
-    """(state, ready at, claimed at, state changed) of the instances of `profile_ids` that
-    may have idled between `since` and `now` (what `idle_hours` adds up)."""
-    return list(
-        PoolInstance.objects.filter(profile_id__in=profile_ids, ready_at__lt=now)
-        .filter(
-            Q(state=State.READY)
-            | Q(claimed_at__gt=since)
-            | Q(state__in=[State.DELETING, State.DELETED, State.FAILED], state_changed__gt=since)
-        )
-        .values_list("state", "ready_at", "claimed_at", "state_changed")
-    )
-
-
-def idle_hours(rows, since: datetime, now: datetime) -> float:
-    """Instance-hours spent ready and unclaimed between `since` and `now`, over `rows`.
+def idle_hours(profile_ids: list[int], starts: list[datetime], now: datetime) -> list[float]:
+    """Instance-hours the instances of `profile_ids` spent ready and unclaimed between each
+    of `starts` and `now`, summed by the database in one query.
 
     An instance idles from `ready_at` until it is claimed, or starts deleting (its
     `state_changed` then), or until now while it is still ready.
     """
-    seconds = 0.0
-    for state, ready_at, claimed_at, changed in rows:
-        end = now if state == State.READY else (claimed_at or changed)
-        start = max(ready_at, since)
-        if end > start:
-            seconds += (min(end, now) - start).total_seconds()
-    return seconds / 3600
+    idle_end = Least(
+        Case(
+            When(state=State.READY, then=Value(now)),
+            When(claimed_at__isnull=False, then=F("claimed_at")),
+            default=F("state_changed"),
+        ),
+        Value(now),
+    )
+    sums = {}
+    for n, since in enumerate(starts):
+        idle_start = Greatest(F("ready_at"), Value(since))
+        sums[f"idle_{n}"] = Sum(idle_end - idle_start, filter=Q(GreaterThan(idle_end, idle_start)))
+    instances = PoolInstance.objects.filter(profile_id__in=profile_ids, ready_at__lt=now)
+    totals = instances.aggregate(**sums)
+    return [(totals[name] or timedelta()).total_seconds() / 3600 for name in sums]
 
 
 def format_seconds(value: float | None) -> str:
