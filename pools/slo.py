@@ -109,8 +109,8 @@ def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisio
     # Unordered: SQLite allows no ORDER BY inside a UNION.
     both = _newest(instances).union(_newest(on_demand), all=True)
     samples: dict[int, list[tuple[datetime, float]]] = defaultdict(list)
-    for infrastructure_id, created, ready_at in both:
-        samples[infrastructure_id].append((ready_at, (ready_at - created).total_seconds()))
+    for infrastructure_id, ready_at, took in both:
+        samples[infrastructure_id].append((ready_at, took.total_seconds()))
     return {
         infrastructure_id: sizing.Provisioning.of(
             seconds for _, seconds in sorted(rows)[-PROVISIONING_SAMPLES:]
@@ -120,7 +120,7 @@ def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisio
 
 
 def _newest(provisioned):
-    """(infrastructure, created, ready at) of the newest PROVISIONING_SAMPLES rows of each
+    """(infrastructure, ready at, time to ready) of the newest PROVISIONING_SAMPLES rows of each
     infrastructure, in any order: the newest of both tables together are among them, and the
     database leaves out the rest (thousands of rows a month) instead of Python."""
     newest_first = Window(
@@ -129,9 +129,9 @@ def _newest(provisioned):
         order_by=(F("ready_at").desc(), F("created").asc()),  # ties as `provisioning` sorts
     )
     return (
-        provisioned.annotate(newness=newest_first)
+        provisioned.annotate(newness=newest_first, took=F("ready_at") - F("created"))
         .filter(newness__lte=PROVISIONING_SAMPLES)
-        .values_list("infrastructure_id", "created", "ready_at")
+        .values_list("infrastructure_id", "ready_at", "took")
         .order_by()
     )
 
