@@ -1,14 +1,33 @@
+"""The admin lists' tables: django-tables2 declares the columns, `listing()` draws a page.
+
+A table class says, once per model, which columns a list has, their headings, links and
+sort keys (NetBox's recipe). Drawing a page through django-tables2's own template costs a
+BoundColumn and BoundRow lookup, a field lookup and a signature inspection per cell, the
+bulk of a long list's time; `listing()` works out what does not change from row to row once
+per column and hands templates/generic/_table.html plain rows of cells (a column's `attrs`
+give its heading's attributes; cells are drawn without any).
+"""
+
+from dataclasses import dataclass
 from datetime import datetime
+from math import ceil
 
 import django_tables2 as tables
 from django.core.paginator import EmptyPage
+from django.db import connections
+from django.db.models import Model, QuerySet
 from django.utils import formats, timezone
 from django.utils.text import capfirst
+from django_tables2.rows import BoundRow
+from django_tables2.utils import Accessor, signature
 
 from portal.models import AuditEntry, Invitation, Team
 from portal.urlhelpers import id_param
 
 PER_PAGE = 50
+# An unfiltered list longer than this shows PostgreSQL's estimate of its length ("about N")
+# instead of counting every row on every page view.
+ESTIMATE_OVER = 10_000
 
 
 def configure(table: tables.Table, request, per_page: int = PER_PAGE) -> tables.Table:
@@ -27,6 +46,255 @@ def configure(table: tables.Table, request, per_page: int = PER_PAGE) -> tables.
     except EmptyPage:
         table.paginate(per_page=per_page, page=table.paginator.num_pages)
     return table
+
+
+@dataclass
+class Header:
+    label: str
+    attrs: str  # the th's attributes, django-tables2's classes (orderable, asc, desc)
+    sort_url: str  # "" when the column does not sort
+    aria_sort: str  # "ascending" or "descending" on the column the list is sorted by
+
+
+@dataclass
+class PageLink:
+    number: int | None  # None: the gap ("…") between page links
+    url: str = ""
+
+
+@dataclass
+class Page:
+    number: int
+    per_page: int
+    count: int
+    estimated: bool  # count is PostgreSQL's estimate, not a count
+    has_next: bool
+    rows: int  # rows on this page
+
+    @property
+    def num_pages(self) -> int:
+        return max(ceil(self.count / self.per_page), self.number + self.has_next, 1)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.number > 1
+
+    @property
+    def start(self) -> int:
+        return (self.number - 1) * self.per_page + 1 if self.rows else 0
+
+    @property
+    def end(self) -> int:
+        return (self.number - 1) * self.per_page + self.rows
+
+
+@dataclass
+class Listing:
+    """One page of a table, ready for templates/generic/_table.html."""
+
+    headers: list[Header]
+    rows: list[list]  # per row, the cells' content (escaped by the template unless safe)
+    page: Page
+    links: list[PageLink]
+    previous_url: str
+    next_url: str
+
+
+def listing(table: tables.Table, request, per_page: int = PER_PAGE) -> Listing:
+    """Sort a table's queryset and draw one page of it from the query string, whatever the
+    query string holds: an unknown sort is ignored, a page that is not a number shows the
+    first page, one past the end the last."""
+    table.request = request
+    if order_by := request.GET.getlist(table.prefixed_order_by_field):
+        table.order_by = order_by
+    queryset = _total_order(table.data.data)
+    requested = id_param(request.GET.get(table.prefixed_page_field)) or 1
+    page, records = _page(queryset, requested, per_page)
+    columns = list(table.columns)
+    cells = [_CellRenderer(table, column, queryset.model) for column in columns]
+    rows = [_row(table, record, cells) for record in records]
+
+    def url(**changes) -> str:
+        query = request.GET.copy()
+        for key, value in changes.items():
+            query[key] = value
+        return f"?{query.urlencode()}"
+
+    page_field = table.prefixed_page_field
+    return Listing(
+        headers=[_header(column, table, url) for column in columns],
+        rows=rows,
+        page=page,
+        links=[
+            PageLink(n, url(**{page_field: n}) if n else "")
+            for n in _page_numbers(page.number, page.num_pages)
+        ],
+        previous_url=url(**{page_field: page.number - 1}) if page.has_previous else "",
+        next_url=url(**{page_field: page.number + 1}) if page.has_next else "",
+    )
+
+
+def _header(column, table: tables.Table, url) -> Header:
+    sort_url, aria_sort = "", ""
+    if column.orderable:
+        sort_url = url(**{table.prefixed_order_by_field: column.order_by_alias.next})
+        if column.is_ordered:
+            descending = column.order_by_alias.is_descending
+            aria_sort = "descending" if descending else "ascending"
+    return Header(column.header, column.attrs["th"].as_html(), sort_url, aria_sort)
+
+
+def _total_order(queryset: QuerySet) -> QuerySet:
+    """The queryset ordered by its sort keys and then its primary key: rows that tie on the
+    sort keys keep one order, so no row shows on two pages or on none."""
+    ordering = list(queryset.query.order_by or queryset.model._meta.ordering)
+    keys = {str(key).lstrip("-") for key in ordering}
+    if keys & {"pk", queryset.model._meta.pk.name}:
+        return queryset
+    descending = bool(ordering) and str(ordering[0]).startswith("-")
+    return queryset.order_by(*ordering, "-pk" if descending else "pk")
+
+
+def _page(queryset: QuerySet, number: int, per_page: int) -> tuple[Page, list]:
+    """Page `number` of the queryset (or its last page) and its rows."""
+    count, estimated = _count(queryset)
+    number = min(number, max(ceil(count / per_page), 1))
+    records = _slice(queryset, number, per_page, count, estimated)
+    if not records and number > 1:
+        # Past the end: fewer rows than estimated, or some were deleted since the count.
+        count, estimated = queryset.count(), False
+        number = max(ceil(count / per_page), 1)
+        records = _slice(queryset, number, per_page, count, estimated)
+    if estimated:
+        has_next = len(records) > per_page
+        records = records[:per_page]
+    else:
+        has_next = number * per_page < count
+    return Page(number, per_page, count, estimated, has_next, len(records)), records
+
+
+def _slice(queryset: QuerySet, number: int, per_page: int, count: int, estimated: bool) -> list:
+    """The page's rows; after an estimate, with the first row of the next page if any.
+
+    A page in the far half of a counted list is read from the end, in the reverse order (a
+    total order, so the reverse is its mirror): an OFFSET reads and drops every row before
+    the page, and the last page of 10,000 rows would read them all.
+    """
+    start = (number - 1) * per_page
+    if estimated:
+        return _rows(queryset, start, start + per_page + 1)
+    end = min(start + per_page, count)
+    if start <= count // 2:
+        return _rows(queryset, start, end)
+    return _rows(queryset.reverse(), count - end, count - start)[::-1]
+
+
+def _rows(queryset: QuerySet, start: int, stop: int) -> list:
+    """Rows start to stop of the queryset, their ids first: the rows an OFFSET skips are
+    read from an index alone when one covers the sort keys, and the joins the rows need
+    run for this page's rows only."""
+    ids = list(queryset.values_list("pk", flat=True)[start:stop])
+    if not ids:
+        return []
+    rows = queryset.order_by().in_bulk(ids)
+    return [rows[pk] for pk in ids if pk in rows]
+
+
+def _count(queryset: QuerySet) -> tuple[int, bool]:
+    """The queryset's length, and whether that is PostgreSQL's estimate.
+
+    A whole table (no filter) that PostgreSQL estimates to be longer than ESTIMATE_OVER rows
+    is not counted: counting 100,000 audit entries reads every one of them on every page
+    view. The estimate is the planner's (pg_class.reltuples, scaled to the table's current
+    size); a shorter table is counted, in the same single query, so the page's query count
+    does not depend on the table's size.
+    """
+    query = queryset.query
+    connection = connections[queryset.db]
+    whole_table = not (query.where or query.distinct or query.group_by or query.combinator)
+    if connection.vendor != "postgresql" or not whole_table:
+        return queryset.count(), False
+    table = connection.ops.quote_name(queryset.model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT CASE WHEN estimate > %s THEN estimate ELSE (SELECT COUNT(*) FROM {table}) END,
+                   estimate > %s
+            FROM (
+                SELECT CASE WHEN reltuples < 0 OR relpages = 0 THEN 0
+                    ELSE (reltuples / relpages * (pg_relation_size(oid)
+                        / current_setting('block_size')::integer))::bigint END AS estimate
+                FROM pg_class WHERE oid = %s::regclass
+            ) AS planner
+            """,
+            [ESTIMATE_OVER, ESTIMATE_OVER, table],
+        )
+        count, estimated = cursor.fetchone()
+    return int(count), estimated
+
+
+def _page_numbers(number: int, num_pages: int) -> list[int | None]:
+    """The first and last page, the pages around this one, None for each gap between."""
+    shown = sorted({1, num_pages, *range(max(number - 2, 1), min(number + 2, num_pages) + 1)})
+    numbers: list[int | None] = []
+    for n in shown:
+        if numbers and n - numbers[-1] > 1:
+            numbers.append(None)
+        numbers.append(n)
+    return numbers
+
+
+class _CellRenderer:
+    """Draws one column's cells by django-tables2's rules (`BoundRow.get_cell`): the value
+    through the accessor (a field's choice label when it has choices), the column's default
+    when empty, the table's `render_<name>` or the column's `render`, then its link. What
+    does not change between rows, the field and the render method's arguments, is looked up
+    once here."""
+
+    def __init__(self, table: tables.Table, column, model: type[Model]):
+        self.table = table
+        self.column = column
+        self.accessor = Accessor(column.accessor)
+        path, _, name = self.accessor.rpartition(Accessor.SEPARATOR)
+        field = self.accessor.get_field(model)
+        self.choices_of = Accessor(path) if getattr(field, "choices", None) else None
+        self.display = f"get_{name}_display"
+        self.empty_values = column.column.empty_values
+        self.default = column.default
+        self.render = column.render
+        arguments, catch_all = signature(self.render)
+        self.arguments = None if catch_all else arguments
+        self.link = column.link
+
+    def __call__(self, record, row: BoundRow):
+        value = self.value(record)
+        if value in self.empty_values:
+            return self.default
+        arguments = {
+            "value": value,
+            "record": record,
+            "column": self.column.column,
+            "bound_column": self.column,
+            "bound_row": row,
+            "table": self.table,
+        }
+        if self.arguments is None:
+            content = self.render(**arguments)
+        else:
+            content = self.render(**{name: arguments[name] for name in self.arguments})
+        return self.link(content, **arguments) if self.link else content
+
+    def value(self, record):
+        if self.choices_of is not None:
+            owner = self.choices_of.resolve(record, quiet=True)
+            if isinstance(owner, Model):
+                return getattr(owner, self.display)()
+        return self.accessor.resolve(record, quiet=True)
+
+
+def _row(table: tables.Table, record, cells: list[_CellRenderer]) -> list:
+    row = BoundRow(record, table)
+    return [cell(record, row) for cell in cells]
 
 
 class DateTimeColumn(tables.Column):

@@ -32,8 +32,15 @@ class WorkspaceTable(tables.Table):
             "expires_at",
         ]
 
-    def render_state(self, record):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.badges: dict[str, str] = {}
+
+    def render_state(self, value, record):
         # The badge alone, without the request: a TemplateColumn would run every context
-        # processor (the navigation included) once per row.
-        context = {"state": record.state, "label": record.get_state_display()}
-        return render_to_string("workspaces/_state.html", context)
+        # processor (the navigation included) once per row. `value` is the state's label;
+        # a page holds a few states, each badge is drawn once.
+        if record.state not in self.badges:
+            context = {"state": record.state, "label": value}
+            self.badges[record.state] = render_to_string("workspaces/_state.html", context)
+        return self.badges[record.state]

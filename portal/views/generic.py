@@ -77,9 +77,9 @@ class ObjectListView(ObjectView):
         queryset = self.get_queryset(request)
         filterset = self.filterset(request.GET, queryset=queryset, request=request)
         table = self.table(filterset.qs)
-        tables.configure(table, request)
         context = self.base_context(request) | {
             "table": table,
+            "listing": tables.listing(table, request),
             "filter_form": filterset.form,
             "filtered": any(v for k, v in request.GET.items() if k not in ("sort", "page")),
             "empty_message": self.empty_message,

@@ -27,7 +27,8 @@ def home(request):
 
 
 class AuditList(ObjectListView):
-    queryset = AuditEntry.objects.select_related("content_type")
+    # The list shows no snapshots: the rows leave their JSON in the database.
+    queryset = AuditEntry.objects.select_related("content_type").defer("before", "after")
     table = tables.AuditTable
     filterset = filtersets.AuditFilterSet
     addable = False

@@ -42,7 +42,7 @@ def test_the_audit_log_names_types_and_shows_resource_groups_in_words(
     profile.save()
     entry = tracker.record(org_admin)
     listing = admin_client.get(reverse("portal:auditentry_list")).content.decode()
-    assert "<td >Compute profile</td>" in listing
+    assert "<td>Compute profile</td>" in listing
     assert ">computeprofile<" not in listing
     page = admin_client.get(entry.get_absolute_url()).content.decode()
     assert "{&#x27;" not in page and "[{" not in page  # no Python reprs
