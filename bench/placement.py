@@ -3,9 +3,11 @@
 1. Quality. On small random fleets (2-4 GPUs on 2-3 hosts) and 14 requests each, compare the
    memory slices served by `place` and `first_fit` with the optimum: an exhaustive search
    over every placement choice, under the same rule that a request is served whenever it
-   fits when it arrives. Scenarios: fill (arrivals only), churn (departures too) and trace
-   (the sizes, order and lifetimes of 14 consecutive jobs of a real trace). Besides mean
-   and worst share, each fleet counts as better, same or worse for `place` than first fit.
+   fits when it arrives. A request counts the slices it asks for (`request_slices`), not
+   those of the instances that served it. Scenarios: fill (arrivals only), churn
+   (departures too) and trace (the sizes, order and lifetimes of 14 consecutive jobs of a
+   real trace). Besides mean and worst share, each fleet counts as better, same or worse
+   for `place` than first fit.
 2. Throughput and latency on 64 GPUs (8 hosts x 8 GPUs): synthetic churn, and a replay of a
    real trace's jobs. Each replay runs `--repeats` times; a decision's time is the fastest
    of its repeats (the decisions are identical), so other processes on a shared machine
@@ -199,13 +201,34 @@ def unit_slices(key: Key) -> int:
     return catalog.profile(model, profile).memory_slices
 
 
+def request_slices(request: Request) -> int:
+    """The memory slices a request asks for, whatever units end up serving it.
+
+    A group on any model counts the fewest slices a model of the benchmark gives it: a
+    model-less `1g.10gb` asks for one slice (A100-80GB, H100-80GB) even when the 2-slice
+    `1g.10gb` of an A100-40GB serves it. Counting the slices occupied instead would credit
+    a policy, and the optimum, for serving a request on a bigger instance than it needs.
+    """
+    return sum(group.count * min(map(unit_slices, _keys(group))) for group in request.groups)
+
+
+def _keys(group: ResourceGroup) -> list[Key]:
+    """The kinds of unit that can serve the group on the benchmark's models."""
+    models = [group.gpu_model] if group.gpu_model else MODELS
+    return [
+        (model, group.profile)
+        for model in models
+        if group.profile is None
+        or any(p.name == group.profile for p in catalog.geometry(model).profiles)
+    ]
+
+
 def simulate(
     policy: Policy, fleet: list[GpuState], requests: list[Request], events: list[Event]
 ) -> tuple[int, int, list[float]]:
     """Memory slices and requests served by the policy, and the seconds each decision took."""
     served = accepted = 0
     seconds = []
-    model_of = {gpu.gpu_id: gpu.gpu_model for gpu in fleet}
     for kind, index in events:
         request = requests[index]
         if kind == "depart":
@@ -216,20 +239,19 @@ def simulate(
         seconds.append(time.perf_counter() - began)
         if placement is not None:
             accepted += 1
-            served += sum(
-                unit_slices((model_of[a.gpu_id], a.profile)) for a in placement.assignments
-            )
+            served += request_slices(request)
     return served, accepted, seconds
 
 
 def optimum(fleet: list[GpuState], requests: list[Request], events: list[Event]) -> int:
-    """The most memory slices that any sequence of placement choices serves.
+    """The most memory slices (`request_slices`) that any sequence of placement choices
+    serves.
 
     The state is the free units per (host, unit kind) cell plus what each live request that
     will depart holds; units of one kind on one host are interchangeable, so this loses
-    nothing. Every
-    feasible way to serve an arriving request is tried (each group on any host, split in
-    any way across the kinds it matches), and a request that fits must be served.
+    nothing. Every feasible way to serve an arriving request is tried (each group on any
+    host, split in any way across the kinds it matches), and a request that fits must be
+    served.
     """
     units = [
         (gpu.node, (gpu.gpu_model, slot.profile if slot else None))
@@ -237,7 +259,6 @@ def optimum(fleet: list[GpuState], requests: list[Request], events: list[Event])
         for slot in (gpu.slots or [None])
     ]
     cells = sorted(set(units), key=str)
-    weight = [unit_slices(key) for _, key in cells]
     initial = tuple(units.count(cell) for cell in cells)
     # What a request holds matters only if it departs; the others are just fewer free units.
     departing = {index for kind, index in events if kind == "depart"}
@@ -272,9 +293,8 @@ def optimum(fleet: list[GpuState], requests: list[Request], events: list[Event])
         options = set(ways(free, requests[index].groups))
         if not options:
             return best(position + 1, free, live)
-        return max(
-            sum(weight[i] * n for i, n in held)
-            + best(position + 1, after, live | {(index, held)} if index in departing else live)
+        return request_slices(requests[index]) + max(
+            best(position + 1, after, live | {(index, held)} if index in departing else live)
             for after, held in options
         )
 

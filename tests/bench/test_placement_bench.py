@@ -7,7 +7,7 @@ import tarfile
 import pytest
 
 from bench import placement as bench
-from profiles.mig.placement import ResourceGroup
+from profiles.mig.placement import GpuState, Request, ResourceGroup
 
 
 def job(gpus: int, submitted: int = 0, duration: int = 600) -> bench.Job:
@@ -64,6 +64,31 @@ def _csv(rows) -> str:
     writer.writerow(["job_id", "submission_time", "duration", "num_gpu"])
     writer.writerows(rows)
     return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("group", "slices"),
+    [
+        (ResourceGroup(1, "A100-40GB", "1g.10gb"), 2),
+        (ResourceGroup(1, None, "1g.10gb"), 1),  # 2 slices on an A100-40GB, 1 elsewhere
+        (ResourceGroup(3, None, "2g.20gb"), 6),
+        (ResourceGroup(2), 16),
+    ],
+)
+def test_a_request_counts_the_memory_slices_it_asks_for(group, slices):
+    assert bench.request_slices(Request("r0", (group,))) == slices
+
+
+def test_a_model_less_request_counts_the_same_wherever_it_is_served():
+    # Only the 2-slice 1g.10gb of an A100-40GB is free: serving the 1-slice request there
+    # uses two slices but serves one, for the policy and for the optimum alike.
+    def fleet() -> list[GpuState]:
+        return [GpuState.mig("g0", "A100-40GB", {"1g.10gb": 4}, host="h0")]
+
+    requests = [Request("r0", (ResourceGroup(1, None, "1g.10gb"),))]
+    events = [("arrive", 0)]
+    assert bench.simulate(bench.place, fleet(), requests, events)[0] == 1
+    assert bench.optimum(fleet(), requests, events) == 1
 
 
 @pytest.mark.parametrize("departure_rate", [0.0, 0.35])
