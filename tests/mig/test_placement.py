@@ -84,6 +84,20 @@ def test_a_group_comes_from_one_host():
     assert place(fleet, request("b", whole(1), whole(1))) is not None
 
 
+def test_an_empty_or_fully_held_fleet_places_nothing():
+    assert place([], request("a", whole(1))) is None
+    assert (
+        place([GpuState("g0", "H100-80GB", allocation="someone")], request("a", whole(1))) is None
+    )
+
+
+def test_whole_gpus_of_a_model_outside_the_mig_catalog_are_placed_best_fit():
+    fleet = [GpuState(f"big{i}", "RTX-4090", host="big") for i in range(4)]
+    fleet += [GpuState(f"small{i}", "RTX-4090", host="small") for i in range(2)]
+    placement = place(fleet, request("a", whole(1, "RTX-4090")))
+    assert placement.assignments[0].host == "small"
+
+
 def test_units_are_never_allocated_twice():
     fleet = [GpuState.mig(f"g{i}", "A100-40GB", {"1g.5gb": 7}, host=f"h{i // 2}") for i in range(4)]
     placed = 0
