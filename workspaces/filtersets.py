@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from pools.lifecycle import GPU_STATES, WORKSPACE_LIFECYCLE, State
 from pools.models import Workspace
+from portal.filtersets import ListSelect
 from portal.models import Team
 from profiles import catalog
 from profiles.models import ComputeProfile, Infrastructure
@@ -41,13 +42,13 @@ class WorkspaceFilterSet(django_filters.FilterSet):
         queryset=get_user_model().objects.all(), widget=forms.HiddenInput
     )
     team = django_filters.ModelChoiceFilter(
-        queryset=Team.objects.all(), empty_label="Any group", label="Group"
+        queryset=Team.objects.all(), empty_label="Any group", label="Group", widget=ListSelect
     )
     profile = django_filters.ModelChoiceFilter(
-        queryset=ComputeProfile.objects.all(), empty_label="Any profile"
+        queryset=ComputeProfile.objects.all(), empty_label="Any profile", widget=ListSelect
     )
     infrastructure = django_filters.ModelChoiceFilter(
-        queryset=Infrastructure.objects.all(), empty_label="Any infrastructure"
+        queryset=Infrastructure.objects.all(), empty_label="Any infrastructure", widget=ListSelect
     )
     gpu_model = django_filters.ChoiceFilter(
         field_name="profile__resource_groups__gpu_model",
@@ -55,15 +56,18 @@ class WorkspaceFilterSet(django_filters.FilterSet):
         empty_label="Any GPU",
         label="GPU model",
         distinct=True,
+        widget=ListSelect,
     )
     state = django_filters.ChoiceFilter(
         choices=[(s, State(s).label) for s in WORKSPACE_LIFECYCLE.states],
         empty_label="Any state",
+        widget=ListSelect,
     )
     activity = django_filters.ChoiceFilter(
         choices=[(key, label) for key, (label, _) in ACTIVITIES.items()],
         empty_label="Any activity",
         method="filter_activity",
+        widget=ListSelect,
     )
     failure_reason = django_filters.CharFilter(label="Failure reason")
 
