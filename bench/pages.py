@@ -82,6 +82,7 @@ def pages(data) -> list[tuple[str, object, str]]:
         ("overview (dashboard)", data.admin, reverse("overview:index")),
         ("audit log", data.admin, audit),
         ("audit log, page 1000", data.admin, f"{audit}?page=1000"),
+        ("audit log, last page", data.admin, f"{audit}?page=100000"),
         ("audit log, sort object", data.admin, f"{audit}?sort=object_repr&page=5"),
         ("audit log, action=deleted", data.admin, f"{audit}?action=deleted"),
         ("audit log, who contains", data.admin, f"{audit}?actor_name=user0001"),

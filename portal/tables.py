@@ -317,7 +317,9 @@ class AuditTable(tables.Table):
     timestamp = DateTimeColumn(linkify=True, format="Y-m-d H:i:s")
     actor_name = tables.Column(verbose_name="Who")
     action = tables.Column()
-    content_type = tables.Column(verbose_name="Type", order_by="content_type__model")
+    # Not sortable: sorting by the type's name joins and sorts the whole log (35 ms at 100,000
+    # entries); the Type filter lists one type's entries instead.
+    content_type = tables.Column(verbose_name="Type", orderable=False)
     object_repr = tables.Column(verbose_name="Object")
     message = tables.Column()
 
