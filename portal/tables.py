@@ -156,21 +156,30 @@ def _total_order(queryset: QuerySet) -> QuerySet:
 
 
 def _page(queryset: QuerySet, number: int, per_page: int) -> tuple[Page, list]:
-    """Page `number` of the queryset (or its last page) and its rows."""
+    """Page `number` of the queryset (or its last page) and its rows.
+
+    Past an estimated total (or on an empty page of one: rows deleted since PostgreSQL last
+    looked) the rows are counted after all, so "next" past a low estimate still leads on and
+    a page past the end shows the real last page.
+    """
     count, estimated = _count(queryset)
-    number = min(number, max(ceil(count / per_page), 1))
-    records = _slice(queryset, number, per_page, count, estimated)
-    if not records and number > 1:
-        # Past the end: fewer rows than estimated, or some were deleted since the count.
-        count, estimated = queryset.count(), False
-        number = max(ceil(count / per_page), 1)
+    records = []
+    if estimated and number <= _last_page(count, per_page):
         records = _slice(queryset, number, per_page, count, estimated)
+    if estimated and not records:
+        count, estimated = queryset.count(), False
     if estimated:
         has_next = len(records) > per_page
         records = records[:per_page]
     else:
+        number = min(number, _last_page(count, per_page))
+        records = _slice(queryset, number, per_page, count, estimated)
         has_next = number * per_page < count
     return Page(number, per_page, count, estimated, has_next, len(records)), records
+
+
+def _last_page(count: int, per_page: int) -> int:
+    return max(ceil(count / per_page), 1)
 
 
 def _slice(queryset: QuerySet, number: int, per_page: int, count: int, estimated: bool) -> list:

@@ -87,3 +87,17 @@ def test_past_an_estimate_that_was_too_high_the_list_counts_and_shows_its_real_l
     page = listing("page=6", per_page=10)  # the estimate (60 rows) has six pages
     assert (page.page.number, page.page.count, page.page.estimated) == (2, 15, False)
     assert len(page.rows) == 5
+
+
+@on_postgresql
+def test_next_leads_on_past_an_estimate_that_was_too_low(monkeypatch):
+    make_entries(60)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE portal_auditentry")
+    make_entries(25)  # on the same pages: the estimate stays at 60
+    monkeypatch.setattr(tables, "ESTIMATE_OVER", 50)
+    last_estimated = listing("page=6", per_page=10)
+    assert last_estimated.page.estimated and last_estimated.next_url == "?page=7"
+    page = listing("page=7", per_page=10)
+    assert (page.page.number, page.page.count, page.page.estimated) == (7, 85, False)
+    assert len(page.rows) == 10
