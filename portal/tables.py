@@ -37,9 +37,7 @@ def configure(table: tables.Table, request, per_page: int = PER_PAGE) -> tables.
     divide by zero, `-1` fail on an empty page), and a page number that is not one, or lies
     past the end, shows the first or the last page.
     """
-    table.request = request
-    if order_by := request.GET.getlist(table.prefixed_order_by_field):
-        table.order_by = order_by
+    _sort(table, request)
     page = id_param(request.GET.get(table.prefixed_page_field)) or 1
     try:
         table.paginate(per_page=per_page, page=page)
@@ -73,7 +71,7 @@ class Page:
 
     @property
     def num_pages(self) -> int:
-        return max(ceil(self.count / self.per_page), self.number + self.has_next, 1)
+        return max(_last_page(self.count, self.per_page), self.number + self.has_next)
 
     @property
     def has_previous(self) -> bool:
@@ -104,40 +102,47 @@ def listing(table: tables.Table, request, per_page: int = PER_PAGE) -> Listing:
     """Sort a table's queryset and draw one page of it from the query string, whatever the
     query string holds: an unknown sort is ignored, a page that is not a number shows the
     first page, one past the end the last."""
-    table.request = request
-    if order_by := request.GET.getlist(table.prefixed_order_by_field):
-        table.order_by = order_by
+    _sort(table, request)
     queryset = _total_order(table.data.data)
     requested = id_param(request.GET.get(table.prefixed_page_field)) or 1
     page, records = _page(queryset, requested, per_page)
     columns = list(table.columns)
     cells = [_CellRenderer(table, column, queryset.model) for column in columns]
-    rows = [_row(table, record, cells) for record in records]
 
-    def url(**changes) -> str:
-        query = request.GET.copy()
-        for key, value in changes.items():
-            query[key] = value
-        return f"?{query.urlencode()}"
+    def page_url(number: int) -> str:
+        return _query_url(request, table.prefixed_page_field, number)
 
-    page_field = table.prefixed_page_field
     return Listing(
-        headers=[_header(column, table, url) for column in columns],
-        rows=rows,
+        headers=[_header(column, table, request) for column in columns],
+        rows=[_row(table, record, cells) for record in records],
         page=page,
         links=[
-            PageLink(n, url(**{page_field: n}) if n else "")
+            PageLink(n, page_url(n) if n else "")
             for n in _page_numbers(page.number, page.num_pages)
         ],
-        previous_url=url(**{page_field: page.number - 1}) if page.has_previous else "",
-        next_url=url(**{page_field: page.number + 1}) if page.has_next else "",
+        previous_url=page_url(page.number - 1) if page.has_previous else "",
+        next_url=page_url(page.number + 1) if page.has_next else "",
     )
 
 
-def _header(column, table: tables.Table, url) -> Header:
+def _sort(table: tables.Table, request) -> None:
+    """Sort the table by the query string's columns; django-tables2 ignores unknown ones."""
+    table.request = request
+    if order_by := request.GET.getlist(table.prefixed_order_by_field):
+        table.order_by = order_by
+
+
+def _query_url(request, key: str, value) -> str:
+    """This page's query string with `key` set to `value`, the filters kept."""
+    query = request.GET.copy()
+    query[key] = value
+    return f"?{query.urlencode()}"
+
+
+def _header(column, table: tables.Table, request) -> Header:
     sort_url, aria_sort = "", ""
     if column.orderable:
-        sort_url = url(**{table.prefixed_order_by_field: column.order_by_alias.next})
+        sort_url = _query_url(request, table.prefixed_order_by_field, column.order_by_alias.next)
         if column.is_ordered:
             descending = column.order_by_alias.is_descending
             aria_sort = "descending" if descending else "ascending"
