@@ -13,7 +13,6 @@ from datetime import datetime
 from math import ceil
 
 import django_tables2 as tables
-from django.core.paginator import EmptyPage
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.utils import formats, timezone
@@ -28,22 +27,6 @@ PER_PAGE = 50
 # An unfiltered list longer than this shows PostgreSQL's estimate of its length ("about N")
 # instead of counting every row on every page view.
 ESTIMATE_OVER = 10_000
-
-
-def configure(table: tables.Table, request, per_page: int = PER_PAGE) -> tables.Table:
-    """Sort and paginate a table from the query string, whatever the query string holds.
-
-    Unlike django-tables2's RequestConfig, the page size is the view's (`?per_page=0` would
-    divide by zero, `-1` fail on an empty page), and a page number that is not one, or lies
-    past the end, shows the first or the last page.
-    """
-    _sort(table, request)
-    page = id_param(request.GET.get(table.prefixed_page_field)) or 1
-    try:
-        table.paginate(per_page=per_page, page=page)
-    except EmptyPage:
-        table.paginate(per_page=per_page, page=table.paginator.num_pages)
-    return table
 
 
 @dataclass

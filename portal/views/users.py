@@ -62,9 +62,9 @@ def user_list(request: HttpRequest) -> HttpResponse:
     table = UserTable(users, workspace_counts=counts)
     if counts is None:
         table.columns.hide("active_workspaces")
-    tables.configure(table, request)
+    listing = tables.listing(table, request)
     return render(
-        request, "portal/user_list.html", _users_context(request) | {"table": table, "q": query}
+        request, "portal/user_list.html", _users_context(request) | {"listing": listing, "q": query}
     )
 
 
@@ -146,9 +146,10 @@ def invitation_list(request: HttpRequest) -> HttpResponse:
     table = InvitationTable(queryset)
     if not has_perm(request.user, Area.USERS, CHANGE):
         table.columns.hide("actions")
-    tables.configure(table, request)
     return render(
-        request, "portal/invitation_list.html", _users_context(request) | {"table": table}
+        request,
+        "portal/invitation_list.html",
+        _users_context(request) | {"listing": tables.listing(table, request)},
     )
 
 

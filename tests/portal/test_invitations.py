@@ -166,3 +166,21 @@ def test_cannot_invite_an_existing_users_address(admin_client, member, team):
     )
     assert response.status_code == HTTPStatus.OK
     assert b"already exists" in response.content
+
+
+def test_invitation_list_shows_pending_ones_with_their_actions(admin_client, team):
+    for email in ("b@example.com", "a@example.com"):
+        invite(admin_client, team, email)
+    page = admin_client.get("/admin/invitations/?sort=email")
+    assert page.status_code == HTTPStatus.OK
+    html = page.content.decode()
+    html = html[html.index("<table") :]  # past the "invitation sent" messages
+    assert html.index("a@example.com") < html.index("b@example.com")
+    assert "1–2 of 2" in html
+    assert html.count("csrfmiddlewaretoken") >= 4  # resend and revoke, per invitation
+    assert 'aria-sort="ascending"' in html
+
+
+def test_invitation_list_says_when_there_are_none(admin_client):
+    page = admin_client.get("/admin/invitations/?page=7")
+    assert b"No invitations yet." in page.content
