@@ -28,6 +28,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
+from django.db.models import F
 from django.utils import timezone
 
 from pools import lifecycle
@@ -40,6 +41,7 @@ from profiles.models import ComputeProfile, Infrastructure, ResourceGroup
 
 PASSWORD = "bench-password"
 BATCH = 5_000
+POOL_PROVISIONING = timedelta(minutes=4)  # from created to ready, for every pool instance
 # How the workspaces spread over states: mostly history (deleted) and running ones.
 STATE_WEIGHTS = {
     State.DELETED: 40,
@@ -227,6 +229,9 @@ def _pools(scale: Scale, profiles, workspaces, now):
         ]
     for batch in _batched(instances):
         lifecycle.create_many(batch, message="requested")
+    # Created (auto_now_add) before they were ready, as a provisioning takes: the pages'
+    # estimates measure provisioning times from these rows.
+    PoolInstance.objects.update(created=F("ready_at") - POOL_PROVISIONING)
     LoopDecision.objects.bulk_create(
         (
             LoopDecision(
