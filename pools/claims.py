@@ -28,7 +28,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from pools import lifecycle, warmpool
-from pools.lifecycle import State, log_step, transition
+from pools.lifecycle import State, Step, advance, log_step
 from pools.models import PoolInstance
 from profiles.choices import AllocationStrategy
 from services.tasks import adopt_services, workspace_ready
@@ -92,11 +92,12 @@ def adopt_warm_instance(workspace, user) -> PoolInstance | None:
         return None
 
     name = instance.resource_name
-    transition(workspace, State.PROVISIONING, actor=user, message=f"claimed warm instance {name}")
-    transition(
+    advance(
         workspace,
-        State.READY,
-        message="ready (warm instance)",
+        [
+            Step(State.PROVISIONING, f"claimed warm instance {name}", actor=user),
+            Step(State.READY, "ready (warm instance)"),
+        ],
         ready_at=timezone.now(),
         profile_version=instance.profile_version,
         connection=instance.connection,

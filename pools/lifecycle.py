@@ -12,6 +12,7 @@ Every state change and every event row goes through this module:
 - `transition()`: a conditional UPDATE (`... WHERE id = X AND state = old`): when two
   workers try to move the same object, exactly one UPDATE changes a row; the other sees 0
   rows and `transition()` returns False so that worker moves on.
+- `advance()`: the same for a path of several edges, in the same two statements.
 - `claim()`: the same move for ONE object chosen by a query among many (the warm-pool
   claim), in one statement that skips rows other transactions hold.
 - `log_step()`: an event for a step done within a state.
@@ -23,6 +24,7 @@ state) in the same transaction as the change. A model's events are its reverse r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from django.conf import settings
 from django.db import connections, models, transaction
@@ -264,18 +266,49 @@ def transition(
     Raises IllegalTransition when the lifecycle has no such edge. `fields` are written in
     the same UPDATE (e.g. `ready_at`, `failure_reason`). On success `obj` is updated in place.
     """
+    return advance(obj, [Step(to_state, message, actor)], **fields)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One edge of `advance()`'s path: the state it reaches and its event's message."""
+
+    to_state: str
+    message: str = ""
+    actor: object = None
+
+
+def advance(obj: LifecycleModel, steps: list[Step], **fields) -> bool:
+    """Move `obj` along several edges at once, each checked and each with its event, in
+    two statements: ONE conditional UPDATE to the last state and ONE INSERT of the events
+    (a warm claim takes a workspace from requested through provisioning to ready while
+    its user waits). False, with nothing written, if another worker moved `obj` first.
+    """
     from_state = obj.state
-    obj.lifecycle.check(from_state, to_state)
+    path = [from_state, *(step.to_state for step in steps)]
+    for before, after in pairwise(path):
+        obj.lifecycle.check(before, after)
     now = timezone.now()
-    updates = {"state": to_state, "state_changed": now, "heartbeat": now, **fields}
-    user = _user(actor)
+    updates = {"state": path[-1], "state_changed": now, "heartbeat": now, **fields}
+    relation = type(obj)._meta.get_field("events")  # the reverse relation of the event rows
+    events = [
+        relation.related_model(
+            **{relation.field.name: obj},
+            from_state=before,
+            to_state=step.to_state,
+            message=step.message[:300],
+            actor=_user(step.actor),
+            timestamp=now,
+        )
+        for before, step in zip(path, steps, strict=False)
+    ]
     # No savepoint (two statements fewer inside a caller's transaction): a failure here
     # fails the caller's transaction too, which must not go on after a lost state change.
     with transaction.atomic(savepoint=False):
         changed = type(obj)._base_manager.filter(pk=obj.pk, state=from_state).update(**updates)
         if changed != 1:
             return False
-        obj.log_event(from_state, to_state, message, actor=user)
+        relation.related_model._base_manager.bulk_create(events)
     for name, value in updates.items():
         setattr(obj, name, value)
     return True

@@ -10,6 +10,8 @@ from pools.lifecycle import (
     WORKSPACE_LIFECYCLE,
     IllegalTransition,
     State,
+    Step,
+    advance,
     claim,
     create,
     create_many,
@@ -103,6 +105,42 @@ def test_a_system_transition_has_no_actor(member, starter, workspace_factory):
     workspace = workspace_factory(member, starter)
     transition(workspace, State.PROVISIONING)
     assert workspace.events.get().actor_name == "system"
+
+
+def test_advance_walks_a_path_in_two_statements_with_an_event_per_edge(
+    member, starter, workspace_factory, django_assert_num_queries
+):
+    workspace = workspace_factory(member, starter)
+    path = [Step(State.PROVISIONING, "claimed", actor=member), Step(State.READY, "ready")]
+    with django_assert_num_queries(2):
+        assert advance(workspace, path, failure_reason="")
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    events = [(e.from_state, e.to_state, e.message, e.actor_name) for e in workspace.events.all()]
+    assert events == [
+        ("requested", "provisioning", "claimed", member.username),
+        ("provisioning", "ready", "ready", "system"),
+    ]
+
+
+def test_advance_checks_every_edge_and_writes_nothing_when_one_is_illegal(
+    member, starter, workspace_factory
+):
+    workspace = workspace_factory(member, starter)
+    with pytest.raises(IllegalTransition):
+        advance(workspace, [Step(State.PROVISIONING), Step(State.STOPPED)])
+    workspace.refresh_from_db()
+    assert workspace.state == State.REQUESTED
+    assert not workspace.events.exists()
+
+
+def test_advance_loses_to_a_worker_that_moved_first(member, starter, workspace_factory):
+    workspace = workspace_factory(member, starter)
+    stale = Workspace.objects.get(pk=workspace.pk)
+    assert transition(workspace, State.FAILED)
+    assert not advance(stale, [Step(State.PROVISIONING), Step(State.READY)])
+    assert stale.state == State.REQUESTED
+    assert [e.to_state for e in workspace.events.all()] == [State.FAILED]
 
 
 def test_steps_are_events_within_a_state(member, starter, workspace_factory):
