@@ -22,14 +22,16 @@ the same one, and a test drives exactly one step):
 A check that cannot tell (the cluster does not answer: a DriverError) changes nothing; the
 infrastructure's own health check reports the cluster (`pools.health`).
 
-When: the "pools: watch" schedule runs `sweep()` every minute (repairs, then checks, at
-most BATCH of each); each repair also schedules its next look (`repair_workspace`), so a
-repair does not wait for the next sweep.
+When: the "pools: watch" schedule runs `sweep()` every minute: repairs, then checks, for as
+long as any is due, up to SWEEP_SECONDS (a fixed count of checks per sweep would leave
+thousands of ready workspaces unchecked for half an hour); each repair also schedules its
+next look (`repair_workspace`), so a repair does not wait for the next sweep.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.db.models import F, Q
@@ -47,23 +49,26 @@ logger = logging.getLogger(__name__)
 CHECK_INTERVAL = timedelta(minutes=2)
 MAX_REPAIRS = 3
 REPAIR_BACKOFF = 15  # seconds before the first look after a restart; doubles per attempt
-BATCH = 100  # steps of each kind per sweep
+# How long one sweep goes on while steps are due: under the schedule's minute, so sweeps
+# seldom overlap (when they do, each step still claims its own workspace).
+SWEEP_SECONDS = 45
 CANDIDATES = 5  # due workspaces tried per step when other sweeps take the first ones
 REPAIR = "pools.watch.repair_workspace"
 
 
-def sweep(now: datetime | None = None, limit: int = BATCH) -> dict:
+def sweep(now: datetime | None = None, seconds: float = SWEEP_SECONDS) -> dict:
     """The "pools: watch" schedule: due repairs, then due checks (see the module doc)."""
     now = now or timezone.now()
+    deadline = time.monotonic() + seconds
     return {
-        "repaired": _repeat(lambda: repair_one(now), limit),
-        "checked": _repeat(lambda: check_one(now), limit),
+        "repaired": _repeat(lambda: repair_one(now), deadline),
+        "checked": _repeat(lambda: check_one(now), deadline),
     }
 
 
-def _repeat(step, limit: int) -> int:
+def _repeat(step, deadline: float) -> int:
     done = 0
-    while done < limit and step():
+    while time.monotonic() < deadline and step():
         done += 1
     return done
 

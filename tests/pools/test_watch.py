@@ -194,3 +194,16 @@ def test_a_degraded_workspace_counts_as_live_and_holds_its_gpus():
     assert State.DEGRADED in LIVE_STATES and State.DEGRADED in GPU_STATES
     assert State.DEGRADED in IN_FLIGHT_STATES  # its pages follow it until it is repaired
     assert Workspace.lifecycle.holds_resources(State.DEGRADED)
+
+
+def test_a_sweep_checks_every_due_workspace_while_its_time_lasts(
+    member, gpu_profile, workspace_factory, monkeypatch
+):
+    due = [workspace_factory(member, gpu_profile, state=State.READY) for _ in range(130)]
+    checked = []
+    monkeypatch.setattr(watch, "check_workspace", lambda workspace: checked.append(workspace.pk))
+    # More than a fixed batch of 100 per sweep would check: every due one.
+    assert watch.sweep() == {"repaired": 0, "checked": 130}
+    assert sorted(checked) == sorted(workspace.pk for workspace in due)
+    assert watch.sweep(later(), seconds=0) == {"repaired": 0, "checked": 0}  # no time left
+    assert watch.sweep(later()) == {"repaired": 0, "checked": 130}
