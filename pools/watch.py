@@ -49,9 +49,10 @@ logger = logging.getLogger(__name__)
 CHECK_INTERVAL = timedelta(minutes=2)
 MAX_REPAIRS = 3
 REPAIR_BACKOFF = 15  # seconds before the first look after a restart; doubles per attempt
-# How long one sweep goes on while steps are due: under the schedule's minute, so sweeps
-# seldom overlap (when they do, each step still claims its own workspace).
-SWEEP_SECONDS = 45
+# How long one sweep goes on while steps are due. It holds a worker that provisioning
+# requests also wait for (2 by default), so a third of one; sweeps never overlap then,
+# and if they did each step would still claim its own workspace.
+SWEEP_SECONDS = 20
 CANDIDATES = 5  # due workspaces tried per step when other sweeps take the first ones
 REPAIR = "pools.watch.repair_workspace"
 
