@@ -1,6 +1,6 @@
 """Rate limiting per API token (per user for session calls): DRF's throttle, keyed by token.
 
-The counts live in Django's cache (per process unless CACHES names a shared one).
+The counts live in Django's cache: per process unless CACHE_URL names a Redis all share.
 """
 
 from rest_framework.throttling import SimpleRateThrottle

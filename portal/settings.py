@@ -296,6 +296,25 @@ if Q_BROKER_URL:
     del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = Q_BROKER_URL
 
+# Django's cache counts the login throttle, the API rate limit and the SSO failure audit's
+# repeats. Each process keeps its own unless CACHE_URL names a Redis that all of them
+# share: then a client spreading bad passwords over web workers and replicas still meets
+# one count. The broker's Redis serves unless another is named.
+CACHE_URL = env_str("CACHE_URL", Q_BROKER_URL)
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"CACHE_URL={CACHE_URL!r}: only Redis is supported (redis://host:6379/1); "
+            "leave it empty to count in each process"
+        )
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "portal",
+        }
+    }
+
 # Operations: probes and metrics (portal.health, portal.metrics, pools.metrics).
 # /readyz wants a django-q2 heartbeat task finished within this many seconds.
 READYZ_HEARTBEAT_MAX_AGE = env_int("READYZ_HEARTBEAT_MAX_AGE", 180, minimum=60)

@@ -42,6 +42,7 @@ def portal_env(**overrides: str) -> dict[str, str]:
             "DEBUG",
             "PROMETHEUS_MULTIPROC_DIR",
             "Q_BROKER_URL",
+            "CACHE_URL",
             "WARM_POOL_CLUSTER",
             "Q_CLUSTER_NAME",
         }

@@ -120,6 +120,13 @@ def test_a_broker_url_that_is_not_redis_is_refused(tmp_path):
     assert "Q_BROKER_URL='amqp://rabbit:5672': only Redis is supported" in result.stderr
 
 
+def test_a_cache_url_that_is_not_redis_is_refused(tmp_path):
+    env = portal_env(PORTAL_DATA_DIR=str(tmp_path), CACHE_URL="memcached://cache:11211")
+    result = run(["check"], env)
+    assert result.returncode != 0
+    assert "CACHE_URL='memcached://cache:11211': only Redis is supported" in result.stderr
+
+
 # -- the entrypoint's commands -------------------------------------------------------------
 
 
