@@ -52,6 +52,18 @@ def portal_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def shared_database_env(database_url: str, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """`portal_env` for processes that share this test's database: the same keys as this
+    process (it enqueues tasks too, signed with SECRET_KEY, and reads their secrets)."""
+    return portal_env(
+        DATABASE_URL=database_url,
+        SECRET_KEY=settings.SECRET_KEY,
+        PORTAL_ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
+        PORTAL_DATA_DIR=str(data_dir),
+        **overrides,
+    )
+
+
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(

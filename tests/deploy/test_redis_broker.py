@@ -14,7 +14,6 @@ import time
 import pytest
 import redis
 import requests
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django_q.models import OrmQ
@@ -25,7 +24,7 @@ from portal.models import Team
 from portal.roles import Role
 from tests.conftest import PASSWORD
 from tests.deploy.metrics_helpers import parse, value
-from tests.deploy.processes import free_port, portal_env, start, stop, wait_until_serving
+from tests.deploy.processes import free_port, shared_database_env, start, stop, wait_until_serving
 from tests.workspace_fixtures import database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.scale_out]
@@ -61,11 +60,9 @@ def test_a_request_travels_through_redis_to_a_worker(
     connections.close_all()
 
     port = free_port()
-    env = portal_env(
-        DATABASE_URL=database_url(shared_database),
-        SECRET_KEY=settings.SECRET_KEY,
-        PORTAL_ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
-        PORTAL_DATA_DIR=str(tmp_path / "data"),
+    env = shared_database_env(
+        database_url(shared_database),
+        tmp_path / "data",
         PORTAL_WORKSPACES_ROOT=str(workspaces_root),
         Q_BROKER_URL=REDIS_URL,
         METRICS_TOKEN=TOKEN,

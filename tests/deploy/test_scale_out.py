@@ -29,7 +29,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
 from django.db.models import Count, Q
@@ -54,7 +53,7 @@ from tests.conftest import PASSWORD
 from tests.deploy.metrics_helpers import parse, total, value
 from tests.deploy.processes import (
     free_port,
-    portal_env,
+    shared_database_env,
     start,
     stop,
     wait_until_serving,
@@ -182,12 +181,9 @@ def test_two_servers_and_two_clusters_serve_100_requests_consistently(
         phases[name] = round(time.monotonic() - clock, 1)
         clock = time.monotonic()
 
-    env = portal_env(
-        DATABASE_URL=database_url(shared_database),
-        # The same keys as this process: it enqueues tasks too, signed with SECRET_KEY.
-        SECRET_KEY=settings.SECRET_KEY,
-        PORTAL_ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
-        PORTAL_DATA_DIR=str(tmp_path / "data"),
+    env = shared_database_env(
+        database_url(shared_database),
+        tmp_path / "data",
         PORTAL_WORKSPACES_ROOT=str(workspaces_root),
         LOG_FORMAT="json",
         METRICS_TOKEN=METRICS_TOKEN,

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import pytest
 import requests
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from tests.deploy.processes import free_port, portal_env, start, stop, wait_until_serving
+from tests.deploy.processes import free_port, shared_database_env, start, stop, wait_until_serving
 from tests.deploy.test_redis_broker import redis_db  # noqa: F401 (a fixture)
 from tests.workspace_fixtures import database_url
 
@@ -47,11 +46,9 @@ def test_bad_passwords_are_counted_once_across_web_workers(
     get_user_model().objects.create_user("mia", password="her own long passphrase")
     connections.close_all()
     port = free_port()
-    env = portal_env(
-        DATABASE_URL=database_url(shared_database),
-        SECRET_KEY=settings.SECRET_KEY,
-        PORTAL_ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
-        PORTAL_DATA_DIR=str(tmp_path / "data"),
+    env = shared_database_env(
+        database_url(shared_database),
+        tmp_path / "data",
         CACHE_URL=REDIS_URL,
         WEB_BIND=f"127.0.0.1:{port}",
         WEB_CONCURRENCY="2",
