@@ -37,6 +37,8 @@ def pages(data) -> list[tuple[str, object, str]]:
     """(label, user, URL) of every page measured."""
     from django.urls import reverse
 
+    from workspaces.tables import WorkspaceTable
+
     everything = reverse("workspaces:workspace_list")
     audit = reverse("portal:auditentry_list")
     profile = data.profiles[1]
@@ -47,17 +49,7 @@ def pages(data) -> list[tuple[str, object, str]]:
         ("all workspaces, page 100", data.admin, f"{everything}?page=100"),
         ("all workspaces, last page", data.admin, f"{everything}?page=100000"),
     ]
-    for column in (
-        "resource_name",
-        "name",
-        "owner",
-        "team",
-        "profile",
-        "state",
-        "created",
-        "ready_at",
-        "expires_at",
-    ):
+    for column in WorkspaceTable.Meta.fields:  # every sortable column
         rows.append(
             (
                 f"all workspaces, sort -{column} p.20",

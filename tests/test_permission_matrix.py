@@ -1,3 +1,5 @@
+# The people fixture is imported from tests/matrix_roles.py, so arguments "redefine" it.
+# ruff: noqa: F811
 """Every URL of the portal × every role → the expected status, generated from the URLconf.
 
 The URLs come from walking `get_resolver()`: every named URL whose view lives in one of the
@@ -36,7 +38,17 @@ from api.tokens import create_token
 from portal import audit, invitations
 from portal.models import Invitation, Notification, SsoGroupMapping, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, VIEW, Area, Role
-from tests.matrix_roles import ADMIN, ANON, MEMBER, OPERATOR, OTHER, ROLE_OF, ROLES, VIEWER
+from tests.matrix_roles import (
+    ADMIN,
+    ANON,
+    MEMBER,
+    OPERATOR,
+    OTHER,
+    ROLE_OF,
+    ROLES,
+    VIEWER,
+    people,  # noqa: F401 (a fixture)
+)
 
 OWN_APPS = {"portal", "profiles", "pools", "services", "workspaces", "usage", "api"}
 # The REST API's operations have a matrix of their own (tests/api/test_api_permission_matrix.py):
@@ -447,18 +459,6 @@ def portal_urls() -> list[PortalUrl]:
 
 
 URLS = portal_urls()
-
-
-@pytest.fixture
-def people(db) -> dict:
-    people = {}
-    for role in ROLES[1:]:
-        user = User.objects.create(username=role, email=f"{role}@example.com")
-        group_name = "other members" if role == OTHER else f"{role} group"
-        team, _ = Team.objects.get_or_create(name=group_name, defaults={"role": ROLE_OF[role]})
-        team.members.add(user)
-        people[role] = user
-    return people
 
 
 def _status(client: Client, method: str, url: str, data: dict) -> int | str:

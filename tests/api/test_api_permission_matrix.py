@@ -1,3 +1,5 @@
+# The people fixture is imported from tests/matrix_roles.py, so arguments "redefine" it.
+# ruff: noqa: F811
 """Every API operation × every role → the expected status (the pages' matrix,
 `tests/test_permission_matrix.py`, for the REST API).
 
@@ -31,7 +33,15 @@ from profiles.models import ComputeProfile, Infrastructure, PartitioningStrategy
 from services.models import ServiceDeployment
 from services.tasks import create_deployment
 from tests.api.conftest import ApiClient
-from tests.matrix_roles import ADMIN, ANON, MEMBER, OTHER, ROLE_OF, ROLES
+from tests.matrix_roles import (
+    ADMIN,
+    ANON,
+    MEMBER,
+    OTHER,
+    ROLE_OF,
+    ROLES,
+    people,  # noqa: F401 (a fixture)
+)
 
 OK, CREATED, ACCEPTED, NO_CONTENT = 200, 201, 202, 204
 BAD, FORBIDDEN, NOT_FOUND, CONFLICT, NEEDS_IF_MATCH = 400, 403, 404, 409, 428
@@ -221,18 +231,6 @@ def operations() -> dict[str, tuple[str, str]]:
             for method, operation in methods.items():
                 _OPERATIONS[operation["operationId"]] = (method, path)
     return _OPERATIONS
-
-
-@pytest.fixture
-def people(db) -> dict:
-    people = {}
-    for role in ROLES[1:]:
-        user = User.objects.create(username=role, email=f"{role}@example.com")
-        group_name = "other members" if role == OTHER else f"{role} group"
-        team, _ = Team.objects.get_or_create(name=group_name, defaults={"role": ROLE_OF[role]})
-        team.members.add(user)
-        people[role] = user
-    return people
 
 
 @pytest.fixture
