@@ -24,7 +24,9 @@ from django.http import HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from django_q.models import Schedule, Success
+from django_q.models import Success
+
+from portal.schedules import every
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +42,9 @@ def heartbeat() -> str:
     return "ok"
 
 
-def ensure_heartbeat_schedule(schedule_model=Schedule) -> None:
+def ensure_heartbeat_schedule(schedule_model=None) -> None:
     """Create (or restore) the heartbeat schedule; idempotent."""
-    schedule_model.objects.update_or_create(
-        name=HEARTBEAT_NAME,
-        defaults={
-            "func": HEARTBEAT_FUNC,
-            "schedule_type": "I",  # Schedule.MINUTES
-            "minutes": HEARTBEAT_MINUTES,
-            "repeats": -1,
-        },
-    )
+    every(HEARTBEAT_MINUTES, HEARTBEAT_NAME, HEARTBEAT_FUNC, schedule_model)
 
 
 def _plain(status: int, text: str) -> HttpResponse:
