@@ -16,13 +16,14 @@ decides how (`host_capability()`, probed once per process):
   single-user host (`profiles.models.Infrastructure.single_user_host`).
 
 What a sandbox sees (`sandbox_argv`): the host's filesystem read-only; its own workspace
-directory and /tmp (shared, sticky) read-write; a private /dev (plus the NVIDIA devices), a
-/proc of its own PID namespace (the portal's processes do not exist there) and a private
-IPC namespace. Empty in its view: the portal's data directory (keys, SQLite database), the
-workspaces root (every other workspace), the SQLite database wherever it lives, and the
-portal's `.env`. A directory other users may not traverse (e.g. /root, which holds the
-interpreter under pyenv) is replaced by an empty one with only what the processes need
-bound back in: the workspace, the portal's code and virtualenv, the interpreter.
+directory and /tmp (shared, sticky) read-write; a private /dev with only the NVIDIA device
+nodes of its own GPUs (`pools.devices`; none without GPUs), a /proc of its own PID
+namespace (the portal's processes do not exist there) and a private IPC namespace. Empty
+in its view: the portal's data directory (keys, SQLite database), the workspaces root
+(every other workspace), the SQLite database wherever it lives, and the portal's `.env`.
+A directory other users may not traverse (e.g. /root, which holds the interpreter under
+pyenv) is replaced by an empty one with only what the processes need bound back in: the
+workspace, the portal's code and virtualenv, the interpreter.
 The network is shared: services listen on 127.0.0.1 for the portal and the user.
 """
 
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,8 +313,6 @@ def _base_mounts() -> list[str]:
     if os.path.isdir(tmp):
         mounts += ["--bind", tmp, tmp]
     mounts += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
-    for device in sorted(Path("/dev").glob("nvidia*")):
-        mounts += ["--dev-bind", str(device), str(device)]
     return mounts
 
 
@@ -376,8 +376,11 @@ def _untraversable_ancestor(path: Path) -> Path | None:
     return None
 
 
-def sandbox_argv(argv: list[str], workspace: Path, cwd: Path, uid: int | None) -> list[str]:
-    """`argv` wrapped in bubblewrap (see the module's docstring)."""
+def sandbox_argv(
+    argv: list[str], workspace: Path, cwd: Path, uid: int | None, devices: Sequence[str] = ()
+) -> list[str]:
+    """`argv` wrapped in bubblewrap (see the module's docstring); `devices` are the device
+    nodes it may open (`pools.devices.nodes_for` its GPUs)."""
     workspace = Path(os.path.abspath(workspace))
     hidden = hidden_paths()
     operations: list[tuple[Path, list[str]]] = []
@@ -416,6 +419,8 @@ def sandbox_argv(argv: list[str], workspace: Path, cwd: Path, uid: int | None) -
         if args[0] == "--tmpfs":
             emptied.append(path)
         mounts += args
+    for device in devices:
+        mounts += ["--dev-bind", device, device]
     command = [shutil.which("bwrap") or "bwrap", *_base_mounts(), *mounts]
     command += ["--unshare-pid", "--unshare-ipc", "--chdir", os.path.abspath(cwd)]
     if uid is not None:

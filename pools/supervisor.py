@@ -27,7 +27,7 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -216,13 +216,15 @@ def start(
     *,
     holder: str | None = None,
     infrastructure=None,
+    devices: Sequence[str] = (),
 ) -> ProcessRecord:
     """Start `argv` detached (own session, no terminal), register and return its record.
 
     In a workspace directory (below the workspaces root) on a host that isolates, the
-    process runs sandboxed as the workspace's identity (`pools.isolation`). `holder` is
-    the workspace's resource name (default: the directory's), `infrastructure` the local
-    infrastructure (default: the one local entry).
+    process runs sandboxed as the workspace's identity (`pools.isolation`), able to open
+    the device nodes in `devices` (its GPUs', `LocalDriver.device_nodes`) and no other
+    GPU's. `holder` is the workspace's resource name (default: the directory's),
+    `infrastructure` the local infrastructure (default: the one local entry).
     """
     workspace = isolation.workspace_of(cwd)
     sandboxed = workspace is not None and isolation.host_capability().isolated
@@ -230,7 +232,7 @@ def start(
     if sandboxed:
         uid = isolation.prepare(workspace)
         isolation.hand_over(workspace, cwd, uid)
-        command = isolation.sandbox_argv(argv, workspace, cwd, uid)
+        command = isolation.sandbox_argv(argv, workspace, cwd, uid, devices)
         env = isolation.sandbox_env(env, workspace)
         popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
     log = _open_log(log_path)

@@ -24,6 +24,8 @@ from pools.models import Workspace
 class FakeMig:
     uuid: str
     profile: str
+    gpu_instance_id: int
+    compute_instance_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class FakeGpu:
     gpu_model: str | None
     mig_devices: tuple = field(default_factory=tuple)
 
+    @property
+    def minor(self) -> int:
+        return self.index
+
 
 FAKE_GPUS = [
     FakeGpu(0, "GPU-aaaa", "NVIDIA A100-SXM4-40GB", "A100-40GB"),
@@ -42,9 +48,18 @@ FAKE_GPUS = [
         "GPU-bbbb",
         "NVIDIA A100-SXM4-40GB",
         "A100-40GB",
-        (FakeMig("MIG-b1", "1g.5gb"), FakeMig("MIG-b2", "1g.5gb"), FakeMig("MIG-b3", "3g.20gb")),
+        (
+            FakeMig("MIG-b1", "1g.5gb", 1),
+            FakeMig("MIG-b2", "1g.5gb", 2),
+            FakeMig("MIG-b3", "3g.20gb", 3),
+        ),
     ),
 ]
+# /proc/driver/nvidia-caps/mig-minors for FAKE_GPUS: which capability nodes grant access to
+# each MIG device (pools.devices).
+FAKE_MIG_MINORS = "".join(
+    f"gpu1/gi{gi}/access {10 * gi}\ngpu1/gi{gi}/ci0/access {10 * gi + 1}\n" for gi in (1, 2, 3)
+)
 
 
 @pytest.fixture
@@ -56,9 +71,12 @@ def workspaces_root(settings, tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def fake_gpus(monkeypatch):
+def fake_gpus(monkeypatch, tmp_path_factory):
     """Two A100s: GPU 0 whole, GPU 1 partitioned into 1g.5gb, 1g.5gb and 3g.20gb."""
     monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: list(FAKE_GPUS))
+    mig_minors = tmp_path_factory.mktemp("nvidia-caps") / "mig-minors"
+    mig_minors.write_text(FAKE_MIG_MINORS)
+    monkeypatch.setattr("pools.devices.MIG_MINORS", mig_minors)
     return FAKE_GPUS
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from django.db import IntegrityError, transaction
 
-from pools import isolation, supervisor
+from pools import devices, isolation, supervisor
 from pools.drivers.base import (
     Driver,
     DriverError,
@@ -196,10 +196,17 @@ class LocalDriver(Driver):
     def environment(self, spec: WorkspaceSpec) -> dict[str, str]:
         """The workspace's own variables from its GPU allocations in the database (what the
         environment file says, which the workspace itself may have edited, is not trusted)."""
-        allocations = GpuAllocation.objects.filter(
-            infrastructure=self.infrastructure, holder=spec.name
-        )
-        return self._environment(spec, allocations)
+        return self._environment(spec, self._allocations(spec))
+
+    def device_nodes(self, spec: WorkspaceSpec) -> list[str]:
+        """The device nodes of the GPUs allocated to the workspace: its processes may open
+        those and no others (`supervisor.start`, `pools.devices`). DeviceError (an OSError)
+        when they cannot be known."""
+        uuids = list(self._allocations(spec).values_list("device_uuid", flat=True))
+        return devices.nodes_for(uuids, gpu_inventory()) if uuids else []
+
+    def _allocations(self, spec: WorkspaceSpec):
+        return GpuAllocation.objects.filter(infrastructure=self.infrastructure, holder=spec.name)
 
     def _environment(self, spec: WorkspaceSpec, allocations) -> dict[str, str]:
         return {
@@ -216,7 +223,7 @@ class LocalDriver(Driver):
         usable for the next request.
         """
         infrastructure = self.infrastructure
-        held = list(GpuAllocation.objects.filter(infrastructure=infrastructure, holder=spec.name))
+        held = list(self._allocations(spec))
         wanted = [group for group in spec.groups if group.gpu_count]
         if not wanted or held:
             return held  # CPU-only, or already allocated by an earlier attempt
@@ -275,9 +282,7 @@ class LocalDriver(Driver):
 
     def status(self, spec: WorkspaceSpec) -> ProvisionResult:
         directory = self.directory(spec.name)
-        allocations = list(
-            GpuAllocation.objects.filter(infrastructure=self.infrastructure, holder=spec.name)
-        )
+        allocations = list(self._allocations(spec))
         env_ready = (directory / ENV_FILE).exists()
         gpus_ready = len(allocations) == sum(g.gpu_count for g in spec.groups)
         process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
@@ -326,6 +331,7 @@ class LocalDriver(Driver):
             port=port,
             holder=spec.name,
             infrastructure=self.infrastructure,
+            devices=self.device_nodes(spec),
         )
         record.save(directory / PROCESS_FILE)
         return record
@@ -379,9 +385,7 @@ class LocalDriver(Driver):
         problems = []
         if not directory.is_dir():
             problems.append(f"Its directory {directory} is gone.")
-        held = GpuAllocation.objects.filter(
-            infrastructure=self.infrastructure, holder=spec.name
-        ).count()
+        held = self._allocations(spec).count()
         wanted = sum(group.gpu_count for group in spec.groups)
         if held < wanted:
             problems.append(f"It holds {held} of its {wanted} GPU allocations.")
@@ -416,9 +420,7 @@ class LocalDriver(Driver):
             report(f"{killed} other process(es) of uid {uid} killed")
 
     def _release_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
-        released, _ = GpuAllocation.objects.filter(
-            infrastructure=self.infrastructure, holder=spec.name
-        ).delete()
+        released, _ = self._allocations(spec).delete()
         if released:
             report(f"{released} GPU allocation(s) released")
 

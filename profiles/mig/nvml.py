@@ -37,6 +37,8 @@ class MigDeviceInfo:
     memory_total_mib: int
     gpu_instance_id: int | None  # None where NVML would not say (e.g. no permission)
     start: int | None  # first memory slice of its GPU instance, when readable
+    # Which /dev/nvidia-caps nodes grant access to it (pools.devices); None: NVML won't say.
+    compute_instance_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class GpuInfo:
     mig_pending: bool  # mode after the next GPU reset
     mig_devices: tuple[MigDeviceInfo, ...]
     gi_profiles: tuple[GiProfileInfo, ...]
+    minor: int | None = None  # of its device node, /dev/nvidia<minor>; None: NVML won't say
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,16 @@ def _read_gpu(nvml: Any, index: int) -> GpuInfo:
         mig_pending=pending == nvml.NVML_DEVICE_MIG_ENABLE,
         mig_devices=_read_mig_devices(nvml, handle) if enabled else (),
         gi_profiles=_read_gi_profiles(nvml, handle) if mig_capable else (),
+        minor=_optional(nvml, nvml.nvmlDeviceGetMinorNumber, handle),
     )
+
+
+def _optional(nvml: Any, query, handle: Any) -> int | None:
+    """What an NVML query answers, or None where it does not (unsupported, no permission)."""
+    try:
+        return query(handle)
+    except nvml.NVMLError:
+        return None
 
 
 def _read_mig_devices(nvml: Any, handle: Any) -> tuple[MigDeviceInfo, ...]:
@@ -132,6 +144,7 @@ def _read_mig_devices(nvml: Any, handle: Any) -> tuple[MigDeviceInfo, ...]:
                 memory_total_mib=nvml.nvmlDeviceGetMemoryInfo(mig).total // _MIB,
                 gpu_instance_id=gi_id,
                 start=start,
+                compute_instance_id=_optional(nvml, nvml.nvmlDeviceGetComputeInstanceId, mig),
             )
         )
     return tuple(devices)

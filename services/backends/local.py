@@ -167,6 +167,7 @@ class LocalServices(ServicesBackend):
                 port=meta["port"],
                 holder=ctx.spec.name,
                 infrastructure=self.infrastructure,
+                devices=driver.device_nodes(ctx.spec),
             )
         except OSError as error:
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))

@@ -20,9 +20,13 @@ class FakeNvml:
     NVML_GPU_INSTANCE_PROFILE_COUNT = pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT
     c_nvmlGpuInstancePlacement_t = pynvml.c_nvmlGpuInstancePlacement_t
 
-    def __init__(self, model="A100-40GB", mig_mode=(1, 1), mig_devices=(), init_error=None):
-        """mig_devices: (index, profile name, start); mig_mode None: not MIG-capable."""
+    def __init__(
+        self, model="A100-40GB", mig_mode=(1, 1), mig_devices=(), init_error=None, minor=3
+    ):
+        """mig_devices: (index, profile name, start); mig_mode None: not MIG-capable; minor:
+        of the GPU's device node."""
         self.model = model
+        self.minor = minor
         self.mig_mode = mig_mode
         self.mig_devices = {index: (name, start) for index, name, start in mig_devices}
         self.init_error = init_error
@@ -90,6 +94,14 @@ class FakeNvml:
 
     def nvmlDeviceGetGpuInstanceId(self, mig):
         return 10 + mig
+
+    def nvmlDeviceGetMinorNumber(self, handle):
+        return self.minor
+
+    def nvmlDeviceGetComputeInstanceId(self, mig):
+        if mig == 6:
+            raise pynvml.NVMLError_NoPermission()
+        return 0
 
     def nvmlDeviceGetGpuInstanceById(self, handle, gi_id):
         if gi_id == 10 + 6:

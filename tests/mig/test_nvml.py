@@ -41,6 +41,10 @@ def test_it_reads_a_mig_gpu_and_shuts_nvml_down():
     assert devices == [(0, "3g.20gb", 10, 4), (2, "1g.5gb", 12, 0), (6, "1g.5gb", None, None)]
     assert gpu.mig_devices[0].uuid == "MIG-0"
     assert gpu.mig_devices[0].memory_total_mib == 5120
+    # What names the device nodes a sandbox is given (pools.devices); index 6's compute
+    # instance is not readable either.
+    assert gpu.minor == 3
+    assert [d.compute_instance_id for d in gpu.mig_devices] == [0, 0, None]
 
 
 def test_it_reads_the_gpus_own_profile_table():
