@@ -24,7 +24,12 @@ in its view: the portal's data directory (keys, SQLite database), the workspaces
 A directory other users may not traverse (e.g. /root, which holds the interpreter under
 pyenv) is replaced by an empty one with only what the processes need bound back in: the
 workspace, the portal's code and virtualenv, the interpreter.
-The network is shared: services listen on 127.0.0.1 for the portal and the user.
+
+Where the portal runs as root and iproute2 works, each workspace also has a network
+namespace of its own (`network_prefix`) with nothing but its loopback: it cannot connect
+to the portal, its database, Redis or another workspace. A service's port is bound on the
+host's 127.0.0.1 by the supervisor and served by a relay inside (`pools/relay.py`).
+Elsewhere the network is shared, and the infrastructure's status says so.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import grp
+import hashlib
 import os
 import pwd
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -81,7 +88,8 @@ def workspace_of(cwd: Path) -> Path | None:
 @dataclass(frozen=True)
 class Capability:
     mode: str  # UID, USERNS or NONE
-    description: str  # one sentence for the infrastructure's status
+    description: str  # what it does, for the infrastructure's status
+    own_network: bool = False  # each workspace in a network namespace of its own
 
     @property
     def isolated(self) -> bool:
@@ -142,7 +150,103 @@ def _probe(setting: str, euid: int, uids: tuple[int, int]) -> Capability:
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return Capability(NONE, f"The bubblewrap sandbox does not start here: {why}")
-    return Capability(mode, description)
+    why_shared = _network_problem() if mode == UID else "it needs a portal running as root"
+    if why_shared:
+        description += (
+            " The network is shared with the host: a workspace can connect to whatever the "
+            f"host can ({why_shared})."
+        )
+        return Capability(mode, description)
+    description += (
+        " Each has a network of its own: it reaches neither the portal, its database nor "
+        "another workspace, and its services are served on the host's 127.0.0.1."
+    )
+    return Capability(mode, description, own_network=True)
+
+
+# -- networks -------------------------------------------------------------------------
+
+NETNS_DIR = Path("/run/netns")  # where iproute2 keeps named network namespaces
+RELAY = Path(__file__).with_name("relay.py")
+
+
+def _network_problem() -> str:
+    """Why workspaces cannot have network namespaces of their own here ("" if they can)."""
+    for tool in ("ip", "nsenter"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    probe = f"portal-probe-{os.getpid()}"
+    try:
+        _ip("netns", "add", probe)
+        _ip("netns", "delete", probe)
+    except OSError as error:
+        return str(error)
+    return ""
+
+
+def _ip(*args: str) -> None:
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+    if done.returncode != 0:
+        raise OSError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+def network_name(workspace: Path) -> str:
+    """The workspace's namespace name: from its directory, unique on the host even where
+    two portals (or two test workers) have workspaces of the same name."""
+    digest = hashlib.sha256(os.path.abspath(workspace).encode()).hexdigest()[:16]
+    return f"portal-{digest}"
+
+
+def network_prefix(workspace: Path) -> list[str]:
+    """The command that runs the rest in the workspace's own network namespace, where only
+    its loopback exists; [] where workspaces share the host's network.
+
+    The namespace is made on first use, under the lock shared by every worker of this
+    host, so every process of the workspace (its own and its services') joins the same
+    one and they reach each other on 127.0.0.1.
+    """
+    if not host_capability().own_network:
+        return []
+    name = network_name(workspace)
+    with _allocation_lock(workspace.parent):
+        if not (NETNS_DIR / name).exists():
+            try:
+                _ip("netns", "add", name)
+                _ip("-n", name, "link", "set", "lo", "up")
+            except OSError as error:
+                forget_network(workspace)  # never one without its loopback
+                why = f"No network namespace for {workspace.name}."
+                raise TransientError(why, str(error)) from error
+    return [shutil.which("nsenter") or "nsenter", f"--net={NETNS_DIR / name}", "--"]
+
+
+def forget_network(workspace: Path) -> None:
+    """Remove the workspace's namespace (processes still in it keep it until they end)."""
+    if (NETNS_DIR / network_name(workspace)).exists():
+        with contextlib.suppress(OSError):
+            _ip("netns", "delete", network_name(workspace))
+
+
+def _hosts_file() -> Path:
+    """/etc/hosts for a workspace's own network, where the host's addresses do not exist:
+    the host's name is the loopback there, for what looks its own address up by name (a
+    Ray driver does, to find the Ray node it runs on)."""
+    text = (
+        f"127.0.0.1\tlocalhost {socket.gethostname()}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    )
+    path = Path(settings.DATA_DIR) / "sandbox-hosts"
+    with contextlib.suppress(OSError):
+        if path.read_text() == text:
+            return path
+    staged = path.with_name(f".sandbox-hosts.{os.getpid()}")
+    staged.write_text(text)
+    os.replace(staged, path)
+    return path
+
+
+def relayed(argv: list[str], listener_fd: int, port: int) -> list[str]:
+    """`argv` behind the relay that serves its port on the host (`pools/relay.py`)."""
+    return [sys.executable, "-I", str(RELAY), str(listener_fd), str(port), "--", *argv]
 
 
 # -- identities -----------------------------------------------------------------------
@@ -336,13 +440,16 @@ def _drop_to(uid: int) -> list[str]:
 
 def hidden_paths() -> list[Path]:
     """What a sandbox must not see: the data directory, every workspace, the SQLite
-    database and the portal's .env file."""
+    database and the portal's .env file; with a network of its own, /run, where the
+    host's services have their Unix sockets."""
     paths = [Path(settings.DATA_DIR), workspaces_root()]
     database = settings.DATABASES["default"]
     name = str(database.get("NAME") or "")
     if database["ENGINE"].endswith("sqlite3") and name.startswith("/"):
         paths += [Path(name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
     paths.append(Path(settings.BASE_DIR) / ".env")
+    if host_capability().own_network:  # the host's Unix sockets (e.g. PostgreSQL's) too
+        paths.append(Path("/run"))
     if os.geteuid() != 0:  # userns: the portal's own files are readable unless hidden
         home = Path.home()
         if not any(_within(p, home) for p in _needed_paths()):
@@ -421,6 +528,8 @@ def sandbox_argv(
         mounts += args
     for device in devices:
         mounts += ["--dev-bind", device, device]
+    if host_capability().own_network:
+        mounts += ["--ro-bind", str(_hosts_file()), "/etc/hosts"]
     command = [shutil.which("bwrap") or "bwrap", *_base_mounts(), *mounts]
     command += ["--unshare-pid", "--unshare-ipc", "--chdir", os.path.abspath(cwd)]
     if uid is not None:

@@ -184,6 +184,19 @@ def _open_in(path: Path, flags: int, mode: int = 0o644) -> int:
         os.close(directory)
 
 
+@contextlib.contextmanager
+def _host_port(port: int):
+    """The service's port on the host's 127.0.0.1, bound but not listening: the relay in
+    the workspace's network listens on it once the service answers (`pools/relay.py`)."""
+    sock = socket.socket()
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        yield sock
+    finally:
+        sock.close()
+
+
 def _open_log(path: Path) -> int:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
     fd = _open_in(path, flags)
@@ -229,14 +242,21 @@ def start(
     workspace = isolation.workspace_of(cwd)
     sandboxed = workspace is not None and isolation.host_capability().isolated
     command, popen_cwd, umask, uid = list(argv), cwd, -1, None
-    if sandboxed:
-        uid = isolation.prepare(workspace)
-        isolation.hand_over(workspace, cwd, uid)
-        command = isolation.sandbox_argv(argv, workspace, cwd, uid, devices)
-        env = isolation.sandbox_env(env, workspace)
-        popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
-    log = _open_log(log_path)
-    try:
+    with contextlib.ExitStack() as cleanup:
+        passed: tuple[int, ...] = ()
+        if sandboxed:
+            uid = isolation.prepare(workspace)
+            isolation.hand_over(workspace, cwd, uid)
+            network = isolation.network_prefix(workspace)
+            if network and port is not None:
+                listener = cleanup.enter_context(_host_port(port))
+                passed = (listener.fileno(),)
+                command = isolation.relayed(command, listener.fileno(), port)
+            command = network + isolation.sandbox_argv(command, workspace, cwd, uid, devices)
+            env = isolation.sandbox_env(env, workspace)
+            popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
+        log = _open_log(log_path)
+        cleanup.callback(os.close, log)
         process = subprocess.Popen(
             command,
             cwd=popen_cwd,
@@ -246,10 +266,9 @@ def start(
             stderr=subprocess.STDOUT,
             start_new_session=True,  # setsid: not killed with the worker's process group
             close_fds=True,
+            pass_fds=passed,
             umask=umask,
         )
-    finally:
-        os.close(log)
     found = _stat(process.pid)
     if found is None:  # exited (and was reaped) before we could look
         raise OSError(f"{argv[0]} exited at once; see {log_path}")

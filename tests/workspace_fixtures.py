@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
+from pools import isolation
 from pools.lifecycle import State
 from pools.models import Workspace
 
@@ -67,7 +68,16 @@ def workspaces_root(settings, tmp_path, monkeypatch):
     root = tmp_path / "workspaces"
     settings.WORKSPACES_ROOT = root
     monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(root))
-    return root
+    yield root
+    forget_networks(root)
+
+
+def forget_networks(root: Path) -> None:
+    """Remove the network namespaces of the workspaces left under `root`: the host keeps
+    one per workspace directory (pools.isolation) until the workspace is deprovisioned."""
+    if root.is_dir():
+        for directory in root.iterdir():
+            isolation.forget_network(directory)
 
 
 @pytest.fixture

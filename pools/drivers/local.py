@@ -429,6 +429,7 @@ class LocalDriver(Driver):
     def deprovision(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         directory = self.directory(spec.name)
         self._stop_processes(spec, report)
+        isolation.forget_network(directory)
         self._release_gpus(spec, report)
         if os.path.lexists(directory):
             shutil.rmtree(directory, onerror=_ignore_missing)

@@ -6,15 +6,17 @@ workspace's own process and its services' processes start, and let them try.
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
 from pools import isolation, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import WorkspaceSpec
-from tests.workspace_fixtures import wait_for
+from tests.workspace_fixtures import forget_networks, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +57,8 @@ def data_dir(settings, tmp_path, monkeypatch):
     settings.DATA_DIR = data
     settings.WORKSPACES_ROOT = data / "workspaces"
     monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(data / "workspaces"))
-    return data
+    yield data
+    forget_networks(data / "workspaces")
 
 
 @pytest.fixture
@@ -270,3 +273,77 @@ def test_a_link_the_workspace_planted_leads_the_portal_nowhere(driver, cpu_profi
     assert list(elsewhere.rglob("*")) == [elsewhere / "job-queue"]
     assert os.stat(elsewhere / "job-queue").st_uid == os.geteuid()
     assert not supervisor.SupervisedProcess.objects.exists()
+
+
+# What a job tries on the network: "ok" or the error it met.
+NETWORK_ATTEMPTS = r"""
+import json, socket, sys
+portal, own_service, other_service, unix_path = sys.argv[1:]
+result = {}
+def attempt(name, address, family=socket.AF_INET):
+    try:
+        with socket.socket(family) as sock:
+            sock.settimeout(3)
+            sock.connect(address)
+        result[name] = "ok"
+    except OSError as error:
+        result[name] = type(error).__name__
+attempt("portal", ("127.0.0.1", int(portal)))
+attempt("own_service", ("127.0.0.1", int(own_service)))
+attempt("other_workspace_service", ("127.0.0.1", int(other_service)))
+attempt("host_unix_socket", unix_path, socket.AF_UNIX)
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+def serve_http(directory, port):
+    """A service of the workspace: an HTTP server on `port`, as the services backend
+    starts one (the supervisor serves the port on the host)."""
+    directory.mkdir(parents=True)
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+    record = supervisor.start(argv, directory, {}, directory / "process.log", port=port)
+    assert supervisor.wait_healthy(record, timeout=20), (directory / "process.log").read_text()
+    return record
+
+
+@pytest.fixture
+def host_services(tmp_path):
+    """The portal's port and a Unix socket under /run, as PostgreSQL has one."""
+    with socket.socket() as portal, socket.socket(socket.AF_UNIX) as unix:
+        portal.bind(("127.0.0.1", 0))
+        portal.listen()
+        path = f"/run/portal-test-{os.getpid()}.sock"
+        unix.bind(path)
+        unix.listen()
+        try:
+            yield portal.getsockname()[1], path
+        finally:
+            os.unlink(path)
+
+
+def test_a_workspace_reaches_its_own_services_and_nothing_else_on_the_network(
+    driver, cpu_profile, host_services
+):
+    if not isolation.host_capability().own_network:
+        pytest.skip(isolation.host_capability().description)
+    portal_port, unix_path = host_services
+    driver.provision(spec(cpu_profile, "ws-1"))
+    driver.provision(spec(cpu_profile, "ws-2"))
+    own_port, other_port = supervisor.free_port(), supervisor.free_port()
+    serve_http(driver.directory("ws-1") / "services" / "web", own_port)
+    serve_http(driver.directory("ws-2") / "services" / "web", other_port)
+
+    argv = [sys.executable, "-c", NETWORK_ATTEMPTS, str(portal_port), str(own_port)]
+    record = driver.start_process(spec(cpu_profile, "ws-1"), [*argv, str(other_port), unix_path])
+    result = run_to_end(record, driver.directory("ws-1"))
+
+    assert result == {
+        "portal": "ConnectionRefusedError",
+        "own_service": "ok",
+        "other_workspace_service": "ConnectionRefusedError",
+        "host_unix_socket": "FileNotFoundError",
+    }
+    # Both services still answer on the host, where the portal and the user reach them.
+    for port in (own_port, other_port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert response.status == 200
