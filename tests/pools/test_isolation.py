@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -241,7 +242,12 @@ def test_the_sandbox_hides_a_sqlite_database_outside_the_data_directory(settings
 
 
 def _processes_named(command: str) -> list[int]:
-    found = []
+    return [pid for pid, line in _command_lines().items() if line == command]
+
+
+def _command_lines() -> dict[int, str]:
+    """Every process's command line, its arguments joined by spaces."""
+    lines = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -249,9 +255,8 @@ def _processes_named(command: str) -> list[int]:
                     cmdline = handle.read().replace(b"\0", b" ")
             except OSError:
                 continue
-            if cmdline.decode(errors="replace").strip() == command:
-                found.append(int(entry))
-    return found
+            lines[int(entry)] = cmdline.decode(errors="replace").strip()
+    return lines
 
 
 def test_a_link_the_workspace_planted_leads_the_portal_nowhere(driver, cpu_profile, tmp_path):
@@ -347,3 +352,55 @@ def test_a_workspace_reaches_its_own_services_and_nothing_else_on_the_network(
     for port in (own_port, other_port):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert response.status == 200
+
+
+LATE_SERVER = r"""
+import socket, sys, time
+time.sleep(float(sys.argv[2]))  # starting up
+with socket.socket() as server:
+    server.bind(("127.0.0.1", int(sys.argv[1])))
+    server.listen()
+    while True:  # answers each connection's message in capitals; "stop" ends it
+        connection, _ = server.accept()
+        message = connection.recv(100)
+        connection.sendall(message.upper())
+        connection.close()
+        if message == b"stop":
+            break
+"""
+
+
+def test_a_service_port_is_refused_until_the_service_answers_and_closes_when_it_ends(
+    driver, cpu_profile
+):
+    """The relay listens on the host only once the service is up, so the portal's health
+    checks see what they saw before workspaces had networks of their own."""
+    if not isolation.host_capability().own_network:
+        pytest.skip(isolation.host_capability().description)
+    driver.provision(spec(cpu_profile, "ws-1"))
+    directory = driver.directory("ws-1") / "services" / "late"
+    directory.mkdir(parents=True)
+    port = supervisor.free_port()
+    argv = [sys.executable, "-c", LATE_SERVER, str(port), "5"]
+    record = supervisor.start(argv, directory, {}, directory / "process.log", port=port)
+
+    wait_for(lambda: _relay_running(port), timeout=10, what="the relay")
+    time.sleep(0.5)  # the relay has started the service, which takes 5 s to start up
+    assert not supervisor.healthy(record)  # refused, not accepted and then reset
+    assert supervisor.wait_healthy(record, timeout=20)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(b"hello")
+        assert client.recv(100) == b"HELLO"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        client.sendall(b"stop")
+        assert client.recv(100) == b"STOP"
+    wait_for(lambda: not supervisor.is_running(record), timeout=10, what="the service to end")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def _relay_running(port: int) -> bool:
+    return any(
+        str(isolation.RELAY) in command and str(port) in command
+        for command in _command_lines().values()
+    )
