@@ -441,8 +441,8 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
     2. A process belongs to nothing when its infrastructure is deleted, its holder is not
        among `live_names(infrastructure)`, or its working directory no longer exists.
     3. Stop those (their whole session, or sandbox) and unregister them; forget rows of
-       such processes that already ended. Processes started outside any workspace
-       (no holder) are left alone.
+       such processes that already ended, and the network of a workspace that is gone.
+       Processes started outside any workspace (no holder) are left alone.
     Rows of an earlier boot of this host are deleted: their processes are gone.
     Returns "<holder> pid <pid>" for each process stopped.
     """
@@ -459,6 +459,9 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
             continue
         if stop_session(_record(row)):
             stopped.append(f"{row.holder} pid {row.pid}")
+        workspace = isolation.workspace_of(Path(row.directory))
+        if workspace is not None and (row.holder not in live[key] or not workspace.is_dir()):
+            isolation.forget_network(workspace)
     return stopped
 
 

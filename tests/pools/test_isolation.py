@@ -352,6 +352,11 @@ def test_a_workspace_reaches_its_own_services_and_nothing_else_on_the_network(
     for port in (own_port, other_port):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
             assert response.status == 200
+    # Deleting the workspace removes its network namespace.
+    network = isolation.NETNS_DIR / isolation.network_name(driver.directory("ws-1"))
+    assert network.exists()
+    driver.deprovision(spec(cpu_profile, "ws-1"))
+    assert not network.exists()
 
 
 LATE_SERVER = r"""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pools import supervisor, tasks
+from pools import isolation, supervisor, tasks
 from pools.drivers import driver_for
 from pools.drivers.local import PROCESS_FILE
 from pools.lifecycle import State
@@ -61,12 +61,17 @@ def test_a_process_whose_workspace_directory_was_deleted_is_found_and_stopped_by
     Workspace.objects.filter(pk=workspace.pk).update(state=State.DELETED)
     shutil.rmtree(workspaces_root / workspace.resource_name)
     assert supervisor.is_running(record)
+    directory = driver.directory(workspace.resource_name)
+    network = isolation.NETNS_DIR / isolation.network_name(directory)
+    assert network.exists() == isolation.host_capability().own_network
 
     result = tasks.sweep()
 
     assert not supervisor.is_running(record)
     assert result["processes_stopped"] == [f"{workspace.resource_name} pid {record.pid}"]
     assert not SupervisedProcess.objects.exists()
+    # Nor its network namespace, where workspaces have one.
+    assert not network.exists()
 
 
 def test_the_sweep_leaves_a_live_workspaces_processes_alone(workspace, driver):
