@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from portal.roles import CHANGE, Area, has_perm
 from portal.users import org_admins
-from profiles.choices import HealthStatus
+from profiles.choices import HealthStatus, InfrastructureKind
 from workspaces import estimates
 
 UNAVAILABLE = "Unavailable right now"
@@ -77,8 +77,8 @@ def totals(profile) -> dict[str, str]:
 
 def offers(user, profiles) -> list:
     """The profiles (resource groups and infrastructure loaded) `user` is offered, each
-    with `gpu`, `offered` (memory, CPUs, storage), `estimate`, `usable`, `note` (plain
-    words) and `admin_hint`."""
+    with `gpu`, `offered` (memory, CPUs, storage), `limited` (whether memory and CPUs are
+    limits or only counted), `estimate`, `usable`, `note` (plain words) and `admin_hint`."""
     hints = sees_setup_hints(user)
     estimated = estimates.estimates(profiles)  # a few queries for all, not some per profile
     ask = None
@@ -90,6 +90,8 @@ def offers(user, profiles) -> list:
             continue
         profile.gpu = gpu_summary(profile.resource_groups.all())
         profile.offered = totals(profile)
+        # Kubernetes pods get them as limits; a local workspace shares this machine's.
+        profile.limited = infrastructure.kind != InfrastructureKind.LOCAL
         profile.estimate = estimated[profile.pk] if usable else ""
         profile.usable = usable
         profile.note = profile.admin_hint = ""

@@ -35,6 +35,19 @@ def test_a_card_says_gpu_memory_and_wait(client, member, gpu_profile):
     assert '<dd class="estimate">ready in seconds</dd>' in page
 
 
+def test_a_local_card_says_its_memory_and_cpus_are_not_limits(
+    client, org_admin, gpu_profile, not_set_up
+):
+    """Pods on a cluster get them as limits; the local driver only counts them."""
+    page = page_for(client, org_admin)  # an admin is shown the cloud profile too
+    cards = {
+        slug: page[page.index(f'data-profile="{slug}"') :].split("</article>")[0]
+        for slug in ("one-a100", "cloud-a100")
+    }
+    assert '<dd class="limits">None: memory and CPUs count against quotas' in cards["one-a100"]
+    assert 'class="limits"' not in cards["cloud-a100"]
+
+
 def test_a_profile_whose_infrastructure_is_not_set_up_is_not_offered_to_scientists(
     client, member, not_set_up, gpu_profile
 ):
