@@ -106,7 +106,12 @@ _probed: dict[tuple, Capability] = {}
 
 def host_capability() -> Capability:
     """How this host isolates workspaces; probed once (running the sandbox) per setting."""
-    key = (getattr(settings, "LOCAL_WORKSPACE_ISOLATION", "auto"), os.geteuid(), uid_range())
+    key = (
+        getattr(settings, "LOCAL_WORKSPACE_ISOLATION", "auto"),
+        getattr(settings, "LOCAL_WORKSPACE_NETWORK", "own"),
+        os.geteuid(),
+        uid_range(),
+    )
     if key not in _probed:
         _probed[key] = _probe(*key)
     return _probed[key]
@@ -118,7 +123,7 @@ def describe() -> tuple[bool, str]:
     return capability.isolated, capability.description
 
 
-def _probe(setting: str, euid: int, uids: tuple[int, int]) -> Capability:
+def _probe(setting: str, network: str, euid: int, uids: tuple[int, int]) -> Capability:
     if setting == "off":
         return Capability(NONE, "Isolation is turned off (LOCAL_WORKSPACE_ISOLATION=off).")
     bwrap = shutil.which("bwrap")
@@ -150,7 +155,12 @@ def _probe(setting: str, euid: int, uids: tuple[int, int]) -> Capability:
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return Capability(NONE, f"The bubblewrap sandbox does not start here: {why}")
-    why_shared = _network_problem() if mode == UID else "it needs a portal running as root"
+    if network == "host":
+        why_shared = "LOCAL_WORKSPACE_NETWORK=host"
+    elif mode == UID:
+        why_shared = _network_problem()
+    else:
+        why_shared = "a network of their own needs a portal running as root"
     if why_shared:
         description += (
             " The network is shared with the host: a workspace can connect to whatever the "
@@ -158,8 +168,9 @@ def _probe(setting: str, euid: int, uids: tuple[int, int]) -> Capability:
         )
         return Capability(mode, description)
     description += (
-        " Each has a network of its own: it reaches neither the portal, its database nor "
-        "another workspace, and its services are served on the host's 127.0.0.1."
+        " Each has a network of its own: it reaches neither the portal, its database, "
+        "another workspace nor the internet, and its services are served on the host's "
+        "127.0.0.1."
     )
     return Capability(mode, description, own_network=True)
 

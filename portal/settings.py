@@ -328,6 +328,10 @@ WORKSPACES_ROOT = Path(env_str("PORTAL_WORKSPACES_ROOT", str(DATA_DIR / "workspa
 # How local workspaces are isolated (README: security model): "auto" where the host can
 # (bubblewrap; a uid per workspace when the portal runs as root), "off" never.
 LOCAL_WORKSPACE_ISOLATION = env_choice("LOCAL_WORKSPACE_ISOLATION", "auto", {"auto", "off"})
+# Their network: "own" (where the host can, a namespace per workspace with nothing in it but
+# its loopback: no portal, database or other workspace, and no internet either), "host"
+# (the host's network, for workspaces that must download; they then reach what it reaches).
+LOCAL_WORKSPACE_NETWORK = env_choice("LOCAL_WORKSPACE_NETWORK", "own", {"own", "host"})
 LOCAL_WORKSPACE_UID_MIN = env_int("LOCAL_WORKSPACE_UID_MIN", 70000, minimum=1000)
 LOCAL_WORKSPACE_UID_MAX = env_int(
     "LOCAL_WORKSPACE_UID_MAX", LOCAL_WORKSPACE_UID_MIN + 9999, minimum=LOCAL_WORKSPACE_UID_MIN

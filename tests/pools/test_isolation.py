@@ -214,6 +214,17 @@ def test_the_host_says_why_it_cannot_isolate_when_isolation_is_off(settings):
     assert "LOCAL_WORKSPACE_ISOLATION=off" in capability.description
 
 
+def test_an_administrator_can_give_workspaces_the_hosts_network_and_is_told_so(settings, data_dir):
+    """For workspaces that must download (pip, models): isolated otherwise, not on the
+    network, and the infrastructure's status says what they can reach."""
+    settings.LOCAL_WORKSPACE_NETWORK = "host"
+    capability = isolation.host_capability()
+    assert capability.isolated and not capability.own_network
+    assert "network is shared with the host" in capability.description
+    assert "LOCAL_WORKSPACE_NETWORK=host" in capability.description
+    assert isolation.network_prefix(data_dir / "workspaces" / "ws-1") == []
+
+
 def test_without_isolation_a_workspace_process_runs_as_before(
     settings, driver, cpu_profile, data_dir
 ):
