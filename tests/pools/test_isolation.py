@@ -59,6 +59,7 @@ def data_dir(settings, tmp_path, monkeypatch):
     settings.WORKSPACES_ROOT = data / "workspaces"
     monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(data / "workspaces"))
     yield data
+    supervisor.stop_registered_below(data / "workspaces")  # what a test left running
     forget_networks(data / "workspaces")
 
 
