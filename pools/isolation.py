@@ -216,19 +216,27 @@ def network_prefix(workspace: Path) -> list[str]:
     host, so every process of the workspace (its own and its services') joins the same
     one and they reach each other on 127.0.0.1.
     """
-    if not host_capability().own_network:
+    path = network_path(workspace)
+    if path is None:
         return []
-    name = network_name(workspace)
     with _allocation_lock(workspace.parent):
-        if not (NETNS_DIR / name).exists():
+        if not path.exists():
             try:
-                _ip("netns", "add", name)
-                _ip("-n", name, "link", "set", "lo", "up")
+                _ip("netns", "add", path.name)
+                _ip("-n", path.name, "link", "set", "lo", "up")
             except OSError as error:
                 forget_network(workspace)  # never one without its loopback
                 why = f"No network namespace for {workspace.name}."
                 raise TransientError(why, str(error)) from error
-    return [shutil.which("nsenter") or "nsenter", f"--net={NETNS_DIR / name}", "--"]
+    return [shutil.which("nsenter") or "nsenter", f"--net={path}", "--"]
+
+
+def network_path(workspace: Path) -> Path | None:
+    """Where the workspace's network namespace is (or will be); None where workspaces
+    share the host's network."""
+    if not host_capability().own_network:
+        return None
+    return NETNS_DIR / network_name(workspace)
 
 
 def forget_network(workspace: Path) -> None:

@@ -287,8 +287,13 @@ class LocalDriver(Driver):
         gpus_ready = len(allocations) == sum(g.gpu_count for g in spec.groups)
         process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
         process_ready = process is None or supervisor.healthy(process)
+        # For an administrator on the host: in the workspace's network, where its services
+        # are (a Ray driver needs all of the cluster's ports), when it has one.
+        network = isolation.network_path(directory)
+        enter = f"nsenter --net={shlex.quote(str(network))} -- " if network else ""
         shell = (
-            f"cd {shlex.quote(str(directory))} && set -a && . ./{ENV_FILE} && set +a && exec $SHELL"
+            f"cd {shlex.quote(str(directory))} && set -a && . ./{ENV_FILE} && set +a && "
+            f"exec {enter}$SHELL"
         )
         connection = {"shell": shell, "directory": str(directory)}
         if process and process.port:

@@ -421,3 +421,43 @@ def _relay_running(port: int) -> bool:
         str(isolation.RELAY) in command and str(port) in command
         for command in _command_lines().values()
     )
+
+
+def test_the_administrators_shell_is_in_the_workspaces_network(driver, cpu_profile, tmp_path):
+    """Where a port no relay serves (a Ray cluster's many) answers: not on the host."""
+    if not isolation.host_capability().own_network:
+        pytest.skip(isolation.host_capability().description)
+    workspace = spec(cpu_profile, "ws-1")
+    driver.provision(workspace)
+    inner = supervisor.free_port()  # served inside the workspace only: no port= for it
+    directory = driver.directory("ws-1") / "services" / "inner"
+    directory.mkdir(parents=True)
+    argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(inner)]
+    record = supervisor.start(argv, directory, {}, directory / "process.log")
+    probe = tmp_path / "probe"  # what the administrator types, as a script
+    probe.write_text(
+        f"#!{sys.executable}\n"
+        "import time, urllib.request\n"
+        "for _ in range(100):  # while the server starts\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://127.0.0.1:{inner}/').status)\n"
+        "        break\n"
+        "    except OSError as error:\n"
+        "        print(error)\n"
+        "        time.sleep(0.2)\n"
+    )
+    probe.chmod(0o755)
+    shell = driver.status(workspace).connection["shell"]
+
+    done = subprocess.run(
+        ["bash", "-c", shell],
+        env=dict(os.environ, SHELL=str(probe)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert done.stdout.strip().endswith("200"), done.stdout + done.stderr
+    assert supervisor.is_running(record)
+    with pytest.raises(ConnectionRefusedError):  # on the host: nothing there
+        socket.create_connection(("127.0.0.1", inner), timeout=5)

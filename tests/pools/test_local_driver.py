@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.db import IntegrityError
 
-from pools import supervisor
+from pools import isolation, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, MARKER, LocalDriver
@@ -37,6 +37,11 @@ def test_a_cpu_workspace_is_a_directory_and_an_environment(
     assert (directory / MARKER).exists()
     assert "CUDA_VISIBLE_DEVICES=''" in (directory / ENV_FILE).read_text()
     assert result.connection["shell"].startswith(f"cd {directory} && ")
+    # An administrator's shell runs in the workspace's own network, where it has one.
+    network = isolation.network_path(directory)
+    assert result.connection["shell"].endswith(
+        f"exec nsenter --net={network} -- $SHELL" if network else "exec $SHELL"
+    )
     assert "no GPU requested: CPU-only workspace" in steps
     assert driver.managed_names() == {"ws-1"}
 
