@@ -90,7 +90,8 @@ def offers(user, profiles) -> list:
             continue
         profile.gpu = gpu_summary(profile.resource_groups.all())
         profile.offered = totals(profile)
-        # Kubernetes pods get them as limits; a local workspace shares this machine's.
+        # Only local workspaces share their machine's memory and CPUs; elsewhere a workspace
+        # gets its own (pod limits on Kubernetes, capacity of its own on a cloud).
         profile.limited = infrastructure.kind != InfrastructureKind.LOCAL
         profile.estimate = estimated[profile.pk] if usable else ""
         profile.usable = usable

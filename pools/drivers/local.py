@@ -201,7 +201,10 @@ class LocalDriver(Driver):
     def device_nodes(self, spec: WorkspaceSpec) -> list[str]:
         """The device nodes of the GPUs allocated to the workspace: its processes may open
         those and no others (`supervisor.start`, `pools.devices`). DeviceError (an OSError)
-        when they cannot be known."""
+        when they cannot be known. None are needed where nothing is sandboxed: unsandboxed
+        processes see the host's /dev."""
+        if not isolation.host_capability().isolated:
+            return []
         uuids = list(self._allocations(spec).values_list("device_uuid", flat=True))
         return devices.nodes_for(uuids, gpu_inventory()) if uuids else []
 

@@ -122,3 +122,22 @@ def test_a_sandboxed_workspace_sees_the_node_of_its_gpu_and_not_the_other_one(
     wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the listing")
     log = (driver.directory(spec.name) / "process.log").read_text()
     assert f"NODES [{os.path.basename(own)!r}]" in log, log
+
+
+@pytest.mark.django_db
+def test_without_a_sandbox_no_device_node_is_needed(
+    settings, member, gpu_profile, workspace_factory, workspaces_root, monkeypatch
+):
+    """Unsandboxed processes see the host's /dev: a GPU whose node NVML cannot name does
+    not stop them."""
+    settings.LOCAL_WORKSPACE_ISOLATION = "off"
+    gpus = [a100(None, "GPU-unnamed")]
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: gpus)
+    workspace = workspace_factory(member, gpu_profile)
+    assert tasks.provision_workspace(workspace.pk) == "ready"
+    driver = driver_for(workspace.infrastructure)
+    assert driver.device_nodes(workspace.spec()) == []
+    settings.LOCAL_WORKSPACE_ISOLATION = "auto"  # sandboxed, the same GPU is refused
+    if isolation.host_capability().isolated:
+        with pytest.raises(DeviceError, match="device node"):
+            driver.device_nodes(workspace.spec())
