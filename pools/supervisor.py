@@ -34,7 +34,7 @@ from pathlib import Path
 from django.db import transaction
 from django.db.models import Q
 
-from pools import isolation
+from pools import cgroups, isolation
 from pools.models import SupervisedProcess
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure
@@ -230,14 +230,17 @@ def start(
     holder: str | None = None,
     infrastructure=None,
     devices: Sequence[str] = (),
+    limits: cgroups.Limits | None = None,
 ) -> ProcessRecord:
     """Start `argv` detached (own session, no terminal), register and return its record.
 
     In a workspace directory (below the workspaces root) on a host that isolates, the
     process runs sandboxed as the workspace's identity (`pools.isolation`), able to open
     the device nodes in `devices` (its GPUs', `LocalDriver.device_nodes`) and no other
-    GPU's. `holder` is the workspace's resource name (default: the directory's),
-    `infrastructure` the local infrastructure (default: the one local entry).
+    GPU's. Any process of a workspace runs in the workspace's control group, held to
+    `limits` (its profile's CPUs and memory, `LocalDriver.limits`) where the host enforces
+    them (`pools.cgroups`). `holder` is the workspace's resource name (default: the
+    directory's), `infrastructure` the local infrastructure (default: the one local entry).
     """
     workspace = isolation.workspace_of(cwd)
     sandboxed = workspace is not None and isolation.host_capability().isolated
@@ -255,6 +258,8 @@ def start(
             command = network + isolation.sandbox_argv(command, workspace, cwd, uid, devices)
             env = isolation.sandbox_env(env, workspace)
             popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
+        if workspace is not None:
+            command = cgroups.join_argv(workspace, limits) + command
         log = _open_log(log_path)
         cleanup.callback(os.close, log)
         process = subprocess.Popen(
@@ -441,7 +446,8 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
     2. A process belongs to nothing when its infrastructure is deleted, its holder is not
        among `live_names(infrastructure)`, or its working directory no longer exists.
     3. Stop those (their whole session, or sandbox) and unregister them; forget rows of
-       such processes that already ended, and the network of a workspace that is gone.
+       such processes that already ended, and the network and control group of a
+       workspace that is gone.
        Processes started outside any workspace (no holder) are left alone.
     Rows of an earlier boot of this host are deleted: their processes are gone.
     Returns "<holder> pid <pid>" for each process stopped.
@@ -462,6 +468,7 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
         workspace = isolation.workspace_of(Path(row.directory))
         if workspace is not None and (row.holder not in live[key] or not workspace.is_dir()):
             isolation.forget_network(workspace)
+            cgroups.forget(workspace)
     return stopped
 
 

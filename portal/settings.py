@@ -332,6 +332,9 @@ LOCAL_WORKSPACE_ISOLATION = env_choice("LOCAL_WORKSPACE_ISOLATION", "auto", {"au
 # its loopback: no portal, database or other workspace, and no internet either), "host"
 # (the host's network, for workspaces that must download; they then reach what it reaches).
 LOCAL_WORKSPACE_NETWORK = env_choice("LOCAL_WORKSPACE_NETWORK", "own", {"own", "host"})
+# Their CPUs and memory: "auto" holds each workspace to its profile's where the host can
+# (a control group per workspace; README: security model), "off" lets them share the host's.
+LOCAL_WORKSPACE_LIMITS = env_choice("LOCAL_WORKSPACE_LIMITS", "auto", {"auto", "off"})
 LOCAL_WORKSPACE_UID_MIN = env_int("LOCAL_WORKSPACE_UID_MIN", 70000, minimum=1000)
 LOCAL_WORKSPACE_UID_MAX = env_int(
     "LOCAL_WORKSPACE_UID_MAX", LOCAL_WORKSPACE_UID_MIN + 9999, minimum=LOCAL_WORKSPACE_UID_MIN

@@ -272,7 +272,7 @@ HEALTH_CHECK_REQUESTERS: list = []
 
 
 # How this host isolates local workspaces. The engine registers, in its AppConfig.ready, a
-# function returning (isolated, description) (`pools.isolation.describe`).
+# function returning (isolated, description) (`pools.cgroups.describe_host`).
 LOCAL_ISOLATION_PROBES: list = []
 
 

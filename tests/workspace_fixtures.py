@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from pools import isolation
+from pools import cgroups, isolation
 from pools.lifecycle import State
 from pools.models import Workspace
 
@@ -69,15 +69,17 @@ def workspaces_root(settings, tmp_path, monkeypatch):
     settings.WORKSPACES_ROOT = root
     monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(root))
     yield root
-    forget_networks(root)
+    forget_host_resources(root)
 
 
-def forget_networks(root: Path) -> None:
-    """Remove the network namespaces of the workspaces left under `root`: the host keeps
-    one per workspace directory (pools.isolation) until the workspace is deprovisioned."""
+def forget_host_resources(root: Path) -> None:
+    """Remove the network namespaces and control groups of the workspaces left under
+    `root`: the host keeps them per workspace directory (pools.isolation, pools.cgroups)
+    until the workspace is deprovisioned."""
     if root.is_dir():
         for directory in root.iterdir():
             isolation.forget_network(directory)
+            cgroups.forget(directory)
 
 
 @pytest.fixture

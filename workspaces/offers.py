@@ -11,6 +11,7 @@ to ask, never with what an administrator would have to do.
 
 from __future__ import annotations
 
+from pools import cgroups
 from portal.roles import CHANGE, Area, has_perm
 from portal.users import org_admins
 from profiles.choices import HealthStatus, InfrastructureKind
@@ -90,9 +91,11 @@ def offers(user, profiles) -> list:
             continue
         profile.gpu = gpu_summary(profile.resource_groups.all())
         profile.offered = totals(profile)
-        # Only local workspaces share their machine's memory and CPUs; elsewhere a workspace
-        # gets its own (pod limits on Kubernetes, capacity of its own on a cloud).
-        profile.limited = infrastructure.kind != InfrastructureKind.LOCAL
+        # Elsewhere a workspace gets its own memory and CPUs (pod limits on Kubernetes,
+        # capacity of its own on a cloud); local ones are held to them where this host can.
+        profile.limited = (
+            infrastructure.kind != InfrastructureKind.LOCAL or cgroups.support().enforced
+        )
         profile.estimate = estimated[profile.pk] if usable else ""
         profile.usable = usable
         profile.note = profile.admin_hint = ""

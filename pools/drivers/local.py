@@ -32,7 +32,7 @@ from pathlib import Path
 
 from django.db import IntegrityError, transaction
 
-from pools import devices, isolation, supervisor
+from pools import cgroups, devices, isolation, supervisor
 from pools.drivers.base import (
     Driver,
     DriverError,
@@ -208,6 +208,12 @@ class LocalDriver(Driver):
         uuids = list(self._allocations(spec).values_list("device_uuid", flat=True))
         return devices.nodes_for(uuids, gpu_inventory()) if uuids else []
 
+    @staticmethod
+    def limits(spec: WorkspaceSpec) -> cgroups.Limits:
+        """What the workspace's processes may use together: its profile's CPUs and memory
+        (enforced where the host can, `pools.cgroups`)."""
+        return cgroups.Limits.of(spec)
+
     def _allocations(self, spec: WorkspaceSpec):
         return GpuAllocation.objects.filter(infrastructure=self.infrastructure, holder=spec.name)
 
@@ -340,6 +346,7 @@ class LocalDriver(Driver):
             holder=spec.name,
             infrastructure=self.infrastructure,
             devices=self.device_nodes(spec),
+            limits=self.limits(spec),
         )
         record.save(directory / PROCESS_FILE)
         return record
@@ -438,6 +445,7 @@ class LocalDriver(Driver):
         directory = self.directory(spec.name)
         self._stop_processes(spec, report)
         isolation.forget_network(directory)
+        cgroups.forget(directory)
         self._release_gpus(spec, report)
         if os.path.lexists(directory):
             shutil.rmtree(directory, onerror=_ignore_missing)

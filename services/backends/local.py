@@ -168,6 +168,7 @@ class LocalServices(ServicesBackend):
                 holder=ctx.spec.name,
                 infrastructure=self.infrastructure,
                 devices=driver.device_nodes(ctx.spec),
+                limits=driver.limits(ctx.spec),
             )
         except OSError as error:
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))

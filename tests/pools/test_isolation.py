@@ -17,7 +17,7 @@ import pytest
 from pools import isolation, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import WorkspaceSpec
-from tests.workspace_fixtures import forget_networks, wait_for
+from tests.workspace_fixtures import forget_host_resources, wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -60,7 +60,7 @@ def data_dir(settings, tmp_path, monkeypatch):
     monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(data / "workspaces"))
     yield data
     supervisor.stop_registered_below(data / "workspaces")  # what a test left running
-    forget_networks(data / "workspaces")
+    forget_host_resources(data / "workspaces")
 
 
 @pytest.fixture

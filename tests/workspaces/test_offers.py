@@ -6,6 +6,7 @@ import html
 import pytest
 from django.urls import reverse
 
+from pools import cgroups
 from profiles.choices import HealthStatus
 
 SELF_SERVICE = reverse("workspaces:self_service")
@@ -35,17 +36,30 @@ def test_a_card_says_gpu_memory_and_wait(client, member, gpu_profile):
     assert '<dd class="estimate">ready in seconds</dd>' in page
 
 
-def test_a_local_card_says_its_memory_and_cpus_are_not_limits(
-    client, org_admin, gpu_profile, not_set_up
-):
-    """Pods on a cluster get them as limits; the local driver only counts them."""
-    page = page_for(client, org_admin)  # an admin is shown the cloud profile too
-    cards = {
-        slug: page[page.index(f'data-profile="{slug}"') :].split("</article>")[0]
-        for slug in ("one-a100", "cloud-a100")
+def cards_of(page: str, *slugs: str) -> dict[str, str]:
+    return {
+        slug: page[page.index(f'data-profile="{slug}"') :].split("</article>")[0] for slug in slugs
     }
+
+
+def test_a_local_card_says_its_memory_and_cpus_are_not_limits_where_the_host_cannot_hold_them(
+    client, org_admin, gpu_profile, not_set_up, settings
+):
+    """Pods on a cluster get them as limits; without cgroups the local driver only counts
+    them."""
+    settings.LOCAL_WORKSPACE_LIMITS = "off"
+    page = page_for(client, org_admin)  # an admin is shown the cloud profile too
+    cards = cards_of(page, "one-a100", "cloud-a100")
     assert '<dd class="limits">None: memory and CPUs count against quotas' in cards["one-a100"]
     assert 'class="limits"' not in cards["cloud-a100"]
+
+
+def test_a_local_card_shows_no_caveat_where_the_host_holds_workspaces_to_their_profile(
+    client, member, gpu_profile
+):
+    assert cgroups.support().enforced, cgroups.support().description
+    card = cards_of(page_for(client, member), "one-a100")["one-a100"]
+    assert 'class="limits"' not in card
 
 
 def test_a_profile_whose_infrastructure_is_not_set_up_is_not_offered_to_scientists(
