@@ -64,7 +64,8 @@ class Limits:
         return cls(cpus=float(cpus), memory_bytes=int(memory_gb * 2**30))
 
     def describe(self) -> str:
-        return f"{self.cpus:g} CPUs, {self.memory_bytes / 2**30:g} GiB memory"
+        cpus = f"{self.cpus:g} CPU" + ("" if self.cpus == 1 else "s")
+        return f"{cpus}, {self.memory_bytes / 2**30:g} GiB memory"
 
 
 @dataclass(frozen=True)

@@ -307,10 +307,12 @@ class LocalDriver(Driver):
         connection = {"shell": shell, "directory": str(directory)}
         if process and process.port:
             connection["url"] = f"http://127.0.0.1:{process.port}/"
+        held = cgroups.support()
         detail = {
             "directory": str(directory),
             "devices": [a.device_uuid for a in allocations],
             "pid": process.pid if process else None,
+            "limits": self.limits(spec).describe() if held.enforced else "none",
         }
         return ProvisionResult(
             ready=env_ready and gpus_ready and process_ready,

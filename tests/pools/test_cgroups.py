@@ -120,6 +120,7 @@ def test_a_workspace_process_runs_in_its_own_group_with_its_profiles_limits(
     assert cpu_quota(directory) == cgroups.CPU_PERIOD
     assert memory_limit(directory) == 4 * 2**30
     assert int(group_file(directory, "pids.max")) == cgroups.TASKS_MAX
+    assert driver.status(spec).detail["limits"] == "1 CPU, 4 GiB memory"
 
 
 def test_a_job_using_more_memory_than_its_workspace_has_is_stopped_and_nothing_else(
