@@ -41,8 +41,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 MOUNTINFO = Path("/proc/self/mountinfo")
 OWN_GROUPS = Path("/proc/self/cgroup")
 PARENT = "portal-workspaces"
-V1_CONTROLLERS = ("memory", "cpu", "pids")
-V2_CONTROLLERS = ("memory", "cpu", "pids")
+CONTROLLERS = ("memory", "cpu", "pids")  # v1 hierarchies needed; v2 controllers enabled
 CPU_PERIOD = 100_000  # microseconds
 # Enough for a Ray cluster's many workers and threads, far below the host's pid_max.
 TASKS_MAX = 16_384
@@ -104,18 +103,18 @@ def _probe(setting: str, euid: int) -> Support:
         parents = (mounts[""] / PARENT,)
         version = "v2"
     else:
-        missing = [c for c in V1_CONTROLLERS if c not in mounts]
+        missing = [c for c in CONTROLLERS if c not in mounts]
         if missing:
             why = f"no cgroup hierarchy for {', '.join(missing)}"
             return Support("", f"CPU and memory limits are not enforced: {why}.")
         parents = tuple(
-            dict.fromkeys(mounts[c] / own.get(c, "").lstrip("/") / PARENT for c in V1_CONTROLLERS)
+            dict.fromkeys(mounts[c] / own.get(c, "").lstrip("/") / PARENT for c in CONTROLLERS)
         )
         version = "v1"
     probe = f"probe-{os.getpid()}"
     try:
         _make(parents, version)
-        made = _make_group(parents, probe, version)
+        made = _make_group(parents, probe)
         _write_limits(made, version, Limits(cpus=1, memory_bytes=2**30))
     except OSError as error:
         return Support("", f"CPU and memory limits are not enforced: {error}.")
@@ -139,9 +138,9 @@ def _mounts() -> dict[str, Path]:
         point = Path(fields_[4].encode().decode("unicode_escape"))
         if fstype == "cgroup":
             for option in options.split(","):
-                if option in V1_CONTROLLERS:
+                if option in CONTROLLERS:
                     found.setdefault(option, point)
-        elif fstype == "cgroup2" and _v2_controllers(point) >= set(V2_CONTROLLERS):
+        elif fstype == "cgroup2" and _v2_controllers(point) >= set(CONTROLLERS):
             found.setdefault("", point)
     return found
 
@@ -166,11 +165,11 @@ def _make(parents: tuple[Path, ...], version: str) -> None:
     for parent in parents:
         parent.mkdir(exist_ok=True)
     if version == "v2":
-        wanted = " ".join(f"+{c}" for c in V2_CONTROLLERS)
+        wanted = " ".join(f"+{c}" for c in CONTROLLERS)
         (parents[0] / "cgroup.subtree_control").write_text(wanted)
 
 
-def _make_group(parents: tuple[Path, ...], name: str, version: str) -> tuple[Path, ...]:
+def _make_group(parents: tuple[Path, ...], name: str) -> tuple[Path, ...]:
     groups = tuple(parent / name for parent in parents)
     for group in groups:
         group.mkdir(exist_ok=True)
@@ -178,8 +177,12 @@ def _make_group(parents: tuple[Path, ...], name: str, version: str) -> tuple[Pat
 
 
 def _write_limits(groups: tuple[Path, ...], version: str, limits: Limits) -> None:
+    """Write every limit; an OSError when one of them has no file to go to (a v1
+    hierarchy without that controller), so a group is never taken for limited when it
+    is not."""
     memory = str(limits.memory_bytes)
     quota = max(math.ceil(limits.cpus * CPU_PERIOD), 1000)
+    written = set()
     for group in groups:
         files = {entry.name for entry in os.scandir(group)}
         if version == "v2":
@@ -188,14 +191,21 @@ def _write_limits(groups: tuple[Path, ...], version: str, limits: Limits) -> Non
                 _write(group / "memory.swap.max", "0")
             _write(group / "cpu.max", f"{quota} {CPU_PERIOD}")
             _write(group / "pids.max", str(TASKS_MAX))
+            written.update(CONTROLLERS)
             continue
         if "memory.limit_in_bytes" in files:
             _write_v1_memory(group, limits.memory_bytes, "memory.memsw.limit_in_bytes" in files)
+            written.add("memory")
         if "cpu.cfs_quota_us" in files:
             _write(group / "cpu.cfs_period_us", str(CPU_PERIOD))
             _write(group / "cpu.cfs_quota_us", str(quota))
+            written.add("cpu")
         if "pids.max" in files:
             _write(group / "pids.max", str(TASKS_MAX))
+            written.add("pids")
+    missing = [c for c in CONTROLLERS if c not in written]
+    if missing:
+        raise OSError(f"no {', '.join(missing)} limit in {', '.join(map(str, groups))}")
 
 
 def _write_v1_memory(group: Path, memory: int, swap_accounted: bool) -> None:
@@ -244,7 +254,7 @@ def join_argv(workspace: Path, limits: Limits | None) -> list[str]:
     name = isolation.network_name(workspace)  # unique per workspace directory on the host
     try:
         _make(held.parents, held.version)
-        groups = _make_group(held.parents, name, held.version)
+        groups = _make_group(held.parents, name)
         _write_limits(groups, held.version, limits)
     except OSError as error:
         raise TransientError(f"No cgroup for {workspace.name}.", str(error)) from error

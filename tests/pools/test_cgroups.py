@@ -203,7 +203,7 @@ def test_a_start_fails_rather_than_run_unlimited_where_the_group_cannot_be_made(
     assert not log.exists() or "unlimited" not in log.read_text()
 
 
-def test_limits_turned_off_run_processes_in_the_portals_group(settings, workspaces_root):
+def test_limits_turned_off_start_processes_without_a_group(settings, workspaces_root):
     settings.LOCAL_WORKSPACE_LIMITS = "off"
     held = cgroups.support()
     assert not held.enforced
@@ -247,3 +247,27 @@ def test_on_cgroup_v2_the_groups_go_below_a_top_level_group_with_the_controllers
     assert (group / "memory.max").read_text() == str(3 * 2**30)
     assert (group / "cpu.max").read_text() == "250000 100000"
     assert (group / "pids.max").read_text() == str(cgroups.TASKS_MAX)
+
+
+def test_a_v1_hierarchy_without_limit_files_is_not_taken_for_limited(tmp_path, monkeypatch):
+    """Stand-in hierarchies (plain directories): the groups made there have no limit files,
+    as with a hierarchy that lacks the controller, so nothing may say limits hold."""
+    lines = []
+    for number, controller in enumerate(cgroups.CONTROLLERS):
+        (tmp_path / controller).mkdir()
+        lines.append(
+            f"{40 + number} 24 0:{50 + number} / {tmp_path / controller} rw shared:1 - cgroup "
+            f"cgroup rw,{controller}"
+        )
+    (tmp_path / "mountinfo").write_text("\n".join(lines) + "\n")
+    (tmp_path / "own").write_text(
+        "".join(f"{n}:{c}:/\n" for n, c in enumerate(cgroups.CONTROLLERS))
+    )
+    monkeypatch.setattr(cgroups, "MOUNTINFO", tmp_path / "mountinfo")
+    monkeypatch.setattr(cgroups, "OWN_GROUPS", tmp_path / "own")
+    monkeypatch.setattr(cgroups, "_probed", {})
+
+    held = cgroups.support()
+
+    assert not held.enforced
+    assert "not enforced: no memory, cpu, pids limit in" in held.description

@@ -341,8 +341,7 @@ def host_services(tmp_path):
 def test_a_workspace_reaches_its_own_services_and_nothing_else_on_the_network(
     driver, cpu_profile, host_services
 ):
-    if not isolation.host_capability().own_network:
-        pytest.skip(isolation.host_capability().description)
+    assert isolation.host_capability().own_network, isolation.host_capability().description
     portal_port, unix_path = host_services
     driver.provision(spec(cpu_profile, "ws-1"))
     driver.provision(spec(cpu_profile, "ws-2"))
@@ -392,8 +391,7 @@ def test_a_service_port_is_refused_until_the_service_answers_and_closes_when_it_
 ):
     """The relay listens on the host only once the service is up, so the portal's health
     checks see what they saw before workspaces had networks of their own."""
-    if not isolation.host_capability().own_network:
-        pytest.skip(isolation.host_capability().description)
+    assert isolation.host_capability().own_network, isolation.host_capability().description
     driver.provision(spec(cpu_profile, "ws-1"))
     directory = driver.directory("ws-1") / "services" / "late"
     directory.mkdir(parents=True)
@@ -425,8 +423,7 @@ def _relay_running(port: int) -> bool:
 
 def test_the_administrators_shell_is_in_the_workspaces_network(driver, cpu_profile, tmp_path):
     """Where a port no relay serves (a Ray cluster's many) answers: not on the host."""
-    if not isolation.host_capability().own_network:
-        pytest.skip(isolation.host_capability().description)
+    assert isolation.host_capability().own_network, isolation.host_capability().description
     workspace = spec(cpu_profile, "ws-1")
     driver.provision(workspace)
     inner = supervisor.free_port()  # served inside the workspace only: no port= for it
