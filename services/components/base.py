@@ -220,7 +220,8 @@ class Component:
     requires: ClassVar[tuple[str, ...]] = ()  # capabilities the profile must also provide
     after: ClassVar[tuple[str, ...]] = ()  # capabilities that must come earlier in the profile
     image: ClassVar[str] = ""  # container image (Kubernetes), `{version}` filled in
-    local_package: ClassVar[str] = ""  # Python module the local driver runs it from
+    # Python modules the local driver runs it from (and with): all must be installed.
+    local_packages: ClassVar[tuple[str, ...]] = ()
     local_unavailable: ClassVar[str] = ""  # why it cannot run on the local driver at all
     # What a data scientist reads when it is not available; "" = the generic wording.
     unavailable_plain: ClassVar[str] = ""
@@ -267,7 +268,7 @@ class Component:
         """(True, "") when the local driver can run it here, else (False, why)."""
         if self.local_unavailable:
             return False, self.local_unavailable
-        if self.local_package and importlib.util.find_spec(self.local_package) is None:
+        if any(importlib.util.find_spec(module) is None for module in self.local_packages):
             return False, (f"{self.name} is not installed on this portal host: {SERVICES_EXTRA}")
         return True, ""
 

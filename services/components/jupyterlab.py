@@ -35,7 +35,7 @@ class JupyterLab(Component):
     )
     ports = (PORT,)
     image = "quay.io/jupyter/pytorch-notebook:lab-{version}"
-    local_package = "jupyterlab"
+    local_packages = ("jupyterlab",)
     secret_key = "token"
     health = HealthCheck("/api", PORT)
     start_timeout = 90

@@ -39,7 +39,7 @@ class MLflow(Component):
     )
     ports = (PORT,)
     image = "ghcr.io/mlflow/mlflow:v{version}.0"
-    local_package = "mlflow"
+    local_packages = ("mlflow",)
     health = HealthCheck("/health", PORT)
     start_timeout = 120
 

@@ -29,6 +29,15 @@ def temp_dir(directory: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"gpupaas-ray-{digest}"
 
 
+def client_port(gcs_port: int) -> int:
+    """Ray Client's port, derived from the GCS port: the backend plans the process again
+    from the registered port at every check, so a free port drawn here would differ from
+    the one the running server listens on. With a network per workspace only its own
+    services share the namespace; on a shared network a taken port fails the start, and
+    its log says which."""
+    return gcs_port + 1 if gcs_port < 65535 else gcs_port - 1
+
+
 class Ray(Component):
     code = "ray"
     name = "Ray"
@@ -43,12 +52,14 @@ class Ray(Component):
     )
     ports = (GCS_PORT, 8265, 10001)
     image = "rayproject/ray:{version}.0"
-    local_package = "ray"
+    # grpc: Ray Client, the way a notebook's driver reaches the cluster (`local_process`).
+    local_packages = ("ray", "grpc")
     ready_marker = "Ray runtime started"  # `ray start --block` has no health endpoint
     start_timeout = 120
 
     def local_process(self, target: LocalTarget) -> LocalProcess:
         temp = temp_dir(target.directory)
+        client = client_port(target.port)
         argv = [
             target.executable("ray"),
             "start",
@@ -67,10 +78,22 @@ class Ray(Component):
             str(target.free_port()),
             "--dashboard-agent-listen-port",
             str(target.free_port()),
+            "--ray-client-server-port",
+            str(client),
         ]
         if target.parameters.get("num_cpus"):
             argv += ["--num-cpus", str(target.parameters["num_cpus"])]
-        endpoints = [{"name": "Ray address (ray.init)", "url": f"127.0.0.1:{target.port}"}]
+        # A sandboxed process sees only its own processes, and a driver given the cluster's
+        # address looks for its node's raylet among them (`ray._private.services.
+        # find_node_ids`): only the administrator's shell on the host finds it. Ray Client
+        # drivers run inside the head's sandbox instead, so notebooks and jobs use that.
+        endpoints = [
+            {
+                "name": "Ray Client (ray.init, from the workspace)",
+                "url": f"ray://127.0.0.1:{client}",
+            },
+            {"name": "Ray address (ray.init, from the host)", "url": f"127.0.0.1:{target.port}"},
+        ]
         return LocalProcess(argv, endpoints=endpoints, extra={"temp_dir": str(temp)})
 
     def kubernetes(self, target: Target) -> KubeWorkload:

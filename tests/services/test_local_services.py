@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pools import isolation, supervisor
+from pools.drivers import driver_for
 from pools.lifecycle import State
 from services.backends.local import PROCESS_FILE, SERVICES_DIR
 from tests.services.conftest import remove
@@ -157,19 +158,35 @@ def test_ray_runs_a_task_and_deleting_the_workspace_stops_it(
     deployment = deploy(ready_workspace, "Ray")
     assert deployment.state == State.READY, deployment.failure_reason
     ray = deployment.components.get()
-    address = ray.endpoints[0]["url"]
-    script = (
-        "import ray\n"
-        f"ray.init(address={address!r}, log_to_driver=False)\n"
-        "@ray.remote\n"
-        "def square(x):\n    return x * x\n"
-        "print('result', sum(ray.get([square.remote(i) for i in range(4)])))\n"
-    )
-    # The driver runs in the workspace's network (pools.isolation), where the cluster's
-    # ports are, but sees the host's processes: a Ray driver finds its raylet with `ps`.
+    urls = {endpoint["name"]: endpoint["url"] for endpoint in ray.endpoints}
+
+    def script(address: str) -> str:
+        return (
+            "import ray\n"
+            f"ray.init(address={address!r}, log_to_driver=False)\n"
+            "@ray.remote\n"
+            "def square(x):\n    return x * x\n"
+            "print('result', sum(ray.get([square.remote(i) for i in range(4)])), flush=True)\n"
+        )
+
+    # A job of the workspace (sandboxed, as a notebook's kernel is) reaches the cluster
+    # through Ray Client.
+    driver = driver_for(ready_workspace.infrastructure)
+    client = urls["Ray Client (ray.init, from the workspace)"]
+    job = driver.start_process(ready_workspace.spec(), [sys.executable, "-c", script(client)])
+    wait_for(lambda: not supervisor.is_running(job), timeout=120, what="the Ray Client job")
+    log = (workspaces_root / ready_workspace.resource_name / "process.log").read_text()
+    assert "result 14" in log, log[-3000:]
+    # The administrator's shell driver runs in the workspace's network (pools.isolation),
+    # where the cluster's ports are, and sees the host's processes, among them the raylet
+    # a driver given the cluster's address looks for.
+    address = urls["Ray address (ray.init, from the host)"]
     network = isolation.network_prefix(workspaces_root / ready_workspace.resource_name)
     done = subprocess.run(
-        [*network, sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [*network, sys.executable, "-c", script(address)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "result 14" in done.stdout, done.stderr[-3000:]
 

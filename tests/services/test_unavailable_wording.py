@@ -22,7 +22,7 @@ INSTALL = "pip install"
 def mlflow_missing(monkeypatch):
     """MLflow's package is not installed on this portal host."""
     mlflow = catalog.component("mlflow")
-    monkeypatch.setattr(type(mlflow), "local_package", "no_such_package_for_this_test")
+    monkeypatch.setattr(type(mlflow), "local_packages", ("no_such_package_for_this_test",))
     ok, why = mlflow.local_availability()
     assert not ok and INSTALL in why
     return why
