@@ -9,9 +9,10 @@ The model of one pool (one profile):
   pool's size (ready + provisioning) to the policy's target: it creates the missing
   instances, which are ready after a provisioning time drawn from the distribution, and
   deletes the oldest ready extras (instances already provisioning are left to finish);
-- a request takes the oldest ready instance (a warm hit, ready at once); without one it is
-  provisioned on demand and waits a provisioning time. It is within the SLO when it waits
-  at most T seconds;
+- a request takes the oldest ready instance (a warm hit, ready at once); without one it
+  takes an instance on its way (`Sim._promise`, as the portal does) and waits until that
+  one is ready; with none on its way it is provisioned on demand and waits a provisioning
+  time. It is within the SLO when it waits at most T seconds;
 - idle GPU-hours: the GPUs pool instances hold while no user has claimed them, from
   creation (provisioning included) until claimed or deleted.
 
@@ -258,6 +259,23 @@ class Sim:
         if self.record and (not self.timeline or self.timeline[-1][1:] != point):
             self.timeline.append((now, *point))
 
+    def _promise(self, now: float) -> float:
+        """A request finding no ready instance takes one on its way, as
+        `pools.claims.promise` does: the oldest if it should be ready within T (by the
+        provisioning p50 measured so far), else the newest, which still beats a new
+        provisioning and leaves the older ones for the requests to come. Returns the wait."""
+        p50 = sizing.Provisioning.of(self.provisioned[-200:]).p50
+        oldest = min(range(len(self.in_flight)), key=lambda k: self.in_flight[k][1])
+        soon = self.in_flight[oldest][1] + p50 - now <= self.slo.seconds
+        chosen = (
+            oldest if soon else max(range(len(self.in_flight)), key=lambda k: self.in_flight[k][1])
+        )
+        ready_at, created = self.in_flight.pop(chosen)
+        heapq.heapify(self.in_flight)
+        self.held += now - created  # the user's from now on
+        self.closed_today += now - max(created, self.day_start)
+        return ready_at - now
+
     def run(self, name: str, policy: Callable[[float, Sim], int]) -> Result:
         arrivals, end = self.trace.arrivals, self.trace.end
         waits: list[float] = []
@@ -272,6 +290,8 @@ class Sim:
                     self._close(*self.ready.popleft(), now)
                     wait = 0.0
                     hits += 1
+                elif self.in_flight:
+                    wait = self._promise(now)
                 else:
                     wait = self.draw()
                 waits.append(wait)

@@ -16,6 +16,8 @@ commit together or not at all, and the transaction stays short:
    ready at once.
 3. On commit, run the loop so the pool is replenished right away.
 
+Without a ready instance, the workspace waits for one on its way (`pools.promises`).
+
 An instance covers every resource group of its profile, so a heterogeneous profile claims
 all its groups or none.
 """
@@ -27,11 +29,10 @@ from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from pools import lifecycle, warmpool
-from pools.lifecycle import State, Step, advance, log_step
-from pools.models import PoolInstance
+from pools import lifecycle, promises, sizing, slo, warmpool
+from pools.lifecycle import State, log_step, transition
+from pools.models import Pool, PoolInstance
 from profiles.choices import AllocationStrategy
-from services.tasks import adopt_services, workspace_ready
 
 
 def claimable(profile):
@@ -41,15 +42,12 @@ def claimable(profile):
         state=State.READY,
         profile_version=profile.version,
         unhealthy=False,
+        workspace__isnull=True,  # not promised to a workspace waiting for it
     ).order_by("ready_at", "pk")
 
 
-# What a workspace takes over from the instance it claims (`adopt_warm_instance`).
-HANDED_OVER = ("infrastructure", "profile_version", "connection", "detail", "secret")
-
-
 def claim(
-    profile, workspace_id: int | None = None, actor=None, returning=HANDED_OVER
+    profile, workspace_id: int | None = None, actor=None, returning=promises.HANDED_OVER
 ) -> PoolInstance | None:
     """Move one ready instance of `profile` to claimed and return it (the `returning`
     fields loaded); None if none is."""
@@ -74,44 +72,53 @@ def claim_instance(profile, workspace_id: int | None = None) -> int | None:
 
 
 def adopt_warm_instance(workspace, user) -> PoolInstance | None:
-    """Give a just-requested workspace a ready warm instance; None when it must provision.
+    """Give a just-requested workspace a ready warm instance; None when it must wait.
 
+    Without a ready one, it waits for one on its way (`pools.promises`) if there is one,
+    else it is provisioned on demand; either way its own task (`pools.tasks`) takes it on.
     Call inside the transaction that created the workspace. Sets `workspace.claim_message`
-    (for the page) either way for a warm-pool profile, and records an event saying what
-    happened.
+    (for the page) for a warm-pool profile, and records an event saying what happened.
     """
 
     profile = workspace.profile
     if profile.allocation_strategy != AllocationStrategy.WARM_POOL:
         return None
     instance = claim(profile, workspace.pk, user)
-    if instance is None:
-        workspace.claim_message = "no warm instance was ready, so it is provisioned on demand"
-        log_step(workspace, "no warm instance was ready: provisioning on demand", actor=user)
-        transaction.on_commit(warmpool.enqueue_loop)  # the pool may need refilling
-        return None
-
-    name = instance.resource_name
-    advance(
-        workspace,
-        [
-            Step(State.PROVISIONING, f"claimed warm instance {name}", actor=user),
-            Step(State.READY, "ready (warm instance)"),
-        ],
-        ready_at=timezone.now(),
-        profile_version=instance.profile_version,
-        connection=instance.connection,
-        detail=instance.detail | {"pool_instance": name},
-        secret=instance.secret,
-    )
-    # The instance's running stack is the workspace's now; a stack named in the request
-    # (or a default the instance lacks) deploys as for any workspace that became ready.
-
-    adopt_services(instance.infrastructure_id, name, workspace)
-    workspace_ready(workspace)
-    workspace.claim_message = f"ready now from the warm pool ({name})"
     transaction.on_commit(warmpool.enqueue_loop)  # replenish right away
+    if instance is None:
+        workspace.claim_message = _wait_for_one_on_its_way(workspace, user)
+        return None
+    promises.adopt(workspace, instance, user, "ready (warm instance)")
+    workspace.claim_message = f"ready now from the warm pool ({instance.resource_name})"
     return instance
+
+
+def _wait_for_one_on_its_way(workspace, user) -> str:
+    """Promise the workspace an instance on its way, if any; what the page says."""
+    profile = workspace.profile
+    now = timezone.now()
+    p50 = slo.provisioning([profile.infrastructure_id], now).get(profile.infrastructure_id)
+    p50 = (p50 or sizing.Provisioning()).p50
+    pool = Pool.objects.filter(profile_id=profile.pk).first()
+    within = pool.slo_seconds if pool else sizing.SloSettings().seconds
+    instance = promises.promise(workspace, user, p50, within, now)
+    if instance is None:
+        log_step(workspace, "no warm instance was ready: provisioning on demand", actor=user)
+        return "no warm instance was ready, so it is provisioned on demand"
+    name = instance.resource_name
+    transition(workspace, State.PROVISIONING, actor=user, message=f"waiting for {name}")
+    left = max(p50 - (now - instance.created).total_seconds(), 0)
+    return (
+        f"no warm instance was ready; {name} is on its way and is yours when ready "
+        f"(about {_minutes(left)}, by the provisioning p50 here)"
+    )
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def ready_now():
@@ -122,6 +129,7 @@ def ready_now():
         profile_version=OuterRef("version"),
         state=State.READY,
         unhealthy=False,
+        workspace__isnull=True,
     )
     counted = claimable_now.values("profile").annotate(n=Count("pk")).values("n")
     return Coalesce(Subquery(counted), 0)
@@ -135,7 +143,9 @@ def ready_counts(profiles) -> dict[int, int]:
     for profile in profiles:
         current |= Q(profile_id=profile.pk, profile_version=profile.version)
     rows = (
-        PoolInstance.objects.filter(current, state=State.READY, unhealthy=False)
+        PoolInstance.objects.filter(
+            current, state=State.READY, unhealthy=False, workspace__isnull=True
+        )
         .values("profile_id")
         .annotate(n=Count("pk"))
         .order_by()

@@ -14,7 +14,8 @@ Every state change and every event row goes through this module:
   rows and `transition()` returns False so that worker moves on.
 - `advance()`: the same for a path of several edges, in the same two statements.
 - `claim()`: the same move for ONE object chosen by a query among many (the warm-pool
-  claim), in one statement that skips rows other transactions hold.
+  claim), in one statement that skips rows other transactions hold; or that object taken
+  within its state (a warm instance promised while it provisions).
 - `log_step()`: an event for a step done within a state.
 Each writes its event row (timestamp, actor or None for the system, message, from/to
 state) in the same transaction as the change. A model's events are its reverse relation
@@ -343,8 +344,10 @@ def claim(
     without the lock clause (SQLite runs one writer at a time, and the statement reads and
     writes under its write lock), then the event, in one transaction. Without UPDATE …
     RETURNING (SQLite before 3.35) each of a few candidates is tried with a conditional
-    UPDATE until one changes. Raises IllegalTransition when the lifecycle has no such edge.
-    `fields` are written in the same UPDATE.
+    UPDATE until one changes. Raises IllegalTransition when the lifecycle has no such edge;
+    `to_state == from_state` takes the object within its state (a step, e.g. a warm
+    instance promised while it provisions, `pools.promises`). `fields` are written in the
+    same UPDATE.
 
     A claim is on the path a user waits on, so it can skip the ORM's work:
     - `key` (hashable) names the candidate set exactly, e.g. ("ready", profile id,
@@ -366,7 +369,8 @@ def claim(
     statement = _CLAIM_STATEMENTS.get(cache_key) if key is not None else None
     if statement is None:
         queryset = candidates() if callable(candidates) else candidates
-        queryset.model.lifecycle.check(from_state, to_state)
+        if to_state != from_state:  # the same state: a step within it (a promise)
+            queryset.model.lifecycle.check(from_state, to_state)
         queryset = queryset.filter(state=from_state)
         connection = connections[queryset.db]
         if not _updates_returning(connection):

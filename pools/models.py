@@ -258,7 +258,8 @@ class Workspace(LifecycleModel):
     def resources_spec(self) -> WorkspaceSpec:
         """The driver spec of the resources it runs on: an adopted warm-pool instance's
         (whose resources keep the instance's name), else its own."""
-        instance = PoolInstance.objects.select_related("profile").filter(workspace=self).first()
+        adopted = PoolInstance.objects.filter(workspace=self, state=State.CLAIMED)
+        instance = adopted.select_related("profile").first()
         return instance.spec() if instance else self.spec()
 
     def log_event(self, from_state: str, to_state: str, message: str, actor=None):
@@ -324,7 +325,10 @@ class PoolInstance(LifecycleModel):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="pool_instance",
-        help_text="The workspace that claimed it and now owns its resources.",
+        help_text=(
+            "The workspace that claimed it and now owns its resources, or that waits for it "
+            "while it provisions (promised)."
+        ),
     )
     unhealthy = models.BooleanField(default=False)
     checked_at = models.DateTimeField(null=True, blank=True)

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import steps, supervisor, warmpool
+from pools import promises, steps, supervisor, warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
 from pools.lifecycle import State, transition
@@ -125,11 +125,19 @@ def _load(workspace_id: int):
 
 
 def provision_workspace(workspace_id: int) -> str:
-    """Take a requested (or interrupted) workspace to ready."""
+    """Take a requested (or interrupted) workspace to ready: by the warm instance promised
+    to it (`pools.promises`) while that one is still coming, else by provisioning it."""
+    func = "pools.tasks.provision_workspace"
     workspace = _load(workspace_id)
     if workspace is None:
         return "gone"
-    result = _provision(workspace, "pools.tasks.provision_workspace")
+    if workspace.state == State.PROVISIONING:
+        waited = promises.settle(workspace)
+        if waited == promises.WAITING:
+            steps.retry_later(workspace, func, POLL_INTERVAL)
+        if waited != promises.ON_DEMAND:
+            return waited
+    result = _provision(workspace, func)
     if result == "ready":
         workspace_ready(workspace)  # deploy the services its request or profile names
     return result
@@ -334,13 +342,18 @@ def provision_pool_instance(instance_id: int) -> str:
     before = instance.state
     outcome = _provision(instance, "pools.tasks.provision_pool_instance")
     if instance.state != before:  # only the call that moved it reports, once
+        # Promised to a waiting workspace while it provisioned? (`pools.promises`)
+        instance.refresh_from_db(fields=["workspace"])
         if instance.state == State.READY:
             warmpool.record_success(instance.profile_id)
             # A warm instance comes with its profile's default stack already running.
-
             deploy_default_services(instance)
+            if instance.workspace_id:
+                promises.hand_over(instance)
         elif instance.state == State.FAILED:
             warmpool.record_failure(instance.profile_id, instance.failure_reason)
+            if instance.workspace_id:  # it waits in vain: provision it on demand now
+                transaction.on_commit(lambda: enqueue_provision(instance.workspace_id))
     return outcome
 
 

@@ -11,9 +11,11 @@ One pass, under ONE lock across all workers (`pools.locks.try_lock`):
       pools' states, the schedules and the user requests still waiting for a worker;
    b. decide per profile (`decide()`, pure): desired (the SLO policy `pools.sizing` when
       the pool is sized by its SLO, else the schedule or profile) against actual
-      = ready + requested + provisioning of the current version. Requested rows are written
-      before their provisioning starts, so an instance on its way always counts: however
-      slow provisioning is, the loop never creates the same capacity twice;
+      = ready + requested + provisioning of the current version, less those promised to
+      a workspace waiting for them (`pools.promises`), which the loop never deletes.
+      Requested rows are written before their provisioning starts, so an instance on its
+      way always counts: however slow provisioning is, the loop never creates the same
+      capacity twice;
    c. act in one transaction: create the missing instances as `requested` rows (their
       provisioning is enqueued on commit), move the oldest ready extras (then the newest
       requested ones) to deleting, replace outdated or unhealthy instances, and record one
@@ -103,7 +105,10 @@ def count_instances(profiles) -> dict[int, Counts]:
     """One GROUP BY query over the live instances of `profiles`."""
     versions = {p.pk: p.version for p in profiles}
     rows = (
-        PoolInstance.objects.filter(profile_id__in=versions, state__in=POOL_STATES)
+        # A promised instance is its waiting workspace's already (`pools.promises`).
+        PoolInstance.objects.filter(
+            profile_id__in=versions, state__in=POOL_STATES, workspace__isnull=True
+        )
         .values_list("profile_id", "state", "profile_version", "unhealthy")
         .annotate(n=Count("id"))
         .order_by()
@@ -271,6 +276,7 @@ def _delete_extras(decision: Decision) -> int:
         profile=decision.profile,
         profile_version=decision.profile.version,
         unhealthy=False,
+        workspace__isnull=True,  # never one promised to a waiting workspace
     )
     ready = _locked(mine.filter(state=State.READY).order_by("created", "pk"))
     ids = list(ready.values_list("pk", flat=True)[: decision.delete])
@@ -287,6 +293,7 @@ def _replace_stale(decision: Decision) -> int:
         Q(unhealthy=True) | ~Q(profile_version=profile.version),
         profile=profile,
         state__in=[State.READY, State.REQUESTED],
+        workspace__isnull=True,
     )
     ids = list(_locked(stale).values_list("pk", flat=True))
     return _start_deleting(ids, "replaced: outdated profile version or failed health check")

@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from pools import claims, lifecycle, tasks
+from pools import claims, lifecycle, promises, tasks
 from pools.lifecycle import State, transition
 from pools.models import Workspace
 from portal import audit
@@ -83,6 +83,7 @@ def delete_workspace(user, workspace: Workspace) -> bool:
         return False
     if not transition(workspace, State.DELETING, actor=user, message="deletion requested"):
         return False  # a worker moved it at the same moment; the user can try again
+    promises.give_back(workspace, f"workspace {workspace.pk} was deleted while it waited")
     audit.record(user, AuditAction.ACTION, workspace, message="deleted workspace")
     transaction.on_commit(lambda: tasks.enqueue_deprovision(workspace.pk))
     return True

@@ -25,12 +25,24 @@ def test_a_job_less_than_a_minute_after_the_previous_kept_one_is_the_same_reques
 def test_a_static_pool_serves_from_ready_instances_and_refills_after_each_claim():
     # One instance, ready at 300 s; claimed at 1000 s, the refill is ready at 1300 s.
     result = bench.simulate(trace(1000, 1100, 5000), DRAW, SLO, "static 1", bench.static(1))
-    assert result.hits == 2  # 1100 s came before the refill
-    assert result.waits == [0.0, 300.0, 0.0]
+    assert result.hits == 2  # 1100 s came before the refill, and takes it on its way
+    assert result.waits == [0.0, 200.0, 0.0]
     assert result.attainment == pytest.approx(2 / 3)
-    # Held unclaimed: 0–1000, 1000–5000, then 5000 until the trace ends (5060 s).
-    assert result.idle_gpu_hours == pytest.approx((1000 + 4000 + 60) / 3600)
-    assert result.ready_gpu_hours == pytest.approx((700 + 3700 + 0) / 3600)
+    # Held unclaimed: 0–1000, the refill 1000–1100, its refill 1100–5000, then 5000 until
+    # the trace ends (5060 s); ready: 300–1000 and 1400–5000.
+    assert result.idle_gpu_hours == pytest.approx((1000 + 100 + 3900 + 60) / 3600)
+    assert result.ready_gpu_hours == pytest.approx((700 + 3600 + 0) / 3600)
+
+
+def test_a_request_takes_the_instance_ready_soonest_when_it_is_within_t_else_the_newest():
+    # Static 2: both ready at 300 s, claimed at 1000 and 1001; refills A (from 1000) and B
+    # (from 1001) are on their way. At 1250 A is 50 s from ready (within 60 s): taken.
+    result = bench.simulate(trace(1000, 1001, 1250), DRAW, SLO, "static 2", bench.static(2))
+    assert result.waits == [0.0, 0.0, 50.0]
+    # At 1100 neither is within 60 s: the newest (B, ready at 1301) is taken, and A stays
+    # for the next request (1200: ready at 1300, 100 s away, B's refill is newer still).
+    result = bench.simulate(trace(1000, 1001, 1100, 1260), DRAW, SLO, "static 2", bench.static(2))
+    assert result.waits == [0.0, 0.0, 201.0, 40.0]
 
 
 def test_idle_gpu_hours_count_each_instance_at_its_gpus():

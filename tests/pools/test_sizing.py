@@ -188,9 +188,9 @@ def test_the_state_is_the_same_between_breakpoints():
         assert sizing.state_at(DEMAND, a) == sizing.state_at(DEMAND, (a + b) / 2)
 
 
-def test_needs_count_the_requests_of_the_lead_time_before_each():
+def test_needs_count_the_requests_of_the_reach_before_each():
     arrivals = [START + 1000, START + 1090, START + 1180, START + 5000]
-    found = sizing.needs(arrivals, START, START + DAY, lead=300)
+    found = sizing.needs(arrivals, START, START + DAY, reach=300)
     by_level = [sum(row[level] for row in found) for level in range(4)]
     assert by_level == [0, 2, 1, 1]  # 1000 and 5000 alone, 1090 second, 1180 third
 

@@ -88,10 +88,12 @@ def test_deleting_a_claimed_workspace_releases_the_instance_resources(
     assert not GpuAllocation.objects.filter(holder=instance.resource_name).exists()
 
 
-def test_without_a_ready_instance_the_request_falls_back_to_on_demand_and_says_so(
+def test_with_no_instance_ready_or_provisioning_the_request_is_provisioned_on_demand(
     warm_profile, member, django_capture_on_commit_callbacks
 ):
-    make_instances(warm_profile, 2, state=State.PROVISIONING)
+    # Requested instances (no worker has them yet) and an erring one are not waited for.
+    make_instances(warm_profile, 2, state=State.REQUESTED)
+    make_instances(warm_profile, 1, state=State.PROVISIONING, attempts=1)
     with django_capture_on_commit_callbacks() as callbacks:
         workspace = actions.request_workspace(member, warm_profile)
     assert workspace.state == State.REQUESTED

@@ -1,0 +1,194 @@
+"""A request that finds no ready warm instance waits for one on its way.
+
+Without this, a request arriving while the pool's instances are still provisioning started
+a provisioning of its own: it waited a whole provisioning time although an instance would
+be ready sooner, and the pool kept an instance nobody was waiting for.
+
+1. `promise()`: in the request's transaction, ONE instance of the profile's current
+   version that is provisioning (and has not hit an error) is promised to the workspace
+   (its `workspace` set, with an event), by the same one-statement claim as a warm hit, so
+   two requests never get the same one. Which one: the oldest when it should be ready
+   within the SLO's T (by the provisioning p50 measured on the infrastructure), else the
+   newest, which still beats a new provisioning and leaves the older ones for the
+   requests to come. The workspace moves to provisioning ("waiting for pool-7").
+   A promised instance no longer counts for the pool (`warmpool.count_instances`), so the
+   loop replaces it at once, and the loop never deletes or replaces it.
+2. `hand_over()`: when the instance is ready (`pools.tasks.provision_pool_instance`), it
+   is claimed and the workspace adopts it, as a warm hit does (`adopt`).
+3. `settle()`: what a workspace waiting for an instance does when its own task runs (the
+   sweep resumes it, or a retry): hand over a ready instance, keep waiting while it
+   provisions, or give the promise back (the instance failed, went away or hit an error)
+   and let the caller provision the workspace on demand.
+4. `give_back()`: a workspace deleted while it waits gives its instance back to the pool.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from pools import lifecycle
+from pools.lifecycle import State, log_step
+from pools.models import PoolInstance, Workspace
+from services.tasks import adopt_services, workspace_ready
+
+# What a provisioning workspace's own task finds about its promise (`settle`).
+WAITING = "waiting for its warm instance"
+READY_NOW = "ready (the warm instance it waited for)"
+MOVED = "moved by another worker"
+ON_DEMAND = "on demand"
+
+
+def on_the_way(profile):
+    """Instances of the profile's current version that are provisioning, promised to no
+    one, and have not hit an error (a retrying one may never be ready)."""
+    return PoolInstance.objects.filter(
+        profile_id=profile.pk,
+        profile_version=profile.version,
+        state=State.PROVISIONING,
+        workspace__isnull=True,
+        attempts=0,
+    )
+
+
+def promise(workspace, user, p50: float, within: float, now: datetime | None = None):
+    """Promise an instance on its way to `workspace`; return it, or None when none is.
+
+    `p50` is the provisioning p50 on the infrastructure (seconds), `within` the T of the
+    SLO (seconds): an instance created before `now - (p50 - within)` should be ready
+    within T, and the oldest of those is taken; else the newest of all.
+    """
+    now = now or timezone.now()
+    profile = workspace.profile
+    soon = now - timedelta(seconds=max(p50 - within, 0))
+    soonest = on_the_way(profile).filter(created__lte=soon).order_by("created", "pk")
+    newest = on_the_way(profile).order_by("-created", "-pk")
+    for candidates in (soonest, newest):
+        instance = lifecycle.claim(
+            candidates,
+            State.PROVISIONING,
+            from_state=State.PROVISIONING,
+            actor=user,
+            message=f"promised to workspace {workspace.pk}, which waits for it",
+            returning=("created",),
+            workspace_id=workspace.pk,
+            claimed_at=now,
+        )
+        if instance is not None:
+            return instance
+    return None
+
+
+def hand_over(instance: PoolInstance) -> bool:
+    """Give a ready promised instance to the workspace waiting for it (idempotent).
+
+    The workspace adopts it as a warm hit does. A workspace that no longer waits (deleted
+    meanwhile) leaves the instance to the pool. True when the workspace is ready now.
+    """
+    with transaction.atomic():
+        # Locked, so a deletion cannot slip in between the claim and the adoption.
+        workspace = (
+            Workspace.objects.select_for_update(of=("self",))
+            .select_related("profile")
+            .filter(pk=instance.workspace_id)
+            .first()
+        )
+        if workspace is None or workspace.state != State.PROVISIONING:
+            release_instance(instance, "its workspace no longer waits for it")
+            return False
+        claimed = lifecycle.claim(
+            PoolInstance.objects.filter(pk=instance.pk, workspace_id=workspace.pk),
+            State.CLAIMED,
+            from_state=State.READY,
+            message=f"claimed by workspace {workspace.pk}, which waited for it",
+            returning=HANDED_OVER,
+        )
+        return claimed is not None and adopt(workspace, claimed, None, READY_NOW)
+
+
+# What a workspace takes over from the instance it claims (`adopt`).
+HANDED_OVER = ("infrastructure", "profile_version", "connection", "detail", "secret")
+
+
+def adopt(workspace, instance, user, message: str) -> bool:
+    """The workspace takes over a claimed instance: its resources, connection and running
+    stack; it is ready now. Call inside the transaction that claimed the instance. False
+    if another worker moved the workspace first (the instance is still its: deleting the
+    workspace deletes it)."""
+    name = instance.resource_name
+    steps = [lifecycle.Step(State.READY, message)]
+    if workspace.state == State.REQUESTED:
+        steps.insert(0, lifecycle.Step(State.PROVISIONING, f"claimed warm instance {name}", user))
+    moved = lifecycle.advance(
+        workspace,
+        steps,
+        ready_at=timezone.now(),
+        profile_version=instance.profile_version,
+        connection=instance.connection,
+        detail=instance.detail | {"pool_instance": name},
+        secret=instance.secret,
+    )
+    if moved:
+        # The instance's running stack is the workspace's now; a stack named in the request
+        # (or a default the instance lacks) deploys as for any workspace that became ready.
+        adopt_services(instance.infrastructure_id, name, workspace)
+        workspace_ready(workspace)
+    return moved
+
+
+def promised_to(workspace) -> PoolInstance | None:
+    """The instance promised to `workspace` and not handed over yet, if any."""
+    return (
+        PoolInstance.objects.filter(workspace=workspace)
+        .exclude(state=State.CLAIMED)
+        .select_related("profile", "infrastructure")
+        .first()
+    )
+
+
+def settle(workspace) -> str:
+    """What a provisioning workspace's own task does about its promise.
+
+    Returns WAITING (its instance is still provisioning), READY_NOW (handed over), MOVED,
+    or ON_DEMAND: it has no promise (any more) and the caller provisions it itself.
+    """
+    instance = promised_to(workspace)
+    if instance is None:
+        return ON_DEMAND
+    if instance.state == State.READY and not instance.unhealthy:
+        return READY_NOW if hand_over(instance) else MOVED
+    if instance.state == State.PROVISIONING and not instance.attempts:
+        return WAITING
+    log_step(
+        workspace,
+        f"the warm instance it waited for will not come ({_why_not(instance)}): "
+        "provisioning on demand",
+    )
+    release_instance(instance, f"workspace {workspace.pk} stopped waiting for it")
+    return ON_DEMAND
+
+
+def _why_not(instance: PoolInstance) -> str:
+    if instance.state == State.PROVISIONING:
+        return "its provisioning hit an error and is being retried"
+    if instance.state == State.READY:
+        return "it failed its health check"
+    return instance.failure_reason or f"it is {instance.get_state_display().lower()}"
+
+
+def give_back(workspace, why: str) -> None:
+    """Give the instance promised to `workspace`, if any, back to the pool."""
+    instance = promised_to(workspace)
+    if instance is not None:
+        release_instance(instance, why)
+
+
+def release_instance(instance: PoolInstance, why: str) -> None:
+    """Make a promised instance the pool's again (a conditional UPDATE: once)."""
+    promised = PoolInstance.objects.filter(pk=instance.pk, workspace_id=instance.workspace_id)
+    if instance.workspace_id and promised.exclude(state=State.CLAIMED).update(
+        workspace=None, claimed_at=None
+    ):
+        log_step(instance, f"given back to the pool: {why}")

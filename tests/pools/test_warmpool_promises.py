@@ -1,0 +1,151 @@
+"""A request that finds no ready warm instance waits for one on its way (`pools.promises`),
+with the real local driver: the hand-over, the fallback, deletion while waiting, the loop."""
+
+# ruff: noqa: F811
+from datetime import timedelta
+
+from django.utils import timezone
+
+from pools import promises, tasks, warmpool
+from pools.lifecycle import State
+from pools.models import PoolInstance
+from tests.pools.warm_fixtures import make_instances
+from tests.workspace_fixtures import fake_gpus, workspaces_root  # noqa: F401
+from workspaces import actions
+
+
+def on_its_way(profile, seconds_ago: float = 0) -> PoolInstance:
+    [instance] = make_instances(profile, 1, state=State.PROVISIONING)
+    created = timezone.now() - timedelta(seconds=seconds_ago)
+    PoolInstance.objects.filter(pk=instance.pk).update(created=created, state_changed=created)
+    instance.refresh_from_db()
+    return instance
+
+
+def test_a_request_waits_for_an_instance_on_its_way_and_gets_it_when_ready(
+    warm_profile, member, workspaces_root, django_capture_on_commit_callbacks
+):
+    instance = on_its_way(warm_profile)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        workspace = actions.request_workspace(member, warm_profile)
+    assert workspace.state == State.PROVISIONING
+    assert workspace.claim_message.startswith(
+        f"no warm instance was ready; {instance.resource_name} is on its way"
+    )
+    instance.refresh_from_db()
+    assert (instance.state, instance.workspace_id) == (State.PROVISIONING, workspace.pk)
+    # Its own task runs (to wait), and the loop (to replace the promised instance).
+    assert sorted(c.__name__ for c in callbacks) == ["<lambda>", "enqueue_loop"]
+    assert tasks.provision_workspace(workspace.pk) == promises.WAITING
+
+    # The worker provisioning the instance finishes it: the workspace adopts it.
+    assert tasks.provision_pool_instance(instance.pk) == "ready"
+    instance.refresh_from_db()
+    workspace.refresh_from_db()
+    assert (instance.state, instance.workspace_id) == (State.CLAIMED, workspace.pk)
+    assert workspace.state == State.READY
+    assert workspace.connection == instance.connection
+    assert workspace.resources_spec().name == instance.resource_name
+    assert (workspaces_root / instance.resource_name).exists()
+    assert not (workspaces_root / f"ws-{workspace.pk}").exists()  # never provisioned itself
+    transitions = [(e.from_state, e.to_state, e.message) for e in workspace.events.all()]
+    assert transitions[1:] == [
+        (State.REQUESTED, State.PROVISIONING, f"waiting for {instance.resource_name}"),
+        (State.PROVISIONING, State.READY, promises.READY_NOW),
+    ]
+    # Its task, run again (a retry, the sweep), has nothing left to do.
+    assert tasks.provision_workspace(workspace.pk) == "nothing to do (ready)"
+
+
+def test_the_workspace_takes_a_ready_instance_its_worker_did_not_hand_over(
+    warm_profile, member, workspaces_root
+):
+    instance = on_its_way(warm_profile)
+    workspace = actions.request_workspace(member, warm_profile)
+    # The instance's worker died right after it became ready: the workspace's task (its
+    # retry, or the sweep) finds it ready and takes it.
+    PoolInstance.objects.filter(pk=instance.pk).update(state=State.READY, ready_at=timezone.now())
+    assert tasks.provision_workspace(workspace.pk) == promises.READY_NOW
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    assert PoolInstance.objects.get(pk=instance.pk).state == State.CLAIMED
+
+
+def test_the_oldest_instance_is_promised_when_ready_within_t_else_the_newest(warm_profile, member):
+    # Provisioning p50 is assumed 300 s (nothing measured), T is 60 s.
+    old = on_its_way(warm_profile, seconds_ago=250)  # ready in about 50 s
+    older = on_its_way(warm_profile, seconds_ago=280)  # ready in about 20 s
+    new = on_its_way(warm_profile, seconds_ago=10)
+    newest = on_its_way(warm_profile, seconds_ago=5)
+    first = actions.request_workspace(member, warm_profile)
+    second = actions.request_workspace(member, warm_profile)
+    third = actions.request_workspace(member, warm_profile)
+    promised = {i.pk: i.workspace_id for i in PoolInstance.objects.all()}
+    # Soonest first while within T; then none is, so the newest, leaving `new` for the
+    # next request (the sooner of what is left).
+    assert promised == {older.pk: first.pk, old.pk: second.pk, newest.pk: third.pk, new.pk: None}
+
+
+def test_when_the_instance_fails_the_workspace_is_provisioned_on_demand(
+    warm_profile, member, workspaces_root, fake_gpus
+):
+    instance = on_its_way(warm_profile)
+    workspace = actions.request_workspace(member, warm_profile)
+    PoolInstance.objects.filter(pk=instance.pk).update(
+        state=State.FAILED, failure_reason="no capacity"
+    )
+    assert tasks.provision_workspace(workspace.pk) == "ready"
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    assert workspace.resources_spec().name == f"ws-{workspace.pk}"  # its own resources
+    assert (
+        "the warm instance it waited for will not come (no capacity): provisioning on demand"
+        in [e.message for e in workspace.events.all()]
+    )
+    assert PoolInstance.objects.get(pk=instance.pk).workspace_id is None
+
+
+def test_an_instance_that_hits_an_error_is_not_waited_for(warm_profile, member, workspaces_root):
+    instance = on_its_way(warm_profile)
+    workspace = actions.request_workspace(member, warm_profile)
+    PoolInstance.objects.filter(pk=instance.pk).update(attempts=1)
+    assert tasks.provision_workspace(workspace.pk) == "ready"
+    assert "its provisioning hit an error and is being retried" in " ".join(
+        e.message for e in workspace.events.all()
+    )
+    instance.refresh_from_db()
+    assert instance.workspace_id is None and instance.state == State.PROVISIONING
+
+
+def test_deleting_a_waiting_workspace_gives_its_instance_back_to_the_pool(
+    warm_profile, member, workspaces_root
+):
+    instance = on_its_way(warm_profile)
+    workspace = actions.request_workspace(member, warm_profile)
+    assert actions.delete_workspace(member, workspace)
+    instance.refresh_from_db()
+    assert instance.workspace_id is None and instance.claimed_at is None
+    assert tasks.deprovision_workspace(workspace.pk) == "deleted"
+    # The instance finishes as the pool's, untouched by the deletion.
+    assert tasks.provision_pool_instance(instance.pk) == "ready"
+    instance.refresh_from_db()
+    assert instance.state == State.READY and instance.workspace_id is None
+    assert (workspaces_root / instance.resource_name).exists()
+
+
+def test_the_loop_replaces_a_promised_instance_and_never_deletes_it(warm_profile, member):
+    instance = on_its_way(warm_profile)
+    actions.request_workspace(member, warm_profile)
+    decision = warmpool.reconcile_profile(warm_profile.pk)
+    assert (decision.provisioning, decision.count) == (0, warm_profile.desired_capacity)
+    # Even with nothing wanted, the promised instance stays its workspace's.
+    warm_profile.desired_capacity = 0
+    warm_profile.save()
+    warmpool.reconcile_profile(warm_profile.pk)
+    instance.refresh_from_db()
+    assert instance.state == State.PROVISIONING and instance.workspace_id
+    assert (
+        not PoolInstance.objects.filter(workspace__isnull=True)
+        .exclude(state=State.DELETING)
+        .exists()
+    )
