@@ -25,7 +25,7 @@ all its groups or none.
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, F, Max, Min, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -97,8 +97,8 @@ def _wait_for_one_on_its_way(workspace, user) -> str:
     """Promise the workspace an instance on its way, if any; what the page says."""
     profile = workspace.profile
     now = timezone.now()
-    p50 = slo.provisioning([profile.infrastructure_id], now).get(profile.infrastructure_id)
-    p50 = (p50 or sizing.Provisioning()).p50
+    measured = slo.provisioning([profile.infrastructure_id], now).get(profile.infrastructure_id)
+    p50 = (measured or sizing.Provisioning()).p50  # assumed until measured
     pool = Pool.objects.filter(profile_id=profile.pk).first()
     within = pool.slo_seconds if pool else sizing.SloSettings().seconds
     instance = promises.promise(workspace, user, p50, within, now)
@@ -107,18 +107,19 @@ def _wait_for_one_on_its_way(workspace, user) -> str:
         return "no warm instance was ready, so it is provisioned on demand"
     name = instance.resource_name
     transition(workspace, State.PROVISIONING, actor=user, message=f"waiting for {name}")
-    left = max(p50 - (now - instance.created).total_seconds(), 0)
-    return (
-        f"no warm instance was ready; {name} is on its way and is yours when ready "
-        f"(about {_minutes(left)}, by the provisioning p50 here)"
-    )
+    when = "no provisioning time measured here yet"
+    if measured is not None:
+        left = max(p50 - (now - instance.created).total_seconds(), 0.0)
+        when = f"{in_about(left)}, by the provisioning p50 here"
+    return f"no warm instance was ready; {name} is on its way and is yours when ready ({when})"
 
 
-def _minutes(seconds: float) -> str:
+def in_about(seconds: float) -> str:
+    """ "under a minute", "about 4 minutes"."""
     if seconds < 60:
         return "under a minute"
     minutes = round(seconds / 60)
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"about {minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def ready_now():
@@ -135,19 +136,57 @@ def ready_now():
     return Coalesce(Subquery(counted), 0)
 
 
+def on_the_way_annotations() -> dict:
+    """Annotations of compute profiles, by subqueries (no query of their own): when the
+    oldest and the newest instance a request may wait for were created
+    (`first_on_the_way`, `last_on_the_way`), and the pool's SLO T (`slo_seconds`)."""
+    mine = PoolInstance.objects.filter(
+        profile=OuterRef("pk"), profile_version=OuterRef("version"), **promises.ON_THE_WAY
+    ).values("profile")
+    return {
+        "first_on_the_way": Subquery(mine.annotate(at=Min("created")).values("at")),
+        "last_on_the_way": Subquery(mine.annotate(at=Max("created")).values("at")),
+        "slo_seconds": F("pool__slo_seconds"),
+    }
+
+
+def on_the_way_times(profiles) -> dict[int, tuple]:
+    """{profile id: (first, last, SLO T or None)} as `on_the_way_annotations` gives them,
+    in two queries however many profiles (none for no profile)."""
+    if not profiles:
+        return {}
+    rows = (
+        PoolInstance.objects.filter(_current_versions(profiles), **promises.ON_THE_WAY)
+        .values("profile_id")
+        .annotate(first=Min("created"), last=Max("created"))
+        .values_list("profile_id", "first", "last")
+        .order_by()
+    )
+    times = {profile_id: (first, last) for profile_id, first, last in rows}
+    seconds = dict(
+        Pool.objects.filter(profile__in=profiles).values_list("profile_id", "slo_seconds")
+    )
+    return {p.pk: (*times.get(p.pk, (None, None)), seconds.get(p.pk)) for p in profiles}
+
+
 def ready_counts(profiles) -> dict[int, int]:
     """{profile id: claimable instances} of `profiles`, in one query (none for no profile)."""
     if not profiles:
         return {}
-    current = Q()
-    for profile in profiles:
-        current |= Q(profile_id=profile.pk, profile_version=profile.version)
     rows = (
         PoolInstance.objects.filter(
-            current, state=State.READY, unhealthy=False, workspace__isnull=True
+            _current_versions(profiles), state=State.READY, unhealthy=False, workspace__isnull=True
         )
         .values("profile_id")
         .annotate(n=Count("pk"))
         .order_by()
     )
     return {row["profile_id"]: row["n"] for row in rows}
+
+
+def _current_versions(profiles) -> Q:
+    """Instances of these profiles' current versions."""
+    current = Q()
+    for profile in profiles:
+        current |= Q(profile_id=profile.pk, profile_version=profile.version)
+    return current

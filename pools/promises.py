@@ -41,16 +41,28 @@ MOVED = "moved by another worker"
 ON_DEMAND = "on demand"
 
 
+# Instances a request may wait for: provisioning, promised to no one, and without an error
+# (a retrying one may never be ready). With the profile's current version.
+ON_THE_WAY = {"state": State.PROVISIONING, "workspace__isnull": True, "attempts": 0}
+
+
 def on_the_way(profile):
-    """Instances of the profile's current version that are provisioning, promised to no
-    one, and have not hit an error (a retrying one may never be ready)."""
+    """The profile's instances a request may wait for (`ON_THE_WAY`)."""
     return PoolInstance.objects.filter(
-        profile_id=profile.pk,
-        profile_version=profile.version,
-        state=State.PROVISIONING,
-        workspace__isnull=True,
-        attempts=0,
+        profile_id=profile.pk, profile_version=profile.version, **ON_THE_WAY
     )
+
+
+def expected_wait(p50: float, within: float, first, last, now: datetime) -> float | None:
+    """Seconds until the instance `promise()` would choose now is ready, by the provisioning
+    p50; None when none is on its way. `first` and `last`: when the oldest and the newest
+    instance on its way were created."""
+    if first is None:
+        return None
+    soonest = p50 - (now - first).total_seconds()
+    if soonest <= within:
+        return max(soonest, 0.0)
+    return max(p50 - (now - last).total_seconds(), 0.0)
 
 
 def promise(workspace, user, p50: float, within: float, now: datetime | None = None):

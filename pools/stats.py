@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Case, F, Q, Sum, Value, When
+from django.db.models import BooleanField, Case, ExpressionWrapper, F, Q, Sum, Value, When
 from django.db.models.functions import Greatest, Least
 from django.db.models.lookups import GreaterThan
 
@@ -15,6 +15,9 @@ from pools.models import LoopDecision, PoolInstance, Workspace
 from portal import charts
 
 WINDOW = timedelta(days=7)
+# A warm hit: a workspace given a pool instance that was ready when it was claimed (not one
+# that waited for an instance on its way, `pools.promises`: that one was claimed first).
+WARM_HIT = Q(pool_instance__ready_at__lte=F("pool_instance__claimed_at"))
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -49,23 +52,24 @@ def summarize(profile_ids: list[int], now: datetime) -> Summary:
     rows = (
         Workspace.objects.filter(profile_id__in=profile_ids, created__gte=since)
         .annotate(to_ready=F("ready_at") - F("created"))  # one duration, not two timestamps
-        .values_list("to_ready", "pool_instance")
+        .annotate(hit=ExpressionWrapper(WARM_HIT, output_field=BooleanField()))
+        .values_list("to_ready", "hit")
         .order_by()
     )
-    warm, on_demand, requests, hits = [], [], 0, 0
-    for to_ready, instance in rows:
+    warm, others, requests, hits = [], [], 0, 0
+    for to_ready, hit in rows:
         requests += 1
-        hits += instance is not None
+        hits += bool(hit)
         if to_ready is not None:
-            (warm if instance is not None else on_demand).append(to_ready.total_seconds())
+            (warm if hit else others).append(to_ready.total_seconds())
     idle_24h, idle_7d = idle_hours(profile_ids, [now - timedelta(hours=24), since], now)
     return Summary(
         requests=requests,
         warm_hits=hits,
         warm_p50=percentile(warm, 50),
         warm_p95=percentile(warm, 95),
-        on_demand_p50=percentile(on_demand, 50),
-        on_demand_p95=percentile(on_demand, 95),
+        on_demand_p50=percentile(others, 50),
+        on_demand_p95=percentile(others, 95),
         idle_hours_24h=idle_24h,
         idle_hours_7d=idle_7d,
     )

@@ -22,7 +22,8 @@ What is charged, by state:
   stopping, starting and deleting; its storage in those states and while stopped or failed
   (files kept); nothing while only requested, or once deleted;
 - a warm-pool instance is idle while provisioning, ready and deleting: it holds its GPUs,
-  charged to its profile; once claimed, the workspace that adopted it is charged.
+  charged to its profile; once claimed, or promised to a workspace that waits for it, that
+  workspace is charged.
 """
 
 from __future__ import annotations
@@ -137,7 +138,17 @@ def workspace_intervals(workspace: Workspace, lines: list[Line]) -> list[UsageIn
 
 
 def instance_intervals(instance: PoolInstance, lines: list[Line]) -> list[UsageInterval]:
-    return intervals(UsageInterval.Kind.WARM_IDLE, instance, lines, _WARM_IDLE, set())
+    """Idle until a workspace claims it, or is promised it while it provisions
+    (`pools.promises`): from then on that workspace, waiting for it, is charged."""
+    rows = intervals(UsageInterval.Kind.WARM_IDLE, instance, lines, _WARM_IDLE, set())
+    taken = instance.claimed_at
+    if taken is None:
+        return rows
+    kept = [row for row in rows if row.start < taken]
+    for row in kept:
+        if row.end is None or row.end > taken:
+            row.end = taken
+    return kept
 
 
 _SOURCES = {

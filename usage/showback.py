@@ -159,7 +159,8 @@ def report(intervals, start, end, now, book: PriceBook, by: str) -> list[Totals]
 
 def hours_saved(start, end) -> dict[str, float]:
     """{profile name: hours users did not wait}: for each warm instance claimed in the
-    period, the time it took to provision, which the claimant would otherwise have waited."""
+    period, the time it took to provision, which the claimant would otherwise have waited
+    (only the part before the claim, for an instance a workspace waited for)."""
     claimed = PoolInstance.objects.filter(
         state=State.CLAIMED,
         claimed_at__gte=start,
@@ -167,8 +168,9 @@ def hours_saved(start, end) -> dict[str, float]:
         ready_at__isnull=False,
     )
     saved: dict[str, float] = {}
-    rows = claimed.values_list("profile__name", "profile_name", "created", "ready_at")
-    for name, kept_name, created, ready_at in rows:
+    rows = claimed.values_list("profile__name", "profile_name", "created", "ready_at", "claimed_at")
+    for name, kept_name, created, ready_at, claimed_at in rows:
         label = name or kept_name
-        saved[label] = saved.get(label, 0.0) + (ready_at - created).total_seconds() / 3600
+        not_waited = min(ready_at, claimed_at) - created
+        saved[label] = saved.get(label, 0.0) + not_waited.total_seconds() / 3600
     return saved

@@ -22,6 +22,7 @@ from django.utils import timezone
 from pools.drivers import local
 from pools.lifecycle import GPU_STATES, WORKSPACE_LIFECYCLE, State
 from pools.models import PoolInstance, Workspace
+from pools.stats import WARM_HIT
 from profiles.choices import AllocationStrategy, HealthStatus, InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup, ServicesProfile
 from workspaces.filtersets import FAILURE_WINDOW, WAITING_STATES, activity
@@ -226,7 +227,7 @@ def pool_rows(profiles: list[dict], instances: Counts, now: datetime) -> list[Po
     requests = (
         Workspace.objects.filter(profile_id__in=rows, created__gte=now - HIT_RATE_WINDOW)
         .values_list("profile_id")
-        .annotate(n=Count("id"), hits=Count("pool_instance"))
+        .annotate(n=Count("id"), hits=Count("pool_instance", filter=WARM_HIT))
         .order_by()
     )
     for profile_id, n, hits in requests:

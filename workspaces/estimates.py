@@ -1,11 +1,13 @@
 """How long a new workspace of a profile will take: at once when its warm pool has a ready
-instance, else the median provisioning time measured on its infrastructure (pool instances
-and on-demand workspaces, `pools.slo.provisioning`), else a default for its kind."""
+instance; else, when an instance is on its way, until the one a request would wait for is
+ready (`pools.promises`); else the median provisioning time measured on its infrastructure
+(pool instances and on-demand workspaces, `pools.slo.provisioning`), else a default for
+its kind."""
 
 from django.utils import timezone
 
-from pools import slo
-from pools.claims import ready_counts
+from pools import promises, sizing, slo
+from pools.claims import in_about, on_the_way_times, ready_counts
 from profiles.choices import AllocationStrategy, InfrastructureKind
 
 # Before any history exists: what each kind of infrastructure typically needs, in minutes.
@@ -16,17 +18,30 @@ DEFAULT_MINUTES = {
     InfrastructureKind.PUBLIC_CLOUD: 15,
 }
 MEASURED = "provisioning p50 on this infrastructure"
+ON_ITS_WAY = "a warm instance on its way"
 
 
 def estimates(profiles) -> dict[int, str]:
     """{profile id: estimate} in two queries however many profiles (infrastructure loaded);
-    one when they are annotated with `ready_now` (`pools.claims.ready_now`)."""
+    one when they are annotated with `ready_now` and `pools.claims.on_the_way_annotations`
+    (two more for the profiles that are not)."""
     warm = [p for p in profiles if p.allocation_strategy == AllocationStrategy.WARM_POOL]
     ready = {p.pk: p.ready_now for p in warm if hasattr(p, "ready_now")}
     ready |= ready_counts([p for p in warm if p.pk not in ready])
-    measured = slo.provisioning({p.infrastructure_id for p in profiles}, timezone.now())
+    waiting = [p for p in warm if not ready.get(p.pk)]
+    coming = {
+        p.pk: (p.first_on_the_way, p.last_on_the_way, p.slo_seconds)
+        for p in waiting
+        if hasattr(p, "first_on_the_way")
+    }
+    coming |= on_the_way_times([p for p in waiting if p.pk not in coming])
+    now = timezone.now()
+    measured = slo.provisioning({p.infrastructure_id for p in profiles}, now)
     return {
-        p.pk: _wording(p, ready.get(p.pk, 0), measured.get(p.infrastructure_id)) for p in profiles
+        p.pk: _wording(
+            p, ready.get(p.pk, 0), coming.get(p.pk), measured.get(p.infrastructure_id), now
+        )
+        for p in profiles
     }
 
 
@@ -34,14 +49,20 @@ def estimate(profile) -> str:
     return estimates([profile])[profile.pk]
 
 
-def _wording(profile, ready: int, measured) -> str:
+def _wording(profile, ready: int, coming, measured, now) -> str:
     if ready:
         return "ready now (warm)"
+    if coming is not None and coming[0] is not None:
+        first, last, within = coming
+        p50 = measured.p50 if measured else _default_minutes(profile) * 60
+        within = within if within is not None else sizing.SloSettings().seconds
+        wait = promises.expected_wait(p50, within, first, last, now)
+        return f"{in_about(wait)} ({ON_ITS_WAY})"
     if measured is None:
-        minutes = DEFAULT_MINUTES.get(profile.infrastructure.kind, 10)
+        minutes = _default_minutes(profile)
         return "ready in seconds" if minutes == 0 else f"about {minutes} minutes"
-    seconds = measured.p50
-    if seconds < 60:
-        return f"under a minute ({MEASURED})"
-    minutes = round(seconds / 60)
-    return f"about {minutes} minute{'s' if minutes != 1 else ''} ({MEASURED})"
+    return f"{in_about(measured.p50)} ({MEASURED})"
+
+
+def _default_minutes(profile) -> int:
+    return DEFAULT_MINUTES.get(profile.infrastructure.kind, 10)

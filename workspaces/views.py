@@ -61,7 +61,8 @@ def self_service(request):
         ComputeProfile.objects.usable_by(request.user)
         .select_related("infrastructure", "default_services_profile")
         .prefetch_related("resource_groups")
-        .annotate(ready_now=claims.ready_now())  # for the estimates, in the same query
+        # For the estimates, in the same query.
+        .annotate(ready_now=claims.ready_now(), **claims.on_the_way_annotations())
     )
     profiles = offers.offers(request.user, profiles)
     usage_prices.annotate_costs(profiles)

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from pools import promises, tasks, warmpool
+from pools import promises, stats, tasks, warmpool
 from pools.lifecycle import State
 from pools.models import PoolInstance
 from tests.pools.warm_fixtures import make_instances
 from tests.workspace_fixtures import fake_gpus, workspaces_root  # noqa: F401
-from workspaces import actions
+from workspaces import actions, dashboard, estimates
 
 
 def on_its_way(profile, seconds_ago: float = 0) -> PoolInstance:
@@ -149,3 +149,45 @@ def test_the_loop_replaces_a_promised_instance_and_never_deletes_it(warm_profile
         .exclude(state=State.DELETING)
         .exists()
     )
+
+
+def test_a_workspace_that_waited_for_its_instance_is_no_warm_hit(
+    warm_profile, member, workspaces_root
+):
+    make_instances(warm_profile, 1)  # ready: a warm hit
+    actions.request_workspace(member, warm_profile)
+    instance = on_its_way(warm_profile)
+    waited = actions.request_workspace(member, warm_profile)
+    assert tasks.provision_pool_instance(instance.pk) == "ready"
+    waited.refresh_from_db()
+    assert waited.state == State.READY
+    summary = stats.summarize([warm_profile.pk], timezone.now())
+    assert (summary.requests, summary.warm_hits) == (2, 1)
+    assert summary.on_demand_p50 is not None  # counted with the others' time to ready
+    [row] = [r for r in dashboard.build().pools if r.name == warm_profile.name]
+    assert (row.requests, row.hits) == (2, 1)
+
+
+def test_the_estimate_counts_on_an_instance_on_its_way(warm_profile, member, client):
+    # Nothing measured on this local infrastructure yet: its default, "ready in seconds".
+    on_its_way(warm_profile, seconds_ago=100)
+    assert estimates.estimate(warm_profile) == "under a minute (a warm instance on its way)"
+    # Provisioning measured here: 300 s. The oldest is 100 s old, not within 60 s of
+    # ready, so a request would wait for the newest, created 10 s ago: about 5 minutes.
+    now = timezone.now()
+    make_instances(
+        warm_profile, 1, state=State.CLAIMED, created=now - timedelta(seconds=400),
+        ready_at=now - timedelta(seconds=100),
+    )  # fmt: skip
+    assert estimates.estimate(warm_profile) == "about 3 minutes (a warm instance on its way)"
+    on_its_way(warm_profile, seconds_ago=10)
+    assert estimates.estimate(warm_profile) == "about 5 minutes (a warm instance on its way)"
+    # Once the oldest is within 60 s of ready, it is the one: under a minute.
+    PoolInstance.objects.filter(state=State.PROVISIONING).update(
+        created=now - timedelta(seconds=250)
+    )
+    assert estimates.estimate(warm_profile) == "under a minute (a warm instance on its way)"
+    # The self-service page says the same, from annotations of its one profile query.
+    client.force_login(member)
+    page = client.get("/workspaces/").content.decode()
+    assert "under a minute (a warm instance on its way)" in page

@@ -131,13 +131,18 @@ def test_a_mig_slice_counts_as_its_share_of_the_gpu(clock, member, local_infrast
     assert totals.cost.quantize(Decimal("0.0001")) == Decimal("12.0070")  # 6 x 2 + 70 GB x 7 h
 
 
-def test_warm_idle_hours_are_charged_to_the_profile_until_the_claim(clock, a100_profile, prices):
-    clock.set(at(2, 8, 0))
+def provisioning_from(clock, profile, when) -> PoolInstance:
+    """A warm-pool instance created and provisioning from `when`."""
+    clock.set(when)
     instance = lifecycle.create(
-        PoolInstance, message="warm", profile=a100_profile,
-        infrastructure=a100_profile.infrastructure,
-    )  # fmt: skip
-    move(clock, instance, at(2, 8, 0), State.PROVISIONING)
+        PoolInstance, message="warm", profile=profile, infrastructure=profile.infrastructure
+    )
+    move(clock, instance, when, State.PROVISIONING)
+    return instance
+
+
+def test_warm_idle_hours_are_charged_to_the_profile_until_the_claim(clock, a100_profile, prices):
+    instance = provisioning_from(clock, a100_profile, at(2, 8, 0))
     move(clock, instance, at(2, 8, 30), State.READY)
     PoolInstance.objects.filter(pk=instance.pk).update(ready_at=at(2, 8, 30))
     move(clock, instance, at(2, 10, 30), State.CLAIMED)
@@ -306,3 +311,36 @@ def test_a_profile_edited_later_does_not_change_what_a_workspace_held(
     ledger.run(now=clock.set(at(2, 13)))
     ready = UsageInterval.objects.get(source_id=workspace.pk, state=State.READY)
     assert (ready.gpus, ready.end) == (1, at(2, 12))
+
+
+def test_an_instance_promised_while_it_provisions_is_charged_to_the_workspace_from_then(
+    clock, member, a100_profile, prices
+):
+    instance = provisioning_from(clock, a100_profile, at(2, 8, 0))
+    # At 8:20 a request finds nothing ready and waits for it (`pools.promises`).
+    clock.set(at(2, 8, 20))
+    workspace = lifecycle.create(
+        Workspace, message="requested", owner=member, profile=a100_profile,
+        infrastructure=a100_profile.infrastructure, gpus=1,
+    )  # fmt: skip
+    move(clock, workspace, at(2, 8, 20), State.PROVISIONING)
+    PoolInstance.objects.filter(pk=instance.pk).update(workspace=workspace, claimed_at=at(2, 8, 20))
+    lifecycle.log_step(instance, f"promised to workspace {workspace.pk}, which waits for it")
+    move(clock, instance, at(2, 8, 30), State.READY)
+    move(clock, instance, at(2, 8, 30), State.CLAIMED)
+    PoolInstance.objects.filter(pk=instance.pk).update(ready_at=at(2, 8, 30))
+    move(clock, workspace, at(2, 8, 30), State.READY)
+    ledger.run(now=clock.set(at(2, 12, 0)))
+
+    idle = UsageInterval.objects.filter(kind=UsageInterval.Kind.WARM_IDLE)
+    assert {(r.state, r.start, r.end) for r in idle} == {
+        (State.PROVISIONING, at(2, 8, 0), at(2, 8, 20)),
+    }
+    charged = UsageInterval.objects.filter(kind=UsageInterval.Kind.WORKSPACE, gpus=1)
+    assert {(r.state, r.start, r.end) for r in charged} == {
+        (State.PROVISIONING, at(2, 8, 20), at(2, 8, 30)),
+        (State.READY, at(2, 8, 30), None),
+    }
+    month = showback.month_start(at(2, 0).date())
+    saved = showback.hours_saved(month, showback.next_month(month))
+    assert saved == {"One A100": pytest.approx(20 / 60)}  # it waited the last 10 minutes
