@@ -109,3 +109,22 @@ def test_a_loop_waiting_with_patience_runs_after_the_first_and_adds_nothing(
     assert [r["ran"] for r in results] == [True, True]
     assert sorted(r["created"] for r in results) == [0, 9]
     assert PoolInstance.objects.count() == 9
+
+
+def test_32_requests_and_8_instances_on_their_way_make_8_promises(warm_profile, no_enqueueing):
+    make_instances(warm_profile, 8, state=State.PROVISIONING)
+    users = []
+    for i in range(32):
+        user = get_user_model().objects.create(username=f"user{i}")
+        Team.objects.create(name=f"team {i}", role=Role.MEMBER).members.add(user)
+        users.append(user)
+
+    results = in_threads(32, lambda i: actions.request_workspace(users[i], warm_profile).pk)
+
+    assert all(isinstance(r, int) for r in results), [r for r in results if not isinstance(r, int)]
+    promised = PoolInstance.objects.filter(state=State.PROVISIONING, workspace__isnull=False)
+    owners = list(promised.values_list("workspace_id", flat=True))
+    assert len(owners) == 8 and len(set(owners)) == 8  # none promised twice
+    waiting = Workspace.objects.filter(pk__in=owners, state=State.PROVISIONING)
+    assert waiting.count() == 8
+    assert Workspace.objects.filter(pk__in=results, state=State.REQUESTED).count() == 24
