@@ -32,7 +32,7 @@ from django.utils import timezone
 from pools import lifecycle
 from pools.lifecycle import State, log_step
 from pools.models import PoolInstance, Workspace
-from services.tasks import adopt_services, workspace_ready
+from services.tasks import adopt_services, follow_adoption, workspace_ready
 
 # What a provisioning workspace's own task finds about its promise (`settle`).
 WAITING = "waiting for its warm instance"
@@ -131,7 +131,8 @@ def adopt(workspace, instance, user, message: str) -> bool:
     workspace deletes it)."""
     name = instance.resource_name
     steps = [lifecycle.Step(State.READY, message)]
-    if workspace.state == State.REQUESTED:
+    waited = workspace.state == State.PROVISIONING  # else just requested: a warm hit
+    if not waited:
         steps.insert(0, lifecycle.Step(State.PROVISIONING, f"claimed warm instance {name}", user))
     moved = lifecycle.advance(
         workspace,
@@ -146,6 +147,8 @@ def adopt(workspace, instance, user, message: str) -> bool:
         # The instance's running stack is the workspace's now; a stack named in the request
         # (or a default the instance lacks) deploys as for any workspace that became ready.
         adopt_services(instance.infrastructure_id, name, workspace)
+        if waited:  # stacks may have been asked for meanwhile
+            follow_adoption(workspace)
         workspace_ready(workspace)
     return moved
 

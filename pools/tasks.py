@@ -346,10 +346,11 @@ def provision_pool_instance(instance_id: int) -> str:
         instance.refresh_from_db(fields=["workspace"])
         if instance.state == State.READY:
             warmpool.record_success(instance.profile_id)
-            # A warm instance comes with its profile's default stack already running.
-            deploy_default_services(instance)
-            if instance.workspace_id:
-                promises.hand_over(instance)
+            # A warm instance comes with its profile's default stack already running; one
+            # handed over gets the stack its workspace asked for, or that default, as any
+            # workspace that became ready.
+            if not (instance.workspace_id and promises.hand_over(instance)):
+                deploy_default_services(instance)
         elif instance.state == State.FAILED:
             warmpool.record_failure(instance.profile_id, instance.failure_reason)
             if instance.workspace_id:  # it waits in vain: provision it on demand now

@@ -414,6 +414,17 @@ def adopt_services(infrastructure, target_name: str, workspace) -> int:
     ).update(workspace=workspace)
 
 
+def follow_adoption(workspace) -> int:
+    """Point the stacks requested for a workspace while it waited for a warm instance
+    (`pools.promises`), made for its own resources' name, at the instance's it adopted."""
+    spec = workspace.resources_spec()
+    return (
+        ServiceDeployment.objects.filter(workspace=workspace, state=State.REQUESTED)
+        .exclude(target_name=spec.name)
+        .update(target_name=spec.name, spec=ServiceDeployment.spec_as_json(spec))
+    )
+
+
 def workspace_ready(workspace) -> None:
     """Called when a workspace becomes ready: deploy what its request or profile asked for."""
 
