@@ -253,10 +253,11 @@ def build(now: datetime | None = None) -> Dashboard:
     )
     profile_infra = {p["pk"]: p["infrastructure_id"] for p in profiles}
     workspaces = _counts(Workspace.objects.exclude(state=State.DELETED))
-    # Warm instances and those that failed in the window, counted in one query.
+    # Warm instances and those that failed in the window, counted in one query. One
+    # promised to a waiting workspace (`pools.promises`) is that workspace's GPUs already.
     counted = _counts(
         PoolInstance.objects.filter(
-            Q(state__in=WARM_STATES)
+            Q(state__in=WARM_STATES, workspace__isnull=True)
             | Q(state=State.FAILED, state_changed__gte=now - FAILURE_WINDOW)
         )
     )

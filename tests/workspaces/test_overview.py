@@ -79,11 +79,19 @@ def test_gpus_by_infrastructure_and_model_total_in_use_warm_idle_unavailable(fle
     PoolInstance.objects.create(
         profile=sliced, infrastructure=sliced.infrastructure, state=State.READY
     )
+    # A workspace waiting for an instance on its way: its slice counts once, as in use.
+    make_workspaces(member, sliced, 1, State.PROVISIONING)
+    PoolInstance.objects.create(
+        profile=sliced,
+        infrastructure=sliced.infrastructure,
+        state=State.PROVISIONING,
+        workspace=Workspace.objects.get(state=State.PROVISIONING),
+    )
     rows = {row.label: row for row in dashboard.build().gpus}
     gpus = rows["A100-80GB"]
     assert (gpus.total, gpus.in_use, gpus.warm, gpus.unavailable, gpus.idle) == (8, 4, 0, 2, 2)
     slices = rows["A100-80GB MIG 3g.40gb"]
-    assert (slices.total, slices.in_use, slices.warm, slices.unit) == (None, 3, 1, "slices")
+    assert (slices.total, slices.in_use, slices.warm, slices.unit) == (None, 4, 1, "slices")
 
 
 def test_free_gpus_of_infrastructure_that_is_not_ready_are_unavailable(fleet, member):
