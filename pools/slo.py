@@ -152,7 +152,9 @@ def _held_rows(profile_ids, since: datetime, now: datetime):
 def _idle_hours(rows, since: datetime, now: datetime) -> dict[int, float]:
     hours: dict[int, float] = defaultdict(float)
     for profile_id, state, created, claimed_at, changed in rows:
-        end = now if state in HELD_STATES else (claimed_at or changed)
+        # Claimed, or promised to a workspace waiting for it (`pools.promises`): idle until
+        # then. Else held until now, or until it left.
+        end = claimed_at or (now if state in HELD_STATES else changed)
         start = max(created, since)
         if end and min(end, now) > start:
             hours[profile_id] += (min(end, now) - start).total_seconds() / 3600

@@ -4,9 +4,10 @@ with the real local driver: the hand-over, the fallback, deletion while waiting,
 # ruff: noqa: F811
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
-from pools import promises, stats, tasks, warmpool
+from pools import promises, slo, stats, tasks, warmpool
 from pools.lifecycle import State
 from pools.models import PoolInstance
 from tests.pools.warm_fixtures import make_instances
@@ -191,3 +192,12 @@ def test_the_estimate_counts_on_an_instance_on_its_way(warm_profile, member, cli
     client.force_login(member)
     page = client.get("/workspaces/").content.decode()
     assert "under a minute (a warm instance on its way)" in page
+
+
+def test_an_instance_idles_for_the_slo_budget_only_until_it_is_promised(warm_profile, member):
+    instance = on_its_way(warm_profile, seconds_ago=600)
+    actions.request_workspace(member, warm_profile)
+    instance.refresh_from_db()
+    later = instance.claimed_at + timedelta(hours=1)
+    idle = slo.idle_instance_hours([warm_profile.pk], instance.created, later)
+    assert idle[warm_profile.pk] == pytest.approx(600 / 3600, abs=0.01)
