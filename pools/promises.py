@@ -39,6 +39,7 @@ WAITING = "waiting for its warm instance"
 READY_NOW = "ready (the warm instance it waited for)"
 MOVED = "moved by another worker"
 ON_DEMAND = "on demand"
+PROMISED = "promised to workspace"  # the instance's event
 
 
 # Instances a request may wait for: provisioning, promised to no one, and without an error
@@ -83,7 +84,7 @@ def promise(workspace, user, p50: float, within: float, now: datetime | None = N
             State.PROVISIONING,
             from_state=State.PROVISIONING,
             actor=user,
-            message=f"promised to workspace {workspace.pk}, which waits for it",
+            message=f"{PROMISED} {workspace.pk}, which waits for it",
             returning=("created",),
             workspace_id=workspace.pk,
             claimed_at=now,

@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from pools import claims, watch
+from pools import claims, promises, watch
 from pools.lifecycle import LIVE_STATES, State
 from pools.models import Workspace
 from portal.roles import USE, VIEW, Area, has_perm
@@ -131,6 +131,7 @@ def detail(request, pk: int):
     live = bool(request.headers.get("HX-Request"))
     context = {
         "workspace": workspace,
+        "waiting_for": _waiting_for(workspace),
         "events": workspace.events.select_related("actor"),
         "is_admin": has_perm(request.user, Area.WORKSPACES, VIEW),
         "may_delete": actions.may_change(request.user, workspace),
@@ -141,6 +142,19 @@ def detail(request, pk: int):
     }
     template = "workspaces/_workspace_live.html" if live else "workspaces/workspace_detail.html"
     return render(request, template, context)
+
+
+def _waiting_for(workspace: Workspace) -> dict | None:
+    """The warm instance a provisioning workspace waits for (`pools.promises`): its name
+    and its latest progress step, or None."""
+    if workspace.state != State.PROVISIONING:
+        return None
+    instance = promises.promised_to(workspace)
+    if instance is None:
+        return None
+    progress = instance.events.exclude(message__startswith=promises.PROMISED)
+    latest = progress.order_by("-timestamp", "-id").first()
+    return {"name": instance.resource_name, "since": instance.created, "latest": latest}
 
 
 @login_required

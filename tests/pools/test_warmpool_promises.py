@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pools import promises, slo, stats, tasks, warmpool
+from pools import lifecycle, promises, slo, stats, tasks, warmpool
 from pools.lifecycle import State
 from pools.models import PoolInstance
 from tests.pools.warm_fixtures import make_instances
@@ -201,3 +201,15 @@ def test_an_instance_idles_for_the_slo_budget_only_until_it_is_promised(warm_pro
     later = instance.claimed_at + timedelta(hours=1)
     idle = slo.idle_instance_hours([warm_profile.pk], instance.created, later)
     assert idle[warm_profile.pk] == pytest.approx(600 / 3600, abs=0.01)
+
+
+def test_the_workspace_page_says_which_instance_it_waits_for_and_how_far_it_got(
+    warm_profile, member, client
+):
+    instance = on_its_way(warm_profile)
+    lifecycle.log_step(instance, "directory created")
+    workspace = actions.request_workspace(member, warm_profile)
+    client.force_login(member)
+    page = client.get(f"/workspaces/{workspace.pk}/").content.decode()
+    assert f'data-waiting-for="{instance.resource_name}"' in page
+    assert "Latest: directory created" in page
