@@ -115,7 +115,7 @@ def _wait_for_one_on_its_way(workspace, user) -> str:
 
 
 def in_about(seconds: float) -> str:
-    """ "under a minute", "about 4 minutes"."""
+    """`seconds` in words for a page: "under a minute", "about 4 minutes"."""
     if seconds < 60:
         return "under a minute"
     minutes = round(seconds / 60)
