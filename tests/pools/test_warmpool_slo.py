@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bench import pools as bench
-from pools import claims, sizing, slo, warmpool
+from pools import claims, promises, sizing, slo, warmpool
 from pools.lifecycle import State
 from pools.models import LoopDecision, Pool, PoolInstance, Workspace
 from portal.models import AuditEntry
@@ -175,31 +175,60 @@ def day_of_demand(midnight: datetime, seed: int) -> list[datetime]:
 
 
 def provision_until(profile, now: datetime) -> None:
-    """What the workers would do: requested instances are ready one provisioning later."""
-    for instance in PoolInstance.objects.filter(profile=profile, state=State.REQUESTED):
-        if instance.created + PROVISIONING <= now:
-            PoolInstance.objects.filter(pk=instance.pk).update(
-                state=State.READY, ready_at=instance.created + PROVISIONING
+    """What the workers would do: requested instances are ready one provisioning later, and
+    one promised to a waiting workspace is handed over to it then."""
+    for instance in PoolInstance.objects.filter(
+        profile=profile, state__in=(State.REQUESTED, State.PROVISIONING)
+    ):
+        ready_at = instance.created + PROVISIONING
+        if ready_at > now:
+            continue
+        taken = instance.workspace_id is not None
+        PoolInstance.objects.filter(pk=instance.pk).update(
+            state=State.CLAIMED if taken else State.READY, ready_at=ready_at
+        )
+        if taken:
+            Workspace.objects.filter(pk=instance.workspace_id).update(
+                state=State.READY, ready_at=ready_at
             )
 
 
 def claim_at(owner, profile, moment: datetime) -> bool:
-    """A request at `moment`: claims the oldest ready instance, else provisions on demand."""
+    """A request at `moment`: claims the oldest ready instance, else waits for the one
+    on its way that the portal promises it (`pools.promises`), else provisions on demand.
+    Whether it is ready within 60 s."""
     instance = claims.claimable(profile).first()
-    workspace = request_at(owner, profile, moment, warm=instance is not None)
-    if instance is None:
-        return False
-    PoolInstance.objects.filter(pk=instance.pk, state=State.READY).update(
-        state=State.CLAIMED, claimed_at=moment, workspace=workspace
+    if instance is not None:
+        workspace = request_at(owner, profile, moment, warm=True)
+        PoolInstance.objects.filter(pk=instance.pk, state=State.READY).update(
+            state=State.CLAIMED, claimed_at=moment, workspace=workspace
+        )
+        return True
+    workspace = Workspace.objects.create(
+        owner=owner,
+        profile=profile,
+        infrastructure=profile.infrastructure,
+        state=State.PROVISIONING,
+        created=moment,
     )
-    return True
+    waited_for = promises.promise(workspace, owner, p50=300, within=60, now=moment)
+    if waited_for is None:
+        Workspace.objects.filter(pk=workspace.pk).update(
+            state=State.READY, ready_at=moment + PROVISIONING
+        )
+        return False
+    return waited_for.created + PROVISIONING - moment <= timedelta(seconds=60)
 
 
 def step(profile, now: datetime) -> LoopDecision:
-    """One pass of the loop at `now`; the instances it requests are dated `now` too."""
+    """One pass of the loop at `now`; the instances it requests are dated `now` too, and a
+    worker starts provisioning them at once."""
     decision = warmpool.reconcile_profile(profile.pk, now)
     assert decision is not None, "the loop lock was busy"
     PoolInstance.objects.filter(profile=profile, created__gt=now).update(created=now)
+    PoolInstance.objects.filter(profile=profile, state=State.REQUESTED).update(
+        state=State.PROVISIONING
+    )
     return decision
 
 
@@ -278,18 +307,19 @@ def test_driven_step_by_step_over_a_day_the_live_loop_keeps_the_slo(member, gpu_
     day = DAY_ONE + timedelta(days=14)
     requests = day_of_demand(day, seed=99)
     now, end = day + timedelta(hours=8, minutes=30), day + timedelta(hours=18, minutes=30)
-    hits, pending = 0, list(requests)
+    within, pending = 0, list(requests)
     while now <= end:
         provision_until(gpu_profile, now)
         while pending and pending[0] <= now:
             moment = pending.pop(0)
             provision_until(gpu_profile, moment)
-            hits += claim_at(member, gpu_profile, moment)
+            within += claim_at(member, gpu_profile, moment)
             step(gpu_profile, moment)
         step(gpu_profile, now)
         now += timedelta(minutes=2)
+    provision_until(gpu_profile, end + PROVISIONING)  # the last ones waiting get theirs
     assert len(requests) >= 30
-    assert hits / len(requests) >= 0.95
+    assert within / len(requests) >= 0.95
     decisions = LoopDecision.objects.filter(profile=gpu_profile)
     assert all(d.reason.startswith(("SLO 95 % ≤ 60 s", "SLO at risk")) for d in decisions)
     assert not any("little history" in d.reason for d in decisions)
@@ -297,7 +327,11 @@ def test_driven_step_by_step_over_a_day_the_live_loop_keeps_the_slo(member, gpu_
     assert len({d.desired for d in decisions}) > 1
     assert max(d.desired for d in decisions) < 8
     # The page's measure agrees: every request of the day ready within 60 s or not.
-    assert slo.attainment_counts(gpu_profile.pk, 60, day, end) == (len(requests), hits, 0)
+    assert slo.attainment_counts(gpu_profile.pk, 60, day, end + PROVISIONING) == (
+        len(requests),
+        within,
+        0,
+    )
 
 
 # -- what people see --------------------------------------------------------------------
