@@ -5,7 +5,8 @@ a provisioning of its own: it waited a whole provisioning time although an insta
 be ready sooner, and the pool kept an instance nobody was waiting for.
 
 1. `promise()`: in the request's transaction, ONE instance of the profile's current
-   version that is provisioning (and has not hit an error) is promised to the workspace
+   version that is requested or provisioning (and has not hit an error) is promised to
+   the workspace
    (its `workspace` set, with an event), by the same one-statement claim as a warm hit, so
    two requests never get the same one. Which one: the oldest when it should be ready
    within the SLO's T (by the provisioning p50 measured on the infrastructure), else the
@@ -42,9 +43,11 @@ ON_DEMAND = "on demand"
 PROMISED = "promised to workspace"  # the instance's event
 
 
-# Instances a request may wait for: provisioning, promised to no one, and without an error
-# (a retrying one may never be ready). With the profile's current version.
-ON_THE_WAY = {"state": State.PROVISIONING, "workspace__isnull": True, "attempts": 0}
+# Instances a request may wait for: requested (its provisioning is enqueued ahead of any
+# the request would start) or provisioning, promised to no one, and without an error (a
+# retrying one may never be ready). With the profile's current version.
+COMING = (State.REQUESTED, State.PROVISIONING)
+ON_THE_WAY = {"state__in": COMING, "workspace__isnull": True, "attempts": 0}
 
 
 def on_the_way(profile):
@@ -78,11 +81,19 @@ def promise(workspace, user, p50: float, within: float, now: datetime | None = N
     soon = now - timedelta(seconds=max(p50 - within, 0))
     soonest = on_the_way(profile).filter(created__lte=soon).order_by("created", "pk")
     newest = on_the_way(profile).order_by("-created", "-pk")
-    for candidates in (soonest, newest):
+    # One statement per state (a promise keeps the instance in its state); the oldest
+    # are provisioning already, the newest still requested.
+    tries = (
+        (soonest, State.PROVISIONING),
+        (soonest, State.REQUESTED),
+        (newest, State.REQUESTED),
+        (newest, State.PROVISIONING),
+    )
+    for candidates, state in tries:
         instance = lifecycle.claim(
             candidates,
-            State.PROVISIONING,
-            from_state=State.PROVISIONING,
+            state,
+            from_state=state,
             actor=user,
             message=f"{PROMISED} {workspace.pk}, which waits for it",
             returning=("created",),
@@ -175,7 +186,7 @@ def settle(workspace) -> str:
         return ON_DEMAND
     if instance.state == State.READY and not instance.unhealthy:
         return READY_NOW if hand_over(instance) else MOVED
-    if instance.state == State.PROVISIONING and not instance.attempts:
+    if instance.state in COMING and not instance.attempts:
         return WAITING
     log_step(
         workspace,
@@ -187,7 +198,7 @@ def settle(workspace) -> str:
 
 
 def _why_not(instance: PoolInstance) -> str:
-    if instance.state == State.PROVISIONING:
+    if instance.state in COMING:
         return "its provisioning hit an error and is being retried"
     if instance.state == State.READY:
         return "it failed its health check"

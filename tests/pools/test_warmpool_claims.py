@@ -88,12 +88,13 @@ def test_deleting_a_claimed_workspace_releases_the_instance_resources(
     assert not GpuAllocation.objects.filter(holder=instance.resource_name).exists()
 
 
-def test_with_no_instance_ready_or_provisioning_the_request_is_provisioned_on_demand(
+def test_with_no_instance_ready_or_on_its_way_the_request_is_provisioned_on_demand(
     warm_profile, member, django_capture_on_commit_callbacks
 ):
-    # Requested instances (no worker has them yet) and an erring one are not waited for.
-    make_instances(warm_profile, 2, state=State.REQUESTED)
+    # An erring instance (being retried) and one of an older version are not waited for.
     make_instances(warm_profile, 1, state=State.PROVISIONING, attempts=1)
+    [outdated] = make_instances(warm_profile, 1, state=State.REQUESTED)
+    PoolInstance.objects.filter(pk=outdated.pk).update(profile_version=warm_profile.version - 1)
     with django_capture_on_commit_callbacks() as callbacks:
         workspace = actions.request_workspace(member, warm_profile)
     assert workspace.state == State.REQUESTED

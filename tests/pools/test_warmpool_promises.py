@@ -58,6 +58,18 @@ def test_a_request_waits_for_an_instance_on_its_way_and_gets_it_when_ready(
     assert tasks.provision_workspace(workspace.pk) == "nothing to do (ready)"
 
 
+def test_an_instance_no_worker_has_yet_is_waited_for_too(warm_profile, member, workspaces_root):
+    # Its provisioning is enqueued ahead of any the request would start.
+    [instance] = make_instances(warm_profile, 1, state=State.REQUESTED)
+    workspace = actions.request_workspace(member, warm_profile)
+    assert workspace.state == State.PROVISIONING
+    assert tasks.provision_workspace(workspace.pk) == promises.WAITING
+    assert tasks.provision_pool_instance(instance.pk) == "ready"
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    assert workspace.resources_spec().name == instance.resource_name
+
+
 def test_the_workspace_takes_a_ready_instance_its_worker_did_not_hand_over(
     warm_profile, member, workspaces_root
 ):
