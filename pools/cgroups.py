@@ -28,7 +28,9 @@ import contextlib
 import errno
 import math
 import os
+import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,13 +231,41 @@ def _write(path: Path, value: str) -> None:
 
 
 def _remove(groups) -> None:
-    """Remove the groups; one that still holds a process stays (EBUSY)."""
+    """Remove the groups of a workspace that is gone (or of the probe).
+
+    What is still inside belongs to that workspace: it is killed (and reaped when it is
+    this process's child: a zombie keeps its group busy), and the group is removed once
+    its members are gone. One whose members will not go within REMOVE_WAIT stays.
+    """
     for group in groups:
-        try:
-            group.rmdir()
-        except OSError as error:
-            if error.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
-                raise
+        deadline = time.monotonic() + REMOVE_WAIT
+        while True:
+            try:
+                group.rmdir()
+                break
+            except FileNotFoundError:
+                break
+            except OSError as error:
+                if error.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+                    raise
+                if error.errno == errno.ENOTEMPTY or time.monotonic() > deadline:
+                    break  # it stays
+            _end_members(group)
+            time.sleep(0.05)
+
+
+REMOVE_WAIT = 2.0  # seconds
+
+
+def _end_members(group: Path) -> None:
+    """Kill the processes in `group`, and reap those that are this process's children."""
+    with contextlib.suppress(OSError):
+        members = [int(pid) for pid in (group / "cgroup.procs").read_text().split()]
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
 
 
 # -- per workspace ----------------------------------------------------------------------
@@ -270,8 +300,7 @@ def groups_of(workspace: Path) -> list[Path]:
 
 
 def forget(workspace: Path) -> None:
-    """Remove the workspace's groups; one that still holds a process stays (the sweep
-    stops such processes and comes back)."""
+    """Remove the workspace's groups, ending what is still inside (`_remove`)."""
     _remove(groups_of(workspace))
 
 

@@ -175,6 +175,23 @@ def test_deprovisioning_removes_the_workspaces_groups(driver, workspace):
     assert cgroups.groups_of(directory) == []
 
 
+def test_forgetting_a_workspace_ends_what_is_still_in_its_groups_and_removes_them(
+    driver, workspace
+):
+    # A process nobody stopped (never registered, or its stop raced its exit): its group
+    # would stay busy, and the host would keep it for good.
+    spec = workspace.spec()
+    record = driver.start_process(
+        spec, [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(300)"]
+    )
+    directory = driver.directory(spec.name)
+    wait_for(lambda: "up" in (directory / "process.log").read_text(), timeout=30, what="start")
+    assert all((group / "cgroup.procs").read_text() for group in cgroups.groups_of(directory))
+    cgroups.forget(directory)
+    assert cgroups.groups_of(directory) == []
+    assert not supervisor.is_running(record)
+
+
 def test_the_sweep_removes_the_groups_of_a_workspace_that_is_gone(
     driver, workspace, workspaces_root
 ):
