@@ -95,23 +95,35 @@ def adopt_warm_instance(workspace, user) -> PoolInstance | None:
 
 def _wait_for_one_on_its_way(workspace, user) -> str:
     """Promise the workspace an instance on its way, if any; what the page says."""
+    promised = _promise_one(workspace, user)
+    if promised is None:
+        log_step(workspace, "no warm instance was ready: provisioning on demand", actor=user)
+        return "no warm instance was ready, so it is provisioned on demand"
+    instance, when = promised
+    name = instance.resource_name
+    transition(workspace, State.PROVISIONING, actor=user, message=f"waiting for {name}")
+    return f"no warm instance was ready; {name} is on its way and is yours when ready ({when})"
+
+
+def _promise_one(workspace, user) -> tuple[PoolInstance, str] | None:
+    """The instance on its way promised to the workspace, and when it should be ready in
+    words; None when none is on its way (one query then: the usual miss)."""
     profile = workspace.profile
+    if not promises.on_the_way(profile).exists():
+        return None
     now = timezone.now()
-    measured = slo.provisioning([profile.infrastructure_id], now).get(profile.infrastructure_id)
+    infrastructure_id = profile.infrastructure_id
+    measured = slo.provisioning([infrastructure_id], now).get(infrastructure_id)
     p50 = (measured or sizing.Provisioning()).p50  # assumed until measured
     pool = Pool.objects.filter(profile_id=profile.pk).first()
     within = pool.slo_seconds if pool else sizing.SloSettings().seconds
     instance = promises.promise(workspace, user, p50, within, now)
     if instance is None:
-        log_step(workspace, "no warm instance was ready: provisioning on demand", actor=user)
-        return "no warm instance was ready, so it is provisioned on demand"
-    name = instance.resource_name
-    transition(workspace, State.PROVISIONING, actor=user, message=f"waiting for {name}")
-    when = "no provisioning time measured here yet"
-    if measured is not None:
-        left = max(p50 - (now - instance.created).total_seconds(), 0.0)
-        when = f"{in_about(left)}, by the provisioning p50 here"
-    return f"no warm instance was ready; {name} is on its way and is yours when ready ({when})"
+        return None
+    if measured is None:
+        return instance, "no provisioning time measured here yet"
+    left = max(p50 - (now - instance.created).total_seconds(), 0.0)
+    return instance, f"{in_about(left)}, by the provisioning p50 here"
 
 
 def in_about(seconds: float) -> str:
