@@ -260,16 +260,14 @@ class Sim:
             self.timeline.append((now, *point))
 
     def _promise(self, now: float) -> float:
-        """A request finding no ready instance takes one on its way, as
-        `pools.claims.promise` does: the oldest if it should be ready within T (by the
-        provisioning p50 measured so far), else the newest, which still beats a new
-        provisioning and leaves the older ones for the requests to come. Returns the wait."""
+        """A request finding no ready instance takes one on its way, chosen as the portal
+        chooses it (`sizing.waits_for_the_oldest`, by the provisioning p50 measured so far).
+        Returns the wait."""
         p50 = sizing.Provisioning.of(self.provisioned[-200:]).p50
-        oldest = min(range(len(self.in_flight)), key=lambda k: self.in_flight[k][1])
-        soon = self.in_flight[oldest][1] + p50 - now <= self.slo.seconds
-        chosen = (
-            oldest if soon else max(range(len(self.in_flight)), key=lambda k: self.in_flight[k][1])
-        )
+        by_age = sorted(range(len(self.in_flight)), key=lambda k: self.in_flight[k][1])
+        oldest, newest = by_age[0], by_age[-1]
+        age = now - self.in_flight[oldest][1]
+        chosen = oldest if sizing.waits_for_the_oldest(age, p50, self.slo.seconds) else newest
         ready_at, created = self.in_flight.pop(chosen)
         heapq.heapify(self.in_flight)
         self.held += now - created  # the user's from now on

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from pools import lifecycle
+from pools import lifecycle, sizing
 from pools.lifecycle import State, log_step
 from pools.models import PoolInstance, Workspace
 from services.tasks import adopt_services, follow_adoption, workspace_ready
@@ -63,10 +63,10 @@ def expected_wait(p50: float, within: float, first, last, now: datetime) -> floa
     instance on its way were created."""
     if first is None:
         return None
-    soonest = p50 - (now - first).total_seconds()
-    if soonest <= within:
-        return max(soonest, 0.0)
-    return max(p50 - (now - last).total_seconds(), 0.0)
+    chosen = (
+        first if sizing.waits_for_the_oldest((now - first).total_seconds(), p50, within) else last
+    )
+    return max(p50 - (now - chosen).total_seconds(), 0.0)
 
 
 def promise(workspace, user, p50: float, within: float, now: datetime | None = None):
@@ -78,6 +78,7 @@ def promise(workspace, user, p50: float, within: float, now: datetime | None = N
     """
     now = now or timezone.now()
     profile = workspace.profile
+    # `sizing.waits_for_the_oldest` as a filter: old enough to be ready within T.
     soon = now - timedelta(seconds=max(p50 - within, 0))
     soonest = on_the_way(profile).filter(created__lte=soon).order_by("created", "pk")
     newest = on_the_way(profile).order_by("-created", "-pk")

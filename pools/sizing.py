@@ -405,6 +405,14 @@ def _days(start: float, end: float) -> list[float]:
     return starts[::-1]
 
 
+def waits_for_the_oldest(age: float, p50: float, within: float) -> bool:
+    """Which instance on its way a request that finds none ready waits for (the portal,
+    `pools.promises`, and the simulator alike): the oldest, `age` seconds old, when it
+    should be ready within T (`within`) by the provisioning p50; else the newest, which
+    still beats a new provisioning and leaves the sooner ones for the requests to come."""
+    return p50 - age <= within
+
+
 def erlang_b(servers: int, load: float) -> float:
     """The share of arrivals that find all `servers` busy (offered `load` in Erlangs)."""
     blocked = 1.0

@@ -35,8 +35,8 @@ class Summary:
     warm_hits: int
     warm_p50: float | None
     warm_p95: float | None
-    on_demand_p50: float | None
-    on_demand_p95: float | None
+    others_p50: float | None
+    others_p95: float | None
     idle_hours_24h: float
     idle_hours_7d: float
 
@@ -68,8 +68,8 @@ def summarize(profile_ids: list[int], now: datetime) -> Summary:
         warm_hits=hits,
         warm_p50=percentile(warm, 50),
         warm_p95=percentile(warm, 95),
-        on_demand_p50=percentile(others, 50),
-        on_demand_p95=percentile(others, 95),
+        others_p50=percentile(others, 50),
+        others_p95=percentile(others, 95),
         idle_hours_24h=idle_24h,
         idle_hours_7d=idle_7d,
     )

@@ -74,8 +74,8 @@ def _summary_context(summary: stats.Summary) -> dict:
         "hit_rate": f"{summary.hit_rate:.0%}" if summary.hit_rate is not None else "—",
         "warm_p50": stats.format_seconds(summary.warm_p50),
         "warm_p95": stats.format_seconds(summary.warm_p95),
-        "on_demand_p50": stats.format_seconds(summary.on_demand_p50),
-        "on_demand_p95": stats.format_seconds(summary.on_demand_p95),
+        "others_p50": stats.format_seconds(summary.others_p50),
+        "others_p95": stats.format_seconds(summary.others_p95),
     }
 
 

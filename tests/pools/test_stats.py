@@ -69,4 +69,4 @@ def test_time_to_ready_is_split_by_warm_hits_and_on_demand(warm_profile, member)
     requested(None, warm=False)  # still provisioning: a request, no time yet
     summary = stats.summarize([warm_profile.pk], now)
     assert (summary.requests, summary.warm_hits) == (3, 1)
-    assert (summary.warm_p50, summary.on_demand_p50, summary.on_demand_p95) == (10, 300, 300)
+    assert (summary.warm_p50, summary.others_p50, summary.others_p95) == (10, 300, 300)
