@@ -1,5 +1,4 @@
 import dataclasses
-import socket
 import sys
 import time
 from pathlib import Path
@@ -43,15 +42,25 @@ def test_a_reused_pid_is_not_mistaken_for_ours(http_server):
 
 def test_stop_ends_the_process_and_frees_its_port(http_server):
     assert supervisor.wait_healthy(http_server)
+    assert http_server.port in _listening_ports()
     supervisor.stop(http_server)
     assert not supervisor.is_running(http_server)
     assert not supervisor.healthy(http_server)
-    # Free: it can be bound again. (A connection attempt proves less: to a free port in the
-    # ephemeral range, the kernel may pick that very port as the client's, and connect it
-    # to itself; CI once saw this test "connect" so.)
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", http_server.port))
+    # Free: nothing listens on it any more. (Binding it again proves less: under xdist,
+    # another test's client connection may hold that very port as its ephemeral one, and CI
+    # once saw the bind fail so; a connection attempt may even connect the port to itself.)
+    assert http_server.port not in _listening_ports()
+
+
+def _listening_ports() -> set[int]:
+    """The local TCP ports in LISTEN state (0A), as the kernel lists them."""
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":
+                ports.add(int(local.rsplit(":", 1)[1], 16))
+    return ports
 
 
 def test_a_process_that_exits_is_not_running(tmp_path):
