@@ -35,6 +35,7 @@ Elsewhere the network is shared, and the infrastructure's status says so.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import grp
 import hashlib
@@ -54,6 +55,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from pools import relay
 from pools.drivers.base import PermanentError, TransientError
 
 UID, USERNS, NONE = "uid", "userns", ""
@@ -90,6 +92,7 @@ class Capability:
     mode: str  # UID, USERNS or NONE
     description: str  # what it does, for the infrastructure's status
     own_network: bool = False  # each workspace in a network namespace of its own
+    egress: bool = False  # and a way out of it: its HTTPS proxy (`pools/relay.py`)
 
     @property
     def isolated(self) -> bool:
@@ -109,6 +112,8 @@ def host_capability() -> Capability:
     key = (
         getattr(settings, "LOCAL_WORKSPACE_ISOLATION", "auto"),
         getattr(settings, "LOCAL_WORKSPACE_NETWORK", "own"),
+        getattr(settings, "LOCAL_WORKSPACE_EGRESS", "https"),
+        tuple(getattr(settings, "LOCAL_WORKSPACE_EGRESS_ALLOW", ())),
         os.geteuid(),
         uid_range(),
     )
@@ -123,7 +128,14 @@ def describe() -> tuple[bool, str]:
     return capability.isolated, capability.description
 
 
-def _probe(setting: str, network: str, euid: int, uids: tuple[int, int]) -> Capability:
+def _probe(
+    setting: str,
+    network: str,
+    egress: str,
+    allowed: tuple[str, ...],
+    euid: int,
+    uids: tuple[int, int],
+) -> Capability:
     if setting == "off":
         return Capability(NONE, "Isolation is turned off (LOCAL_WORKSPACE_ISOLATION=off).")
     bwrap = shutil.which("bwrap")
@@ -168,11 +180,30 @@ def _probe(setting: str, network: str, euid: int, uids: tuple[int, int]) -> Capa
         )
         return Capability(mode, description)
     description += (
-        " Each has a network of its own: it reaches neither the portal, its database, "
-        "another workspace nor the internet, and its services are served on the host's "
-        "127.0.0.1."
+        " Each has a network of its own: it reaches neither the portal, its database nor "
+        "another workspace, and its services are served on the host's 127.0.0.1."
     )
-    return Capability(mode, description, own_network=True)
+    why_closed = _egress_problem(egress, allowed)
+    if why_closed:
+        return Capability(mode, f"{description} It reaches no internet: {why_closed}.", True)
+    also = f", and {', '.join(allowed)}" if allowed else ""
+    description += (
+        " It reaches the internet only through an HTTPS proxy of its own: port 443 of public "
+        f"addresses{also}."
+    )
+    return Capability(mode, description, own_network=True, egress=True)
+
+
+def _egress_problem(egress: str, allowed: tuple[str, ...]) -> str:
+    """Why workspaces with networks of their own get no way out ("" if they do)."""
+    if egress == "off":
+        return "LOCAL_WORKSPACE_EGRESS=off"
+    for rule in allowed:
+        try:
+            relay.Allowed.parse(rule)
+        except ValueError as error:
+            return f"LOCAL_WORKSPACE_EGRESS_ALLOW is wrong ({error}); mend it to open the proxy"
+    return ""
 
 
 # -- networks -------------------------------------------------------------------------
@@ -219,7 +250,7 @@ def network_prefix(workspace: Path) -> list[str]:
     path = network_path(workspace)
     if path is None:
         return []
-    with _allocation_lock(workspace.parent):
+    with directory_lock(workspace.parent):
         if not path.exists():
             try:
                 _ip("netns", "add", path.name)
@@ -268,6 +299,49 @@ def relayed(argv: list[str], listener_fd: int, port: int) -> list[str]:
     return [sys.executable, "-I", str(RELAY), str(listener_fd), str(port), "--", *argv]
 
 
+def egress_argv(listener_fd: int) -> list[str]:
+    """The workspace's HTTPS proxy, serving `egress_listener` (`pools/relay.py`)."""
+    allowed = getattr(settings, "LOCAL_WORKSPACE_EGRESS_ALLOW", ())
+    return [sys.executable, "-I", str(RELAY), "--egress", str(listener_fd), *allowed]
+
+
+# Run in the workspace's network: listen on 127.0.0.1:PORT and hand the socket back over
+# FD. Listening already, so a connection made before the proxy runs waits for it.
+_BIND_INSIDE = """
+import socket, sys
+channel = socket.socket(fileno=int(sys.argv[1]))
+listener = socket.socket()
+listener.bind(("127.0.0.1", int(sys.argv[2])))
+listener.listen(128)
+socket.send_fds(channel, [b"socket"], [listener.fileno()])
+"""
+
+
+def egress_listener(workspace: Path) -> socket.socket:
+    """A socket listening on 127.0.0.1:EGRESS_PORT in the workspace's network, for its proxy,
+    which runs in the host's (a socket stays in the namespace it was made in).
+
+    OSError when it cannot be made, EADDRINUSE when a proxy (or the workspace) has it.
+    """
+    path = network_path(workspace)
+    if path is None or not path.exists():
+        raise OSError(f"{workspace.name} has no network of its own")
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        argv = [shutil.which("nsenter") or "nsenter", f"--net={path}", "--", sys.executable]
+        argv += ["-I", "-c", _BIND_INSIDE, str(theirs.fileno()), str(relay.EGRESS_PORT)]
+        done = subprocess.run(
+            argv, pass_fds=(theirs.fileno(),), capture_output=True, text=True, timeout=20
+        )
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            in_use = "Address already in use" in why
+            raise OSError(errno.EADDRINUSE if in_use else errno.EIO, why)
+        ours.settimeout(5)
+        _, fds, _, _ = socket.recv_fds(ours, 16, 1)
+    return socket.socket(fileno=fds[0])
+
+
 # -- identities -----------------------------------------------------------------------
 
 
@@ -299,7 +373,7 @@ def prepare(directory: Path) -> int | None:
     if mode == UID:
         uid = identity_of(directory)
         if uid is None:
-            with _allocation_lock(directory.parent):
+            with directory_lock(directory.parent):
                 uid = identity_of(directory) or _free_uid(directory.parent)
                 _chown_tree(directory, uid)
     os.chmod(directory, 0o700)
@@ -307,8 +381,10 @@ def prepare(directory: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def _allocation_lock(root: Path):
-    """An exclusive flock on the workspaces root directory itself (no file of its own)."""
+def directory_lock(root: Path):
+    """An exclusive flock on the workspaces root directory itself (no file of its own),
+    shared by every worker of this host; no workspace can reach it to hold it. Not
+    re-entrant: a holder must not take it again."""
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -559,11 +635,18 @@ def sandbox_argv(
 
 
 def sandbox_env(env: dict[str, str], workspace: Path) -> dict[str, str]:
-    """The caller's environment without what it inherited from the portal's own."""
+    """The caller's environment without what it inherited from the portal's own; where
+    workspaces have a way out of their network, the proxy variables that lead to it."""
     kept = {
         key: value
         for key, value in env.items()
         if key in PASSED or key in WORKSPACE_KEYS or os.environ.get(key) != value
     }
     name = workspace.name
-    return kept | {"HOME": str(workspace), "USER": name, "LOGNAME": name}
+    kept |= {"HOME": str(workspace), "USER": name, "LOGNAME": name}
+    if host_capability().egress:
+        proxy = f"http://127.0.0.1:{relay.EGRESS_PORT}"
+        kept |= {key: proxy for key in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY")}
+        own = f"localhost,127.0.0.1,::1,{socket.gethostname()}"  # its services (`_hosts_file`)
+        kept |= {key: own for key in ("no_proxy", "NO_PROXY")}
+    return kept

@@ -1,31 +1,61 @@
-"""Serve a sandboxed service's port on the host: `relay.py FD PORT -- COMMAND...`.
+"""Relay connections across a local workspace's own network namespace.
 
 A local workspace's processes run in a network namespace of their own
 (`pools.isolation.network_prefix`): they cannot connect to the portal, its database or
-another workspace, and their services listen on 127.0.0.1 inside it. The supervisor binds
-the service's port on the host's 127.0.0.1 and hands this script that socket, bound but
-not listening, as file descriptor FD (systemd's socket activation works the same way).
+another workspace, and their services listen on 127.0.0.1 inside it. Two relays cross it,
+each handed a socket that the portal made on the other side (systemd's socket activation
+works the same way). Both use the standard library only: they run sandboxed, as the
+workspace's uid.
 
-This script runs COMMAND, waits until COMMAND accepts connections on 127.0.0.1:PORT in the
-namespace, and only then listens on the host socket: until the service is up, a
-connection to its port is refused, as it was before the sandbox had a network of its own.
-Each accepted connection is copied both ways to a connection of its own to the service.
-When COMMAND ends, so does the relay, with its exit status, and the port closes.
+`relay.py FD PORT -- COMMAND...`: a service's port, served on the host. FD is the
+service's port on the host's 127.0.0.1, bound but not listening. This runs COMMAND in the
+namespace, waits until COMMAND accepts connections on 127.0.0.1:PORT there, and only then
+listens on the host socket: until the service is up, a connection to its port is refused,
+as it was before the sandbox had a network of its own. Each accepted connection is copied
+both ways to a connection of its own to the service. When COMMAND ends, so does the relay,
+with its exit status, and the port closes.
 
-It uses the standard library only: it runs inside the sandbox, as the workspace's uid.
+`relay.py --egress FD [ALLOWED ...]`: the workspace's way out, an HTTPS proxy. It runs in
+the host's network; FD listens on 127.0.0.1:3128 in the workspace's namespace, where
+`https_proxy` points. It forwards only CONNECT (HTTPS, and anything else tunnelled the
+same way) to port 443 of a public address, resolved once here and connected to as
+resolved, so a name cannot be re-pointed between the check and the connection. Refused:
+any other port; loopback, private, link-local (cloud metadata at 169.254.169.254),
+shared and reserved addresses; and this host's own addresses, public ones included, where
+the portal may listen. ALLOWED are the administrator's exceptions
+(`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`, `ADDRESS:PORT` or `NETWORK/BITS:PORT`
+(IPv6 in brackets), allowed whatever the address (an internal package mirror). Each
+decision is one line of its log, so a user can see why a download was refused.
 """
 
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import re
 import selectors
 import socket
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 CHUNK = 65536
+EGRESS_PORT = 3128  # in the workspace's namespace: the usual proxy port
+PUBLIC_PORTS = frozenset({443})
+REQUEST_LIMIT = 8192  # bytes of request line and headers
+REQUEST_TIMEOUT = 10.0  # seconds to send them
+CONNECT_TIMEOUT = 10.0
+MAX_CONNECTIONS = 128  # at once, per workspace
+NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?")
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--egress"]:
+        return egress(argv[1:])
     fd, port, separator, *command = argv
     if separator != "--" or not command:
         raise SystemExit(__doc__.splitlines()[0])
@@ -51,17 +81,21 @@ def _answers(port: int) -> bool:
 def _serve(outside: socket.socket, port: int) -> None:
     while True:
         client, _ = outside.accept()
-        threading.Thread(target=_pipe, args=(client, port), daemon=True).start()
+        threading.Thread(target=_to_service, args=(client, port), daemon=True).start()
 
 
-def _pipe(client: socket.socket, port: int) -> None:
-    """Copy bytes both ways until both sides have finished sending."""
+def _to_service(client: socket.socket, port: int) -> None:
     try:
         service = socket.create_connection(("127.0.0.1", port))
     except OSError:
         client.close()
         return
-    peers = {client: service, service: client}
+    copy_both_ways(client, service)
+
+
+def copy_both_ways(client: socket.socket, server: socket.socket) -> None:
+    """Copy bytes both ways until both sides have finished sending; then close both."""
+    peers = {client: server, server: client}
     open_reads = set(peers)
     with selectors.DefaultSelector() as selector:
         for sock in peers:
@@ -81,7 +115,238 @@ def _pipe(client: socket.socket, port: int) -> None:
                 selector.unregister(source)
                 open_reads.discard(source)
     client.close()
-    service.close()
+    server.close()
+
+
+# -- egress ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """An administrator's exception: a name as clients ask for it, or a network; a port."""
+
+    port: int
+    name: str = ""
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Allowed:
+        """`NAME:PORT`, `ADDRESS:PORT`, `NETWORK/BITS:PORT`, `[IPV6]:PORT`; ValueError
+        saying what is wrong otherwise."""
+        destination, port = split_target(text.strip())
+        try:
+            network = ipaddress.ip_network(destination, strict=False)
+        except ValueError:
+            if "/" in destination or not NAME.fullmatch(destination):
+                raise ValueError(f"{text!r}: {destination!r} is no name or network") from None
+            return cls(port, name=destination.lower().rstrip("."))
+        return cls(port, network=network)
+
+    def covers(self, name: str, address: Address, port: int) -> bool:
+        if port != self.port:
+            return False
+        if self.name:
+            return name.lower().rstrip(".") == self.name
+        return _unmapped(address) in self.network
+
+
+def split_target(target: str) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; ValueError when it is neither."""
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{target!r} is not HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise ValueError(f"{target!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def choose(
+    name: str, port: int, addresses: list[Address], own: set[Address], allowed: list[Allowed]
+) -> tuple[Address | None, str]:
+    """The address to connect to for `name`:`port`, or None and why not."""
+    why_not = f"{name} has no address"
+    for address in addresses:
+        plain = _unmapped(address)
+        if any(rule.covers(name, plain, port) for rule in allowed):
+            return address, ""
+        if port not in PUBLIC_PORTS:
+            return None, f"port {port} is not allowed (only 443, for HTTPS)"
+        if plain in own:
+            why_not = f"{plain} is this host's own address"
+        elif not plain.is_global or plain.is_multicast:
+            why_not = f"{plain} is not a public address"
+        else:
+            return address, ""
+    return None, why_not
+
+
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # a gateway there would reach its IPv4 part
+
+
+def _unmapped(address: Address) -> Address:
+    """An IPv6 address that stands for an IPv4 one (mapped ::ffff:10.0.0.1, 6to4, NAT64) as
+    that IPv4 address, which is what the check must judge."""
+    if address.version == 4:
+        return address
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.ipv4_mapped or address.sixtofour or address
+
+
+def own_addresses() -> set[Address]:
+    """This host's addresses, from the kernel's tables of the network the proxy runs in."""
+    found: set[Address] = set()
+    with contextlib.suppress(OSError, ValueError), open("/proc/net/fib_trie") as trie:
+        leaf = ""  # each "|-- address" line is followed by its routes, one per line
+        for line in trie:
+            entry = line.strip()
+            if entry.startswith("|-- "):
+                leaf = entry.removeprefix("|-- ")
+            elif entry == "/32 host LOCAL" and leaf:
+                found.add(ipaddress.ip_address(leaf))
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/net/if_inet6") as table:
+        for line in table:
+            found.add(ipaddress.IPv6Address(int(line.split()[0], 16)))
+    return found
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+REASONS = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed", 502: "Bad Gateway"}
+REASONS[431] = "Request Header Fields Too Large"
+
+
+def read_connect(client: socket.socket) -> tuple[str, int, bytes]:
+    """The CONNECT request's host and port, and whatever the client sent after it."""
+    client.settimeout(REQUEST_TIMEOUT)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        if len(data) > REQUEST_LIMIT:
+            raise Refused(431, "request too long")
+        try:
+            chunk = client.recv(4096)
+        except OSError as error:
+            raise Refused(400, f"no request ({error})") from None
+        if not chunk:
+            raise Refused(400, "the connection closed before the request ended")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if len(head) > REQUEST_LIMIT:
+        raise Refused(431, "request too long")
+    parts = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise Refused(400, "not an HTTP request")
+    if parts[0] != "CONNECT":
+        raise Refused(405, f"{parts[0][:16]} is not forwarded: only HTTPS (CONNECT) is")
+    try:
+        host, port = split_target(parts[1])
+    except ValueError as error:
+        raise Refused(400, str(error)) from None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not NAME.fullmatch(host):
+            raise Refused(400, f"{host[:64]!r} is not a host name") from None
+    return host, port, rest
+
+
+def resolve(host: str, port: int) -> list[Address]:
+    try:
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as error:
+        raise Refused(502, f"{host} does not resolve ({error})") from None
+    addresses = []
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def forward(client: socket.socket, allowed: list[Allowed], log) -> None:
+    """Serve one client: check, connect, tunnel; or refuse, saying why."""
+    target = "?"
+    try:
+        host, port, early = read_connect(client)
+        target = f"{host}:{port}"
+        address, why_not = choose(host, port, resolve(host, port), own_addresses(), allowed)
+        if address is None:
+            raise Refused(403, why_not)
+        try:
+            server = socket.create_connection((str(address), port), timeout=CONNECT_TIMEOUT)
+        except OSError as error:
+            raise Refused(502, f"{address}:{port}: {error}") from None
+    except Refused as refusal:
+        log(f"refused {target}: {refusal}")
+        _refuse(client, refusal.status, str(refusal))
+        return
+    log(f"allowed {target} ({address})")
+    server.settimeout(None)
+    client.settimeout(None)
+    try:
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        if early:
+            server.sendall(early)
+    except OSError:
+        client.close()
+        server.close()
+        return
+    copy_both_ways(client, server)
+
+
+def _refuse(client: socket.socket, status: int, reason: str) -> None:
+    """Answer `status` saying why, and close. What the client sent that was not read is
+    drained first (for a while): closing over unread bytes would reset the connection,
+    and the client could lose the answer."""
+    body = f"{reason}\n".encode()
+    head = f"HTTP/1.1 {status} {REASONS[status]}\r\nContent-Type: text/plain\r\n"
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    with contextlib.suppress(OSError):
+        client.sendall(head.encode() + body)
+        client.shutdown(socket.SHUT_WR)
+        client.settimeout(2)
+        drained = 0
+        while drained < 16 * REQUEST_LIMIT and (chunk := client.recv(CHUNK)):
+            drained += len(chunk)
+    client.close()
+
+
+def egress(argv: list[str]) -> int:
+    fd, *rules = argv
+    allowed = [Allowed.parse(rule) for rule in rules]
+    listener = socket.socket(fileno=int(fd))
+    listener.listen(128)
+    lock = threading.Lock()
+
+    def log(line: str) -> None:
+        with lock:
+            print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}", flush=True)
+
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    log(
+        f"egress proxy on 127.0.0.1:{EGRESS_PORT}: HTTPS to public addresses"
+        + (f", and {', '.join(rules)}" if rules else "")
+    )
+    while True:
+        client, _ = listener.accept()
+        if not slots.acquire(blocking=False):
+            log(f"refused a connection: more than {MAX_CONNECTIONS} at once")
+            client.close()
+            continue
+        threading.Thread(target=_one, args=(client, allowed, log, slots), daemon=True).start()
+
+
+def _one(client: socket.socket, allowed: list[Allowed], log, slots) -> None:
+    try:
+        forward(client, allowed, log)
+    finally:
+        slots.release()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from pools import cgroups, isolation
+from pools.drivers.base import TransientError
 from pools.models import SupervisedProcess
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure
@@ -231,6 +232,7 @@ def start(
     infrastructure=None,
     devices: Sequence[str] = (),
     limits: cgroups.Limits | None = None,
+    host_network: socket.socket | None = None,
 ) -> ProcessRecord:
     """Start `argv` detached (own session, no terminal), register and return its record.
 
@@ -241,6 +243,10 @@ def start(
     `limits` (its profile's CPUs and memory, `LocalDriver.limits`) where the host enforces
     them (`pools.cgroups`). `holder` is the workspace's resource name (default: the
     directory's), `infrastructure` the local infrastructure (default: the one local entry).
+
+    A workspace with a network of its own gets its way out first (`ensure_egress`).
+    `host_network` is for that way out only: the process runs in the host's network,
+    handed this socket, which was made in the workspace's.
     """
     workspace = isolation.workspace_of(cwd)
     sandboxed = workspace is not None and isolation.host_capability().isolated
@@ -250,7 +256,12 @@ def start(
         if sandboxed:
             uid = isolation.prepare(workspace)
             isolation.hand_over(workspace, cwd, uid)
-            network = isolation.network_prefix(workspace)
+            if host_network is not None:
+                network, passed = [], (host_network.fileno(),)
+            else:
+                network = isolation.network_prefix(workspace)
+                if network:
+                    ensure_egress(workspace, holder, infrastructure, limits)
             if network and port is not None:
                 listener = cleanup.enter_context(_host_port(port))
                 passed = (listener.fileno(),)
@@ -305,6 +316,57 @@ def start(
             sandboxed=sandboxed,
         )
     return record
+
+
+EGRESS_RECORD = "egress.json"  # the proxy's record, in the workspace's directory
+EGRESS_LOG = "egress.log"  # one line per connection it allowed or refused, and why
+
+
+def egress_process(workspace: Path) -> ProcessRecord | None:
+    """The workspace's HTTPS proxy, from the registry (running or not); None if none."""
+    return ProcessRecord.registered_at(Path(os.path.abspath(workspace)) / EGRESS_RECORD)
+
+
+def ensure_egress(
+    workspace: Path,
+    holder: str | None = None,
+    infrastructure=None,
+    limits: cgroups.Limits | None = None,
+) -> ProcessRecord | None:
+    """Start the workspace's way out of its network unless it runs: its HTTPS proxy
+    (`pools/relay.py`), sandboxed as the workspace in the host's network, listening in the
+    workspace's. None where workspaces have no way out. Under the host's lock, so two
+    processes starting at once make one proxy (`start` takes it again only for a
+    workspace without its uid, and every caller's workspace has one by now).
+    """
+    if not isolation.host_capability().egress:
+        return None
+    workspace = Path(os.path.abspath(workspace))
+    with isolation.directory_lock(workspace.parent):
+        existing = egress_process(workspace)
+        if existing is not None and is_running(existing):
+            return existing
+        if existing is not None:
+            stop_session(existing)  # unregister it, and end what its sandbox left
+        try:
+            listener = isolation.egress_listener(workspace)
+        except OSError as error:
+            why = f"No way out of {workspace.name}'s network."
+            raise TransientError(why, str(error)) from error
+        with listener:
+            argv = isolation.egress_argv(listener.fileno())
+            record = start(
+                argv,
+                workspace,
+                {},
+                workspace / EGRESS_LOG,
+                holder=holder,
+                infrastructure=infrastructure,
+                limits=limits,
+                host_network=listener,
+            )
+        record.save(workspace / EGRESS_RECORD)
+        return record
 
 
 def _reap(pid: int) -> None:
@@ -455,7 +517,7 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
     SupervisedProcess.objects.filter(host=HOST).exclude(boot_id=BOOT_ID).delete()
     rows = list(_this_boot().exclude(holder="").select_related("infrastructure"))
     live: dict[int | None, set[str]] = {}
-    stopped = []
+    stopped, gone = [], set()
     for row in rows:
         infrastructure = row.infrastructure
         key = infrastructure.pk if infrastructure else None
@@ -467,8 +529,10 @@ def stop_orphans(live_names: Callable[[Infrastructure], set[str]]) -> list[str]:
             stopped.append(f"{row.holder} pid {row.pid}")
         workspace = isolation.workspace_of(Path(row.directory))
         if workspace is not None and (row.holder not in live[key] or not workspace.is_dir()):
-            isolation.forget_network(workspace)
-            cgroups.forget(workspace)
+            gone.add(workspace)
+    for workspace in gone:  # once each of its processes is stopped: this kills what is left
+        isolation.forget_network(workspace)
+        cgroups.forget(workspace)
     return stopped
 
 

@@ -329,9 +329,14 @@ WORKSPACES_ROOT = Path(env_str("PORTAL_WORKSPACES_ROOT", str(DATA_DIR / "workspa
 # (bubblewrap; a uid per workspace when the portal runs as root), "off" never.
 LOCAL_WORKSPACE_ISOLATION = env_choice("LOCAL_WORKSPACE_ISOLATION", "auto", {"auto", "off"})
 # Their network: "own" (where the host can, a namespace per workspace with nothing in it but
-# its loopback: no portal, database or other workspace, and no internet either), "host"
+# its loopback: no portal, database or other workspace; the internet only as EGRESS says), "host"
 # (the host's network, for workspaces that must download; they then reach what it reaches).
 LOCAL_WORKSPACE_NETWORK = env_choice("LOCAL_WORKSPACE_NETWORK", "own", {"own", "host"})
+# The way out of an own network: "https" (a proxy per workspace to port 443 of public
+# addresses, README: security model) or "off" (none). EGRESS_ALLOW lists exceptions an
+# administrator trusts, e.g. an internal package mirror: NAME:PORT, ADDRESS:PORT, NETWORK:PORT.
+LOCAL_WORKSPACE_EGRESS = env_choice("LOCAL_WORKSPACE_EGRESS", "https", {"https", "off"})
+LOCAL_WORKSPACE_EGRESS_ALLOW = env_list("LOCAL_WORKSPACE_EGRESS_ALLOW", [])
 # Their CPUs and memory: "auto" holds each workspace to its profile's where the host can
 # (a control group per workspace; README: security model), "off" lets them share the host's.
 LOCAL_WORKSPACE_LIMITS = env_choice("LOCAL_WORKSPACE_LIMITS", "auto", {"auto", "off"})

@@ -396,8 +396,9 @@ class LocalDriver(Driver):
     # -- watched workspaces (issue 12) ---------------------------------------------------
 
     def check(self, spec: WorkspaceSpec) -> list[str]:
-        """Its directory is there, it holds every GPU it was given, and its process (if it
-        has one) is alive and answers on its port. This machine is the node: it is alive."""
+        """Its directory is there, it holds every GPU it was given, its process (if it
+        has one) is alive and answers on its port, and its HTTPS proxy (if it has one)
+        runs. This machine is the node: it is alive."""
         directory = self.directory(spec.name)
         problems = []
         if not directory.is_dir():
@@ -412,6 +413,9 @@ class LocalDriver(Driver):
                 problems.append(f"Its process does not answer on port {process.port}.")
             else:
                 problems.append(f"Its process {process.pid} exited.")
+        proxy = supervisor.egress_process(directory)
+        if proxy is not None and not supervisor.is_running(proxy):
+            problems.append(f"Its HTTPS proxy (its way to the internet) {proxy.pid} exited.")
         return problems
 
     def repair(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
@@ -423,6 +427,8 @@ class LocalDriver(Driver):
         supervisor.write_file(directory / MARKER, spec.name + "\n")
         self._take_gpus(spec, report)
         self._restart_process(spec, report)
+        if supervisor.egress_process(directory) is not None:  # it had one: it has one again
+            supervisor.ensure_egress(directory, spec.name, self.infrastructure, self.limits(spec))
 
     def _stop_processes(self, spec: WorkspaceSpec, report: Reporter, keep: bool = False) -> None:
         """Every registered process of the directory, then (with an identity of its own)

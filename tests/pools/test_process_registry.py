@@ -65,10 +65,15 @@ def test_a_process_whose_workspace_directory_was_deleted_is_found_and_stopped_by
     network = isolation.NETNS_DIR / isolation.network_name(directory)
     assert network.exists() == isolation.host_capability().own_network
 
+    proxy = supervisor.egress_process(directory)  # its way to the internet, where it has one
+    assert (proxy is not None) == isolation.host_capability().egress
+
     result = tasks.sweep()
 
     assert not supervisor.is_running(record)
-    assert result["processes_stopped"] == [f"{workspace.resource_name} pid {record.pid}"]
+    stopped = [record] + ([proxy] if proxy else [])
+    expected = sorted(f"{workspace.resource_name} pid {each.pid}" for each in stopped)
+    assert sorted(result["processes_stopped"]) == expected
     assert not SupervisedProcess.objects.exists()
     # Nor its network namespace, where workspaces have one.
     assert not network.exists()
@@ -85,7 +90,7 @@ def test_the_sweep_leaves_a_live_workspaces_processes_alone(workspace, driver):
 
 def test_the_registry_holds_a_process_from_its_start_to_its_stop(workspace, driver):
     record = driver.start_process(workspace.spec(), SLEEP)
-    row = SupervisedProcess.objects.get()
+    row = SupervisedProcess.objects.exclude(record_path__endswith=supervisor.EGRESS_RECORD).get()
     assert (row.pid, row.start_time, row.argv) == (record.pid, record.start_time, SLEEP)
     assert row.holder == workspace.resource_name
     assert row.infrastructure == workspace.infrastructure
@@ -93,7 +98,7 @@ def test_the_registry_holds_a_process_from_its_start_to_its_stop(workspace, driv
 
     supervisor.stop(record)
 
-    assert not SupervisedProcess.objects.exists()
+    assert not SupervisedProcess.objects.filter(pid=record.pid).exists()
 
 
 def test_a_deleted_record_file_loses_nothing(workspace, driver):

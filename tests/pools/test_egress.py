@@ -1,0 +1,376 @@
+"""A local workspace with a network of its own reaches the internet over HTTPS through a
+proxy of its own (`pools/relay.py --egress`), and through it nothing else: not the
+portal, the database, cloud metadata nor this host's own addresses.
+
+The first tests run the proxy as a plain process (any machine); the last ones start real
+workspace processes in their own network namespaces (the portal as root, as in CI).
+"""
+
+import ipaddress
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pools import isolation, relay, supervisor
+from pools.drivers import driver_for
+from pools.drivers.base import WorkspaceSpec
+from tests.workspace_fixtures import forget_host_resources, wait_for
+
+ip = ipaddress.ip_address
+PUBLIC = ip("8.8.8.8")
+
+
+# -- the decision ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "port", "why_not"),
+    [
+        ("8.8.8.8", 443, ""),
+        ("2606:4700::1111", 443, ""),
+        ("8.8.8.8", 22, "port 22 is not allowed (only 443, for HTTPS)"),
+        ("8.8.8.8", 80, "port 80 is not allowed (only 443, for HTTPS)"),
+        ("127.0.0.1", 443, "127.0.0.1 is not a public address"),
+        ("10.1.2.3", 443, "10.1.2.3 is not a public address"),
+        ("192.168.0.10", 443, "192.168.0.10 is not a public address"),
+        ("169.254.169.254", 443, "169.254.169.254 is not a public address"),  # metadata
+        ("100.64.0.1", 443, "100.64.0.1 is not a public address"),  # carrier-grade NAT
+        ("0.0.0.0", 443, "0.0.0.0 is not a public address"),
+        ("::1", 443, "::1 is not a public address"),
+        ("fe80::1", 443, "fe80::1 is not a public address"),
+        ("fd00::2", 443, "fd00::2 is not a public address"),
+        ("::ffff:127.0.0.1", 443, "127.0.0.1 is not a public address"),  # IPv4-mapped
+        ("::ffff:10.0.0.1", 443, "10.0.0.1 is not a public address"),
+        ("64:ff9b::a9fe:a9fe", 443, "169.254.169.254 is not a public address"),  # NAT64
+        ("2002:a00:1::1", 443, "10.0.0.1 is not a public address"),  # 6to4
+        ("224.0.0.251", 443, "224.0.0.251 is not a public address"),  # multicast
+        ("ff02::1", 443, "ff02::1 is not a public address"),
+    ],
+)
+def test_only_port_443_of_a_public_address_is_allowed(address, port, why_not):
+    chosen, reason = relay.choose("example.org", port, [ip(address)], set(), [])
+    assert reason == why_not
+    assert chosen == (None if why_not else ip(address))
+
+
+def test_the_hosts_own_public_address_is_refused():
+    """The portal may listen on every address of its host, public ones too."""
+    chosen, reason = relay.choose("me.example.org", 443, [PUBLIC], {PUBLIC}, [])
+    assert chosen is None and reason == "8.8.8.8 is this host's own address"
+    mapped = ip("::ffff:8.8.8.8")
+    assert relay.choose("me", 443, [mapped], {PUBLIC}, [])[0] is None
+
+
+def test_a_name_resolving_to_a_private_and_a_public_address_gets_the_public_one():
+    chosen, _ = relay.choose("mixed.example.org", 443, [ip("10.0.0.1"), PUBLIC], set(), [])
+    assert chosen == PUBLIC
+    assert relay.choose("nothing.example.org", 443, [], set(), []) == (
+        None,
+        "nothing.example.org has no address",
+    )
+
+
+def test_an_administrators_exceptions_allow_their_destination_on_their_port_only():
+    allowed = [
+        relay.Allowed.parse("pypi.internal:8443"),
+        relay.Allowed.parse("10.20.0.0/16:443"),
+        relay.Allowed.parse("[fd00::/8]:3141"),
+    ]
+    mirror = ip("10.9.9.9")
+    assert relay.choose("PyPI.internal.", 8443, [mirror], set(), allowed) == (mirror, "")
+    assert relay.choose("pypi.internal", 8444, [mirror], set(), allowed)[0] is None
+    assert relay.choose("other.internal", 8443, [mirror], set(), allowed)[0] is None
+    assert relay.choose("x", 443, [ip("10.20.1.1")], set(), allowed)[0] == ip("10.20.1.1")
+    assert relay.choose("x", 443, [ip("10.21.1.1")], set(), allowed)[0] is None
+    assert relay.choose("x", 3141, [ip("fd00::5")], set(), allowed)[0] == ip("fd00::5")
+    assert relay.choose("x", 3141, [ip("fe80::5")], set(), allowed)[0] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("pypi.internal", "is not HOST:PORT"),
+        ("pypi.internal:0", "is not HOST:PORT"),
+        ("pypi.internal:99999", "is not HOST:PORT"),
+        (":443", "is not HOST:PORT"),
+        ("10.0.0.0/33:443", "is no name or network"),
+        ("bad name:443", "is no name or network"),
+        ("$(reboot):443", "is no name or network"),
+    ],
+)
+def test_a_wrong_exception_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        relay.Allowed.parse(text)
+
+
+def test_the_hosts_own_addresses_come_from_the_kernel():
+    own = relay.own_addresses()
+    assert ip("127.0.0.1") in own
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: it picks the source address
+        except OSError:
+            return  # no route at all: only the loopback is known
+        assert ip(probe.getsockname()[0]) in own
+
+
+# -- the proxy, as a process ---------------------------------------------------------------
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b"hello from the mirror"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def mirror():
+    """An HTTP server on the host's loopback, standing in for an internal mirror."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def proxy(tmp_path, mirror):
+    """The egress proxy on a port of this host, allowing the mirror as an exception."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    argv = [sys.executable, "-I", str(isolation.RELAY), "--egress", str(listener.fileno())]
+    log = (tmp_path / "egress.log").open("w")
+    process = subprocess.Popen(
+        [*argv, f"127.0.0.1:{mirror}"], pass_fds=(listener.fileno(),), stdout=log
+    )
+    port = listener.getsockname()[1]
+    listener.close()
+    wait_for(lambda: _answers(port), timeout=10, what="the proxy")
+    yield port, tmp_path / "egress.log"
+    process.kill()
+    process.wait()
+    log.close()
+
+
+def _answers(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def ask(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(request)
+        answer = b""
+        while chunk := client.recv(4096):
+            answer += chunk
+    return answer
+
+
+def test_a_tunnel_to_an_allowed_destination_carries_a_real_clients_request(proxy, mirror):
+    port, log = proxy
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.set_tunnel("127.0.0.1", mirror)  # what https_proxy makes a client do
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    assert (response.status, response.read()) == (200, b"hello from the mirror")
+    connection.close()
+    assert f"allowed 127.0.0.1:{mirror} (127.0.0.1)" in log.read_text()
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "reason"),
+    [
+        (b"CONNECT 127.0.0.1:5432 HTTP/1.1\r\n\r\n", 403, b"port 5432 is not allowed"),
+        (b"CONNECT 127.0.0.1:443 HTTP/1.1\r\n\r\n", 403, b"127.0.0.1 is this host's own"),
+        (b"CONNECT 169.254.169.254:443 HTTP/1.1\r\n\r\n", 403, b"is not a public address"),
+        (b"CONNECT localhost:443 HTTP/1.1\r\n\r\n", 403, b"is this host's own address"),
+        (b"GET http://example.org/ HTTP/1.1\r\nHost: x\r\n\r\n", 405, b"only HTTPS"),
+        (b"CONNECT nowhere HTTP/1.1\r\n\r\n", 400, b"is not HOST:PORT"),
+        (b"CONNECT bad\x00name:443 HTTP/1.1\r\n\r\n", 400, b"is not a host name"),
+        (b"hello\r\n\r\n", 400, b"not an HTTP request"),
+        (b"CONNECT a:443 HTTP/1.1\r\nX: " + b"y" * 9000 + b"\r\n\r\n", 431, b"too long"),
+    ],
+)
+def test_everything_else_is_refused_saying_why(proxy, request_, status, reason):
+    port, log = proxy
+    answer = ask(port, request_)
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer
+    assert reason in answer
+    wait_for(lambda: "refused" in log.read_text(), timeout=5, what="the log line")
+
+
+def test_the_mirrors_port_is_not_an_opening_to_the_rest_of_the_host(proxy, mirror):
+    port, _ = proxy
+    other = supervisor.free_port()
+    answer = ask(port, f"CONNECT 127.0.0.1:{other} HTTP/1.1\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 403 ")
+
+
+# -- in a workspace's own network ----------------------------------------------------------
+
+# What a job does: through the proxy (as pip would, from https_proxy) to the mirror, then
+# straight to it, then through the proxy to the portal's database port.
+JOB = r"""
+import http.client, json, os, socket, sys
+mirror = int(sys.argv[1])
+result = {"https_proxy": os.environ.get("https_proxy"), "no_proxy": os.environ.get("no_proxy")}
+proxy = os.environ["https_proxy"].removeprefix("http://")
+host, port = proxy.rsplit(":", 1)
+connection = http.client.HTTPConnection(host, int(port), timeout=10)
+connection.set_tunnel("127.0.0.1", mirror)
+connection.request("GET", "/")
+result["through_the_proxy"] = connection.getresponse().read().decode()
+try:
+    socket.create_connection(("127.0.0.1", mirror), timeout=3).close()
+    result["straight"] = "ok"
+except OSError as error:
+    result["straight"] = type(error).__name__
+with socket.create_connection((host, int(port)), timeout=10) as client:
+    client.sendall(b"CONNECT 127.0.0.1:5432 HTTP/1.1\r\n\r\n")
+    result["database"] = client.recv(200).decode().splitlines()[0]
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+@pytest.fixture
+def driver(settings, tmp_path, monkeypatch, local_infrastructure, mirror):
+    settings.DATA_DIR = tmp_path / "var"
+    settings.DATA_DIR.mkdir()
+    settings.WORKSPACES_ROOT = settings.DATA_DIR / "workspaces"
+    monkeypatch.setenv("PORTAL_WORKSPACES_ROOT", str(settings.WORKSPACES_ROOT))
+    settings.LOCAL_WORKSPACE_EGRESS_ALLOW = [f"127.0.0.1:{mirror}"]
+    yield driver_for(local_infrastructure)
+    supervisor.stop_registered_below(settings.WORKSPACES_ROOT)
+    forget_host_resources(settings.WORKSPACES_ROOT)
+
+
+def _spec(local_infrastructure, profile_factory, name="ws-1"):
+    profile = profile_factory(local_infrastructure, "Starter")
+    return WorkspaceSpec.from_profile(name, "mia", profile)
+
+
+@pytest.mark.django_db
+def test_a_workspace_downloads_through_its_proxy_and_reaches_nothing_else(
+    driver, mirror, local_infrastructure, profile_factory
+):
+    capability = isolation.host_capability()
+    assert capability.egress, capability.description
+    assert f"port 443 of public addresses, and 127.0.0.1:{mirror}." in capability.description
+    spec = _spec(local_infrastructure, profile_factory)
+    driver.provision(spec)
+    directory = driver.directory("ws-1")
+
+    record = driver.start_process(spec, [sys.executable, "-c", JOB, str(mirror)])
+    wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the job to end")
+    log = (directory / "process.log").read_text()
+    line = next((x for x in log.splitlines() if x.startswith("RESULT ")), None)
+    assert line, log
+    result = json.loads(line.removeprefix("RESULT "))
+
+    assert result["https_proxy"] == f"http://127.0.0.1:{relay.EGRESS_PORT}"
+    assert "127.0.0.1" in result["no_proxy"].split(",")
+    assert result["through_the_proxy"] == "hello from the mirror"
+    assert result["straight"] == "ConnectionRefusedError"  # its own loopback: no mirror
+    assert result["database"].startswith("HTTP/1.1 403 ")
+    proxy_log = (directory / supervisor.EGRESS_LOG).read_text()
+    assert f"allowed 127.0.0.1:{mirror}" in proxy_log
+    assert "refused 127.0.0.1:5432: port 5432 is not allowed" in proxy_log
+
+    # The proxy runs sandboxed as the workspace, in the host's network, and is the only one.
+    proxy = supervisor.egress_process(directory)
+    assert supervisor.is_running(proxy)
+    wait_for(lambda: _proxy_pids(directory), timeout=10, what="the proxy to run")
+    pids = _proxy_pids(directory)
+    assert len(pids) == 1, pids
+    assert _uid(pids[0]) == isolation.identity_of(directory) != 0
+    assert os.readlink(f"/proc/{pids[0]}/ns/net") == os.readlink("/proc/self/ns/net")
+    # A second process of the workspace uses the same proxy.
+    driver.start_process(spec, [sys.executable, "-c", "pass"])
+    assert supervisor.egress_process(directory) == proxy
+
+    driver.deprovision(spec)
+    assert not supervisor.is_running(proxy)
+    assert _proxy_pids(directory) == []
+
+
+@pytest.mark.django_db
+def test_a_proxy_that_died_is_a_problem_the_repair_mends(
+    driver, local_infrastructure, profile_factory
+):
+    assert isolation.host_capability().egress, isolation.host_capability().description
+    spec = _spec(local_infrastructure, profile_factory)
+    driver.provision(spec)
+    directory = driver.directory("ws-1")
+    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
+    proxy = supervisor.egress_process(directory)
+    wait_for(lambda: _proxy_pids(directory), timeout=10, what="the proxy to run")
+    os.kill(_proxy_pids(directory)[0], signal.SIGKILL)  # it dies; its row stays
+    wait_for(lambda: not supervisor.is_running(proxy), timeout=10, what="the proxy to end")
+
+    assert any("HTTPS proxy" in problem for problem in driver.check(spec))
+    driver.repair(spec)
+    assert driver.check(spec) == []
+    assert supervisor.is_running(supervisor.egress_process(directory))
+
+
+def test_the_status_says_when_workspaces_reach_no_internet(settings):
+    settings.LOCAL_WORKSPACE_EGRESS = "off"
+    capability = isolation.host_capability()
+    if capability.own_network:
+        assert not capability.egress
+        assert "It reaches no internet: LOCAL_WORKSPACE_EGRESS=off." in capability.description
+        assert "https_proxy" not in isolation.sandbox_env({}, Path("/nowhere/ws-1"))
+    settings.LOCAL_WORKSPACE_EGRESS = "https"
+    settings.LOCAL_WORKSPACE_EGRESS_ALLOW = ["pypi.internal"]
+    capability = isolation.host_capability()
+    if capability.own_network:
+        assert not capability.egress
+        assert "LOCAL_WORKSPACE_EGRESS_ALLOW is wrong" in capability.description
+        assert "'pypi.internal' is not HOST:PORT" in capability.description
+
+
+def _proxy_pids(directory) -> list[int]:
+    """The proxies (not their bubblewrap) serving this workspace."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        proxy = b"--egress" in argv and not argv[0].endswith(b"bwrap")
+        if proxy and _in(entry, directory):
+            found.append(int(entry.name))
+    return found
+
+
+def _in(entry: Path, directory) -> bool:
+    try:
+        return os.readlink(entry / "cwd").startswith(str(directory))
+    except OSError:
+        return False
+
+
+def _uid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("Uid:")).split()[1])
