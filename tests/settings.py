@@ -12,3 +12,11 @@ os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-used-outside-the
 os.environ.setdefault("PORTAL_ENCRYPTION_KEYS", "T3AWZqzeOo0FV_sGyhm6NBsIdk2UhitUQd-IgTY-9ds=")
 
 from portal.settings import *  # noqa: F403
+
+# Each xdist worker has a workspaces root of its own, and the lock that hands out uids is
+# per root: two workers would give their first workspaces the same uid, and stopping one
+# (which ends every process of its uid) would kill the other's. So each worker gets a
+# range of its own, as two portals on one host need (README: settings).
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+LOCAL_WORKSPACE_UID_MIN = 70000 + 1000 * (int(_WORKER) if _WORKER.isdigit() else 0)
+LOCAL_WORKSPACE_UID_MAX = LOCAL_WORKSPACE_UID_MIN + 999

@@ -18,6 +18,7 @@ from pools import isolation, supervisor
 from pools.drivers import driver_for
 from pools.lifecycle import State
 from services.backends.local import PROCESS_FILE, SERVICES_DIR
+from services.components.ray import temp_dir as ray_temp_dir
 from tests.services.conftest import remove
 from tests.workspace_fixtures import wait_for
 
@@ -55,6 +56,13 @@ def session_members(sid: int) -> list[int]:
         if int(raw[raw.rindex(")") + 2 :].split()[3]) == sid:
             members.append(int(stat.parent.name))
     return members
+
+
+def _client_server_logs(workspaces_root: Path, workspace) -> str:
+    """What Ray Client's per-client servers wrote, where a failing start says to look."""
+    directory = workspaces_root / workspace.resource_name / SERVICES_DIR / "ray"
+    logs = sorted(ray_temp_dir(directory).glob("session_latest/logs/ray_client_server*"))
+    return "".join(f"\n== {path.name}\n{path.read_text()[-3000:]}" for path in logs)
 
 
 def _record(workspace_dir: Path, code: str):
@@ -176,7 +184,7 @@ def test_ray_runs_a_task_and_deleting_the_workspace_stops_it(
     job = driver.start_process(ready_workspace.spec(), [sys.executable, "-c", script(client)])
     wait_for(lambda: not supervisor.is_running(job), timeout=120, what="the Ray Client job")
     log = (workspaces_root / ready_workspace.resource_name / "process.log").read_text()
-    assert "result 14" in log, log[-3000:]
+    assert "result 14" in log, log[-3000:] + _client_server_logs(workspaces_root, ready_workspace)
     # The administrator's shell driver runs in the workspace's network (pools.isolation),
     # where the cluster's ports are, and sees the host's processes, among them the raylet
     # a driver given the cluster's address looks for.
