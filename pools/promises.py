@@ -41,6 +41,7 @@ READY_NOW = "ready (the warm instance it waited for)"
 MOVED = "moved by another worker"
 ON_DEMAND = "on demand"
 PROMISED = "promised to workspace"  # the instance's event
+GIVEN_BACK = "given back to the pool"  # and the one that ends the promise
 
 
 # Instances a request may wait for: requested (its provisioning is enqueued ahead of any
@@ -219,4 +220,4 @@ def release_instance(instance: PoolInstance, why: str) -> None:
     if instance.workspace_id and promised.exclude(state=State.CLAIMED).update(
         workspace=None, claimed_at=None
     ):
-        log_step(instance, f"given back to the pool: {why}")
+        log_step(instance, f"{GIVEN_BACK}: {why}")

@@ -29,13 +29,14 @@ What is charged, by state:
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from pools import locks
+from pools import locks, promises
 from pools.lifecycle import State
 from pools.models import PoolInstance, PoolInstanceEvent, Workspace, WorkspaceEvent
 from usage.models import LedgerCursor, UsageInterval, UsageShape
@@ -83,10 +84,13 @@ def _held(line: Line, state: str, running: set[str], files_kept: set[str]) -> Li
     return None
 
 
-def intervals(kind: str, obj, lines, running, files_kept, **fields) -> list[UsageInterval]:
-    """The interval rows of one workspace or instance (its events prefetched)."""
+def intervals(
+    kind: str, obj, lines, running, files_kept, events=None, **fields
+) -> list[UsageInterval]:
+    """The interval rows of one workspace or instance (its events prefetched, or as
+    `events` gives them)."""
     rows = []
-    for position, (state, start, end) in enumerate(spans(obj.events.all())):
+    for position, (state, start, end) in enumerate(spans(events or obj.events.all())):
         for index, line in enumerate(lines):
             held = _held(line, state, running, files_kept)
             if held is None or (end is not None and end <= start):
@@ -137,10 +141,34 @@ def workspace_intervals(workspace: Workspace, lines: list[Line]) -> list[UsageIn
     )
 
 
+class _Mark(NamedTuple):
+    to_state: str
+    timestamp: datetime
+
+
+PROMISED = "promised"  # a span of an instance's life in which a workspace waited for it
+
+
+def promise_marks(events) -> list[_Mark]:
+    """The instance's events, with each time it was promised to a workspace that gave it
+    back (`pools.promises`) as a span of its own, which is no pool idle time."""
+    marks, state, promised = [], None, False
+    for event in events:
+        state = event.to_state
+        if event.message.startswith(promises.PROMISED):
+            promised = True
+        elif event.message.startswith(promises.GIVEN_BACK):
+            promised = False
+        marks.append(_Mark(PROMISED if promised else state, event.timestamp))
+    return marks
+
+
 def instance_intervals(instance: PoolInstance, lines: list[Line]) -> list[UsageInterval]:
     """Idle until a workspace claims it, or is promised it while it provisions
-    (`pools.promises`): from then on that workspace, waiting for it, is charged."""
-    rows = intervals(UsageInterval.Kind.WARM_IDLE, instance, lines, _WARM_IDLE, set())
+    (`pools.promises`): from then on that workspace, waiting for it, is charged; so it
+    is while a promise lasts that the workspace later gives back."""
+    marks = promise_marks(instance.events.all())
+    rows = intervals(UsageInterval.Kind.WARM_IDLE, instance, lines, _WARM_IDLE, set(), marks)
     taken = instance.claimed_at
     if taken is None:
         return rows

@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.models import Schedule
 
-from pools import lifecycle, locks
+from pools import lifecycle, locks, promises
 from pools.lifecycle import State
 from pools.models import PoolInstance, Workspace, WorkspaceEvent
 from portal.models import Team
@@ -313,19 +313,26 @@ def test_a_profile_edited_later_does_not_change_what_a_workspace_held(
     assert (ready.gpus, ready.end) == (1, at(2, 12))
 
 
-def test_an_instance_promised_while_it_provisions_is_charged_to_the_workspace_from_then(
-    clock, member, a100_profile, prices
-):
-    instance = provisioning_from(clock, a100_profile, at(2, 8, 0))
-    # At 8:20 a request finds nothing ready and waits for it (`pools.promises`).
+def promised_at_8_20(clock, member, profile) -> tuple[PoolInstance, Workspace]:
+    """An instance provisioning from 8:00; at 8:20 a request finds nothing ready and
+    waits for it (`pools.promises`)."""
+    instance = provisioning_from(clock, profile, at(2, 8, 0))
     clock.set(at(2, 8, 20))
     workspace = lifecycle.create(
-        Workspace, message="requested", owner=member, profile=a100_profile,
-        infrastructure=a100_profile.infrastructure, gpus=1,
+        Workspace, message="requested", owner=member, profile=profile,
+        infrastructure=profile.infrastructure, gpus=1,
     )  # fmt: skip
     move(clock, workspace, at(2, 8, 20), State.PROVISIONING)
     PoolInstance.objects.filter(pk=instance.pk).update(workspace=workspace, claimed_at=at(2, 8, 20))
-    lifecycle.log_step(instance, f"promised to workspace {workspace.pk}, which waits for it")
+    lifecycle.log_step(instance, f"{promises.PROMISED} {workspace.pk}, which waits for it")
+    instance.refresh_from_db()
+    return instance, workspace
+
+
+def test_an_instance_promised_while_it_provisions_is_charged_to_the_workspace_from_then(
+    clock, member, a100_profile, prices
+):
+    instance, workspace = promised_at_8_20(clock, member, a100_profile)
     move(clock, instance, at(2, 8, 30), State.READY)
     move(clock, instance, at(2, 8, 30), State.CLAIMED)
     PoolInstance.objects.filter(pk=instance.pk).update(ready_at=at(2, 8, 30))
@@ -344,3 +351,26 @@ def test_an_instance_promised_while_it_provisions_is_charged_to_the_workspace_fr
     month = showback.month_start(at(2, 0).date())
     saved = showback.hours_saved(month, showback.next_month(month))
     assert saved == {"One A100": pytest.approx(20 / 60)}  # it waited the last 10 minutes
+
+
+def test_a_promise_given_back_is_no_pool_idle_time_while_it_lasted(
+    clock, member, a100_profile, prices
+):
+    """The workspace that waited is charged for those minutes; the pool is not, too."""
+    instance, workspace = promised_at_8_20(clock, member, a100_profile)
+    clock.set(at(2, 8, 25))  # the scientist deletes the workspace while it waits
+    promises.release_instance(instance, "its workspace was deleted")
+    move(clock, workspace, at(2, 8, 25), State.DELETING, State.DELETED)
+    move(clock, instance, at(2, 8, 30), State.READY)
+    ledger.run(now=clock.set(at(2, 9, 0)))
+
+    idle = UsageInterval.objects.filter(kind=UsageInterval.Kind.WARM_IDLE)
+    assert {(r.state, r.start, r.end) for r in idle} == {
+        (State.PROVISIONING, at(2, 8, 0), at(2, 8, 20)),
+        (State.PROVISIONING, at(2, 8, 25), at(2, 8, 30)),
+        (State.READY, at(2, 8, 30), None),
+    }
+    charged = UsageInterval.objects.filter(kind=UsageInterval.Kind.WORKSPACE, gpus=1)
+    assert {(r.state, r.start, r.end) for r in charged} == {
+        (State.PROVISIONING, at(2, 8, 20), at(2, 8, 25)),
+    }
