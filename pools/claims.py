@@ -114,7 +114,10 @@ def _promise_one(workspace, user) -> tuple[PoolInstance, str] | None:
     now = timezone.now()
     infrastructure_id = profile.infrastructure_id
     measured = slo.provisioning([infrastructure_id], now).get(infrastructure_id)
-    p50 = (measured or sizing.Provisioning()).p50  # assumed until measured
+    if measured is None:  # as the request page assumed when it gave its estimate
+        p50 = slo.assumed_provisioning(profile.infrastructure.kind)
+    else:
+        p50 = measured.p50
     pool = Pool.objects.filter(profile_id=profile.pk).first()
     within = pool.slo_seconds if pool else sizing.SloSettings().seconds
     instance = promises.promise(workspace, user, p50, within, now)

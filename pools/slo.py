@@ -29,6 +29,7 @@ from pools import sizing
 from pools.lifecycle import State
 from pools.models import LoopDecision, Pool, PoolInstance, Workspace
 from portal import charts
+from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile
 
@@ -91,6 +92,20 @@ def arrivals(profile_ids, since: datetime, now: datetime) -> dict[int, list[floa
     for profile_id, created in rows:
         found[profile_id].append(created.timestamp())
     return found
+
+
+# Before anything is measured on an infrastructure: what its kind typically needs, in
+# seconds (the request page's estimate and the promise's choice alike).
+ASSUMED_PROVISIONING = {
+    InfrastructureKind.LOCAL: 0.0,
+    InfrastructureKind.KUBERNETES: 180.0,
+    InfrastructureKind.DATA_CENTER: 600.0,
+    InfrastructureKind.PUBLIC_CLOUD: 900.0,
+}
+
+
+def assumed_provisioning(kind: str) -> float:
+    return ASSUMED_PROVISIONING.get(kind, 600.0)
 
 
 def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisioning]:

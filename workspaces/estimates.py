@@ -1,22 +1,15 @@
 """How long a new workspace of a profile will take: at once when its warm pool has a ready
 instance; else, when an instance is on its way, until the one a request would wait for is
 ready (`pools.promises`); else the median provisioning time measured on its infrastructure
-(pool instances and on-demand workspaces, `pools.slo.provisioning`), else a default for
-its kind."""
+(pool instances and on-demand workspaces, `pools.slo.provisioning`), else what its kind
+typically needs (`pools.slo.assumed_provisioning`, as a promise assumes it too)."""
 
 from django.utils import timezone
 
 from pools import promises, sizing, slo
 from pools.claims import in_about, on_the_way_times, ready_counts
-from profiles.choices import AllocationStrategy, InfrastructureKind
+from profiles.choices import AllocationStrategy
 
-# Before any history exists: what each kind of infrastructure typically needs, in minutes.
-DEFAULT_MINUTES = {
-    InfrastructureKind.LOCAL: 0,
-    InfrastructureKind.KUBERNETES: 3,
-    InfrastructureKind.DATA_CENTER: 10,
-    InfrastructureKind.PUBLIC_CLOUD: 15,
-}
 MEASURED = "provisioning p50 on this infrastructure"
 ON_ITS_WAY = "a warm instance on its way"
 
@@ -54,15 +47,11 @@ def _wording(profile, ready: int, coming, measured, now) -> str:
         return "ready now (warm)"
     if coming is not None and coming[0] is not None:
         first, last, within = coming
-        p50 = measured.p50 if measured else _default_minutes(profile) * 60
+        p50 = measured.p50 if measured else slo.assumed_provisioning(profile.infrastructure.kind)
         within = within if within is not None else sizing.SloSettings().seconds
         wait = promises.expected_wait(p50, within, first, last, now)
         return f"{in_about(wait)} ({ON_ITS_WAY})"
     if measured is None:
-        minutes = _default_minutes(profile)
+        minutes = round(slo.assumed_provisioning(profile.infrastructure.kind) / 60)
         return "ready in seconds" if minutes == 0 else f"about {minutes} minutes"
     return f"{in_about(measured.p50)} ({MEASURED})"
-
-
-def _default_minutes(profile) -> int:
-    return DEFAULT_MINUTES.get(profile.infrastructure.kind, 10)

@@ -84,8 +84,17 @@ def test_the_workspace_takes_a_ready_instance_its_worker_did_not_hand_over(
     assert PoolInstance.objects.get(pk=instance.pk).state == State.CLAIMED
 
 
+def measured_300_s(profile) -> None:
+    """One provisioning of 300 s measured on the profile's infrastructure."""
+    now = timezone.now()
+    make_instances(
+        profile, 1, state=State.CLAIMED, created=now - timedelta(seconds=400),
+        ready_at=now - timedelta(seconds=100),
+    )  # fmt: skip
+
+
 def test_the_oldest_instance_is_promised_when_ready_within_t_else_the_newest(warm_profile, member):
-    # Provisioning p50 is assumed 300 s (nothing measured), T is 60 s.
+    measured_300_s(warm_profile)  # provisioning p50 300 s; T is 60 s
     old = on_its_way(warm_profile, seconds_ago=250)  # ready in about 50 s
     older = on_its_way(warm_profile, seconds_ago=280)  # ready in about 20 s
     new = on_its_way(warm_profile, seconds_ago=10)
@@ -93,10 +102,24 @@ def test_the_oldest_instance_is_promised_when_ready_within_t_else_the_newest(war
     first = actions.request_workspace(member, warm_profile)
     second = actions.request_workspace(member, warm_profile)
     third = actions.request_workspace(member, warm_profile)
-    promised = {i.pk: i.workspace_id for i in PoolInstance.objects.all()}
+    on_the_way = PoolInstance.objects.filter(state=State.PROVISIONING)
+    promised = {i.pk: i.workspace_id for i in on_the_way}
     # Soonest first while within T; then none is, so the newest, leaving `new` for the
     # next request (the sooner of what is left).
     assert promised == {older.pk: first.pk, old.pk: second.pk, newest.pk: third.pk, new.pk: None}
+
+
+def test_before_anything_is_measured_the_promise_assumes_what_the_estimate_said(
+    warm_profile, member
+):
+    # Nothing measured on this local infrastructure: both assume its kind's time (0 s), so
+    # the oldest should be ready within T, and the request waits for that one.
+    older = on_its_way(warm_profile, seconds_ago=10)
+    on_its_way(warm_profile, seconds_ago=5)
+    assert estimates.estimate(warm_profile) == "under a minute (a warm instance on its way)"
+    workspace = actions.request_workspace(member, warm_profile)
+    assert PoolInstance.objects.get(workspace=workspace) == older
+    assert workspace.claim_message.endswith("(no provisioning time measured here yet)")
 
 
 def test_when_the_instance_fails_the_workspace_is_provisioned_on_demand(
@@ -188,10 +211,7 @@ def test_the_estimate_counts_on_an_instance_on_its_way(warm_profile, member, cli
     # Provisioning measured here: 300 s. The oldest is 100 s old, not within 60 s of
     # ready, so a request would wait for the newest, created 10 s ago: about 5 minutes.
     now = timezone.now()
-    make_instances(
-        warm_profile, 1, state=State.CLAIMED, created=now - timedelta(seconds=400),
-        ready_at=now - timedelta(seconds=100),
-    )  # fmt: skip
+    measured_300_s(warm_profile)
     assert estimates.estimate(warm_profile) == "about 3 minutes (a warm instance on its way)"
     on_its_way(warm_profile, seconds_ago=10)
     assert estimates.estimate(warm_profile) == "about 5 minutes (a warm instance on its way)"
