@@ -101,7 +101,7 @@ def _wait_for_one_on_its_way(workspace, user) -> str:
         return "no warm instance was ready, so it is provisioned on demand"
     instance, when = promised
     name = instance.resource_name
-    transition(workspace, State.PROVISIONING, actor=user, message=f"waiting for {name}")
+    transition(workspace, State.PROVISIONING, actor=user, message=f"{promises.WAITING_FOR} {name}")
     return f"no warm instance was ready; {name} is on its way and is yours when ready ({when})"
 
 

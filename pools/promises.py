@@ -42,6 +42,7 @@ MOVED = "moved by another worker"
 ON_DEMAND = "on demand"
 PROMISED = "promised to workspace"  # the instance's event
 GIVEN_BACK = "given back to the pool"  # and the one that ends the promise
+WAITING_FOR = "waiting for"  # the workspace's move to provisioning, naming its instance
 
 
 # Instances a request may wait for: requested (its provisioning is enqueued ahead of any

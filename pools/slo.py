@@ -22,12 +22,20 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings as django_settings
-from django.db.models import F, OuterRef, Q, Subquery, Window, prefetch_related_objects
+from django.db.models import (
+    Exists,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+    Window,
+    prefetch_related_objects,
+)
 from django.db.models.functions import RowNumber
 
-from pools import sizing
+from pools import promises, sizing
 from pools.lifecycle import State
-from pools.models import LoopDecision, Pool, PoolInstance, Workspace
+from pools.models import LoopDecision, Pool, PoolInstance, Workspace, WorkspaceEvent
 from portal import charts
 from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
@@ -110,17 +118,24 @@ def assumed_provisioning(kind: str) -> float:
 
 def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisioning]:
     """Measured provisioning times per infrastructure over the history window: creation to
-    ready of the newest pool instances and workspaces provisioned on demand (one query)."""
+    ready of the newest pool instances and workspaces provisioned on demand (one query).
+    A workspace that waited for an instance on its way and then was provisioned on demand
+    (`pools.promises.settle`) is left out: its time to ready was not all provisioning."""
     since = now - timedelta(days=sizing.HISTORY_DAYS)
     instances = PoolInstance.objects.filter(
         infrastructure_id__in=infrastructure_ids, ready_at__gte=since, ready_at__lte=now
+    )
+    waited = WorkspaceEvent.objects.filter(
+        workspace=OuterRef("pk"), message__startswith=promises.WAITING_FOR
     )
     on_demand = Workspace.objects.filter(
         infrastructure_id__in=infrastructure_ids,
         ready_at__gte=since,
         ready_at__lte=now,
         pool_instance__isnull=True,
-    )
+    ).exclude(
+        Exists(waited)
+    )  # a fallback after waiting for an instance: its time was not all provisioning
     # Unordered: SQLite allows no ORDER BY inside a UNION.
     both = _newest(instances).union(_newest(on_demand), all=True)
     samples: dict[int, list[tuple[datetime, float]]] = defaultdict(list)

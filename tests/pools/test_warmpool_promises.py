@@ -139,6 +139,13 @@ def test_when_the_instance_fails_the_workspace_is_provisioned_on_demand(
         in [e.message for e in workspace.events.all()]
     )
     assert PoolInstance.objects.get(pk=instance.pk).workspace_id is None
+    # Its time to ready was waiting, then provisioning: no provisioning time to learn from.
+    # One provisioned on demand from the start is one.
+    infrastructure = warm_profile.infrastructure_id
+    assert slo.provisioning([infrastructure], timezone.now()) == {}
+    other = actions.request_workspace(member, warm_profile)
+    assert tasks.provision_workspace(other.pk) == "ready"
+    assert len(slo.provisioning([infrastructure], timezone.now())[infrastructure].samples) == 1
 
 
 def test_an_instance_that_hits_an_error_is_not_waited_for(warm_profile, member, workspaces_root):
