@@ -25,7 +25,8 @@ shared and reserved addresses; and this host's own addresses, public ones includ
 the portal may listen. ALLOWED are the administrator's exceptions
 (`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`, `ADDRESS:PORT` or `NETWORK/BITS:PORT`
 (IPv6 in brackets), allowed whatever the address (an internal package mirror). Each
-decision is one line of its log, so a user can see why a download was refused.
+decision is a line of its log (once: the same decision again adds none), so a user can
+see why a download was refused.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ REQUEST_LIMIT = 8192  # bytes of request line and headers
 REQUEST_TIMEOUT = 10.0  # seconds to send them
 CONNECT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 128  # at once, per workspace
+LOG_LINES = 10_000  # distinct decisions logged, once each; then none
 NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -322,10 +324,17 @@ def egress(argv: list[str]) -> int:
     allowed = [Allowed.parse(rule) for rule in rules]
     listener = socket.socket(fileno=int(fd))
     listener.listen(128)
-    lock = threading.Lock()
+    lock, said = threading.Lock(), set()
 
     def log(line: str) -> None:
+        """Each line once: the log is in the workspace's directory, and a client polling
+        one host (or retrying a refused one) must not fill its disk."""
         with lock:
+            if line in said or len(said) > LOG_LINES:
+                return
+            said.add(line)
+            if len(said) > LOG_LINES:
+                line = f"{LOG_LINES} decisions logged: no more are"
             print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}", flush=True)
 
     slots = threading.BoundedSemaphore(MAX_CONNECTIONS)

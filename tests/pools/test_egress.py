@@ -218,6 +218,15 @@ def test_everything_else_is_refused_saying_why(proxy, request_, status, reason):
     wait_for(lambda: "refused" in log.read_text(), timeout=5, what="the log line")
 
 
+def test_a_decision_is_logged_once_however_often_a_client_asks(proxy, mirror):
+    port, log = proxy
+    for _ in range(3):
+        assert ask(port, b"CONNECT 10.1.2.3:443 HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 403 ")
+    ask(port, b"CONNECT 10.1.2.4:443 HTTP/1.1\r\n\r\n")
+    wait_for(lambda: "10.1.2.4" in log.read_text(), timeout=5, what="the second refusal")
+    assert log.read_text().count("refused 10.1.2.3:443: 10.1.2.3 is not a public address") == 1
+
+
 def test_the_mirrors_port_is_not_an_opening_to_the_rest_of_the_host(proxy, mirror):
     port, _ = proxy
     other = supervisor.free_port()
