@@ -339,7 +339,9 @@ def egress_listener(workspace: Path) -> socket.socket:
             raise OSError(errno.EADDRINUSE if in_use else errno.EIO, why)
         ours.settimeout(5)
         _, fds, _, _ = socket.recv_fds(ours, 16, 1)
-    return socket.socket(fileno=fds[0])
+    listener = socket.socket(fileno=fds[0])
+    listener.set_inheritable(False)  # received inheritable: only its proxy may have it
+    return listener
 
 
 # -- identities -----------------------------------------------------------------------
@@ -579,10 +581,16 @@ def _untraversable_ancestor(path: Path) -> Path | None:
 
 
 def sandbox_argv(
-    argv: list[str], workspace: Path, cwd: Path, uid: int | None, devices: Sequence[str] = ()
+    argv: list[str],
+    workspace: Path,
+    cwd: Path,
+    uid: int | None,
+    devices: Sequence[str] = (),
+    host_network: bool = False,
 ) -> list[str]:
     """`argv` wrapped in bubblewrap (see the module's docstring); `devices` are the device
-    nodes it may open (`pools.devices.nodes_for` its GPUs)."""
+    nodes it may open (`pools.devices.nodes_for` its GPUs). `host_network`: it runs in the
+    host's network (the workspace's HTTPS proxy), so it resolves names as the host does."""
     workspace = Path(os.path.abspath(workspace))
     hidden = hidden_paths()
     operations: list[tuple[Path, list[str]]] = []
@@ -623,7 +631,9 @@ def sandbox_argv(
         mounts += args
     for device in devices:
         mounts += ["--dev-bind", device, device]
-    if host_capability().own_network:
+    if host_network:
+        mounts += resolver_mounts()
+    elif host_capability().own_network:
         mounts += ["--ro-bind", str(_hosts_file()), "/etc/hosts"]
     command = [shutil.which("bwrap") or "bwrap", *_base_mounts(), *mounts]
     command += ["--unshare-pid", "--unshare-ipc", "--chdir", os.path.abspath(cwd)]
@@ -632,6 +642,15 @@ def sandbox_argv(
     else:
         command += ["--unshare-user", "--"]
     return command + list(argv)
+
+
+def resolver_mounts(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
+    """The directory of the host's resolver configuration where resolv.conf links into
+    one the sandbox empties (systemd-resolved keeps it in /run), read-only; else none."""
+    target = Path(os.path.realpath(resolv_conf))
+    if target == resolv_conf or not target.exists():
+        return []
+    return ["--ro-bind", str(target.parent), str(target.parent)]
 
 
 def sandbox_env(env: dict[str, str], workspace: Path) -> dict[str, str]:

@@ -49,6 +49,9 @@ REQUEST_LIMIT = 8192  # bytes of request line and headers
 REQUEST_TIMEOUT = 10.0  # seconds to send them
 CONNECT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 128  # at once, per workspace
+# New connections a second (on average; BURST at once): they go out from the host, whose
+# connection tracking and resolver a loop of connections must not exhaust.
+RATE, BURST = 20, 100
 LOG_LINES = 10_000  # distinct decisions logged, once each; then none
 NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?")
 
@@ -149,7 +152,7 @@ class Allowed:
             return False
         if self.name:
             return name.lower().rstrip(".") == self.name
-        return _unmapped(address) in self.network
+        return address in self.network or _unmapped(address) in self.network
 
 
 def split_target(target: str) -> tuple[str, int]:
@@ -164,53 +167,75 @@ def split_target(target: str) -> tuple[str, int]:
     return host, int(port)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 def choose(
-    name: str, port: int, addresses: list[Address], own: set[Address], allowed: list[Allowed]
+    name: str, port: int, addresses: list[Address], own: list[Network], allowed: list[Allowed]
 ) -> tuple[Address | None, str]:
-    """The address to connect to for `name`:`port`, or None and why not."""
+    """The address to connect to for `name`:`port`, or None and why not.
+
+    The reason names what the client asked for, not the addresses a name resolved to:
+    which internal addresses a name has is not the workspace's to learn.
+    """
     why_not = f"{name} has no address"
     for address in addresses:
-        plain = _unmapped(address)
-        if any(rule.covers(name, plain, port) for rule in allowed):
+        if any(rule.covers(name, address, port) for rule in allowed):
             return address, ""
+        plain = _unmapped(address)
         if port not in PUBLIC_PORTS:
-            return None, f"port {port} is not allowed (only 443, for HTTPS)"
-        if plain in own:
-            why_not = f"{plain} is this host's own address"
-        elif not plain.is_global or plain.is_multicast:
-            why_not = f"{plain} is not a public address"
+            why_not = f"port {port} is not allowed (only 443, for HTTPS)"
+        elif any(plain in network for network in own):
+            why_not = f"{name} is this host's own address"
+        elif not _public(plain):
+            why_not = f"{name} is not a public address"
         else:
             return address, ""
     return None, why_not
 
 
-NAT64 = ipaddress.ip_network("64:ff9b::/96")  # a gateway there would reach its IPv4 part
+GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")  # the only IPv6 the internet routes
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # the old ::a.b.c.d form
+
+
+def _public(address: Address) -> bool:
+    if address.is_multicast or not address.is_global:
+        return False
+    return address.version == 4 or address in GLOBAL_UNICAST
 
 
 def _unmapped(address: Address) -> Address:
-    """An IPv6 address that stands for an IPv4 one (mapped ::ffff:10.0.0.1, 6to4, NAT64) as
-    that IPv4 address, which is what the check must judge."""
+    """An IPv6 address that stands for an IPv4 one (mapped ::ffff:10.0.0.1, compatible
+    ::10.0.0.1, 6to4, NAT64) as that IPv4 address, which is what the check must judge."""
     if address.version == 4:
         return address
-    if address in NAT64:
+    if address in IPV4_COMPATIBLE or any(address in prefix for prefix in NAT64):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address.ipv4_mapped or address.sixtofour or address
 
 
-def own_addresses() -> set[Address]:
-    """This host's addresses, from the kernel's tables of the network the proxy runs in."""
-    found: set[Address] = set()
-    with contextlib.suppress(OSError, ValueError), open("/proc/net/fib_trie") as trie:
+def own_networks() -> list[Network]:
+    """What this host answers on, from the kernel's tables of the network the proxy runs
+    in: every local route (an address, or a whole prefix such as 127.0.0.0/8) and every
+    IPv6 address. Fails closed: OSError when the tables cannot be read or show no
+    loopback."""
+    found: list[Network] = []
+    with open("/proc/net/fib_trie") as trie:
         leaf = ""  # each "|-- address" line is followed by its routes, one per line
         for line in trie:
             entry = line.strip()
             if entry.startswith("|-- "):
                 leaf = entry.removeprefix("|-- ")
-            elif entry == "/32 host LOCAL" and leaf:
-                found.add(ipaddress.ip_address(leaf))
-    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/net/if_inet6") as table:
+            elif entry.endswith(" host LOCAL") and entry.startswith("/") and leaf:
+                bits = entry.split()[0].removeprefix("/")
+                found.append(ipaddress.ip_network(f"{leaf}/{bits}", strict=False))
+    with contextlib.suppress(FileNotFoundError), open("/proc/net/if_inet6") as table:
         for line in table:
-            found.add(ipaddress.IPv6Address(int(line.split()[0], 16)))
+            found.append(ipaddress.IPv6Network(int(line.split()[0], 16)))
+    found.append(ipaddress.ip_network("::1/128"))
+    if not any(ipaddress.ip_address("127.0.0.1") in network for network in found):
+        raise OSError("the kernel's table of local addresses shows no loopback")
     return found
 
 
@@ -221,17 +246,18 @@ class Refused(Exception):
 
 
 REASONS = {400: "Bad Request", 403: "Forbidden", 405: "Method Not Allowed", 502: "Bad Gateway"}
-REASONS[431] = "Request Header Fields Too Large"
+REASONS |= {431: "Request Header Fields Too Large", 503: "Service Unavailable"}
 
 
 def read_connect(client: socket.socket) -> tuple[str, int, bytes]:
     """The CONNECT request's host and port, and whatever the client sent after it."""
-    client.settimeout(REQUEST_TIMEOUT)
+    deadline = time.monotonic() + REQUEST_TIMEOUT  # for the whole request, not each read
     data = b""
     while b"\r\n\r\n" not in data:
         if len(data) > REQUEST_LIMIT:
             raise Refused(431, "request too long")
         try:
+            client.settimeout(max(deadline - time.monotonic(), 0.001))
             chunk = client.recv(4096)
         except OSError as error:
             raise Refused(400, f"no request ({error})") from None
@@ -277,7 +303,11 @@ def forward(client: socket.socket, allowed: list[Allowed], log) -> None:
     try:
         host, port, early = read_connect(client)
         target = f"{host}:{port}"
-        address, why_not = choose(host, port, resolve(host, port), own_addresses(), allowed)
+        try:
+            own = own_networks()
+        except (OSError, ValueError) as error:
+            raise Refused(503, f"this host's addresses are unknown ({error})") from None
+        address, why_not = choose(host, port, resolve(host, port), own, allowed)
         if address is None:
             raise Refused(403, why_not)
         try:
@@ -342,13 +372,35 @@ def egress(argv: list[str]) -> int:
         f"egress proxy on 127.0.0.1:{EGRESS_PORT}: HTTPS to public addresses"
         + (f", and {', '.join(rules)}" if rules else "")
     )
+    bucket = Bucket(RATE, BURST)
     while True:
         client, _ = listener.accept()
+        if not bucket.take():
+            log(f"refused connections: more than {RATE} a second")
+            client.close()
+            continue
         if not slots.acquire(blocking=False):
             log(f"refused a connection: more than {MAX_CONNECTIONS} at once")
             client.close()
             continue
         threading.Thread(target=_one, args=(client, allowed, log, slots), daemon=True).start()
+
+
+class Bucket:
+    """A token bucket: `rate` a second on average, `burst` at once."""
+
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.last = burst, time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 def _one(client: socket.socket, allowed: list[Allowed], log, slots) -> None:

@@ -266,7 +266,9 @@ def start(
                 listener = cleanup.enter_context(_host_port(port))
                 passed = (listener.fileno(),)
                 command = isolation.relayed(command, listener.fileno(), port)
-            command = network + isolation.sandbox_argv(command, workspace, cwd, uid, devices)
+            command = network + isolation.sandbox_argv(
+                command, workspace, cwd, uid, devices, host_network=host_network is not None
+            )
             env = isolation.sandbox_env(env, workspace)
             popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
         if workspace is not None:
@@ -336,12 +338,13 @@ def ensure_egress(
     """Start the workspace's way out of its network unless it runs: its HTTPS proxy
     (`pools/relay.py`), sandboxed as the workspace in the host's network, listening in the
     workspace's. None where workspaces have no way out. Under the host's lock, so two
-    processes starting at once make one proxy (`start` takes it again only for a
-    workspace without its uid, and every caller's workspace has one by now).
+    processes starting at once make one proxy; the workspace gets its uid first, as
+    `start` would take that lock again for it (flock is not re-entrant).
     """
     if not isolation.host_capability().egress:
         return None
     workspace = Path(os.path.abspath(workspace))
+    isolation.prepare(workspace)
     with isolation.directory_lock(workspace.parent):
         existing = egress_process(workspace)
         if existing is not None and is_running(existing):

@@ -38,41 +38,58 @@ PUBLIC = ip("8.8.8.8")
         ("2606:4700::1111", 443, ""),
         ("8.8.8.8", 22, "port 22 is not allowed (only 443, for HTTPS)"),
         ("8.8.8.8", 80, "port 80 is not allowed (only 443, for HTTPS)"),
-        ("127.0.0.1", 443, "127.0.0.1 is not a public address"),
-        ("10.1.2.3", 443, "10.1.2.3 is not a public address"),
-        ("192.168.0.10", 443, "192.168.0.10 is not a public address"),
-        ("169.254.169.254", 443, "169.254.169.254 is not a public address"),  # metadata
-        ("100.64.0.1", 443, "100.64.0.1 is not a public address"),  # carrier-grade NAT
-        ("0.0.0.0", 443, "0.0.0.0 is not a public address"),
-        ("::1", 443, "::1 is not a public address"),
-        ("fe80::1", 443, "fe80::1 is not a public address"),
-        ("fd00::2", 443, "fd00::2 is not a public address"),
-        ("::ffff:127.0.0.1", 443, "127.0.0.1 is not a public address"),  # IPv4-mapped
-        ("::ffff:10.0.0.1", 443, "10.0.0.1 is not a public address"),
-        ("64:ff9b::a9fe:a9fe", 443, "169.254.169.254 is not a public address"),  # NAT64
-        ("2002:a00:1::1", 443, "10.0.0.1 is not a public address"),  # 6to4
-        ("224.0.0.251", 443, "224.0.0.251 is not a public address"),  # multicast
-        ("ff02::1", 443, "ff02::1 is not a public address"),
+        ("127.0.0.1", 443, "not a public address"),
+        ("10.1.2.3", 443, "not a public address"),
+        ("192.168.0.10", 443, "not a public address"),
+        ("169.254.169.254", 443, "not a public address"),  # cloud metadata
+        ("100.100.100.200", 443, "not a public address"),  # Alibaba's metadata
+        ("fd00:ec2::254", 443, "not a public address"),  # AWS's metadata over IPv6
+        ("100.64.0.1", 443, "not a public address"),  # carrier-grade NAT
+        ("0.0.0.0", 443, "not a public address"),
+        ("224.0.0.251", 443, "not a public address"),  # multicast
+        ("::1", 443, "not a public address"),
+        ("fe80::1", 443, "not a public address"),
+        ("fd00::2", 443, "not a public address"),
+        ("fec0::1", 443, "not a public address"),  # site-local (deprecated, still routable)
+        ("5f00::1", 443, "not a public address"),  # outside 2000::/3, which is all that's routed
+        ("ff02::1", 443, "not a public address"),
+        # IPv4 written as IPv6: judged as the IPv4 address it stands for.
+        ("::ffff:127.0.0.1", 443, "not a public address"),  # mapped
+        ("::ffff:10.0.0.1", 443, "not a public address"),
+        ("::a9fe:a9fe", 443, "not a public address"),  # compatible (::169.254.169.254)
+        ("::ffff:0:a9fe:a9fe", 443, "not a public address"),  # SIIT
+        ("64:ff9b::a9fe:a9fe", 443, "not a public address"),  # NAT64
+        ("64:ff9b:1::a9fe:a9fe", 443, "not a public address"),  # local-use NAT64
+        ("2002:a00:1::1", 443, "not a public address"),  # 6to4 of 10.0.0.1
+        ("2001::1", 443, "not a public address"),  # Teredo
+        ("::ffff:8.8.8.8", 443, ""),
     ],
 )
 def test_only_port_443_of_a_public_address_is_allowed(address, port, why_not):
-    chosen, reason = relay.choose("example.org", port, [ip(address)], set(), [])
+    chosen, reason = relay.choose(address, port, [ip(address)], [], [])
+    if why_not.startswith("not"):
+        why_not = f"{address} is {why_not}"
     assert reason == why_not
     assert chosen == (None if why_not else ip(address))
 
 
 def test_the_hosts_own_public_address_is_refused():
     """The portal may listen on every address of its host, public ones too."""
-    chosen, reason = relay.choose("me.example.org", 443, [PUBLIC], {PUBLIC}, [])
-    assert chosen is None and reason == "8.8.8.8 is this host's own address"
-    mapped = ip("::ffff:8.8.8.8")
-    assert relay.choose("me", 443, [mapped], {PUBLIC}, [])[0] is None
+    own = [ipaddress.ip_network("8.8.8.8/32")]
+    chosen, reason = relay.choose("me.example.org", 443, [PUBLIC], own, [])
+    assert chosen is None and reason == "me.example.org is this host's own address"
+    assert relay.choose("me", 443, [ip("::ffff:8.8.8.8")], own, [])[0] is None
 
 
 def test_a_name_resolving_to_a_private_and_a_public_address_gets_the_public_one():
-    chosen, _ = relay.choose("mixed.example.org", 443, [ip("10.0.0.1"), PUBLIC], set(), [])
+    chosen, _ = relay.choose("mixed.example.org", 443, [ip("10.0.0.1"), PUBLIC], [], [])
     assert chosen == PUBLIC
-    assert relay.choose("nothing.example.org", 443, [], set(), []) == (
+    # Which private address a name has is not said: the workspace is not to map the network.
+    assert relay.choose("internal.example.org", 443, [ip("10.0.0.1")], [], []) == (
+        None,
+        "internal.example.org is not a public address",
+    )
+    assert relay.choose("nothing.example.org", 443, [], [], []) == (
         None,
         "nothing.example.org has no address",
     )
@@ -83,15 +100,19 @@ def test_an_administrators_exceptions_allow_their_destination_on_their_port_only
         relay.Allowed.parse("pypi.internal:8443"),
         relay.Allowed.parse("10.20.0.0/16:443"),
         relay.Allowed.parse("[fd00::/8]:3141"),
+        relay.Allowed.parse("10.30.0.0/16:8080"),
     ]
     mirror = ip("10.9.9.9")
-    assert relay.choose("PyPI.internal.", 8443, [mirror], set(), allowed) == (mirror, "")
-    assert relay.choose("pypi.internal", 8444, [mirror], set(), allowed)[0] is None
-    assert relay.choose("other.internal", 8443, [mirror], set(), allowed)[0] is None
-    assert relay.choose("x", 443, [ip("10.20.1.1")], set(), allowed)[0] == ip("10.20.1.1")
-    assert relay.choose("x", 443, [ip("10.21.1.1")], set(), allowed)[0] is None
-    assert relay.choose("x", 3141, [ip("fd00::5")], set(), allowed)[0] == ip("fd00::5")
-    assert relay.choose("x", 3141, [ip("fe80::5")], set(), allowed)[0] is None
+    assert relay.choose("PyPI.internal.", 8443, [mirror], [], allowed) == (mirror, "")
+    assert relay.choose("pypi.internal", 8444, [mirror], [], allowed)[0] is None
+    assert relay.choose("other.internal", 8443, [mirror], [], allowed)[0] is None
+    assert relay.choose("x", 443, [ip("10.20.1.1")], [], allowed)[0] == ip("10.20.1.1")
+    assert relay.choose("x", 443, [ip("10.21.1.1")], [], allowed)[0] is None
+    assert relay.choose("x", 3141, [ip("fd00::5")], [], allowed)[0] == ip("fd00::5")
+    assert relay.choose("x", 3141, [ip("fe80::5")], [], allowed)[0] is None
+    # On a port other than 443, every address of the name is tried against the exceptions.
+    two = [ip("10.99.0.1"), ip("10.30.0.7")]
+    assert relay.choose("x", 8080, two, [], allowed)[0] == ip("10.30.0.7")
 
 
 @pytest.mark.parametrize(
@@ -112,14 +133,33 @@ def test_a_wrong_exception_says_what_is_wrong(text, message):
 
 
 def test_the_hosts_own_addresses_come_from_the_kernel():
-    own = relay.own_addresses()
-    assert ip("127.0.0.1") in own
+    own = relay.own_networks()
+    assert any(ip("127.0.0.5") in network for network in own)  # all of 127/8 is local
+    assert any(ip("::1") in network for network in own)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(("192.0.2.1", 9))  # no packet is sent: it picks the source address
         except OSError:
             return  # no route at all: only the loopback is known
-        assert ip(probe.getsockname()[0]) in own
+        assert any(ip(probe.getsockname()[0]) in network for network in own)
+
+
+def test_new_connections_are_limited_to_a_rate():
+    bucket = relay.Bucket(rate=0, burst=3)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+def test_the_proxys_sandbox_resolves_names_as_the_host_does(tmp_path):
+    """Where resolv.conf links into /run (systemd-resolved), which a sandbox empties."""
+    resolver = tmp_path / "run" / "systemd" / "resolve"
+    resolver.mkdir(parents=True)
+    (resolver / "stub-resolv.conf").write_text("nameserver 127.0.0.53\n")
+    link = tmp_path / "resolv.conf"
+    link.symlink_to(resolver / "stub-resolv.conf")
+    assert isolation.resolver_mounts(link) == ["--ro-bind", str(resolver), str(resolver)]
+    plain = tmp_path / "plain-resolv.conf"
+    plain.write_text("nameserver 192.0.2.53\n")
+    assert isolation.resolver_mounts(plain) == []
 
 
 # -- the proxy, as a process ---------------------------------------------------------------
