@@ -423,3 +423,35 @@ def _in(entry: Path, directory) -> bool:
 def _uid(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(x for x in status.splitlines() if x.startswith("Uid:")).split()[1])
+
+
+@pytest.mark.django_db
+def test_a_repair_after_the_uid_range_changed_does_not_hang(
+    driver, settings, local_infrastructure, profile_factory
+):
+    """The workspace then has no uid of the range: getting one takes the host's lock, which
+    the proxy's start holds (flock is not re-entrant: it would wait for itself)."""
+    assert isolation.host_capability().egress, isolation.host_capability().description
+    spec = _spec(local_infrastructure, profile_factory)
+    driver.provision(spec)
+    directory = driver.directory("ws-1")
+    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
+    proxy = supervisor.egress_process(directory)
+    wait_for(lambda: _proxy_pids(directory), timeout=10, what="the proxy to run")
+    os.kill(_proxy_pids(directory)[0], signal.SIGKILL)
+    wait_for(lambda: not supervisor.is_running(proxy), timeout=10, what="the proxy to end")
+    settings.LOCAL_WORKSPACE_UID_MIN += 500  # still this worker's own range (tests.settings)
+
+    def hung(signum, frame):
+        raise TimeoutError("the repair hangs on the host's lock")
+
+    previous = signal.signal(signal.SIGALRM, hung)  # flock waits until a signal comes
+    signal.alarm(60)
+    try:
+        driver.repair(spec)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert isolation.identity_of(directory) >= settings.LOCAL_WORKSPACE_UID_MIN
+    assert supervisor.is_running(supervisor.egress_process(directory))
