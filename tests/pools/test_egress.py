@@ -365,15 +365,7 @@ def test_a_workspace_downloads_through_its_proxy_and_reaches_nothing_else(
 def test_a_proxy_that_died_is_a_problem_the_repair_mends(
     driver, local_infrastructure, profile_factory
 ):
-    assert isolation.host_capability().egress, isolation.host_capability().description
-    spec = _spec(local_infrastructure, profile_factory)
-    driver.provision(spec)
-    directory = driver.directory("ws-1")
-    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
-    proxy = supervisor.egress_process(directory)
-    wait_for(lambda: _proxy_pids(directory), timeout=10, what="the proxy to run")
-    os.kill(_proxy_pids(directory)[0], signal.SIGKILL)  # it dies; its row stays
-    wait_for(lambda: not supervisor.is_running(proxy), timeout=10, what="the proxy to end")
+    spec, directory = _proxy_died(driver, local_infrastructure, profile_factory)
 
     assert any("HTTPS proxy" in problem for problem in driver.check(spec))
     driver.repair(spec)
@@ -395,6 +387,20 @@ def test_the_status_says_when_workspaces_reach_no_internet(settings):
         assert not capability.egress
         assert "LOCAL_WORKSPACE_EGRESS_ALLOW is wrong" in capability.description
         assert "'pypi.internal' is not HOST:PORT" in capability.description
+
+
+def _proxy_died(driver, local_infrastructure, profile_factory):
+    """A workspace whose proxy was killed (its registry row stays, as a crash leaves it)."""
+    assert isolation.host_capability().egress, isolation.host_capability().description
+    spec = _spec(local_infrastructure, profile_factory)
+    driver.provision(spec)
+    directory = driver.directory("ws-1")
+    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
+    proxy = supervisor.egress_process(directory)
+    wait_for(lambda: _proxy_pids(directory), timeout=10, what="the proxy to run")
+    os.kill(_proxy_pids(directory)[0], signal.SIGKILL)
+    wait_for(lambda: not supervisor.is_running(proxy), timeout=10, what="the proxy to end")
+    return spec, directory
 
 
 def _proxy_pids(directory) -> list[int]:
@@ -431,15 +437,7 @@ def test_a_repair_after_the_uid_range_changed_does_not_hang(
 ):
     """The workspace then has no uid of the range: getting one takes the host's lock, which
     the proxy's start holds (flock is not re-entrant: it would wait for itself)."""
-    assert isolation.host_capability().egress, isolation.host_capability().description
-    spec = _spec(local_infrastructure, profile_factory)
-    driver.provision(spec)
-    directory = driver.directory("ws-1")
-    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
-    proxy = supervisor.egress_process(directory)
-    wait_for(lambda: _proxy_pids(directory), timeout=10, what="the proxy to run")
-    os.kill(_proxy_pids(directory)[0], signal.SIGKILL)
-    wait_for(lambda: not supervisor.is_running(proxy), timeout=10, what="the proxy to end")
+    spec, directory = _proxy_died(driver, local_infrastructure, profile_factory)
     settings.LOCAL_WORKSPACE_UID_MIN += 500  # still this worker's own range (tests.settings)
 
     def hung(signum, frame):
