@@ -11,7 +11,7 @@ to ask, never with what an administrator would have to do.
 
 from __future__ import annotations
 
-from pools import cgroups
+from pools import cgroups, isolation
 from portal.roles import CHANGE, Area, has_perm
 from portal.users import org_admins
 from profiles.choices import HealthStatus, InfrastructureKind
@@ -79,7 +79,9 @@ def totals(profile) -> dict[str, str]:
 def offers(user, profiles) -> list:
     """The profiles (resource groups and infrastructure loaded) `user` is offered, each
     with `gpu`, `offered` (memory, CPUs, storage), `limited` (whether memory and CPUs are
-    limits or only counted), `estimate`, `usable`, `note` (plain words) and `admin_hint`."""
+    limits or only counted), `internet` (what a local workspace reaches, where that is
+    not simply the host's network), `estimate`, `usable`, `note` (plain words) and
+    `admin_hint`."""
     hints = sees_setup_hints(user)
     estimated = estimates.estimates(profiles)  # a few queries for all, not some per profile
     ask = None
@@ -96,6 +98,9 @@ def offers(user, profiles) -> list:
         profile.limited = (
             infrastructure.kind != InfrastructureKind.LOCAL or cgroups.support().enforced
         )
+        profile.internet = (
+            local_internet() if infrastructure.kind == InfrastructureKind.LOCAL else ""
+        )
         profile.estimate = estimated[profile.pk] if usable else ""
         profile.usable = usable
         profile.note = profile.admin_hint = ""
@@ -108,3 +113,14 @@ def offers(user, profiles) -> list:
             profile.admin_hint = reason if hints else ""
         shown.append(profile)
     return shown
+
+
+def local_internet() -> str:
+    """What a local workspace reaches outside, in a scientist's words; "" where it shares
+    the host's network (it then reaches what the host does)."""
+    capability = isolation.host_capability()
+    if not capability.own_network:
+        return ""
+    if capability.egress:
+        return "HTTPS only, through a proxy (port 443 of public addresses)"
+    return "None: downloads such as pip install fail"

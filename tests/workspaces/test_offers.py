@@ -6,7 +6,7 @@ import html
 import pytest
 from django.urls import reverse
 
-from pools import cgroups
+from pools import cgroups, isolation
 from profiles.choices import HealthStatus
 
 SELF_SERVICE = reverse("workspaces:self_service")
@@ -60,6 +60,21 @@ def test_a_local_card_shows_no_caveat_where_the_host_holds_workspaces_to_their_p
     assert cgroups.support().enforced, cgroups.support().description
     card = cards_of(page_for(client, member), "one-a100")["one-a100"]
     assert 'class="limits"' not in card
+
+
+def test_a_local_card_says_what_of_the_internet_its_workspaces_reach(
+    client, org_admin, gpu_profile, not_set_up, settings
+):
+    assert isolation.host_capability().own_network, isolation.host_capability().description
+    cards = cards_of(page_for(client, org_admin), "one-a100", "cloud-a100")
+    assert '<dd class="internet">HTTPS only, through a proxy' in cards["one-a100"]
+    assert 'class="internet"' not in cards["cloud-a100"]  # a cloud's network is its own
+    settings.LOCAL_WORKSPACE_EGRESS = "off"
+    card = cards_of(page_for(client, org_admin), "one-a100")["one-a100"]
+    assert '<dd class="internet">None: downloads such as pip install fail</dd>' in card
+    settings.LOCAL_WORKSPACE_NETWORK = "host"  # the host's network: nothing to say
+    card = cards_of(page_for(client, org_admin), "one-a100")["one-a100"]
+    assert 'class="internet"' not in card
 
 
 def test_a_profile_whose_infrastructure_is_not_set_up_is_not_offered_to_scientists(
