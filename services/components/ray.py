@@ -21,6 +21,12 @@ from services.components.base import (
 )
 
 GCS_PORT = 6379
+# Ray Client's proxy starts each client's server with a Popen that runs Python between
+# fork and exec, and closes the child's descriptors. gRPC's fork support restarts its
+# poller thread in the child, which then finds its epoll descriptor closed (EBADF) and
+# kills the child before exec: "Starting Ray client server failed", now and then, under
+# load (grpc/grpc#43055, grpcio 1.85). The child only execs, so it needs no fork support.
+GRPC_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false"}
 
 
 def temp_dir(directory: Path) -> Path:
@@ -94,11 +100,12 @@ class Ray(Component):
             },
             {"name": "Ray address (ray.init, from the host)", "url": f"127.0.0.1:{target.port}"},
         ]
-        return LocalProcess(argv, endpoints=endpoints, extra={"temp_dir": str(temp)})
+        return LocalProcess(argv, GRPC_ENV, endpoints, extra={"temp_dir": str(temp)})
 
     def kubernetes(self, target: Target) -> KubeWorkload:
         container = {
             "command": ["ray", "start", "--head", f"--port={GCS_PORT}", "--block"],
+            "env": [{"name": name, "value": value} for name, value in GRPC_ENV.items()],
             "args": ["--dashboard-host=0.0.0.0", "--disable-usage-stats"],
             "ports": [
                 {"name": "gcs", "containerPort": GCS_PORT},

@@ -83,5 +83,9 @@ def test_ray_workers_join_the_head():
     assert (
         "--address=ws-42-ray:6379" in worker["spec"]["template"]["spec"]["containers"][0]["command"]
     )
+    # Without gRPC's fork support: it kills Ray Client's per-client servers as they start.
+    head = next(o for o in objects if o["metadata"]["name"] == "ws-42-ray")
+    env = head["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "GRPC_ENABLE_FORK_SUPPORT", "value": "false"} in env
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
