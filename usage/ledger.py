@@ -146,20 +146,19 @@ class _Mark(NamedTuple):
     timestamp: datetime
 
 
-PROMISED = "promised"  # a span of an instance's life in which a workspace waited for it
+PROMISED_SPAN = "promised"  # a span of an instance's life in which a workspace waited for it
 
 
 def promise_marks(events) -> list[_Mark]:
     """The instance's events, with each time it was promised to a workspace that gave it
     back (`pools.promises`) as a span of its own, which is no pool idle time."""
-    marks, state, promised = [], None, False
+    marks, promised = [], False
     for event in events:
-        state = event.to_state
         if event.message.startswith(promises.PROMISED):
             promised = True
         elif event.message.startswith(promises.GIVEN_BACK):
             promised = False
-        marks.append(_Mark(PROMISED if promised else state, event.timestamp))
+        marks.append(_Mark(PROMISED_SPAN if promised else event.to_state, event.timestamp))
     return marks
 
 
