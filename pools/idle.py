@@ -50,6 +50,7 @@ from pools.models import GpuAllocation, Workspace
 from portal import audit, notifications
 from portal.models import AuditAction, NotificationKind
 from profiles.choices import InfrastructureKind
+from profiles.mig.nvml import utilisation as gpu_utilisation
 from services.components.base import Capability
 from services.models import ComponentDeployment, ComponentStatus
 
@@ -325,30 +326,8 @@ def cpu_busy(workspace: Workspace, cpu_seconds: float, now: datetime) -> bool:
 def gpu_busy(device_uuids: list[str], nvml=None) -> bool | None:
     """Whether any of the devices is busy; None when NVML cannot tell for any of them
     (no driver on this host, a MIG device, no devices)."""
-    if not device_uuids:
-        return None
-    if nvml is None:
-        import pynvml as nvml
-    try:
-        nvml.nvmlInit()
-    except nvml.NVMLError:  # no driver, or no library: no signal
-        return None
-    try:
-        readings = [_utilisation(nvml, uuid) for uuid in device_uuids]
-    finally:
-        nvml.nvmlShutdown()
-    known = [percent for percent in readings if percent is not None]
-    if not known:
-        return None
-    return max(known) >= GPU_ACTIVE_PERCENT
-
-
-def _utilisation(nvml, uuid: str) -> int | None:
-    try:
-        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
-        return nvml.nvmlDeviceGetUtilizationRates(handle).gpu
-    except nvml.NVMLError:  # NotSupported on a MIG device; NotFound once it is gone
-        return None
+    percent = gpu_utilisation(device_uuids, nvml)
+    return None if percent is None else percent >= GPU_ACTIVE_PERCENT
 
 
 def jupyter_servers(workspace: Workspace) -> list[tuple[int, str]]:

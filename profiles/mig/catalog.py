@@ -182,9 +182,11 @@ _EIGHT_SLICE_MODELS = {
         DERIVED,
         "DUUDDUU",
     ),
+    # Every fact of it read through NVML on an H200 (driver 580.159.04, bin/check-gpu-host;
+    # replayed by tests/mig/test_nvml_capture.py).
     "H200": (
         ("1g.18gb", "1g.18gb+me", "1g.35gb", "2g.35gb", "3g.71gb", "4g.71gb", "7g.141gb"),
-        DERIVED,
+        CONFIRMED,
         "CCCCCCC",
     ),
     "GH200-96GB": (
@@ -298,12 +300,14 @@ _CAPTURED_USABLE_GIB = {
     ("H100-80GB", "2g.20gb"): 19.62,
     ("H100-80GB", "3g.40gb"): 39.50,
     ("H100-80GB", "7g.80gb"): 79.25,
+    # H200: read through NVML (driver 580.159.04); NVIDIA/mig-parted#120 shows 0.25 GiB less.
     ("H200", "1g.18gb"): 16.00,
-    ("H200", "1g.35gb"): 32.25,  # NVIDIA/mig-parted#120
-    ("H200", "2g.35gb"): 32.25,
-    ("H200", "3g.71gb"): 69.50,
-    ("H200", "4g.71gb"): 69.50,
-    ("H200", "7g.141gb"): 139.75,
+    ("H200", "1g.18gb+me"): 16.00,
+    ("H200", "1g.35gb"): 32.50,
+    ("H200", "2g.35gb"): 32.50,
+    ("H200", "3g.71gb"): 69.75,
+    ("H200", "4g.71gb"): 69.75,
+    ("H200", "7g.141gb"): 140.00,
     ("GH200-144GB", "1g.18gb"): 17.50,  # NVIDIA/mig-parted#139
     ("GH200-144GB", "1g.36gb"): 35.25,
     ("GH200-144GB", "2g.36gb"): 35.25,

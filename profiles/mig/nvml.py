@@ -198,6 +198,34 @@ def _possible_placements(nvml: Any, handle: Any, profile_id: int) -> tuple[tuple
     return tuple((p.start, p.size) for p in placements[: count.value])
 
 
+def utilisation(device_uuids: list[str], nvml: Any = None) -> int | None:
+    """The highest GPU utilisation (%) NVML reports for these devices over its last sample
+    period; None when it reports none (no driver or library, only MIG devices, which have
+    no such counter, or no devices)."""
+    if not device_uuids:
+        return None
+    if nvml is None:
+        import pynvml as nvml
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError:
+        return None
+    try:
+        readings = [_utilisation(nvml, uuid) for uuid in device_uuids]
+    finally:
+        nvml.nvmlShutdown()
+    known = [percent for percent in readings if percent is not None]
+    return max(known) if known else None
+
+
+def _utilisation(nvml: Any, uuid: str) -> int | None:
+    try:
+        handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+        return nvml.nvmlDeviceGetUtilizationRates(handle).gpu
+    except nvml.NVMLError:  # NotSupported on a MIG device; NotFound once it is gone
+        return None
+
+
 def compare_with_catalog(gpu: GpuInfo) -> list[str]:
     """Where NVML's profile table for this GPU differs from the offline catalog."""
     if gpu.gpu_model is None:
