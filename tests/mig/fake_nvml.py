@@ -11,7 +11,10 @@ import pynvml
 from profiles.mig import catalog
 
 
-class FakeNvml:
+class PynvmlNames:
+    """What code under test reads off the `pynvml` module besides its functions: the real
+    error classes, constants and placement struct."""
+
     NVMLError = pynvml.NVMLError
     NVMLError_NotFound = pynvml.NVMLError_NotFound
     NVMLError_NotSupported = pynvml.NVMLError_NotSupported
@@ -20,6 +23,8 @@ class FakeNvml:
     NVML_GPU_INSTANCE_PROFILE_COUNT = pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT
     c_nvmlGpuInstancePlacement_t = pynvml.c_nvmlGpuInstancePlacement_t
 
+
+class FakeNvml(PynvmlNames):
     def __init__(
         self, model="A100-40GB", mig_mode=(1, 1), mig_devices=(), init_error=None, minor=3
     ):

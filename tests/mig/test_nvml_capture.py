@@ -21,20 +21,14 @@ from pools import devices
 from profiles.mig import catalog
 from profiles.mig.nvml import MigDeviceInfo, compare_with_catalog, inventory
 
+from .fake_nvml import PynvmlNames
+
 CAPTURE = json.loads((Path(__file__).parent / "data" / "nvml-h200.json").read_text())
 REPO = Path(__file__).resolve().parents[2]
 
 
-class ReplayedNvml:
+class ReplayedNvml(PynvmlNames):
     """`pynvml` as far as `profiles.mig.nvml.inventory` asks it, answering from a capture."""
-
-    NVMLError = pynvml.NVMLError
-    NVMLError_NotFound = pynvml.NVMLError_NotFound
-    NVMLError_NotSupported = pynvml.NVMLError_NotSupported
-    NVML_DEVICE_MIG_DISABLE = pynvml.NVML_DEVICE_MIG_DISABLE
-    NVML_DEVICE_MIG_ENABLE = pynvml.NVML_DEVICE_MIG_ENABLE
-    NVML_GPU_INSTANCE_PROFILE_COUNT = pynvml.NVML_GPU_INSTANCE_PROFILE_COUNT
-    c_nvmlGpuInstancePlacement_t = pynvml.c_nvmlGpuInstancePlacement_t
 
     def __init__(self, capture):
         self.gpus = capture["gpus"]
