@@ -49,6 +49,9 @@ REQUEST_LIMIT = 8192  # bytes of request line and headers
 REQUEST_TIMEOUT = 10.0  # seconds to send them
 CONNECT_TIMEOUT = 10.0
 MAX_CONNECTIONS = 128  # at once, per workspace
+# A tunnel silent both ways this long is closed, so tunnels left open to nowhere cannot
+# hold every connection the workspace may have (squid's read_timeout is as long).
+TUNNEL_IDLE = 15 * 60.0
 # New connections a second (on average; BURST at once): they go out from the host, whose
 # connection tracking and resolver a loop of connections must not exhaust.
 RATE, BURST = 20, 100
@@ -98,15 +101,19 @@ def _to_service(client: socket.socket, port: int) -> None:
     copy_both_ways(client, service)
 
 
-def copy_both_ways(client: socket.socket, server: socket.socket) -> None:
-    """Copy bytes both ways until both sides have finished sending; then close both."""
+def copy_both_ways(client: socket.socket, server: socket.socket, idle: float | None = None) -> None:
+    """Copy bytes both ways until both sides have finished sending, or until nothing has
+    come either way for `idle` seconds; then close both."""
     peers = {client: server, server: client}
     open_reads = set(peers)
     with selectors.DefaultSelector() as selector:
         for sock in peers:
             selector.register(sock, selectors.EVENT_READ)
         while open_reads:
-            for key, _ in selector.select():
+            ready = selector.select(idle)
+            if not ready:
+                break  # silent for `idle` seconds
+            for key, _ in ready:
                 source = key.fileobj
                 try:
                     data = source.recv(CHUNK)
@@ -329,7 +336,7 @@ def forward(client: socket.socket, allowed: list[Allowed], log) -> None:
         client.close()
         server.close()
         return
-    copy_both_ways(client, server)
+    copy_both_ways(client, server, idle=TUNNEL_IDLE)
 
 
 def _refuse(client: socket.socket, status: int, reason: str) -> None:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -147,6 +148,24 @@ def test_the_hosts_own_addresses_come_from_the_kernel():
 def test_new_connections_are_limited_to_a_rate():
     bucket = relay.Bucket(rate=0, burst=3)
     assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_tunnel_silent_both_ways_is_closed_and_a_busy_one_is_not():
+    workspace_side, client = socket.socketpair()
+    mirror_side, server = socket.socketpair()
+    copying = threading.Thread(target=relay.copy_both_ways, args=(client, server, 0.5))
+    copying.start()
+    for _ in range(5):  # 1.2 s of traffic, longer than the limit, in shorter gaps
+        workspace_side.sendall(b"ping")
+        assert mirror_side.recv(4) == b"ping"
+        last = time.monotonic()
+        assert copying.is_alive()
+        time.sleep(0.3)
+    copying.join(timeout=5)
+    assert not copying.is_alive()
+    assert time.monotonic() - last > 0.45  # after 0.5 s of silence (from its own last send)
+    assert workspace_side.recv(1) == b"" and mirror_side.recv(1) == b""  # both closed
+    assert relay.TUNNEL_IDLE == 900  # what the proxy passes for its tunnels
 
 
 def test_the_proxys_sandbox_resolves_names_as_the_host_does(tmp_path):
