@@ -358,6 +358,11 @@ KUBERNETES_WORKSPACE_IMAGE = env_str(
 )
 # Empty: the cluster's default StorageClass.
 KUBERNETES_STORAGE_CLASS = env_str("KUBERNETES_STORAGE_CLASS")
+# What a Kubernetes workspace reaches outside the cluster: port 443 of public addresses
+# (as a local workspace), any port of them, or nothing (its NetworkPolicy).
+KUBERNETES_WORKSPACE_EGRESS = env_choice(
+    "KUBERNETES_WORKSPACE_EGRESS", "https", {"https", "public", "off"}
+)
 
 # The REST API (api/, issue 15): personal API tokens or the session (with CSRF), the roles'
 # permissions plus the token's scope, errors as RFC 9457 problem details, a rate per token.

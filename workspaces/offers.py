@@ -12,6 +12,8 @@ to ask, never with what an administrator would have to do.
 from __future__ import annotations
 
 from pools import cgroups, isolation
+from pools.drivers import k8s_manifests
+from pools.drivers.kubernetes import options_from_settings
 from portal.roles import CHANGE, Area, has_perm
 from portal.users import org_admins
 from profiles.choices import HealthStatus, InfrastructureKind
@@ -79,8 +81,8 @@ def totals(profile) -> dict[str, str]:
 def offers(user, profiles) -> list:
     """The profiles (resource groups and infrastructure loaded) `user` is offered, each
     with `gpu`, `offered` (memory, CPUs, storage), `limited` (whether memory and CPUs are
-    limits or only counted), `internet` (what a local workspace reaches, where that is
-    not simply the host's network), `estimate`, `usable`, `note` (plain words) and
+    limits or only counted), `internet` (what its workspaces reach outside, where the
+    portal fences them: `internet()`), `estimate`, `usable`, `note` (plain words) and
     `admin_hint`."""
     hints = sees_setup_hints(user)
     estimated = estimates.estimates(profiles)  # a few queries for all, not some per profile
@@ -98,9 +100,7 @@ def offers(user, profiles) -> list:
         profile.limited = (
             infrastructure.kind != InfrastructureKind.LOCAL or cgroups.support().enforced
         )
-        profile.internet = (
-            local_internet() if infrastructure.kind == InfrastructureKind.LOCAL else ""
-        )
+        profile.internet = internet(infrastructure.kind)
         profile.estimate = estimated[profile.pk] if usable else ""
         profile.usable = usable
         profile.note = profile.admin_hint = ""
@@ -113,6 +113,31 @@ def offers(user, profiles) -> list:
             profile.admin_hint = reason if hints else ""
         shown.append(profile)
     return shown
+
+
+def internet(kind: str) -> str:
+    """What a workspace on this kind of infrastructure reaches outside, in a scientist's
+    words; "" where the portal does not fence it (a cloud's network is its own)."""
+    if kind == InfrastructureKind.LOCAL:
+        return local_internet()
+    if kind == InfrastructureKind.KUBERNETES:
+        return kubernetes_internet()
+    return ""
+
+
+def kubernetes_internet() -> str:
+    """What its NetworkPolicy lets a Kubernetes workspace reach outside; "" in shared
+    namespace mode, where the cluster's administrator fences workspaces. The policy holds
+    only where the cluster's network plugin enforces it, which the portal cannot see."""
+    options = options_from_settings()
+    if options.namespace_mode != k8s_manifests.NAMESPACE_MODE:
+        return ""
+    reach = {
+        k8s_manifests.HTTPS_EGRESS: "HTTPS only (port 443 of public addresses)",
+        k8s_manifests.PUBLIC_EGRESS: "Public addresses, any port",
+        k8s_manifests.NO_EGRESS: "None: downloads such as pip install fail",
+    }[options.egress]
+    return f"{reach}, if the cluster enforces its network policy"
 
 
 def local_internet() -> str:

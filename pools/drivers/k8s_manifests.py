@@ -55,6 +55,10 @@ NAMESPACE_MODE = "namespace"  # a namespace per workspace (default)
 SHARED_MODE = "shared"  # labelled objects in one shared namespace
 DATA_VOLUME = "data"
 DEFAULT_IMAGE = "nvcr.io/nvidia/cuda:12.6.3-base-ubuntu24.04"
+# What a workspace's pods reach outside the cluster (KUBERNETES_WORKSPACE_EGRESS): port 443
+# of public addresses, as a local workspace through its proxy (default); any port of them;
+# or nothing.
+HTTPS_EGRESS, PUBLIC_EGRESS, NO_EGRESS = "https", "public", "off"
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,13 @@ class ManifestOptions:
     avoid_nodes: tuple[str, ...] = ()
     # Group index -> the node its pods must run on (chosen by the fleet placement engine).
     pin_nodes: dict[int, str] = field(default_factory=dict)
+    egress: str = HTTPS_EGRESS
 
     def __post_init__(self):
         if self.namespace_mode not in (NAMESPACE_MODE, SHARED_MODE):
             raise ValueError(f"unknown namespace mode: {self.namespace_mode!r}")
+        if self.egress not in (HTTPS_EGRESS, PUBLIC_EGRESS, NO_EGRESS):
+            raise ValueError(f"unknown egress: {self.egress!r}")
 
 
 def namespace_for(spec: WorkspaceSpec, options: ManifestOptions) -> str:
@@ -202,11 +209,30 @@ INGRESS_NAMESPACE_LABEL = "gpupaas.io/workspace-ingress"
 def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
     """Code in a workspace is untrusted: its namespace takes traffic only from itself and
     from namespaces labelled `gpupaas.io/workspace-ingress=allowed`, and reaches only itself,
-    the cluster's DNS and addresses outside the private and link-local ranges; never the
-    portal, another workspace or the metadata service. It needs a CNI that enforces
-    NetworkPolicy (Calico, Cilium, the cloud's own); without one it is inert."""
+    the cluster's DNS and, as `options.egress` says, port 443 (or any port) of addresses
+    outside the private and link-local ranges, or none of them; never the portal, another
+    workspace or the metadata service. It needs a CNI that enforces NetworkPolicy (Calico,
+    Cilium, the cloud's own); without one it is inert."""
     dns_ports = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
     same_namespace = {"podSelector": {}}
+    egress: list[dict] = [
+        {"to": [same_namespace]},
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
+                    }
+                }
+            ],
+            "ports": dns_ports,
+        },
+    ]
+    if options.egress != NO_EGRESS:
+        public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": [*PRIVATE_RANGES, LINK_LOCAL]}}
+        egress.append({"to": [public]})
+        if options.egress == HTTPS_EGRESS:
+            egress[-1]["ports"] = [{"protocol": "TCP", "port": 443}]
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -226,29 +252,7 @@ def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> di
                     ]
                 }
             ],
-            "egress": [
-                {"to": [same_namespace]},
-                {
-                    "to": [
-                        {
-                            "namespaceSelector": {
-                                "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}
-                            }
-                        }
-                    ],
-                    "ports": dns_ports,
-                },
-                {
-                    "to": [
-                        {
-                            "ipBlock": {
-                                "cidr": "0.0.0.0/0",
-                                "except": [*PRIVATE_RANGES, LINK_LOCAL],
-                            }
-                        }
-                    ]
-                },
-            ],
+            "egress": egress,
         },
     }
 

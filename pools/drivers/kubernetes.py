@@ -33,7 +33,7 @@ message; 409, 429, 5xx, timeouts and connection failures → TransientError.
 
 Settings (optional, read from django.conf.settings): KUBERNETES_NAMESPACE_MODE
 ("namespace" or "shared"), KUBERNETES_SHARED_NAMESPACE, KUBERNETES_WORKSPACE_IMAGE,
-KUBERNETES_STORAGE_CLASS.
+KUBERNETES_STORAGE_CLASS, KUBERNETES_WORKSPACE_EGRESS ("https", "public" or "off").
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def options_from_settings() -> m.ManifestOptions:
         ),
         image=getattr(settings, "KUBERNETES_WORKSPACE_IMAGE", defaults.image),
         storage_class=getattr(settings, "KUBERNETES_STORAGE_CLASS", defaults.storage_class),
+        egress=getattr(settings, "KUBERNETES_WORKSPACE_EGRESS", defaults.egress),
     )
 
 

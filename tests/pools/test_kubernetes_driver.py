@@ -8,7 +8,7 @@ import pytest
 
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
-from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver
+from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver, options_from_settings
 from pools.kube import object_path
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure
@@ -394,9 +394,38 @@ def test_a_workspace_namespace_is_fenced_off_from_the_portal_and_other_workspace
     sources = spec["ingress"][0]["from"]
     assert sources[0] == {"podSelector": {}}
     assert sources[1]["namespaceSelector"]["matchLabels"] == {m.INGRESS_NAMESPACE_LABEL: "allowed"}
-    # Out: never a private or link-local address (pods, services, the portal, metadata).
+    # Out: never a private or link-local address (pods, services, the portal, metadata),
+    # and by default only port 443 of the rest, as a local workspace through its proxy.
     (outside,) = [rule for rule in spec["egress"] if "ipBlock" in rule["to"][0]]
     blocked = outside["to"][0]["ipBlock"]["except"]
     for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
         assert cidr in blocked
+    assert outside["ports"] == [{"protocol": "TCP", "port": 443}]
     assert not by_kind(m.render(SPECS["whole-gpu"], SHARED), "NetworkPolicy")
+
+
+@pytest.mark.parametrize(
+    ("egress", "outside_ports"),
+    [("https", [{"protocol": "TCP", "port": 443}]), ("public", None), ("off", "no rule")],
+)
+def test_what_a_workspace_reaches_outside_is_the_administrators_choice(
+    settings, egress, outside_ports
+):
+    settings.KUBERNETES_WORKSPACE_EGRESS = egress
+    options = options_from_settings()
+    (policy,) = by_kind(m.render(SPECS["whole-gpu"], options), "NetworkPolicy")
+    kubernetes_validate.validate(policy, "1.33.0", strict=True)
+    rules = policy["spec"]["egress"]
+    outside = [rule for rule in rules if "ipBlock" in rule["to"][0]]
+    if outside_ports == "no rule":
+        assert outside == []
+    else:
+        assert outside[0].get("ports") == outside_ports
+    # Its own namespace and the cluster's DNS stay reachable whatever the choice.
+    assert rules[0] == {"to": [{"podSelector": {}}]}
+    assert {p["port"] for p in rules[1]["ports"]} == {53}
+
+
+def test_an_unknown_egress_choice_is_refused():
+    with pytest.raises(ValueError, match="unknown egress: 'all'"):
+        m.ManifestOptions(egress="all")

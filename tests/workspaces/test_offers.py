@@ -7,7 +7,8 @@ import pytest
 from django.urls import reverse
 
 from pools import cgroups, isolation
-from profiles.choices import HealthStatus
+from profiles.choices import HealthStatus, InfrastructureKind
+from profiles.models import Infrastructure
 
 SELF_SERVICE = reverse("workspaces:self_service")
 ADMIN_REASON = "Unreachable: the workspaces directory /srv/ws is not writable"
@@ -74,6 +75,31 @@ def test_a_local_card_says_what_of_the_internet_its_workspaces_reach(
     assert '<dd class="internet">None: downloads such as pip install fail</dd>' in card
     settings.LOCAL_WORKSPACE_NETWORK = "host"  # the host's network: nothing to say
     card = cards_of(page_for(client, org_admin), "one-a100")["one-a100"]
+    assert 'class="internet"' not in card
+
+
+@pytest.mark.parametrize(
+    ("egress", "line"),
+    [
+        ("https", "HTTPS only (port 443 of public addresses)"),
+        ("public", "Public addresses, any port"),
+        ("off", "None: downloads such as pip install fail"),
+    ],
+)
+def test_a_kubernetes_card_says_what_its_network_policy_lets_out(
+    client, org_admin, profile_factory, settings, egress, line
+):
+    cluster = Infrastructure.objects.create(
+        name="Cluster", kind=InfrastructureKind.KUBERNETES, health_status=HealthStatus.READY
+    )
+    profile_factory(cluster, "Pod A100", (("A100-40GB", 1),), published=True)
+    settings.KUBERNETES_WORKSPACE_EGRESS = egress
+    card = cards_of(page_for(client, org_admin), "pod-a100")["pod-a100"]
+    # The portal cannot see whether the cluster's network plugin enforces the policy.
+    expected = f'<dd class="internet">{line}, if the cluster enforces its network policy</dd>'
+    assert expected in card
+    settings.KUBERNETES_NAMESPACE_MODE = "shared"  # no policy of the portal's: nothing to say
+    card = cards_of(page_for(client, org_admin), "pod-a100")["pod-a100"]
     assert 'class="internet"' not in card
 
 
