@@ -320,6 +320,39 @@ def start(
     return record
 
 
+def run_once(
+    argv: list[str],
+    workspace: Path,
+    env: dict[str, str],
+    *,
+    devices: Sequence[str] = (),
+    limits: cgroups.Limits | None = None,
+    timeout: float,
+) -> subprocess.CompletedProcess:
+    """Run `argv` to its end as the workspace's processes run (sandboxed as its identity,
+    with `devices`, in its control group), its output captured; for the portal's own short
+    checks, so it has no network of its own and is not registered. TimeoutExpired after
+    `timeout` seconds (the process is killed)."""
+    workspace = Path(os.path.abspath(workspace))
+    command, cwd, umask = list(argv), workspace, -1
+    if isolation.host_capability().isolated:
+        uid = isolation.prepare(workspace)
+        command = isolation.sandbox_argv(command, workspace, workspace, uid, devices)
+        env = isolation.sandbox_env(env, workspace)
+        cwd, umask = Path("/"), 0o077  # never chdir as root through the workspace's links
+    command = cgroups.join_argv(workspace, limits) + command
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        umask=umask,
+    )
+
+
 EGRESS_RECORD = "egress.json"  # the proxy's record, in the workspace's directory
 EGRESS_LOG = "egress.log"  # one line per connection it allowed or refused, and why
 

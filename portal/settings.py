@@ -337,6 +337,9 @@ LOCAL_WORKSPACE_NETWORK = env_choice("LOCAL_WORKSPACE_NETWORK", "own", {"own", "
 # administrator trusts, e.g. an internal package mirror: NAME:PORT, ADDRESS:PORT, NETWORK:PORT.
 LOCAL_WORKSPACE_EGRESS = env_choice("LOCAL_WORKSPACE_EGRESS", "https", {"https", "off"})
 LOCAL_WORKSPACE_EGRESS_ALLOW = env_list("LOCAL_WORKSPACE_EGRESS_ALLOW", [])
+# cuda: a local workspace with GPUs is ready only once CUDA, run as its processes run, sees
+# exactly its GPUs (pools.gpucheck); off: NVML's word is taken for it.
+LOCAL_GPU_CHECK = env_choice("LOCAL_GPU_CHECK", "cuda", {"cuda", "off"})
 # Their CPUs and memory: "auto" holds each workspace to its profile's where the host can
 # (a control group per workspace; README: security model), "off" lets them share the host's.
 LOCAL_WORKSPACE_LIMITS = env_choice("LOCAL_WORKSPACE_LIMITS", "auto", {"auto", "off"})

@@ -20,3 +20,7 @@ from portal.settings import *  # noqa: F403
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
 LOCAL_WORKSPACE_UID_MIN = 70000 + 1000 * (int(_WORKER) if _WORKER.isdigit() else 0)
 LOCAL_WORKSPACE_UID_MAX = LOCAL_WORKSPACE_UID_MIN + 999
+
+# The GPUs of the tests are NVML stand-ins (tests/workspace_fixtures.py), which no CUDA can
+# open; tests/pools/test_gpu_check.py turns the check on where it is the subject.
+LOCAL_GPU_CHECK = "off"

@@ -27,12 +27,15 @@ import os
 import shlex
 import shutil
 import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from pools import cgroups, devices, isolation, supervisor
+from pools import cgroups, devices, gpucheck, isolation, supervisor
 from pools.drivers.base import (
     Driver,
     DriverError,
@@ -192,6 +195,29 @@ class LocalDriver(Driver):
         lines = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
         supervisor.write_file(directory / ENV_FILE, "\n".join(lines) + "\n")
         report("environment file written")
+        if allocations and settings.LOCAL_GPU_CHECK == "cuda":
+            report(f"CUDA sees {self._check_gpus(spec, env, allocations)}")
+
+    def _check_gpus(self, spec: WorkspaceSpec, env: dict[str, str], allocations) -> str:
+        """What CUDA sees, run as the workspace's processes run (`pools.gpucheck`); a
+        PermanentError saying what it said unless that is exactly its GPUs."""
+        try:
+            done = supervisor.run_once(
+                [sys.executable, "-I", "-c", gpucheck.PROBE],
+                self.directory(spec.name),
+                dict(os.environ) | env,
+                devices=self.device_nodes(spec),
+                limits=self.limits(spec),
+                timeout=gpucheck.TIMEOUT,
+            )
+        except subprocess.TimeoutExpired:
+            raise TransientError(
+                f"CUDA did not start within {gpucheck.TIMEOUT} s in the workspace."
+            ) from None
+        problem, seen = gpucheck.judge(done, [a.device_uuid for a in allocations])
+        if problem:
+            raise PermanentError(problem)
+        return seen
 
     def environment(self, spec: WorkspaceSpec) -> dict[str, str]:
         """The workspace's own variables from its GPU allocations in the database (what the

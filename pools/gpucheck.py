@@ -1,0 +1,90 @@
+"""Whether CUDA, run as a workspace's processes run, sees exactly the GPUs allocated to it.
+
+NVML listing a GPU does not make it usable: the driver's CUDA library may be missing, the
+GPU may have fallen off the bus, a device node may not reach the sandbox. So before a
+local workspace with GPUs is ready (and again when it starts or is repaired), a short
+probe runs as its processes do (`supervisor.run_once`: sandboxed as its uid, with its
+device nodes and its `CUDA_VISIBLE_DEVICES`). It initialises CUDA through the driver API
+(ctypes: no framework needed) and lists the devices it sees, with their UUIDs. Anything
+but exactly the allocated devices fails the step, saying what CUDA said.
+`LOCAL_GPU_CHECK=off` skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Sequence
+
+TIMEOUT = 60  # seconds; initialising CUDA takes a few on large GPUs
+
+# Run with `python -I -c`: standard library only, one JSON line on stdout.
+PROBE = r"""
+import ctypes, json
+def say(**found):
+    print(json.dumps(found))
+    raise SystemExit(0)
+try:
+    cuda = ctypes.CDLL("libcuda.so.1")
+except OSError as error:
+    say(error=f"libcuda.so.1 cannot be loaded ({error})")
+def name_of(status):
+    text = ctypes.c_char_p()
+    cuda.cuGetErrorName(status, ctypes.byref(text))
+    return (text.value or b"").decode()
+status = cuda.cuInit(0)
+if status:
+    say(error=f"cuInit failed with {name_of(status)} ({status})")
+count = ctypes.c_int(0)
+status = cuda.cuDeviceGetCount(ctypes.byref(count))
+if status:
+    say(error=f"cuDeviceGetCount failed with {name_of(status)} ({status})")
+# The _v2 call gives a MIG device's own UUID (the first, its GPU's).
+get_uuid = getattr(cuda, "cuDeviceGetUuid_v2", None) or cuda.cuDeviceGetUuid
+devices = []
+for ordinal in range(count.value):
+    device = ctypes.c_int(0)
+    cuda.cuDeviceGet(ctypes.byref(device), ordinal)
+    name, uuid = ctypes.create_string_buffer(256), ctypes.create_string_buffer(16)
+    cuda.cuDeviceGetName(name, 256, device)
+    get_uuid(uuid, device)
+    devices.append({"name": name.value.decode(errors="replace"), "uuid": uuid.raw.hex()})
+say(devices=devices)
+"""
+
+_HEX_UUID = re.compile(r"^(?:gpu-|mig-)?([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})$")
+
+
+def uuid_hex(uuid: str) -> str:
+    """NVML's "GPU-2b1c…" or "MIG-3f0a…" as the 32 hex digits CUDA reports; "" for the
+    old MIG form ("MIG-GPU-…/1/0"), which CUDA's UUIDs cannot be matched against."""
+    match = _HEX_UUID.match(uuid.lower())
+    return match.group(1).replace("-", "") if match else ""
+
+
+def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str, str]:
+    """(problem, seen) from the probe's run: the problem is "" when CUDA saw exactly the
+    devices `uuids`; seen says what it saw, in words."""
+    lines = done.stdout.strip().splitlines()
+    try:
+        found = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return f"The GPU check could not run in the workspace: {why}", ""
+    if "error" in found:
+        return f"CUDA cannot use the workspace's GPUs: {found['error']}.", ""
+    devices = found["devices"]
+    seen = ", ".join(f"{d['name']} ({d['uuid'][:8]}…)" for d in devices) or "no GPU"
+    wanted = [uuid_hex(uuid) for uuid in uuids]
+    matches = (
+        sorted(d["uuid"] for d in devices) == sorted(wanted)
+        if all(wanted)
+        else len(devices) == len(wanted)  # old MIG UUIDs: the count is what can be checked
+    )
+    if not matches:
+        return (
+            f"CUDA in the workspace sees {seen}, not its {len(wanted)} GPU(s) {', '.join(uuids)}.",
+            seen,
+        )
+    return "", seen

@@ -1,0 +1,118 @@
+"""A local workspace with GPUs is ready only once CUDA, run as its processes run, sees
+exactly its GPUs (`pools.gpucheck`). On a real H200 the probe's own output is in
+data/cuda-probe-h200.json; this host has no CUDA, which is a case of its own here."""
+
+# Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
+# ruff: noqa: F811
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pools import gpucheck, isolation
+from pools.drivers import driver_for
+from pools.drivers.base import PermanentError, WorkspaceSpec
+from pools.models import GpuAllocation
+from tests.workspace_fixtures import fake_gpus, workspaces_root  # noqa: F401
+
+H200 = json.loads((Path(__file__).parent / "data" / "cuda-probe-h200.json").read_text())
+
+
+def ran(stdout: str, stderr: str = "", status: int = 0) -> subprocess.CompletedProcess:
+    return subprocess.CompletedProcess([], status, stdout, stderr)
+
+
+@pytest.mark.parametrize(
+    ("uuid", "digits"),
+    [
+        ("GPU-19afb852-c5e4-2796-d81a-4496e5ad3c71", "19afb852c5e42796d81a4496e5ad3c71"),
+        ("MIG-3F0A1B2C-0000-1111-2222-333344445555", "3f0a1b2c000011112222333344445555"),
+        ("MIG-GPU-19afb852-c5e4-2796-d81a-4496e5ad3c71/1/0", ""),  # before R470: no match
+        ("GPU-aaaa", ""),
+    ],
+)
+def test_nvml_uuids_as_cuda_reports_them(uuid, digits):
+    assert gpucheck.uuid_hex(uuid) == digits
+
+
+def test_the_real_h200_answer_is_its_gpu():
+    answer = ran(json.dumps(H200["probe"]))
+    assert gpucheck.judge(answer, [H200["allocated"]]) == (
+        "",
+        f"NVIDIA H200 ({gpucheck.uuid_hex(H200['allocated'])[:8]}…)",
+    )
+    other = "GPU-00000000-c5e4-2796-d81a-4496e5ad3c71"
+    problem, _ = gpucheck.judge(answer, [other])
+    assert problem == (
+        f"CUDA in the workspace sees NVIDIA H200 ({H200['allocated'][4:12]}…), "
+        f"not its 1 GPU(s) {other}."
+    )
+
+
+def test_the_real_h200_without_its_device_nodes_is_no_gpu():
+    problem, seen = gpucheck.judge(ran(json.dumps(H200["probe_without_nodes"])), ["GPU-x"])
+    assert problem == (
+        "CUDA cannot use the workspace's GPUs: cuInit failed with CUDA_ERROR_NO_DEVICE (100)."
+    )
+    assert seen == ""
+
+
+def test_a_probe_that_did_not_answer_says_why():
+    problem, _ = gpucheck.judge(ran("", "Traceback…\nMemoryError", 1), ["GPU-x"])
+    assert problem == "The GPU check could not run in the workspace: MemoryError"
+    problem, _ = gpucheck.judge(ran("", "", -9), ["GPU-x"])
+    assert problem == "The GPU check could not run in the workspace: exit status -9"
+
+
+def test_old_mig_uuids_are_checked_by_count():
+    two = ran(json.dumps({"devices": [{"name": "MIG 1g.5gb", "uuid": "ab"}] * 2}))
+    old = ["MIG-GPU-aa/1/0", "MIG-GPU-aa/2/0"]
+    assert gpucheck.judge(two, old)[0] == ""
+    assert gpucheck.judge(two, old[:1])[0].startswith("CUDA in the workspace sees MIG 1g.5gb")
+
+
+@pytest.fixture
+def driver(local_infrastructure, workspaces_root, settings):
+    settings.LOCAL_GPU_CHECK = "cuda"
+    return driver_for(local_infrastructure)
+
+
+def _gpu_spec(driver, profile_factory):
+    profile = profile_factory(driver.infrastructure, groups=[("A100-40GB", 1)])
+    return WorkspaceSpec.from_profile("ws-1", "mia", profile)
+
+
+def test_a_gpu_workspace_is_ready_once_the_check_saw_its_gpu_as_its_processes_would(
+    driver, profile_factory, fake_gpus, workspaces_root, monkeypatch
+):
+    # The stand-in for CUDA (none can open an NVML stand-in's GPU) says who ran it, and
+    # with which GPUs visible: the workspace's uid and its own GPU.
+    monkeypatch.setattr(
+        gpucheck,
+        "PROBE",
+        "import json, os; print(json.dumps({'devices': [{'name': f'uid {os.getuid()} "
+        "with {os.environ[\"CUDA_VISIBLE_DEVICES\"]}', 'uuid': '00'}]}))",
+    )
+    steps = []
+    assert driver.provision(_gpu_spec(driver, profile_factory), steps.append).ready
+    uid = isolation.identity_of(workspaces_root / "ws-1") or os.getuid()
+    assert f"CUDA sees uid {uid} with GPU-aaaa (00…)" in steps
+
+
+def test_where_cuda_cannot_use_the_gpu_the_workspace_fails_and_frees_it(
+    driver, profile_factory, fake_gpus, workspaces_root
+):
+    # This host: no libcuda.so.1 (with one, CUDA would see another GPU than GPU-aaaa).
+    with pytest.raises(PermanentError, match=r"^CUDA (cannot use|in the workspace sees)"):
+        driver.provision(_gpu_spec(driver, profile_factory))
+    assert not GpuAllocation.objects.exists()
+    assert not (workspaces_root / "ws-1").exists()
+
+
+def test_a_cpu_only_workspace_runs_no_check(driver, profile_factory, workspaces_root):
+    profile = profile_factory(driver.infrastructure)
+    steps = []
+    driver.provision(WorkspaceSpec.from_profile("ws-1", "mia", profile), steps.append)
+    assert not [step for step in steps if "CUDA" in step]
