@@ -197,6 +197,18 @@ def quota_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
     }
 
 
+# A container holding GPUs or MIG slices is Ready only while they answer: `nvidia-smi -L`
+# (which the NVIDIA container toolkit mounts into GPU containers) exits non-zero when the
+# container sees none, or the driver does not answer. Checked again every minute, so a GPU
+# that fails later makes the pod, and the watched workspace, not Ready.
+GPU_CHECK = ["nvidia-smi", "-L"]
+GPU_READINESS = {
+    "exec": {"command": GPU_CHECK},
+    "periodSeconds": 60,
+    "timeoutSeconds": 20,
+    "failureThreshold": 3,
+}
+
 # Addresses a workspace may not reach: the private ranges (the cluster's pods and services,
 # the portal among them, other workspaces), shared address space used by some pod networks,
 # and link-local (the cloud's instance metadata service, which hands out node credentials).
@@ -316,6 +328,8 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
         ],
         "volumeMounts": [{"name": DATA_VOLUME, "mountPath": options.mount_path}],
     }
+    if found:
+        container["readinessProbe"] = GPU_READINESS
     pod: dict = {"containers": [container], "terminationGracePeriodSeconds": 30}
     if found:
         product = product_label(group.gpu_model)

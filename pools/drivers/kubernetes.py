@@ -412,7 +412,14 @@ def waiting_reason(name: str, pod: dict) -> str:
             return f"pod {name} is pulling its image ({reason}: {message})"
         if reason:
             return f"pod {name} is waiting: {reason}"
+        if "running" in (container.get("state") or {}) and _checks_gpus(pod):
+            return f"pod {name} runs, but its GPU check ({' '.join(m.GPU_CHECK)}) has not passed"
     return f"pod {name} is {status.get('phase', 'Pending').lower()}, not ready yet"
+
+
+def _checks_gpus(pod: dict) -> bool:
+    containers = (pod.get("spec") or {}).get("containers") or []
+    return any(c.get("readinessProbe") == m.GPU_READINESS for c in containers)
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -774,7 +774,14 @@ def _pod_status(state: str, node: str, since: str) -> dict:
                 {"name": "workspace", "ready": False, "state": {"waiting": waiting}}
             ],
         }
-    return {"phase": "Running", "conditions": conditions, "startTime": since}
+    running = {"running": {"startedAt": since}}
+    container = {"name": "workspace", "ready": state == "ready", "state": running}
+    return {
+        "phase": "Running",
+        "conditions": conditions,
+        "startTime": since,
+        "containerStatuses": [container],
+    }
 
 
 def _quantity(value) -> Fraction:

@@ -209,6 +209,23 @@ def test_a_pod_that_cannot_be_scheduled_keeps_the_workspace_pending_with_the_rea
     assert "Insufficient nvidia.com/gpu" in result.detail["reason"]
 
 
+def test_a_gpu_pod_is_ready_only_while_its_gpus_answer(cluster, driver):
+    (sts,) = by_kind(m.render(SPECS["whole-gpu"]), "StatefulSet")
+    (container,) = sts["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["exec"]["command"] == ["nvidia-smi", "-L"]
+    (cpu_sts,) = by_kind(m.render(SPECS["cpu-only"]), "StatefulSet")
+    assert "readinessProbe" not in cpu_sts["spec"]["template"]["spec"]["containers"][0]
+    driver.provision(SPECS["whole-gpu"])
+    cluster.set_pods("running")  # the container runs; its readiness probe has not passed
+    result = driver.status(SPECS["whole-gpu"])
+    assert not result.ready
+    assert result.detail["reason"] == (
+        "pod ws-42-g0-0 runs, but its GPU check (nvidia-smi -L) has not passed"
+    )
+    cluster.set_pods("ready")
+    assert driver.status(SPECS["whole-gpu"]).ready
+
+
 def test_a_multi_node_group_is_ready_only_when_every_node_is(cluster, driver):
     driver.provision(SPECS["multi-node"])
     cluster.set_pods("ready", namespace="ws-42")
