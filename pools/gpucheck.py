@@ -2,7 +2,7 @@
 
 NVML listing a GPU does not make it usable: the driver's CUDA library may be missing, the
 GPU may have fallen off the bus, a device node may not reach the sandbox. So before a
-local workspace with GPUs is ready (and again when it starts or is repaired), a short
+local workspace with GPUs is ready (and again when it starts), a short
 probe runs as its processes do (`supervisor.run_once`: sandboxed as its uid, with its
 device nodes and its `CUDA_VISIBLE_DEVICES`). It initialises CUDA through the driver API
 (ctypes: no framework needed) and lists the devices it sees, with their UUIDs. Anything
@@ -66,10 +66,8 @@ def uuid_hex(uuid: str) -> str:
 def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str, str]:
     """(problem, seen) from the probe's run: the problem is "" when CUDA saw exactly the
     devices `uuids`; seen says what it saw, in words."""
-    lines = done.stdout.strip().splitlines()
-    try:
-        found = json.loads(lines[-1])
-    except (IndexError, ValueError):
+    found = _answer(done.stdout)
+    if found is None:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         return f"The GPU check could not run in the workspace: {why}", ""
     if "error" in found:
@@ -88,3 +86,23 @@ def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str,
             seen,
         )
     return "", seen
+
+
+def _answer(stdout: str) -> dict | None:
+    """The probe's last line as it prints it (an error, or devices with a name and a
+    UUID each); None for anything else."""
+    try:
+        found = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    if isinstance(found.get("error"), str):
+        return found
+    devices = found.get("devices")
+    if isinstance(devices, list) and all(
+        isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("uuid"), str)
+        for d in devices
+    ):
+        return found
+    return None

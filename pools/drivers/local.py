@@ -180,6 +180,7 @@ class LocalDriver(Driver):
         report(f"directory {directory} created" + (f", owned by uid {uid}" if uid else ""))
 
         self._take_gpus(spec, report)
+        self._check_gpus(spec, report)
         return self.status(spec)
 
     def _take_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
@@ -195,17 +196,20 @@ class LocalDriver(Driver):
         lines = [f"{key}={shlex.quote(value)}" for key, value in env.items()]
         supervisor.write_file(directory / ENV_FILE, "\n".join(lines) + "\n")
         report("environment file written")
-        if allocations and settings.LOCAL_GPU_CHECK == "cuda":
-            report(f"CUDA sees {self._check_gpus(spec, env, allocations)}")
 
-    def _check_gpus(self, spec: WorkspaceSpec, env: dict[str, str], allocations) -> str:
-        """What CUDA sees, run as the workspace's processes run (`pools.gpucheck`); a
-        PermanentError saying what it said unless that is exactly its GPUs."""
+    def _check_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
+        """Report what CUDA sees, run as the workspace's processes run (`pools.gpucheck`);
+        a PermanentError saying what it said unless that is exactly its GPUs. Only where
+        none of the workspace's processes runs yet (provisioning, Start): one holding the
+        GPU in exclusive compute mode would make the check fail."""
+        allocations = list(self._allocations(spec))
+        if not allocations or settings.LOCAL_GPU_CHECK != "cuda":
+            return
         try:
             done = supervisor.run_once(
                 [sys.executable, "-I", "-c", gpucheck.PROBE],
                 self.directory(spec.name),
-                dict(os.environ) | env,
+                dict(os.environ) | self._environment(spec, allocations),
                 devices=self.device_nodes(spec),
                 limits=self.limits(spec),
                 timeout=gpucheck.TIMEOUT,
@@ -217,7 +221,7 @@ class LocalDriver(Driver):
         problem, seen = gpucheck.judge(done, [a.device_uuid for a in allocations])
         if problem:
             raise PermanentError(problem)
-        return seen
+        report(f"CUDA sees {seen}")
 
     def environment(self, spec: WorkspaceSpec) -> dict[str, str]:
         """The workspace's own variables from its GPU allocations in the database (what the
@@ -403,6 +407,7 @@ class LocalDriver(Driver):
             raise PermanentError(f"The workspace's directory {directory} is gone.")
         try:
             self._take_gpus(spec, report)
+            self._check_gpus(spec, report)
             self._restart_process(spec, report)
         except Exception:
             self._release_gpus(spec, ignore_progress)

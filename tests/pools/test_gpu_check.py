@@ -66,6 +66,15 @@ def test_a_probe_that_did_not_answer_says_why():
     assert problem == "The GPU check could not run in the workspace: exit status -9"
 
 
+@pytest.mark.parametrize(
+    "last_line",
+    ["[]", '{"devices": "GPU"}', '{"devices": [{"name": 1, "uuid": "ab"}]}', '{"found": 1}'],
+)
+def test_an_answer_not_shaped_as_the_probes_is_no_answer(last_line):
+    problem, seen = gpucheck.judge(ran(last_line, "", 0), ["GPU-x"])
+    assert (problem, seen) == ("The GPU check could not run in the workspace: exit status 0", "")
+
+
 def test_old_mig_uuids_are_checked_by_count():
     two = ran(json.dumps({"devices": [{"name": "MIG 1g.5gb", "uuid": "ab"}] * 2}))
     old = ["MIG-GPU-aa/1/0", "MIG-GPU-aa/2/0"]
@@ -99,6 +108,21 @@ def test_a_gpu_workspace_is_ready_once_the_check_saw_its_gpu_as_its_processes_wo
     assert driver.provision(_gpu_spec(driver, profile_factory), steps.append).ready
     uid = isolation.identity_of(workspaces_root / "ws-1") or os.getuid()
     assert f"CUDA sees uid {uid} with GPU-aaaa (00…)" in steps
+
+
+def test_start_checks_again_and_repair_does_not(
+    driver, profile_factory, fake_gpus, workspaces_root, monkeypatch
+):
+    """A repair runs beside the workspace's own processes, which may hold the GPU in
+    exclusive compute mode; a start follows a stop, where none runs."""
+    checked = []
+    monkeypatch.setattr(driver, "_check_gpus", lambda spec, report: checked.append(spec.name))
+    spec = _gpu_spec(driver, profile_factory)
+    driver.provision(spec)
+    driver.stop(spec)
+    driver.start(spec)
+    driver.repair(spec)
+    assert checked == ["ws-1", "ws-1"]
 
 
 def test_where_cuda_cannot_use_the_gpu_the_workspace_fails_and_frees_it(
