@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections import Counter
 from collections.abc import Sequence
 
 TIMEOUT = 60  # seconds; initialising CUDA takes a few on large GPUs
@@ -86,6 +87,20 @@ def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str,
             seen,
         )
     return "", seen
+
+
+def host_summary(done: subprocess.CompletedProcess) -> str:
+    """The probe's run on the host itself (no sandbox, every GPU visible), in an
+    administrator's words, for the infrastructure's status."""
+    found = _answer(done.stdout)
+    if found is None:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return f"The GPU check cannot run here ({why}): workspaces with GPUs fail it."
+    if "error" in found:
+        return f"CUDA cannot use them here ({found['error']}): workspaces with GPUs fail it."
+    names = Counter(d["name"] for d in found["devices"])
+    seen = ", ".join(f"{n}× {name}" for name, n in sorted(names.items())) or "no device"
+    return f"CUDA initialises here and sees {seen}."
 
 
 def _answer(stdout: str) -> dict | None:

@@ -36,6 +36,9 @@ log in the same transaction.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -43,12 +46,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import fleet, isolation, notices
+from pools import fleet, gpucheck, isolation, notices
 from pools.drivers import aws, local
 from pools.drivers.base import DriverError
 from pools.drivers.k8s_manifests import PRODUCT_LABEL
@@ -126,11 +130,31 @@ def check_local(infrastructure: Infrastructure) -> Health:
         models = Counter(gpu.gpu_model or gpu.name for gpu in gpus)
         found = ", ".join(f"{n}× {model}" for model, n in sorted(models.items()))
         gpu_text = f"NVML finds {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {found}."
+        if settings.LOCAL_GPU_CHECK == "cuda":
+            gpu_text += f" {_cuda_here()}"
     else:
         gpu_text = f"No GPU: {nvml.inventory().reason or 'NVML finds none'}"
     return ready(
         f"The workspaces directory {root} is writable. {gpu_text} {_isolation(infrastructure)}"
     )
+
+
+def _cuda_here() -> str:
+    """Whether CUDA initialises on this host at all, with every GPU visible (the check each
+    workspace with GPUs runs, `pools.gpucheck`), so an administrator learns it before a
+    scientist's request fails it."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", gpucheck.PROBE],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=gpucheck.TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        return f"CUDA did not initialise within {gpucheck.TIMEOUT} s here."
+    return gpucheck.host_summary(done)
 
 
 def _isolation(infrastructure: Infrastructure) -> str:

@@ -59,6 +59,19 @@ def test_the_real_h200_without_its_device_nodes_is_no_gpu():
     assert seen == ""
 
 
+def test_the_host_summary_says_what_cuda_said():
+    h200 = ran(json.dumps(H200["probe"]))
+    assert gpucheck.host_summary(h200) == "CUDA initialises here and sees 1× NVIDIA H200."
+    missing = ran(json.dumps({"error": "libcuda.so.1 cannot be loaded (no such file)"}))
+    assert gpucheck.host_summary(missing) == (
+        "CUDA cannot use them here (libcuda.so.1 cannot be loaded (no such file)): "
+        "workspaces with GPUs fail it."
+    )
+    assert gpucheck.host_summary(ran("", "Killed", -9)) == (
+        "The GPU check cannot run here (Killed): workspaces with GPUs fail it."
+    )
+
+
 def test_a_probe_that_did_not_answer_says_why():
     problem, _ = gpucheck.judge(ran("", "Traceback…\nMemoryError", 1), ["GPU-x"])
     assert problem == "The GPU check could not run in the workspace: MemoryError"

@@ -283,6 +283,21 @@ def test_this_machine_is_ready_when_its_workspaces_directory_is_writable(
     assert "isolat" in found.reason  # what the host's isolation status says
 
 
+def test_this_machine_says_whether_cuda_can_use_its_gpus(
+    local_infrastructure, workspaces_root, fake_gpus, settings
+):
+    settings.LOCAL_GPU_CHECK = "cuda"
+    found = health.check(local_infrastructure)
+    # Ready all the same: CPU-only workspaces work. This host has no libcuda.so.1 (where
+    # one is, CUDA initialises and names what it sees).
+    assert found.status == READY
+    assert "NVML finds 2 GPUs: 2× A100-40GB. CUDA " in found.reason
+    assert (
+        "CUDA cannot use them here (libcuda.so.1 cannot be loaded" in found.reason
+        or "CUDA initialises here and sees" in found.reason
+    )
+
+
 def test_this_machine_without_gpus_says_so(local_infrastructure, workspaces_root, monkeypatch):
     monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [])
     found = health.check(local_infrastructure)
