@@ -89,9 +89,10 @@ def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str,
     return "", seen
 
 
-def host_summary(done: subprocess.CompletedProcess) -> str:
+def host_summary(done: subprocess.CompletedProcess, gpus: Sequence) -> str:
     """The probe's run on the host itself (no sandbox, every GPU visible), in an
-    administrator's words, for the infrastructure's status."""
+    administrator's words, for the infrastructure's status; `gpus` are NVML's (`GpuInfo`),
+    and a whole GPU NVML lists that CUDA does not see is named."""
     found = _answer(done.stdout)
     if found is None:
         why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
@@ -100,6 +101,18 @@ def host_summary(done: subprocess.CompletedProcess) -> str:
         return f"CUDA cannot use them here ({found['error']}): workspaces with GPUs fail it."
     names = Counter(d["name"] for d in found["devices"])
     seen = ", ".join(f"{n}× {name}" for name, n in sorted(names.items())) or "no device"
+    # A MIG-enabled GPU shows as its MIG devices, if at all: only whole GPUs are compared.
+    visible = {d["uuid"] for d in found["devices"]}
+    unseen = [
+        f"GPU {gpu.index} ({gpu.uuid})"
+        for gpu in gpus
+        if not gpu.mig_enabled and uuid_hex(gpu.uuid) and uuid_hex(gpu.uuid) not in visible
+    ]
+    if unseen:
+        return (
+            f"CUDA initialises here and sees {seen}, but not {', '.join(unseen)}: "
+            "a workspace given it fails its GPU check."
+        )
     return f"CUDA initialises here and sees {seen}."
 
 

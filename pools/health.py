@@ -131,7 +131,7 @@ def check_local(infrastructure: Infrastructure) -> Health:
         found = ", ".join(f"{n}× {model}" for model, n in sorted(models.items()))
         gpu_text = f"NVML finds {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {found}."
         if settings.LOCAL_GPU_CHECK == "cuda":
-            gpu_text += f" {_cuda_here()}"
+            gpu_text += f" {_cuda_here(gpus)}"
     else:
         gpu_text = f"No GPU: {nvml.inventory().reason or 'NVML finds none'}"
     return ready(
@@ -139,7 +139,7 @@ def check_local(infrastructure: Infrastructure) -> Health:
     )
 
 
-def _cuda_here() -> str:
+def _cuda_here(gpus: list) -> str:
     """Whether CUDA initialises on this host at all, with every GPU visible (the check each
     workspace with GPUs runs, `pools.gpucheck`), so an administrator learns it before a
     scientist's request fails it."""
@@ -154,7 +154,7 @@ def _cuda_here() -> str:
         )
     except subprocess.TimeoutExpired:
         return f"CUDA did not initialise within {gpucheck.TIMEOUT} s here."
-    return gpucheck.host_summary(done)
+    return gpucheck.host_summary(done, gpus)
 
 
 def _isolation(infrastructure: Infrastructure) -> str:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -61,14 +62,31 @@ def test_the_real_h200_without_its_device_nodes_is_no_gpu():
 
 def test_the_host_summary_says_what_cuda_said():
     h200 = ran(json.dumps(H200["probe"]))
-    assert gpucheck.host_summary(h200) == "CUDA initialises here and sees 1× NVIDIA H200."
+    gpu = SimpleNamespace(index=0, uuid=H200["allocated"], mig_enabled=False)
+    assert gpucheck.host_summary(h200, [gpu]) == "CUDA initialises here and sees 1× NVIDIA H200."
     missing = ran(json.dumps({"error": "libcuda.so.1 cannot be loaded (no such file)"}))
-    assert gpucheck.host_summary(missing) == (
+    assert gpucheck.host_summary(missing, [gpu]) == (
         "CUDA cannot use them here (libcuda.so.1 cannot be loaded (no such file)): "
         "workspaces with GPUs fail it."
     )
-    assert gpucheck.host_summary(ran("", "Killed", -9)) == (
+    assert gpucheck.host_summary(ran("", "Killed", -9), [gpu]) == (
         "The GPU check cannot run here (Killed): workspaces with GPUs fail it."
+    )
+
+
+def test_the_host_summary_names_a_gpu_nvml_lists_and_cuda_does_not_see():
+    """As a GPU fallen off the bus: the driver still lists it, CUDA leaves it out."""
+    h200 = ran(json.dumps(H200["probe"]))
+    seen = SimpleNamespace(index=0, uuid=H200["allocated"], mig_enabled=False)
+    lost = SimpleNamespace(
+        index=1, uuid="GPU-00000000-1111-2222-3333-444444444444", mig_enabled=False
+    )
+    mig = SimpleNamespace(
+        index=2, uuid="GPU-55555555-1111-2222-3333-444444444444", mig_enabled=True
+    )
+    assert gpucheck.host_summary(h200, [seen, lost, mig]) == (
+        "CUDA initialises here and sees 1× NVIDIA H200, but not GPU 1 "
+        "(GPU-00000000-1111-2222-3333-444444444444): a workspace given it fails its GPU check."
     )
 
 
