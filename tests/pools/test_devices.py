@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from pools import isolation, supervisor, tasks
+from pools import devices, isolation, supervisor, tasks
 from pools.devices import DeviceError, device_nodes, parse_mig_minors
 from pools.drivers import driver_for
 from profiles.mig.nvml import inventory
@@ -115,13 +115,18 @@ def test_a_sandboxed_workspace_sees_the_node_of_its_gpu_and_not_the_other_one(
     assert tasks.provision_workspace(workspace.pk) == "ready"
     driver = driver_for(workspace.infrastructure)
     spec = workspace.spec()
-    (own,) = driver.device_nodes(spec)  # the one GPU allocated to it
-    assert own in nodes
+    given = driver.device_nodes(spec)
+    # The control nodes too, on a host that has them (one with a driver); of the GPUs', the
+    # one allocated to it.
+    control = [node for node in devices.CONTROL_NODES if os.path.exists(node)]
+    (own,) = [node for node in given if node not in control]
+    assert own in nodes and given == [*control, own]
 
     record = driver.start_process(spec, [sys.executable, "-c", LIST_DEVICES])
     wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the listing")
     log = (driver.directory(spec.name) / "process.log").read_text()
-    assert f"NODES [{os.path.basename(own)!r}]" in log, log
+    seen = sorted(os.path.basename(node) for node in [*control, own])
+    assert f"NODES {seen!r}" in log, log
 
 
 @pytest.mark.django_db
