@@ -214,6 +214,16 @@ GPU_READINESS = {
 # and link-local (the cloud's instance metadata service, which hands out node credentials).
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 LINK_LOCAL = "169.254.0.0/16"
+# Nor what is no public address either, as a local workspace's proxy refuses it: "this"
+# network, loopback, IETF protocol assignments, benchmarking, multicast and reserved.
+NOT_PUBLIC = (
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "192.0.0.0/24",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
 # An administrator labels the ingress controller's namespace with this to let users in.
 INGRESS_NAMESPACE_LABEL = "gpupaas.io/workspace-ingress"
 
@@ -241,7 +251,8 @@ def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> di
         },
     ]
     if options.egress != NO_EGRESS:
-        public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": [*PRIVATE_RANGES, LINK_LOCAL]}}
+        blocked = [*PRIVATE_RANGES, LINK_LOCAL, *NOT_PUBLIC]
+        public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": blocked}}
         egress.append({"to": [public]})
         if options.egress == HTTPS_EGRESS:
             egress[-1]["ports"] = [{"protocol": "TCP", "port": 443}]

@@ -1,11 +1,13 @@
 """The Kubernetes driver: its manifests against the official schemas, and its apply /
 readiness / delete flow against the in-process API stand-in (tests/pools/k8s_stand_in.py)."""
 
+import ipaddress
 from datetime import UTC, datetime, timedelta
 
 import kubernetes_validate
 import pytest
 
+from pools import relay
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver, options_from_settings
@@ -417,6 +419,11 @@ def test_a_workspace_namespace_is_fenced_off_from_the_portal_and_other_workspace
     blocked = outside["to"][0]["ipBlock"]["except"]
     for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
         assert cidr in blocked
+    # Ranges the local proxy refuses too (pools.relay), each judged by its first address.
+    for cidr in blocked:
+        assert not relay._public(ipaddress.ip_network(cidr).network_address), cidr
+    for address in ("8.8.8.8", "1.1.1.1", "140.82.112.3"):
+        assert not any(ipaddress.ip_address(address) in ipaddress.ip_network(c) for c in blocked)
     assert outside["ports"] == [{"protocol": "TCP", "port": 443}]
     assert not by_kind(m.render(SPECS["whole-gpu"], SHARED), "NetworkPolicy")
 
