@@ -54,6 +54,7 @@ for ordinal in range(count.value):
 say(devices=devices)
 """
 
+NO_DEVICE = "CUDA_ERROR_NO_DEVICE"
 _HEX_UUID = re.compile(r"^(?:gpu-|mig-)?([0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12})$")
 
 
@@ -87,6 +88,20 @@ def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str,
             seen,
         )
     return "", seen
+
+
+def unseen(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> list[str]:
+    """Which of `uuids` the GPUs' own fault is: those CUDA initialised without seeing
+    (listed no device for, or answered CUDA_ERROR_NO_DEVICE with only them visible). None
+    where CUDA failed for the host as a whole (no libcuda, a driver mismatch) or a UUID
+    cannot be matched (the old MIG form)."""
+    found = _answer(done.stdout)
+    if found is None or not all(uuid_hex(uuid) for uuid in uuids):
+        return []
+    if "error" in found:
+        return list(uuids) if NO_DEVICE in found["error"] else []
+    visible = {d["uuid"] for d in found["devices"]}
+    return [uuid for uuid in uuids if uuid_hex(uuid) not in visible]
 
 
 def host_summary(done: subprocess.CompletedProcess, gpus: Sequence) -> str:

@@ -57,6 +57,7 @@ from pools.drivers import aws, local
 from pools.drivers.base import DriverError
 from pools.drivers.k8s_manifests import PRODUCT_LABEL
 from pools.drivers.kubernetes import KubernetesDriver
+from pools.models import GpuFault
 from pools.schedules import INFRASTRUCTURE_HEALTH_MINUTES
 from portal import audit
 from portal.models import AuditAction
@@ -132,6 +133,11 @@ def check_local(infrastructure: Infrastructure) -> Health:
         gpu_text = f"NVML finds {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {found}."
         if settings.LOCAL_GPU_CHECK == "cuda":
             gpu_text += f" {_cuda_here(gpus)}"
+        for fault in GpuFault.held_back(infrastructure):
+            gpu_text += (
+                f" GPU {fault.gpu_index} is held back from new workspaces until "
+                f"{fault.until:%H:%M}: {fault.reason}"
+            )
     else:
         gpu_text = f"No GPU: {nvml.inventory().reason or 'NVML finds none'}"
     return ready(

@@ -63,6 +63,45 @@ class GpuAllocation(models.Model):
         return f"GPU {self.gpu_index}"
 
 
+class GpuFault(models.Model):
+    """A GPU of this host that NVML lists and CUDA, run as a workspace runs, did not see
+    (`pools.gpucheck`): held back from new allocations for `HOLD` so one failing GPU does
+    not fail every request placed on it; forgotten once CUDA sees it again (the health
+    check) or the hold ends (the next workspace given it checks it again)."""
+
+    HOLD = timedelta(minutes=30)
+
+    infrastructure = models.ForeignKey(
+        "profiles.Infrastructure", on_delete=models.CASCADE, related_name="gpu_faults"
+    )
+    device_uuid = models.CharField(max_length=100)
+    gpu_index = models.PositiveSmallIntegerField()
+    reason = models.TextField(help_text="What CUDA said.")
+    seen = models.DateTimeField(help_text="When the check last failed.")
+
+    class Meta:
+        ordering = ["infrastructure", "gpu_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["infrastructure", "device_uuid"], name="one_fault_per_device"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"GPU {self.gpu_index} ({self.device_uuid}): {self.reason}"
+
+    @property
+    def until(self):
+        """When its hold ends, in the portal's time zone."""
+        return timezone.localtime(self.seen + self.HOLD)
+
+    @classmethod
+    def held_back(cls, infrastructure, now=None):
+        """The faults whose hold has not ended."""
+        since = (now or timezone.now()) - cls.HOLD
+        return cls.objects.filter(infrastructure=infrastructure, seen__gt=since)
+
+
 # -- warm pools (issue 6) ---------------------------------------------------------------
 
 

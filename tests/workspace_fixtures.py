@@ -41,6 +41,10 @@ class FakeGpu:
     def minor(self) -> int:
         return self.index
 
+    @property
+    def mig_enabled(self) -> bool:
+        return bool(self.mig_devices)
+
 
 FAKE_GPUS = [
     FakeGpu(0, "GPU-aaaa", "NVIDIA A100-SXM4-40GB", "A100-40GB"),

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from pools import cgroups, devices, gpucheck, isolation, supervisor
 from pools.drivers.base import (
@@ -49,7 +50,7 @@ from pools.drivers.base import (
     ignore_progress,
 )
 from pools.isolation import workspaces_root
-from pools.models import GpuAllocation
+from pools.models import GpuAllocation, GpuFault
 from profiles.mig import layout, placement
 from profiles.mig.nvml import inventory
 
@@ -219,9 +220,28 @@ class LocalDriver(Driver):
                 f"CUDA did not start within {gpucheck.TIMEOUT} s in the workspace."
             ) from None
         problem, seen = gpucheck.judge(done, [a.device_uuid for a in allocations])
-        if problem:
+        if not problem:
+            report(f"CUDA sees {seen}")
+            return
+        faulty = gpucheck.unseen(done, [a.device_uuid for a in allocations])
+        if not faulty:  # CUDA fails on this host as a whole: no other GPU would do better
             raise PermanentError(problem)
-        report(f"CUDA sees {seen}")
+        for allocation in allocations:
+            if allocation.device_uuid in faulty:
+                GpuFault.objects.update_or_create(
+                    infrastructure=self.infrastructure,
+                    device_uuid=allocation.device_uuid,
+                    defaults={
+                        "gpu_index": allocation.gpu_index,
+                        "reason": problem,
+                        "seen": timezone.now(),
+                    },
+                )
+        # Released with the rest of this attempt; the next one is placed on other GPUs.
+        raise TransientError(
+            f"{problem} It is held back from new workspaces for "
+            f"{GpuFault.HOLD.seconds // 60} minutes."
+        )
 
     def environment(self, spec: WorkspaceSpec) -> dict[str, str]:
         """The workspace's own variables from its GPU allocations in the database (what the
@@ -274,9 +294,11 @@ class LocalDriver(Driver):
                         "device_uuid", flat=True
                     )
                 )
+                held_back = list(GpuFault.held_back(infrastructure))
+                taken |= {fault.device_uuid for fault in held_back}
                 chosen = choose_devices(spec.name, wanted, gpus, taken)
                 if chosen is None:
-                    raise self._no_room(wanted, gpus)
+                    raise self._no_room(wanted, gpus, held_back)
                 return [
                     GpuAllocation.objects.create(
                         infrastructure=infrastructure,
@@ -294,7 +316,7 @@ class LocalDriver(Driver):
                 "Another workspace took the same GPU at the same moment.", str(error)
             ) from error
 
-    def _no_room(self, wanted, gpus) -> DriverError:
+    def _no_room(self, wanted, gpus, held_back) -> DriverError:
         """Permanent when this machine could never hold the request, else transient."""
         for group in wanted:
             have = _count_devices(group, gpus)
@@ -306,10 +328,15 @@ class LocalDriver(Driver):
         if choose_devices("probe", wanted, gpus, taken=set()) is None:
             needs = ", ".join(f"{g.gpu_count}× {self._describe(g)}" for g in wanted)
             return PermanentError(f"This machine cannot hold {needs} at once.")
+        faults = "".join(
+            f" GPU {fault.gpu_index} is held back until {fault.until:%H:%M}: {fault.reason}"
+            for fault in held_back
+        )
         return TransientError(
             "The GPUs this profile needs are in use: "
             + ", ".join(self._describe(g) for g in wanted)
             + "."
+            + faults
         )
 
     @staticmethod

@@ -7,16 +7,19 @@ data/cuda-probe-h200.json; this host has no CUDA, which is a case of its own her
 import json
 import os
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.utils import timezone
 
-from pools import gpucheck, isolation
+from pools import gpucheck, health, isolation
 from pools.drivers import driver_for
-from pools.drivers.base import PermanentError, WorkspaceSpec
-from pools.models import GpuAllocation
-from tests.workspace_fixtures import fake_gpus, workspaces_root  # noqa: F401
+from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
+from pools.models import GpuAllocation, GpuFault
+from profiles.choices import HealthStatus
+from tests.workspace_fixtures import FakeGpu, fake_gpus, workspaces_root  # noqa: F401
 
 H200 = json.loads((Path(__file__).parent / "data" / "cuda-probe-h200.json").read_text())
 
@@ -119,9 +122,9 @@ def driver(local_infrastructure, workspaces_root, settings):
     return driver_for(local_infrastructure)
 
 
-def _gpu_spec(driver, profile_factory):
-    profile = profile_factory(driver.infrastructure, groups=[("A100-40GB", 1)])
-    return WorkspaceSpec.from_profile("ws-1", "mia", profile)
+def _gpu_spec(driver, profile_factory, name="ws-1"):
+    profile = profile_factory(driver.infrastructure, name, groups=[("A100-40GB", 1)])
+    return WorkspaceSpec.from_profile(name, "mia", profile)
 
 
 def test_a_gpu_workspace_is_ready_once_the_check_saw_its_gpu_as_its_processes_would(
@@ -164,6 +167,7 @@ def test_where_cuda_cannot_use_the_gpu_the_workspace_fails_and_frees_it(
         driver.provision(_gpu_spec(driver, profile_factory))
     assert not GpuAllocation.objects.exists()
     assert not (workspaces_root / "ws-1").exists()
+    assert not GpuFault.objects.exists()  # CUDA fails here as a whole: no GPU is to blame
 
 
 def test_a_cpu_only_workspace_runs_no_check(driver, profile_factory, workspaces_root):
@@ -171,3 +175,74 @@ def test_a_cpu_only_workspace_runs_no_check(driver, profile_factory, workspaces_
     steps = []
     driver.provision(WorkspaceSpec.from_profile("ws-1", "mia", profile), steps.append)
     assert not [step for step in steps if "CUDA" in step]
+
+
+# -- a GPU CUDA cannot see is held back ---------------------------------------------------
+
+GOOD, BAD = "GPU-11111111-0000-0000-0000-000000000000", "GPU-22222222-0000-0000-0000-000000000000"
+# CUDA as it answered on the H200 without its device nodes for the bad GPU; as it lists a
+# good one for the other.
+STAND_IN = f"""
+import json, os
+visible = os.environ["CUDA_VISIBLE_DEVICES"]
+if visible == {BAD!r}:
+    print(json.dumps({H200["probe_without_nodes"]!r}))
+else:
+    uuid = visible[4:].replace("-", "")
+    print(json.dumps({{"devices": [{{"name": "NVIDIA A100", "uuid": uuid}}]}}))
+"""
+
+
+@pytest.fixture
+def two_gpus(monkeypatch, driver):
+    """Two whole A100s; CUDA cannot see GPU 0 (as one fallen off the bus)."""
+    gpus = [
+        FakeGpu(0, BAD, "NVIDIA A100-SXM4-40GB", "A100-40GB"),
+        FakeGpu(1, GOOD, "NVIDIA A100-SXM4-40GB", "A100-40GB"),
+    ]
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: gpus)
+    monkeypatch.setattr(gpucheck, "PROBE", STAND_IN)
+    return gpus
+
+
+def test_a_gpu_cuda_cannot_see_is_held_back_and_the_retry_lands_on_another(
+    driver, profile_factory, two_gpus, workspaces_root
+):
+    spec = _gpu_spec(driver, profile_factory)
+    with pytest.raises(TransientError) as first:
+        driver.provision(spec)  # placed on GPU 0
+    assert str(first.value) == (
+        "CUDA cannot use the workspace's GPUs: cuInit failed with CUDA_ERROR_NO_DEVICE (100). "
+        "It is held back from new workspaces for 30 minutes."
+    )
+    (fault,) = GpuFault.objects.all()
+    assert (fault.gpu_index, fault.device_uuid) == (0, BAD)
+    assert not GpuAllocation.objects.exists()  # all or nothing
+
+    steps = []
+    assert driver.provision(spec, steps.append).ready  # the task's retry
+    assert list(GpuAllocation.objects.values_list("device_uuid", flat=True)) == [GOOD]
+    assert "CUDA sees NVIDIA A100 (11111111…)" in steps
+
+
+def test_while_it_is_held_back_requests_and_the_status_say_why(
+    driver, profile_factory, two_gpus, workspaces_root, local_infrastructure, settings
+):
+    spec = _gpu_spec(driver, profile_factory)
+    with pytest.raises(TransientError):
+        driver.provision(spec)
+    driver.provision(spec)  # on GPU 1
+    other = _gpu_spec(driver, profile_factory, "ws-2")
+    with pytest.raises(TransientError) as none_free:
+        driver.provision(other)
+    until = GpuFault.objects.get().until
+    assert f"GPU 0 is held back until {until:%H:%M}: CUDA cannot use" in str(none_free.value)
+    found = health.check(local_infrastructure)
+    assert found.status == HealthStatus.READY
+    assert f"GPU 0 is held back from new workspaces until {until:%H:%M}" in found.reason
+
+    # Once the hold ends, the next workspace given it checks it again.
+    GpuFault.objects.update(seen=timezone.now() - GpuFault.HOLD - timedelta(seconds=1))
+    with pytest.raises(TransientError, match="held back from new workspaces for 30 minutes"):
+        driver.provision(other)
+    assert GpuFault.objects.get().seen > timezone.now() - timedelta(minutes=1)
