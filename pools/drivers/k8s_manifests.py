@@ -199,9 +199,17 @@ def quota_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
 
 # A container holding GPUs or MIG slices is Ready only while they answer: `nvidia-smi -L`
 # (which the NVIDIA container toolkit mounts into GPU containers) exits non-zero when the
-# container sees none, or the driver does not answer. Checked again every minute, so a GPU
-# that fails later makes the pod, and the watched workspace, not Ready.
-GPU_CHECK = ["nvidia-smi", "-L"]
+# container sees none, or the driver does not answer. An image that asks the toolkit for
+# no `utility` capability has no nvidia-smi; there, at least its GPU's device node must be
+# there. Checked again every minute, so a GPU that fails later makes the pod, and the
+# watched workspace, not Ready.
+GPU_CHECK = [
+    "sh",
+    "-c",
+    "if command -v nvidia-smi >/dev/null 2>&1; then nvidia-smi -L; "
+    "else ls /dev/nvidia[0-9]* >/dev/null; fi",
+]
+GPU_CHECK_NAME = "nvidia-smi -L"  # as the pages name it
 GPU_READINESS = {
     "exec": {"command": GPU_CHECK},
     "periodSeconds": 60,

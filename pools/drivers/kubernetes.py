@@ -413,7 +413,7 @@ def waiting_reason(name: str, pod: dict) -> str:
         if reason:
             return f"pod {name} is waiting: {reason}"
         if "running" in (container.get("state") or {}) and _checks_gpus(pod):
-            return f"pod {name} runs, but its GPU check ({' '.join(m.GPU_CHECK)}) has not passed"
+            return f"pod {name} runs, but its GPU check ({m.GPU_CHECK_NAME}) has not passed"
     return f"pod {name} is {status.get('phase', 'Pending').lower()}, not ready yet"
 
 

@@ -2,7 +2,10 @@
 readiness / delete flow against the in-process API stand-in (tests/pools/k8s_stand_in.py)."""
 
 import ipaddress
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -214,7 +217,8 @@ def test_a_pod_that_cannot_be_scheduled_keeps_the_workspace_pending_with_the_rea
 def test_a_gpu_pod_is_ready_only_while_its_gpus_answer(cluster, driver):
     (sts,) = by_kind(m.render(SPECS["whole-gpu"]), "StatefulSet")
     (container,) = sts["spec"]["template"]["spec"]["containers"]
-    assert container["readinessProbe"]["exec"]["command"] == ["nvidia-smi", "-L"]
+    command = container["readinessProbe"]["exec"]["command"]
+    assert command[:2] == ["sh", "-c"] and "nvidia-smi -L" in command[2]
     (cpu_sts,) = by_kind(m.render(SPECS["cpu-only"]), "StatefulSet")
     assert "readinessProbe" not in cpu_sts["spec"]["template"]["spec"]["containers"][0]
     driver.provision(SPECS["whole-gpu"])
@@ -226,6 +230,29 @@ def test_a_gpu_pod_is_ready_only_while_its_gpus_answer(cluster, driver):
     )
     cluster.set_pods("ready")
     assert driver.status(SPECS["whole-gpu"]).ready
+
+
+@pytest.mark.parametrize(
+    ("smi", "status"),
+    [("exit 0", 0), ("echo 'No devices were found'; exit 6", 6), (None, "non-zero")],
+)
+def test_the_gpu_check_is_nvidia_smis_answer_else_a_device_node(tmp_path, smi, status):
+    """The probe's command, run here: nvidia-smi's exit status where the image has it
+    (0 with the GPU's nodes, 4 without them, on the H200 of the README); else whether a
+    GPU's device node is there, which this host has none of."""
+    path = tmp_path / "bin"
+    path.mkdir()
+    if smi is not None:
+        (path / "nvidia-smi").write_text(f"#!/bin/sh\n{smi}\n")
+        (path / "nvidia-smi").chmod(0o755)
+    for tool in ("sh", "ls"):
+        (path / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run(m.GPU_CHECK, env={"PATH": str(path)}, capture_output=True)
+    if status == "non-zero":
+        assert not Path("/dev/nvidia0").exists()
+        assert done.returncode != 0
+    else:
+        assert done.returncode == status
 
 
 def test_a_multi_node_group_is_ready_only_when_every_node_is(cluster, driver):
