@@ -2,19 +2,21 @@
 
 NVML listing a GPU does not make it usable: the driver's CUDA library may be missing, the
 GPU may have fallen off the bus, a device node may not reach the sandbox. So before a
-local workspace with GPUs is ready (and again when it starts), a short
+local workspace with GPUs is ready (and again when it starts or is repaired), a short
 probe runs as its processes do (`supervisor.run_once`: sandboxed as its uid, with its
 device nodes and its `CUDA_VISIBLE_DEVICES`). It initialises CUDA through the driver API
-(ctypes: no framework needed) and lists the devices it sees, with their UUIDs. Anything
-but exactly the allocated devices fails the step, saying what CUDA said.
-`LOCAL_GPU_CHECK=off` skips it.
+(ctypes: no framework needed) and lists the devices it sees, with their UUIDs; it makes no
+context, so a GPU CUDA lists but cannot compute on passes. Anything but exactly the
+allocated devices fails the step, saying what CUDA said. `LOCAL_GPU_CHECK=off` skips it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Sequence
 
@@ -90,11 +92,44 @@ def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str,
     return "", seen
 
 
+def runs(uuids: Sequence[str]) -> list[list[str]]:
+    """The probe runs that check `uuids`: whole GPUs together, each MIG device alone (a
+    CUDA process enumerates one MIG device at most)."""
+    whole = [uuid for uuid in uuids if not uuid.upper().startswith("MIG-")]
+    return ([whole] if whole else []) + [[uuid] for uuid in uuids if uuid not in whole]
+
+
+def run_on_host(uuids: Sequence[str] | None = None) -> subprocess.CompletedProcess:
+    """The probe on this host itself, outside any sandbox, as the portal: with only `uuids`
+    visible, or every GPU. TimeoutExpired after TIMEOUT."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if uuids is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(uuids)
+    return subprocess.run(
+        [sys.executable, "-I", "-c", PROBE],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def seen_uuids(done: subprocess.CompletedProcess) -> set[str]:
+    """The UUIDs (32 hex digits) of the devices the probe listed; none if it listed none."""
+    found = _answer(done.stdout)
+    return {d["uuid"] for d in found.get("devices", [])} if found else set()
+
+
+def sees(done: subprocess.CompletedProcess, uuid: str) -> bool:
+    return uuid_hex(uuid) in seen_uuids(done)
+
+
 def unseen(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> list[str]:
-    """Which of `uuids` the GPUs' own fault is: those CUDA initialised without seeing
-    (listed no device for, or answered CUDA_ERROR_NO_DEVICE with only them visible). None
-    where CUDA failed for the host as a whole (no libcuda, a driver mismatch) or a UUID
-    cannot be matched (the old MIG form)."""
+    """Which of `uuids` CUDA initialised without seeing (listed no device for, or answered
+    CUDA_ERROR_NO_DEVICE with only them visible): suspects, which the GPU's own fault or
+    the sandbox's. None where CUDA failed as a whole (no libcuda, a driver mismatch) or a
+    UUID cannot be matched (the old MIG form)."""
     found = _answer(done.stdout)
     if found is None or not all(uuid_hex(uuid) for uuid in uuids):
         return []

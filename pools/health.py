@@ -36,9 +36,7 @@ log in the same transaction.
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -132,7 +130,7 @@ def check_local(infrastructure: Infrastructure) -> Health:
         found = ", ".join(f"{n}× {model}" for model, n in sorted(models.items()))
         gpu_text = f"NVML finds {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: {found}."
         if settings.LOCAL_GPU_CHECK == "cuda":
-            gpu_text += f" {_cuda_here(gpus)}"
+            gpu_text += f" {_cuda_here(infrastructure, gpus)}"
         for fault in GpuFault.held_back(infrastructure):
             gpu_text += (
                 f" GPU {fault.gpu_index} is held back from new workspaces until "
@@ -145,21 +143,18 @@ def check_local(infrastructure: Infrastructure) -> Health:
     )
 
 
-def _cuda_here(gpus: list) -> str:
+def _cuda_here(infrastructure: Infrastructure, gpus: list) -> str:
     """Whether CUDA initialises on this host at all, with every GPU visible (the check each
     workspace with GPUs runs, `pools.gpucheck`), so an administrator learns it before a
-    scientist's request fails it."""
+    scientist's request fails it. A held-back GPU CUDA sees again is forgotten."""
     try:
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", gpucheck.PROBE],
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=gpucheck.TIMEOUT,
-        )
+        done = gpucheck.run_on_host()
     except subprocess.TimeoutExpired:
         return f"CUDA did not initialise within {gpucheck.TIMEOUT} s here."
+    seen = gpucheck.seen_uuids(done)
+    for fault in GpuFault.held_back(infrastructure):
+        if gpucheck.uuid_hex(fault.device_uuid) in seen:
+            fault.delete()
     return gpucheck.host_summary(done, gpus)
 
 

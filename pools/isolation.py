@@ -587,10 +587,13 @@ def sandbox_argv(
     uid: int | None,
     devices: Sequence[str] = (),
     host_network: bool = False,
+    die_with_parent: bool = False,
 ) -> list[str]:
     """`argv` wrapped in bubblewrap (see the module's docstring); `devices` are the device
     nodes it may open (`pools.devices.nodes_for` its GPUs). `host_network`: it runs in the
-    host's network (the workspace's HTTPS proxy), so it resolves names as the host does."""
+    host's network (the workspace's HTTPS proxy), so it resolves names as the host does.
+    `die_with_parent`: killing bubblewrap kills what runs inside too (a one-off check that
+    timed out), which a sandbox's own PID namespace otherwise keeps alive."""
     workspace = Path(os.path.abspath(workspace))
     hidden = hidden_paths()
     operations: list[tuple[Path, list[str]]] = []
@@ -636,6 +639,8 @@ def sandbox_argv(
     elif host_capability().own_network:
         mounts += ["--ro-bind", str(_hosts_file()), "/etc/hosts"]
     command = [shutil.which("bwrap") or "bwrap", *_base_mounts(), *mounts]
+    if die_with_parent:
+        command.append("--die-with-parent")
     command += ["--unshare-pid", "--unshare-ipc", "--chdir", os.path.abspath(cwd)]
     if uid is not None:
         command += _drop_to(uid)

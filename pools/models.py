@@ -64,10 +64,11 @@ class GpuAllocation(models.Model):
 
 
 class GpuFault(models.Model):
-    """A GPU of this host that NVML lists and CUDA, run as a workspace runs, did not see
-    (`pools.gpucheck`): held back from new allocations for `HOLD` so one failing GPU does
-    not fail every request placed on it; forgotten once CUDA sees it again (the health
-    check) or the hold ends (the next workspace given it checks it again)."""
+    """A GPU of this host that NVML lists and CUDA did not see, run as a workspace runs nor
+    on the host (`pools.gpucheck`): held back from new allocations for `HOLD` so one
+    failing GPU does not fail every request placed on it. Forgotten once CUDA sees it again
+    (the health check, every few minutes, or a workspace's check); after the hold the next
+    workspace given it checks it again."""
 
     HOLD = timedelta(minutes=30)
 

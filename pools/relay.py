@@ -106,6 +106,8 @@ def copy_both_ways(client: socket.socket, server: socket.socket, idle: float | N
     come either way for `idle` seconds; then close both."""
     peers = {client: server, server: client}
     open_reads = set(peers)
+    for sock in peers:  # nor may a send wait longer on a peer that stopped reading
+        sock.settimeout(idle)
     with selectors.DefaultSelector() as selector:
         for sock in peers:
             selector.register(sock, selectors.EVENT_READ)

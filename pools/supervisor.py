@@ -332,12 +332,14 @@ def run_once(
     """Run `argv` to its end as the workspace's processes run (sandboxed as its identity,
     with `devices`, in its control group), its output captured; for the portal's own short
     checks, so it has no network of its own and is not registered. TimeoutExpired after
-    `timeout` seconds (the process is killed)."""
+    `timeout` seconds (the process is killed, and what runs in its sandbox with it)."""
     workspace = Path(os.path.abspath(workspace))
     command, cwd, umask = list(argv), workspace, -1
     if isolation.host_capability().isolated:
         uid = isolation.prepare(workspace)
-        command = isolation.sandbox_argv(command, workspace, workspace, uid, devices)
+        command = isolation.sandbox_argv(
+            command, workspace, workspace, uid, devices, die_with_parent=True
+        )
         env = isolation.sandbox_env(env, workspace)
         cwd, umask = Path("/"), 0o077  # never chdir as root through the workspace's links
     command = cgroups.join_argv(workspace, limits) + command

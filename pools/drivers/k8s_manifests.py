@@ -222,8 +222,8 @@ GPU_READINESS = {
 # and link-local (the cloud's instance metadata service, which hands out node credentials).
 PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
 LINK_LOCAL = "169.254.0.0/16"
-# Nor what is no public address either, as a local workspace's proxy refuses it: "this"
-# network, loopback, IETF protocol assignments, benchmarking, multicast and reserved.
+# Nor these, which are no public addresses and which a local workspace's proxy refuses too:
+# "this" network, loopback, IETF protocol assignments, benchmarking, multicast, reserved.
 NOT_PUBLIC = (
     "0.0.0.0/8",
     "127.0.0.0/8",

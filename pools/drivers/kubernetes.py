@@ -412,14 +412,20 @@ def waiting_reason(name: str, pod: dict) -> str:
             return f"pod {name} is pulling its image ({reason}: {message})"
         if reason:
             return f"pod {name} is waiting: {reason}"
-        if "running" in (container.get("state") or {}) and _checks_gpus(pod):
+        running = "running" in (container.get("state") or {})
+        if running and not container.get("ready") and _checks_gpus(pod, container.get("name")):
             return f"pod {name} runs, but its GPU check ({m.GPU_CHECK_NAME}) has not passed"
     return f"pod {name} is {status.get('phase', 'Pending').lower()}, not ready yet"
 
 
-def _checks_gpus(pod: dict) -> bool:
-    containers = (pod.get("spec") or {}).get("containers") or []
-    return any(c.get("readinessProbe") == m.GPU_READINESS for c in containers)
+def _checks_gpus(pod: dict, container_name: str | None) -> bool:
+    """Whether that container's readiness probe is the GPU check (by its command: the API
+    server returns the probe with its defaults filled in)."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        if container.get("name") == container_name:
+            probe = container.get("readinessProbe") or {}
+            return (probe.get("exec") or {}).get("command") == m.GPU_CHECK
+    return False
 
 
 def _parse_time(value: str | None) -> datetime | None:

@@ -135,6 +135,15 @@ def _model_of(gpus, uuid: str) -> str:
     return next(g.gpu_model or g.name for g in gpus if g.uuid == uuid)
 
 
+def _model_holding(gpus, uuid: str) -> str | None:
+    """The catalog model of the GPU that is, or holds the MIG device, `uuid`; None if no
+    GPU of this host does (any more)."""
+    for gpu in gpus:
+        if gpu.uuid == uuid or any(mig.uuid == uuid for mig in gpu.mig_devices):
+            return gpu.gpu_model
+    return None
+
+
 def _slot_starts(gpu) -> list:
     """(MIG device, first memory slice) for each MIG device of the GPU.
 
@@ -199,19 +208,33 @@ class LocalDriver(Driver):
         report("environment file written")
 
     def _check_gpus(self, spec: WorkspaceSpec, report: Reporter) -> None:
-        """Report what CUDA sees, run as the workspace's processes run (`pools.gpucheck`);
-        a PermanentError saying what it said unless that is exactly its GPUs. Only where
-        none of the workspace's processes runs yet (provisioning, Start): one holding the
-        GPU in exclusive compute mode would make the check fail."""
+        """Report what CUDA sees, run as the workspace's processes run (`pools.gpucheck`),
+        unless that is not exactly its GPUs: then a TransientError where a GPU is to blame
+        (it is held back, so the retry lands on another), else a PermanentError, each
+        saying what CUDA said."""
         allocations = list(self._allocations(spec))
         if not allocations or settings.LOCAL_GPU_CHECK != "cuda":
             return
+        uuids = [a.device_uuid for a in allocations]
+        env = dict(os.environ) | self._environment(spec, allocations)
+        nodes = self.device_nodes(spec)
+        seen = []
+        for visible in gpucheck.runs(uuids):  # one MIG device per CUDA process
+            done = self._probe(spec, env | {"CUDA_VISIBLE_DEVICES": ",".join(visible)}, nodes)
+            problem, what = gpucheck.judge(done, visible)
+            if problem:
+                raise self._check_failed(problem, gpucheck.unseen(done, visible), allocations)
+            seen.append(what)
+        GpuFault.objects.filter(infrastructure=self.infrastructure, device_uuid__in=uuids).delete()
+        report(f"CUDA sees {', '.join(seen)}")
+
+    def _probe(self, spec: WorkspaceSpec, env: dict[str, str], nodes: list[str]):
         try:
-            done = supervisor.run_once(
+            return supervisor.run_once(
                 [sys.executable, "-I", "-c", gpucheck.PROBE],
                 self.directory(spec.name),
-                dict(os.environ) | self._environment(spec, allocations),
-                devices=self.device_nodes(spec),
+                env,
+                devices=nodes,
                 limits=self.limits(spec),
                 timeout=gpucheck.TIMEOUT,
             )
@@ -219,13 +242,19 @@ class LocalDriver(Driver):
             raise TransientError(
                 f"CUDA did not start within {gpucheck.TIMEOUT} s in the workspace."
             ) from None
-        problem, seen = gpucheck.judge(done, [a.device_uuid for a in allocations])
-        if not problem:
-            report(f"CUDA sees {seen}")
-            return
-        faulty = gpucheck.unseen(done, [a.device_uuid for a in allocations])
-        if not faulty:  # CUDA fails on this host as a whole: no other GPU would do better
-            raise PermanentError(problem)
+
+    def _check_failed(self, problem: str, unseen: list[str], allocations) -> DriverError:
+        """A GPU is to blame only where CUDA misses it outside the sandbox too (asked alone,
+        on the host); otherwise the sandbox is, or CUDA on this host as a whole, and no
+        other GPU would do better."""
+        faulty = [uuid for uuid in unseen if not gpucheck.sees(gpucheck.run_on_host([uuid]), uuid)]
+        if unseen and not faulty:
+            return PermanentError(
+                f"{problem} Outside the workspace's sandbox CUDA sees it: the sandbox lacks "
+                "what it needs (see this machine's status)."
+            )
+        if not faulty:
+            return PermanentError(problem)
         for allocation in allocations:
             if allocation.device_uuid in faulty:
                 GpuFault.objects.update_or_create(
@@ -238,8 +267,8 @@ class LocalDriver(Driver):
                     },
                 )
         # Released with the rest of this attempt; the next one is placed on other GPUs.
-        raise TransientError(
-            f"{problem} It is held back from new workspaces for "
+        return TransientError(
+            f"{problem} {', '.join(faulty)} is held back from new workspaces for "
             f"{GpuFault.HOLD.seconds // 60} minutes."
         )
 
@@ -328,12 +357,14 @@ class LocalDriver(Driver):
         if choose_devices("probe", wanted, gpus, taken=set()) is None:
             needs = ", ".join(f"{g.gpu_count}× {self._describe(g)}" for g in wanted)
             return PermanentError(f"This machine cannot hold {needs} at once.")
+        models = {group.gpu_model for group in wanted}
         faults = "".join(
             f" GPU {fault.gpu_index} is held back until {fault.until:%H:%M}: {fault.reason}"
             for fault in held_back
+            if _model_holding(gpus, fault.device_uuid) in models
         )
         return TransientError(
-            "The GPUs this profile needs are in use: "
+            f"The GPUs this profile needs are in use{' or held back' if faults else ''}: "
             + ", ".join(self._describe(g) for g in wanted)
             + "."
             + faults
@@ -484,6 +515,7 @@ class LocalDriver(Driver):
             raise PermanentError(f"Its directory {directory} is gone, and its files with it.")
         supervisor.write_file(directory / MARKER, spec.name + "\n")
         self._take_gpus(spec, report)
+        self._check_gpus(spec, report)
         self._restart_process(spec, report)
         if supervisor.egress_process(directory) is not None:  # it had one: it has one again
             supervisor.ensure_egress(directory, spec.name, self.infrastructure, self.limits(spec))

@@ -466,7 +466,7 @@ class StandInApiServer:
                     "apiVersion": "v1",
                     "kind": "Pod",
                     "metadata": {"name": pod_name, "labels": labels},
-                    "spec": copy.deepcopy(spec["template"]["spec"]),
+                    "spec": _defaulted(copy.deepcopy(spec["template"]["spec"])),
                     "status": {"phase": "Pending"},
                 }
                 refused = self._quota_refusal(ns, pod)  # quota admission (services stacks)
@@ -746,6 +746,17 @@ def _tls_context() -> tuple[bytes, ssl.SSLContext]:
         key_file.flush()
         context.load_cert_chain(cert_file.name, key_file.name)
     return pem, context
+
+
+def _defaulted(pod_spec: dict) -> dict:
+    """A pod's spec with the defaults the API server fills in that the portal reads back
+    (a probe's thresholds)."""
+    for container in pod_spec.get("containers", []):
+        probe = container.get("readinessProbe")
+        if probe is not None:
+            probe.setdefault("successThreshold", 1)
+            probe.setdefault("initialDelaySeconds", 0)
+    return pod_spec
 
 
 def _pod_status(state: str, node: str, since: str) -> dict:

@@ -144,11 +144,9 @@ def test_a_gpu_workspace_is_ready_once_the_check_saw_its_gpu_as_its_processes_wo
     assert f"CUDA sees uid {uid} with GPU-aaaa (00…)" in steps
 
 
-def test_start_checks_again_and_repair_does_not(
+def test_provisioning_start_and_repair_each_check(
     driver, profile_factory, fake_gpus, workspaces_root, monkeypatch
 ):
-    """A repair runs beside the workspace's own processes, which may hold the GPU in
-    exclusive compute mode; a start follows a stop, where none runs."""
     checked = []
     monkeypatch.setattr(driver, "_check_gpus", lambda spec, report: checked.append(spec.name))
     spec = _gpu_spec(driver, profile_factory)
@@ -156,7 +154,17 @@ def test_start_checks_again_and_repair_does_not(
     driver.stop(spec)
     driver.start(spec)
     driver.repair(spec)
-    assert checked == ["ws-1", "ws-1"]
+    assert checked == ["ws-1", "ws-1", "ws-1"]
+
+
+def test_each_mig_device_is_probed_alone():
+    """A CUDA process enumerates one MIG device at most; whole GPUs go together."""
+    assert gpucheck.runs(["GPU-a", "MIG-b", "GPU-c", "MIG-d"]) == [
+        ["GPU-a", "GPU-c"],
+        ["MIG-b"],
+        ["MIG-d"],
+    ]
+    assert gpucheck.runs(["MIG-b"]) == [["MIG-b"]]
 
 
 def test_where_cuda_cannot_use_the_gpu_the_workspace_fails_and_frees_it(
@@ -193,6 +201,23 @@ else:
 """
 
 
+# Both GPUs visible (CUDA_VISIBLE_DEVICES unset: the host's status) or the one asked for.
+SEES_BOTH = f"""
+import json, os
+visible = os.environ.get("CUDA_VISIBLE_DEVICES") or "{BAD},{GOOD}"
+devices = [{{"name": "NVIDIA A100", "uuid": v[4:].replace("-", "")}} for v in visible.split(",")]
+print(json.dumps({{"devices": devices}}))
+"""
+# The GPU unseen in the workspace's sandbox (whose HOME is its directory), seen outside.
+SANDBOX_ONLY = f"""
+import json, os
+if os.environ.get("HOME", "").endswith("ws-1"):
+    print(json.dumps({H200["probe_without_nodes"]!r}))
+else:
+    exec({SEES_BOTH!r})
+"""
+
+
 @pytest.fixture
 def two_gpus(monkeypatch, driver):
     """Two whole A100s; CUDA cannot see GPU 0 (as one fallen off the bus)."""
@@ -213,7 +238,7 @@ def test_a_gpu_cuda_cannot_see_is_held_back_and_the_retry_lands_on_another(
         driver.provision(spec)  # placed on GPU 0
     assert str(first.value) == (
         "CUDA cannot use the workspace's GPUs: cuInit failed with CUDA_ERROR_NO_DEVICE (100). "
-        "It is held back from new workspaces for 30 minutes."
+        f"{BAD} is held back from new workspaces for 30 minutes."
     )
     (fault,) = GpuFault.objects.all()
     assert (fault.gpu_index, fault.device_uuid) == (0, BAD)
@@ -246,3 +271,27 @@ def test_while_it_is_held_back_requests_and_the_status_say_why(
     with pytest.raises(TransientError, match="held back from new workspaces for 30 minutes"):
         driver.provision(other)
     assert GpuFault.objects.get().seen > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_held_back_gpu_cuda_sees_again_is_forgotten(
+    driver, profile_factory, two_gpus, workspaces_root, local_infrastructure, monkeypatch
+):
+    with pytest.raises(TransientError):
+        driver.provision(_gpu_spec(driver, profile_factory))
+    assert GpuFault.objects.exists()
+    monkeypatch.setattr(gpucheck, "PROBE", SEES_BOTH)  # the GPU was reset, say
+    found = health.check(local_infrastructure)
+    assert "held back" not in found.reason
+    assert not GpuFault.objects.exists()
+    assert "CUDA initialises here and sees 2× NVIDIA A100." in found.reason
+
+
+def test_a_gpu_cuda_sees_outside_the_sandbox_is_not_to_blame(
+    driver, profile_factory, two_gpus, workspaces_root, monkeypatch
+):
+    """CUDA misses the GPU only in the sandbox (its device nodes did not reach it): no GPU
+    would do better, so nothing is held back and the step fails for good."""
+    monkeypatch.setattr(gpucheck, "PROBE", SANDBOX_ONLY)
+    with pytest.raises(PermanentError, match="Outside the workspace's sandbox CUDA sees it"):
+        driver.provision(_gpu_spec(driver, profile_factory))
+    assert not GpuFault.objects.exists()
