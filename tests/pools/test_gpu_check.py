@@ -14,12 +14,17 @@ from types import SimpleNamespace
 import pytest
 from django.utils import timezone
 
-from pools import gpucheck, health, isolation
+from pools import gpucheck, health, isolation, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.models import GpuAllocation, GpuFault
 from profiles.choices import HealthStatus
-from tests.workspace_fixtures import FakeGpu, fake_gpus, workspaces_root  # noqa: F401
+from tests.workspace_fixtures import (  # noqa: F401
+    FakeGpu,
+    fake_gpus,
+    wait_for,
+    workspaces_root,
+)
 
 H200 = json.loads((Path(__file__).parent / "data" / "cuda-probe-h200.json").read_text())
 
@@ -155,6 +160,28 @@ def test_provisioning_start_and_repair_each_check(
     driver.start(spec)
     driver.repair(spec)
     assert checked == ["ws-1", "ws-1", "ws-1"]
+
+
+def test_a_check_that_times_out_leaves_nothing_running(workspaces_root):
+    """Killing the sandbox's bubblewrap kills what runs inside (its own PID namespace would
+    otherwise keep it), so a hung probe does not keep a GPU open once it is released."""
+    directory = workspaces_root / "ws-1"
+    directory.mkdir(parents=True)
+    marker = ["sleep", "37.25"]
+    with pytest.raises(subprocess.TimeoutExpired):
+        supervisor.run_once(marker, directory, {"PATH": os.environ["PATH"]}, timeout=2)
+
+    def left() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", b"37.25"]:
+                    found.append(int(entry.name))
+            except (OSError, ValueError):
+                continue
+        return found
+
+    wait_for(lambda: not left(), timeout=10, what="the sandboxed sleep to end")
 
 
 def test_each_mig_device_is_probed_alone():
