@@ -72,8 +72,7 @@ def judge(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> tuple[str,
     devices `uuids`; seen says what it saw, in words."""
     found = _answer(done.stdout)
     if found is None:
-        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return f"The GPU check could not run in the workspace: {why}", ""
+        return f"The GPU check could not run in the workspace: {_why(done)}", ""
     if "error" in found:
         return f"CUDA cannot use the workspace's GPUs: {found['error']}.", ""
     devices = found["devices"]
@@ -121,8 +120,13 @@ def seen_uuids(done: subprocess.CompletedProcess) -> set[str]:
     return {d["uuid"] for d in found.get("devices", [])} if found else set()
 
 
-def sees(done: subprocess.CompletedProcess, uuid: str) -> bool:
-    return uuid_hex(uuid) in seen_uuids(done)
+def seen_on_host(uuid: str) -> bool:
+    """Whether CUDA on the host, outside any sandbox, sees this device asked for alone; a
+    probe that hangs there sees nothing."""
+    try:
+        return uuid_hex(uuid) in seen_uuids(run_on_host([uuid]))
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def unseen(done: subprocess.CompletedProcess, uuids: Sequence[str]) -> list[str]:
@@ -145,14 +149,13 @@ def host_summary(done: subprocess.CompletedProcess, gpus: Sequence) -> str:
     and a whole GPU NVML lists that CUDA does not see is named."""
     found = _answer(done.stdout)
     if found is None:
-        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        return f"The GPU check cannot run here ({why}): workspaces with GPUs fail it."
+        return f"The GPU check cannot run here ({_why(done)}): workspaces with GPUs fail it."
     if "error" in found:
         return f"CUDA cannot use them here ({found['error']}): workspaces with GPUs fail it."
     names = Counter(d["name"] for d in found["devices"])
     seen = ", ".join(f"{n}× {name}" for name, n in sorted(names.items())) or "no device"
     # A MIG-enabled GPU shows as its MIG devices, if at all: only whole GPUs are compared.
-    visible = {d["uuid"] for d in found["devices"]}
+    visible = seen_uuids(done)
     unseen = [
         f"GPU {gpu.index} ({gpu.uuid})"
         for gpu in gpus
@@ -164,6 +167,11 @@ def host_summary(done: subprocess.CompletedProcess, gpus: Sequence) -> str:
             "a workspace given it fails its GPU check."
         )
     return f"CUDA initialises here and sees {seen}."
+
+
+def _why(done: subprocess.CompletedProcess) -> str:
+    """Why a probe gave no answer: the last line of its errors, else its exit status."""
+    return (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
 
 
 def _answer(stdout: str) -> dict | None:

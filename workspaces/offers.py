@@ -20,6 +20,7 @@ from profiles.choices import HealthStatus, InfrastructureKind
 from workspaces import estimates
 
 UNAVAILABLE = "Unavailable right now"
+NO_INTERNET = "None: downloads such as pip install fail"
 CHECKING = f"{UNAVAILABLE}: the portal is checking it; look again in a minute."
 
 
@@ -135,7 +136,7 @@ def kubernetes_internet() -> str:
     reach = {
         k8s_manifests.HTTPS_EGRESS: "HTTPS only (port 443 of public addresses)",
         k8s_manifests.PUBLIC_EGRESS: "Public addresses, any port",
-        k8s_manifests.NO_EGRESS: "None: downloads such as pip install fail",
+        k8s_manifests.NO_EGRESS: NO_INTERNET,
     }[options.egress]
     return f"{reach}, if the cluster enforces its network policy"
 
@@ -148,4 +149,4 @@ def local_internet() -> str:
         return ""
     if capability.egress:
         return "HTTPS only, through a proxy (port 443 of public addresses)"
-    return "None: downloads such as pip install fail"
+    return NO_INTERNET

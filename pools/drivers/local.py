@@ -247,7 +247,7 @@ class LocalDriver(Driver):
         """A GPU is to blame only where CUDA misses it outside the sandbox too (asked alone,
         on the host); otherwise the sandbox is, or CUDA on this host as a whole, and no
         other GPU would do better."""
-        faulty = [uuid for uuid in unseen if not gpucheck.sees(gpucheck.run_on_host([uuid]), uuid)]
+        faulty = [uuid for uuid in unseen if not gpucheck.seen_on_host(uuid)]
         if unseen and not faulty:
             return PermanentError(
                 f"{problem} Outside the workspace's sandbox CUDA sees it: the sandbox lacks "

@@ -184,6 +184,14 @@ def test_a_check_that_times_out_leaves_nothing_running(workspaces_root):
     wait_for(lambda: not left(), timeout=10, what="the sandboxed sleep to end")
 
 
+def test_a_probe_that_hangs_on_the_host_sees_nothing(monkeypatch):
+    """Asked whether a suspect GPU is the one to blame, a hung probe counts as not seeing
+    it (before, its TimeoutExpired escaped the provisioning step)."""
+    monkeypatch.setattr(gpucheck, "PROBE", "import time; time.sleep(30)")
+    monkeypatch.setattr(gpucheck, "TIMEOUT", 1)
+    assert gpucheck.seen_on_host(GOOD) is False
+
+
 def test_each_mig_device_is_probed_alone():
     """A CUDA process enumerates one MIG device at most; whole GPUs go together."""
     assert gpucheck.runs(["GPU-a", "MIG-b", "GPU-c", "MIG-d"]) == [
