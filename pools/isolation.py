@@ -16,9 +16,13 @@ decides how (`host_capability()`, probed once per process):
   single-user host (`profiles.models.Infrastructure.single_user_host`).
 
 What a sandbox sees (`sandbox_argv`): the host's filesystem read-only; its own workspace
-directory and /tmp (shared, sticky) read-write; a private /dev with only the NVIDIA device
-nodes of its own GPUs (`pools.devices`; none without GPUs), a /proc of its own PID
-namespace (the portal's processes do not exist there) and a private IPC namespace. Empty
+directory read-write, and a /tmp of its own (`private_tmp`: the workspace's `.tmp`, which
+every process of the workspace shares and which goes with it; a shared /tmp would hand a
+deleted workspace's files to the next one given its uid, let one workspace plant another's
+files there, and show them the host's sockets and temporary files); a private /dev with
+only the NVIDIA device nodes of its own GPUs (`pools.devices`; none without GPUs), a /proc
+of its own PID namespace (the portal's processes do not exist there) and a private IPC
+namespace. Empty
 in its view: the portal's data directory (keys, SQLite database), the workspaces root
 (every other workspace), the SQLite database wherever it lives, and the portal's `.env`.
 A directory other users may not traverse (e.g. /root, which holds the interpreter under
@@ -47,7 +51,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,6 +67,7 @@ UID, USERNS, NONE = "uid", "userns", ""
 PASSED = frozenset({"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TERM"})
 # Set by the workspace itself, even when the portal happens to have the same value.
 WORKSPACE_KEYS = frozenset({"CUDA_VISIBLE_DEVICES", "WORKSPACE_NAME", "WORKSPACE_DIR"})
+TMP_DIR = ".tmp"  # in a workspace's directory: what its sandboxed processes see as /tmp
 
 
 def workspaces_root() -> Path:
@@ -508,13 +512,50 @@ def _process_uids():
 # -- the sandbox ----------------------------------------------------------------------
 
 
-def _base_mounts() -> list[str]:
-    mounts = ["--ro-bind", "/", "/"]
-    tmp = tempfile.gettempdir()
-    if os.path.isdir(tmp):
-        mounts += ["--bind", tmp, tmp]
-    mounts += ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
-    return mounts
+def _base_mounts(tmp_fd: int | None = None) -> list[str]:
+    """The host read-only, /tmp the workspace's own (`tmp_fd`, else an empty one), a
+    private /dev and /proc."""
+    tmp = ["--bind-fd", str(tmp_fd), "/tmp"] if tmp_fd is not None else ["--tmpfs", "/tmp"]
+    dev = ["--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--proc", "/proc"]
+    return ["--ro-bind", "/", "/", *tmp, *dev]
+
+
+def private_tmp(workspace: Path, uid: int | None) -> int:
+    """An fd of the workspace's own /tmp (`TMP_DIR` in its directory, made here and given
+    to `uid`), for `sandbox_argv`. The sandbox binds the fd, not the path: the workspace
+    owns the directory and may replace it by a link at any moment, which must not bind
+    another directory into its view. A link or file in its place is the workspace's own
+    doing, so it is removed and the directory made again."""
+    parent = open_directory(workspace)
+    try:
+        for _ in range(2):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(TMP_DIR, 0o700, dir_fd=parent)
+            try:
+                fd = os.open(TMP_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+                break
+            except OSError as error:  # ELOOP: a link; ENOTDIR: a file
+                if error.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                os.unlink(TMP_DIR, dir_fd=parent)
+        else:
+            raise TransientError(f"{workspace / TMP_DIR} keeps being replaced by a link.")
+    finally:
+        os.close(parent)
+    if uid is not None and os.fstat(fd).st_uid != uid:
+        os.fchown(fd, uid, uid)
+    return fd
+
+
+def host_path(workspace: Path, seen: Path) -> Path:
+    """Where a path that the workspace's processes see lies on the host: their /tmp is
+    the workspace's `TMP_DIR` where the host isolates them; anything else is the same."""
+    if not host_capability().isolated:
+        return seen
+    try:
+        return workspace / TMP_DIR / Path(seen).relative_to("/tmp")
+    except ValueError:
+        return seen
 
 
 def _drop_to(uid: int) -> list[str]:
@@ -585,15 +626,21 @@ def sandbox_argv(
     workspace: Path,
     cwd: Path,
     uid: int | None,
+    tmp_fd: int,
     devices: Sequence[str] = (),
     host_network: bool = False,
     die_with_parent: bool = False,
 ) -> list[str]:
-    """`argv` wrapped in bubblewrap (see the module's docstring); `devices` are the device
-    nodes it may open (`pools.devices.nodes_for` its GPUs). `host_network`: it runs in the
-    host's network (the workspace's HTTPS proxy), so it resolves names as the host does.
+    """`argv` wrapped in bubblewrap (see the module's docstring); `tmp_fd` is the
+    workspace's /tmp (`private_tmp`, passed to bubblewrap), `devices` the device nodes it
+    may open (`pools.devices.nodes_for` its GPUs). `host_network`: it runs in the host's
+    network (the workspace's HTTPS proxy), so it resolves names as the host does.
     `die_with_parent`: killing bubblewrap kills what runs inside too (a one-off check that
-    timed out), which a sandbox's own PID namespace otherwise keeps alive."""
+    timed out), which a sandbox's own PID namespace otherwise keeps alive.
+
+    Where the portal's files lie under /tmp (the test suite's do), bubblewrap makes the
+    directories leading to their mount points inside the workspace's /tmp: a link the
+    workspace plants there moves them within its own view only."""
     workspace = Path(os.path.abspath(workspace))
     hidden = hidden_paths()
     operations: list[tuple[Path, list[str]]] = []
@@ -638,7 +685,7 @@ def sandbox_argv(
         mounts += resolver_mounts()
     elif host_capability().own_network:
         mounts += ["--ro-bind", str(_hosts_file()), "/etc/hosts"]
-    command = [shutil.which("bwrap") or "bwrap", *_base_mounts(), *mounts]
+    command = [shutil.which("bwrap") or "bwrap", *_base_mounts(tmp_fd), *mounts]
     if die_with_parent:
         command.append("--die-with-parent")
     command += ["--unshare-pid", "--unshare-ipc", "--chdir", os.path.abspath(cwd)]

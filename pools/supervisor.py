@@ -158,6 +158,43 @@ def append_file(path: Path, text: str) -> None:
         os.close(fd)
 
 
+def remove_file(path: Path) -> None:
+    """Delete a file, never through a link on the way inside a workspace; one already
+    gone, or out of reach but through a link, is nothing to delete."""
+    try:
+        directory = isolation.open_directory(path.parent)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(path.name, dir_fd=directory)
+    finally:
+        os.close(directory)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete `path` and everything below it, never following a link on the way inside a
+    workspace, nor below it; nothing to do when it is gone or out of reach but through a
+    link. However deep: shutil.rmtree recurses once per level and fails past about a
+    thousand, and a workspace's own code can nest deeper, so coreutils' rm walks the
+    tree, from the parent directory's fd."""
+    try:
+        parent = isolation.open_directory(path.parent)
+    except OSError:
+        return
+    try:
+        done = subprocess.run(
+            ["rm", "-rf", "--one-file-system", "--", f"/proc/self/fd/{parent}/{path.name}"],
+            pass_fds=(parent,),
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        os.close(parent)
+    if done.returncode != 0:
+        raise OSError(f"Could not remove {path}: {done.stderr.strip()[-500:]}")
+
+
 def make_directories(path: Path) -> None:
     """`mkdir -p` inside a workspace: each step is made or entered without following a
     link (`isolation.open_directory`), so a planted link never leads it elsewhere."""
@@ -256,18 +293,28 @@ def start(
         if sandboxed:
             uid = isolation.prepare(workspace)
             isolation.hand_over(workspace, cwd, uid)
+            tmp = isolation.private_tmp(workspace, uid)
+            cleanup.callback(os.close, tmp)
+            passed = (tmp,)
             if host_network is not None:
-                network, passed = [], (host_network.fileno(),)
+                network = []
+                passed += (host_network.fileno(),)
             else:
                 network = isolation.network_prefix(workspace)
                 if network:
                     ensure_egress(workspace, holder, infrastructure, limits)
             if network and port is not None:
                 listener = cleanup.enter_context(_host_port(port))
-                passed = (listener.fileno(),)
+                passed += (listener.fileno(),)
                 command = isolation.relayed(command, listener.fileno(), port)
             command = network + isolation.sandbox_argv(
-                command, workspace, cwd, uid, devices, host_network=host_network is not None
+                command,
+                workspace,
+                cwd,
+                uid,
+                tmp,
+                devices,
+                host_network=host_network is not None,
             )
             env = isolation.sandbox_env(env, workspace)
             popen_cwd, umask = "/", 0o077  # never chdir as root through the workspace's links
@@ -335,24 +382,30 @@ def run_once(
     `timeout` seconds (the process is killed, and what runs in its sandbox with it)."""
     workspace = Path(os.path.abspath(workspace))
     command, cwd, umask = list(argv), workspace, -1
-    if isolation.host_capability().isolated:
-        uid = isolation.prepare(workspace)
-        command = isolation.sandbox_argv(
-            command, workspace, workspace, uid, devices, die_with_parent=True
+    with contextlib.ExitStack() as cleanup:
+        passed: tuple[int, ...] = ()
+        if isolation.host_capability().isolated:
+            uid = isolation.prepare(workspace)
+            tmp = isolation.private_tmp(workspace, uid)
+            cleanup.callback(os.close, tmp)
+            passed = (tmp,)
+            command = isolation.sandbox_argv(
+                command, workspace, workspace, uid, tmp, devices, die_with_parent=True
+            )
+            env = isolation.sandbox_env(env, workspace)
+            cwd, umask = Path("/"), 0o077  # never chdir as root through the workspace's links
+        command = cgroups.join_argv(workspace, limits) + command
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            umask=umask,
+            pass_fds=passed,
         )
-        env = isolation.sandbox_env(env, workspace)
-        cwd, umask = Path("/"), 0o077  # never chdir as root through the workspace's links
-    command = cgroups.join_argv(workspace, limits) + command
-    return subprocess.run(
-        command,
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        umask=umask,
-    )
 
 
 EGRESS_RECORD = "egress.json"  # the proxy's record, in the workspace's directory
@@ -511,13 +564,15 @@ def stop_recorded_below(
     A process recorded at a path in `keep` is stopped but stays registered, ended, so
     `ProcessRecord.registered_at` still says what it ran (command, port) for a restart.
     """
-    stopped = [
-        Path(row.record_path or Path(row.directory) / record_name)
-        for row, running in stop_registered_below(directory, keep)
-        if running
-    ]
-    for path in sorted(Path(directory).glob(f"**/{record_name}")):
-        path.unlink(missing_ok=True)
+    stopped = []
+    for row, running in stop_registered_below(directory, keep):
+        # Only the registered records' files: a walk of the tree would be at the mercy of
+        # what the workspace put there (a directory nested past PATH_MAX fails it, for
+        # good), and a file no registered process wrote signals nothing anyway.
+        path = Path(row.record_path or Path(row.directory) / record_name)
+        remove_file(path)
+        if running:
+            stopped.append(path)
     return stopped
 
 

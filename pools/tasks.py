@@ -21,6 +21,7 @@ queue and the loop holds back new instances while user requests wait (`pools.war
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -449,7 +450,7 @@ def reap_orphans() -> list[str]:
             spec = WorkspaceSpec(name=name, owner="", profile="", profile_version=0, groups=())
             try:
                 driver.deprovision(spec)
-            except DriverError:
+            except Exception:  # one resource, whatever is wrong with it, spares the rest
                 logger.exception("sweep: cannot reap %s on %s", name, infrastructure)
                 continue
             logger.info("sweep: reaped %s on %s", name, infrastructure)
@@ -465,12 +466,23 @@ def sweep() -> dict:
     3. Reap resources on the infrastructure whose owner is deleted or absent.
     4. Resume services deployments stuck in flight (`services.tasks.sweep`).
     5. Stop supervised processes whose workspace is gone (`supervisor.stop_orphans`).
-    """
 
-    return {
-        "resumed": resume_stuck(),
-        "expired": expire(),
-        "reaped": reap_orphans(),
-        "services_resumed": services_sweep(),
-        "processes_stopped": supervisor.stop_orphans(live_names),
+    A step that fails is logged and noted in the result ("failed"); the others still run,
+    so one bad resource never stops the cleanup of everyone else's.
+    """
+    parts = {
+        "resumed": resume_stuck,
+        "expired": expire,
+        "reaped": reap_orphans,
+        "services_resumed": services_sweep,
+        "processes_stopped": lambda: supervisor.stop_orphans(live_names),
     }
+    return {name: _sweep_step(name, step) for name, step in parts.items()}
+
+
+def _sweep_step(name: str, step: Callable[[], object]) -> object:
+    try:
+        return step()
+    except Exception:
+        logger.exception("sweep: the %s step failed", name)
+        return "failed"

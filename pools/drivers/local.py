@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import socket
 import subprocess
 import sys
@@ -158,13 +157,6 @@ def _slot_starts(gpu) -> list:
     for mig in gpu.mig_devices:
         by_profile.setdefault(mig.profile, []).append(mig)
     return [(by_profile[p.profile].pop(0), p.start) for p in laid_out.placements]
-
-
-def _ignore_missing(function, path, exc_info) -> None:
-    """rmtree's error handler: what is already gone (another deprovisioning removed it
-    first) counts as removed."""
-    if not issubclass(exc_info[0], FileNotFoundError):
-        raise exc_info[1]
 
 
 class LocalDriver(Driver):
@@ -546,7 +538,7 @@ class LocalDriver(Driver):
         cgroups.forget(directory)
         self._release_gpus(spec, report)
         if os.path.lexists(directory):
-            shutil.rmtree(directory, onerror=_ignore_missing)
+            supervisor.remove_tree(directory)  # gone already (another deprovisioning): fine
             report(f"directory {directory} removed")
 
     # -- inventory ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pools import supervisor
+from pools import isolation, supervisor
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, LocalDriver
 from services import components
@@ -223,7 +223,7 @@ class LocalServices(ServicesBackend):
     def remove(self, ctx: ComponentContext) -> None:
         directory = self.directory(ctx)
         stop_directory(directory)
-        _remove_temp_dir(_temp_dir(ctx, directory))
+        _remove_temp_dir(directory, _temp_dir(ctx, directory))
 
     def remove_all(self, spec: WorkspaceSpec) -> None:
         stop_all(self.workspace_dir(spec))
@@ -247,7 +247,7 @@ def stop_all(workspace_dir: Path) -> list[str]:
         parts = Path(row.directory).relative_to(os.path.abspath(services)).parts
         code = parts[0] if parts else ""
         if code:
-            _remove_temp_dir(_temp_dir_of(code, services / code))
+            _remove_temp_dir(services / code, _temp_dir_of(code, services / code))
         if running:
             stopped.append(code)
     return stopped
@@ -271,12 +271,13 @@ def _temp_dir(ctx: ComponentContext, directory: Path) -> str:
         return ""
 
 
-def _remove_temp_dir(path: str) -> None:
-    """Delete a component's temporary directory (outside the workspace, e.g. Ray's); a
-    link planted in its place is not followed (rmtree refuses one, and never follows the
-    links inside)."""
-    if path and os.path.isabs(path):
-        shutil.rmtree(path, ignore_errors=True)
+def _remove_temp_dir(directory: Path, path: str) -> None:
+    """Delete a component's temporary directory (e.g. Ray's), `path` as its processes see
+    it: in a sandbox, below the workspace's own /tmp (`isolation.host_path`). A link
+    planted in its place or on the way is not followed (`supervisor.remove_tree`)."""
+    workspace = isolation.workspace_of(directory)
+    if path and os.path.isabs(path) and workspace is not None:
+        supervisor.remove_tree(isolation.host_path(workspace, Path(path)))
 
 
 def _new_secret() -> str:

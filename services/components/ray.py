@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from pathlib import Path
 
 from services.components.base import (
@@ -30,9 +29,11 @@ GRPC_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false"}
 
 
 def temp_dir(directory: Path) -> Path:
-    """Short (Unix socket paths are limited to 107 bytes) and unique per workspace."""
+    """Ray's directory as its processes see it: in /tmp, short (Unix socket paths are
+    limited to 107 bytes), and unique per workspace where workspaces share the host's
+    /tmp (a host that does not isolate them); in a sandbox, /tmp is the workspace's own."""
     digest = hashlib.sha256(str(directory).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"gpupaas-ray-{digest}"
+    return Path("/tmp") / f"gpupaas-ray-{digest}"
 
 
 def client_port(gcs_port: int) -> int:
@@ -91,14 +92,19 @@ class Ray(Component):
             argv += ["--num-cpus", str(target.parameters["num_cpus"])]
         # A sandboxed process sees only its own processes, and a driver given the cluster's
         # address looks for its node's raylet among them (`ray._private.services.
-        # find_node_ids`): only the administrator's shell on the host finds it. Ray Client
-        # drivers run inside the head's sandbox instead, so notebooks and jobs use that.
+        # find_node_ids`), then for the raylet's sockets in the head's /tmp, which is the
+        # workspace's own. Ray Client drivers run inside the head's sandbox instead, so
+        # notebooks, jobs and the administrator's shell use that; the address serves
+        # `ray status`.
         endpoints = [
             {
                 "name": "Ray Client (ray.init, from the workspace)",
                 "url": f"ray://127.0.0.1:{client}",
             },
-            {"name": "Ray address (ray.init, from the host)", "url": f"127.0.0.1:{target.port}"},
+            {
+                "name": "Ray address (ray status, from the administrator's shell)",
+                "url": f"127.0.0.1:{target.port}",
+            },
         ]
         return LocalProcess(argv, GRPC_ENV, endpoints, extra={"temp_dir": str(temp)})
 

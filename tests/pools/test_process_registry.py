@@ -5,7 +5,6 @@ directory another deprovisioning removed first counts as removed."""
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -148,33 +147,6 @@ def test_a_record_file_replaced_by_a_link_is_neither_followed_nor_trusted(
         assert supervisor.ProcessRecord.load(directory / PROCESS_FILE) == record
     finally:
         supervisor.stop(record)
-
-
-def test_a_directory_removed_by_a_concurrent_deprovision_counts_as_removed(
-    workspace, driver, monkeypatch
-):
-    """Two deliveries of the same deprovisioning: the other one removes the directory while
-    this one is half-way through it."""
-    directory = driver.directory(workspace.resource_name)
-    for name in ("a", "b", "c"):
-        (directory / name).mkdir()
-        (directory / name / "file").write_text(name)
-    unlink = os.unlink
-    raced = []
-
-    def unlink_after_the_other_worker(path, *args, dir_fd=None, **kwargs):
-        if dir_fd is not None and not raced:  # inside rmtree: the other one gets there first
-            raced.append(path)
-            shutil.rmtree(directory)
-        return unlink(path, *args, dir_fd=dir_fd, **kwargs)
-
-    monkeypatch.setattr(os, "unlink", unlink_after_the_other_worker)
-
-    driver.deprovision(workspace.spec())
-
-    assert raced
-    assert not directory.exists()
-    driver.deprovision(workspace.spec())  # and again: nothing left, nothing fails
 
 
 def test_a_deprovision_that_finds_no_directory_succeeds(workspace, driver):

@@ -60,8 +60,9 @@ def session_members(sid: int) -> list[int]:
 
 def _client_server_logs(workspaces_root: Path, workspace) -> str:
     """What Ray Client's per-client servers wrote, where a failing start says to look."""
-    directory = workspaces_root / workspace.resource_name / SERVICES_DIR / "ray"
-    logs = sorted(ray_temp_dir(directory).glob("session_latest/logs/ray_client_server*"))
+    workspace_dir = workspaces_root / workspace.resource_name
+    temp = isolation.host_path(workspace_dir, ray_temp_dir(workspace_dir / SERVICES_DIR / "ray"))
+    logs = sorted(temp.glob("session_latest/logs/ray_client_server*"))
     return "".join(f"\n== {path.name}\n{path.read_text()[-3000:]}" for path in logs)
 
 
@@ -185,18 +186,27 @@ def test_ray_runs_a_task_and_deleting_the_workspace_stops_it(
     wait_for(lambda: not supervisor.is_running(job), timeout=120, what="the Ray Client job")
     log = (workspaces_root / ready_workspace.resource_name / "process.log").read_text()
     assert "result 14" in log, log[-3000:] + _client_server_logs(workspaces_root, ready_workspace)
-    # The administrator's shell driver runs in the workspace's network (pools.isolation),
-    # where the cluster's ports are, and sees the host's processes, among them the raylet
-    # a driver given the cluster's address looks for.
-    address = urls["Ray address (ray.init, from the host)"]
+    # The administrator's shell runs in the workspace's network (pools.isolation), where
+    # the cluster's ports are: Ray Client runs a task from there too, and `ray status`
+    # reads the cluster from its address. (A driver given the address would need the
+    # raylet's sockets, in the workspace's own /tmp, which the shell does not share.)
     network = isolation.network_prefix(workspaces_root / ready_workspace.resource_name)
     done = subprocess.run(
-        [*network, sys.executable, "-c", script(address)],
+        [*network, sys.executable, "-c", script(client)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert "result 14" in done.stdout, done.stderr[-3000:]
+    address = urls["Ray address (ray status, from the administrator's shell)"]
+    ray = str(Path(sys.executable).with_name("ray"))
+    done = subprocess.run(
+        [*network, ray, "status", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Node status" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
 
     record = _record(workspaces_root / ready_workspace.resource_name, "ray")
     leader = record.pid
