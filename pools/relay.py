@@ -13,7 +13,12 @@ namespace, waits until COMMAND accepts connections on 127.0.0.1:PORT there, and 
 listens on the host socket: until the service is up, a connection to its port is refused,
 as it was before the sandbox had a network of its own. Each accepted connection is copied
 both ways to a connection of its own to the service. When COMMAND ends, so does the relay,
-with its exit status, and the port closes.
+with its exit status, and the port closes. COMMAND is the workspace's code, running as
+the same uid in the same PID namespace: it must never get hold of FD, a socket of the
+host's network, which it could connect to any port of the host's loopback (the portal,
+PostgreSQL, another workspace's services). FD is not inherited, and the relay makes
+itself undumpable before it starts COMMAND, which keeps same-uid processes from tracing
+it and from copying its sockets (pidfd_getfd(2), /proc/PID/fd).
 
 `relay.py --egress FD [ALLOWED ...]`: the workspace's way out, an HTTPS proxy. It runs in
 the host's network; FD listens on 127.0.0.1:3128 in the workspace's namespace, where
@@ -21,18 +26,24 @@ the host's network; FD listens on 127.0.0.1:3128 in the workspace's namespace, w
 same way) to port 443 of a public address, resolved once here and connected to as
 resolved, so a name cannot be re-pointed between the check and the connection. Refused:
 any other port; loopback, private, link-local (cloud metadata at 169.254.169.254),
-shared and reserved addresses; and this host's own addresses, public ones included, where
-the portal may listen. ALLOWED are the administrator's exceptions
-(`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`, `ADDRESS:PORT` or `NETWORK/BITS:PORT`
-(IPv6 in brackets), allowed whatever the address (an internal package mirror). Each
-decision is a line of its log (once: the same decision again adds none), so a user can
-see why a download was refused.
+shared, documentation and reserved addresses (`NOT_PUBLIC_IPV4` lists the IPv4 ones;
+a Kubernetes workspace's NetworkPolicy refuses the same); local-use NAT64 addresses
+(64:ff9b:1::/48), whose IPv4 address cannot be told; and this host's own addresses and
+prefixes, public ones included, where the portal may listen. ALLOWED are the administrator's
+exceptions (`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`, `ADDRESS:PORT` or
+`NETWORK/BITS:PORT` (IPv6 in brackets), allowed whatever the address (an internal
+package mirror). Each decision is a line of its log (once: the same decision again adds
+none), so a user can see why a download was refused. The proxy runs in a sandbox and PID
+namespace of its own, which no process of the workspace shares; it makes itself
+undumpable all the same.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import ipaddress
+import os
 import re
 import selectors
 import socket
@@ -58,17 +69,21 @@ RATE, BURST = 20, 100
 LOG_LINES = 10_000  # distinct decisions logged, once each; then none
 NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_-]{1,63})*\.?")
 
+PR_SET_DUMPABLE = 4  # prctl(2), from <linux/prctl.h>
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def main(argv: list[str]) -> int:
+    undumpable()
     if argv[:1] == ["--egress"]:
         return egress(argv[1:])
     fd, port, separator, *command = argv
     if separator != "--" or not command:
         raise SystemExit(__doc__.splitlines()[0])
     outside = socket.socket(fileno=int(fd))
-    child = subprocess.Popen(command)
+    outside.set_inheritable(False)  # passed inheritable: COMMAND must not have it
+    child = subprocess.Popen(command, close_fds=True)
     while child.poll() is None and not _answers(int(port)):
         time.sleep(0.1)
     if child.poll() is not None:
@@ -76,6 +91,20 @@ def main(argv: list[str]) -> int:
     outside.listen(128)
     threading.Thread(target=_serve, args=(outside, int(port)), daemon=True).start()
     return child.wait()
+
+
+def undumpable() -> None:
+    """Make this process undumpable, so that processes of the same uid (the workspace's
+    code) can neither trace it nor copy its sockets; the kernel resets the flag when a
+    child execs, so the service itself is unaffected. Exits saying why when it cannot:
+    a relay open to its workspace's code must not run."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError) as error:
+        raise SystemExit(f"relay.py: no prctl to make itself undumpable ({error})") from None
+    if prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        why = os.strerror(ctypes.get_errno())
+        raise SystemExit(f"relay.py: cannot make itself undumpable ({why}); not running")
 
 
 def _answers(port: int) -> bool:
@@ -196,6 +225,11 @@ def choose(
             why_not = f"port {port} is not allowed (only 443, for HTTPS)"
         elif any(plain in network for network in own):
             why_not = f"{name} is this host's own address"
+        elif plain in LOCAL_USE_NAT64:
+            why_not = (
+                f"{name} is not a public address (local-use NAT64, 64:ff9b:1::/48: "
+                "which IPv4 address it stands for cannot be told)"
+            )
         elif not _public(plain):
             why_not = f"{name} is not a public address"
         else:
@@ -203,32 +237,63 @@ def choose(
     return None, why_not
 
 
+# The IPv4 addresses that are not public (IANA's special-purpose registry): the proxy
+# refuses them, and so does a Kubernetes workspace's NetworkPolicy
+# (`pools.drivers.k8s_manifests`), which needs them written out as networks.
+NOT_PUBLIC_IPV4 = tuple(
+    ipaddress.IPv4Network(network)
+    for network in (
+        "0.0.0.0/8",  # "this" network
+        "10.0.0.0/8",  # private: a cluster's pods and services, the portal among them
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT, some pod networks)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local: the cloud's metadata service, node credentials
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments
+        "192.0.2.0/24",  # documentation (TEST-NET-1)
+        "192.168.0.0/16",  # private
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation (TEST-NET-2)
+        "203.0.113.0/24",  # documentation (TEST-NET-3)
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and the broadcast address
+    )
+)
 GLOBAL_UNICAST = ipaddress.ip_network("2000::/3")  # the only IPv6 the internet routes
-NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the IPv4 address is the last 32 bits
+# A network's own NAT64 prefix (RFC 8215) may be this /48 or a longer one, which puts the
+# IPv4 address at other bits (RFC 6052): which one an address reaches cannot be told.
+LOCAL_USE_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # the old ::a.b.c.d form
 
 
 def _public(address: Address) -> bool:
     if address.is_multicast or not address.is_global:
         return False
-    return address.version == 4 or address in GLOBAL_UNICAST
+    if address.version == 4:
+        return not any(address in network for network in NOT_PUBLIC_IPV4)
+    return address in GLOBAL_UNICAST
 
 
 def _unmapped(address: Address) -> Address:
     """An IPv6 address that stands for an IPv4 one (mapped ::ffff:10.0.0.1, compatible
-    ::10.0.0.1, 6to4, NAT64) as that IPv4 address, which is what the check must judge."""
+    ::10.0.0.1, 6to4, NAT64's 64:ff9b::/96) as that IPv4 address, which is what the check
+    must judge."""
     if address.version == 4:
         return address
-    if address in IPV4_COMPATIBLE or any(address in prefix for prefix in NAT64):
+    if address in IPV4_COMPATIBLE or address in NAT64:
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address.ipv4_mapped or address.sixtofour or address
 
 
+RTF_LOCAL = 0x80000000  # a local route's flag in /proc/net/ipv6_route
+
+
 def own_networks() -> list[Network]:
     """What this host answers on, from the kernel's tables of the network the proxy runs
-    in: every local route (an address, or a whole prefix such as 127.0.0.0/8) and every
-    IPv6 address. Fails closed: OSError when the tables cannot be read or show no
-    loopback."""
+    in: every local route, IPv4 and IPv6 (an address, or a whole prefix such as
+    127.0.0.0/8, or one added with `ip -6 route add local PREFIX dev lo`), and every IPv6
+    address. Fails closed: OSError when the tables cannot be read or show no loopback."""
     found: list[Network] = []
     with open("/proc/net/fib_trie") as trie:
         leaf = ""  # each "|-- address" line is followed by its routes, one per line
@@ -242,6 +307,11 @@ def own_networks() -> list[Network]:
     with contextlib.suppress(FileNotFoundError), open("/proc/net/if_inet6") as table:
         for line in table:
             found.append(ipaddress.IPv6Network(int(line.split()[0], 16)))
+    with contextlib.suppress(FileNotFoundError), open("/proc/net/ipv6_route") as routes:
+        for line in routes:  # destination, its prefix length, ..., flags (9th), device
+            fields = line.split()
+            if int(fields[8], 16) & RTF_LOCAL:
+                found.append(ipaddress.IPv6Network((int(fields[0], 16), int(fields[1], 16))))
     found.append(ipaddress.ip_network("::1/128"))
     if not any(ipaddress.ip_address("127.0.0.1") in network for network in found):
         raise OSError("the kernel's table of local addresses shows no loopback")

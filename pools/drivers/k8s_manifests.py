@@ -38,6 +38,7 @@ import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from pools import relay
 from pools.drivers.base import GroupSpec, WorkspaceSpec
 from profiles import catalog
 from profiles.mig.catalog import k8s_resource_name
@@ -217,21 +218,12 @@ GPU_READINESS = {
     "failureThreshold": 3,
 }
 
-# Addresses a workspace may not reach: the private ranges (the cluster's pods and services,
-# the portal among them, other workspaces), shared address space used by some pod networks,
-# and link-local (the cloud's instance metadata service, which hands out node credentials).
-PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
-LINK_LOCAL = "169.254.0.0/16"
-# Nor these, which are no public addresses and which a local workspace's proxy refuses too:
-# "this" network, loopback, IETF protocol assignments, benchmarking, multicast, reserved.
-NOT_PUBLIC = (
-    "0.0.0.0/8",
-    "127.0.0.0/8",
-    "192.0.0.0/24",
-    "198.18.0.0/15",
-    "224.0.0.0/4",
-    "240.0.0.0/4",
-)
+# Addresses a workspace may not reach: every IPv4 address that is not public, the very
+# list a local workspace's proxy refuses: the private ranges (the cluster's pods and
+# services, the portal among them, other workspaces), shared address space used by some
+# pod networks, link-local (the cloud's instance metadata service, which hands out node
+# credentials), loopback, documentation, multicast and reserved ranges.
+NOT_PUBLIC = tuple(str(network) for network in relay.NOT_PUBLIC_IPV4)
 # An administrator labels the ingress controller's namespace with this to let users in.
 INGRESS_NAMESPACE_LABEL = "gpupaas.io/workspace-ingress"
 
@@ -239,8 +231,8 @@ INGRESS_NAMESPACE_LABEL = "gpupaas.io/workspace-ingress"
 def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
     """Code in a workspace is untrusted: its namespace takes traffic only from itself and
     from namespaces labelled `gpupaas.io/workspace-ingress=allowed`, and reaches only itself,
-    the cluster's DNS and, as `options.egress` says, port 443 (or any port) of addresses
-    outside the private and link-local ranges, or none of them; never the portal, another
+    the cluster's DNS and, as `options.egress` says, port 443 (or any port) of public
+    addresses (none of `NOT_PUBLIC`), or none of them; never the portal, another
     workspace or the metadata service. It needs a CNI that enforces NetworkPolicy (Calico,
     Cilium, the cloud's own); without one it is inert."""
     dns_ports = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
@@ -259,8 +251,7 @@ def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> di
         },
     ]
     if options.egress != NO_EGRESS:
-        blocked = [*PRIVATE_RANGES, LINK_LOCAL, *NOT_PUBLIC]
-        public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": blocked}}
+        public = {"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}
         egress.append({"to": [public]})
         if options.egress == HTTPS_EGRESS:
             egress[-1]["ports"] = [{"protocol": "TCP", "port": 443}]
@@ -349,7 +340,12 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
     }
     if found:
         container["readinessProbe"] = GPU_READINESS
-    pod: dict = {"containers": [container], "terminationGracePeriodSeconds": 30}
+    pod: dict = {
+        "containers": [container],
+        "terminationGracePeriodSeconds": 30,
+        # The workspace's code never needs the cluster's API: no service-account token.
+        "automountServiceAccountToken": False,
+    }
     if found:
         product = product_label(group.gpu_model)
         if product:

@@ -9,6 +9,7 @@ workspace processes in their own network namespaces (the portal as root, as in C
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -60,9 +61,13 @@ PUBLIC = ip("8.8.8.8")
         ("::a9fe:a9fe", 443, "not a public address"),  # compatible (::169.254.169.254)
         ("::ffff:0:a9fe:a9fe", 443, "not a public address"),  # SIIT
         ("64:ff9b::a9fe:a9fe", 443, "not a public address"),  # NAT64
-        ("64:ff9b:1::a9fe:a9fe", 443, "not a public address"),  # local-use NAT64
+        ("64:ff9b::808:808", 443, ""),  # NAT64 of 8.8.8.8
         ("2002:a00:1::1", 443, "not a public address"),  # 6to4 of 10.0.0.1
         ("2001::1", 443, "not a public address"),  # Teredo
+        ("192.0.2.1", 443, "not a public address"),  # documentation
+        ("198.51.100.1", 443, "not a public address"),
+        ("203.0.113.1", 443, "not a public address"),
+        ("192.0.0.8", 443, "not a public address"),  # IETF protocol assignments
         ("::ffff:8.8.8.8", 443, ""),
     ],
 )
@@ -72,6 +77,41 @@ def test_only_port_443_of_a_public_address_is_allowed(address, port, why_not):
         why_not = f"{address} is {why_not}"
     assert reason == why_not
     assert chosen == (None if why_not else ip(address))
+
+
+def test_a_local_use_nat64_address_is_refused_as_its_ipv4_address_cannot_be_told():
+    """With a /48 of 64:ff9b:1::/48 as its prefix, a translator finds the IPv4 address in
+    bits 48-63 and 72-87 (RFC 6052), not in the last 32: this one reaches the metadata
+    service, though its last 32 bits are 8.8.8.8."""
+    address = ip("64:ff9b:1:a9fe:a9:fe00:808:808")
+    raw = address.packed
+    assert ipaddress.IPv4Address(raw[6:8] + raw[9:11]) == ip("169.254.169.254")
+
+    for asked in (address, ip("64:ff9b:1::808:808"), ip("64:ff9b:1::a9fe:a9fe")):
+        chosen, reason = relay.choose(str(asked), 443, [asked], [], [])
+        assert chosen is None
+        assert reason == (
+            f"{asked} is not a public address (local-use NAT64, 64:ff9b:1::/48: "
+            "which IPv4 address it stands for cannot be told)"
+        )
+
+
+def test_the_proxy_refuses_exactly_the_ipv4_ranges_a_kubernetes_workspace_is_refused():
+    """`NOT_PUBLIC_IPV4`, which the NetworkPolicy lists too: inside each range, at both
+    ends, refused; just outside it, allowed, unless another range starts there."""
+
+    def refused(address):
+        return relay.choose(str(address), 443, [address], [], [])[0] is None
+
+    def listed(address):
+        return any(address in network for network in relay.NOT_PUBLIC_IPV4)
+
+    for network in relay.NOT_PUBLIC_IPV4:
+        assert refused(network[0]) and refused(network[-1]), network
+        for outside in (int(network[0]) - 1, int(network[-1]) + 1):
+            if 0 <= outside < 2**32:
+                neighbour = ipaddress.IPv4Address(outside)
+                assert refused(neighbour) == listed(neighbour), neighbour
 
 
 def test_the_hosts_own_public_address_is_refused():
@@ -143,6 +183,54 @@ def test_the_hosts_own_addresses_come_from_the_kernel():
         except OSError:
             return  # no route at all: only the loopback is known
         assert any(ip(probe.getsockname()[0]) in network for network in own)
+
+
+PROBE_OWN_PREFIX = r"""
+import ipaddress, json, socket
+from pools import relay
+server = socket.socket(socket.AF_INET6)
+server.bind(("::", 443))  # the host's HTTPS service (the portal's reverse proxy)
+server.listen()
+target = "2a00:1450:dead::5"
+client = socket.create_connection((target, 443), timeout=3)
+_, peer = server.accept()
+address = ipaddress.ip_address(target)
+chosen, why_not = relay.choose(target, 443, [address], relay.own_networks(), [])
+print(json.dumps({"host_answers_from": peer[0], "chosen": str(chosen), "why_not": why_not}))
+"""
+
+
+@pytest.fixture
+def network_namespace():
+    """A throwaway network namespace whose host answers on a whole IPv6 prefix, as one
+    serving many addresses does (`ip -6 route add local PREFIX dev lo`, "AnyIP")."""
+    name = f"portal-test-prefix-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        route = ["ip", "-n", name, "-6", "route", "add", "local", "2a00:1450:dead::/64"]
+        subprocess.run([*route, "dev", "lo"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip"), reason="a network namespace needs root and ip"
+)
+def test_every_address_of_an_ipv6_prefix_the_host_answers_on_is_its_own(network_namespace):
+    done = subprocess.run(
+        ["ip", "netns", "exec", network_namespace, sys.executable, "-c", PROBE_OWN_PREFIX],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["host_answers_from"] == "::1"  # the address is the host's own
+    assert result["chosen"] == "None"
+    assert result["why_not"] == "2a00:1450:dead::5 is this host's own address"
 
 
 def test_new_connections_are_limited_to_a_rate():

@@ -4,6 +4,8 @@ These start real processes through the local driver and the supervisor, the way 
 workspace's own process and its services' processes start, and let them try.
 """
 
+import ctypes
+import errno
 import json
 import os
 import socket
@@ -14,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from pools import isolation, supervisor
+from pools import isolation, relay, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import WorkspaceSpec
 from tests.workspace_fixtures import forget_host_resources, wait_for
@@ -247,7 +249,7 @@ def test_the_sandbox_hides_a_sqlite_database_outside_the_data_directory(settings
         "default": dict(settings.DATABASES["default"], ENGINE="django.db.backends.sqlite3")
         | {"NAME": str(database)}
     }
-    argv = isolation.sandbox_argv(["true"], tmp_path / "ws-1", tmp_path / "ws-1", None)
+    argv = isolation.sandbox_argv(["true"], tmp_path / "ws-1", tmp_path / "ws-1", None, tmp_fd=3)
     assert ["--ro-bind", "/dev/null", str(database)] == argv[
         argv.index(str(database)) - 2 : argv.index(str(database)) + 1
     ]
@@ -419,6 +421,108 @@ def _relay_running(port: int) -> bool:
         str(isolation.RELAY) in command and str(port) in command
         for command in _command_lines().values()
     )
+
+
+# A service's code going for its relay's socket of the host's network: the relay is its
+# parent (same uid, same PID namespace), the socket's number is on the relay's command
+# line, and the socket is not listening yet, so it could be connected to any port of the
+# host's loopback. With a user and a database name it then talks to PostgreSQL there.
+TAKE_THE_RELAYS_SOCKET = r"""
+import ctypes, json, os, socket, stat, struct, sys
+port, *login = sys.argv[1:]
+result = {}
+relay = os.getppid()
+argv = open(f"/proc/{relay}/cmdline", "rb").read().split(b"\0")
+host_fd = int(argv[next(i for i, a in enumerate(argv) if a.endswith(b"relay.py")) + 1])
+try:
+    result["inherited"] = stat.S_ISSOCK(os.fstat(host_fd).st_mode)
+except OSError:
+    result["inherited"] = False
+try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = libc.syscall(438, os.pidfd_open(relay), host_fd, 0)  # pidfd_getfd(2)
+    if fd < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    taken = socket.socket(fileno=fd)
+    taken.settimeout(3)
+    taken.connect(("127.0.0.1", int(port)))  # the host's loopback
+    if login:
+        body = struct.pack("!I", 196608) + b"user\0" + login[0].encode() + b"\0"
+        body += b"database\0" + login[1].encode() + b"\0\0"
+        taken.sendall(struct.pack("!I", len(body) + 4) + body)
+        result["database_answer"] = taken.recv(9).hex()
+    else:
+        taken.sendall(b"hello from inside the workspace")
+    result["host_loopback"] = "ok"
+except OSError as error:
+    result["host_loopback"] = f"{type(error).__name__}: {error}"
+print("RESULT " + json.dumps(result), flush=True)
+"""
+
+
+def take_the_relays_socket(driver, cpu_profile, *argv: str) -> dict:
+    """What a service's code got when it went for its relay's host socket."""
+    driver.provision(spec(cpu_profile, "ws-1"))
+    directory = driver.directory("ws-1") / "services" / "web"
+    directory.mkdir(parents=True)
+    command = [sys.executable, "-c", TAKE_THE_RELAYS_SOCKET, *argv]
+    record = supervisor.start(
+        command, directory, {}, directory / "process.log", port=supervisor.free_port()
+    )
+    return run_to_end(record, directory)
+
+
+def test_a_service_cannot_take_its_relays_host_socket_to_reach_the_hosts_loopback(
+    driver, cpu_profile
+):
+    assert isolation.host_capability().own_network, isolation.host_capability().description
+    with socket.socket() as portal:  # the portal, or any service on the host's loopback
+        portal.bind(("127.0.0.1", 0))
+        portal.listen()
+        result = take_the_relays_socket(driver, cpu_profile, str(portal.getsockname()[1]))
+
+        assert result["inherited"] is False
+        # The relay is undumpable: the kernel refuses to copy its socket.
+        assert result["host_loopback"].startswith("PermissionError"), result
+        portal.settimeout(1)
+        with pytest.raises(TimeoutError):  # nothing from the workspace reached the host
+            portal.accept()
+
+
+def test_a_service_cannot_reach_the_portals_database_through_its_relay(
+    driver, cpu_profile, settings
+):
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3") or database.get("HOST") not in (
+        "127.0.0.1",
+        "localhost",
+    ):
+        pytest.skip("needs the portal's PostgreSQL on this host's loopback")
+    assert isolation.host_capability().own_network, isolation.host_capability().description
+    port = str(database.get("PORT") or 5432)
+    result = take_the_relays_socket(driver, cpu_profile, port, database["USER"], database["NAME"])
+
+    assert result["host_loopback"].startswith("PermissionError"), result
+    assert "database_answer" not in result
+
+
+def test_a_relay_that_cannot_make_itself_undumpable_does_not_run(monkeypatch, tmp_path):
+    """Its service would be free to take the relay's host socket: better no service."""
+
+    class Refusing:
+        def prctl(self, *args):
+            ctypes.set_errno(errno.EPERM)
+            return -1
+
+    monkeypatch.setattr(relay.ctypes, "CDLL", lambda *args, **kwargs: Refusing())
+    started = tmp_path / "started"
+    with socket.socket() as host_port:
+        argv = [str(host_port.fileno()), "8000", "--", "touch", str(started)]
+        with pytest.raises(SystemExit, match=r"cannot make itself undumpable \(Operation not"):
+            relay.main(argv)
+        with pytest.raises(SystemExit, match="cannot make itself undumpable"):
+            relay.main(["--egress", str(host_port.fileno())])
+    assert not started.exists()
 
 
 def test_the_administrators_shell_is_in_the_workspaces_network(driver, cpu_profile, tmp_path):

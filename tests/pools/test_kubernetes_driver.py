@@ -83,6 +83,13 @@ def test_a_mig_group_requests_the_mixed_strategy_resource(shape, resource):
     assert quota[f"requests.{resource}"] == "1"
 
 
+@pytest.mark.parametrize("shape", SPECS)
+def test_a_workspace_pod_gets_no_service_account_token(shape):
+    """The workspace's code needs no credentials for the cluster's API."""
+    for statefulset in by_kind(m.render(SPECS[shape]), "StatefulSet"):
+        assert statefulset["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
 def test_a_cpu_only_group_has_no_gpu_selector_or_toleration():
     pod = by_kind(m.render(SPECS["cpu-only"]), "StatefulSet")[0]["spec"]["template"]["spec"]
     assert "nodeSelector" not in pod
@@ -446,9 +453,10 @@ def test_a_workspace_namespace_is_fenced_off_from_the_portal_and_other_workspace
     blocked = outside["to"][0]["ipBlock"]["except"]
     for cidr in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
         assert cidr in blocked
-    # Ranges the local proxy refuses too (pools.relay), each judged by its first address.
-    for cidr in blocked:
-        assert not relay._public(ipaddress.ip_network(cidr).network_address), cidr
+    for cidr in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"):  # documentation
+        assert cidr in blocked
+    # Exactly what the local proxy refuses (pools.relay), from its list.
+    assert blocked == [str(network) for network in relay.NOT_PUBLIC_IPV4]
     for address in ("8.8.8.8", "1.1.1.1", "140.82.112.3"):
         assert not any(ipaddress.ip_address(address) in ipaddress.ip_network(c) for c in blocked)
     assert outside["ports"] == [{"protocol": "TCP", "port": 443}]
