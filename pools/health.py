@@ -326,7 +326,12 @@ def check_infrastructure(infrastructure_id: int) -> str:
         health = check(infrastructure)
     except Exception as error:  # a bug must not leave an old "Ready" standing
         logger.exception("health check of %s failed", infrastructure)
-        health = degraded(f"The health check itself failed ({type(error).__name__}: {error}).")
+        # Only the class: the reason is on pages Viewers read, and an unexpected error's
+        # text may quote anything, a credential included.
+        health = degraded(
+            f"The health check itself failed ({type(error).__name__}); the portal's log has "
+            "the details."
+        )
     record(infrastructure, health, started)
     return health.status
 

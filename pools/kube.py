@@ -16,7 +16,11 @@ service account (the official client's in-cluster loader, reading
 `profiles.kubeconfig.SERVICE_ACCOUNT_DIR` and KUBERNETES_SERVICE_HOST/PORT); otherwise its
 kubeconfig, which is checked again here with `profiles.kubeconfig.parse_kubeconfig` before
 the official client sees it, so a stored kubeconfig with an `exec` user, an auth provider
-or file paths never runs or reads anything.
+or file paths never runs or reads anything. The official client writes the kubeconfig's
+certificate, key and CA data to files for TLS; they go to a directory of the portal's data
+directory that only the portal may open and no sandbox sees (`KEY_FILES_DIR`), never to the
+host's /tmp, which local workspaces share, and the client removes them when the process
+exits.
 
 Requests go through the official client's `DynamicClient` (its server-side apply, paths,
 query parameters and error classes) over the official `ApiClient`. Kinds are resolved from
@@ -30,7 +34,9 @@ Errors, one mapping for every caller:
 - 404 → absent: `get` returns None, `list` returns [], `delete` returns False; a write
   whose namespace is missing raises TransientError ("did not find");
 - 409, 429, 5xx, timeouts, refused connections and TLS failures → TransientError;
-- any other status (400, 415, 422, ...) → PermanentError with the API's message.
+- any other status (400, 415, 422, ...) → PermanentError with the API's message;
+- any other exception (e.g. http.client refusing a header) → PermanentError naming only its
+  class: its text may quote the request, the Authorization header included.
 `DriverError.detail` carries "HTTP <code>: <message>" for administrators.
 """
 
@@ -39,8 +45,10 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import urllib3
+from django.conf import settings
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import new_client_from_config_dict
@@ -53,6 +61,7 @@ from pools.drivers.base import DriverError, PermanentError, TransientError
 from profiles import kubeconfig
 
 FIELD_MANAGER = "gpu-paas-portal"
+KEY_FILES_DIR = "kubernetes"  # under settings.DATA_DIR
 REQUEST_TIMEOUT = (5, 30)  # seconds: connect, read
 # A DNS-1123 subdomain: what a Kubernetes object or namespace name can be.
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -156,12 +165,31 @@ def client_for(infrastructure) -> KubeClient:
             f"The kubeconfig of {infrastructure} cannot be used: {error}", str(error)
         ) from None
     try:
-        api = new_client_from_config_dict(config, persist_config=False)
-    except (ConfigException, KeyError, TypeError, ValueError) as error:
+        api = new_client_from_config_dict(
+            config, persist_config=False, temp_file_path=_key_files_directory()
+        )
+    except ConfigException as error:
         raise PermanentError(
             f"The kubeconfig of {infrastructure} cannot be used.", str(error)
-        ) from error
+        ) from None
+    except (KeyError, TypeError, ValueError) as error:  # their text may quote the kubeconfig
+        raise PermanentError(
+            f"The kubeconfig of {infrastructure} cannot be used ({type(error).__name__})."
+        ) from None
     return KubeClient(api, source="kubeconfig")
+
+
+def _key_files_directory() -> str:
+    """Where the official client may write a kubeconfig's decoded certificate, key and CA.
+
+    It keeps one file per distinct content for the whole process and removes them at exit;
+    a client's connections read them again each time they open, so no file is removed when
+    one client is done with it.
+    """
+    directory = Path(settings.DATA_DIR) / KEY_FILES_DIR
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)  # made before with a wider mode, or under a looser umask
+    return str(directory)
 
 
 def _in_cluster_api() -> ApiClient:
@@ -323,6 +351,15 @@ class KubeClient:
             raise TransientError(
                 f"Cannot reach the Kubernetes API at {self.host}.", str(error)
             ) from error
+        except Exception as error:
+            # Its text may quote the request: http.client's "Invalid header value
+            # b'Bearer <token>...'" does. So neither it nor its chain goes on.
+            raise PermanentError(
+                f"The Kubernetes client could not send the request for {what} "
+                f"({type(error).__name__}).",
+                "Its message is left out: it may quote the credentials. Check the "
+                "kubeconfig's token and server.",
+            ) from None
 
     def _failure(self, code: int, data, what: str) -> DriverError:
         """The error for a status other than 2xx (and 404 where absence is an answer)."""

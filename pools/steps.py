@@ -13,6 +13,8 @@ same rules, written here once:
 - Errors: a `PermanentError` fails the object with the driver's message (its `detail`
   kept for administrators); any other error (a `TransientError`, or a bug) is retried
   with `backoff()` up to the model's `max_attempts` (else MAX_ATTEMPTS), then fails it.
+  Of a bug, users see only its class (`error_reason`): its text may quote anything, a
+  credential included; administrators get the traceback.
 - The heartbeat says a worker has the object, or when its next attempt is due (`touch`).
   A worker killed mid-task leaves the object in flight with an old heartbeat, and the
   periodic sweep re-enqueues it (`resume_stuck`).
@@ -26,6 +28,7 @@ The API (`obj` is any LifecycleModel instance, `func` the task's dotted path):
     retry_later(obj, func, delay)         both of the above: "look again later"
     reporter(obj)                         a driver Reporter logging each step once
     fail(obj, reason, message=, detail=, to_state=)   move to failed with the reason
+    error_reason(error), error_detail(error)   what users and administrators see of it
     retry_or_fail(obj, func, error, give_up_to=)  -> the task's result text
     run_step(obj, func, what, step)       call step(); "" on success, else the result text
     resume_stuck(model, routes, now)      the sweep: {state: enqueue(pk)} for stuck objects
@@ -134,6 +137,13 @@ def fail(
     )
 
 
+def error_reason(error: Exception) -> str:
+    """What users see: a driver's message, else only the class of an unexpected error."""
+    if isinstance(error, DriverError):
+        return str(error)
+    return f"Unexpected {type(error).__name__}"
+
+
 def error_detail(error: Exception) -> str:
     """What administrators see: a driver's detail, else the traceback of an unexpected error."""
     if isinstance(error, DriverError):
@@ -156,19 +166,20 @@ def retry_or_fail(
         obj.refresh_from_db(fields=["state"])
         return f"moved by another worker ({obj.state})"
     obj.attempts = attempts
+    reason = error_reason(error)
     if attempts >= getattr(obj, "max_attempts", MAX_ATTEMPTS):
         fail(
             obj,
-            f"{error} (gave up after {attempts} attempts)",
-            message=f"gave up after {attempts} attempts: {error}",
+            f"{reason} (gave up after {attempts} attempts)",
+            message=f"gave up after {attempts} attempts: {reason}",
             detail=error_detail(error),
             to_state=give_up_to,
         )
-        return f"gave up after {attempts} attempts: {error}"
+        return f"gave up after {attempts} attempts: {reason}"
     delay = backoff(attempts)
-    log_step(obj, f"attempt {attempts} failed ({error}); retrying in {delay} s")
+    log_step(obj, f"attempt {attempts} failed ({reason}); retrying in {delay} s")
     retry_later(obj, func, delay)
-    return f"retrying: {error}"
+    return f"retrying: {reason}"
 
 
 def run_step(obj: LifecycleModel, func: str, what: str, step: Callable[[], object]) -> str:

@@ -1,6 +1,7 @@
 """Cloning a services profile: the one function the clone page and the API both call."""
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils.text import slugify
 
 from portal import audit
@@ -14,7 +15,7 @@ def clone_services_profile(actor, original: ServicesProfile) -> ServicesProfile:
     Turnkey profiles are read-only; cloning one is how an administrator customises it.
     """
     clone = ServicesProfile.objects.create(
-        name=_unique_name(f"{original.name} (copy)"),
+        name=_unique_name(original.name),
         description=original.description,
         published=False,
     )
@@ -30,11 +31,23 @@ def clone_services_profile(actor, original: ServicesProfile) -> ServicesProfile:
     return clone
 
 
-def _unique_name(base: str) -> str:
-    name, number = base, 2
-    while (
-        ServicesProfile.objects.filter(name=name).exists()
-        or ServicesProfile.objects.filter(slug=slugify(name)).exists()
-    ):
-        name, number = f"{base} {number}", number + 1
-    return name
+def _unique_name(original: str) -> str:
+    """“<original> (copy)”, else “… (copy) 2”, 3, ...: the first whose name and slug are free."""
+    number, suffix = 1, " (copy)"
+    while True:
+        name = _fitting(original, suffix)
+        if not ServicesProfile.objects.filter(Q(name=name) | Q(slug=slugify(name))).exists():
+            return name
+        number += 1
+        suffix = f" (copy) {number}"
+
+
+def _fitting(original: str, suffix: str) -> str:
+    """`original` + `suffix`, the original cut short so that the name fits its column and its
+    slug needs no cut (a cut slug would end the same for every suffix)."""
+    name_length = ServicesProfile._meta.get_field("name").max_length
+    slug_length = ServicesProfile._meta.get_field("slug").max_length
+    base = original[: name_length - len(suffix)]
+    while len(slugify(base + suffix)) > slug_length:  # slugify can lengthen: "ﬁ" gives "fi"
+        base = base[:-1]
+    return base.rstrip() + suffix

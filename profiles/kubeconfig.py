@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +39,15 @@ CLUSTER_KEYS = {
     "extensions",
 }
 DATA_KEYS = {"client-certificate-data", "client-key-data", "certificate-authority-data"}
+# Strings the client sends as they are, in a header or the TLS handshake: a line break or a
+# control character there makes http.client refuse the request with an error that quotes
+# the whole header, token included.
+ONE_LINE_KEYS = {"token", "tls-server-name"}
+# Real kubeconfigs are a few kilobytes; this leaves room for many clusters and users.
+MAX_CHARS = 128 * 1024
+# YAML errors quote what they stopped on; anything longer than a character or two may be
+# part of a pasted secret.
+QUOTED = re.compile(r"'[^']{3,}'|\"[^\"]{3,}\"")
 PASTE_INSTEAD = {
     "exec": "it runs a command on the portal's host. Paste a service account token "
     "(`token:`) or a client certificate and key (`client-certificate-data:`, "
@@ -59,11 +69,11 @@ class KubeconfigError(ValueError):
 
 
 def parse_kubeconfig(text: str) -> dict:
-    """The kubeconfig as a mapping, checked: well-formed, and inline credentials only."""
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise KubeconfigError(f"This is not valid YAML: {error}") from None
+    """The kubeconfig as a mapping, checked: well-formed, and inline credentials only.
+
+    No message quotes the text: it holds the cluster's credentials.
+    """
+    config = _load_yaml(text)
     if not isinstance(config, dict) or config.get("kind", "Config") != "Config":
         raise KubeconfigError("This is not a kubeconfig (expected kind: Config).")
     clusters = _named_entries(config, "clusters", "cluster")
@@ -86,6 +96,37 @@ def parse_kubeconfig(text: str) -> dict:
                 f"User “{name}” needs both client-certificate-data and client-key-data."
             )
     return config
+
+
+def _load_yaml(text: str):
+    if len(text) > MAX_CHARS:
+        raise KubeconfigError(
+            f"This kubeconfig is longer than {MAX_CHARS // 1024} KiB. Paste only the cluster, "
+            "user and context the portal should use."
+        )
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        raise KubeconfigError(f"This is not valid YAML: {_where(error)}.") from None
+    except yaml.YAMLError:  # a ReaderError: the only kind without a line and column
+        raise KubeconfigError(
+            "This is not valid YAML: it holds a control character YAML does not allow."
+        ) from None
+    except RecursionError:  # PyYAML recurses once per level of nesting
+        raise KubeconfigError("This is not a kubeconfig: its YAML is nested too deeply.") from None
+    except (ValueError, TypeError, AttributeError):  # e.g. a 5,000-digit number, !!timestamp x
+        raise KubeconfigError(
+            "This is not a kubeconfig: a number, date or `!!`-tagged value in it cannot be read."
+        ) from None
+
+
+def _where(error: yaml.MarkedYAMLError) -> str:
+    """The problem and its line and column, without the text it quotes."""
+    problem = QUOTED.sub("…", error.problem or error.context or "unexpected content")
+    mark = error.problem_mark or error.context_mark
+    if mark is None:
+        return problem
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _named_entries(config: dict, section: str, item: str) -> dict[str, dict]:
@@ -121,16 +162,33 @@ def _check_keys(what: str, body: dict, allowed: set[str]) -> None:
             )
         if key in DATA_KEYS and not _is_base64(value):
             raise KubeconfigError(f"The {what}'s {key} is not base64-encoded data.")
-        if key in ("token", "tls-server-name") and not (isinstance(value, str) and value):
+        if key in ONE_LINE_KEYS and not (isinstance(value, str) and value):
             raise KubeconfigError(f"The {what}'s {key} must be a non-empty string.")
+        if key in ONE_LINE_KEYS and not _is_one_word(value):
+            raise KubeconfigError(
+                f"The {what}'s {key} contains a space, a line break or a control character. "
+                f"Paste it on one line (`{key}: |` keeps a line break at its end)."
+            )
         if key == "insecure-skip-tls-verify" and not isinstance(value, bool):
             raise KubeconfigError(f"The {what}'s {key} must be true or false.")
 
 
 def _check_server(name: str, server) -> None:
-    parts = urlsplit(server) if isinstance(server, str) else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
-        raise KubeconfigError(f"Cluster “{name}” needs a server URL (https://host:port).")
+    problem = KubeconfigError(f"Cluster “{name}” needs a server URL (https://host:port).")
+    if not isinstance(server, str) or not _is_one_word(server):
+        raise problem
+    try:
+        parts = urlsplit(server)
+        hostname, _port = parts.hostname, parts.port  # .port raises on "h:abc" and "h:99999"
+    except ValueError:  # e.g. "https://[::1", an unclosed IPv6 bracket
+        raise problem from None
+    if parts.scheme not in ("https", "http") or not hostname:
+        raise problem
+
+
+def _is_one_word(value: str) -> bool:
+    """No whitespace and no control characters: a value that fits in a header as it is."""
+    return value.isprintable() and not any(character.isspace() for character in value)
 
 
 def _is_base64(value) -> bool:

@@ -71,6 +71,14 @@ def _load(deployment_id: int):
     )
 
 
+def _said(error: ValueError) -> str:
+    """The catalog's own words about a parameter; of any other error, only its class (its
+    text may quote anything, a credential included)."""
+    if isinstance(error, catalog.ParameterError):
+        return str(error)
+    return steps.error_reason(error)
+
+
 def _context(deployment, row, backend_spec) -> svc.ComponentContext | None:
     found = catalog.component(row.component)
     if found is None:
@@ -190,8 +198,8 @@ def _look_at(deployment, backend, spec, row) -> str:
             result = backend.deploy(ctx)
         else:  # deploying or ready: deploy() returned in an earlier step
             result = backend.check(ctx)
-    except ValueError as error:  # parameters no longer valid for the catalog
-        row.move(svc.FAILED, reason=str(error)[:300])
+    except ValueError as error:  # parameters no longer valid for the catalog, or a bug
+        row.move(svc.FAILED, reason=_said(error)[:300])
         return _fail(deployment, row)
     except PermanentError as error:
         row.move(svc.FAILED, reason=str(error)[:300], log_tail=error.detail[-4000:])
@@ -473,10 +481,10 @@ def check_stack(deployment) -> list[str]:
         try:
             ctx = _context(deployment, row, spec)
             if ctx is None:
-                raise ValueError(f"Unknown component “{row.component}”.")
+                raise catalog.ParameterError(f"Unknown component “{row.component}”.")
             result = backend.check(ctx)
-        except ValueError as error:  # parameters no longer valid for the catalog
-            result = svc.ComponentResult(svc.FAILED, reason=str(error))
+        except ValueError as error:  # parameters no longer valid for the catalog, or a bug
+            result = svc.ComponentResult(svc.FAILED, reason=_said(error))
         if result.status == row.status == svc.READY:
             continue
         if row.status == svc.READY and result.status == svc.DEPLOYING:

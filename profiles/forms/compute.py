@@ -4,6 +4,7 @@ from django.db import transaction
 from portal.forms import InlineFormsetMixin, InlineRowsFormSet, PortalFormMixin
 from profiles import catalog, partitioning
 from profiles.choices import InfrastructureKind
+from profiles.forms.validators import validate_new_profile_name
 from profiles.mig import catalog as mig_catalog
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup
 from services.compat import check
@@ -250,6 +251,12 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
         if self.instance.pk and not self.is_bound:
             # The rows offer the MIG slices of the profile's own infrastructure.
             self.inline.infrastructure = self.instance.infrastructure
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if not self.instance.slug:  # an existing profile keeps its slug when renamed
+            validate_new_profile_name(ComputeProfile, name)
+        return name
 
     def prepare_inline(self) -> None:
         self.inline.infrastructure = self.cleaned_data.get("infrastructure")

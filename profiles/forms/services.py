@@ -3,6 +3,7 @@ from django.db import transaction
 
 from portal.forms import InlineFormsetMixin, InlineRowsFormSet, PortalFormMixin
 from portal.models import Team
+from profiles.forms.validators import validate_new_profile_name
 from profiles.models import ServiceComponent, ServicesProfile
 from services import components
 
@@ -143,6 +144,12 @@ class ServicesProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk and not self.is_bound:
             self.initial["teams"] = list(self.instance.teams.values_list("pk", flat=True))
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if not self.instance.slug:  # an existing profile keeps its slug when renamed
+            validate_new_profile_name(ServicesProfile, name)
+        return name
 
     @transaction.atomic
     def save(self, commit: bool = True):

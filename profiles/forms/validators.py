@@ -1,10 +1,13 @@
-"""Validation of infrastructure secrets: reject what a driver could never use."""
+"""Validation the catalog's forms share: infrastructure secrets a driver could never use,
+and profile names that would give no slug, or another profile's."""
 
 import ipaddress
 import re
 
 from cryptography.hazmat.primitives import serialization
 from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils.text import slugify
 
 from profiles.kubeconfig import KubeconfigError, parse_kubeconfig
 
@@ -55,3 +58,17 @@ def validate_hosts(text: str) -> list[str]:
     if len(set(hosts)) != len(hosts):
         raise ValidationError("A host is listed twice.")
     return hosts
+
+
+def validate_new_profile_name(model: type[models.Model], name: str) -> None:
+    """A new profile's slug, its name reduced to a-z, 0-9 and dashes, must be a new one:
+    drivers and pages name the profile by it, and the column is unique."""
+    slug = slugify(name)[: model._meta.get_field("slug").max_length]  # as `model.save()` does
+    if not slug:
+        raise ValidationError("Use at least one letter or digit (a–z, 0–9) in the name.")
+    taken = model.objects.filter(slug=slug).first()
+    if taken is not None and taken.name != name:  # the same name: the unique check says so
+        raise ValidationError(
+            f"This name is too close to “{taken.name}”: both become “{slug}”, the identifier "
+            "drivers and pages use. Choose another."
+        )

@@ -155,6 +155,8 @@ def _volumes(ctx: ComponentContext, work: KubeWorkload, container: dict) -> list
 
 def _pod_spec(ctx: ComponentContext, work: KubeWorkload, container: dict) -> dict:
     pod: dict = {"containers": [container]}
+    if not work.cluster_api:
+        pod["automountServiceAccountToken"] = False
     volumes = _volumes(ctx, work, container)
     if volumes:
         pod["volumes"] = volumes

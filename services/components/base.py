@@ -48,6 +48,11 @@ SERVICES_EXTRA = "pip install 'gpu-paas-portal[services]'"
 NOT_LOCAL = "not available on local infrastructure"
 
 
+class ParameterError(ValueError):
+    """A parameter value the catalog refuses; its message, in the catalog's own words, is
+    for the page (unlike any other ValueError, whose text may quote anything)."""
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One typed parameter of a component; `parse` turns form text into the stored value."""
@@ -61,16 +66,17 @@ class Parameter:
     maximum: int | None = None
 
     def parse(self, raw) -> object:
-        """The typed value of `raw` (text from a form, or a stored value); ValueError if bad."""
+        """The typed value of `raw` (text from a form, or a stored value); ParameterError if
+        bad."""
         if self.kind == INT:
             try:
                 value = int(str(raw).strip())
             except ValueError:
-                raise ValueError(f"{self.name} must be a whole number, not “{raw}”.") from None
+                raise ParameterError(f"{self.name} must be a whole number, not “{raw}”.") from None
             if self.minimum is not None and value < self.minimum:
-                raise ValueError(f"{self.name} must be at least {self.minimum}.")
+                raise ParameterError(f"{self.name} must be at least {self.minimum}.")
             if self.maximum is not None and value > self.maximum:
-                raise ValueError(f"{self.name} must be at most {self.maximum}.")
+                raise ParameterError(f"{self.name} must be at most {self.maximum}.")
             return value
         if self.kind == BOOL:
             text = str(raw).strip().lower()
@@ -78,10 +84,10 @@ class Parameter:
                 return True
             if text in ("false", "0", "no", "off", ""):
                 return False
-            raise ValueError(f"{self.name} must be true or false, not “{raw}”.")
+            raise ParameterError(f"{self.name} must be true or false, not “{raw}”.")
         if self.kind == CHOICE:
             if str(raw) not in self.choices:
-                raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}.")
+                raise ParameterError(f"{self.name} must be one of {', '.join(self.choices)}.")
             return str(raw)
         return str(raw)
 
@@ -189,6 +195,10 @@ class KubeWorkload:
     config_path: str = ""  # where that ConfigMap is mounted; "" = not mounted
     workers: tuple[KubeWorkers, ...] = ()
     pods: bool = True  # False: a binding only (no Deployment, no Service), ready at once
+    # Its pods call the Kubernetes API (Kubeflow Pipelines' API server), so they keep the
+    # namespace's service-account token; every other pod gets none, so code running in
+    # it holds no credential to the cluster.
+    cluster_api: bool = False
 
 
 def secret_env(target: Target, env_name: str, key: str, optional: bool = False) -> dict:
@@ -242,13 +252,13 @@ class Component:
         return {p.name: p.default for p in self.parameters}
 
     def resolve(self, given: dict) -> dict:
-        """Defaults overlaid with `given`, typed; ValueError naming the first bad parameter."""
+        """Defaults overlaid with `given`, typed; ParameterError naming the first bad one."""
         values = self.defaults()
         for name, raw in (given or {}).items():
             found = self.parameter(name)
             if found is None:
                 known = ", ".join(p.name for p in self.parameters) or "none"
-                raise ValueError(f"{self.name} has no parameter “{name}” (known: {known}).")
+                raise ParameterError(f"{self.name} has no parameter “{name}” (known: {known}).")
             values[name] = found.parse(raw)
         return values
 

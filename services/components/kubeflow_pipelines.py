@@ -45,4 +45,4 @@ class KubeflowPipelines(Component):
                 {"name": "grpc", "containerPort": 8887},
             ],
         }
-        return KubeWorkload(container)
+        return KubeWorkload(container, cluster_api=True)

@@ -1,14 +1,24 @@
 """The one Kubernetes client (pools.kube) against the API stand-in: kinds, apply, get, list,
 delete, label patches, and its one error mapping."""
 
+import base64
+import os
+import stat
+import tempfile
+import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
+from django.test import Client
 
-from pools import kube
+from pools import isolation, kube, tasks
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.kubernetes import KubernetesDriver
-from profiles.choices import InfrastructureKind
+from pools.lifecycle import State
+from pools.models import Workspace
+from profiles.choices import HealthStatus, InfrastructureKind
 from profiles.models import Infrastructure
 from tests.pools.k8s_stand_in import StandInApiServer
 
@@ -115,6 +125,18 @@ def test_a_rejected_object_is_permanent_with_the_apis_message(client):
     assert "HTTP 422" in error.value.detail
 
 
+def test_an_error_before_the_request_is_sent_never_quotes_the_request(client):
+    """http.client refuses a header with a line break, quoting it, a token with it."""
+    client.api.set_default_header("Impersonate-User", "TOPSECRET\nX-Extra: 1")
+    with pytest.raises(
+        PermanentError, match="could not send the request for Namespace ws-1"
+    ) as error:
+        client.get("Namespace", "ws-1")
+    assert "ValueError" in str(error.value)
+    assert "TOPSECRET" not in f"{error.value} {error.value.detail}"
+    assert error.value.__suppress_context__  # a logged traceback does not show it either
+
+
 def test_kinds_come_from_one_registry_extended_through_a_function():
     assert (
         kube.object_path("StatefulSet", "a", "ns") == "/apis/apps/v1/namespaces/ns/statefulsets/a"
@@ -213,3 +235,72 @@ def test_a_server_certificate_the_ca_does_not_sign_is_refused(pod, tls_cluster):
     with pytest.raises(TransientError, match="Cannot reach the Kubernetes API"):
         kube.client_for(in_cluster_infrastructure()).get("Namespace", "ws-1")
     assert tls_cluster.requests == []
+
+
+# --- where the kubeconfig's secrets go --------------------------------------------------
+
+
+def files_holding(directory: Path, needle: bytes) -> set[Path]:
+    found = set()
+    for entry in os.scandir(directory):
+        if entry.is_file(follow_symlinks=False):
+            try:
+                with open(entry.path, "rb") as handle:
+                    if needle in handle.read(1 << 20):
+                        found.add(Path(entry.path))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_kubeconfigs_client_key_is_written_only_where_no_workspace_looks(settings, tmp_path):
+    """The official client writes the decoded key to a file; the host's /tmp is shared with
+    local workspaces, the data directory is hidden from them."""
+    settings.DATA_DIR = tmp_path / "data"
+    marker = f"CLIENT-KEY-{uuid.uuid4()}".encode()  # the client reuses a file per content
+    user = {
+        "client-certificate-data": base64.b64encode(b"CERTIFICATE").decode(),
+        "client-key-data": base64.b64encode(b"KEY " + marker).decode(),
+    }
+    kubeconfig = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "c",
+            "clusters": [{"name": "k", "cluster": {"server": "https://127.0.0.1:6443"}}],
+            "users": [{"name": "u", "user": user}],
+            "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}],
+        }
+    )
+    shared = Path(tempfile.gettempdir())
+    before = files_holding(shared, marker)
+    client = kube.client_for(SimpleNamespace(kubeconfig=kubeconfig, in_cluster=False))
+    assert files_holding(shared, marker) == before
+    private = settings.DATA_DIR / kube.KEY_FILES_DIR
+    (written,) = files_holding(private, marker)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert client.api.configuration.key_file == str(written)
+    assert settings.DATA_DIR in isolation.hidden_paths()
+
+
+def test_a_stored_token_that_is_not_one_word_never_reaches_its_workspaces_page(
+    cluster, member, profile_factory
+):
+    infrastructure = Infrastructure.objects.create(
+        name="Cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        kubeconfig=cluster.kubeconfig("TOPSECRET\nX-Extra: 1"),
+        kubernetes_version="1.33",
+        health_status=HealthStatus.READY,
+    )
+    profile = profile_factory(infrastructure, "Small", published=True)
+    workspace = Workspace.objects.create(
+        owner=member, profile=profile, infrastructure=infrastructure
+    )
+    tasks.provision_workspace(workspace.pk)
+    workspace.refresh_from_db()
+    assert workspace.state == State.FAILED
+    assert "token contains a space, a line break" in workspace.failure_reason
+    page = Client()
+    page.force_login(member)
+    assert "TOPSECRET" not in page.get(workspace.get_absolute_url()).content.decode()

@@ -79,13 +79,31 @@ def test_a_step_that_hits_a_bug_retries_with_the_traceback_for_admins(stopping):
     def step():
         raise KeyError("surprise")
 
-    assert steps.run_step(stopping, FUNC, "stopping", step) == "retrying: 'surprise'"
+    assert steps.run_step(stopping, FUNC, "stopping", step) == "retrying: Unexpected KeyError"
     Workspace.objects.filter(pk=stopping.pk).update(attempts=steps.MAX_ATTEMPTS)
     stopping.refresh_from_db()
     steps.run_step(stopping, FUNC, "stopping", step)
     stopping.refresh_from_db()
     assert stopping.state == State.FAILED
+    assert stopping.failure_reason.startswith("Unexpected KeyError (gave up after")
     assert "KeyError: 'surprise'" in stopping.failure_detail
+
+
+def test_a_bugs_text_never_reaches_what_the_owner_sees(stopping):
+    """Its text may quote anything, a credential included: the owner sees only its class."""
+
+    def step():
+        raise ValueError("Invalid header value b'Bearer TOPSECRET'")
+
+    steps.run_step(stopping, FUNC, "stopping", step)
+    Workspace.objects.filter(pk=stopping.pk).update(attempts=steps.MAX_ATTEMPTS)
+    stopping.refresh_from_db()
+    steps.run_step(stopping, FUNC, "stopping", step)
+    stopping.refresh_from_db()
+    assert stopping.state == State.FAILED
+    seen = [stopping.failure_reason, *(e.message for e in stopping.events.all())]
+    assert all("TOPSECRET" not in text for text in seen), seen
+    assert "Unexpected ValueError" in stopping.failure_reason
 
 
 def test_a_step_that_succeeds_returns_nothing_to_report(stopping):

@@ -201,3 +201,29 @@ def test_delete_lists_its_resource_groups(admin_client, aws_infrastructure, prof
     assert b"Resource group" in admin_client.get(url).content
     assert admin_client.post(url).status_code == HTTPStatus.FOUND
     assert not ComputeProfile.objects.exists()
+
+
+def test_a_name_whose_slug_another_profile_has_is_refused_next_to_the_field(
+    admin_client, aws_infrastructure
+):
+    first = profile_data(aws_infrastructure, [group()], name="Medium GPU")
+    assert post(admin_client, first).status_code == HTTPStatus.FOUND
+    response = post(admin_client, profile_data(aws_infrastructure, [group()], name="medium-gpu"))
+    assert response.status_code == HTTPStatus.OK
+    (message,) = response.context["form"].errors["name"]
+    assert "This name is too close to “Medium GPU”" in message
+    response = post(admin_client, profile_data(aws_infrastructure, [group()], name="中型"))
+    assert "at least one letter or digit" in response.context["form"].errors["name"][0]
+    assert list(ComputeProfile.objects.values_list("name", flat=True)) == ["Medium GPU"]
+
+
+def test_renaming_a_profile_keeps_its_slug(admin_client, aws_infrastructure, profile_factory):
+    profile = profile_factory(aws_infrastructure, name="Medium", groups=[("A100-40GB", 8)])
+    profile_factory(aws_infrastructure, name="Large", groups=[("A100-40GB", 8)])
+    existing = profile.resource_groups.get()
+    row = group("A100-40GB", 8) | {"id": str(existing.pk), "profile": str(profile.pk)}
+    data = profile_data(aws_infrastructure, [row], name="large")  # Large's slug: not taken
+    data["groups-INITIAL_FORMS"] = "1"
+    assert post(admin_client, data, profile).status_code == HTTPStatus.FOUND
+    profile.refresh_from_db()
+    assert (profile.name, profile.slug) == ("large", "medium")

@@ -10,7 +10,7 @@ from django.urls import reverse
 
 from profiles.choices import InfrastructureKind
 from profiles.forms import InfrastructureForm
-from profiles.kubeconfig import KubeconfigError, parse_kubeconfig
+from profiles.kubeconfig import MAX_CHARS, KubeconfigError, parse_kubeconfig
 from profiles.models import Infrastructure
 
 pytestmark = pytest.mark.django_db
@@ -112,9 +112,14 @@ def test_an_exec_user_is_refused_at_save_and_its_command_never_runs(tmp_path):
         "clusters: [{name: prod, cluster: 7}]",
         "clusters: [{name: prod, cluster: {server: [1]}}]",
         "clusters: [{name: prod, cluster: {server: 'file:///etc/passwd'}}]",
+        "clusters: [{name: prod, cluster: {server: 'https://[::1'}}]",
+        "clusters: [{name: prod, cluster: {server: 'https://k:abc'}}]",
+        "clusters: [{name: prod, cluster: {server: 'https://k:99999'}}]",
+        'clusters: [{name: prod, cluster: {server: "https://k\\n:6443"}}]',
         "users: [{name: admin, user: [token]}]",
         "users: [{name: admin, user: {token: [1]}}]",
         "users: [{name: admin, user: {token: ''}}]",
+        'users: [{name: admin, user: {token: "secret\\nX-Extra: 1"}}]',
         "users: [{name: admin, user: {client-certificate-data: '!!', client-key-data: S0VZ}}]",
         "users: [{name: admin, user: {client-key-data: S0VZ}}]",
         "contexts: [{name: prod, context: {cluster: nowhere, user: admin}}]",
@@ -135,9 +140,39 @@ def test_every_malformed_shape_is_a_field_error_not_a_500(shape):
         parse_kubeconfig(yaml.safe_dump(config))
 
 
-@pytest.mark.parametrize("text", ["7", "[1, 2]", "'just text'", "{not: [yaml", "\x00", "a: b"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "7",
+        "[1, 2]",
+        "'just text'",
+        "{not: [yaml",
+        "\x00",
+        "a: b",
+        "[" * 5000 + "]" * 5000,  # PyYAML recurses once per level
+        "a: 1" + "0" * 5000,  # more digits than int() reads
+        "a: !!timestamp x",
+        "a: " + "x" * MAX_CHARS,
+    ],
+)
 def test_things_that_are_not_kubeconfigs_are_field_errors(text):
     assert "kubeconfig" in form_errors(text)
+
+
+@pytest.mark.parametrize("token", ["secret-token\n", "secret-token\nX-Extra: 1", "secret token"])
+def test_a_token_that_is_not_one_word_is_refused_without_quoting_it(token):
+    """http.client refuses such a header, quoting it: the token reached health reasons."""
+    text = with_changes(lambda c: c["users"][0]["user"].update(token=token))
+    (message,) = form_errors(text)["kubeconfig"]
+    assert "token contains a space, a line break or a control character" in message
+    assert "secret" not in message
+
+
+def test_a_yaml_error_says_where_without_quoting_the_pasted_text():
+    text = yaml.safe_dump(GOOD).replace("token: secret-token", 'token: "secret-token')
+    (message,) = form_errors(text)["kubeconfig"]
+    assert message.startswith("This is not valid YAML: ") and "(line " in message
+    assert "secret" not in message
 
 
 def test_a_stored_kubeconfig_from_before_the_rule_must_be_replaced_on_edit(tmp_path):
@@ -243,6 +278,29 @@ def test_the_reported_shapes_redisplay_the_form_instead_of_a_500(admin_client, s
     response = admin_client.post(reverse("profiles:infrastructure_add"), data)
     assert response.status_code == HTTPStatus.OK
     assert "kubeconfig" in response.context["form"].errors
+    assert not Infrastructure.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000 + "]" * 5000,
+        with_changes(lambda c: c["clusters"][0]["cluster"].update(server="https://[::1")),
+        yaml.safe_dump(GOOD).replace("token: secret-token", 'token: "secret-token'),
+    ],
+)
+def test_hostile_kubeconfigs_redisplay_the_form_without_the_secret(admin_client, text):
+    data = {
+        "name": "Cluster",
+        "kind": InfrastructureKind.KUBERNETES,
+        "kubernetes_version": "1.31",
+        "kubeconfig": text,
+        "gpus_per_node": "0",
+    }
+    response = admin_client.post(reverse("profiles:infrastructure_add"), data)
+    assert response.status_code == HTTPStatus.OK
+    assert "kubeconfig" in response.context["form"].errors
+    assert "secret-token" not in response.content.decode()
     assert not Infrastructure.objects.exists()
 
 

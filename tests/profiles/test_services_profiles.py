@@ -102,3 +102,42 @@ def test_list_filters_turnkey(admin_client):
     response = admin_client.get(reverse("profiles:servicesprofile_list"), {"turnkey": "false"})
     assert b"Jupyter Notebook" not in response.content
     assert b"No services profiles match these filters" in response.content
+
+
+@pytest.mark.parametrize(("first", "second"), [("GPU stack", "gpu-stack"), ("Team A", "team a")])
+def test_a_name_whose_slug_another_profile_has_is_refused_next_to_the_field(
+    admin_client, first, second
+):
+    url = reverse("profiles:servicesprofile_add")
+    rows = [component("notebook", "jupyterlab")]
+    assert admin_client.post(url, services_data(rows, name=first)).status_code == HTTPStatus.FOUND
+    response = admin_client.post(url, services_data(rows, name=second))
+    assert response.status_code == HTTPStatus.OK
+    (message,) = response.context["form"].errors["name"]
+    assert f"This name is too close to “{first}”" in message
+    assert not ServicesProfile.objects.filter(name=second).exists()
+
+
+@pytest.mark.parametrize("name", ["日本語", "中文", "!!!"])
+def test_a_name_without_a_letter_or_digit_a_to_z_is_refused_next_to_the_field(admin_client, name):
+    data = services_data([component("notebook", "jupyterlab")], name=name)
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), data)
+    assert response.status_code == HTTPStatus.OK
+    (message,) = response.context["form"].errors["name"]
+    assert "at least one letter or digit" in message
+    assert not ServicesProfile.objects.filter(name=name).exists()
+
+
+@pytest.mark.parametrize("name", ["N" * 100, "ﬁ" * 100])  # "ﬁ" slugs to "fi": a cut slug
+def test_cloning_a_profile_with_the_longest_name_cuts_the_copys_name_to_fit(admin_client, name):
+    data = services_data([component("notebook", "jupyterlab")], name=name)
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), data)
+    assert response.status_code == HTTPStatus.FOUND
+    original = ServicesProfile.objects.get(name=name)
+    url = reverse("profiles:servicesprofile_clone", args=[original.pk])
+    assert admin_client.post(url).status_code == HTTPStatus.FOUND
+    assert admin_client.post(url).status_code == HTTPStatus.FOUND
+    first, second = ServicesProfile.objects.filter(pk__gt=original.pk).order_by("pk")
+    assert first.name.endswith(" (copy)") and second.name.endswith(" (copy) 2")
+    assert len({original.slug, first.slug, second.slug}) == 3
+    assert all(len(p.name) <= 100 for p in (first, second))

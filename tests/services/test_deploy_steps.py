@@ -187,3 +187,29 @@ def test_a_stack_of_four_components_keeps_no_worker_busy_while_it_starts(
     assert statuses == {ComponentStatus.READY}
     assert len(durations) > 1  # it took several steps: the components were started, not awaited
     assert max(durations) < MAX_STEP_SECONDS, durations
+
+
+@pytest.mark.django_db
+def test_an_unexpected_errors_text_never_reaches_the_page(ready_workspace, scientist, monkeypatch):
+    """Its text may quote anything (a credential in a header, say): the page shows its
+    class; the traceback stays for administrators."""
+    deployment = services.deploy(scientist, ready_workspace, jobs_profile())
+
+    def leaky_deploy(self, ctx):
+        raise ValueError("Invalid header value b'Bearer TOPSECRET'")
+
+    monkeypatch.setattr(LocalServices, "deploy", leaky_deploy)
+    service_tasks.deploy_services(deployment.pk)
+    row = deployment.components.get()
+    assert "TOPSECRET" not in row.reason
+    assert row.reason == "Unexpected ValueError"
+
+
+@pytest.mark.django_db
+def test_a_parameter_the_catalog_refuses_is_shown_in_its_words(ready_workspace, scientist):
+    deployment = services.deploy(scientist, ready_workspace, jobs_profile())
+    deployment.components.update(parameters={"colour": "blue"})  # valid when it was saved
+
+    service_tasks.deploy_services(deployment.pk)
+
+    assert "has no parameter “colour”" in deployment.components.get().reason

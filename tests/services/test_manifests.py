@@ -89,3 +89,18 @@ def test_ray_workers_join_the_head():
     assert {"name": "GRPC_ENABLE_FORK_SUPPORT", "value": "false"} in env
     for obj in objects:
         kubernetes_validate.validate(obj, "1.33.0", strict=True)
+
+
+@pytest.mark.parametrize(
+    "name", ["Jupyter Notebook", "Training", "Inference", "MLOps Platform", "Ray", "Jobs"]
+)
+def test_only_pods_that_call_the_cluster_api_get_a_service_account_token(name):
+    """Code in a service's pod is the workspace's, untrusted: it gets no credential to
+    the cluster, save Kubeflow Pipelines' API server, which needs one."""
+    objects = stack_objects(ServicesProfile.objects.get(name=name))
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        pod = obj["spec"]["template"]["spec"]
+        calls_the_api = obj["metadata"]["labels"][COMPONENT_LABEL] == "kubeflow-pipelines"
+        assert pod.get("automountServiceAccountToken", True) is calls_the_api, obj["metadata"]
