@@ -8,7 +8,9 @@ from api.v1.generic import NoSuchPath
 
 app_name = "api"
 
-router = SimpleRouter()
+# Django path converters rather than regular expressions, so an id is `<int:pk>`: only
+# digits reach the views, and the schema types ids as integers.
+router = SimpleRouter(use_regex_path=False)
 router.register("infrastructure", catalog.InfrastructureViewSet, basename="infrastructure")
 router.register("compute-profiles", catalog.ComputeProfileViewSet, basename="computeprofile")
 router.register("services-profiles", catalog.ServicesProfileViewSet, basename="servicesprofile")

@@ -48,7 +48,7 @@ from pools import lifetime, supervisor, tasks
 from pools.lifecycle import State, log_step
 from pools.models import GpuAllocation, Workspace
 from portal import audit, notifications
-from portal.models import AuditAction, NotificationKind
+from portal.models import MAX_IDLE_STOP_HOURS, AuditAction, NotificationKind
 from profiles.choices import InfrastructureKind
 from profiles.mig.nvml import utilisation as gpu_utilisation
 from services.components.base import Capability
@@ -80,7 +80,9 @@ class Policy:
     def of(cls, team) -> Policy | None:
         if team is None or not team.idle_stop_hours:
             return None
-        stop_after = timedelta(hours=team.idle_stop_hours)
+        # A stored value beyond the bound (not saved through the group form) counts as the
+        # bound: the times derived from it (idle start + N hours) must stay dates.
+        stop_after = timedelta(hours=min(team.idle_stop_hours, MAX_IDLE_STOP_HOURS))
         warn_before = min(timedelta(minutes=team.idle_warning_minutes), stop_after)
         return cls(stop_after, warn_before, team.idle_max_snoozes)
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from pools.lifecycle import State, log_step
 from pools.models import Workspace
 from portal import audit, notifications
-from portal.models import AuditAction, NotificationKind
+from portal.models import MAX_LIFETIME_HOURS, AuditAction, NotificationKind
 
 EXPIRY_WARNING = timedelta(hours=24)  # at most this long before expiry...
 EXPIRY_WARNING_SHARE = 4  # ...and at most a quarter of the lifetime
@@ -68,14 +68,25 @@ def expiry_message(workspace: Workspace) -> notifications.Message:
     )
 
 
+def max_lifetime(team) -> timedelta | None:
+    """The group's maximum lifetime; None: it has none (or there is no group).
+
+    A stored value beyond the bound (saved before the group form had one) counts as the
+    bound, so `now +` it is always a date."""
+    hours = team.max_lifetime_hours if team else None
+    if not hours:
+        return None
+    return timedelta(hours=min(hours, MAX_LIFETIME_HOURS))
+
+
 def longest_extension(workspace: Workspace, now: datetime | None = None) -> timedelta | None:
     """How much later the expiry may move: up to the group's maximum lifetime from now.
     None: no limit (its group has no maximum lifetime any more)."""
-    hours = workspace.team.max_lifetime_hours if workspace.team_id else None
-    if not hours or workspace.expires_at is None:
+    most = max_lifetime(workspace.team) if workspace.team_id else None
+    if most is None or workspace.expires_at is None:
         return None
     now = now or timezone.now()
-    return max(now + timedelta(hours=hours) - workspace.expires_at, timedelta(0))
+    return max(now + most - workspace.expires_at, timedelta(0))
 
 
 def whole_hours(span: timedelta) -> int:

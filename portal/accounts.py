@@ -14,6 +14,7 @@
 - Too many bad passwords answer 429 (counted per client address, `client_ip`); with local
   login off, only break-glass admins (active Org admins on the list) may use the password
   form, by username or by email.
+- Every password change, first password and reset is audited (`set_password`).
 """
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -26,6 +27,7 @@ from allauth.socialaccount.providers.base import AuthProcess
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -61,6 +63,15 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         except ValidationError:
             # allauth's "login_failed" rate limit: answer 429 Too Many Requests, not a form.
             raise ImmediateHttpResponse(respond_429(request)) from None
+
+    @transaction.atomic
+    def set_password(self, user, password: str) -> None:
+        """Every password change, first password and reset: allauth's flows all come here,
+        so each one is audited (never the password itself)."""
+        had_password = user.has_usable_password()
+        super().set_password(user, password)
+        message = "Password changed" if had_password else "Password set"
+        audit.record(user, AuditAction.UPDATED, user, message=message)
 
     def get_client_ip(self, request) -> str:
         """The address the per-IP login throttle counts: the client's, not a proxy's."""

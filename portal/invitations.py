@@ -3,6 +3,10 @@
 The link carries the invitation's id and a random token; only the token's SHA-256 is stored.
 Resending stores a new hash, so the older link is dead at once. Accepting stamps
 `accepted_at` with a conditional UPDATE, so a link can be used once even by two racing requests.
+
+An invitation grants its groups on its inviter's authority: the link works only while the
+inviter is an active user who may still manage users. Deactivating a user revokes the
+invitations they sent; resending makes the administrator who resends the inviter.
 """
 
 import hashlib
@@ -19,6 +23,7 @@ from django.utils import timezone
 
 from portal import audit
 from portal.models import AuditAction, Invitation
+from portal.roles import CHANGE, Area, has_perm
 
 INVITATION_DAYS = getattr(settings, "PORTAL_INVITATION_DAYS", 7)
 
@@ -68,18 +73,32 @@ def invite(actor, email: str, groups) -> Invitation:
 
 @transaction.atomic
 def resend(actor, invitation: Invitation) -> None:
-    """A new link (and a fresh expiry); the previous link stops working."""
+    """A new link (and a fresh expiry) sent on `actor`'s authority; the previous link stops
+    working."""
     token = _new_token(invitation)
-    invitation.save(update_fields=["token_hash", "sent_at", "expires_at"])
+    invitation.invited_by = actor
+    invitation.save(update_fields=["token_hash", "sent_at", "expires_at", "invited_by"])
     audit.record(actor, AuditAction.ACTION, invitation, message="Invitation resent")
     transaction.on_commit(lambda: _send(invitation, token))
 
 
 @transaction.atomic
-def revoke(actor, invitation: Invitation) -> None:
+def revoke(actor, invitation: Invitation, message: str = "Invitation revoked") -> None:
     invitation.revoked_at = timezone.now()
     invitation.save(update_fields=["revoked_at"])
-    audit.record(actor, AuditAction.ACTION, invitation, message="Invitation revoked")
+    audit.record(actor, AuditAction.ACTION, invitation, message=message)
+
+
+def revoke_sent_by(actor, inviter) -> int:
+    """Revoke every invitation `inviter` sent that nobody accepted (an expired one could
+    still be resent); returns how many."""
+    unused = Invitation.objects.filter(
+        invited_by=inviter, accepted_at__isnull=True, revoked_at__isnull=True
+    )
+    message = f"Invitation revoked: {inviter.get_username()}, who sent it, was deactivated"
+    for invitation in unused:
+        revoke(actor, invitation, message)
+    return len(unused)
 
 
 class LinkProblem(Enum):
@@ -93,6 +112,11 @@ class LinkProblem(Enum):
     USED = (410, "This invitation has already been used. Log in with the account you created.")
     REVOKED = (410, "This invitation was withdrawn by an administrator.")
     EXPIRED = (410, "This invitation has expired. Ask your administrator to send a new one.")
+    INVITER_GONE = (
+        410,
+        "This invitation is no longer valid: whoever sent it may no longer add users. "
+        "Ask your administrator to send a new one.",
+    )
 
 
 def check_link(pk: int, token: str) -> tuple[Invitation | None, LinkProblem | None]:
@@ -105,7 +129,17 @@ def check_link(pk: int, token: str) -> tuple[Invitation | None, LinkProblem | No
         return invitation, LinkProblem.REVOKED
     if invitation.expires_at <= timezone.now():
         return invitation, LinkProblem.EXPIRED
+    if not _inviter_may_invite(invitation):
+        return invitation, LinkProblem.INVITER_GONE
     return invitation, None
+
+
+def _inviter_may_invite(invitation: Invitation) -> bool:
+    """Whether the inviter still vouches for the invitation: an active user who may manage
+    users. No inviter (their account was deleted, which the portal itself never does)
+    counts as one who may not: nobody vouches for the groups any more."""
+    inviter = invitation.invited_by
+    return inviter is not None and has_perm(inviter, Area.USERS, CHANGE)
 
 
 @transaction.atomic

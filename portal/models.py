@@ -1,3 +1,4 @@
+from django.apps import apps
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -6,8 +7,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.crypto import EncryptedTextField
-from portal.querysets import restricted_manager
-from portal.roles import Area, Role
+from portal.querysets import RestrictedQuerySet, area_of, restricted_manager
+from portal.roles import VIEW, Area, Role, has_perm
+
+# The longest a group's hour settings may be. Well within the calendar (`now + hours` must
+# stay a date before year 10000) and longer than any workspace should live or sit idle.
+MAX_LIFETIME_HOURS = 24 * 365 * 10
+MAX_IDLE_STOP_HOURS = 24 * 365
 
 
 class Team(models.Model):
@@ -29,7 +35,14 @@ class Team(models.Model):
     max_mig_slices = models.PositiveIntegerField("max concurrent MIG slices", null=True, blank=True)
     max_workspaces = models.PositiveIntegerField("max concurrent workspaces", null=True, blank=True)
     max_lifetime_hours = models.PositiveIntegerField(
-        "max workspace lifetime (hours)", null=True, blank=True
+        "max workspace lifetime (hours)",
+        null=True,
+        blank=True,
+        validators=[
+            MaxValueValidator(
+                MAX_LIFETIME_HOURS, message="At most %(limit_value)s hours (ten years)."
+            )
+        ],
     )
     # Idle workspaces (issue 16, `pools.idle`): stopped (files kept) after this many hours
     # without activity; the owner is warned `idle_warning_minutes` before and may snooze.
@@ -37,7 +50,12 @@ class Team(models.Model):
         "stop workspaces idle for (hours)",
         null=True,
         blank=True,
-        validators=[MinValueValidator(1), MaxValueValidator(24 * 365)],
+        validators=[
+            MinValueValidator(1),
+            MaxValueValidator(
+                MAX_IDLE_STOP_HOURS, message="At most %(limit_value)s hours (a year)."
+            ),
+        ],
         help_text="Blank: workspaces are never stopped for being idle.",
     )
     idle_warning_minutes = models.PositiveIntegerField(
@@ -87,6 +105,34 @@ class AuditAction(models.TextChoices):
     ACTION = "action", "Action"
 
 
+class AuditQuerySet(RestrictedQuerySet):
+    """The audit log, for those who may see it; the entries about people (accounts,
+    groups, invitations, SSO, API tokens: names, addresses, memberships) only for those
+    who may also see users and groups, as their pages are."""
+
+    area = Area.AUDIT
+
+    def for_user(self, user, action: str):
+        entries = super().for_user(user, action)
+        if has_perm(user, Area.USERS, VIEW):
+            return entries
+        return entries.exclude(content_type__in=people_content_types())
+
+
+def people_content_types() -> list[int]:
+    """The content types of the models about people: the user model, ApiToken (a user's
+    credential) and every model in the Users area."""
+    about_people = [
+        model
+        for model in apps.get_models()
+        if area_of(model) == Area.USERS or model._meta.label in PEOPLE_MODELS
+    ]
+    return [ct.pk for ct in ContentType.objects.get_for_models(*about_people).values()]
+
+
+PEOPLE_MODELS = {settings.AUTH_USER_MODEL, "api.ApiToken"}
+
+
 class AuditEntry(models.Model):
     """One change to one object: who, when, what, and the object before and after."""
 
@@ -105,7 +151,7 @@ class AuditEntry(models.Model):
     after = models.JSONField(null=True, blank=True)
     request_id = models.UUIDField(null=True, blank=True, db_index=True)
 
-    objects = restricted_manager(Area.AUDIT)
+    objects = AuditQuerySet.as_manager()
 
     class Meta:
         ordering = ["-timestamp", "-id"]

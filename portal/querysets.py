@@ -18,6 +18,11 @@ class RestrictedQuerySet(models.QuerySet):
         return self.none()
 
 
+def area_of(model) -> str:
+    """The permission area a model's rows belong to ("" when its manager names none)."""
+    return getattr(model._default_manager.get_queryset(), "area", "")
+
+
 def restricted_manager(area_name: str, base=RestrictedQuerySet):
     """A manager for a model in the given permission area."""
     queryset_class = type(f"{area_name.title()}QuerySet", (base,), {"area": area_name})

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib.auth import get_user_model, password_validation
 
 from portal import sso
+from portal import users as user_actions
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput
 from portal.models import SsoConfiguration, SsoGroupMapping, Team
 from portal.roles import CHANGE, Area, has_perm
@@ -17,6 +18,33 @@ def _groups_field() -> forms.ModelMultipleChoiceField:
         required=False,
         widget=forms.CheckboxSelectMultiple,
     )
+
+
+# The longest address User.email and Invitation.email can store (RFC 5321's path limit);
+# forms.EmailField alone would accept up to 320 characters.
+EMAIL_MAX_LENGTH = 254
+
+
+def _clean_new_username(raw: str) -> str:
+    """The username as it will be stored, checked: valid, short enough and not taken.
+
+    Django stores a username NFKC-normalised (create_user does it), so the checks run on that
+    form: a fullwidth "ＯＬＧＡ" is stored as "OLGA", which the break-glass login, looking
+    names up case-insensitively, could no longer tell from "olga"; and a ligature such as
+    U+FDFA grows to 18 characters.
+    """
+    user_model = get_user_model()
+    username = user_model.normalize_username(raw).strip()
+    max_length = user_model._meta.get_field(user_model.USERNAME_FIELD).max_length
+    if len(username) > max_length:
+        raise forms.ValidationError(
+            f"A username has at most {max_length} characters as stored; this one becomes "
+            f"{len(username)} (some characters, such as ligatures, count as several)."
+        )
+    user_model.username_validator(username)
+    if user_model.objects.filter(username__iexact=username).exists():
+        raise user_actions.UsernameTaken()
+    return username
 
 
 def _clean_unique_email(email: str, exclude_pk=None) -> str:
@@ -35,7 +63,7 @@ class UserAddForm(PortalFormMixin, forms.Form):
         ("Sign-in", ["send_invitation", "password"], ""),
     ]
     username = forms.CharField(max_length=150)
-    email = forms.EmailField()
+    email = forms.EmailField(max_length=EMAIL_MAX_LENGTH)
     groups = _groups_field()
     send_invitation = forms.BooleanField(
         required=False,
@@ -49,12 +77,7 @@ class UserAddForm(PortalFormMixin, forms.Form):
     )
 
     def clean_username(self) -> str:
-        username = self.cleaned_data["username"].strip()
-        user_model = get_user_model()
-        user_model.username_validator(username)
-        if user_model.objects.filter(username__iexact=username).exists():
-            raise forms.ValidationError("This username is taken.")
-        return username
+        return _clean_new_username(self.cleaned_data["username"])
 
     def clean_email(self) -> str:
         return _clean_unique_email(self.cleaned_data["email"])
@@ -75,7 +98,7 @@ class UserAddForm(PortalFormMixin, forms.Form):
 
 class InvitationForm(PortalFormMixin, forms.Form):
     fieldsets = [("Invitation", ["email", "groups"], "")]
-    email = forms.EmailField()
+    email = forms.EmailField(max_length=EMAIL_MAX_LENGTH)
     groups = _groups_field()
 
     def clean_email(self) -> str:
@@ -92,12 +115,7 @@ class AcceptInvitationForm(forms.Form):
         super().__init__(*args, **kwargs)
 
     def clean_username(self) -> str:
-        username = self.cleaned_data["username"].strip()
-        user_model = get_user_model()
-        user_model.username_validator(username)
-        if user_model.objects.filter(username__iexact=username).exists():
-            raise forms.ValidationError("This username is taken; choose another.")
-        return username
+        return _clean_new_username(self.cleaned_data["username"])
 
     def clean(self):
         data = super().clean()

@@ -10,11 +10,11 @@ from contextlib import contextmanager
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from portal import audit
+from portal import audit, invitations
 from portal.models import AuditAction, SsoMembership, Team
 from portal.roles import Role
 
@@ -27,6 +27,14 @@ class LastOrgAdmin(ValidationError):
             "Refused: nobody would be left to manage users. Make someone else an Org admin "
             "first (add them to an Org-admin group)."
         )
+
+
+class UsernameTaken(ValidationError):
+    """Another account has this username, in any case: names must differ by more than case,
+    since logins (the break-glass one among them) look usernames up case-insensitively."""
+
+    def __init__(self):
+        super().__init__("This username is taken; choose another.")
 
 
 def user_snapshot(user) -> dict:
@@ -55,12 +63,22 @@ def record_verified_email(user) -> None:
         )
 
 
+def create_user(username: str, email: str, password: str | None):
+    """Create an active user; no password means an unusable one. `UsernameTaken` when a
+    request running at the same time took the name after the form checked it."""
+    try:
+        with transaction.atomic():
+            return get_user_model().objects.create_user(
+                username=username, email=email, password=password or None
+            )
+    except IntegrityError:
+        raise UsernameTaken() from None
+
+
 @transaction.atomic
 def add_user(actor, username: str, email: str, groups, password: str | None):
     """Create an active user in the given groups; no password means an unusable one."""
-    user = get_user_model().objects.create_user(
-        username=username, email=email, password=password or None
-    )
+    user = create_user(username, email, password)
     for team in groups:
         team.members.add(user)
     record_verified_email(user)
@@ -131,7 +149,9 @@ def end_sessions(user) -> int:
 
 @transaction.atomic
 def deactivate(actor, user) -> int:
-    """Deactivate the user and end their sessions; `LastOrgAdmin` if they are the last one."""
+    """Deactivate the user, end their sessions and revoke the invitations they sent and
+    nobody accepted yet (an invitation grants its groups on the inviter's authority, which
+    ends here); `LastOrgAdmin` if they are the last one. Returns the sessions ended."""
     before = user_snapshot(user)
     try:
         with keeping_an_org_admin():
@@ -141,13 +161,14 @@ def deactivate(actor, user) -> int:
         user.is_active = True
         raise
     ended = end_sessions(user)
+    revoked = invitations.revoke_sent_by(actor, user)
     audit.record(
         actor,
         AuditAction.UPDATED,
         user,
         before=before,
         after=user_snapshot(user),
-        message=f"Deactivated; {ended} session(s) ended",
+        message=f"Deactivated; {ended} session(s) ended, {revoked} invitation(s) revoked",
     )
     return ended
 

@@ -9,7 +9,7 @@ from django.utils.text import slugify
 
 from portal.crypto import EncryptedJSONField, EncryptedTextField
 from portal.querysets import RestrictedQuerySet, restricted_manager
-from portal.roles import CHANGE, USE, Area, has_perm
+from portal.roles import CHANGE, ROLE_PERMISSIONS, USE, Area, has_perm
 from profiles import catalog
 from profiles.choices import (
     AllocationStrategy,
@@ -318,6 +318,13 @@ class InstanceType(models.Model):
         return f"{self.name} (CPU only)"
 
 
+# The roles whose groups use profiles themselves: only their access lists grant a profile
+# (a Viewer group's list grants nothing), and only they carry quotas (`workspaces.quotas`).
+SELF_SERVICE_ROLES = [
+    role for role, perms in ROLE_PERMISSIONS.items() if (Area.SELF_SERVICE, USE) in perms
+]
+
+
 class UsableProfileQuerySet(RestrictedQuerySet):
     """Adds "which published profiles may this end user use" to the admin filter."""
 
@@ -325,7 +332,8 @@ class UsableProfileQuerySet(RestrictedQuerySet):
         if not has_perm(user, Area.SELF_SERVICE, USE):
             return self.none()
         open_to_all = models.Q(teams__isnull=True)
-        granted = models.Q(teams__members=user)
+        # One condition on the same group: the user is in it and its role is self-service.
+        granted = models.Q(teams__members=user, teams__role__in=SELF_SERVICE_ROLES)
         return self.filter(published=True).filter(open_to_all | granted).distinct()
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.db import transaction
 from django.utils import timezone
 
-from pools import claims, lifecycle, promises, tasks
+from pools import claims, lifecycle, lifetime, promises, tasks
 from pools.lifecycle import State, transition
 from pools.models import Workspace
 from portal import audit
@@ -38,9 +36,16 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         team, reasons = quotas.choose_group(quotas.usage(groups), need)
         if team is None:
             raise RequestRefused("Quota reached: " + "; ".join(reasons) + ".")
+    elif user.teams.exists():
+        # Only a user outside every group (a superuser) goes unlimited. Anyone in a group
+        # with none to charge (say a superuser in Viewer groups only) is refused, never
+        # left without a quota or a lifetime.
+        raise RequestRefused(
+            f"None of your groups grants self-service use of “{profile}”; ask your administrator."
+        )
 
     now = timezone.now()
-    lifetime = team.max_lifetime_hours if team else None
+    longest = lifetime.max_lifetime(team)
     charged = f", charged to group “{team}”" if team else ""
     workspace = lifecycle.create(
         Workspace,
@@ -55,7 +60,7 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         gpus=need["gpus"],
         mig_slices=need["mig_slices"],
         created=now,
-        expires_at=now + timedelta(hours=lifetime) if lifetime else None,
+        expires_at=now + longest if longest else None,
     )
     audit.record_created(user, workspace)
     # A warm-pool profile takes a ready instance in this same transaction, if there is one.
@@ -75,18 +80,17 @@ may_delete = may_change
 
 
 @transaction.atomic
-def delete_workspace(user, workspace: Workspace) -> bool:
-    """Move the workspace to deleting and deprovision on commit; False if already gone."""
+def delete_workspace(user, workspace: Workspace) -> None:
+    """Move the workspace to deleting and deprovision on commit."""
     if not may_delete(user, workspace):
         raise RequestRefused("You may not delete this workspace.")
     if workspace.state in (State.DELETING, State.DELETED):
-        return False
+        raise RequestRefused(f"This workspace is already {_state(workspace)}.")
     if not transition(workspace, State.DELETING, actor=user, message="deletion requested"):
-        return False  # a worker moved it at the same moment; the user can try again
+        raise RequestRefused("The workspace changed at the same moment; try again.")
     promises.give_back(workspace, f"workspace {workspace.pk} was deleted while it waited")
     audit.record(user, AuditAction.ACTION, workspace, message="deleted workspace")
     transaction.on_commit(lambda: tasks.enqueue_deprovision(workspace.pk))
-    return True
 
 
 @transaction.atomic
@@ -105,12 +109,22 @@ def stop_workspace(user, workspace: Workspace) -> None:
 
 @transaction.atomic
 def start_workspace(user, workspace: Workspace) -> None:
-    """Check the GPU quotas again, move the stopped workspace to starting, start on commit."""
+    """Check that its owner may still use its profile and the GPU quotas again, move the
+    stopped workspace to starting, start on commit."""
     if not may_change(user, workspace):
         raise RequestRefused("You may not start this workspace.")
     if workspace.state != State.STOPPED:
         raise RequestRefused(
             f"Only a stopped workspace can be started; this one is {_state(workspace)}."
+        )
+    # Starting takes GPUs again, as a request would: not for a profile that was unpublished
+    # or taken away from the owner's groups since.
+    usable = ComputeProfile.objects.usable_by(workspace.owner).filter(pk=workspace.profile_id)
+    if not usable.exists():
+        who = "You" if workspace.owner_id == user.pk else "Its owner"
+        raise RequestRefused(
+            f"{who} may no longer use the compute profile “{workspace.profile}”, "
+            "so this workspace cannot start again."
         )
     blocked = quotas.check_start(workspace)  # locks the group until this transaction ends
     if blocked:

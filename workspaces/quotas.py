@@ -12,7 +12,9 @@ The rule (union semantics):
    (`check_start`).
 3. A request is allowed if ANY candidate group has room for it; the workspace is charged to
    the first such group by name, and gets that group's `max_lifetime_hours`.
-4. A user with no candidate group (a superuser outside every group) is not limited.
+4. A user outside every group (a superuser) is not limited. A user in some group with no
+   candidate group is refused (`usable_by` counts the same grants, so only a superuser
+   whose groups are all Viewer groups gets there), never left unlimited.
 
 Callers lock the candidate groups (`lock_groups`) in the transaction that creates the
 workspace, so two requests can never both use the last unit of a quota.
@@ -26,12 +28,8 @@ from django.db.models import Count, Exists, Q, Sum
 
 from pools.lifecycle import GPU_STATES, LIVE_STATES
 from portal.models import Team
-from portal.roles import ROLE_PERMISSIONS, USE, Area
 from portal.text import plural
-
-SELF_SERVICE_ROLES = [
-    role for role, perms in ROLE_PERMISSIONS.items() if (Area.SELF_SERVICE, USE) in perms
-]
+from profiles.models import SELF_SERVICE_ROLES
 
 LIMITS = [
     ("workspaces", "max_workspaces", "concurrent workspace"),

@@ -19,7 +19,16 @@ from portal import audit
 from portal.roles import CHANGE, VIEW
 
 
-class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class IntegerIdViewSet(viewsets.GenericViewSet):
+    """The base of our viewsets: objects are found by an integer id, so the router's path
+    takes only an `int` there (and the schema says so). Anything else is no route, a 404
+    problem; the router's default (any text) let "abc" reach the lookups, whose ValueError
+    was a 500."""
+
+    lookup_value_converter = "int"
+
+
+class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegerIdViewSet):
     """List, read, create, update (PATCH with If-Match) and delete through the pages' views.
 
     Subclasses name `list_page`, `edit_page`, `delete_page` (the page classes) and the
@@ -92,10 +101,22 @@ class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         obj = self._save(page, page.new_object(request), create=True)
         return self._response(self.get_queryset().get(pk=obj.pk), status.HTTP_201_CREATED)
 
+    def _get_locked_object(self):
+        """The object, read again once its row is locked (inside the caller's transaction).
+
+        An edit committed between the first read and the lock is in the second read, so the
+        If-Match comparison, the form and the audit's "before" all start from it: of two
+        PATCHes of the same version, the second sees the first and gets 412.
+        """
+        seen = self.get_object()  # 404 / 403 as for a read
+        # Lock the row alone: the page's queryset may group (annotations), and PostgreSQL
+        # refuses FOR UPDATE with GROUP BY.
+        type(seen)._base_manager.select_for_update().filter(pk=seen.pk).exists()
+        return self.get_object()
+
     @transaction.atomic
     def partial_update(self, request, *args, **kwargs):
-        obj = self.get_object()
-        type(obj)._base_manager.select_for_update().filter(pk=obj.pk).exists()
+        obj = self._get_locked_object()
         current = self.output_serializer(obj, context=self.get_serializer_context()).data
         etags.require_match(request, etags.etag_of(current))
         self._save(self.edit_page(), obj, create=False)

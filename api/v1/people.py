@@ -5,14 +5,15 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from api.forms import bind, form_request_serializer
 from api.problems import Conflict
 from api.v1 import serializers as out
-from api.v1.generic import PageBackedViewSet, write_docs
+from api.v1.generic import IntegerIdViewSet, PageBackedViewSet, write_docs
 from portal import invitations
 from portal import users as user_actions
 from portal.models import Invitation, Team
@@ -54,7 +55,7 @@ class GroupViewSet(PageBackedViewSet):
         request=None,
         responses={200: out.TeamSerializer},
     )
-    @action(detail=True, methods=["delete"], url_path=r"members/(?P<user_pk>[0-9]+)")
+    @action(detail=True, methods=["delete"], url_path="members/<int:user_pk>")
     def remove_member(self, request, pk=None, user_pk=None):
         team = self.get_object()
         user = get_object_or_404(team.members.all(), pk=user_pk)
@@ -78,7 +79,7 @@ class AuditViewSet(PageBackedViewSet):
         return super().get_queryset().defer(None)
 
 
-class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegerIdViewSet):
     """Users are never deleted: deactivating keeps their history and ends their sessions."""
 
     area = Area.USERS
@@ -115,9 +116,12 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if data["send_invitation"]:
             invitation = invitations.invite(request.user, data["email"], data["groups"])
             return Response(out.InvitationSerializer(invitation).data, status.HTTP_202_ACCEPTED)
-        user = user_actions.add_user(
-            request.user, data["username"], data["email"], data["groups"], data["password"]
-        )
+        try:
+            user = user_actions.add_user(
+                request.user, data["username"], data["email"], data["groups"], data["password"]
+            )
+        except user_actions.UsernameTaken as taken:  # by a request at the same moment
+            raise ValidationError({"username": taken.messages}) from taken
         return Response(out.UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Deactivate the user and end their sessions", request=None)
@@ -140,7 +144,7 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return Response(out.UserSerializer(user).data)
 
 
-class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegerIdViewSet):
     """Invitations by email; the link's token is never returned (only its hash is stored)."""
 
     area = Area.USERS

@@ -3,12 +3,11 @@ pause / resume (the engine's audited `warmpool.pause` / `resume`)."""
 
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from api.v1 import serializers as out
-from api.v1.generic import PageBackedViewSet, write_docs
+from api.v1.generic import IntegerIdViewSet, PageBackedViewSet, write_docs
 from pools import views as pool_pages
 from pools import warmpool
 from pools.models import LoopDecision, Pool
@@ -23,12 +22,11 @@ def _status_rows(profile_ids=None) -> list[dict]:
     return pool_pages._rows(warmpool.plan(profile_ids, now), now)
 
 
-class PoolViewSet(viewsets.GenericViewSet):
+class PoolViewSet(IntegerIdViewSet):
     """Warm pools, keyed by their compute profile's id."""
 
     area = Area.POOLS
     lookup_field = "profile_id"
-    lookup_value_regex = "[0-9]+"
     serializer_class = out.PoolStatusSerializer
     queryset = LoopDecision.objects.none()  # for the schema; the rows come from the loop
 

@@ -61,7 +61,10 @@ class InfrastructureSerializer(serializers.ModelSerializer):
 class ResourceGroupSerializer(serializers.ModelSerializer):
     class Meta:
         model = ResourceGroup
-        fields = ResourceGroupForm.Meta.fields
+        # A copy of the row form's list without the foreign key: Django's inline formset
+        # appends "profile" to that list in place the first time a profile form is built,
+        # which would change the representation, and so the ETag, of an unchanged profile.
+        fields = [name for name in ResourceGroupForm.Meta.fields if name != "profile"]
 
 
 class ComputeProfileSerializer(serializers.ModelSerializer):

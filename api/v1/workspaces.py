@@ -5,7 +5,7 @@ the pages' access helper (`workspaces.access`) and actions (`workspaces.actions`
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from api.forms import bind
 from api.problems import Conflict
 from api.v1 import serializers as out
+from api.v1.generic import IntegerIdViewSet
 from pools.models import Workspace
 from portal.roles import CHANGE, USE, VIEW, Area
 from portal.urlhelpers import id_param
@@ -27,7 +28,7 @@ from workspaces.forms import WorkspaceRequestForm
 DEPLOYMENT_ID = OpenApiParameter("deployment_pk", int, OpenApiParameter.PATH)
 
 
-class WorkspaceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
+class WorkspaceViewSet(mixins.ListModelMixin, IntegerIdViewSet):
     """Your workspaces (every workspace for Workspaces administrators)."""
 
     serializer_class = out.WorkspaceSerializer
@@ -184,7 +185,7 @@ class WorkspaceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         request=None,
         responses={202: out.ServiceDeploymentSerializer},
     )
-    @action(detail=True, methods=["post"], url_path=r"services/(?P<deployment_pk>[0-9]+)/redeploy")
+    @action(detail=True, methods=["post"], url_path="services/<int:deployment_pk>/redeploy")
     def services_redeploy(self, request, pk=None, deployment_pk=None):
         return self._act_on_deployment(pk, deployment_pk, services.redeploy)
 
@@ -194,7 +195,7 @@ class WorkspaceViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
         request=None,
         responses={202: out.ServiceDeploymentSerializer},
     )
-    @action(detail=True, methods=["post"], url_path=r"services/(?P<deployment_pk>[0-9]+)/remove")
+    @action(detail=True, methods=["post"], url_path="services/<int:deployment_pk>/remove")
     def services_remove(self, request, pk=None, deployment_pk=None):
         return self._act_on_deployment(pk, deployment_pk, services.remove)
 

@@ -97,11 +97,15 @@ def user_add(request: HttpRequest) -> HttpResponse:
             invitations.invite(request.user, data["email"], data["groups"])
             messages.success(request, f"Invitation sent to {data['email']}.")
             return redirect("portal:invitation_list")
-        user = user_actions.add_user(
-            request.user, data["username"], data["email"], data["groups"], data["password"]
-        )
-        messages.success(request, f"Added user “{user.get_username()}”.")
-        return redirect("portal:user_detail", pk=user.pk)
+        try:
+            user = user_actions.add_user(
+                request.user, data["username"], data["email"], data["groups"], data["password"]
+            )
+        except user_actions.UsernameTaken as taken:
+            form.add_error("username", taken)
+        else:
+            messages.success(request, f"Added user “{user.get_username()}”.")
+            return redirect("portal:user_detail", pk=user.pk)
     return render(request, "portal/user_add.html", {"form": form})
 
 
@@ -203,17 +207,43 @@ def invitation_accept(request: HttpRequest, pk: int, token: str) -> HttpResponse
             request, "portal/invitation_invalid.html", {"message": message}, status=status
         )
     config = SsoConfiguration.load()
+    password_allowed = not (config.is_usable and config.local_login_disabled)
     form = AcceptInvitationForm(request.POST or None, email=invitation.email)
+    context = {
+        "invitation": invitation,
+        "form": form,
+        "sso": config,
+        "password_allowed": password_allowed,
+    }
     if request.method == "POST" and request.POST.get("sso") and config.is_usable:
         # The SSO login finishes the invitation (see PortalSocialAccountAdapter).
         request.session[PENDING_INVITATION_SESSION_KEY] = [invitation.pk, token]
         return sso_views.login(request, sso.PROVIDER_ID)
-    if request.method == "POST" and not request.POST.get("sso") and form.is_valid():
+    if request.method == "POST" and not request.POST.get("sso"):
+        if not password_allowed:
+            # The page offers no password form then; a posted one is refused all the same.
+            messages.error(
+                request,
+                f"Password login is turned off for this portal. Continue with "
+                f"{config.display_name} instead.",
+            )
+            return render(request, "portal/invitation_accept.html", context, status=403)
+        if form.is_valid():
+            accepted = _accept_with_password(request, invitation, form)
+            if accepted:
+                return accepted
+    return render(request, "portal/invitation_accept.html", context)
+
+
+def _accept_with_password(
+    request: HttpRequest, invitation: Invitation, form: AcceptInvitationForm
+) -> HttpResponse | None:
+    """Create the invitee's account, join the invited groups and log them in. None when
+    someone took the username since the form checked it: the form then says so."""
+    try:
         with transaction.atomic():
-            user = User.objects.create_user(
-                username=form.cleaned_data["username"],
-                email=invitation.email,
-                password=form.cleaned_data["password1"],
+            user = user_actions.create_user(
+                form.cleaned_data["username"], invitation.email, form.cleaned_data["password1"]
             )
             user_actions.record_verified_email(user)
             audit.record(user, AuditAction.CREATED, user, after=user_actions.user_snapshot(user))
@@ -225,11 +255,12 @@ def invitation_accept(request: HttpRequest, pk: int, token: str) -> HttpResponse
                     {"message": invitations.LinkProblem.USED.value[1]},
                     status=410,
                 )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, "Welcome! Your account is ready.")
-        return redirect("workspaces:self_service")
-    context = {"invitation": invitation, "form": form, "sso": config}
-    return render(request, "portal/invitation_accept.html", context)
+    except user_actions.UsernameTaken as taken:
+        form.add_error("username", taken)
+        return None
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    messages.success(request, "Welcome! Your account is ready.")
+    return redirect("workspaces:self_service")
 
 
 @login_required
@@ -256,8 +287,11 @@ def sso_settings(request: HttpRequest) -> HttpResponse:
     form = SsoConfigurationForm(instance=config, user=request.user)
     if request.method == "POST":
         require(request.user, Area.USERS, CHANGE)
-        tracker = audit.ChangeTracker(config)
-        form = SsoConfigurationForm(request.POST, instance=config, user=request.user)
+        # A bound form writes what was posted onto its instance even when it refuses it, so
+        # it edits a copy: the page's status keeps saying what is stored.
+        edited = SsoConfiguration.load()
+        tracker = audit.ChangeTracker(edited)
+        form = SsoConfigurationForm(request.POST, instance=edited, user=request.user)
         if form.is_valid():
             with transaction.atomic():
                 form.save()

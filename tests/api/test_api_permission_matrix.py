@@ -14,6 +14,7 @@ objects in a transaction rolled back afterwards.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -23,6 +24,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import Client
 
+from api.urls import router
 from pools.lifecycle import State
 from pools.models import PoolSchedule, Workspace
 from portal import audit, invitations
@@ -268,3 +270,53 @@ def test_api_permission_matrix(operation_id: str, people, clients):
         if response.status_code != rule.expected(role):
             wrong.append(f"{role}: expected {rule.expected(role)}, got {response.status_code}")
     assert not wrong, f"{method.upper()} {template} ({operation_id}):\n  " + "\n  ".join(wrong)
+
+
+# -- a non-numeric id ---------------------------------------------------------------------------
+
+
+def _router_paths_with_a_non_numeric_id() -> list[tuple[str, str]]:
+    """(method, path) of every route the API's router registers with an id, "abc" for each
+    id: a viewset added later is walked too."""
+    found = []
+    for route in router.urls:
+        template = str(route.pattern)
+        if "<" in template:
+            path = "/api/v1/" + re.sub(r"<[^>]+>", "abc", template)
+            found += [(method, path) for method in route.callback.actions]
+    return found
+
+
+@pytest.mark.parametrize("method,path", _router_paths_with_a_non_numeric_id())
+def test_a_non_numeric_id_in_any_api_path_is_a_problem_not_a_server_error(
+    method: str, path: str, clients
+):
+    for role, client in clients.items():
+        response = getattr(client, method)(path)
+
+        assert response.status_code < HTTPStatus.INTERNAL_SERVER_ERROR, role
+        assert response["Content-Type"] == "application/problem+json", role
+
+
+@pytest.mark.parametrize(
+    "role,method,path",
+    [
+        (MEMBER, "get", "/api/v1/workspaces/abc/"),
+        (MEMBER, "get", "/api/v1/workspaces/abc/events/"),
+        (MEMBER, "get", "/api/v1/workspaces/abc/services/"),
+        (MEMBER, "post", "/api/v1/workspaces/abc/stop/"),
+        (MEMBER, "post", "/api/v1/workspaces/abc/start/"),
+        (MEMBER, "post", "/api/v1/workspaces/abc/secret/"),
+        (MEMBER, "delete", "/api/v1/workspaces/abc/"),
+        (MEMBER, "post", "/api/v1/workspaces/abc/services/1/redeploy/"),
+        (ADMIN, "post", "/api/v1/users/abc/deactivate/"),
+        (ADMIN, "post", "/api/v1/users/abc/reactivate/"),
+        (ADMIN, "post", "/api/v1/invitations/abc/resend/"),
+        (ADMIN, "post", "/api/v1/invitations/abc/revoke/"),
+    ],
+)
+def test_a_non_numeric_id_is_a_404_problem(role: str, method: str, path: str, clients):
+    response = getattr(clients[role], method)(path)
+
+    assert response.status_code == HTTPStatus.NOT_FOUND
+    assert response["Content-Type"] == "application/problem+json"

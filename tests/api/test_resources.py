@@ -3,18 +3,27 @@ their refusals, power actions, compute profiles through the form with ETag / If-
 the MIG layout check, warm pools, users, group members, services-profile clones and the
 audit trail."""
 
+import threading
 from http import HTTPStatus
 
 import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
 
+from api.v1.generic import PageBackedViewSet
 from pools.lifecycle import State
 from pools.models import Pool, Workspace
 from portal.models import AuditAction, AuditEntry, SsoMembership, Team
+from portal.user_forms import UserAddForm
+from profiles.forms.compute import ResourceGroupForm
 from profiles.models import ComputeProfile, ServicesProfile
 
 PROFILES = "/api/v1/compute-profiles/"
 WORKSPACES = "/api/v1/workspaces/"
 PROBLEM = "application/problem+json"
+# A valid address of 308 characters.
+LONG_EMAIL = "a" * 60 + "@" + ("b" * 60 + ".") * 4 + "com"
 
 
 @pytest.fixture
@@ -241,6 +250,88 @@ def test_a_patch_keeps_the_resource_groups_it_does_not_mention(operator_api, sta
     assert response.json()["published"] is False
 
 
+def _on_its_own_connection(request) -> None:
+    try:
+        request()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def between_read_and_lock(monkeypatch):
+    """`between_read_and_lock(other)`: the next PATCH, once it has read its object and before
+    it locks the row, waits while `other()` runs to its commit on a connection of its own.
+    Returns that thread, to join."""
+
+    def arrange(other) -> threading.Thread:
+        thread = threading.Thread(target=_on_its_own_connection, args=(other,))
+        original = PageBackedViewSet.get_object
+
+        def get_object(viewset):
+            obj = original(viewset)
+            if viewset.action == "partial_update" and thread.ident is None:
+                thread.start()
+                thread.join(timeout=10)  # (a PATCH that locked first would keep it waiting)
+            return obj
+
+        monkeypatch.setattr(PageBackedViewSet, "get_object", get_object)
+        return thread
+
+    return arrange
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_patches_of_the_same_version_cannot_both_win(
+    operator_api, org_admin, api_for, starter, between_read_and_lock
+):
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL; SQLite serialises writers by itself")
+    url = f"{PROFILES}{starter.pk}/"
+    etag = operator_api.get(url)["ETag"]
+    answers = {}
+
+    def alice():
+        answers["alice"] = operator_api.patch(url, {"published": False}, **{"If-Match": etag})
+
+    alice_thread = between_read_and_lock(alice)
+    bob = api_for(org_admin).patch(url, {"description": "bob's"}, **{"If-Match": etag})
+    alice_thread.join(timeout=30)
+
+    assert answers["alice"].status_code == HTTPStatus.OK
+    assert bob.status_code == HTTPStatus.PRECONDITION_FAILED
+    starter.refresh_from_db()
+    assert starter.published is False and starter.description != "bob's"
+
+
+@pytest.fixture
+def fresh_process_row_fields():
+    """The row form's field list as a fresh web process has it: Django's inline formset
+    appends "profile" to it in place the first time a profile form is built, and earlier
+    tests in this process may have done so. Restored afterwards."""
+    shared = ResourceGroupForm.Meta.fields
+    saved = list(shared)
+    shared[:] = [name for name in shared if name != "profile"]
+    yield
+    shared[:] = saved
+
+
+def test_an_unchanged_profile_keeps_its_etag_when_someone_opens_its_form(
+    fresh_process_row_fields, operator_api, org_admin, starter
+):
+    url = f"{PROFILES}{starter.pk}/"
+    first = operator_api.get(url)
+    browser = Client()
+    browser.force_login(org_admin)
+
+    edit_page = browser.get(reverse("profiles:computeprofile_edit", args=[starter.pk]))
+    second = operator_api.get(url)
+    changed = operator_api.patch(url, {"description": "mine"}, **{"If-Match": first["ETag"]})
+
+    assert edit_page.status_code == HTTPStatus.OK
+    assert second.json() == first.json() and second["ETag"] == first["ETag"]
+    assert changed.status_code == HTTPStatus.OK, changed.content
+
+
 def test_a_profile_in_use_cannot_be_deleted(operator_api, member, starter, workspace_factory):
     workspace_factory(member, starter, state=State.READY)
 
@@ -306,6 +397,42 @@ def test_users_and_invitations_are_for_org_admins_to_change(org_admin, operator,
     assert created.status_code == HTTPStatus.CREATED
     assert created.json()["groups"] == ["member group"]
     assert duplicate.status_code == HTTPStatus.BAD_REQUEST and "email" in duplicate.json()["errors"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        # Valid, but longer than the 254 characters User.email and Invitation.email hold.
+        ("/api/v1/users/", {"username": "x", "email": LONG_EMAIL}, "email"),
+        ("/api/v1/invitations/", {"email": LONG_EMAIL}, "email"),
+        # 9 characters as sent, 162 as Django stores them (NFKC).
+        ("/api/v1/users/", {"username": "\ufdfa" * 9, "email": "x@example.com"}, "username"),
+        # Fullwidth "OLGA": stored as "OLGA", a case twin of the admin "olga".
+        (
+            "/api/v1/users/",
+            {"username": "\uff2f\uff2c\uff27\uff21", "email": "x@example.com"},
+            "username",
+        ),
+    ],
+    ids=["user-email", "invitation-email", "username-expands", "username-case-twin"],
+)
+def test_what_could_not_be_stored_is_a_400_not_a_500(org_admin, api_for, path, body, field):
+    response = api_for(org_admin).post(path, body)
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert field in response.json()["errors"]
+
+
+def test_a_username_taken_meanwhile_is_a_400_not_a_500(org_admin, api_for, member, monkeypatch):
+    # As if another request created "mia" between the form's check and the insert.
+    monkeypatch.setattr(UserAddForm, "clean_username", lambda form: form.cleaned_data["username"])
+
+    response = api_for(org_admin).post(
+        "/api/v1/users/", {"username": "mia", "email": "x@example.com"}
+    )
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    assert response.json()["errors"]["username"] == ["This username is taken; choose another."]
 
 
 def test_the_audit_log_is_read_only_and_filtered_like_its_page(org_admin, api_for, starter):

@@ -26,7 +26,13 @@ from pools import idle, supervisor
 from pools.idle import Policy, Reading
 from pools.lifecycle import State
 from pools.models import Workspace
-from portal.models import AuditEntry, Notification, NotificationKind, Team
+from portal.models import (
+    MAX_IDLE_STOP_HOURS,
+    AuditEntry,
+    Notification,
+    NotificationKind,
+    Team,
+)
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure, ServicesProfile
 from services.components.base import Capability
@@ -201,6 +207,14 @@ def test_the_policy_never_warns_before_the_idle_time_starts():
         idle_stop_hours, idle_warning_minutes, idle_max_snoozes = 1, 90, 2
 
     assert Policy.of(Team()).warn_before == timedelta(hours=1)
+
+
+def test_an_idle_time_stored_beyond_the_bound_counts_as_the_bound(workspace, idle_group, t0):
+    # Saved around the group form: idle start + 100 million hours would end after year 9999.
+    Team.objects.filter(pk=idle_group.pk).update(idle_stop_hours=100_000_000)
+    idle_group.refresh_from_db()
+    assert Policy.of(idle_group).stop_after == timedelta(hours=MAX_IDLE_STOP_HOURS)
+    assert idle.run_pass(t0 + timedelta(hours=3), read=quiet_jupyter(t0)) == {"idle": 1}
 
 
 # -- the signals -----------------------------------------------------------------------------

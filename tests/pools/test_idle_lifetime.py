@@ -4,6 +4,7 @@ the group's maximum lifetime counted from now; with time travel."""
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
 from datetime import timedelta
+from http import HTTPStatus
 
 import pytest
 from django.core import mail
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from pools import lifetime
 from pools.lifecycle import State
-from portal.models import AuditEntry, Notification, NotificationKind
+from portal.models import MAX_LIFETIME_HOURS, AuditEntry, Notification, NotificationKind, Team
 from tests.workspace_fixtures import starter, workspace_factory  # noqa: F401
 
 MAX_HOURS = 8
@@ -123,3 +124,16 @@ def test_a_group_that_dropped_its_maximum_sets_no_bound(workspace, group, member
     workspace.refresh_from_db()
     assert lifetime.longest_extension(workspace) is None
     lifetime.extend(workspace, 100, member)
+
+
+def test_a_maximum_stored_beyond_the_bound_counts_as_the_bound(workspace, group, t0, client):
+    # Raised to 100 million hours after the request (saved before the group form bounded
+    # it): the maximum from now would end after year 9999.
+    Team.objects.filter(pk=group.pk).update(max_lifetime_hours=100_000_000)
+    workspace.refresh_from_db()
+    assert lifetime.longest_extension(workspace, t0) == timedelta(
+        hours=MAX_LIFETIME_HOURS - MAX_HOURS
+    )
+    client.force_login(workspace.owner)
+    response = client.get(reverse("workspaces:extend", args=[workspace.pk]))
+    assert response.status_code == HTTPStatus.OK

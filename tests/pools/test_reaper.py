@@ -45,7 +45,7 @@ def test_deleting_the_failed_workspace_releases_what_it_held(
     actions.stop_workspace(member, ready_gpu_workspace)
     tasks.stop_workspace(ready_gpu_workspace.pk)
     ready_gpu_workspace.refresh_from_db()
-    assert actions.delete_workspace(member, ready_gpu_workspace)
+    actions.delete_workspace(member, ready_gpu_workspace)
     assert tasks.deprovision_workspace(ready_gpu_workspace.pk) == "deleted"
     assert not (workspaces_root / ready_gpu_workspace.resource_name).exists()
     assert not GpuAllocation.objects.exists()

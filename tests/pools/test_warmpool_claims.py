@@ -82,7 +82,7 @@ def test_deleting_a_claimed_workspace_releases_the_instance_resources(
 ):
     instance = provisioned(gpu_pool)
     workspace = actions.request_workspace(member, gpu_pool)
-    assert actions.delete_workspace(member, workspace)
+    actions.delete_workspace(member, workspace)
     assert tasks.deprovision_workspace(workspace.pk) == "deleted"
     assert not (workspaces_root / instance.resource_name).exists()
     assert not GpuAllocation.objects.filter(holder=instance.resource_name).exists()

@@ -165,7 +165,7 @@ def test_deleting_a_waiting_workspace_gives_its_instance_back_to_the_pool(
 ):
     instance = on_its_way(warm_profile)
     workspace = actions.request_workspace(member, warm_profile)
-    assert actions.delete_workspace(member, workspace)
+    actions.delete_workspace(member, workspace)
     instance.refresh_from_db()
     assert instance.workspace_id is None and instance.claimed_at is None
     assert tasks.deprovision_workspace(workspace.pk) == "deleted"

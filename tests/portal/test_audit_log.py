@@ -3,7 +3,7 @@ from http import HTTPStatus
 import pytest
 from django.urls import reverse
 
-from portal import audit
+from portal import audit, users
 from portal.models import AuditEntry
 from profiles.models import Infrastructure
 
@@ -59,3 +59,23 @@ def test_audit_log_is_not_for_members(client, member):
     client.force_login(member)
     response = client.get(reverse("portal:auditentry_list"))
     assert response.status_code == HTTPStatus.FORBIDDEN
+
+
+@pytest.mark.parametrize(("role", "sees_people"), [("operator", False), ("viewer", True)])
+def test_entries_about_people_are_for_those_who_may_see_users(
+    client, request, org_admin, member, role, sees_people
+):
+    """An Operator may read the audit log but not users and groups: the entries about an
+    account (its address, its groups) stay out of the log's list and detail pages."""
+    users.add_user(org_admin, "newcomer", "newcomer@example.com", [], None)
+    about_a_user = AuditEntry.objects.get(object_repr="newcomer")
+    infrastructure = Infrastructure.objects.create(name="Lab", kind="local")
+    audit.record_created(org_admin, infrastructure)
+    client.force_login(request.getfixturevalue(role))
+
+    listed = client.get(reverse("portal:auditentry_list")).content.decode()
+    detail = client.get(about_a_user.get_absolute_url())
+
+    assert "Lab" in listed
+    assert ("newcomer" in listed) is sees_people
+    assert detail.status_code == (HTTPStatus.OK if sees_people else HTTPStatus.NOT_FOUND)

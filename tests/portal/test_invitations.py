@@ -5,15 +5,23 @@ from http import HTTPStatus
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.core.cache import cache
+from django.test import Client
 from django.utils import timezone
 
 from portal import invitations
-from portal.models import AuditEntry, Invitation, Team
+from portal.models import AuditEntry, Invitation, SsoConfiguration, Team
 from portal.roles import Role
+from portal.user_forms import AcceptInvitationForm
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
 NEW_PASSWORD = "a-long-and-unusual-passphrase"
+# A valid address of 308 characters: more than User.email and Invitation.email (254) hold.
+LONG_EMAIL = "a" * 60 + "@" + ("b" * 60 + ".") * 4 + "com"
+# Nine U+FDFA ligatures: 9 characters as typed, 162 once NFKC-normalised as Django stores it.
+EXPANDING_USERNAME = "\ufdfa" * 9
 
 
 @pytest.fixture
@@ -184,3 +192,140 @@ def test_invitation_list_shows_pending_ones_with_their_actions(admin_client, tea
 def test_invitation_list_says_when_there_are_none(admin_client):
     page = admin_client.get("/admin/invitations/?page=7")
     assert b"No invitations yet." in page.content
+
+
+def test_an_address_too_long_to_store_is_refused_next_to_the_field(admin_client, team):
+    # Valid (EmailValidator takes up to 320 characters), but the column holds 254.
+    response = admin_client.post(
+        "/admin/invitations/add/", {"email": LONG_EMAIL, "groups": [team.pk]}
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert b"at most 254 characters" in response.content
+    assert not Invitation.objects.exists()
+
+
+# -- who may accept how ---------------------------------------------------------------------
+
+
+def turn_password_login_off(break_glass: str) -> None:
+    config = SsoConfiguration.load()
+    config.enabled = True
+    config.issuer = "https://okta.example.com/oauth2/default"
+    config.client_id = "portal"
+    config.client_secret = "secret"
+    config.local_login_disabled = True
+    config.break_glass_usernames = break_glass
+    config.save()
+
+
+def test_a_password_account_cannot_be_made_while_password_login_is_off(sent):
+    _, path = sent
+    turn_password_login_off(break_glass="olga")
+    invitee = Client()
+    assert b"password1" not in invitee.get(path).content  # only "Continue with Okta"
+
+    response = accept(invitee, path)  # the password form, posted all the same
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    assert b"Password login is turned off" in response.content
+    assert "_auth_user_id" not in invitee.session
+    assert not User.objects.filter(username="newbie").exists()
+
+
+def test_a_deactivated_admins_invitation_no_longer_grants_org_admin(
+    client, org_admin, user_factory, django_capture_on_commit_callbacks
+):
+    """An Org admin invites an address of their own into the Org-admin group and is then
+    deactivated: the pending link must not let them back in as Org admin."""
+    admins = Team.objects.get(name="org_admin group")
+    client.force_login(org_admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        invitation = invite(client, admins, email="backdoor@example.net")
+    path = link_path(mail.outbox[-1])
+    other_admin = Client()
+    other_admin.force_login(user_factory("ada", Role.ORG_ADMIN))
+    response = other_admin.post(f"/admin/users/{org_admin.pk}/deactivate/")
+    assert response.status_code == HTTPStatus.FOUND
+
+    invitation.refresh_from_db()
+    assert invitation.revoked_at
+    assert AuditEntry.objects.filter(
+        object_repr="backdoor@example.net", message__contains="olga, who sent it, was deactivated"
+    )
+    stranger = Client()
+    assert accept(stranger, path, username="olga2").status_code == HTTPStatus.GONE
+    assert not User.objects.filter(username="olga2").exists()
+
+
+def test_an_invitation_whose_inviter_may_no_longer_manage_users_is_refused(client, sent, org_admin):
+    _, path = sent
+    Team.objects.filter(name="org_admin group").update(role=Role.OPERATOR)
+    response = accept(client, path)
+    assert response.status_code == HTTPStatus.GONE
+    assert b"whoever sent it may no longer add users" in response.content
+    assert not User.objects.filter(username="newbie").exists()
+
+
+def test_resending_vouches_for_the_invitation_anew(
+    client, sent, user_factory, django_capture_on_commit_callbacks
+):
+    invitation, _ = sent
+    Team.objects.filter(name="org_admin group").update(role=Role.OPERATOR)
+    ada = user_factory("ada")
+    Team.objects.create(name="Admins", role=Role.ORG_ADMIN).members.add(ada)
+    client.force_login(ada)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/admin/invitations/{invitation.pk}/resend/")
+    client.logout()
+    invitation.refresh_from_db()
+    assert invitation.invited_by == ada
+    assert accept(client, link_path(mail.outbox[-1])).status_code == HTTPStatus.FOUND
+
+
+# -- the username, as it will be stored --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "error"),
+    [
+        (EXPANDING_USERNAME, b"at most 150 characters as stored; this one becomes 162"),
+        ("\uff4f\uff4c\uff47\uff41", b"This username is taken"),  # fullwidth "olga"
+        ("\uff2f\uff2c\uff27\uff21", b"This username is taken"),  # fullwidth "OLGA"
+    ],
+    ids=["expands-past-150", "fullwidth-of-a-taken-name", "fullwidth-case-twin"],
+)
+def test_the_username_is_checked_as_it_will_be_stored(client, sent, org_admin, username, error):
+    _, path = sent
+    client.logout()
+    response = accept(client, path, username=username)
+    assert response.status_code == HTTPStatus.OK
+    assert error in response.content
+    assert list(User.objects.filter(username__iexact="olga")) == [org_admin]
+    assert not User.objects.filter(email="new@example.com").exists()
+
+
+def test_the_break_glass_admin_keeps_her_login_after_an_invitee_tried_her_fullwidth_name(
+    client, sent
+):
+    _, path = sent
+    client.logout()
+    accept(client, path, username="\uff2f\uff2c\uff27\uff21")
+    turn_password_login_off(break_glass="olga")
+    cache.clear()  # the login throttle
+    response = client.post("/accounts/login/", {"login": "olga", "password": PASSWORD})
+    assert response.status_code == HTTPStatus.FOUND, response.content[:400]
+    assert client.session["_auth_user_id"] == str(User.objects.get(username="olga").pk)
+
+
+def test_a_username_taken_while_the_invitee_typed_is_a_message_not_a_500(
+    client, sent, org_admin, monkeypatch
+):
+    # As if another request created "olga" between the form's check and the insert.
+    monkeypatch.setattr(
+        AcceptInvitationForm, "clean_username", lambda form: form.cleaned_data["username"]
+    )
+    _, path = sent
+    client.logout()
+    response = accept(client, path, username="olga")
+    assert response.status_code == HTTPStatus.OK
+    assert b"This username is taken; choose another." in response.content
+    assert not User.objects.filter(email="new@example.com").exists()

@@ -131,6 +131,18 @@ def test_saving_sso_shows_what_is_wrong_with_the_issuer(
     assert not SsoConfiguration.load().enabled
 
 
+def test_a_refused_save_leaves_the_page_saying_sso_is_off(admin_client, op):
+    configure_sso(op, enabled=False)  # set up once, then switched off
+    unreachable = f"http://127.0.0.1:{free_port()}/oauth2/default"
+    response = admin_client.post("/admin/sso/", settings_form(unreachable))
+    assert response.status_code == HTTPStatus.OK
+    page = response.content.decode()
+    assert "Nothing was saved: SSO stays as it was." in page
+    assert not SsoConfiguration.load().enabled
+    assert "Status: <strong>off</strong>" in page
+    assert f'value="{unreachable}"' in page  # the form still shows what was posted
+
+
 def test_a_discovery_document_without_endpoints_is_refused(admin_client, web_server):
     url = web_server(b'{"issuer": "{issuer}", "token_endpoint": "x"}', "application/json")
     response = admin_client.post("/admin/sso/", settings_form(url))

@@ -1,3 +1,4 @@
+import re
 from http import HTTPStatus
 
 import pytest
@@ -9,10 +10,12 @@ from django.test import Client
 
 from portal.models import AuditEntry, Invitation, SsoMembership, Team
 from portal.roles import Role
+from portal.user_forms import UserAddForm
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
+NEW_PASSWORD = "a-long-and-unusual-passphrase"
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +72,42 @@ def test_add_user_rejects_weak_passwords_and_taken_names(admin_client, member):
     )
     assert response.status_code == HTTPStatus.OK
     assert b"taken" in response.content and b"too short" in response.content
+
+
+def test_an_address_too_long_to_store_is_refused_next_to_the_field(admin_client):
+    # Valid (EmailValidator takes up to 320 characters), but User.email holds 254.
+    long_email = "a" * 60 + "@" + ("b" * 60 + ".") * 4 + "com"
+    response = admin_client.post("/admin/users/add/", {"username": "longmail", "email": long_email})
+    assert response.status_code == HTTPStatus.OK
+    assert b"at most 254 characters" in response.content
+    assert not User.objects.filter(username="longmail").exists()
+
+
+@pytest.mark.parametrize(
+    ("username", "error"),
+    [
+        # Nine U+FDFA ligatures: 9 characters as typed, 162 as Django stores them (NFKC).
+        ("\ufdfa" * 9, b"at most 150 characters as stored; this one becomes 162"),
+        ("\uff2d\uff29\uff21", b"This username is taken"),  # fullwidth "MIA"
+    ],
+    ids=["expands-past-150", "fullwidth-case-twin"],
+)
+def test_add_user_checks_the_username_as_it_will_be_stored(admin_client, member, username, error):
+    response = admin_client.post(
+        "/admin/users/add/", {"username": username, "email": "x@example.com"}
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert error in response.content
+    assert not User.objects.filter(email="x@example.com").exists()
+
+
+def test_a_username_taken_meanwhile_is_a_message_not_a_500(admin_client, member, monkeypatch):
+    # As if another request created "mia" between the form's check and the insert.
+    monkeypatch.setattr(UserAddForm, "clean_username", lambda form: form.cleaned_data["username"])
+    response = admin_client.post("/admin/users/add/", {"username": "mia", "email": "x@example.com"})
+    assert response.status_code == HTTPStatus.OK
+    assert b"This username is taken; choose another." in response.content
+    assert not User.objects.filter(email="x@example.com").exists()
 
 
 def test_add_user_by_invitation(admin_client, django_capture_on_commit_callbacks):
@@ -141,6 +180,24 @@ def test_group_form_edits_access_lists_and_quotas(
     assert entry.after["max_gpus"] == 4 and entry.after["compute_profiles"] == ["Small"]
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        ("max_lifetime_hours", "87601", "At most 87600 hours (ten years)."),
+        ("max_lifetime_hours", "2147483647", "At most 87600 hours (ten years)."),
+        ("idle_stop_hours", "8761", "At most 8760 hours (a year)."),
+    ],
+)
+def test_group_form_bounds_the_hours_next_to_the_field(admin_client, field, value, error):
+    # Beyond the bound, "now + hours" would soon leave the calendar.
+    response = admin_client.post(
+        "/admin/groups/add/", {"name": "Research", "role": Role.MEMBER, field: value}
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert error in response.content.decode()
+    assert not Team.objects.filter(name="Research").exists()
+
+
 def test_members_are_added_and_removed_on_the_group_page(admin_client, member):
     team = Team.objects.create(name="Research")
     response = admin_client.post(f"/admin/groups/{team.pk}/members/add/", {"user": member.pk})
@@ -192,6 +249,34 @@ def test_password_reset_sends_a_link(client, member):
     response = client.post("/accounts/password/reset/", {"email": member.email})
     assert response.status_code == HTTPStatus.FOUND
     assert len(mail.outbox) == 1 and "/accounts/password/reset/key/" in mail.outbox[0].body
+
+
+def test_changing_a_password_is_audited(client, member):
+    client.force_login(member)
+    response = client.post(
+        "/accounts/password/change/",
+        {"oldpassword": PASSWORD, "password1": NEW_PASSWORD, "password2": NEW_PASSWORD},
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    member.refresh_from_db()
+    assert member.check_password(NEW_PASSWORD)
+    entry = AuditEntry.objects.get(object_repr="mia")
+    assert (entry.actor, entry.message) == (member, "Password changed")
+    assert NEW_PASSWORD not in str(entry.before) + str(entry.after)
+
+
+def test_resetting_a_password_is_audited(client, member):
+    client.post("/accounts/password/reset/", {"email": member.email})
+    link = re.search(r"http://[^/\s]+(/accounts/password/reset/key/\S+/)", mail.outbox[0].body)
+    form_page = client.get(link[1])  # allauth moves the key into the session, then redirects
+    assert form_page.status_code == HTTPStatus.FOUND
+    response = client.post(
+        form_page["Location"], {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    member.refresh_from_db()
+    assert member.check_password(NEW_PASSWORD)
+    assert AuditEntry.objects.get(object_repr="mia").message == "Password changed"
 
 
 def test_login_form_needs_csrf(member):

@@ -4,8 +4,10 @@ import pytest
 from django.utils import timezone
 
 from pools.lifecycle import State
+from pools.models import Workspace
 from portal.models import AuditEntry, Team
 from portal.roles import Role
+from profiles.models import ComputeProfile, ServicesProfile
 from workspaces import actions
 from workspaces.actions import RequestRefused
 
@@ -130,6 +132,38 @@ def test_only_groups_granting_the_profile_count(member, starter):
     assert actions.request_workspace(member, starter).team == granting
 
 
+def test_a_viewer_groups_list_grants_nothing(member, starter):
+    """Only a self-service group grants a profile: a Viewer group listing it neither lets
+    its members use it nor lets them escape their own group's quota."""
+    Team.objects.filter(pk=member_group(member).pk).update(max_workspaces=0, max_gpus=0)
+    readers = Team.objects.create(name="Readers", role=Role.VIEWER)
+    readers.members.add(member)
+    starter.teams.add(readers)  # the only group that lists it
+    stack = ServicesProfile.objects.create(name="Readers' stack")
+    stack.teams.add(readers)
+
+    assert not ComputeProfile.objects.usable_by(member).filter(pk=starter.pk).exists()
+    assert not ServicesProfile.objects.usable_by(member).filter(pk=stack.pk).exists()
+    with pytest.raises(RequestRefused, match="may not use"):
+        actions.request_workspace(member, starter)
+    assert not Workspace.objects.filter(owner=member).exists()
+
+
+def test_a_superuser_outside_every_group_is_not_limited(user_factory, starter):
+    root = user_factory("root", is_superuser=True)
+    workspace = actions.request_workspace(root, starter)
+    assert (workspace.team, workspace.expires_at) == (None, None)
+
+
+def test_a_user_in_groups_without_one_to_charge_is_refused(user_factory, starter):
+    # A superuser may use the open profile, but their only group grants no self-service:
+    # no group to charge, and being in a group they are not unlimited either.
+    root = user_factory("root", Role.VIEWER, is_superuser=True)
+    with pytest.raises(RequestRefused, match="None of your groups grants self-service use"):
+        actions.request_workspace(root, starter)
+    assert not Workspace.objects.filter(owner=root).exists()
+
+
 def test_released_workspaces_free_the_quota(member, starter):
     Team.objects.filter(pk=member_group(member).pk).update(max_workspaces=1)
     first = actions.request_workspace(member, starter)
@@ -159,18 +193,27 @@ def test_the_owner_deletes_and_deprovisioning_follows_on_commit(
 ):
     workspace = actions.request_workspace(member, starter)
     with django_capture_on_commit_callbacks(execute=True):
-        assert actions.delete_workspace(member, workspace)
+        actions.delete_workspace(member, workspace)
     workspace.refresh_from_db()
     assert workspace.state == State.DELETING
     assert enqueued == [("d", workspace.pk)]
-    assert not actions.delete_workspace(member, workspace)  # already deleting
+    with pytest.raises(RequestRefused, match="This workspace is already deleting"):
+        actions.delete_workspace(member, workspace)
+
+
+def test_a_deleted_workspace_cannot_be_deleted_again(member, starter, workspace_factory):
+    workspace = workspace_factory(member, starter, state=State.DELETED)
+    with pytest.raises(RequestRefused, match="This workspace is already deleted"):
+        actions.delete_workspace(member, workspace)
 
 
 def test_another_member_may_not_delete_but_an_admin_may(member, starter, user_factory, org_admin):
     workspace = actions.request_workspace(member, starter)
     with pytest.raises(RequestRefused):
         actions.delete_workspace(user_factory("eve", Role.MEMBER), workspace)
-    assert actions.delete_workspace(org_admin, workspace)
+    actions.delete_workspace(org_admin, workspace)
+    workspace.refresh_from_db()
+    assert workspace.state == State.DELETING
 
 
 def test_the_secret_is_revealed_to_the_owner_once(member, starter, org_admin):

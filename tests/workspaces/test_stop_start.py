@@ -80,6 +80,32 @@ def test_a_stopped_workspace_frees_the_gpu_quota_but_still_counts_as_a_workspace
     assert Workspace.objects.get(pk=first.pk).state == State.STARTING
 
 
+def test_start_is_refused_once_the_profile_is_no_longer_granted(member, gpu_profile, enqueued):
+    # Restricted to another group after Mia stopped her workspace: a request is refused,
+    # and so is a start, which would take a GPU again.
+    workspace = put(actions.request_workspace(member, gpu_profile), State.STOPPED)
+    gpu_profile.teams.add(Team.objects.create(name="Others", role=Role.MEMBER))
+    with pytest.raises(RequestRefused, match="may not use"):
+        actions.request_workspace(member, gpu_profile)
+    with pytest.raises(RequestRefused, match="You may no longer use the compute profile"):
+        actions.start_workspace(member, workspace)
+    assert ("start", workspace.pk) not in enqueued
+    assert Workspace.objects.get(pk=workspace.pk).state == State.STOPPED
+
+
+def test_start_is_refused_once_the_profile_is_unpublished(member, gpu_profile, enqueued, org_admin):
+    workspace = put(actions.request_workspace(member, gpu_profile), State.STOPPED)
+    gpu_profile.published = False
+    gpu_profile.save(update_fields=["published"])
+    with pytest.raises(RequestRefused, match="You may no longer use the compute profile"):
+        actions.start_workspace(member, workspace)
+    # An administrator may not start it for the owner either.
+    with pytest.raises(RequestRefused, match="Its owner may no longer use the compute profile"):
+        actions.start_workspace(org_admin, workspace)
+    assert ("start", workspace.pk) not in enqueued
+    assert Workspace.objects.get(pk=workspace.pk).state == State.STOPPED
+
+
 # --- views --------------------------------------------------------------------------------
 
 

@@ -2,13 +2,14 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
+from django.contrib.messages import get_messages
 from django.db import connection
 from django.urls import reverse
 
 from pools import tasks
-from pools.lifecycle import State
+from pools.lifecycle import State, transition
 from pools.models import Workspace
-from portal.models import Team
+from portal.models import MAX_LIFETIME_HOURS, Team
 from portal.roles import Role
 from workspaces import actions
 from workspaces.estimates import estimate
@@ -61,6 +62,17 @@ def test_the_page_says_which_quota_stopped_a_request(member_client, member, star
     assert not Workspace.objects.exists()
 
 
+def test_a_group_lifetime_stored_beyond_the_bound_expires_at_the_bound(
+    member_client, member, starter, workspaces_root
+):
+    # 100 million hours (saved before the group form bounded it) would end after year 9999.
+    Team.objects.filter(members=member).update(max_lifetime_hours=100_000_000)
+    response = member_client.post(reverse("workspaces:request", args=[starter.pk]), {"name": "x"})
+    assert response.status_code == HTTPStatus.FOUND
+    workspace = Workspace.objects.get(owner=member)
+    assert workspace.expires_at - workspace.created == timedelta(hours=MAX_LIFETIME_HOURS)
+
+
 def test_the_live_list_shows_progress_and_how_to_connect(
     member_client, member, starter, workspaces_root
 ):
@@ -94,6 +106,35 @@ def test_delete_from_the_list_returns_the_updated_list(member_client, member, st
     assert 'data-state="deleting"' in response.content.decode()
     workspace.refresh_from_db()
     assert workspace.state == State.DELETING
+
+
+def said(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+def test_deleting_a_deleted_workspace_says_so(member_client, member, starter, workspace_factory):
+    workspace = workspace_factory(member, starter, state=State.DELETED)
+    response = member_client.post(reverse("workspaces:delete", args=[workspace.pk]))
+    assert said(response) == ["This workspace is already deleted."]
+
+
+def test_a_delete_that_lost_the_race_to_a_worker_says_so(
+    member_client, member, starter, workspace_factory, monkeypatch
+):
+    """A worker moves the workspace (ready to degraded, the watcher) between the view's
+    read and the delete's conditional UPDATE: nothing is requested, and the page says so
+    instead of "Deleting workspace …"."""
+    workspace = workspace_factory(member, starter, state=State.READY)
+
+    def worker_moves_it_first(obj, to_state, **kwargs):
+        Workspace.objects.filter(pk=obj.pk).update(state=State.DEGRADED)
+        return transition(obj, to_state, **kwargs)
+
+    monkeypatch.setattr(actions, "transition", worker_moves_it_first)
+    response = member_client.post(reverse("workspaces:delete", args=[workspace.pk]))
+    assert said(response) == ["The workspace changed at the same moment; try again."]
+    workspace.refresh_from_db()
+    assert workspace.state != State.DELETING  # nothing was requested
 
 
 def test_other_users_workspaces_are_not_found(client, member, starter, user_factory):
