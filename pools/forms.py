@@ -4,7 +4,7 @@ from pools import slo
 from pools.models import WEEKDAYS, Pool, PoolSchedule
 from portal.forms import PortalFormMixin
 from profiles.choices import AllocationStrategy
-from profiles.models import ComputeProfile
+from profiles.models import MAX_POOL_SIZE, ComputeProfile
 
 
 class PoolScheduleForm(PortalFormMixin, forms.ModelForm):
@@ -41,7 +41,9 @@ class PoolScheduleForm(PortalFormMixin, forms.ModelForm):
         )
 
 
-MAX_POOL_SIZE = 100
+# Some 40,000 GPUs idling all day: a bigger budget means no limit, which is an empty field
+# (and 1e308 GPU-hours would only overflow the sizing arithmetic).
+MAX_IDLE_BUDGET = 1_000_000
 
 
 class PoolSloForm(PortalFormMixin, forms.ModelForm):
@@ -92,6 +94,12 @@ class PoolSloForm(PortalFormMixin, forms.ModelForm):
     def _clean_budget(self, budget: float, low: int) -> None:
         if budget <= 0:
             self.add_error("idle_budget", "Give a positive number of GPU-hours, or leave it empty.")
+            return
+        if budget > MAX_IDLE_BUDGET:
+            self.add_error(
+                "idle_budget",
+                f"Give at most {MAX_IDLE_BUDGET:,} GPU-hours a day, or leave it empty: no limit.",
+            )
             return
         share = slo.gpu_share(self.instance.profile)
         floor = low * share * 24

@@ -21,6 +21,7 @@ from portal.crypto import EncryptedTextField
 from portal.querysets import restricted_manager
 from portal.roles import USE, Area, has_perm
 from profiles.choices import MigConfigState
+from profiles.models import pool_size_validator
 
 KEPT_NAME = "Its name, kept once it is deleted (see pools.history)."
 
@@ -472,7 +473,7 @@ class PoolSchedule(models.Model):
     weekdays = models.JSONField(default=list, help_text="0 = Monday … 6 = Sunday.")
     start_time = models.TimeField(default=time(0, 0))
     end_time = models.TimeField(default=time(0, 0), help_text="00:00 means midnight.")
-    desired_capacity = models.PositiveIntegerField()
+    desired_capacity = models.PositiveIntegerField(validators=[pool_size_validator()])
     created = models.DateTimeField(auto_now_add=True)
 
     objects = restricted_manager(Area.POOLS)

@@ -178,12 +178,20 @@ def promised_to(workspace) -> PoolInstance | None:
     )
 
 
+@transaction.atomic
 def settle(workspace) -> str:
     """What a provisioning workspace's own task does about its promise.
 
-    Returns WAITING (its instance is still provisioning), READY_NOW (handed over), MOVED,
-    or ON_DEMAND: it has no promise (any more) and the caller provisions it itself.
+    Returns WAITING (its instance is still provisioning), READY_NOW (handed over), MOVED
+    (it no longer provisions: its instance was handed over since the task read it), or
+    ON_DEMAND: it has no promise (any more) and the caller provisions it itself.
+
+    Under the workspace's row lock, which `hand_over` takes too: no instance is handed over
+    between what this reads and what it decides, so ON_DEMAND means none will be.
     """
+    locked = Workspace.objects.select_for_update().filter(pk=workspace.pk)
+    if locked.values_list("state", flat=True).first() != State.PROVISIONING:
+        return MOVED
     instance = promised_to(workspace)
     if instance is None:
         return ON_DEMAND

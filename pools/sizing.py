@@ -496,7 +496,14 @@ def budget_cap(history: History, settings: SloSettings, now: float) -> tuple[int
     hours_left = max((history.day_start + DAY - now) / 3600, 1 / 60)
     floor_cost = settings.min_size * settings.gpu_share * hours_left
     spare = budget - history.idle_today - floor_cost
-    extra = max(math.floor(spare / (settings.gpu_share * hours_left) + 1e-9), 0)
+    affordable = spare / (settings.gpu_share * hours_left)
+    # Clamped to the room below the maximum before floor(): a huge budget gives inf here
+    # (1e308 GPU-hours in the day's last minute), and floor() of inf or NaN raises.
+    room = max(settings.max_size - settings.min_size, 0)
+    if math.isfinite(affordable):
+        extra = min(max(math.floor(affordable + 1e-9), 0), room)
+    else:
+        extra = room if affordable > 0 else 0
     return settings.min_size + extra, text
 
 

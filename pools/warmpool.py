@@ -62,7 +62,7 @@ from pools.models import (
 from portal import audit
 from portal.models import AuditAction
 from profiles.choices import AllocationStrategy
-from profiles.models import ComputeProfile
+from profiles.models import MAX_POOL_SIZE, ComputeProfile
 
 logger = logging.getLogger(__name__)
 
@@ -220,11 +220,9 @@ def decide(
                 "request(s) wait for a worker"
             )
         else:
-            # After a failure, probe with one instance at a time until one succeeds.
-            d.create = 1 if failures else missing
             d.action = Action.CREATE
-            probe = " (one at a time after a failure)" if failures and missing > 1 else ""
-            d.reason = f"{why}; {seen}: creating {d.create}{probe}"
+            d.create, note = _to_create(missing, failures)
+            d.reason = f"{why}; {seen}: creating {d.create}{note}"
     else:
         d.reason = f"{why}; {seen}: at desired capacity"
     if d.replace:
@@ -232,6 +230,15 @@ def decide(
             d.action = Action.REPLACE
         d.reason += f"; replacing {d.replace} outdated or unhealthy"
     return d
+
+
+def _to_create(missing: int, failures: int) -> tuple[int, str]:
+    """How many instances one pass creates, and a note when fewer than are missing."""
+    if failures:  # probe with one instance at a time until one succeeds
+        return 1, " (one at a time after a failure)" if missing > 1 else ""
+    if missing > MAX_POOL_SIZE:  # a capacity stored before it was bounded
+        return MAX_POOL_SIZE, f" of {missing} missing (at most {MAX_POOL_SIZE} a pass)"
+    return missing, ""
 
 
 # -- acting on decisions ---------------------------------------------------------------
@@ -358,7 +365,7 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
     for schedule in PoolSchedule.objects.filter(profile_id__in=ids):
         schedules[schedule.profile_id].append(schedule)
     waiting = _waiting_user_requests(now)
-    sized = slo.sizings(profiles, pools, now)
+    sized = _sizings(profiles, pools, now)
     decisions = []
     for profile in profiles:
         pool = pools.get(profile.pk)
@@ -374,6 +381,40 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
         decision.pool = pool  # what the pages show next to it, read once
         decisions.append(decision)
     return decisions
+
+
+def _sizings(profiles, pools: dict[int, Pool], now: datetime) -> dict[int, sizing.Sizing]:
+    """The SLO policy's answers (`slo.sizings`, all profiles in one pass). If that fails,
+    each profile is sized on its own, so one pool whose sizing fails cannot stop the loop
+    for every other: that pool keeps its previous target, or its minimum."""
+    try:
+        return slo.sizings(profiles, pools, now)
+    except Exception:  # a bug, or a value the policy cannot handle: find whose
+        logger.exception("SLO sizing of %d profiles failed; sizing them one by one", len(profiles))
+    sized = {}
+    for profile in profiles:
+        try:
+            sized.update(slo.sizings([profile], pools, now))
+        except Exception as error:
+            logger.exception("SLO sizing of %s failed", profile)
+            sized[profile.pk] = _kept_sizing(profile, pools[profile.pk], error)
+    return sized
+
+
+def _kept_sizing(profile, pool: Pool, error: Exception) -> sizing.Sizing:
+    """What a pool whose SLO sizing failed keeps, saying so in its decision log."""
+    previous = slo.previous_targets([profile.pk]).get(profile.pk)
+    if previous is None:
+        target, kept = pool.min_size, f"its minimum {pool.min_size}"
+    else:
+        target, kept = previous, f"its previous target {previous}"
+    problem = f"the SLO sizing failed ({steps.error_reason(error)})"
+    return sizing.Sizing(
+        target=target,
+        wanted=target,
+        reason=f"{problem}: keeping {kept}",
+        at_risk=problem,
+    )
 
 
 def reconcile(profile_ids=None, now: datetime | None = None) -> list[LoopDecision]:

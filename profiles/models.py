@@ -2,6 +2,7 @@ import hashlib
 import json
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -363,6 +364,20 @@ class OfferedProfileQuerySet(UsableProfileQuerySet):
         )
 
 
+# The most instances one warm pool keeps (a profile's or a schedule's desired capacity, an
+# SLO-sized pool's maximum): the loop creates at most this many in one pass.
+MAX_POOL_SIZE = 100
+
+
+def at_most(limit: int, what: str) -> MaxValueValidator:
+    """A maximum with a message that says what the limit is of."""
+    return MaxValueValidator(limit, f"Give at most {limit:,} {what}.")
+
+
+def pool_size_validator() -> MaxValueValidator:
+    return at_most(MAX_POOL_SIZE, "instances: a bigger warm pool is not supported")
+
+
 class ComputeProfile(models.Model):
     """A published "organisational standard" of resources that users request as workspaces."""
 
@@ -379,7 +394,9 @@ class ComputeProfile(models.Model):
         max_length=20, choices=AllocationStrategy.choices, default=AllocationStrategy.ON_DEMAND
     )
     desired_capacity = models.PositiveIntegerField(
-        default=0, help_text="Ready instances the warm pool keeps. On-demand profiles keep 0."
+        default=0,
+        validators=[pool_size_validator()],
+        help_text="Ready instances the warm pool keeps. On-demand profiles keep 0.",
     )
     super_sized = models.BooleanField(
         default=False,
@@ -450,6 +467,15 @@ class ComputeProfile(models.Model):
         return {"resource_groups": [g.as_dict() for g in self.resource_groups.all()]}
 
 
+# Maxima of a resource group: beyond any real machine, and small enough that the usage
+# ledger's per-group products (GPUs x nodes, storage x nodes) fit its 32-bit fields.
+MAX_GPU_COUNT = 512  # whole GPUs or MIG slices: e.g. 8 nodes of 8 GPUs in 7 slices each
+MAX_CPU = 1024  # vCPUs
+MAX_RAM_GB = 65_536
+MAX_STORAGE_GB = 1_000_000
+MAX_NODE_COUNT = 1000
+
+
 class ResourceGroup(models.Model):
     """One homogeneous set of resources of a compute profile (key-value pairs)."""
 
@@ -459,7 +485,10 @@ class ResourceGroup(models.Model):
     position = models.PositiveSmallIntegerField(default=0)
     gpu_model = models.CharField("GPU model", max_length=20, blank=True)
     gpu_count = models.PositiveIntegerField(
-        "GPU count", default=0, help_text="Whole GPUs, or MIG slices when a slice profile is set."
+        "GPU count",
+        default=0,
+        validators=[at_most(MAX_GPU_COUNT, "GPUs or MIG slices in one group")],
+        help_text="Whole GPUs, or MIG slices when a slice profile is set.",
     )
     mig_profile = models.CharField(
         "MIG slice profile",
@@ -467,10 +496,18 @@ class ResourceGroup(models.Model):
         blank=True,
         help_text="e.g. 3g.20gb: the group gets slices of a partitioned GPU, not whole GPUs.",
     )
-    cpu = models.PositiveIntegerField("CPU", default=1, help_text="vCPUs.")
-    ram_gb = models.PositiveIntegerField("RAM (GB)", default=4)
-    storage_gb = models.PositiveIntegerField("Storage (GB)", default=10)
-    node_count = models.PositiveIntegerField(default=1)
+    cpu = models.PositiveIntegerField(
+        "CPU", default=1, validators=[at_most(MAX_CPU, "vCPUs")], help_text="vCPUs."
+    )
+    ram_gb = models.PositiveIntegerField(
+        "RAM (GB)", default=4, validators=[at_most(MAX_RAM_GB, "GB of RAM")]
+    )
+    storage_gb = models.PositiveIntegerField(
+        "Storage (GB)", default=10, validators=[at_most(MAX_STORAGE_GB, "GB of storage")]
+    )
+    node_count = models.PositiveIntegerField(
+        default=1, validators=[at_most(MAX_NODE_COUNT, "nodes in one group")]
+    )
     instance_type = models.CharField(max_length=60, blank=True)
 
     class Meta:

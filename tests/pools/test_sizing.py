@@ -120,6 +120,14 @@ def test_the_budget_cap_assumes_every_instance_idles_until_midnight():
     assert cap == 1 + 4
 
 
+@pytest.mark.parametrize(("budget", "cap"), [(1e308, 10), (float("inf"), 10), (float("nan"), 1)])
+def test_the_budget_cap_stays_within_the_bounds_whatever_the_budget(budget, cap):
+    # In the day's last minute a huge budget over the hours left overflows to inf.
+    last_minute = DAY_20 + DAY - 30
+    settings = SloSettings(idle_budget=budget, min_size=1, max_size=10)
+    assert sizing.budget_cap(history(DEMAND, last_minute), settings, last_minute)[0] == cap
+
+
 def test_minimum_and_maximum_bound_the_target_and_a_low_maximum_is_a_risk():
     moment = first_request_after(DAY_20 + 15 * 3600) + 1
     wanted = size(DEMAND, moment).wanted

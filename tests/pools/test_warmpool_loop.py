@@ -111,6 +111,16 @@ def test_a_weekend_schedule_shrinks_the_pool_and_monday_restores_it(warm_profile
     assert monday.reason.startswith("desired capacity 9")
 
 
+def test_a_capacity_stored_before_it_was_bounded_creates_at_most_a_pool_a_pass(warm_profile):
+    # The form refuses it now; a row stored before must not have the loop build two billion
+    # instances in one transaction.
+    PoolSchedule.objects.create(profile=warm_profile, weekdays=[5], desired_capacity=2**31 - 1)
+    saturday = step(warm_profile, SATURDAY)
+    assert (saturday.action, saturday.count) == (Action.CREATE, 100)
+    assert saturday.reason.endswith(f"creating 100 of {2**31 - 1} missing (at most 100 a pass)")
+    assert PoolInstance.objects.filter(profile=warm_profile).count() == 100
+
+
 def test_schedules_use_the_organisation_time_zone(warm_profile):
     PoolSchedule.objects.create(
         profile=warm_profile,

@@ -117,6 +117,7 @@ def test_overlapping_windows_of_one_profile_are_refused_with_a_field_error(
     [
         ({"weekdays": []}, "weekdays", "This field is required."),
         ({"start_time": "18:00", "end_time": "06:00"}, "end_time", "add two windows"),
+        ({"desired_capacity": "2147483647"}, "desired_capacity", "Give at most 100 instances"),
     ],
 )
 def test_bad_schedules_get_field_errors(admin_client, warm_profile, data, field, message):

@@ -84,6 +84,30 @@ def test_the_workspace_takes_a_ready_instance_its_worker_did_not_hand_over(
     assert PoolInstance.objects.get(pk=instance.pk).state == State.CLAIMED
 
 
+def test_a_hand_over_while_the_workspace_task_runs_provisions_nothing_more(
+    warm_profile, member, workspaces_root, monkeypatch
+):
+    instance = on_its_way(warm_profile)
+    workspace = actions.request_workspace(member, warm_profile)
+    # The workspace's own task (its retry, or the sweep) reads the workspace; right then the
+    # instance's worker finishes it and hands it over.
+    read = tasks._load
+
+    def read_then_the_instance_is_handed_over(workspace_id):
+        loaded = read(workspace_id)
+        assert tasks.provision_pool_instance(instance.pk) == "ready"
+        return loaded
+
+    monkeypatch.setattr(tasks, "_load", read_then_the_instance_is_handed_over)
+    assert tasks.provision_workspace(workspace.pk) == promises.MOVED
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    assert workspace.resources_spec().name == instance.resource_name
+    # Nothing else was made for it: a ws-N now (a directory; GPUs on a GPU profile) would be
+    # held until the workspace is deleted, which deletes the instance's resources only.
+    assert not (workspaces_root / f"ws-{workspace.pk}").exists()
+
+
 def measured_300_s(profile) -> None:
     """One provisioning of 300 s measured on the profile's infrastructure."""
     now = timezone.now()

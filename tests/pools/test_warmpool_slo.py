@@ -93,6 +93,7 @@ def test_an_admin_sizes_a_pool_by_slo_and_the_change_is_audited(admin_client, gp
         ({"max_size": "0"}, "max_size", "from 1 to 100"),
         ({"max_size": "500"}, "max_size", "from 1 to 100"),
         ({"idle_budget": "-1"}, "idle_budget", "positive number"),
+        ({"idle_budget": "1e308"}, "idle_budget", "at most 1,000,000 GPU-hours a day"),
         ({"idle_budget": "40", "min_size": "2"}, "idle_budget", "can idle 48 GPU-hours a day"),
         ({"slo_percent": "lots"}, "slo_percent", "Enter a number"),
     ],
@@ -275,6 +276,41 @@ def test_a_binding_budget_wins_and_the_page_says_the_slo_is_at_risk(
     html = admin_client.get(reverse("pools:pool_detail", args=[gpu_profile.pk])).content.decode()
     assert 'data-alert="slo-at-risk"' in html
     assert "SLO at risk: the idle budget allows 0, the SLO asks for" in html
+
+
+def test_a_huge_idle_budget_stored_before_it_was_bounded_breaks_neither_the_loop_nor_the_page(
+    admin_client, gpu_profile, warm_profile, monkeypatch
+):
+    # In the budget's last minute, 1e308 GPU-hours over what is left of the day is inf.
+    last_minute = DAY_ONE + timedelta(hours=23, minutes=59, seconds=30)
+    sized(gpu_profile, idle_budget=1e308, max_size=10)
+    assert warmpool.run_loop(now=last_minute)["ran"]
+    decision = LoopDecision.objects.get(profile=gpu_profile)
+    assert decision.reason.startswith("SLO 95 % ≤ 60 s: target ")
+    assert "budget 1e+308 GPU-h/day, 0.0 used today" in decision.reason
+    assert PoolInstance.objects.filter(profile=warm_profile).count() == 9  # the other pool
+    monkeypatch.setattr(timezone, "now", lambda: last_minute)
+    assert admin_client.get(reverse("pools:pool_list")).status_code == HTTPStatus.OK
+
+
+def test_a_pool_whose_sizing_fails_keeps_its_target_and_every_other_pool_goes_on(
+    gpu_profile, warm_profile, monkeypatch
+):
+    sized(gpu_profile, min_size=1)
+    now = DAY_ONE + timedelta(hours=10)
+    assert step(gpu_profile, now).desired == 1
+
+    def broken(history, settings, now):
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(sizing, "size", broken)
+    assert warmpool.run_loop(now=now + timedelta(minutes=1))["ran"]
+    assert PoolInstance.objects.filter(profile=warm_profile).count() == 9
+    decision = LoopDecision.objects.filter(profile=gpu_profile).latest("time")
+    assert decision.desired == 1
+    assert decision.reason.startswith(
+        "the SLO sizing failed (Unexpected ZeroDivisionError): keeping its previous target 1"
+    )
 
 
 def test_the_loop_and_the_simulator_call_the_same_policy_function(monkeypatch, member, gpu_profile):

@@ -126,6 +126,43 @@ def test_a_warm_pool_needs_capacity_and_on_demand_keeps_none(admin_client, aws_i
     assert ComputeProfile.objects.get().desired_capacity == 2
 
 
+def test_a_warm_pool_keeps_at_most_a_hundred_instances(admin_client, aws_infrastructure):
+    data = profile_data(
+        aws_infrastructure, [group()], allocation_strategy="warm_pool", desired_capacity="101"
+    )
+    response = post(admin_client, data)
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["form"].errors["desired_capacity"] == [
+        "Give at most 100 instances: a bigger warm pool is not supported."
+    ]
+    assert not ComputeProfile.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"storage_gb": 2_000_000_000}, "storage_gb", "Give at most 1,000,000 GB of storage."),
+        ({"node_count": 1001}, "node_count", "Give at most 1,000 nodes in one group."),
+        (
+            {"gpu_count": 513, "node_count": 65},  # nodes enough for 513 A100s
+            "gpu_count",
+            "Give at most 512 GPUs or MIG slices in one group.",
+        ),
+        ({"cpu": 1025}, "cpu", "Give at most 1,024 vCPUs."),
+        ({"ram_gb": 65_537}, "ram_gb", "Give at most 65,536 GB of RAM."),
+    ],
+)
+def test_resource_groups_are_bounded_so_the_usage_ledger_cannot_overflow(
+    admin_client, aws_infrastructure, fields, field, message
+):
+    # 2,000,000,000 GB on 2 nodes overflowed the ledger's 32-bit storage for everyone.
+    row = group("A100-40GB", 8, node_count=2) | {k: str(v) for k, v in fields.items()}
+    response = post(admin_client, profile_data(aws_infrastructure, [row]))
+    assert response.status_code == HTTPStatus.OK
+    assert message in response.context["form"].inline.forms[0].errors[field]
+    assert not ComputeProfile.objects.exists()
+
+
 def test_instance_type_must_carry_the_groups_gpu(admin_client, aws_infrastructure):
     data = profile_data(aws_infrastructure, [group("A100-40GB", 8, instance_type="p5.48xlarge")])
     assert "p5.48xlarge has no A100-40GB GPUs" in field_error(post(admin_client, data))
