@@ -5,10 +5,12 @@ names the variable, not surface later as a confusing default.
 """
 
 import os
+import re
 from ipaddress import IPv4Network, IPv6Network, ip_network
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
 
 class ConfigurationError(Exception):
@@ -69,3 +71,15 @@ def env_networks(name: str, default: list[str]) -> list[IPv4Network | IPv6Networ
                 f"{name}: {item!r} is not an IP address or network (e.g. 10.0.0.0/8)"
             ) from None
     return networks
+
+
+def env_url(name: str, default: str, schemes: tuple[str, ...], hint: str) -> str:
+    """A URL whose scheme is one of `schemes` (`redis`), or empty. A refusal quotes only the
+    scheme: the rest may hold a password, and the message ends up in the crash log."""
+    value = os.environ.get(name, default)
+    scheme, separator, _ = value.partition("://")
+    if not value or (separator and scheme in schemes):
+        return value
+    if separator and URL_SCHEME.fullmatch(scheme):
+        raise ConfigurationError(f"{name} has the scheme {scheme!r}: {hint}")
+    raise ConfigurationError(f"{name} is not a URL: {hint}")

@@ -11,7 +11,9 @@ Correct with several processes:
 
 `/metrics` answers a request that presents `Authorization: Bearer <METRICS_TOKEN>` or that
 comes from an address in `METRICS_ALLOWED_IPS`; anything else gets 403 (404 when neither is
-configured, as if the endpoint did not exist).
+configured, as if the endpoint did not exist). Behind reverse proxies both the connecting
+address and the client's (`portal.middleware.client_ip`) must be allowed: the ingress
+controller's own address is in the cluster's network, whoever it forwards.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from portal.middleware import client_ip
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 REQUEST_DURATION = Histogram(
@@ -40,6 +44,9 @@ REQUEST_DURATION = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=None,  # collected by `registry()`, never by the global default registry
 )
+# The client chooses the method: any other word is counted as "other", or each one would be
+# a new series in every worker's memory and multiprocess files.
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def multiprocess() -> bool:
@@ -70,7 +77,8 @@ class RequestMetricsMiddleware:
         match = getattr(request, "resolver_match", None)
         # The route pattern, not the path: a label per URL pattern, not per object.
         route = f"/{match.route}" if match is not None else "unmatched"
-        REQUEST_DURATION.labels(request.method, route, str(response.status_code)).observe(
+        method = request.method if request.method in STANDARD_METHODS else "other"
+        REQUEST_DURATION.labels(method, route, str(response.status_code)).observe(
             time.perf_counter() - start
         )
         return response
@@ -94,11 +102,16 @@ def access(request) -> int:
     presented = _bearer_token(request)
     if token and presented and hmac.compare_digest(presented.encode(), token.encode()):
         return 200
+    addresses = {request.META.get("REMOTE_ADDR", ""), client_ip(request)}
+    return 200 if all(_allowed(address, networks) for address in addresses) else 403
+
+
+def _allowed(address: str, networks) -> bool:
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        parsed = ipaddress.ip_address(address)
     except ValueError:
-        return 403
-    return 200 if any(address in network for network in networks) else 403
+        return False
+    return any(parsed in network for network in networks)
 
 
 # -- the task queue ------------------------------------------------------------------------

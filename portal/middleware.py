@@ -4,12 +4,15 @@ import time
 import uuid
 
 from django.conf import settings
-from django.urls import resolve
+from django.urls import NoReverseMatch, resolve, reverse
 
 from portal import logs
 from portal.audit import current_request_id
 
 access_log = logging.getLogger("portal.access")
+# URL arguments that are bearer secrets: an invitation's token, allauth's password-reset and
+# email-confirmation keys. Whoever reads the log must not be able to use them.
+SECRET_URL_ARGUMENTS = frozenset({"token", "key"})
 
 
 class RequestIdMiddleware:
@@ -32,7 +35,7 @@ class RequestIdMiddleware:
                 access_log.info(
                     "%s %s %s %.0f ms",
                     request.method,
-                    request.path,
+                    logged_path(request),
                     response.status_code,
                     (time.perf_counter() - start) * 1000,
                 )
@@ -40,6 +43,22 @@ class RequestIdMiddleware:
             current_request_id.reset(token)
         response["X-Request-ID"] = str(request.id)
         return response
+
+
+def logged_path(request) -> str:
+    """The request's path as the access log shows it: its secret arguments, if its route
+    captures any, replaced by the word "redacted" (or, failing that, the route pattern)."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or not SECRET_URL_ARGUMENTS & match.kwargs.keys():
+        return request.path
+    kwargs = {
+        name: "redacted" if name in SECRET_URL_ARGUMENTS else value
+        for name, value in match.kwargs.items()
+    }
+    try:
+        return reverse(match.view_name, kwargs=kwargs)
+    except NoReverseMatch:  # "redacted" does not fit the route's pattern
+        return f"/{match.route}"
 
 
 class OperationsMiddleware:

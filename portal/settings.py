@@ -19,6 +19,7 @@ from portal.env import (
     env_list,
     env_networks,
     env_str,
+    env_url,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -253,12 +254,28 @@ STORAGES = {
 # Serve straight from the finders so the portal works without a collectstatic step.
 WHITENOISE_USE_FINDERS = True
 
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# Mail: SMTP when EMAIL_HOST names a server, else the console. An invitation's link is a
+# bearer secret that must reach the invitee, never a log, so with DEBUG off and a server
+# database (production, as for the keys above) one of the two must be set.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if env_str("EMAIL_HOST") else ""
+)
+if not EMAIL_BACKEND:
+    if SHARED_DATABASE and not DEBUG:
+        raise ConfigurationError(
+            "EMAIL_HOST (an SMTP server) or EMAIL_BACKEND must be set: with DEBUG off and a "
+            f"{DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} database, invitation "
+            "links are mailed, never written to the log (see the README's configuration reference)"
+        )
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# Seconds an SMTP connection may wait: mail goes out from worker tasks, and a server that
+# accepts the connection but never answers would hold the worker until the task's timeout.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "gpu-paas@localhost")
 
 # django-q2 with the ORM broker: works on SQLite and PostgreSQL with nothing else to run.
@@ -286,13 +303,14 @@ if WARM_POOL_CLUSTER:
 # Redis as the broker, for scale: `Q_BROKER_URL=redis://host:6379/0`. Task results and
 # schedules stay in the database. Redis hands a task out once and does not take it back
 # when a worker dies mid-task; the sweep (pools.tasks.sweep) resumes such work.
-Q_BROKER_URL = env_str("Q_BROKER_URL")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+Q_BROKER_URL = env_url(
+    "Q_BROKER_URL",
+    "",
+    REDIS_SCHEMES,
+    "only Redis is supported (redis://host:6379/0); leave it empty for the database (ORM) broker",
+)
 if Q_BROKER_URL:
-    if not Q_BROKER_URL.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError(
-            f"Q_BROKER_URL={Q_BROKER_URL!r}: only Redis is supported (redis://host:6379/0); "
-            "leave it empty for the database (ORM) broker"
-        )
     del Q_CLUSTER["orm"]
     Q_CLUSTER["redis"] = Q_BROKER_URL
 
@@ -300,13 +318,13 @@ if Q_BROKER_URL:
 # repeats. Each process keeps its own unless CACHE_URL names a Redis that all of them
 # share: then a client spreading bad passwords over web workers and replicas still meets
 # one count. The broker's Redis serves unless another is named.
-CACHE_URL = env_str("CACHE_URL", Q_BROKER_URL)
+CACHE_URL = env_url(
+    "CACHE_URL",
+    Q_BROKER_URL,
+    REDIS_SCHEMES,
+    "only Redis is supported (redis://host:6379/1); leave it empty to count in each process",
+)
 if CACHE_URL:
-    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigurationError(
-            f"CACHE_URL={CACHE_URL!r}: only Redis is supported (redis://host:6379/1); "
-            "leave it empty to count in each process"
-        )
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -1,15 +1,16 @@
 """The settings of the test suite: the portal's own, with test-only keys.
 
 With a server database (CI runs on PostgreSQL) and DEBUG off the portal refuses to start
-without SECRET_KEY and PORTAL_ENCRYPTION_KEYS. The tests, and the web and worker processes
-they start (which inherit this environment), use fixed test-only keys unless the
-environment names its own.
+without SECRET_KEY and PORTAL_ENCRYPTION_KEYS, or without a mail backend. The tests, and the
+web and worker processes they start (which inherit this environment), use fixed test-only
+keys and Django's in-memory mail backend unless the environment names its own.
 """
 
 import os
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-never-used-outside-the-tests")
 os.environ.setdefault("PORTAL_ENCRYPTION_KEYS", "T3AWZqzeOo0FV_sGyhm6NBsIdk2UhitUQd-IgTY-9ds=")
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
 from portal.settings import *  # noqa: F403
 

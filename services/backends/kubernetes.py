@@ -48,6 +48,7 @@ every pod is Ready; while not, the reason names the waiting pod, or the Deployme
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from fractions import Fraction
 
 from pools import kube
@@ -61,7 +62,14 @@ from services.backends.base import (
     ComponentResult,
     ServicesBackend,
 )
-from services.components import KubeWorkload, NotRunnable, Target
+from services.components import (
+    COMPONENTS,
+    Component,
+    KubeWorkload,
+    NotRunnable,
+    Target,
+    object_name,
+)
 
 COMPONENT_LABEL = "gpupaas.io/component"
 STACK_LABEL = "app.kubernetes.io/part-of"
@@ -321,17 +329,24 @@ class KubernetesServices(ServicesBackend):
     def remove(self, ctx: ComponentContext) -> None:
         namespace = m.namespace_for(ctx.spec, self.options)
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
-        self._delete_selected(namespace, selector, ctx.spec, exclude=ctx.code)
+        self._delete_selected(namespace, selector, ctx.spec, [ctx.component], exclude=ctx.code)
 
     def remove_all(self, spec: WorkspaceSpec) -> None:
         namespace = m.namespace_for(spec, self.options)
         selector = f"{m.WORKSPACE_LABEL}={spec.name},{COMPONENT_LABEL}"
-        self._delete_selected(namespace, selector, spec, exclude="*")
+        self._delete_selected(namespace, selector, spec, COMPONENTS.values(), exclude="*")
 
-    def _delete_selected(self, namespace: str, selector: str, spec, exclude: str) -> None:
-        for kind in ("Deployment", "Service", "ConfigMap", "Secret", "PersistentVolumeClaim"):
+    def _delete_selected(
+        self, namespace: str, selector: str, spec, components: Iterable[Component], exclude: str
+    ) -> None:
+        for kind in ("Deployment", "Service", "ConfigMap", "PersistentVolumeClaim"):
             for obj in self.kube.list(kind, namespace, selector):
                 self.kube.delete(kind, obj["metadata"]["name"], namespace)
+        # The Secrets of `components` by name: listing Secrets would take the right to read
+        # every Secret of the cluster (deploy/base/rbac.yaml).
+        for component in components:
+            if component.has_secret:
+                self.kube.delete("Secret", object_name(spec.name, component.code), namespace)
         self._sync_quota(spec, exclude=exclude)
         if self.kube.list("Pod", namespace, selector):
             raise TransientError("The services' pods are still terminating.")

@@ -18,6 +18,8 @@ from django.conf import settings
 ENTRYPOINT = Path(settings.BASE_DIR) / "bin" / "entrypoint"
 TEST_SECRET_KEY = "deploy-test-secret-key"
 TEST_ENCRYPTION_KEY = "T3AWZqzeOo0FV_sGyhm6NBsIdk2UhitUQd-IgTY-9ds="
+# A production start must name a mail backend; the test processes send nothing anywhere.
+TEST_EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 
 def free_port() -> int:
@@ -28,8 +30,8 @@ def free_port() -> int:
 
 def portal_env(**overrides: str) -> dict[str, str]:
     """The environment of a portal process started the way production starts it: the
-    portal's own settings module, this virtual environment's Python, nothing inherited
-    from the test run's settings."""
+    portal's own settings module, this virtual environment's Python, a mail backend that
+    keeps what it is given, nothing inherited from the test run's settings."""
     env = {
         key: value
         for key, value in os.environ.items()
@@ -45,9 +47,11 @@ def portal_env(**overrides: str) -> dict[str, str]:
             "CACHE_URL",
             "WARM_POOL_CLUSTER",
             "Q_CLUSTER_NAME",
+            "EMAIL_HOST",
         }
     }
     env["PYTHON"] = sys.executable
+    env["EMAIL_BACKEND"] = TEST_EMAIL_BACKEND
     env.update(overrides)
     return env
 

@@ -86,6 +86,26 @@ def test_with_both_keys_set_it_starts(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_with_debug_off_and_postgresql_the_portal_refuses_to_start_without_a_mail_server(
+    tmp_path,
+):
+    """Else invitation links, bearer secrets, would go to the console: the pod's log."""
+    env = portal_env(
+        DATABASE_URL=CLOSED_PORT_DATABASE,
+        PORTAL_DATA_DIR=str(tmp_path),
+        SECRET_KEY=TEST_SECRET_KEY,
+        PORTAL_ENCRYPTION_KEYS=TEST_ENCRYPTION_KEY,
+    )
+    del env["EMAIL_BACKEND"]
+    result = run(["check"], env)
+    assert result.returncode != 0
+    assert "ConfigurationError: EMAIL_HOST (an SMTP server) or EMAIL_BACKEND must be set" in (
+        result.stderr
+    )
+    result = run(["check"], {**env, "EMAIL_HOST": "smtp.example.com"})
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_malformed_encryption_key_is_refused_by_name(tmp_path):
     env = portal_env(
         DATABASE_URL=CLOSED_PORT_DATABASE,
@@ -113,18 +133,22 @@ def test_sqlite_or_debug_still_generate_keys(tmp_path, extra):
     assert (tmp_path / "encryption_key").exists()
 
 
-def test_a_broker_url_that_is_not_redis_is_refused(tmp_path):
-    env = portal_env(PORTAL_DATA_DIR=str(tmp_path), Q_BROKER_URL="amqp://rabbit:5672")
+def test_a_broker_url_that_is_not_redis_is_refused_without_printing_its_password(tmp_path):
+    env = portal_env(
+        PORTAL_DATA_DIR=str(tmp_path), Q_BROKER_URL="amqp://guest:hunter2-secret@rabbit:5672"
+    )
     result = run(["check"], env)
     assert result.returncode != 0
-    assert "Q_BROKER_URL='amqp://rabbit:5672': only Redis is supported" in result.stderr
+    assert "Q_BROKER_URL has the scheme 'amqp': only Redis is supported" in result.stderr
+    assert "hunter2-secret" not in result.stderr
 
 
-def test_a_cache_url_that_is_not_redis_is_refused(tmp_path):
-    env = portal_env(PORTAL_DATA_DIR=str(tmp_path), CACHE_URL="memcached://cache:11211")
+def test_a_cache_url_that_is_not_redis_is_refused_without_printing_its_password(tmp_path):
+    env = portal_env(PORTAL_DATA_DIR=str(tmp_path), CACHE_URL="Redis://:hunter2-secret@redis:6379")
     result = run(["check"], env)
     assert result.returncode != 0
-    assert "CACHE_URL='memcached://cache:11211': only Redis is supported" in result.stderr
+    assert "CACHE_URL has the scheme 'Redis': only Redis is supported" in result.stderr
+    assert "hunter2-secret" not in result.stderr
 
 
 # -- the entrypoint's commands -------------------------------------------------------------

@@ -62,6 +62,19 @@ def test_a_response_names_its_request_id(client, member):
 
 
 @pytest.mark.django_db
+def test_the_access_log_writes_a_password_reset_key_as_redacted(client, caplog):
+    """Whoever reads the log must not be able to set the account's password."""
+    with caplog.at_level("INFO", logger="portal.access"):
+        client.get("/accounts/password/reset/key/1z-cfa8kp-0123456789abcdef0123/")
+        client.get("/accounts/password/reset/")
+    logged = [r.getMessage() for r in caplog.records if r.name == "portal.access"]
+    assert [line.rsplit(" ", 3)[0] for line in logged] == [
+        "GET /accounts/password/reset/key/1z-redacted/",
+        "GET /accounts/password/reset/",
+    ]
+
+
+@pytest.mark.django_db
 def test_a_task_runs_under_the_request_id_it_was_enqueued_with(monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", True)  # run in this process, through the same signals
     with logs.bind(request_id="req-9", user="mia"):

@@ -4,13 +4,17 @@
 offline; kubernetes-validate checks every object against Kubernetes 1.30's schema, strictly
 (an unknown field is an error). The other tests tie the manifests to the code: a probe's
 path must be a URL of the portal that answers without login, its port must be the port
-gunicorn binds, and every reference (Service → pods, Ingress → Service, envFrom → objects)
-must point at something that exists.
+gunicorn binds, every reference (Service → pods, Ingress → Service, envFrom → objects)
+must point at something that exists, and the ClusterRole must grant every API call the
+Kubernetes driver and the services backend make (recorded by the API stand-in,
+tests/pools/k8s_stand_in.py), so the role and the code cannot drift apart.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import runpy
 import shutil
 import subprocess
 import sys
@@ -26,7 +30,14 @@ from django.urls import Resolver404, resolve
 
 from pools import kube
 from pools.drivers import k8s_manifests
-from pools.drivers.base import GroupSpec, WorkspaceSpec
+from pools.drivers.base import GroupSpec, TransientError, WorkspaceSpec
+from pools.drivers.kubernetes import KubernetesDriver
+from profiles.choices import InfrastructureKind
+from profiles.models import Infrastructure, ServicesProfile
+from services import components as catalog
+from services.backends.base import ComponentContext
+from services.backends.kubernetes import KubernetesServices
+from tests.pools import k8s_stand_in
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy"
 OVERLAYS = ["dev", "production"]
@@ -80,13 +91,21 @@ def app_containers(objects):
                 yield workload, spec, container
 
 
-def config_value(objects, key: str) -> str:
-    (config,) = [
+def config(objects) -> dict[str, str]:
+    (found,) = [
         o
         for o in by_kind(objects, "ConfigMap")
         if o["metadata"]["name"].startswith("gpu-paas-portal-config")
     ]
-    return config["data"][key]
+    return found["data"]
+
+
+def config_value(objects, key: str) -> str:
+    return config(objects)[key]
+
+
+def render_config(overlay: str) -> dict[str, str]:
+    return config(render(overlay))
 
 
 # -- schema ------------------------------------------------------------------------------
@@ -228,7 +247,7 @@ def test_dev_runs_its_own_postgresql_with_valid_development_keys():
     assert "Q_BROKER_URL" not in data  # the ORM broker
 
 
-def test_production_uses_an_external_database_and_redis():
+def test_production_uses_an_external_database_redis_and_mail_server():
     objects = render("production")
     assert by_kind(objects, "StatefulSet") == []
     for _, _, container in app_containers(objects):
@@ -240,6 +259,37 @@ def test_production_uses_an_external_database_and_redis():
         assert refs["DATABASE_URL"] == {"name": "gpu-paas-portal", "key": "DATABASE_URL"}
         if container["name"] != "migrate":
             assert refs["Q_BROKER_URL"] == {"name": "gpu-paas-portal", "key": "Q_BROKER_URL"}
+            assert refs["EMAIL_HOST"] == {"name": "gpu-paas-portal", "key": "EMAIL_HOST"}
+
+
+def load_settings(monkeypatch, tmp_path, env: dict[str, str]) -> dict:
+    """The portal's settings as a process with exactly `env` (and a scratch data directory)
+    would load them."""
+    for name in ("DEBUG", "DATABASE_URL", "Q_BROKER_URL", "CACHE_URL", "EMAIL_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PORTAL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("PORTAL_STATIC_ROOT", str(tmp_path / "static"))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(Path(settings.BASE_DIR) / "portal" / "settings.py"))
+
+
+def test_the_production_overlay_mails_invitation_links_instead_of_logging_them(
+    monkeypatch, tmp_path
+):
+    """An invitation's link is a bearer secret: the console backend would write it to the
+    web pod's log, and never to the invitee, while the page says "Invitation sent"."""
+    env = {
+        **render_config("production"),
+        "SECRET_KEY": "x" * 50,
+        "PORTAL_ENCRYPTION_KEYS": "T3AWZqzeOo0FV_sGyhm6NBsIdk2UhitUQd-IgTY-9ds=",
+        "DATABASE_URL": "postgresql://portal:pw@db.internal:5432/portal",
+        "Q_BROKER_URL": "redis://:pw@redis.internal:6379/0",
+        "EMAIL_HOST": "smtp.internal",
+    }
+    loaded = load_settings(monkeypatch, tmp_path, env)
+    assert loaded["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert loaded["EMAIL_HOST"] == "smtp.internal"
 
 
 # -- least privilege ----------------------------------------------------------------------
@@ -266,16 +316,22 @@ WORKSPACE_SPEC = WorkspaceSpec(
 )
 
 
-def test_the_role_grants_only_what_the_kubernetes_driver_calls(rendered):
-    _, objects = rendered
+def role_rights(objects) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) of every right the ClusterRole gives."""
     (role,) = by_kind(objects, "ClusterRole")
-    granted = {
+    return {
         (group, resource, verb)
         for rule in role["rules"]
         for group in rule["apiGroups"]
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
+
+
+def test_the_role_grants_only_what_the_kubernetes_driver_calls(rendered):
+    _, objects = rendered
+    (role,) = by_kind(objects, "ClusterRole")
+    granted = role_rights(objects)
     assert not any("*" in entry for entry in granted)
     assert not any(verb in ("watch", "escalate", "bind", "impersonate") for *_, verb in granted)
     assert not any(resource.endswith(("/exec", "/log")) for _, resource, _ in granted)
@@ -297,3 +353,98 @@ def test_the_role_grants_only_what_the_kubernetes_driver_calls(rendered):
             "namespace": account["metadata"]["namespace"],
         }
     ]
+
+
+# -- the role and the calls the code makes ---------------------------------------------
+
+
+def needed_rights(requests: list[tuple[str, str]]) -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) that each of the stand-in's requests needs of RBAC."""
+    needed = set()
+    for method, path in requests:
+        match = k8s_stand_in.PATH.match(path)
+        if match is None:  # GET /version: discovery, open to every account
+            continue
+        group = "" if match["prefix"] == "/api/v1" else match["prefix"].split("/")[2]
+        if method == "GET":
+            verbs = ["get" if match["name"] else "list"]
+        elif method == "PATCH":  # server-side apply makes what is absent
+            verbs = ["patch", "create"]
+        else:
+            verbs = [method.lower()]
+        needed |= {(group, match["plural"], verb) for verb in verbs}
+    return needed
+
+
+def services_stack(spec: WorkspaceSpec) -> list[ComponentContext]:
+    """The MLOps Platform profile's components (a credential, claims, several pods)."""
+    profile = ServicesProfile.objects.get(name="MLOps Platform")
+    stack = []
+    for item in profile.components.all():
+        component = catalog.component(item.component)
+        stack.append(
+            ComponentContext(
+                spec=spec,
+                component=component,
+                version=item.version or component.default_version,
+                parameters=component.resolve(item.parameters),
+                stack=profile.slug,
+            )
+        )
+    return stack
+
+
+def exercise(infrastructure: Infrastructure, spec: WorkspaceSpec) -> None:
+    """Every operation of the driver and the services backend, through a workspace's life:
+    provision, services deploy / check / repair / removal, stop, start, deletion."""
+    driver = KubernetesDriver(infrastructure)
+    backend = KubernetesServices(infrastructure)
+    driver.inventory()
+    driver.provision(spec)
+    stack = services_stack(spec)
+    for ctx in stack:
+        backend.deploy(ctx)
+        backend.check(ctx)
+    for ctx in stack:
+        backend.restart(ctx)  # services.tasks.repair_stack
+    for step in (
+        lambda: backend.remove(stack[0]),
+        lambda: backend.remove_all(spec),
+        lambda: driver.stop(spec),
+        lambda: driver.start(spec),
+        lambda: driver.check(spec),
+        lambda: driver.deprovision(spec),
+    ):
+        with contextlib.suppress(TransientError):  # pods still terminating: a task retries
+            step()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mode", [k8s_manifests.NAMESPACE_MODE, k8s_manifests.SHARED_MODE])
+def test_the_role_grants_every_call_of_the_driver_and_the_services_backend(settings, mode):
+    """Run on the API stand-in, which records each request: a call the role does not grant
+    is refused (403) by a real API server, e.g. deleting a services component's pods to
+    repair it."""
+    settings.KUBERNETES_NAMESPACE_MODE = mode
+    server = k8s_stand_in.StandInApiServer(version="1.30").start()
+    try:
+        infrastructure = Infrastructure(
+            name="Lab cluster",
+            kind=InfrastructureKind.KUBERNETES,
+            kubeconfig=server.kubeconfig(),
+            kubernetes_version="1.30",
+        )
+        exercise(infrastructure, WORKSPACE_SPEC)
+    finally:
+        server.stop()
+    needed = needed_rights(server.requests)
+    assert ("", "pods", "delete") in needed  # the repair ran
+    assert needed - role_rights(render("production")) == set()
+
+
+def test_the_portal_account_cannot_read_any_secret():
+    """A ClusterRole bound cluster-wide: reading Secrets would read every Secret of every
+    namespace (kube-system's tokens, other applications' credentials) with the token that
+    the internet-facing web pods mount. The portal writes and deletes its own by name."""
+    readable = {verb for group, res, verb in role_rights(render("production")) if res == "secrets"}
+    assert readable == {"create", "patch", "delete"}

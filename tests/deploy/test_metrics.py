@@ -67,6 +67,20 @@ def test_metrics_answer_an_allowed_address_without_a_token(client, settings):
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.1").status_code == HTTPStatus.FORBIDDEN
 
 
+@pytest.mark.django_db
+def test_metrics_refuse_a_client_outside_the_allow_list_behind_the_ingress(client, settings):
+    """The ingress controller is a pod, in the allowed network, whoever it forwards."""
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_ALLOWED_NETWORKS = [ip_network("10.0.0.0/8")]
+    settings.TRUSTED_PROXY_COUNT = 1  # as deploy/base's ConfigMap sets it
+    forwarded = client.get(
+        "/metrics", REMOTE_ADDR="10.244.3.17", HTTP_X_FORWARDED_FOR="203.0.113.50"
+    )
+    assert forwarded.status_code == HTTPStatus.FORBIDDEN
+    # Prometheus, scraping the pod directly from the allowed network, is still let in.
+    assert client.get("/metrics", REMOTE_ADDR="10.244.9.9").status_code == HTTPStatus.OK
+
+
 # -- values ----------------------------------------------------------------------------
 
 
@@ -208,6 +222,19 @@ def test_request_latency_is_counted_by_route_not_by_path(client, metrics_token, 
     name = "portal_http_request_duration_seconds_count"
     labels = {"method": "GET", "route": "/workspaces/<int:pk>/", "status": "404"}
     assert value(after, name, **labels) - value(before, name, **labels) == 2
+
+
+@pytest.mark.django_db
+def test_a_client_cannot_grow_the_request_histogram_with_methods_of_its_own(client, metrics_token):
+    """Each label value is a new series in every worker's memory and multiprocess files."""
+    name = "portal_http_request_duration_seconds_count"
+    before = total(scrape(client), name, method="other", route="/healthz")
+    for i in range(40):
+        client.generic(f"INVENTED{i}", "/healthz")
+    samples = scrape(client)
+    methods = {dict(labels)["method"] for (sample, labels) in samples if sample == name}
+    assert not [method for method in methods if method.startswith("INVENTED")]
+    assert total(samples, name, method="other", route="/healthz") - before == 40
 
 
 def test_failure_reasons_lose_their_numbers():

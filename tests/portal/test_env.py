@@ -1,6 +1,8 @@
 import pytest
 
-from portal.env import ConfigurationError, env_bool, env_choice, env_int, env_list
+from portal.env import ConfigurationError, env_bool, env_choice, env_int, env_list, env_url
+
+REDIS = ("redis", "rediss", "unix")
 
 
 def test_env_bool_reads_common_words(monkeypatch):
@@ -39,3 +41,27 @@ def test_env_choice_rejects_unknown_values(monkeypatch):
     monkeypatch.setenv("MODE", "fast")
     with pytest.raises(ConfigurationError, match="must be one of"):
         env_choice("MODE", "safe", {"safe", "strict"})
+
+
+def test_env_url_takes_its_schemes_or_nothing(monkeypatch):
+    monkeypatch.setenv("BROKER", "rediss://:pw@redis:6380/0")
+    assert env_url("BROKER", "", REDIS, "use Redis") == "rediss://:pw@redis:6380/0"
+    monkeypatch.delenv("BROKER")
+    assert env_url("BROKER", "", REDIS, "use Redis") == ""
+
+
+@pytest.mark.parametrize(
+    "url, said",
+    [
+        ("Redis://:hunter2-secret@redis:6379/0", "BROKER has the scheme 'Redis': use Redis"),
+        ("amqp://guest:hunter2-secret@rabbit:5672", "BROKER has the scheme 'amqp': use Redis"),
+        ("hunter2-secret@redis:6379", "BROKER is not a URL: use Redis"),
+        (":hunter2-secret@x/y://z", "BROKER is not a URL: use Redis"),
+    ],
+)
+def test_a_refused_url_is_named_without_its_password(monkeypatch, url, said):
+    """The message ends up in the crash log, CrashLoopBackOff events and CI output."""
+    monkeypatch.setenv("BROKER", url)
+    with pytest.raises(ConfigurationError) as refused:
+        env_url("BROKER", "", REDIS, "use Redis")
+    assert str(refused.value) == said

@@ -69,6 +69,22 @@ def test_accept_page_shows_who_invited(client, sent):
     assert b"olga" in page.content and b"new@example.com" in page.content
 
 
+def test_the_access_log_does_not_write_the_invitation_token(client, sent, caplog):
+    """The database keeps only the token's hash; whoever reads the logs must not be able to
+    accept the invitation, with the roles it grants, before the invitee does."""
+    invitation, path = sent
+    token = path.rstrip("/").rsplit("/", 1)[1]
+    with caplog.at_level("INFO", logger="portal.access"):
+        assert client.get(path).status_code == HTTPStatus.OK
+        accept(client, path, password="weak")
+    logged = [r.getMessage() for r in caplog.records if r.name == "portal.access"]
+    assert [line.rsplit(" ", 2)[0] for line in logged] == [
+        f"GET /invitation/{invitation.pk}/redacted/ 200",
+        f"POST /invitation/{invitation.pk}/redacted/ 200",
+    ]
+    assert not [line for line in logged if token in line], logged
+
+
 def test_accepting_creates_the_user_in_the_groups_and_lands_on_self_service(client, sent, team):
     invitation, path = sent
     response = accept(client, path)
