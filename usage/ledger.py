@@ -12,27 +12,29 @@ A pass (`run`):
    pass (an event of a transaction that committed after that pass read the table may have
    a smaller id than the cursor; `LATE_COMMIT_GRACE` is longer than any transaction here);
 3. rebuilds each such object's intervals from all its events, in batches, each batch in
-   one transaction (delete its rows, insert them again: idempotent);
+   one transaction (delete its rows, insert them again: idempotent); an object whose rows
+   the database refuses is logged and skipped, the rest of its batch written;
 4. moves the cursor to the highest event id it saw when it started.
 A pass killed between batches leaves committed batches correct and the cursor unmoved, so
 the next pass rebuilds them again and ends with the same rows.
 
 What is charged, by state:
 - a workspace holds its GPUs (or MIG slices) and cloud instances while provisioning, ready,
-  stopping, starting and deleting; its storage in those states and while stopped or failed
-  (files kept); nothing while only requested, or once deleted;
+  degraded (being repaired), stopping, starting and deleting; its storage in those states
+  and while stopped or failed (files kept); nothing while only requested, or once deleted;
 - a warm-pool instance is idle while provisioning, ready and deleting: it holds its GPUs,
-  charged to its profile; once claimed, or promised to a workspace that waits for it, that
-  workspace is charged.
+  charged to its profile (as no workspace-hours); once claimed, or promised to a workspace
+  that waits for it, that workspace is charged.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -42,11 +44,21 @@ from pools.models import PoolInstance, PoolInstanceEvent, Workspace, WorkspaceEv
 from usage.models import LedgerCursor, UsageInterval, UsageShape
 from usage.prices import Line, lines_of
 
+logger = logging.getLogger(__name__)
+
 LOCK_NAME = "usage-ledger"
 LATE_COMMIT_GRACE = timedelta(minutes=15)
 BATCH = 200
 
-_RUNNING = {State.PROVISIONING, State.READY, State.STOPPING, State.STARTING, State.DELETING}
+# A degraded workspace is being repaired: it still holds everything it ran with.
+_RUNNING = {
+    State.PROVISIONING,
+    State.READY,
+    State.DEGRADED,
+    State.STOPPING,
+    State.STARTING,
+    State.DELETING,
+}
 _FILES_KEPT = {State.STOPPED, State.FAILED}
 _WARM_IDLE = {State.PROVISIONING, State.READY, State.DELETING}
 
@@ -116,7 +128,10 @@ def intervals(
                     instance_type=held.instance_type,
                     instances=held.instances,
                     storage_gb=held.storage_gb,
-                    counts_workspace=index == 0 and state in running,
+                    # Only a workspace's time is workspace-hours; a pool's is idle time.
+                    counts_workspace=(
+                        kind == UsageInterval.Kind.WORKSPACE and index == 0 and state in running
+                    ),
                     **fields,
                 )
             )
@@ -184,32 +199,66 @@ _SOURCES = {
 }
 
 
+# What the ledger writes for one object: its shape (when it has none yet) and its rows.
+_Built = tuple[UsageShape | None, list[UsageInterval]]
+
+
 def rebuild(kind: str, ids) -> int:
     """Replace the intervals of these workspaces (or instances) by those their events give
     now; return how many rows were written. Idempotent: the same events, the same rows.
 
     Each is priced by what it held when the ledger first saw it (`UsageShape`, kept), not
-    by its profile as edited since."""
+    by its profile as edited since. A batch the database refuses (a value no column holds)
+    is written again one object at a time, each in its own transaction, and the one at
+    fault is logged and skipped: one object must not stop the ledger for everyone."""
+    built = _build(kind, list(ids))
+    try:
+        return _write(kind, built)
+    except (DataError, IntegrityError):
+        return sum(_write_or_skip(kind, source_id, item) for source_id, item in built.items())
+
+
+def _build(kind: str, ids: list[int]) -> dict[int, _Built]:
+    """{id: (its shape when the ledger has none yet, its rows)}; no rows for an id whose
+    object is gone."""
     model, make = _SOURCES[kind]
-    ids = list(ids)
     objects = model._base_manager.filter(pk__in=ids).select_related(
         "profile__infrastructure", "infrastructure"
     )
     objects = objects.prefetch_related("events", "profile__resource_groups")
     kept = UsageShape.objects.filter(kind=kind, source_id__in=ids)
     shapes = {shape.source_id: [Line(**line) for line in shape.lines] for shape in kept}
-    new_shapes, rows = [], []
+    built: dict[int, _Built] = dict.fromkeys(ids, (None, []))
     for obj in objects:
+        new_shape = None
         if obj.pk not in shapes:
             shapes[obj.pk] = _lines(obj)
             lines = [asdict(line) for line in shapes[obj.pk]]
-            new_shapes.append(UsageShape(kind=kind, source_id=obj.pk, lines=lines))
-        rows += make(obj, shapes[obj.pk])
+            new_shape = UsageShape(kind=kind, source_id=obj.pk, lines=lines)
+        built[obj.pk] = (new_shape, make(obj, shapes[obj.pk]))
+    return built
+
+
+def _write(kind: str, built: dict[int, _Built]) -> int:
+    """Replace the rows of these objects in one transaction (a savepoint within another)."""
+    rows = [row for _, object_rows in built.values() for row in object_rows]
     with transaction.atomic():
+        new_shapes = [shape for shape, _ in built.values() if shape is not None]
         UsageShape.objects.bulk_create(new_shapes, ignore_conflicts=True)
-        UsageInterval.objects.filter(kind=kind, source_id__in=ids).delete()
+        UsageInterval.objects.filter(kind=kind, source_id__in=list(built)).delete()
         UsageInterval.objects.bulk_create(rows)
     return len(rows)
+
+
+def _write_or_skip(kind: str, source_id: int, item: _Built) -> int:
+    try:
+        return _write(kind, {source_id: item})
+    except (DataError, IntegrityError):
+        # Its rows stay as they were; the next event of it has it rebuilt again.
+        logger.exception(
+            "usage ledger: skipped %s %s, the database refused its rows", kind, source_id
+        )
+        return 0
 
 
 def _dirty(event_model, source_field: str, after_id: int, since) -> tuple[list[int], int]:

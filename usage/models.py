@@ -72,12 +72,13 @@ class UsageInterval(models.Model):
 
     # What it holds in this state (all zero when it holds nothing of the kind).
     gpu_model = models.CharField(max_length=20, blank=True)
-    gpus = models.PositiveIntegerField(default=0, help_text="Whole GPUs.")
-    mig_slices = models.PositiveIntegerField(default=0)
+    # Counts times node counts, which a 32-bit column may not hold (`usage.prices.lines_of`).
+    gpus = models.PositiveBigIntegerField(default=0, help_text="Whole GPUs.")
+    mig_slices = models.PositiveBigIntegerField(default=0)
     gpu_share = models.FloatField(default=0, help_text="GPUs, a MIG slice as its share.")
     instance_type = models.CharField(max_length=60, blank=True)
-    instances = models.PositiveIntegerField(default=0)
-    storage_gb = models.PositiveIntegerField(default=0)
+    instances = models.PositiveBigIntegerField(default=0)
+    storage_gb = models.PositiveBigIntegerField(default=0)
     counts_workspace = models.BooleanField(default=False)
 
     objects = UsageIntervalQuerySet.as_manager()

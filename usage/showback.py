@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from pools.lifecycle import State
 from pools.models import PoolInstance
+from usage.models import UsageInterval
 from usage.prices import Line, PriceBook
 
 
@@ -54,7 +55,11 @@ DIMENSIONS: dict[str, tuple[str, int]] = {
     "profile": ("Profile", 2),
     "infrastructure": ("Infrastructure", 3),
 }
-_UNNAMED = ("No group", "Warm pools", "(deleted profile)", "(deleted infrastructure)")
+_UNNAMED = ("No group", "(deleted user)", "(deleted profile)", "(deleted infrastructure)")
+# A warm pool's idle time is no group's or user's: it is shown as what it is there (its
+# profile and infrastructure are its own).
+WARM_POOLS = "Warm pools"
+_POOL_LABELS = {DIMENSIONS["group"][1], DIMENSIONS["user"][1]}
 _LINE_FIELDS = (
     "gpu_model", "gpus", "mig_slices", "gpu_share", "instance_type", "instances", "storage_gb",
     "provider", "region",
@@ -64,7 +69,13 @@ _LINE_FIELDS = (
 def _fields() -> tuple[str, ...]:
     username = f"owner__{get_user_model().USERNAME_FIELD}"
     labels = ("team__name", username, "profile_name", "infrastructure_name")
-    return (*labels, "start", "end", "counts_workspace", *_LINE_FIELDS)
+    return (*labels, "kind", "start", "end", "counts_workspace", *_LINE_FIELDS)
+
+
+def _label(row, column: int) -> str:
+    if row[4] == UsageInterval.Kind.WARM_IDLE and column in _POOL_LABELS:
+        return WARM_POOLS
+    return row[column] or _UNNAMED[column]
 
 
 def month_start(day: date) -> datetime:
@@ -113,14 +124,13 @@ def tally(
     hours: dict[tuple, float] = defaultdict(float)
     rows = intervals.overlapping(clipped[0][0], clipped[-1][1]).values_list(*_fields())
     for row in rows:
-        start, end, counts_workspace, line = row[4], row[5], row[6], row[7:]
+        start, end, counts_workspace, line = row[5], row[6], row[7], row[8:]
         for index, (period_start, period_end) in enumerate(clipped):
             spent = _hours(start, end, period_start, period_end)
             if spent <= 0:
                 continue
             for name, column in columns:
-                label = row[column] or _UNNAMED[column]
-                hours[(name, index, label, line, counts_workspace)] += spent
+                hours[(name, index, _label(row, column), line, counts_workspace)] += spent
     result: dict[tuple[str, int, str], Totals] = {}
     for (name, index, label, line, counts_workspace), spent in hours.items():
         totals = result.setdefault((name, index, label), Totals(label))

@@ -7,11 +7,12 @@ see their groups' usage and their own.
 """
 
 import csv
+import re
 from datetime import date
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -42,13 +43,23 @@ def _visible_usage(user):
     return UsageInterval.objects.for_user(user)
 
 
-def _month(request) -> tuple[MonthForm, date, str]:
-    """The month and breakdown asked for; the current month (by group) when the query is
-    not valid, with the form's errors shown next to its fields."""
-    form = MonthForm(request.GET)
-    if form.is_valid():
-        return form, form.cleaned_data["month"], form.cleaned_data["by"]
-    return form, timezone.localdate().replace(day=1), "group"
+def _month(form: MonthForm) -> tuple[date, str]:
+    """The month and breakdown asked for; each one that is not valid falls back on its
+    own to its default (the current month, by group), its error shown next to its field."""
+    form.is_valid()
+    data = form.cleaned_data
+    return data.get("month", timezone.localdate().replace(day=1)), data.get("by", "group")
+
+
+# Where a spreadsheet would start a cell: the field's start and after each separator it
+# may split on (',' or ';', the list separator of many locales, or a tab).
+_CELL_START = re.compile(r"(^|[,;\t])(?=[\t\r]|\s*[=+\-@])")
+
+
+def _spreadsheet_text(text: str) -> str:
+    """`text` that no spreadsheet runs as a formula: a cell of it starting with = + - @
+    (or tab, CR) is prefixed with ', which makes it text."""
+    return _CELL_START.sub(r"\1'", text)
 
 
 def _warm_pools(intervals, start, end, now, book) -> list[dict]:
@@ -66,7 +77,8 @@ def _warm_pools(intervals, start, end, now, book) -> list[dict]:
 @require_GET
 def showback_page(request):
     intervals = _visible_usage(request.user)
-    form, month, _ = _month(request)
+    form = MonthForm(request.GET)
+    month, _ = _month(form)
     now = timezone.now()
     book = PriceBook()
     start = showback.month_start(month)
@@ -102,9 +114,14 @@ def showback_page(request):
 @login_required
 @require_GET
 def export_csv(request):
-    """The month's usage per group, profile, user or infrastructure as CSV."""
+    """The month's usage per group, profile, user or infrastructure as CSV; 400 for a query
+    that is not valid (a file of another month than asked for would pass for that one)."""
     intervals = _visible_usage(request.user)
-    _, month, by = _month(request)
+    form = MonthForm(request.GET)
+    if not form.is_valid():
+        errors = " ".join(message for messages in form.errors.values() for message in messages)
+        return HttpResponseBadRequest(errors, content_type="text/plain; charset=utf-8")
+    month, by = _month(form)
     start = showback.month_start(month)
     rows = showback.report(
         intervals, start, showback.next_month(start), timezone.now(), PriceBook(), by
@@ -115,8 +132,7 @@ def export_csv(request):
     writer.writerow(["month", by, *(name for _, name in CSV_COLUMNS), "cost_usd", "all_priced"])
     for row in rows:
         hours = [f"{getattr(row, field):.4f}" for field, _ in CSV_COLUMNS]
-        # A leading = + - @ (or tab, CR) would make a spreadsheet run the cell as a formula.
-        label = f"'{row.label}" if row.label[:1] and row.label[0] in "=+-@\t\r" else row.label
+        label = _spreadsheet_text(row.label)
         writer.writerow([f"{start:%Y-%m}", label, *hours, f"{row.cost:.2f}", row.complete])
     return response
 

@@ -9,7 +9,7 @@ from django.contrib import messages
 from django.contrib.admin.utils import NestedObjects
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import router, transaction
+from django.db import IntegrityError, router, transaction
 from django.db.models import ProtectedError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -17,6 +17,11 @@ from django.views import View
 
 from portal import audit, tables
 from portal.roles import CHANGE, VIEW, has_perm
+
+CONFLICT = (
+    "This conflicts with an entry someone else saved at the same moment, or with one that "
+    "exists already: nothing was saved. Check the form and save it again."
+)
 
 
 def require(user, area: str, action: str) -> None:
@@ -115,7 +120,8 @@ class ObjectEditView(ObjectView):
 
     def save(self, request, form):
         """Hook: save the valid form inside the view's transaction; a `ValidationError`
-        rolls the save back and shows the form again with the message."""
+        rolls the save back and shows the form again with the message (an `IntegrityError`
+        too, as a save that conflicts with another one)."""
         return form.save()
 
     def get(self, request, pk=None):
@@ -145,6 +151,14 @@ class ObjectEditView(ObjectView):
         except ValidationError as refused:
             # A rule checked while saving (e.g. "keep an Org admin"): nothing was saved.
             form.add_error(None, refused)
+            return self.render_form(request, form, obj)
+        except IntegrityError:
+            # Someone else saved the same thing after the form was checked (two admins adding
+            # one price at once): nothing was saved. Checked again, the form sees their
+            # save and names the field where it can.
+            form.full_clean()
+            if form.is_valid():
+                form.add_error(None, CONFLICT)
             return self.render_form(request, form, obj)
         verb = "Updated" if pk else "Created"
         detail = getattr(form, "success_detail", "")

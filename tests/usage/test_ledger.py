@@ -17,7 +17,7 @@ from pools.models import PoolInstance, Workspace, WorkspaceEvent
 from portal.models import Team
 from usage import ledger, showback
 from usage.models import LedgerCursor, Price, UsageInterval
-from usage.prices import PriceBook
+from usage.prices import Line, PriceBook
 from usage.schedules import LEDGER_NAME
 
 
@@ -374,3 +374,95 @@ def test_a_promise_given_back_is_no_pool_idle_time_while_it_lasted(
     assert {(r.state, r.start, r.end) for r in charged} == {
         (State.PROVISIONING, at(2, 8, 20), at(2, 8, 25)),
     }
+
+
+def requested(clock, when, owner, profile) -> Workspace:
+    clock.set(when)
+    return lifecycle.create(
+        Workspace, message="requested", owner=owner, profile=profile,
+        infrastructure=profile.infrastructure, gpus=1,
+    )  # fmt: skip
+
+
+def march_report(by: str, now: datetime) -> list[showback.Totals]:
+    month = showback.month_start(at(2, 0).date())
+    return showback.report(
+        UsageInterval.objects.all(), month, showback.next_month(month), now, PriceBook(), by
+    )
+
+
+def test_a_degraded_workspace_is_charged_for_the_gpus_and_storage_it_holds(
+    clock, member, a100_profile, prices
+):
+    """Degraded, it is being repaired and still holds its A100 and its 100 GB (README)."""
+    workspace = requested(clock, at(2, 9), member, a100_profile)
+    move(clock, workspace, at(2, 9), State.PROVISIONING, State.READY)
+    move(clock, workspace, at(2, 10), State.DEGRADED)
+    ledger.run(now=clock.set(at(2, 12)))
+
+    [totals] = march_report("user", now=at(2, 12))
+    assert totals.gpu_hours == pytest.approx(3)  # ready 09:00-10:00, degraded 10:00-12:00
+    assert totals.storage_gb_hours == pytest.approx(300)
+    assert totals.workspace_hours == pytest.approx(3)
+
+
+def test_a_profile_with_huge_storage_does_not_stop_the_ledger_for_everyone(
+    clock, member, user_factory, local_infrastructure, profile_factory, a100_profile
+):
+    """2,000,000,000 GB on 2 nodes is more than a 32-bit column holds: the ledger records it,
+    and the next workspace's stop is still folded in."""
+    huge = profile_factory(local_infrastructure, "Huge disk")
+    huge.resource_groups.update(storage_gb=2_000_000_000, node_count=2)
+    bob = user_factory("bob", "member")
+    honest = requested(clock, at(2, 9), bob, a100_profile)
+    move(clock, honest, at(2, 9), State.PROVISIONING, State.READY)
+    ledger.run(now=clock.set(at(2, 9, 30)))
+
+    hostile = requested(clock, at(2, 10), member, huge)
+    move(clock, hostile, at(2, 10), State.FAILED)  # no node has room for it
+    move(clock, honest, at(2, 11), State.STOPPING, State.STOPPED)
+    ledger.run(now=clock.set(at(2, 11, 5)))
+
+    assert UsageInterval.objects.get(source_id=hostile.pk).storage_gb == 4_000_000_000
+    [bob_totals] = [t for t in march_report("user", now=at(2, 20)) if t.label == "bob"]
+    assert bob_totals.gpu_hours == pytest.approx(2)  # 09:00-11:00, not up to 20:00
+
+
+def test_a_workspace_whose_rows_the_database_refuses_is_skipped_and_the_others_written(
+    clock, member, user_factory, local_infrastructure, profile_factory, a100_profile, monkeypatch
+):
+    """Even a value no column holds (here more GB than 64 bits count) stops no one else:
+    the other workspaces of its batch are written, and the cursor moves on."""
+    huge = profile_factory(local_infrastructure, "Huge disk")
+    real_lines_of = ledger.lines_of
+
+    def beyond_any_column(profile):
+        return [Line(storage_gb=2**63)] if profile == huge else real_lines_of(profile)
+
+    monkeypatch.setattr(ledger, "lines_of", beyond_any_column)
+    bob = user_factory("bob", "member")
+    honest = requested(clock, at(2, 9), bob, a100_profile)
+    move(clock, honest, at(2, 9), State.PROVISIONING, State.READY)
+    hostile = requested(clock, at(2, 9), member, huge)
+    move(clock, hostile, at(2, 9), State.FAILED)
+    move(clock, honest, at(2, 11), State.STOPPING, State.STOPPED)
+    ledger.run(now=clock.set(at(2, 11, 5)))
+
+    assert not UsageInterval.objects.filter(source_id=hostile.pk).exists()
+    assert LedgerCursor.objects.get().workspace_event_id == WorkspaceEvent.objects.latest("id").pk
+    [bob_totals] = [t for t in march_report("user", now=at(2, 20)) if t.label == "bob"]
+    assert bob_totals.gpu_hours == pytest.approx(2)
+
+
+def test_warm_pool_idle_time_counts_no_workspace_hours(clock, a100_profile, prices):
+    """Its GPU-hours and cost are real, and shown as the warm pools', not a group's."""
+    instance = provisioning_from(clock, a100_profile, at(2, 9))
+    move(clock, instance, at(2, 9), State.READY)
+    ledger.run(now=clock.set(at(2, 11)))
+
+    assert not UsageInterval.objects.filter(counts_workspace=True).exists()
+    [by_group] = march_report("group", now=at(2, 11))
+    [by_profile] = march_report("profile", now=at(2, 11))
+    assert (by_group.label, by_profile.label) == ("Warm pools", "One A100")
+    assert (by_group.workspace_hours, by_group.gpu_hours) == (0, pytest.approx(2))
+    assert by_group.cost == by_profile.cost > 0
