@@ -225,14 +225,23 @@ def open_url(user, workspace: Workspace, code: str) -> str:
 
 
 def reveal_secret(user, component: ComponentDeployment) -> str:
-    """A component's credential, for the workspace's owner only (behind a button)."""
+    """A component's credential, for the workspace's owner only (behind a button). Each
+    reveal is audited, as each open is; the credential never is."""
     workspace = component.deployment.workspace
     if (
         workspace is None
         or workspace.owner_id != user.pk
         or component.status != ComponentStatus.READY
+        or not component.secret
     ):
         return ""
+    audit.record(
+        user,
+        AuditAction.ACTION,
+        workspace,
+        message=f"revealed the {component.component_name} token of services "
+        f"“{component.deployment.profile_name}”",
+    )
     return component.secret
 
 

@@ -193,6 +193,10 @@ COMPONENT_LIFECYCLE = Lifecycle(
 )
 
 
+# The fields of a component's row whose text may come from the component itself.
+TEXT_FROM_COMPONENTS = frozenset({"reason", "log_tail"})
+
+
 class ComponentDeployment(models.Model):
     """One component of a deployment, with its own status, endpoints and credential.
 
@@ -254,6 +258,10 @@ class ComponentDeployment(models.Model):
         changes = to_status != from_status
         if changes:
             self.lifecycle.check(from_status, to_status)
+        # A reason or a log may quote what the component wrote (the workspace's code):
+        # a NUL in it would make PostgreSQL refuse the whole update.
+        for name in TEXT_FROM_COMPONENTS & fields.keys():
+            fields[name] = svc.printable(fields[name])
         now = timezone.now()
         updates = {"status": to_status, "updated": now, **fields}
         if changes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -19,6 +20,9 @@ PENDING, DEPLOYING, READY, FAILED, UNAVAILABLE, REMOVED = (
 )
 LOG_TAIL_LINES = 40
 LOG_TAIL_CHARS = 4000
+# Control characters but tab and newline, and lone surrogates: PostgreSQL refuses NUL in
+# text, UTF-8 has no surrogates, and the others only garble a page.
+UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,16 @@ class ComponentResult:
     detail: dict = field(default_factory=dict)
 
 
+def printable(text: str) -> str:
+    """`text` as it can be stored and shown: without `UNPRINTABLE` characters."""
+    return UNPRINTABLE.sub("", text)
+
+
 def tail(text: str) -> str:
+    """The end of a log to store with a component. A log is written by the component (the
+    workspace's code), so it may hold any bytes: only printable text is kept."""
     lines = text.splitlines()[-LOG_TAIL_LINES:]
-    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+    return printable("\n".join(lines))[-LOG_TAIL_CHARS:]
 
 
 class ServicesBackend(ABC):

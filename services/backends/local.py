@@ -23,13 +23,14 @@ directory with everything in it.
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import secrets
 import shutil
+import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -56,6 +57,11 @@ LOG_FILE = "service.log"
 # output, where a component without a health URL shows its ready marker.
 LOG_READ_LIMIT = 1024 * 1024
 START_HEADER = "---- starting "
+# A health check's limits, for the whole check however slowly the answer comes, and on
+# how much of the answer is read: its status line is all that counts.
+HEALTH_TIMEOUT = 2
+HEALTH_MAX_BYTES = 1024
+STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([0-9]{3})[ \r\n]")
 
 
 def executable(name: str) -> str:
@@ -113,12 +119,44 @@ def local_url(url: str, port: int) -> bool:
         return False
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
+def health_ok(url: str, port: int) -> bool:
+    """Whether the component's health URL, which must be `local_url`, answers with a 2xx
+    status within HEALTH_TIMEOUT seconds.
+
+    What answers on the port is the workspace's, so the check neither follows a redirect
+    nor goes through a proxy of the portal's environment (it connects to 127.0.0.1 itself),
+    and it reads the answer's status line under one deadline: an answer sent byte by byte
+    cannot hold the worker (http.client's timeout is per read)."""
+    if not local_url(url, port):
         return False
+    parts = urlsplit(url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    deadline = time.monotonic() + HEALTH_TIMEOUT
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=HEALTH_TIMEOUT)
+    try:
+        connection.request("GET", path)
+        return 200 <= _status(connection.sock, deadline) < 300
+    except (OSError, http.client.HTTPException, ValueError):
+        return False
+    finally:
+        connection.close()
+
+
+def _status(sock: socket.socket, deadline: float) -> int:
+    """The status of the HTTP answer on `sock`, from its first HEALTH_MAX_BYTES read by
+    `deadline`; 0 when they hold no status line."""
+    received = b""
+    while b"\n" not in received and len(received) < HEALTH_MAX_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return 0
+        sock.settimeout(left)
+        chunk = sock.recv(HEALTH_MAX_BYTES - len(received))
+        if not chunk:
+            break
+        received += chunk
+    found = STATUS_LINE.match(received)
+    return int(found[1]) if found else 0
 
 
 def read_log(directory: Path) -> str:
@@ -202,8 +240,7 @@ class LocalServices(ServicesBackend):
 
     def _answers(self, ctx: ComponentContext, record, meta: dict) -> bool:
         if meta["health_url"]:
-            url = meta["health_url"]
-            return local_url(url, record.port) and _http_ok(url)
+            return health_ok(meta["health_url"], record.port)
         if meta["ready_marker"]:
             latest = read_log(self.directory(ctx)).rpartition(START_HEADER)[2]
             return meta["ready_marker"] in latest and supervisor.healthy(record)

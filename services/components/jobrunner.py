@@ -11,7 +11,10 @@ HTTP API on 127.0.0.1 (every request but /health needs `Authorization: Bearer T`
 - `POST /jobs` with `{"command": "...", "name": "..."}` → 201 and the job
 - `GET /jobs` → every job, newest first; `GET /jobs/<id>` → one job
 - `GET /jobs/<id>/log` → the job's output (stdout and stderr), as text
-- `POST /jobs/<id>/cancel` → stops a queued or running job
+- `POST /jobs/<id>/cancel` → stops a queued or running job: SIGTERM to a running job's
+  process group, SIGKILL `CANCEL_GRACE` seconds later if it is still running. A running
+  job is reported cancelled only when one of these signals ended it; one that ignored
+  SIGTERM and finished first keeps its own status.
 
 Jobs run with `/bin/sh -c COMMAND` in the workspace directory, at most `max_parallel` at
 once, first in first out. Each job is a folder `<state-dir>/<id>/` holding `job.json` and
@@ -42,7 +45,10 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "cancelled",
 )
 MAX_COMMAND = 10_000
+MAX_BODY = 100_000
 MAX_LOG_BYTES = 1_000_000
+MAX_ID_DIGITS = 9  # more than a queue numbers; `int` refuses over 4,300
+CANCEL_GRACE = 5  # seconds a cancelled job has to stop after SIGTERM
 
 
 class Queue:
@@ -53,6 +59,8 @@ class Queue:
         self.lock = threading.Lock()
         self.jobs: dict[int, dict] = {}
         self.processes: dict[int, subprocess.Popen] = {}
+        self.cancelling: set[int] = set()  # running jobs asked to stop
+        self.signalled: dict[int, set[int]] = {}  # the signals sent to each, to stop it
         self.wakeup = threading.Event()
         state_dir.mkdir(parents=True, exist_ok=True)
         for path in sorted(state_dir.glob("*/job.json")):
@@ -96,12 +104,29 @@ class Queue:
             if job["status"] == QUEUED:
                 job.update(status=CANCELLED, finished=time.time())
                 self._save(job)
+            elif job["status"] == RUNNING:
+                self.cancelling.add(number)
+            # None while the job is starting: `_run` stops it once it has started.
             process = self.processes.get(number)
         if process is not None:
-            job["cancel_requested"] = True
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+            self._stop(number, process)
         return dict(job)
+
+    def _stop(self, number: int, process: subprocess.Popen) -> None:
+        """SIGTERM to the job's process group, and SIGKILL if it is still running
+        CANCEL_GRACE seconds later (it may ignore SIGTERM)."""
+        self._signal(number, process, signal.SIGTERM)
+        timer = threading.Timer(CANCEL_GRACE, self._signal, args=(number, process, signal.SIGKILL))
+        timer.daemon = True
+        timer.start()
+
+    def _signal(self, number: int, process: subprocess.Popen, signum: int) -> None:
+        with self.lock:
+            if process.returncode is not None:
+                return  # it ended: its process group may be gone, and its id reused
+            self.signalled.setdefault(number, set()).add(signum)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signum)
 
     def log(self, number: int) -> bytes | None:
         if number not in self.jobs:
@@ -147,12 +172,18 @@ class Queue:
                 )
             with self.lock:
                 self.processes[number] = process
+                cancelled_while_starting = number in self.cancelling
+            if cancelled_while_starting:
+                self._stop(number, process)
             code = process.wait()
         except OSError as error:
             code, job["error"] = None, str(error)
         with self.lock:
             self.processes.pop(number, None)
-            if job.pop("cancel_requested", False):
+            self.cancelling.discard(number)
+            signalled = self.signalled.pop(number, set())
+            # A negative code is the signal that ended the process.
+            if code is not None and -code in signalled:
                 status = CANCELLED
             else:
                 status = SUCCEEDED if code == 0 else FAILED
@@ -179,7 +210,11 @@ def make_handler(queue: Queue, token: str):
             return False
 
         def _job_id(self, part: str) -> int | None:
-            return int(part) if part.isdigit() else None
+            """The job id a path names: ASCII digits only (`isdigit` takes "²" too, which
+            `int` refuses), and few enough for `int`."""
+            if part.isascii() and part.isdigit() and len(part) <= MAX_ID_DIGITS:
+                return int(part)
+            return None
 
         def do_GET(self):
             parts = [p for p in self.path.split("?")[0].split("/") if p]
@@ -208,6 +243,8 @@ def make_handler(queue: Queue, token: str):
             if parts == ["jobs"]:
                 try:
                     length = int(self.headers.get("Content-Length") or 0)
+                    if not 0 <= length <= MAX_BODY:
+                        raise ValueError("a negative or too large Content-Length")
                     payload = json.loads(self.rfile.read(length) or b"{}")
                     command = str(payload["command"]).strip()
                 except (ValueError, KeyError, TypeError):

@@ -66,6 +66,18 @@ def test_a_component_moves_only_along_its_transitions_and_once(ready_workspace, 
     assert deployment.events.filter(message__startswith="Jobs queue").count() == 1
 
 
+@pytest.mark.django_db
+def test_a_components_reason_and_log_are_stored_without_control_characters(
+    ready_workspace, scientist
+):
+    """Both may quote what the component wrote, and PostgreSQL refuses a NUL in text."""
+    deployment = services.deploy(scientist, ready_workspace, jobs_profile())
+    row = deployment.components.get()
+    assert row.move(ComponentStatus.FAILED, reason="bad\x00 start", log_tail="a\x00b\n\tc\x7f")
+    row.refresh_from_db()
+    assert (row.reason, row.log_tail) == ("bad start", "ab\n\tc")
+
+
 # -- issue 11, finding 8: two deliveries of one deploy -----------------------------------
 
 

@@ -4,13 +4,18 @@ A workspace runs untrusted code as its own uid and owns its directory, so it can
 any file the backend uses there: its environment file, a service's log, the launch file an
 earlier version read back, a service's process record. Each test plants what an attacker
 would and checks that the portal neither reads, writes, deletes, fetches nor signals
-anything outside the workspace because of it.
+anything outside the workspace because of it. The same goes for what answers on a
+component's port, which the workspace's code may serve.
 """
 
 import http.server
 import json
+import socket
 import sys
 import threading
+import time
+import urllib.request
+from http import HTTPStatus
 
 import pytest
 
@@ -22,6 +27,7 @@ from services.backends.local import (
     PROCESS_FILE,
     SERVICES_DIR,
     LocalServices,
+    health_ok,
     stop_all,
 )
 from tests.workspace_fixtures import wait_for
@@ -76,16 +82,20 @@ def spy_start(monkeypatch):
 
 
 class Listener:
-    """An HTTP server on 127.0.0.1 that notes every path asked of it."""
+    """An HTTP server on 127.0.0.1 that notes every path asked of it, and answers each
+    with `status` and `headers`."""
 
-    def __init__(self):
+    def __init__(self, status: int = HTTPStatus.OK, headers: dict | None = None):
         self.paths = []
         seen = self.paths
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 seen.append(self.path)
-                self.send_response(200)
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args):
@@ -228,3 +238,85 @@ def test_a_services_directory_linked_elsewhere_is_not_written_through(
 
     assert result.status == FAILED
     assert list(elsewhere.iterdir()) == []
+
+
+# -- the health check: only 127.0.0.1 on the component's port (`local_url`) --------------
+
+
+def health_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/health"
+
+
+def unused_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_health_check_takes_a_2xx_answer_on_the_components_port(listener):
+    assert health_ok(health_url(listener.port), listener.port) is True
+    assert listener.paths == ["/health"]
+    assert health_ok(health_url(listener.port), unused_port()) is False  # another port
+
+
+def test_the_health_check_does_not_follow_a_redirect_off_the_components_port(listener):
+    elsewhere = f"http://127.0.0.1:{listener.port}/admin?x=1"  # another host-side service
+    redirect = Listener(HTTPStatus.FOUND, {"Location": elsewhere})
+    try:
+        answered = health_ok(health_url(redirect.port), redirect.port)
+    finally:
+        redirect.close()
+    assert listener.paths == []
+    assert answered is False  # a redirect is not a healthy answer
+
+
+def test_the_health_check_does_not_go_through_the_portals_http_proxy(listener, monkeypatch):
+    """A portal run with HTTP_PROXY (to reach Okta or a cloud API) must not ask its proxy:
+    whatever the proxy answers would make a component that is not listening ready."""
+    for key in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{listener.port}")
+    # urllib's opener reads the proxies once, when first used: as in a portal process
+    # started with the variable set.
+    monkeypatch.setattr(urllib.request, "_opener", None)
+    port = unused_port()
+
+    assert health_ok(health_url(port), port) is False
+    assert listener.paths == []
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [(b"HTTP/1.0 200 OK\r\nX-Slow: ", b"a"), (b"HTTP/1.0 2", b"0")],
+    ids=["its headers", "its status line"],
+)
+def test_a_health_answer_trickled_byte_by_byte_does_not_hold_the_worker(first, then):
+    """A timeout per read is not enough: a service that sends one byte every half second
+    would hold the watcher's (or the deploy task's) worker for as long as it liked."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(4096)
+            connection.sendall(first)
+            while not stop.wait(0.5):
+                try:
+                    connection.sendall(then)
+                except OSError:
+                    return
+
+    threading.Thread(target=trickle, daemon=True).start()
+    threading.Timer(15, stop.set).start()  # the test ends, whatever the check does
+    began = time.monotonic()
+    try:
+        health_ok(health_url(port), port)
+    finally:
+        stop.set()
+        server.close()
+    took = time.monotonic() - began
+    assert took < 6, f"one health check took {took:.1f} s (its limit is 2 s)"

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -18,6 +19,7 @@ from pools import isolation, supervisor
 from pools.drivers import driver_for
 from pools.lifecycle import State
 from services.backends.local import PROCESS_FILE, SERVICES_DIR
+from services.components.jobrunner import CANCEL_GRACE
 from services.components.ray import temp_dir as ray_temp_dir
 from tests.services.conftest import remove
 from tests.workspace_fixtures import wait_for
@@ -100,6 +102,61 @@ def test_the_jobs_queue_runs_a_job_with_the_workspace_environment(
     assert deployment.state == State.DELETED
     assert not supervisor.is_running(record)
     assert deployment.components.get().status == "removed"
+
+
+@pytest.fixture
+def job_queue(ready_workspace, deploy):
+    """The workspace's jobs queue, ready: its URL and its token."""
+    deployment = deploy(ready_workspace, "Jobs")
+    assert deployment.state == State.READY, deployment.failure_reason
+    queue = deployment.components.get(component="job-queue")
+    return queue.endpoints[0]["url"], queue.secret
+
+
+@pytest.mark.parametrize("job_id", [b"\xb2", b"9" * 5000], ids=["superscript two", "long"])
+def test_a_hostile_job_id_is_a_404_not_a_dropped_connection(job_queue, job_id):
+    """'²' (0xB2 in the request line, read as Latin-1) is a digit to `str.isdigit` but not
+    to `int`, nor is a number of more digits than `int` reads."""
+    url, token = job_queue
+    with socket.create_connection(("127.0.0.1", urlsplit(url).port), timeout=10) as client:
+        client.sendall(
+            b"GET /jobs/" + job_id + b"/log HTTP/1.0\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+        )
+        answer = client.recv(200)
+    assert answer.startswith(b"HTTP/1.0 404"), f"answer: {answer!r}"
+
+
+def test_a_cancelled_job_that_ignores_sigterm_is_killed_or_keeps_its_own_status(
+    job_queue, ready_workspace, workspaces_root
+):
+    """Cancel sends SIGTERM, then SIGKILL after CANCEL_GRACE seconds: a job that ignores
+    SIGTERM and would run on is killed; one that finishes first (its work done) keeps its
+    own status, and is not reported cancelled."""
+    url, token = job_queue
+    workspace_dir = workspaces_root / ready_workspace.resource_name
+    jobs = {
+        seconds: _post(
+            url, {"command": f"trap '' TERM; sleep {seconds}; touch ran-{seconds}"}, token
+        )
+        for seconds in (2, 60)
+    }
+
+    def status(seconds: int) -> str:
+        return _get(f"{url}/{jobs[seconds]['id']}", token)["status"]
+
+    wait_for(lambda: {status(2), status(60)} == {"running"}, 10, what="both jobs to run")
+    time.sleep(0.3)  # each shell has set its trap
+    cancelled_at = time.monotonic()
+    for job in jobs.values():
+        _post(f"{url}/{job['id']}/cancel", {}, token)
+
+    wait_for(lambda: status(60) != "running", CANCEL_GRACE + 10, what="the long job to stop")
+    assert time.monotonic() - cancelled_at < CANCEL_GRACE + 5
+    assert status(60) == "cancelled"
+    assert not (workspace_dir / "ran-60").exists()
+    assert status(2) == "succeeded"
+    assert (workspace_dir / "ran-2").exists()
 
 
 def test_a_component_that_fails_to_start_shows_its_log_and_can_be_removed(

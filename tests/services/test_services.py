@@ -12,13 +12,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from pools.lifecycle import State
-from portal.models import Team
+from portal.models import AuditEntry, Team
 from portal.roles import Role
 from profiles.models import ServicesProfile
 from services import actions as services
 from services import components as catalog
 from services import tasks as service_tasks
-from services.models import ServiceDeployment
+from services.models import ComponentStatus, ServiceDeployment
 from tests.conftest import formset_data
 from tests.services.conftest import drive
 
@@ -225,6 +225,25 @@ def test_only_the_owner_reveals_a_token_and_removal_stops_it(
     assert service_tasks.remove_services(deployment.pk) == "removed"
     deployment.refresh_from_db()
     assert deployment.state == State.DELETED
+
+
+def test_revealing_a_token_is_audited_without_the_token(
+    client, scientist, org_admin, ready_workspace
+):
+    jobs = ServicesProfile.objects.get(name="Jobs")
+    component = services.deploy(scientist, ready_workspace, jobs).components.get()
+    component.move(ComponentStatus.READY, secret="s3cret-token")
+    url = reverse("workspaces:services_secret", args=[ready_workspace.pk, component.pk])
+    client.force_login(org_admin)
+    assert "s3cret-token" not in client.post(url).content.decode()
+    assert not AuditEntry.objects.filter(message__startswith="revealed").exists()
+
+    client.force_login(scientist)
+    assert "s3cret-token" in client.post(url).content.decode()
+    entry = AuditEntry.objects.get(message__startswith="revealed")
+    assert entry.message == "revealed the Jobs queue token of services “Jobs”"
+    assert (entry.actor, entry.object_id) == (scientist, str(ready_workspace.pk))
+    assert (entry.before, entry.after) == (None, None)
 
 
 def test_another_member_cannot_see_the_services(client, user_factory, ready_workspace):

@@ -16,7 +16,7 @@ from django.utils import timezone
 from pools import supervisor, watch
 from pools.lifecycle import State
 from services.backends import base as svc
-from services.backends.local import PROCESS_FILE, SERVICES_DIR, LocalServices
+from services.backends.local import LOG_FILE, PROCESS_FILE, SERVICES_DIR, LocalServices
 from tests.workspace_fixtures import wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.local_services]
@@ -78,6 +78,23 @@ def test_a_dead_component_degrades_its_stack_and_is_restarted_with_its_token(
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200
     assert not watch.repair_one(later(2))  # ready: nothing for the repair any more
+
+
+def test_a_nul_byte_in_a_components_log_does_not_stop_the_watcher_degrading_the_workspace(
+    ready_workspace, killed_queue, workspaces_root
+):
+    """The log is in the workspace's directory, so its code writes what it likes there;
+    PostgreSQL refuses a NUL in text, so the tail is stored without control characters."""
+    deployment, _ = killed_queue
+    directory = workspaces_root / ready_workspace.resource_name / SERVICES_DIR / "job-queue"
+    (directory / LOG_FILE).unlink()
+    (directory / LOG_FILE).write_bytes(b"oops\x00\x1b[2J\n\tdone\n")
+
+    assert watch.check_one()
+    queue = deployment.components.get(component="job-queue")
+    refreshed(ready_workspace)
+    assert ready_workspace.state == State.DEGRADED
+    assert (queue.status, queue.log_tail) == (svc.FAILED, "oops[2J\n\tdone")
 
 
 def test_a_component_that_never_comes_back_fails_its_stack_and_workspace(
