@@ -25,6 +25,8 @@ before (`Policy`):
    either wins or loses as a whole. Stopping takes the Stop button's path
    (`tasks.request_stop`), is audited, and its event says why. Notifications are keyed by
    the occurrence, so a pass delivered twice warns and tells once.
+A workspace whose check fails is logged and counted as "failed"; the pass goes on to the
+others (and the sweep to the expiry warnings).
 
 `snooze()` (the owner's button) counts as activity, up to the group's limit in a row.
 """
@@ -145,7 +147,11 @@ def run_pass(now: datetime | None = None, read: Callable | None = None) -> dict[
         state=State.READY, team__idle_stop_hours__isnull=False
     ).select_related("team", "infrastructure", "owner")
     for workspace in candidates.iterator():
-        outcome = check(workspace, Policy.of(workspace.team), now, read(workspace, now))
+        try:
+            outcome = check(workspace, Policy.of(workspace.team), now, read(workspace, now))
+        except Exception:  # one workspace, whatever is wrong with it, spares the rest
+            logger.exception("idle pass: checking workspace %s failed", workspace.pk)
+            outcome = "failed"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 

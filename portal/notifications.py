@@ -8,7 +8,9 @@ the first call insert, and only an insert sends the email (on commit, so a rolle
 decision sends nothing).
 
 Each user chooses per kind whether it comes by email and whether it is listed in the
-portal (`NotificationPreference`; without a row: both).
+portal (`NotificationPreference`; without a row: both). A deactivated user gets no email:
+the row is still made, the record that the occurrence was handled, and is listed should
+the account come back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from django.utils import timezone
 from portal import audit
 from portal.models import AuditAction, Notification, NotificationKind, NotificationPreference
 from portal.roles import ROLE_PERMISSIONS
+from portal.text import one_line
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +57,14 @@ def notify_new(items: Iterable, key_of: Callable, compose: Callable) -> int:
     )
     sent = 0
     for item in items:
-        if key_of(item)[:200] in told:
+        key = key_of(item)[:200]
+        if key in told:
             continue
-        with transaction.atomic():
-            sent += bool(notify(*compose(item)))
+        try:
+            with transaction.atomic():
+                sent += bool(notify(*compose(item)))
+        except Exception:  # one occurrence, whatever is wrong with it, spares the rest
+            logger.exception("notifying %s failed; the next pass tries again", key)
     return sent
 
 
@@ -70,6 +77,7 @@ def notify(users: Iterable, message: Message) -> list[Notification]:
     if not users:
         return []
     wanted = channels(users, message.kind)
+    subject = one_line(message.subject)[:200]  # an email header: no line breaks
     made = []
     for user in users:
         email, in_portal = wanted.get(user.pk, (True, True))
@@ -78,17 +86,20 @@ def notify(users: Iterable, message: Message) -> list[Notification]:
             key=message.key[:200],
             defaults={
                 "kind": message.kind,
-                "subject": message.subject[:200],
+                "subject": subject,
                 "body": message.body,
                 "url": message.url[:300],
                 "in_portal": in_portal,
-                "email_wanted": email and bool(user.email),
+                # Not to someone who left: deactivating ends the account, and the address
+                # may be someone else's by now.
+                "email_wanted": email and bool(user.email) and user.is_active,
             },
         )
         if created:
             made.append(notification)
             if notification.email_wanted:
-                transaction.on_commit(lambda pk=notification.pk: send_email(pk))
+                # Robust: the decision is committed already; an email that fails is logged.
+                transaction.on_commit(lambda pk=notification.pk: send_email(pk), robust=True)
     return made
 
 
@@ -100,7 +111,8 @@ def channels(users: list, kind: str) -> dict[int, tuple[bool, bool]]:
 
 def send_email(notification_id: int) -> bool:
     """Email one notification, once: the row is marked before sending (a crash in between
-    loses that email, never sends it twice; the portal still lists it)."""
+    loses that email, never sends it twice; the portal still lists it), and unmarked if
+    the send fails, so `emailed_at` means sent."""
     notification = (
         Notification.objects.select_related("user")
         .filter(pk=notification_id, email_wanted=True, emailed_at=None)
@@ -121,8 +133,12 @@ def send_email(notification_id: int) -> bool:
             from_email=None,
             recipient_list=[notification.user.email],
         )
-    except OSError:  # the mail server is down: the portal list still has it
-        logger.exception("emailing notification %s", notification.pk)
+    # OSError: the mail server is down or does not answer within EMAIL_TIMEOUT (SMTP errors
+    # and socket timeouts are OSErrors). ValueError: the mail library refused the message
+    # (BadHeaderError, an address it cannot encode). Either way the portal list still has it.
+    except (OSError, ValueError):
+        logger.exception("emailing notification %s failed", notification.pk)
+        Notification.objects.filter(pk=notification.pk).update(emailed_at=None)
         return False
     return True
 

@@ -11,6 +11,7 @@ from pools.models import Workspace
 from portal import audit
 from portal.models import AuditAction
 from portal.roles import CHANGE, USE, Area, has_perm
+from portal.text import one_line
 from profiles.models import ComputeProfile
 from workspaces import offers, quotas
 
@@ -56,7 +57,7 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         infrastructure=profile.infrastructure,
         profile_version=profile.version,
         team=team,
-        name=name.strip()[:60],
+        name=one_line(name)[:60].rstrip(),  # one line: it is in email subjects
         gpus=need["gpus"],
         mig_slices=need["mig_slices"],
         created=now,

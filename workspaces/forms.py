@@ -17,7 +17,8 @@ class WorkspaceRequestForm(forms.Form):
     no profile the user may not see.
     """
 
-    # Longer names are cut to 60 characters when the workspace is created (as before).
+    # The name is made one line (line breaks and control characters become spaces) and cut
+    # to 60 characters when the workspace is created (`actions.request_workspace`).
     name = forms.CharField(required=False)
     services_profile = forms.ModelChoiceField(
         queryset=ServicesProfile.objects.none(),

@@ -3,18 +3,20 @@ portal with an unread count, and what the engine sends them for."""
 
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
+import socket
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from pools import health, notices, warmpool
 from pools.lifecycle import State, transition
 from pools.steps import fail
-from portal import notifications
+from portal import notifications, users
 from portal.models import AuditEntry, Notification, NotificationKind, NotificationPreference
 from profiles.models import Infrastructure
 from tests.pools.warm_fixtures import warm_profile  # noqa: F401
@@ -81,6 +83,69 @@ def test_a_mail_server_that_is_down_keeps_the_notification(
     with django_capture_on_commit_callbacks(execute=True):
         notifications.notify([member], message())
     assert notifications.unread_count(member) == 1
+    assert Notification.objects.get().emailed_at is None  # not sent, so not marked sent
+
+
+def test_an_email_the_mail_library_refuses_is_not_marked_sent(member):
+    # A subject stored with a line break (notify() no longer makes one): BadHeaderError.
+    notification = Notification.objects.create(
+        user=member, key="k", kind=READY, subject="lab\nnotes is ready"
+    )
+    assert notifications.send_email(notification.pk) is False
+    notification.refresh_from_db()
+    assert (mail.outbox, notification.emailed_at) == ([], None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_mail_server_that_never_answers_does_not_hold_the_worker(member, settings):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts the connection; nothing ever says "220"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", silent.getsockname()[1]
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_TIMEOUT = 1
+    # What notify() makes; committed, as the worker's own connection must see it.
+    notification = Notification.objects.create(user=member, key="k", kind=READY, subject="Ready")
+    sent = []
+
+    def send():  # in a thread, so a send that hangs fails the test instead of hanging it
+        try:
+            sent.append(notifications.send_email(notification.pk))
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=send, daemon=True)
+    worker.start()
+    worker.join(settings.EMAIL_TIMEOUT + 10)
+    still_waiting = worker.is_alive()
+    silent.close()
+    worker.join(5)
+    assert not still_waiting, "send_email still waits on a mail server that never answers"
+    notification.refresh_from_db()
+    assert (sent, notification.emailed_at) == ([False], None)
+
+
+def test_a_subject_is_one_line(member):
+    (notification,) = notifications.notify(
+        [member], notifications.Message(kind=READY, key="k", subject="lab\r\n\x07 notes\u2028ok")
+    )
+    assert notification.subject == "lab notes ok"
+
+
+def test_a_deactivated_owner_is_not_emailed_about_the_workspace(
+    member, org_admin, starter, workspace_factory, django_capture_on_commit_callbacks
+):
+    workspace = workspace_factory(member, starter, state=State.PROVISIONING, name="left-behind")
+    users.deactivate(org_admin, member)
+    fail(workspace, "Node gpu-07.internal.example: CUDA error")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert notices.notify_workspace_events() == 1
+    assert mail.outbox == []
+    # Still recorded, so the next pass does not tell it again, and listed should the
+    # account come back.
+    notification = Notification.objects.get(user=member)
+    assert (notification.email_wanted, notification.in_portal) == (False, True)
 
 
 # -- the pages ----------------------------------------------------------------------------------
@@ -164,6 +229,58 @@ def test_owners_hear_of_ready_and_failed_once(
         "[GPU PaaS] Workspace “fast” is ready",
     ]
     assert "The image could not be pulled." in mail.outbox[0].body + mail.outbox[1].body
+
+
+def test_a_workspace_name_with_a_line_break_is_still_emailed(
+    member, starter, workspace_factory, django_capture_on_commit_callbacks
+):
+    # A name stored before requests made names one line.
+    workspace = workspace_factory(member, starter, state=State.PROVISIONING, name="lab\nnotes")
+    fail(workspace, "The image could not be pulled.")
+    with django_capture_on_commit_callbacks(execute=True):
+        notices.notify_workspace_events()
+    (email,) = mail.outbox
+    assert email.to == [member.email]
+    assert email.subject == "[GPU PaaS] Workspace “lab notes” failed"
+    assert Notification.objects.get().emailed_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_name_with_a_line_break_does_not_stop_the_pass_for_everyone(
+    user_factory, starter, workspace_factory
+):
+    # Real commits, as in a worker: each email is sent as its notification commits.
+    mallory = user_factory("mallory", "member")
+    alice = user_factory("alice", "member")
+    odd = workspace_factory(mallory, starter, state=State.PROVISIONING, name="x\ny")
+    fine = workspace_factory(alice, starter, state=State.PROVISIONING, name="fine")
+    fail(odd, "broken")
+    fail(fine, "broken too")
+    assert notices.notify_workspace_events() == 2
+    assert sorted(email.to[0] for email in mail.outbox) == [alice.email, mallory.email]
+    assert not Notification.objects.filter(emailed_at=None).exists()
+
+
+def test_one_occurrence_that_fails_does_not_stop_the_pass_for_the_others(
+    member, user_factory, starter, workspace_factory, monkeypatch
+):
+    alice = user_factory("alice", "member")
+    odd = workspace_factory(member, starter, state=State.PROVISIONING, name="odd")
+    fine = workspace_factory(alice, starter, state=State.PROVISIONING, name="fine")
+    fail(odd, "broken")
+    fail(fine, "broken too")
+    composed = notices.event_message
+
+    def compose(event):
+        if event.workspace_id == odd.pk:
+            raise RuntimeError("a bug in one message")
+        return composed(event)
+
+    monkeypatch.setattr(notices, "event_message", compose)
+    assert notices.notify_workspace_events() == 1
+    assert list(Notification.objects.values_list("user", flat=True)) == [alice.pk]
+    monkeypatch.undo()  # the failed one was not recorded: the next pass tells it
+    assert notices.notify_workspace_events() == 1
 
 
 def test_owners_hear_when_their_workspace_is_degraded(member, starter, workspace_factory):

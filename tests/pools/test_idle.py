@@ -144,6 +144,25 @@ def test_an_idle_workspace_is_warned_snoozed_once_then_stopped(
     ]
 
 
+def test_a_workspace_whose_check_fails_spares_the_others_and_the_expiry_warnings(
+    workspace, member, starter, workspace_factory, idle_group, t0, monkeypatch
+):
+    other = workspace_factory(
+        member, starter, state=State.READY, team=idle_group, name="other", state_changed=t0
+    )
+
+    def read(checked, now):
+        if checked.pk == workspace.pk:
+            raise RuntimeError("a signal that cannot be read this time")
+        return quiet_jupyter(t0)(checked, now)
+
+    monkeypatch.setattr(idle, "read_activity", read)
+    # The real now: 100 minutes after ready, due for the warning.
+    assert idle.sweep() == {"idle": {"failed": 1, "warned": 1}, "expiry_warnings": 0}
+    other.refresh_from_db()
+    assert other.idle_stop_at is not None
+
+
 def test_the_snooze_limit_is_the_groups(workspace, t0, member):
     idle.run_pass(t0 + timedelta(minutes=91), quiet_jupyter(t0))
     workspace.refresh_from_db()

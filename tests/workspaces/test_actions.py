@@ -46,6 +46,19 @@ def test_a_request_creates_audits_and_provisions_on_commit(
     assert workspace.events.get().message == "requested, charged to group “member group”"
 
 
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("lab\nnotes", "lab notes"),
+        (" a\r\n\tb\x07c\u2028d  ", "a b c d"),
+        ("\n\x1b\n", ""),
+        ("x" * 59 + "\ny", "x" * 59),  # cut to 60 characters, without the space at the end
+    ],
+)
+def test_a_requested_name_is_one_line(member, starter, enqueued, typed, kept):
+    assert actions.request_workspace(member, starter, typed).name == kept
+
+
 def test_nothing_is_enqueued_when_the_request_rolls_back(member, starter, enqueued):
     # Without a commit (the test's transaction is rolled back) no task may run.
     actions.request_workspace(member, starter)

@@ -55,6 +55,14 @@ def test_one_click_requests_a_workspace(member_client, member, starter, workspac
     assert 'hx-trigger="every 2s"' in page  # in flight: the list polls
 
 
+def test_a_name_typed_with_a_line_break_is_kept_on_one_line(member_client, member, starter):
+    response = member_client.post(
+        reverse("workspaces:request", args=[starter.pk]), {"name": "lab\nnotes"}
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    assert Workspace.objects.get(owner=member).name == "lab notes"
+
+
 def test_the_page_says_which_quota_stopped_a_request(member_client, member, starter):
     Team.objects.filter(members=member).update(max_workspaces=0)
     response = member_client.post(reverse("workspaces:request", args=[starter.pk]), follow=True)
