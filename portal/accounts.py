@@ -9,11 +9,13 @@
 - Every failed SSO login is a page with the reason and the way back, logged and audited
   (`on_authentication_error`, and `portal.views.sso` for what allauth lets through).
 - A user who may open nothing after logging in lands on the "ask your administrator" page.
-- An Okta login signs into an existing account only through an address both Okta and the
-  portal hold as verified (`authenticate_by_email`); every link is audited (`sso.py`).
+- An Okta login signs into an existing, active account only through an address both Okta
+  and the portal hold as verified (`authenticate_by_email`); addresses are compared as
+  allauth compares a login's (`_holding`); every link is audited (`sso.py`).
+- Connecting an Okta account to the logged-in user is not a login: it applies no mapping.
 - Too many bad passwords answer 429 (counted per client address, `client_ip`); with local
   login off, only break-glass admins (active Org admins on the list) may use the password
-  form, by username or by email.
+  form, by username or by email, and every refusal reads and counts the same (`authenticate`).
 - Every password change, first password and reset is audited (`set_password`).
 """
 
@@ -28,6 +30,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -40,7 +43,8 @@ from portal.views.sso import failure_page
 from portal.views.users import PENDING_INVITATION_SESSION_KEY
 
 LOCAL_LOGIN_DISABLED_MESSAGE = (
-    "Password login is turned off for this portal. Use “Log in with {name}” instead."
+    "Password login is turned off for this portal. Use “Log in with {name}” instead. "
+    "(A break-glass administrator sees this too when the username or password is wrong.)"
 )
 
 
@@ -50,19 +54,33 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         return False
 
     def pre_authenticate(self, request, **credentials) -> None:
-        config = SsoConfiguration.load()
-        if (
-            config.is_usable
-            and config.local_login_disabled
-            and not _is_break_glass(config, credentials)
-        ):
-            # Refused before the password is checked, so the answer reveals nothing about it.
-            raise ValidationError(LOCAL_LOGIN_DISABLED_MESSAGE.format(name=config.display_name))
         try:
             super().pre_authenticate(request, **credentials)
         except ValidationError:
             # allauth's "login_failed" rate limit: answer 429 Too Many Requests, not a form.
             raise ImmediateHttpResponse(respond_429(request)) from None
+
+    def authenticate(self, request, **credentials):
+        """allauth's password check; while password login is off, only break-glass admins pass.
+
+        Every login is then checked and answered alike, so neither the answer, nor its time,
+        nor the throttle tells an anonymous visitor who the break-glass admins are:
+        1. The password is checked whoever the login names; allauth counts the attempt in its
+           "login_failed" throttle and takes it back when the password is right.
+        2. A wrong password and a login that may not use a password get the same refusal.
+        3. A right password of an account that may not use it is counted again, as a wrong
+           one is: else the throttle would tell which guess was right.
+        """
+        config = SsoConfiguration.load()
+        if not (config.is_usable and config.local_login_disabled):
+            return super().authenticate(request, **credentials)
+        allowed = _is_break_glass(config, credentials)
+        user = super().authenticate(request, **credentials)
+        if user is not None and not allowed:
+            self.pre_authenticate(request, **credentials)
+        if user is None or not allowed:
+            raise ValidationError(LOCAL_LOGIN_DISABLED_MESSAGE.format(name=config.display_name))
+        return user
 
     @transaction.atomic
     def set_password(self, user, password: str) -> None:
@@ -99,7 +117,7 @@ def _is_break_glass(config: SsoConfiguration, credentials: dict) -> bool:
     if username := credentials.get("username"):
         candidates |= set(users.filter(username__iexact=username))
     if email := credentials.get("email"):
-        candidates |= set(users.filter(email__iexact=email))
+        candidates |= set(_holding(users.all(), email))
         candidates |= set(filter_users_by_email(email))
     return bool(candidates) and all(sso.is_break_glass(user, config) for user in candidates)
 
@@ -137,12 +155,8 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
                 sociallogin, address.email
             ):
                 continue
-            owners = {
-                found.user
-                for found in EmailAddress.objects.filter(
-                    email__iexact=address.email, verified=True
-                ).select_related("user")
-            }
+            verified = EmailAddress.objects.filter(verified=True).select_related("user")
+            owners = {found.user for found in _holding(verified, address.email)}
             if len(owners) == 1:
                 return owners.pop(), address.email
         return None
@@ -157,22 +171,25 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         raise ImmediateHttpResponse(failure_page(request, failure))
 
     def pre_social_login(self, request, sociallogin) -> None:
-        if sociallogin.state.get("process") != AuthProcess.CONNECT and (
-            sso.missing_groups_claim(sociallogin.account.extra_data)
-        ):
+        if sociallogin.state.get("process") == AuthProcess.CONNECT:
+            # Linking an Okta account to the logged-in user is not a login: it grants and
+            # takes away nothing (a connect may carry no groups claim at all). allauth
+            # refuses an Okta account that is linked to someone else.
+            return
+        if sso.missing_groups_claim(sociallogin.account.extra_data):
             who = (
                 sociallogin.user.get_username()
                 if sociallogin.is_existing
                 else f"Okta user {sociallogin.account.uid}"
             )
             raise ImmediateHttpResponse(failure_page(request, sso.no_groups_claim(who), who))
-        if sociallogin.is_existing and sociallogin.user.is_active:
+        if sociallogin.is_existing and not sociallogin.user.is_active:
+            # Refused here, before allauth links the Okta account to an account matched by
+            # its address (and wipes its password): a deactivated account gets neither.
+            raise ImmediateHttpResponse(redirect("account_inactive"))
+        if sociallogin.is_existing:
             _after_sso_login(request, sociallogin)
-        elif (
-            not sociallogin.is_existing
-            and sociallogin.state.get("process") != AuthProcess.CONNECT
-            and _address_taken(sociallogin)
-        ):
+        elif _address_taken(sociallogin):
             # A local account has this address but nobody verified it: neither sign into
             # that account nor make a second one with the same address.
             raise ImmediateHttpResponse(
@@ -203,13 +220,24 @@ def _after_sso_login(request, sociallogin) -> None:
 
 def _address_taken(sociallogin) -> bool:
     """Whether a local account already uses one of the login's addresses."""
-    users = get_user_model().objects
+    users = get_user_model().objects.all()
     for address in sociallogin.email_addresses:
-        if users.filter(email__iexact=address.email).exists() or filter_users_by_email(
-            address.email
-        ):
+        if _holding(users, address.email) or filter_users_by_email(address.email):
             return True
     return False
+
+
+def _holding(rows: QuerySet, address: str) -> list:
+    """The rows (users or allauth's EmailAddress) whose `email` is this address, compared as
+    allauth compares a login's: equal once lowercased.
+
+    The database only narrows the search: PostgreSQL runs `iexact` as UPPER(a) = UPPER(b),
+    and UPPER('ı') is 'I', so it takes alice@gmaıl.com (a dotless ı: another domain, another
+    mailbox) for alice@gmail.com.
+    """
+    return [
+        row for row in rows.filter(email__iexact=address) if row.email.lower() == address.lower()
+    ]
 
 
 def _session_key() -> str:

@@ -227,14 +227,6 @@ def is_break_glass(user, config: SsoConfiguration | None = None) -> bool:
     )
 
 
-def local_login_allowed(user) -> bool:
-    """Whether this user may log in with a password (always, unless local login is off)."""
-    config = SsoConfiguration.load()
-    if not (config.is_usable and config.local_login_disabled):
-        return True
-    return is_break_glass(user, config)
-
-
 def record_link(sender, instance, created: bool, **kwargs) -> None:
     """Audit every Okta account linked to a local account (`post_save` of SocialAccount):
     a first SSO login, an Okta login matched by a verified address, or a user connecting

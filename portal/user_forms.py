@@ -175,10 +175,21 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        self._keep_stored_secrets(data)
+        if self._issuer_changed(data):
+            # The stored secret belongs to the old issuer. Kept, the next login would send it
+            # to the new issuer's token endpoint, to whoever runs that: a blank field drops it.
+            stored = self.instance.client_secret
+            if stored and data.get("enabled") and not data.get("client_secret"):
+                self.add_error(
+                    "client_secret",
+                    "The issuer changed: enter the client secret the new issuer gave the "
+                    "portal. The stored one is never sent to another issuer.",
+                )
+        else:
+            self._keep_stored_secrets(data)
         if data.get("enabled"):
             for name in ("issuer", "client_id", "client_secret"):
-                if not data.get(name):
+                if not data.get(name) and name not in self.errors:
                     self.add_error(name, "Required to turn SSO on.")
             if data.get("issuer") and "issuer" not in self.errors:
                 try:
@@ -228,6 +239,13 @@ class SsoConfigurationForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 + "."
             )
         return value
+
+    def _issuer_changed(self, data) -> bool:
+        """Whether the form names another issuer than the stored one (not: the issuer field is
+        invalid, which refuses the form anyway)."""
+        if "issuer" not in data:
+            return False
+        return data["issuer"].rstrip("/") != self.instance.issuer.rstrip("/")
 
     def _locks_out_saver(self, data) -> bool:
         """Whether the admin saving the form would lose every way to log in."""

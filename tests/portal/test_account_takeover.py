@@ -117,3 +117,40 @@ def test_a_first_sso_login_audits_the_link_of_the_new_account(op, client):
     assert AuditEntry.objects.filter(
         object_id=str(bob.pk), message="SSO account 00u-bob (okta) linked to this account"
     ).exists()
+
+
+def test_a_lookalike_unicode_address_does_not_open_another_account(op, client, org_admin):
+    # PostgreSQL's UPPER('ı') is 'I': compared with `iexact`, Mallory's verified address at
+    # gmaıl.com (a dotless ı: another domain, another mailbox) took Alice's account.
+    alice = user_actions.add_user(org_admin, "alice", "alice@gmail.com", [], PASSWORD)
+    op.update_user(
+        "mallory",
+        id="00u-mallory",
+        password="mallory-password",
+        email="alice@gma\u0131l.com",
+        email_verified=True,
+        given_name="Mallory",
+        family_name="M",
+        groups=["gpu-users"],
+    )
+
+    sso_login(client, op, "mallory", "mallory-password")
+
+    assert _logged_in_user(client) != alice
+    assert not SocialAccount.objects.filter(user=alice).exists()
+    alice.refresh_from_db()
+    assert alice.check_password(PASSWORD)
+
+
+def test_a_deactivated_account_gets_no_okta_link_by_its_address(op, client, org_admin):
+    robert = user_actions.add_user(org_admin, "robert", "bob@example.com", [], PASSWORD)
+    User.objects.filter(pk=robert.pk).update(is_active=False)
+
+    response = sso_login(client, op, "bob", "bob-password")
+
+    assert response.status_code == HTTPStatus.FOUND
+    assert response["Location"] == "/accounts/inactive/"
+    assert _logged_in_user(client) is None
+    assert not SocialAccount.objects.filter(user=robert).exists()
+    robert.refresh_from_db()
+    assert robert.check_password(PASSWORD), "allauth wipes the password of an account it links"

@@ -224,6 +224,30 @@ def test_an_address_shared_with_a_member_does_not_open_the_break_glass(
     assert "_auth_user_id" not in client.session
 
 
+REFUSAL = "Password login is turned off for this portal."
+
+
+@pytest.mark.parametrize("login", ["nobody@example.com", "mia", "olga", "olga@example.com"])
+def test_password_login_off_does_not_tell_who_the_break_glass_admins_are(
+    client, local_login_off, login
+):
+    # A break-glass admin's wrong password answers as any refused login: else an anonymous
+    # visitor would learn which names and addresses are worth guessing at.
+    response = client.post("/accounts/login/", {"login": login, "password": "wrong-guess"})
+    assert response.status_code == HTTPStatus.OK
+    assert REFUSAL in response.content.decode()
+
+
+@pytest.mark.parametrize("password", ["wrong-guess", PASSWORD], ids=["wrong", "right"])
+def test_refused_password_logins_count_in_the_login_throttle(client, local_login_off, password):
+    # Right or wrong, a refused password counts alike, so the throttle tells nothing either.
+    for _ in range(5):
+        response = client.post("/accounts/login/", {"login": "mia", "password": password})
+        assert REFUSAL in response.content.decode()
+    blocked = client.post("/accounts/login/", {"login": "mia", "password": password})
+    assert blocked.status_code == HTTPStatus.TOO_MANY_REQUESTS
+
+
 def test_a_demoted_admin_on_the_list_is_refused(client, local_login_off, org_admin):
     Team.objects.filter(name="org_admin group").update(role=Role.OPERATOR)
     client.post("/accounts/login/", {"login": "olga", "password": PASSWORD})

@@ -171,6 +171,43 @@ def test_saving_with_sso_off_does_not_fetch_anything(admin_client):
     assert response.status_code == HTTPStatus.FOUND
 
 
+DISCOVERY = b"""{"issuer": "{issuer}", "authorization_endpoint": "{issuer}/v1/authorize",
+"token_endpoint": "{issuer}/v1/token", "jwks_uri": "{issuer}/v1/keys"}"""
+
+
+def test_a_new_issuer_needs_the_client_secret_again(admin_client, op, web_server):
+    # Kept, the stored secret would go to the new issuer's token endpoint at the next login.
+    configure_sso(op)
+    other = web_server(DISCOVERY, "application/json")
+
+    response = admin_client.post("/admin/sso/", settings_form(other, client_secret=""))
+
+    assert response.status_code == HTTPStatus.OK
+    assert "The issuer changed: enter the client secret" in response.content.decode()
+    config = SsoConfiguration.load()
+    assert (config.issuer, config.client_secret) == (op.issuer, op.client_secret)
+
+    entered = admin_client.post("/admin/sso/", settings_form(other, client_secret="new-secret"))
+    assert entered.status_code == HTTPStatus.FOUND
+    config = SsoConfiguration.load()
+    assert (config.issuer, config.client_secret) == (other, "new-secret")
+
+
+def test_a_new_issuer_saved_with_sso_off_drops_the_stored_secret(admin_client, op):
+    configure_sso(op)
+    elsewhere = f"http://127.0.0.1:{free_port()}/oauth2/default"
+    form = settings_form(elsewhere, enabled="", client_secret="")
+    assert admin_client.post("/admin/sso/", form).status_code == HTTPStatus.FOUND
+    assert SsoConfiguration.load().client_secret == ""
+
+
+def test_the_same_issuer_keeps_the_stored_secret(admin_client, op):
+    configure_sso(op)
+    form = settings_form(op.issuer + "/", client_id=op.client_id, client_secret="")
+    assert admin_client.post("/admin/sso/", form).status_code == HTTPStatus.FOUND
+    assert SsoConfiguration.load().client_secret == op.client_secret
+
+
 @pytest.mark.parametrize(
     ("scopes", "error"),
     [("profile email groups", "Keep “openid”"), ('openid "groups"', "Not a scope")],
@@ -308,6 +345,21 @@ def test_a_new_user_without_a_groups_claim_is_refused_too(op, client, mapped):
     assert response.status_code == HTTPStatus.FORBIDDEN
     assert "Okta sent no groups" in response.content.decode()
     assert not User.objects.filter(username="ada").exists()
+
+
+def test_connect_without_a_groups_claim_keeps_the_sso_memberships(op, client, mapped):
+    # A connect (linking an Okta account to the logged-in user) is not a login: it is not
+    # refused for want of a groups claim, and so must not apply the mapping either.
+    sso_login(client, op, "ada", "ada-password")
+    ada = User.objects.get(username="ada")
+    assert set(ada.teams.all()) == {mapped["gpu"], mapped["ml"]}
+    op.update_user("ada", groups=None)
+    op.clear_sessions()
+
+    sso_login(client, op, "ada", "ada-password", process="connect")
+
+    assert set(ada.teams.all()) == {mapped["gpu"], mapped["ml"]}
+    assert SsoMembership.objects.filter(user=ada).count() == 2
 
 
 def test_without_any_mapping_the_groups_claim_is_not_needed(op, client):
