@@ -6,7 +6,7 @@ workspace with no readable signal at all is never judged idle (nothing proves it
   or a notebook component of its services stack): `/api/status` (`last_activity`: the
   latest of its API use, kernels and terminals) and `/api/kernels` (a busy kernel is
   active now, even while it prints nothing). Read with `no_track_activity`, so the
-  portal's own look is not activity.
+  portal's own look is not activity, within JUPYTER_TIMEOUT seconds in all per server.
 - GPU utilisation of the workspace's allocated devices through NVML on this host's driver
   (`GPU_ACTIVE_PERCENT`). A host without a driver has no NVML, and NVML has no utilisation
   counter for a MIG device: neither gives a signal. Kubernetes: see the README (DCGM).
@@ -17,7 +17,8 @@ The pass (`run_pass`, in `sweep`: a schedule every `schedules.IDLE_MINUTES`), fo
 ready workspace of a group that stops workspaces idle for N hours, warning T minutes
 before (`Policy`):
 1. Read the signals (`read_activity`). Activity newer than the last one seen moves
-   `active_at` and ends a warning and the snoozes in a row.
+   `active_at` and ends a warning and the snoozes in a row. No signal at all ends a
+   warning too: nothing proves the workspace idle, so it will not be stopped.
 2. `decide()`: idle for N hours minus T minutes and not warned yet → warn (email and the
    portal's banner; `idle_stop_at` says when it stops); warned and that time reached →
    stop. The stop comes at least T minutes after its warning, even after missed passes.
@@ -26,7 +27,9 @@ before (`Policy`):
    (`tasks.request_stop`), is audited, and its event says why. Notifications are keyed by
    the occurrence, so a pass delivered twice warns and tells once.
 A workspace whose check fails is logged and counted as "failed"; the pass goes on to the
-others (and the sweep to the expiry warnings).
+others (and the sweep to the expiry warnings). A warning of a workspace whose group stops
+idle workspaces no more is over, and so cleared, before the pass: every page agrees that
+no stop is coming.
 
 `snooze()` (the owner's button) counts as activity, up to the group's limit in a row.
 """
@@ -34,8 +37,10 @@ others (and the sweep to the expiry warnings).
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -60,10 +65,13 @@ logger = logging.getLogger(__name__)
 
 GPU_ACTIVE_PERCENT = 5  # a device this busy or busier is in use
 CPU_ACTIVE_SHARE = 0.05  # of one core, averaged since the last look
-JUPYTER_TIMEOUT = 3  # seconds per request to a workspace's JupyterLab
+# What the workspace's own JupyterLab may cost a pass: seconds for all the requests to one
+# server however slowly it answers, and the bytes of one answer (headers included).
+JUPYTER_TIMEOUT = 3
 JUPYTER_MAX_BYTES = 1024 * 1024
 
 NOTHING, WARN, STOP = "", "warn", "stop"
+STOPS_IDLE = Q(team__idle_stop_hours__gt=0)  # the workspaces whose group has a Policy
 
 
 class SnoozeRefused(Exception):
@@ -143,9 +151,11 @@ def run_pass(now: datetime | None = None, read: Callable | None = None) -> dict[
     now = now or timezone.now()
     read = read or read_activity
     outcomes: dict[str, int] = {}
-    candidates = Workspace.objects.filter(
-        state=State.READY, team__idle_stop_hours__isnull=False
-    ).select_related("team", "infrastructure", "owner")
+    ready = Workspace.objects.filter(state=State.READY)
+    # A warning whose group stops idle workspaces no more (or that left its group) is
+    # over: no pass will stop the workspace, so its banner goes too.
+    ready.exclude(STOPS_IDLE).filter(idle_stop_at__isnull=False).update(idle_stop_at=None)
+    candidates = ready.filter(STOPS_IDLE).select_related("team", "infrastructure", "owner")
     for workspace in candidates.iterator():
         try:
             outcome = check(workspace, Policy.of(workspace.team), now, read(workspace, now))
@@ -157,21 +167,32 @@ def run_pass(now: datetime | None = None, read: Callable | None = None) -> dict[
 
 
 def check(workspace: Workspace, policy: Policy, now: datetime, reading: Reading) -> str:
-    """One workspace, one look: record the reading, then warn or stop if it is due."""
+    """One workspace, one look: record the reading, then warn or stop if it is due.
+
+    With no signal, nothing proves it idle: it is never stopped, so a warning it had is
+    over (its banner goes too; a signal that comes back warns again first)."""
     if not reading.signals:
+        _end_warning(workspace)
         return "no signal"
     record_reading(workspace, reading, now)
-    if workspace.idle_stop_at and not warned(workspace, policy):  # its banner goes too
-        Workspace.objects.filter(pk=workspace.pk, idle_stop_at=workspace.idle_stop_at).update(
-            idle_stop_at=None
-        )
-        workspace.idle_stop_at = None
+    if not warned(workspace, policy):
+        _end_warning(workspace)  # made before it became ready again
     action = decide(workspace, policy, now)
     if action == WARN:
         return "warned" if warn(workspace.pk, policy, now) else "unchanged"
     if action == STOP:
         return "stopped" if stop(workspace.pk, policy, now) else "unchanged"
     return "active" if reading.active else "idle"
+
+
+def _end_warning(workspace: Workspace) -> None:
+    """Forget the workspace's idle warning, unless a pass or snooze changed it meanwhile."""
+    if workspace.idle_stop_at is None:
+        return
+    Workspace.objects.filter(pk=workspace.pk, idle_stop_at=workspace.idle_stop_at).update(
+        idle_stop_at=None
+    )
+    workspace.idle_stop_at = None
 
 
 def record_reading(workspace: Workspace, reading: Reading, now: datetime) -> None:
@@ -361,23 +382,25 @@ def jupyter_servers(workspace: Workspace) -> list[tuple[int, str]]:
 def jupyter_activity(workspace: Workspace, now: datetime) -> datetime | None:
     """The latest activity its Jupyter servers report (a busy kernel: now); None when no
     server answers. Only servers on 127.0.0.1 (the addresses the portal itself wrote),
-    with their token, without following redirects."""
+    with their token, without following redirects, JUPYTER_TIMEOUT seconds for each."""
     answered, latest = False, None
     for port, token in jupyter_servers(workspace):
-        status = _jupyter_get(port, "/api/status", token)
+        deadline = time.monotonic() + JUPYTER_TIMEOUT
+        status = _jupyter_get(port, "/api/status", token, deadline)
         if not isinstance(status, dict):
             continue
         answered = True
-        for seen in [status.get("last_activity")] + _kernel_activity(port, token, now):
+        kernels = _kernel_activity(port, token, now, deadline)
+        for seen in [status.get("last_activity")] + kernels:
             moment = seen if isinstance(seen, datetime) else _parse_time(seen)
             if moment and (latest is None or moment > latest):
                 latest = moment
     return latest if answered else None
 
 
-def _kernel_activity(port: int, token: str, now: datetime) -> list:
+def _kernel_activity(port: int, token: str, now: datetime, deadline: float) -> list:
     """Each kernel's last activity; `now` for a busy one (it may print nothing for hours)."""
-    kernels = _jupyter_get(port, "/api/kernels", token)
+    kernels = _jupyter_get(port, "/api/kernels", token, deadline)
     seen = []
     for kernel in kernels if isinstance(kernels, list) else ():
         if isinstance(kernel, dict):
@@ -386,20 +409,61 @@ def _kernel_activity(port: int, token: str, now: datetime) -> list:
     return seen
 
 
-def _jupyter_get(port: int, path: str, token: str):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=JUPYTER_TIMEOUT)
+def _jupyter_get(port: int, path: str, token: str, deadline: float):
+    """The JSON of a 200 answer to GET `path`, or None.
+
+    The server is the workspace's, so its whole answer is read under `deadline`
+    (http.client's timeout is per read: an answer sent byte by byte would hold the pass
+    for as long as the workspace likes), then parsed: at most JUPYTER_MAX_BYTES of it, and
+    a JSON nested too deeply for the parser is no answer either."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return None
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=left)
     try:
         connection.request(
-            "GET", f"{path}?no_track_activity=1", headers={"Authorization": f"token {token}"}
+            "GET",
+            f"{path}?no_track_activity=1",
+            headers={"Authorization": f"token {token}", "Connection": "close"},
         )
-        response = connection.getresponse()
+        received = _receive_all(connection.sock, deadline)
+        if received is None:
+            return None
+        response = http.client.HTTPResponse(_Received(received))
+        response.begin()
         if response.status != 200:
             return None
-        return json.loads(response.read(JUPYTER_MAX_BYTES))
-    except (OSError, http.client.HTTPException, ValueError):
+        return json.loads(response.read())
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):
         return None
     finally:
         connection.close()
+
+
+def _receive_all(sock, deadline: float) -> bytes | None:
+    """Everything the server sends until it closes the connection (asked to, after its
+    answer); None when that is more than JUPYTER_MAX_BYTES or takes past `deadline`."""
+    received = bytearray()
+    while len(received) <= JUPYTER_MAX_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(received)
+        received += chunk
+    return None
+
+
+class _Received:
+    """An answer already received whole, for http.client to parse as it would a socket's."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def makefile(self, mode: str):
+        return io.BytesIO(self.data)
 
 
 def _parse_time(value) -> datetime | None:

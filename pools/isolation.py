@@ -494,11 +494,12 @@ def _processes():
         if not entry.name.isdigit():
             continue
         try:
-            status = (entry / "status").read_text()
+            # Bytes: its Name line is the process's own choice (/proc/self/comm), UTF-8 or not.
+            status = (entry / "status").read_bytes()
         except OSError:
             continue
         for line in status.splitlines():
-            if line.startswith("Uid:"):
+            if line.startswith(b"Uid:"):
                 real, effective = line.split()[1:3]
                 yield int(entry.name), {int(real), int(effective)}
                 break

@@ -3,12 +3,13 @@
 A workspace charged to a group with a maximum lifetime gets `expires_at` = request time +
 that maximum (`workspaces.actions.request_workspace`); the sweep deletes it once that is
 past (`pools.tasks.expire`). Here:
-- `warn_expiring(now)`: each ready or stopped workspace that expires within
-  `warning_lead()` is announced to its owner, once per expiry time (an extension makes a
-  new expiry, which gets its own warning).
+- `warn_expiring(now)`: each workspace the sweep would delete (ready, degraded or
+  stopped) that expires within `warning_lead()` is announced to its owner, once per expiry
+  time (an extension makes a new expiry, which gets its own warning).
 - `extend(workspace, hours, actor)`: move the expiry later, at most to the group's maximum
   lifetime counted from now (`longest_extension`): the owner who is still there keeps the
-  workspace, an abandoned one still goes.
+  workspace, an abandoned one still goes. Without a group maximum, at most LONGEST_LIFETIME
+  from now, so the expiry stays a date however often it is extended.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from portal.models import MAX_LIFETIME_HOURS, AuditAction, NotificationKind
 
 EXPIRY_WARNING = timedelta(hours=24)  # at most this long before expiry...
 EXPIRY_WARNING_SHARE = 4  # ...and at most a quarter of the lifetime
+# The states in which a workspace past its expiry is deleted (`pools.tasks.expire`): each is
+# warned first, and its owner may extend it.
+EXPIRING_STATES = (State.READY, State.DEGRADED, State.STOPPED)
+LONGEST_LIFETIME = timedelta(hours=MAX_LIFETIME_HOURS)  # from now: a group's bound too
 
 
 class ExtensionRefused(Exception):
@@ -44,7 +49,7 @@ def warn_expiring(now: datetime | None = None) -> int:
     """Warn the owner of each workspace about to expire, once per expiry; how many."""
     now = now or timezone.now()
     soon = Workspace.objects.filter(
-        state__in=(State.READY, State.STOPPED),
+        state__in=EXPIRING_STATES,
         expires_at__gt=now,
         expires_at__lte=now + EXPIRY_WARNING,
     ).select_related("owner")
@@ -104,11 +109,14 @@ def extend(workspace: Workspace, hours: int, actor, now: datetime | None = None)
     )
     if locked.expires_at is None:
         raise ExtensionRefused("This workspace does not expire.")
-    if locked.state not in (State.READY, State.STOPPED):
-        raise ExtensionRefused("Only a ready or stopped workspace can be extended.")
+    if locked.state not in EXPIRING_STATES:
+        raise ExtensionRefused("Only a ready, degraded or stopped workspace can be extended.")
     limit = longest_extension(locked, now)
     if limit is not None and timedelta(hours=hours) > limit:
         raise ExtensionRefused(extension_limit_text(locked, limit))
+    longest = max(now + LONGEST_LIFETIME - locked.expires_at, timedelta(0))
+    if timedelta(hours=hours) > longest:
+        raise ExtensionRefused(longest_lifetime_text(longest))
     before = locked.expires_at
     locked.expires_at = before + timedelta(hours=hours)
     locked.save(update_fields=["expires_at"])
@@ -136,3 +144,10 @@ def extension_limit_text(workspace: Workspace, limit: timedelta) -> str:
         f"At most {most} h: your group's maximum lifetime is "
         f"{workspace.team.max_lifetime_hours} h from now."
     )
+
+
+def longest_lifetime_text(longest: timedelta) -> str:
+    most = whole_hours(longest)
+    if most < 1:
+        return "It already expires ten years from now, the longest a workspace may live."
+    return f"At most {most} h: a workspace expires at most ten years from now."

@@ -250,12 +250,19 @@ def _open_log(path: Path) -> int:
 def _stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time) of a process, or None if there is no such process."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields_ = raw[raw.rindex(")") + 2 :].split()
+    fields_ = _fields_after_name(raw)
     return fields_[0], int(fields_[19])
+
+
+def _fields_after_name(raw: bytes) -> list[str]:
+    """The fields of a /proc/<pid>/stat after the command name (field 2). Any process may
+    name itself with any bytes, spaces, parentheses or bytes that are not UTF-8 included
+    (/proc/self/comm): so the file is read as bytes and split after the last ')'; what
+    follows is ASCII."""
+    return raw[raw.rindex(b")") + 2 :].decode("ascii").split()
 
 
 def start(
@@ -660,10 +667,10 @@ def _process_stats():
         if not entry.name.isdigit():
             continue
         try:
-            raw = (entry / "stat").read_text()
+            raw = (entry / "stat").read_bytes()
         except OSError:
             continue
-        yield int(entry.name), raw[raw.rindex(")") + 2 :].split()
+        yield int(entry.name), _fields_after_name(raw)
 
 
 def _session_members(sid: int) -> list[int]:

@@ -9,7 +9,8 @@ The checks, in a user's words:
 
 The steps, each claiming one workspace with a conditional UPDATE (so two sweeps never take
 the same one, and a test drives exactly one step):
-1. `check_one(now)`: the ready workspace checked longest ago (not within CHECK_INTERVAL).
+1. `check_one(now)`: the ready workspace whose check is due first (its `heartbeat`: when
+   it became ready, then CHECK_INTERVAL after each check, whatever the check found).
    Nothing wrong: its `checked_at` says when. Something wrong: degraded, with the reasons
    as its `failure_reason` and event, and its repair due at once.
 2. `repair_one(now)`: a degraded workspace whose next look is due (its `heartbeat`). It is
@@ -19,8 +20,10 @@ the same one, and a test drives exactly one step):
    components restarted with their own credential), the attempt counted, and the next look
    scheduled after `steps.backoff(attempts, REPAIR_BACKOFF)`. What cannot be brought back
    (a deleted directory: its files are gone) fails it at once.
-A check that cannot tell (the cluster does not answer: a DriverError) changes nothing; the
-infrastructure's own health check reports the cluster (`pools.health`).
+A check that cannot tell (the cluster does not answer: a DriverError) changes nothing, not
+even `checked_at` (the pages' "Last checked"); the infrastructure's own health check
+reports the cluster (`pools.health`). A check that fails otherwise is logged and the sweep
+goes on to the next workspace.
 
 When: the "pools: watch" schedule runs `sweep()` every minute: repairs, then checks, for as
 long as any is due, up to SWEEP_SECONDS (a fixed count of checks per sweep would leave
@@ -34,7 +37,6 @@ import logging
 import time
 from datetime import datetime, timedelta
 
-from django.db.models import F, Q
 from django.utils import timezone
 
 from pools import steps
@@ -78,25 +80,31 @@ def _repeat(step, deadline: float) -> int:
 
 
 def check_one(now: datetime | None = None) -> bool:
-    """Check the ready workspace checked longest ago; False when none is due."""
+    """Check the ready workspace whose check is due first; False when none is due."""
     now = now or timezone.now()
-    due = (
-        Workspace.objects.filter(state=State.READY)
-        .filter(Q(checked_at__isnull=True) | Q(checked_at__lt=now - CHECK_INTERVAL))
-        .order_by(F("checked_at").asc(nulls_first=True), "pk")
-    )
-    for pk, checked_at in due.values_list("pk", "checked_at")[:CANDIDATES]:
-        claimed = Workspace.objects.filter(pk=pk, state=State.READY, checked_at=checked_at)
-        if claimed.update(checked_at=now) == 1:
-            check_workspace(_load(pk))
+    due = Workspace.objects.filter(state=State.READY, heartbeat__lte=now)
+    for pk, heartbeat in due.order_by("heartbeat", "pk").values_list("pk", "heartbeat")[
+        :CANDIDATES
+    ]:
+        claimed = Workspace.objects.filter(pk=pk, state=State.READY, heartbeat=heartbeat)
+        # The claim is the next check's time, so a check that cannot tell or fails is not
+        # taken again at once (and `checked_at` stays the last check that answered).
+        if claimed.update(heartbeat=now + CHECK_INTERVAL) == 1:
+            try:
+                check_workspace(_load(pk), now)
+            except Exception:  # one workspace, whatever is wrong with it, spares the rest
+                logger.exception("watch: checking workspace %s failed", pk)
             return True
     return False
 
 
-def check_workspace(workspace: Workspace) -> list[str]:
-    """Check a ready workspace now; degrade it when something is wrong. Its problems."""
+def check_workspace(workspace: Workspace, now: datetime) -> list[str] | None:
+    """Check a ready workspace; degrade it when something is wrong. Its problems (None:
+    the check cannot tell, and nothing changes)."""
     problems = problems_of(workspace)
-    if problems:
+    if problems == []:
+        Workspace.objects.filter(pk=workspace.pk, state=State.READY).update(checked_at=now)
+    elif problems:
         reason = "; ".join(problems)
         if transition(
             workspace,
@@ -104,9 +112,10 @@ def check_workspace(workspace: Workspace) -> list[str]:
             message=f"degraded: {reason}",
             failure_reason=reason[:300],
             attempts=0,
+            checked_at=now,
         ):
             steps.schedule_retry(REPAIR, workspace.pk, 0)
-    return problems or []
+    return problems
 
 
 def problems_of(workspace: Workspace) -> list[str] | None:
@@ -165,6 +174,7 @@ def repair_workspace_now(workspace: Workspace, now: datetime) -> str:
             failure_reason="",
             attempts=0,
             checked_at=now,
+            heartbeat=now + CHECK_INTERVAL,  # just checked: the next check is due then
         )
         return "repaired"
     reason = "; ".join(problems)

@@ -8,6 +8,7 @@ ago, its group stops workspaces idle for 2 hours and warns 30 minutes before.
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +43,14 @@ from tests.mig.fake_nvml import FakeNvml
 from tests.workspace_fixtures import starter, workspace_factory  # noqa: F401
 
 BECAME_READY = timedelta(minutes=100)  # before the real now
+# A process that names itself with bytes that are not UTF-8 (/proc/self/comm), says so and
+# waits.
+NOT_UTF8_NAME = (
+    "import time\n"
+    "open('/proc/self/comm', 'wb').write(b'\\xff\\xfe\\xfd')\n"
+    "print('renamed', flush=True)\n"
+    "time.sleep(120)\n"
+)
 
 
 @pytest.fixture
@@ -214,6 +223,30 @@ def test_groups_without_the_setting_are_left_alone(workspace, idle_group, t0):
     assert idle.run_pass(t0 + timedelta(hours=10), quiet_jupyter(t0)) == {}
 
 
+def test_a_warning_is_over_once_the_group_stops_idle_workspaces_no_more(
+    workspace, idle_group, t0, client, member
+):
+    assert idle.run_pass(t0 + timedelta(minutes=90), quiet_jupyter(t0)) == {"warned": 1}
+    idle_group.idle_stop_hours = None
+    idle_group.save()
+    assert idle.run_pass(timezone.now(), quiet_jupyter(t0)) == {}
+    workspace.refresh_from_db()
+    assert workspace.idle_stop_at is None
+    client.force_login(member)
+    assert "Keep it running" not in client.get(workspace.get_absolute_url()).content.decode()
+
+
+def test_a_warning_is_over_once_no_signal_can_be_read(workspace, t0, client, member, stops):
+    assert idle.run_pass(t0 + timedelta(minutes=90), quiet_jupyter(t0)) == {"warned": 1}
+    workspace.refresh_from_db()
+    past_stop = workspace.idle_stop_at + timedelta(minutes=1)
+    assert idle.run_pass(past_stop, lambda ws, now: Reading()) == {"no signal": 1}
+    workspace.refresh_from_db()
+    assert workspace.idle_stop_at is None and stops == []  # never stopped: nothing proves it
+    client.force_login(member)
+    assert "Keep it running" not in client.get(workspace.get_absolute_url()).content.decode()
+
+
 def test_a_kubernetes_workspace_has_no_signal_here(workspace, t0):
     workspace.infrastructure = Infrastructure.objects.create(
         name="Cluster", kind=InfrastructureKind.KUBERNETES
@@ -322,6 +355,99 @@ def test_only_the_workspaces_own_local_jupyterlab_is_asked(workspace):
     assert idle.jupyter_activity(workspace, timezone.now()) is None
 
 
+class HostileJupyter:
+    """A 'JupyterLab' the workspace controls: answers each request with `respond(conn,
+    stopped)`, from a thread of its own."""
+
+    def __init__(self, respond):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.respond = respond
+        self.stopped = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        try:
+            conn.recv(65536)
+            self.respond(conn, self.stopped)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def serve(self, workspace):
+        Workspace.objects.filter(pk=workspace.pk).update(
+            connection={"url": f"http://127.0.0.1:{self.port}/lab"}, secret="tok"
+        )
+        workspace.refresh_from_db()
+
+    def close(self):
+        self.stopped.set()
+        self.sock.close()
+
+
+@pytest.fixture
+def hostile_jupyter():
+    servers = []
+
+    def start(respond):
+        servers.append(HostileJupyter(respond))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_jupyterlab_that_drips_its_answer_cannot_hold_the_pass(workspace, hostile_jupyter):
+    # Its headers, then a byte every half second: each read waits less than a timeout per
+    # read would, so only a deadline for the whole answer ends the look.
+    def respond(conn, stopped):
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 1000000\r\n\r\n{")
+        for _ in range(60):
+            if stopped.is_set():
+                return
+            time.sleep(0.5)
+            conn.sendall(b" ")
+
+    hostile_jupyter(respond).serve(workspace)
+    started = time.monotonic()
+    assert idle.jupyter_activity(workspace, timezone.now()) is None
+    assert time.monotonic() - started < idle.JUPYTER_TIMEOUT + 1
+
+
+def test_a_jupyterlab_answer_nested_deeply_spares_the_other_workspaces(
+    workspace, member, starter, workspace_factory, idle_group, t0, hostile_jupyter
+):
+    # json.loads raises RecursionError (no ValueError) for 50,000 nested brackets.
+    body = b"[" * 50_000 + b"]" * 50_000
+    answer = b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    hostile_jupyter(lambda conn, stopped: conn.sendall(answer)).serve(workspace)
+    other = workspace_factory(
+        member, starter, state=State.READY, team=idle_group, name="other", state_changed=t0
+    )
+
+    def read(checked, now):
+        if checked.pk == workspace.pk:
+            return idle.read_activity(checked, now)
+        return quiet_jupyter(t0)(checked, now)
+
+    assert idle.jupyter_activity(workspace, timezone.now()) is None
+    assert idle.run_pass(timezone.now(), read) == {"no signal": 1, "warned": 1}
+    other.refresh_from_db()
+    assert other.idle_stop_at is not None
+
+
 def test_cpu_time_of_a_workspaces_processes(db, tmp_path):
     """A process that burns half a second of CPU, then sleeps: that half second is read."""
     burn = "import time\nwhile time.process_time() < 0.5: pass\ntime.sleep(60)"
@@ -334,6 +460,21 @@ def test_cpu_time_of_a_workspaces_processes(db, tmp_path):
         assert 0.4 <= supervisor.cpu_seconds("ws-cpu") < 2  # in clock ticks
         assert supervisor.cpu_seconds("ws-nothing") is None
     finally:
+        supervisor.stop(record)
+
+
+def test_a_process_named_with_bytes_that_are_not_utf8_spares_the_pass(workspace, tmp_path):
+    # Any process on the host, a workspace's own included, may rename itself so.
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    holder = workspace.resources_spec().name
+    record = supervisor.start(argv, tmp_path, {}, tmp_path / "log", holder=holder)
+    renamed = subprocess.Popen([sys.executable, "-c", NOT_UTF8_NAME], stdout=subprocess.PIPE)
+    try:
+        assert renamed.stdout.readline() == b"renamed\n"
+        assert idle.run_pass(timezone.now()) == {"warned": 1}  # its CPU time was read
+    finally:
+        renamed.kill()
+        renamed.wait()
         supervisor.stop(record)
 
 
@@ -379,7 +520,7 @@ def jupyterlab(tmp_path):
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
-        while idle._jupyter_get(port, "/api/status", token) is None:
+        while idle._jupyter_get(port, "/api/status", token, time.monotonic() + 5) is None:
             assert time.monotonic() < deadline and process.poll() is None, (
                 "JupyterLab did not start"
             )
@@ -431,7 +572,8 @@ def test_an_idle_pass_costs_one_query_per_workspace_when_nothing_is_due(
         workspace_factory(
             member, starter, state=State.READY, team=idle_group, name=f"w{number}", state_changed=t0
         )
-    with django_assert_num_queries(1 + 4):  # the candidates; each one's reading stored
+    # Warnings of groups without the rule ended, the candidates; each one's reading stored.
+    with django_assert_num_queries(2 + 4):
         assert idle.run_pass(t0 + timedelta(minutes=10), quiet_jupyter(t0)) == {"idle": 4}
 
 

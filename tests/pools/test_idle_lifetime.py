@@ -11,8 +11,9 @@ from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
 
-from pools import lifetime
+from pools import lifetime, tasks
 from pools.lifecycle import State
+from pools.models import Workspace
 from portal.models import MAX_LIFETIME_HOURS, AuditEntry, Notification, NotificationKind, Team
 from tests.workspace_fixtures import starter, workspace_factory  # noqa: F401
 
@@ -137,3 +138,37 @@ def test_a_maximum_stored_beyond_the_bound_counts_as_the_bound(workspace, group,
     client.force_login(workspace.owner)
     response = client.get(reverse("workspaces:extend", args=[workspace.pk]))
     assert response.status_code == HTTPStatus.OK
+
+
+def test_without_a_group_maximum_the_expiry_stays_within_ten_years(
+    workspace, group, t0, member, client
+):
+    # Extended by a year per request, again and again, it would pass year 9999.
+    group.max_lifetime_hours = None
+    group.save()
+    longest = t0 + lifetime.LONGEST_LIFETIME
+    workspace.expires_at = longest - timedelta(hours=100)
+    workspace.save()
+    with pytest.raises(lifetime.ExtensionRefused, match="At most 100 h"):
+        lifetime.extend(workspace, 101, member, now=t0)
+    client.force_login(member)
+    response = client.post(reverse("workspaces:extend", args=[workspace.pk]), {"hours": "8760"})
+    assert response.status_code == HTTPStatus.OK
+    assert "at most ten years from now" in response.content.decode()
+    workspace.refresh_from_db()
+    assert workspace.expires_at == longest - timedelta(hours=100)
+
+
+@pytest.mark.parametrize("state", [State.READY, State.DEGRADED, State.STOPPED])
+def test_every_workspace_the_sweep_deletes_at_expiry_is_warned_first(workspace, t0, member, state):
+    Workspace.objects.filter(pk=workspace.pk).update(state=state)
+    assert lifetime.warn_expiring(t0 + timedelta(hours=7)) == 1
+    assert tasks.expire(t0 + timedelta(hours=MAX_HOURS, minutes=1)) == 1
+    assert Notification.objects.get().kind == NotificationKind.EXPIRY_WARNING
+
+
+def test_a_degraded_workspace_can_be_extended(workspace, t0, member):
+    Workspace.objects.filter(pk=workspace.pk).update(state=State.DEGRADED)
+    lifetime.extend(workspace, 2, member, now=t0 + timedelta(hours=2))
+    workspace.refresh_from_db()
+    assert workspace.expires_at == t0 + timedelta(hours=MAX_HOURS + 2)

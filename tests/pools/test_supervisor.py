@@ -1,11 +1,13 @@
 import dataclasses
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from pools import supervisor
+from pools import isolation, supervisor
 
 pytestmark = pytest.mark.django_db  # every supervised process is registered
 
@@ -69,3 +71,44 @@ def test_a_process_that_exits_is_not_running(tmp_path):
     while supervisor.is_running(record) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not supervisor.is_running(record)  # exited, and the zombie was reaped
+
+
+def test_a_process_named_with_bytes_that_are_not_utf8_keeps_no_other_from_stopping(tmp_path):
+    # Another process renames itself so (/proc/self/comm): stopping reads every process's
+    # /proc/<pid>/stat for the members of the session it ends.
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    record = supervisor.start(argv, tmp_path, {}, tmp_path / "log", holder="ws-other")
+    rename = (
+        "import time\n"
+        "open('/proc/self/comm', 'wb').write(b'\\xff\\xfe\\xfd')\n"
+        "print('renamed', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    renamed = subprocess.Popen([sys.executable, "-c", rename], stdout=subprocess.PIPE)
+    try:
+        assert renamed.stdout.readline() == b"renamed\n"
+        assert supervisor.is_running(record)
+        supervisor.stop(record)
+        assert not supervisor.is_running(record)
+    finally:
+        renamed.kill()
+        renamed.wait()
+        supervisor.stop(record)
+
+
+def test_a_process_named_with_bytes_that_are_not_utf8_is_still_counted_by_its_uid():
+    """Finding a workspace's processes by uid (to end them, or to know a uid is free)
+    reads every process's /proc/<pid>/status, whose Name line is the process's choice."""
+    rename = (
+        "import time\n"
+        "open('/proc/self/comm', 'wb').write(b'\\xff\\xfe\\xfd')\n"
+        "print('renamed', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    renamed = subprocess.Popen([sys.executable, "-c", rename], stdout=subprocess.PIPE)
+    try:
+        assert renamed.stdout.readline() == b"renamed\n"
+        assert os.getuid() in set(isolation._process_uids())
+    finally:
+        renamed.kill()
+        renamed.wait()

@@ -201,9 +201,29 @@ def test_a_sweep_checks_every_due_workspace_while_its_time_lasts(
 ):
     due = [workspace_factory(member, gpu_profile, state=State.READY) for _ in range(130)]
     checked = []
-    monkeypatch.setattr(watch, "check_workspace", lambda workspace: checked.append(workspace.pk))
+    monkeypatch.setattr(
+        watch, "check_workspace", lambda workspace, now: checked.append(workspace.pk)
+    )
     # More than a fixed batch of 100 per sweep would check: every due one.
     assert watch.sweep() == {"repaired": 0, "checked": 130}
     assert sorted(checked) == sorted(workspace.pk for workspace in due)
     assert watch.sweep(later(), seconds=0) == {"repaired": 0, "checked": 0}  # no time left
     assert watch.sweep(later()) == {"repaired": 0, "checked": 130}
+
+
+def test_a_check_that_fails_spares_the_other_workspaces(
+    member, gpu_profile, workspace_factory, monkeypatch
+):
+    broken, other = (workspace_factory(member, gpu_profile, state=State.READY) for _ in "ab")
+
+    def check(workspace, now):
+        if workspace.pk == broken.pk:
+            raise RuntimeError("a bug in one workspace's check")
+        checked.append(workspace.pk)
+
+    checked = []
+    monkeypatch.setattr(watch, "check_workspace", check)
+    assert watch.sweep() == {"repaired": 0, "checked": 2}
+    assert checked == [other.pk]
+    broken.refresh_from_db()
+    assert broken.state == State.READY and broken.checked_at is None  # it was not checked

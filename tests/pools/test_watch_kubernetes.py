@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from pools import tasks, watch
 from pools.lifecycle import State
@@ -62,6 +63,23 @@ def test_a_ready_workspace_on_a_ready_node_stays_ready(workspace):
     assert watch.check_one()
     workspace.refresh_from_db()
     assert workspace.state == State.READY and workspace.checked_at is not None
+
+
+def test_a_check_the_cluster_does_not_answer_does_not_say_the_workspace_was_checked(
+    cluster, workspace, client, member
+):
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    checked = workspace.checked_at
+    cluster.stop()
+    assert watch.check_one(later())  # cannot tell: nothing changes...
+    workspace.refresh_from_db()
+    assert workspace.state == State.READY
+    assert workspace.checked_at == checked  # ..."Last checked" included
+    assert not watch.check_one(later())  # and the next check waits its interval
+    client.force_login(member)
+    page = client.get(workspace.get_absolute_url()).content.decode()
+    assert date_format(timezone.localtime(checked), "DATETIME_FORMAT") in page
 
 
 def test_a_deleted_pod_degrades_the_workspace_and_applying_again_brings_it_back(cluster, workspace):
