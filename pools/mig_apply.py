@@ -9,9 +9,16 @@ The GPU Operator's mig-manager reads mig-parted configs from a ConfigMap (Helm v
 1. list the cluster's nodes with the strategy's GPU model (or the listed nodes);
 2. find the busy ones: a live workspace recorded on it, or a portal pod scheduled there;
 3. server-side apply the ConfigMap with every config of the infrastructure's partitionings;
-4. server-side apply `nvidia.com/mig.config=<name>` on each node that is not busy, and mark
-   it pending; busy nodes are marked refused and keep their partitioning;
-5. schedule `refresh_state`, which reads the state labels back until no node is pending.
+4. server-side apply `nvidia.com/mig.config=<name>` on each node that is not busy, with
+   `nvidia.com/mig.config.state=pending`, and mark it pending: mig-manager overwrites that
+   state when it acts on the new config, so a "success" read afterwards is about this
+   config, never the previous one's. A node already labelled with the config keeps its
+   labels (the name changes with the content, so it has this layout, or mig-manager is on
+   it) and is marked as mig-manager last reported. Busy nodes are marked refused and keep
+   their partitioning; listed nodes that are missing, have other GPUs or no GPU product
+   label are marked not applied;
+5. schedule `refresh_state`, which reads the state labels of the nodes the apply labelled
+   back until none is pending.
 Both tasks are idempotent: applying the same objects again changes nothing. Both talk to
 the cluster through the portal's one client, `pools.kube`.
 
@@ -74,9 +81,15 @@ def config_map_manifest(strategy: PartitioningStrategy) -> dict[str, Any]:
     )
 
 
+def node_labels(config_name: str) -> dict[str, str]:
+    """The labels the portal applies to repartition a node: the config, and "pending" for
+    mig-manager to overwrite once it acts on it."""
+    return {MIG_CONFIG_LABEL: config_name, MIG_STATE_LABEL: MigConfigState.PENDING.value}
+
+
 def node_label_patch(node_name: str, config_name: str) -> dict[str, Any]:
-    """The apply body that sets only the portal's label on a node."""
-    return kube.labels_patch("Node", node_name, {MIG_CONFIG_LABEL: config_name})
+    """The apply body that sets only the portal's labels on a node."""
+    return kube.labels_patch("Node", node_name, node_labels(config_name))
 
 
 # --- the cluster ---------------------------------------------------------------------------
@@ -86,8 +99,8 @@ def _labels(node: dict) -> dict[str, str]:
     return node.get("metadata", {}).get("labels") or {}
 
 
-def _model_of(node: dict) -> str:
-    found = gpu_model_for_product_label(_labels(node).get(PRODUCT_LABEL, ""))
+def _model_of(labels: dict[str, str]) -> str:
+    found = gpu_model_for_product_label(labels.get(PRODUCT_LABEL, ""))
     return found.code if found else ""
 
 
@@ -210,40 +223,57 @@ def _apply(strategy: PartitioningStrategy) -> str:
     nodes = _target_nodes(client, strategy)
     if not nodes:
         return _fail(strategy, _no_nodes(strategy))
-    busy = busy_nodes(strategy.infrastructure, nodes)
+    busy = busy_nodes(strategy.infrastructure, list(nodes))
     for node, pods in portal_pod_nodes(client).items():
         if node in nodes:
             busy.setdefault(node, []).extend(pods)
     client.apply(config_map_manifest(strategy), field_manager=FIELD_MANAGER)
-    for node in nodes:
+    for node, labels in nodes.items():
         if node in busy:
-            set_node_state(strategy, node, MigConfigState.REFUSED, _busy_words(busy[node]))
-            continue
-        client.apply_labels("Node", node, {MIG_CONFIG_LABEL: name}, field_manager=FIELD_MANAGER)
-        set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
+            set_node_state(
+                strategy, node, MigConfigState.REFUSED, _busy_words(busy[node]), config_label=""
+            )
+        elif labels.get(MIG_CONFIG_LABEL) == name:
+            # Nothing to relabel: mig-manager acted on this config (named after its
+            # content) or is acting on it, so what it reports is about this layout.
+            set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
+            state, message = _reported(labels)
+            set_node_state(
+                strategy, node, state, message or f"was already labelled {name}", config_label=name
+            )
+        else:
+            client.apply_labels("Node", node, node_labels(name), field_manager=FIELD_MANAGER)
+            set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
     PartitioningStrategy.objects.filter(pk=strategy.pk).update(applied_config=name, apply_error="")
     _schedule_refresh(strategy)
     labelled = len(nodes) - len([n for n in nodes if n in busy])
     return f"labelled {labelled} of {len(nodes)} nodes {MIG_CONFIG_LABEL}={name}"
 
 
-def _target_nodes(client: kube.KubeClient, strategy: PartitioningStrategy) -> list[str]:
-    """The nodes to label: the listed ones (which must exist), else every node of the model."""
+def _target_nodes(client: kube.KubeClient, strategy: PartitioningStrategy) -> dict[str, dict]:
+    """The nodes to label, with their labels: the listed ones (which must exist and be GPU
+    nodes of the model), else every node of the model."""
     listed = strategy.node_list()
-    cluster = {node["metadata"]["name"]: node for node in client.list("Node")}
+    cluster = {node["metadata"]["name"]: _labels(node) for node in client.list("Node")}
     if not listed:
-        return sorted(
-            name for name, node in cluster.items() if _model_of(node) == strategy.gpu_model
-        )
-    targets = []
+        return {
+            name: labels
+            for name, labels in sorted(cluster.items())
+            if _model_of(labels) == strategy.gpu_model
+        }
+    targets = {}
     for name in listed:
-        if name not in cluster:
-            set_node_state(strategy, name, MigConfigState.NOT_APPLIED, "not found in the cluster")
-        elif _model_of(cluster[name]) not in ("", strategy.gpu_model):
-            model = _model_of(cluster[name])
-            set_node_state(strategy, name, MigConfigState.NOT_APPLIED, f"has {model} GPUs")
+        labels = cluster.get(name)
+        if labels is None:
+            problem = "not found in the cluster"
+        elif PRODUCT_LABEL not in labels:
+            problem = f"no GPU product label ({PRODUCT_LABEL}): not a GPU node?"
+        elif _model_of(labels) not in ("", strategy.gpu_model):
+            problem = f"has {_model_of(labels)} GPUs"
         else:
-            targets.append(name)
+            targets[name] = labels
+            continue
+        set_node_state(strategy, name, MigConfigState.NOT_APPLIED, problem, config_label="")
     return targets
 
 
@@ -278,13 +308,13 @@ def refresh_state(strategy_id: int) -> str:
         return "not a Kubernetes cluster"
     try:
         client = kube.client_for(strategy.infrastructure)
-        for row in strategy.node_states.all():
+        for row in _labelled(strategy):
             node = client.get("Node", row.name)
             if node is None:
                 set_node_state(
                     strategy, row.name, MigConfigState.NOT_APPLIED, "not found in the cluster"
                 )
-            elif row.state != MigConfigState.REFUSED:  # stays refused until the next apply
+            else:
                 _read_labels(strategy, row, _labels(node))
     except DriverError as error:
         return _fail(strategy, f"{REFRESH_FAILED}{error}")
@@ -302,18 +332,31 @@ def refresh_state(strategy_id: int) -> str:
     return "done"
 
 
+def _labelled(strategy: PartitioningStrategy):
+    """The nodes the last apply labelled (or found labelled) with its config. A node it
+    refused, or could not apply to, stays as the apply left it until the next apply: its
+    labels are not this partitioning's doing."""
+    rows = strategy.node_states.exclude(state=MigConfigState.REFUSED)
+    return rows.exclude(config_label="")
+
+
 def _read_labels(strategy: PartitioningStrategy, row: NodePartition, labels: dict) -> None:
     wanted = strategy.applied_config
     label = labels.get(MIG_CONFIG_LABEL, "")
-    state = labels.get(MIG_STATE_LABEL, "")
     if wanted and label != wanted:
         found, message = MigConfigState.NOT_APPLIED, f"labelled {label or 'nothing'}, not {wanted}"
-    elif not state:
-        found, message = MigConfigState.PENDING, "mig-manager has not reported yet"
-    elif state in (*_WAITING, MigConfigState.SUCCESS, MigConfigState.FAILED):
-        found, message = state, ""
-        if state == MigConfigState.FAILED:
-            message = "mig-manager could not repartition the node; see its logs on the node"
     else:
-        found, message = MigConfigState.PENDING, f"mig-manager reports {state!r}"
+        found, message = _reported(labels)
     set_node_state(strategy, row.name, found, message, config_label=label)
+
+
+def _reported(labels: dict) -> tuple[str, str]:
+    """The node's state as mig-manager reports it, and what to say about it."""
+    state = labels.get(MIG_STATE_LABEL, "")
+    if not state:
+        return MigConfigState.PENDING, "mig-manager has not reported yet"
+    if state == MigConfigState.FAILED:
+        return state, "mig-manager could not repartition the node; see its logs on the node"
+    if state in (*_WAITING, MigConfigState.SUCCESS):
+        return state, ""
+    return MigConfigState.PENDING, f"mig-manager reports {state!r}"

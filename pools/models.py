@@ -589,10 +589,10 @@ class LoopLock(models.Model):
 
 
 # A node's MIG config state (`MigConfigState`). Applying moves a node to pending (labelled),
-# refused (workspaces on it) or not applied (missing, other GPUs); reading mig-manager's
-# labels moves a labelled node between pending, rebooting, success and failed, or back to
-# not applied when its label changed. A refused node is not read: it stays refused until
-# the next apply (`pools.mig_apply`).
+# refused (workspaces on it) or not applied (missing, other GPUs, no GPU product label);
+# reading mig-manager's labels moves a labelled node between pending, rebooting, success
+# and failed, or back to not applied when its label changed. A refused node is not read:
+# it stays refused until the next apply (`pools.mig_apply`).
 _APPLIED = {MigConfigState.PENDING, MigConfigState.REFUSED, MigConfigState.NOT_APPLIED}
 _READ = {MigConfigState.REBOOTING, MigConfigState.SUCCESS, MigConfigState.FAILED}
 NODE_PARTITION_LIFECYCLE = Lifecycle(

@@ -29,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import promises, steps, supervisor, warmpool
+from pools import lifetime, promises, steps, supervisor, warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
 from pools.lifecycle import State, transition
@@ -396,8 +396,8 @@ def expire(now=None) -> int:
 
     now = now or timezone.now()
     expired = 0
-    settled = (State.READY, State.DEGRADED, State.STOPPED)
-    due = Workspace.objects.filter(state__in=settled, expires_at__lt=now)
+    # The states warned before expiry: a workspace is never deleted without its warning.
+    due = Workspace.objects.filter(state__in=lifetime.EXPIRING_STATES, expires_at__lt=now)
     for workspace in due:
         with transaction.atomic():
             if transition(workspace, State.DELETING, message="lifetime reached"):
@@ -426,6 +426,13 @@ def live_names(infrastructure) -> set[str]:
     return names
 
 
+def _live_on_any_infrastructure() -> set[str]:
+    names: set[str] = set()
+    for infrastructure in Infrastructure.objects.all():
+        names |= live_names(infrastructure)
+    return names
+
+
 def reap_orphans() -> list[str]:
     """Deprovision resources that exist on an infrastructure but whose owner row is absent
     or in a state that holds no resources (deleted; `Lifecycle.holds_resources`). A failed
@@ -434,6 +441,10 @@ def reap_orphans() -> list[str]:
     The names on the infrastructure are read *before* the kept names: a resource is only
     made after its owner's row committed, so an owner created in between is already in the
     second read and is never mistaken for an orphan.
+
+    A name live on another entry is kept too: names are unique across the portal (`ws-42`,
+    `pool-17`), and two entries may reach one cluster (one kubeconfig for both, say), where
+    each lists the other's resources.
     """
 
     reaped = []
@@ -446,7 +457,10 @@ def reap_orphans() -> list[str]:
         except (ImportError, DriverError):
             logger.exception("sweep: cannot list resources on %s", infrastructure)
             continue
-        for name in sorted(present - live_names(infrastructure)):
+        orphans = present - live_names(infrastructure)
+        if orphans:  # rare: only then are the other entries' names read
+            orphans -= _live_on_any_infrastructure()
+        for name in sorted(orphans):
             spec = WorkspaceSpec(name=name, owner="", profile="", profile_version=0, groups=())
             try:
                 driver.deprovision(spec)

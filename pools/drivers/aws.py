@@ -5,7 +5,11 @@ of `node_count` nodes (min = max = desired) on one instance type: the group's ow
 smallest instance type enabled on the infrastructure whose GPU model and count fit. GPU
 node groups use the NVIDIA AMI, carry the `nvidia.com/gpu` NoSchedule taint and the
 `gpupaas.io/workspace` / `gpupaas.io/group` node labels; every node group and cluster is
-tagged `app.kubernetes.io/managed-by=gpu-paas-portal` and `gpupaas.io/workspace`.
+tagged `app.kubernetes.io/managed-by=gpu-paas-portal`, `gpupaas.io/workspace` and
+`gpupaas.io/infrastructure=<entry id>`. An entry counts (in its inventory, and in what
+the sweep may reap) only node groups and dedicated clusters tagged with its own id: another
+entry's may be on a cluster it lists (one whose name starts with its cluster's, or the
+same cluster, which entries saved before the form refused that may share).
 
 Node groups live on the infrastructure's EKS cluster (created when missing). A workspace
 of a super-sized profile (its spec carries `gpupaas.io/dedicated-cluster=true`, which
@@ -13,11 +17,13 @@ of a super-sized profile (its spec carries `gpupaas.io/dedicated-cluster=true`, 
 tagged with the workspace, and deleted with it.
 
 Creation is idempotent: node groups and clusters are looked up by name first, created with
-a stable clientRequestToken, and a ResourceInUseException on create means a concurrent
-attempt won. Readiness: the cluster and every node group ACTIVE. Deprovisioning finds the
-workspace's node groups by name on both clusters, deletes them (ResourceNotFoundException =
-done) and raises TransientError until they are gone, so the task retries; then the
-dedicated cluster (only one tagged with the workspace) the same way.
+a stable clientRequestToken (a digest of the cluster and node group names: one per
+resource, within the 64 characters EKS allows), and a ResourceInUseException on create
+means a concurrent attempt won. Readiness: the cluster and every node group ACTIVE.
+Deprovisioning finds the workspace's node groups by name on both clusters, deletes them
+(ResourceNotFoundException = done) and raises TransientError until they are gone, so the
+task retries; then the dedicated cluster (only one tagged with the workspace) the same
+way. Stop finds them by name the same way and scales each to 0 nodes.
 
 Settings, from the infrastructure's `credentials` (or the constructor): `cluster_name`
 (default "gpu-paas-<infrastructure name>"), `cluster_role_arn`, `node_role_arn`,
@@ -26,6 +32,7 @@ Settings, from the infrastructure's `credentials` (or the constructor): `cluster
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -68,6 +75,8 @@ TRANSIENT_CODES = {
     "RequestTimeoutException",
 }
 NOT_FOUND = "ResourceNotFoundException"
+# The entry (Infrastructure pk) whose workspace a node group or cluster belongs to.
+INFRASTRUCTURE_TAG = "gpupaas.io/infrastructure"
 
 
 @dataclass(frozen=True)
@@ -228,9 +237,8 @@ class AwsDriver(Driver):
         """
         dedicated = self.dedicated_cluster_name(spec)
         remaining: list[str] = []
-        for cluster in (self.settings.cluster_name, dedicated):
-            if self._describe_cluster(cluster) is not None:
-                remaining += self._delete_nodegroups(cluster, spec, report)
+        for cluster in self._workspace_clusters(spec):
+            remaining += self._delete_nodegroups(cluster, spec, report)
         if remaining:
             raise TransientError(f"Node groups {', '.join(remaining)} are still being deleted.")
         found = self._describe_cluster(dedicated)
@@ -249,9 +257,7 @@ class AwsDriver(Driver):
     def _delete_nodegroups(self, cluster: str, spec: WorkspaceSpec, report: Reporter) -> list[str]:
         """Start deleting the workspace's node groups on `cluster`; those still there."""
         remaining = []
-        for name in self._nodegroup_names(cluster):
-            if not _is_nodegroup_of(name, spec):
-                continue
+        for name in self._nodegroup_names_of(cluster, spec):
             nodegroup = self._describe_nodegroup(cluster, name)
             if nodegroup is None:
                 continue
@@ -271,26 +277,29 @@ class AwsDriver(Driver):
 
     def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         """Scale the workspace's node groups to 0 nodes; the cluster (dedicated or shared)
-        and the node groups stay, so `start` only scales them back."""
-        cluster = self.cluster_name(spec)
-        if self._describe_cluster(cluster) is None:
-            return
-        for group in spec.groups:
-            name = nodegroup_name(spec, group)
-            nodegroup = self._describe_nodegroup(cluster, name)
-            if nodegroup is None or _desired(nodegroup) == 0:
-                continue
-            if nodegroup["status"] != "ACTIVE":
-                raise TransientError(f"Node group {name} is {nodegroup['status'].lower()}.")
-            self._call(
-                f"scaling node group {name} to 0",
-                self.eks.update_nodegroup_config,
-                clusterName=cluster,
-                nodegroupName=name,
+        and the node groups stay, so `start` only scales them back.
+
+        Like `deprovision`, node groups are found by name on both clusters, not from
+        `spec.groups`: the profile may have lost a group, or become super-sized, since
+        the workspace was provisioned, and a stopped workspace must run no node.
+        """
+        for cluster in self._workspace_clusters(spec):
+            for name in self._nodegroup_names_of(cluster, spec):
+                nodegroup = self._describe_nodegroup(cluster, name)
+                if nodegroup is None or _desired(nodegroup) == 0:
+                    continue
+                if nodegroup["status"] != "ACTIVE":
+                    raise TransientError(f"Node group {name} is {nodegroup['status'].lower()}.")
                 # EKS wants maxSize >= 1; desired and min 0 means no node runs.
-                scalingConfig={"minSize": 0, "maxSize": max(group.node_count, 1), "desiredSize": 0},
-            )
-            report(f"node group {name} scaled to 0 nodes")
+                largest = max((nodegroup.get("scalingConfig") or {}).get("maxSize", 1), 1)
+                self._call(
+                    f"scaling node group {name} to 0",
+                    self.eks.update_nodegroup_config,
+                    clusterName=cluster,
+                    nodegroupName=name,
+                    scalingConfig={"minSize": 0, "maxSize": largest, "desiredSize": 0},
+                )
+                report(f"node group {name} scaled to 0 nodes")
 
     def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
         """Scale the node groups back to `node_count` (as `provision` does) and wait."""
@@ -303,7 +312,7 @@ class AwsDriver(Driver):
         enabled = {it.name: it for it in self._enabled_instance_types()}
         nodes: list[NodeInfo] = []
         for cluster in self._clusters():
-            for nodegroup in self._nodegroups(cluster):
+            for nodegroup in self._own_nodegroups(cluster):
                 instance_type = (nodegroup.get("instanceTypes") or [""])[0]
                 facts = enabled.get(instance_type) or catalog.instance_type("aws", instance_type)
                 model = (facts.gpu_model or "") if facts else ""
@@ -322,16 +331,15 @@ class AwsDriver(Driver):
         return nodes
 
     def managed_names(self) -> set[str]:
+        """The workspaces with node groups or a dedicated cluster tagged as this entry's."""
         names = set()
         for cluster in self._clusters():
-            for nodegroup in self._nodegroups(cluster):
-                tags = nodegroup.get("tags") or {}
-                if tags.get(m.MANAGED_BY_LABEL) == m.MANAGED_BY and tags.get(m.WORKSPACE_LABEL):
-                    names.add(tags[m.WORKSPACE_LABEL])
+            for nodegroup in self._own_nodegroups(cluster):
+                names.add((nodegroup.get("tags") or {}).get(m.WORKSPACE_LABEL))
             tags = (self._describe_cluster(cluster) or {}).get("tags") or {}
-            if tags.get(m.WORKSPACE_LABEL):
-                names.add(tags[m.WORKSPACE_LABEL])
-        return names
+            if self._is_own(tags):
+                names.add(tags.get(m.WORKSPACE_LABEL))
+        return {name for name in names if name}
 
     def cluster(self, name: str = "") -> dict | None:
         """EKS's description of a cluster (the infrastructure's own by default), or None
@@ -370,10 +378,20 @@ class AwsDriver(Driver):
 
     def _tags(self, spec: WorkspaceSpec) -> dict[str, str]:
         return {
-            m.MANAGED_BY_LABEL: m.MANAGED_BY,
+            **self._entry_tags(),
             m.WORKSPACE_LABEL: spec.name,
             m.PROFILE_LABEL: spec.profile,
         }
+
+    def _entry_tags(self) -> dict[str, str]:
+        return {
+            m.MANAGED_BY_LABEL: m.MANAGED_BY,
+            INFRASTRUCTURE_TAG: str(self.infrastructure.pk),
+        }
+
+    def _is_own(self, tags: dict) -> bool:
+        """Whether the tags say this entry made it (another entry may share the cluster)."""
+        return all(tags.get(key) == value for key, value in self._entry_tags().items())
 
     def _create_cluster(self, spec: WorkspaceSpec, cluster: str) -> None:
         s = self.settings
@@ -382,7 +400,7 @@ class AwsDriver(Driver):
                 f"EKS cluster {cluster} does not exist, and {self.infrastructure} lacks the "
                 "cluster_role_arn and subnet_ids the portal needs to create it."
             )
-        tags = self._tags(spec) if is_dedicated(spec) else {m.MANAGED_BY_LABEL: m.MANAGED_BY}
+        tags = self._tags(spec) if is_dedicated(spec) else self._entry_tags()
         params = {
             "name": cluster,
             "roleArn": s.cluster_role_arn,
@@ -391,7 +409,7 @@ class AwsDriver(Driver):
                 "securityGroupIds": list(s.security_group_ids),
             },
             "tags": tags,
-            "clientRequestToken": cluster,
+            "clientRequestToken": request_token(cluster),
         }
         minor = catalog.kubernetes_minor(self.infrastructure.kubernetes_version or "")
         if minor:
@@ -416,7 +434,7 @@ class AwsDriver(Driver):
             "nodeRole": s.node_role_arn,
             "labels": {m.WORKSPACE_LABEL: spec.name, m.GROUP_LABEL: str(group.index)},
             "tags": {**self._tags(spec), m.GROUP_LABEL: str(group.index)},
-            "clientRequestToken": f"{cluster}/{name}"[:64],
+            "clientRequestToken": request_token(cluster, name),
         }
         if group.gpu_count:
             params["taints"] = [{"key": m.GPU_RESOURCE, "value": "true", "effect": "NO_SCHEDULE"}]
@@ -478,9 +496,19 @@ class AwsDriver(Driver):
             if not token:
                 return names
 
-    def _nodegroups(self, cluster: str) -> list[dict]:
+    def _workspace_clusters(self, spec: WorkspaceSpec) -> list[str]:
+        """The clusters that may hold the workspace's node groups and exist: the shared
+        one and its dedicated one (a profile made super-sized, or no longer, since)."""
+        candidates = (self.settings.cluster_name, self.dedicated_cluster_name(spec))
+        return [name for name in candidates if self._describe_cluster(name) is not None]
+
+    def _nodegroup_names_of(self, cluster: str, spec: WorkspaceSpec) -> list[str]:
+        return [name for name in self._nodegroup_names(cluster) if _is_nodegroup_of(name, spec)]
+
+    def _own_nodegroups(self, cluster: str) -> list[dict]:
+        """The node groups on `cluster` tagged as this entry's."""
         found = [self._describe_nodegroup(cluster, n) for n in self._nodegroup_names(cluster)]
-        return [n for n in found if n]
+        return [n for n in found if n and self._is_own(n.get("tags") or {})]
 
     def _nodegroup_names(self, cluster: str) -> list[str]:
         names: list[str] = []
@@ -544,6 +572,13 @@ class AwsDriver(Driver):
                 raise translate(error, what) from error
         except BotoCoreError as error:
             raise translate(error, what) from error
+
+
+def request_token(*names: str) -> str:
+    """A create call's idempotency token: the same for a retry, another for any other
+    cluster or node group. EKS takes at most 64 characters, and a cluster name alone may
+    have 100, so the names are digested (a SHA-256 in hex is exactly 64)."""
+    return hashlib.sha256("/".join(names).encode()).hexdigest()
 
 
 def _is_nodegroup_of(name: str, spec: WorkspaceSpec) -> bool:

@@ -1,6 +1,7 @@
 from botocore.exceptions import BotoCoreError, ClientError
 from django import forms
 from django.db import transaction
+from django.utils.text import slugify
 
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput, SecretTextarea
 from portal.roles import CHANGE, Area, has_perm
@@ -287,6 +288,8 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         for key in missing:
             self.add_error(credential_field_name(provider.code, key), "Needed to log in.")
         settings = self._clean_eks_settings() if provider.code == "aws" else {}
+        if provider.code == "aws":
+            self._refuse_another_entrys_cluster(cleaned, settings)
         if provider.code == "aws" and credentials and not missing and not self.errors:
             self._check_aws(credentials, settings, cleaned)
         # The driver reads the EKS settings beside the login (`eks_settings_from`).
@@ -313,6 +316,33 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         for key, problem in aws_checks.syntax_problems(settings).items():
             self.add_error(eks_field_name(key), problem)
         return settings
+
+    def _refuse_another_entrys_cluster(self, cleaned: dict, settings: dict) -> None:
+        """One EKS cluster per AWS entry: the driver finds node groups by name on its
+        entry's cluster, so two entries on one cluster would each list the other's."""
+        field = eks_field_name("cluster_name")
+        region = cleaned.get("region")
+        if not (cleaned.get("name") and region) or field in self.errors:
+            return
+        cluster = eks_cluster_name(cleaned["name"], settings.get("cluster_name"))
+        others = Infrastructure.objects.filter(kind=CLOUD, provider="aws", region=region)
+        sharing = [
+            other
+            for other in others.exclude(pk=self.instance.pk)
+            if eks_cluster_name(other.name, (other.credentials or {}).get("cluster_name"))
+            == cluster
+        ]
+        if not sharing:
+            return
+        other = sharing[0]
+        if settings.get("cluster_name"):
+            problem = f"{other} already uses EKS cluster {cluster} in {region}."
+        else:
+            problem = (
+                f"Left empty, this is {cluster} (from this entry's name), which {other} "
+                f"already uses in {region}."
+            )
+        self.add_error(field, f"{problem} Give this entry a cluster of its own.")
 
     def _check_aws(self, credentials: dict, settings: dict, cleaned: dict) -> None:
         """Ask AWS whether it accepts new credentials, what the instance types are, and
@@ -480,6 +510,12 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 vcpu=facts.vcpu,
                 ram_gb=facts.ram_gb,
             )
+
+
+def eks_cluster_name(entry_name: str, given: str | None) -> str:
+    """The EKS cluster of an AWS entry: the one its settings name, else one named after
+    the entry (the rule `pools.drivers.aws.eks_settings_from` applies)."""
+    return given or f"gpu-paas-{slugify(entry_name)}"[:100]
 
 
 def _credential_widget(key: str) -> forms.Widget:

@@ -4,14 +4,19 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from pools import tasks
 from pools.drivers.aws import AwsDriver, choose_instance_type, translate
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
+from pools.lifecycle import State
+from pools.models import Workspace
 from profiles import catalog
 from profiles.aws_checks import (
     catalog_gpu_model,
     check_credentials,
     describe_instance_type_facts,
 )
+from profiles.choices import HealthStatus, InfrastructureKind
+from profiles.models import Infrastructure, InstanceType
 from tests.pools import moto_server
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +58,35 @@ def driver(aws, infrastructure):
 @pytest.fixture
 def eks(aws):
     return boto3.client("eks", endpoint_url=aws, region_name="us-east-1")
+
+
+@pytest.fixture
+def other_entry(infrastructure):
+    """A second AWS entry on the same EKS cluster: "AWS-test" slugifies like "AWS test",
+    and was saved before the form refused a cluster another entry uses."""
+    other = Infrastructure.objects.create(
+        name="AWS-test",
+        kind=InfrastructureKind.PUBLIC_CLOUD,
+        provider="aws",
+        region="us-east-1",
+        kubernetes_version="1.33",
+        health_status=HealthStatus.READY,
+        credentials=infrastructure.credentials,
+    )
+    InstanceType.objects.create(
+        infrastructure=other, name="p4d.24xlarge", gpu_model="A100-40GB", gpu_count=8,
+        gpu_memory_gb=40, vcpu=96, ram_gb=1152,
+    )  # fmt: skip
+    return other
+
+
+def desired_sizes(eks, cluster=CLUSTER) -> dict[str, int]:
+    return {
+        name: eks.describe_nodegroup(clusterName=cluster, nodegroupName=name)["nodegroup"][
+            "scalingConfig"
+        ]["desiredSize"]
+        for name in eks.list_nodegroups(clusterName=cluster)["nodegroups"]
+    }
 
 
 # --- credentials and instance type facts --------------------------------------------------
@@ -213,6 +247,58 @@ def test_managed_names_come_from_node_group_tags(driver):
     assert driver.managed_names() == {"pool-3"}
 
 
+def test_an_entry_counts_only_its_own_node_groups_on_a_shared_cluster(driver, eks, other_entry):
+    other = AwsDriver(other_entry)
+    assert other.settings.cluster_name == driver.settings.cluster_name == CLUSTER
+    driver.provision(A100)
+    other.provision(spec_of(GroupSpec(0, "A100-40GB", 8), name="ws-43"))
+    tags = eks.describe_nodegroup(clusterName=CLUSTER, nodegroupName="ws-43-g0")["nodegroup"]
+    assert tags["tags"]["gpupaas.io/infrastructure"] == str(other_entry.pk)
+    assert driver.managed_names() == {"ws-42"}
+    assert other.managed_names() == {"ws-43"}
+    assert [n.name for n in driver.inventory()] == [f"{CLUSTER}/ws-42-g0/0"]
+
+
+def test_the_sweep_of_one_entry_does_not_reap_another_entrys_live_workspace(
+    driver, eks, other_entry, org_admin, profile_factory
+):
+    profile = profile_factory(other_entry, "On B", groups=[("A100-40GB", 8)])
+    workspace = Workspace.objects.create(
+        owner=org_admin, profile=profile, infrastructure=other_entry, state=State.READY, name="b"
+    )
+    name = workspace.resource_name
+    assert AwsDriver(other_entry).provision(spec_of(GroupSpec(0, "A100-40GB", 8), name=name)).ready
+
+    assert tasks.reap_orphans() == []
+
+    assert eks.list_nodegroups(clusterName=CLUSTER)["nodegroups"] == [f"{name}-g0"]
+
+
+def test_each_node_group_gets_its_own_idempotency_token(driver, infrastructure):
+    """A cluster name may have 100 characters; EKS reads 64 of a token, so a token that
+    began with the cluster's name was the same for every node group on it."""
+    infrastructure.credentials = {**infrastructure.credentials, "cluster_name": "c" * 64}
+    infrastructure.save()
+    driver = AwsDriver(infrastructure)
+    tokens = []
+    create = driver.eks.create_nodegroup
+
+    def recording(**params):
+        tokens.append(params["clientRequestToken"])
+        return create(**params)
+
+    driver.eks.create_nodegroup = recording
+    driver.provision(
+        spec_of(
+            GroupSpec(0, "A100-40GB", 8, cpu=32, ram_gb=256),
+            GroupSpec(1, "A100-40GB", 8, cpu=32, ram_gb=256),
+        )
+    )
+    driver.provision(spec_of(GroupSpec(0, "A100-40GB", 8, cpu=32, ram_gb=256), name="ws-43"))
+    assert len(tokens) == len(set(tokens)) == 3
+    assert all(len(token) <= 64 for token in tokens)
+
+
 def test_inventory_lists_a_node_per_node_group_node(driver):
     driver.provision(spec_of(GroupSpec(0, "A100-40GB", 8, node_count=2)))
     nodes = driver.inventory()
@@ -293,6 +379,54 @@ def test_aws_errors_map_to_transient_or_permanent(error, kind):
     assert type(translated) is kind
     refused = any(word in str(error) for word in ("AccessDenied", "ClientTokenId"))
     assert ("refused the credentials" in str(translated)) == refused
+
+
+# --- stop ---------------------------------------------------------------------------------
+
+
+def test_stop_scales_down_a_node_group_the_profile_no_longer_lists(driver, eks):
+    """A profile may lose a resource group while its workspace runs (only its version is
+    bumped): stop finds the node groups by name, as deprovision does."""
+    before = spec_of(
+        GroupSpec(0, "A100-40GB", 8, cpu=32, ram_gb=256),
+        GroupSpec(1, "A100-40GB", 8, cpu=32, ram_gb=256, node_count=2),
+    )
+    assert driver.provision(before).ready
+    driver.stop(spec_of(GroupSpec(0, "A100-40GB", 8, cpu=32, ram_gb=256)))
+    assert desired_sizes(eks) == {"ws-42-g0": 0, "ws-42-g1": 0}
+
+
+def test_stop_after_the_profile_became_super_sized_stops_the_nodes(driver, eks):
+    """The spec now names a dedicated cluster that does not exist; the nodes run on the
+    shared one."""
+    assert driver.provision(A100).ready
+    now_super = spec_of(*A100.groups, **{"gpupaas.io/dedicated-cluster": "true"})
+    driver.stop(now_super)
+    assert desired_sizes(eks) == {"ws-42-g0": 0}
+
+
+def test_stopping_a_workspace_whose_profile_lost_a_group_stops_all_its_nodes(
+    driver, eks, infrastructure, org_admin, profile_factory
+):
+    profile = profile_factory(infrastructure, "Two", groups=[("A100-40GB", 8), ("A100-40GB", 8)])
+    profile.resource_groups.update(cpu=32, ram_gb=256)
+    workspace = Workspace.objects.create(
+        owner=org_admin, profile=profile, infrastructure=infrastructure, state=State.READY,
+        name="two",
+    )  # fmt: skip
+    assert driver.provision(workspace.spec()).ready
+    profile.resource_groups.filter(position=1).delete()
+    profile.version += 1
+    profile.save()
+    Workspace.objects.filter(pk=workspace.pk).update(state=State.STOPPING)
+
+    assert tasks.stop_workspace(workspace.pk) == "stopped"
+
+    name = workspace.resource_name
+    assert desired_sizes(eks) == {f"{name}-g0": 0, f"{name}-g1": 0}
+    # Start brings back what the profile asks now: its one group.
+    assert driver.start(workspace.spec()).ready
+    assert desired_sizes(eks) == {f"{name}-g0": 1, f"{name}-g1": 0}
 
 
 # --- super-sized profiles -----------------------------------------------------------------

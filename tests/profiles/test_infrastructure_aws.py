@@ -110,6 +110,31 @@ def test_subnets_in_one_zone_and_groups_of_another_vpc_are_refused(prepared):
     assert "Not in the subnets' VPC" in errors["eks_security_group_ids"][0]
 
 
+def test_a_cluster_another_entry_uses_in_the_region_is_refused(prepared, aws_infrastructure):
+    """Each entry finds its workspaces' node groups by name on its cluster: two entries on
+    one cluster would each list (and count) the other's."""
+    aws_infrastructure.credentials = {**aws_infrastructure.credentials, "cluster_name": "shared"}
+    aws_infrastructure.save()
+    errors = form_errors(aws_data(**eks_fields(prepared, eks_cluster_name="shared")))
+    assert errors["eks_cluster_name"] == [
+        "AWS test already uses EKS cluster shared in us-east-1. "
+        "Give this entry a cluster of its own."
+    ]
+    elsewhere = aws_data(region="eu-west-1", **eks_fields(prepared, eks_cluster_name="shared"))
+    assert "eks_cluster_name" not in form_errors(elsewhere)
+
+
+def test_a_default_cluster_name_another_entry_uses_is_refused(prepared, aws_infrastructure):
+    """ "AWS test" and "AWS-test" both default to gpu-paas-aws-test."""
+    errors = form_errors(aws_data(name="AWS-test", **eks_fields(prepared)))
+    assert errors["eks_cluster_name"] == [
+        "Left empty, this is gpu-paas-aws-test (from this entry's name), which AWS test "
+        "already uses in us-east-1. Give this entry a cluster of its own."
+    ]
+    named = aws_data(name="AWS-test", **eks_fields(prepared, eks_cluster_name="gpu-paas-b"))
+    assert "eks_cluster_name" not in form_errors(named)
+
+
 def as_the_browser_submits_it(instance: Infrastructure) -> dict:
     """The edit page's values, submitted unchanged (secrets blank: "leave blank to keep")."""
     form = InfrastructureForm(instance=instance)

@@ -157,6 +157,18 @@ def test_the_task_labels_only_the_listed_nodes(
     assert ("nodes", "", "missing-node") not in mig_cluster.objects  # never created
 
 
+def test_a_listed_node_without_a_gpu_product_label_is_not_labelled(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    mig_cluster.add_node("cpu-node", {"kubernetes.io/os": "linux"}, {"cpu": "16"})
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1\ncpu-node")
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 1 of 1")
+    assert "nvidia.com/mig.config" not in mig_cluster.node_labels("cpu-node")
+    refused = strategy.node_states.get(name="cpu-node")
+    assert refused.state == MigConfigState.NOT_APPLIED
+    assert refused.message == "no GPU product label (nvidia.com/gpu.product): not a GPU node?"
+
+
 def test_the_state_labels_are_tracked_until_mig_manager_is_done(
     admin_client, k8s_infrastructure, partitioning_factory, mig_cluster
 ):
@@ -192,6 +204,60 @@ def test_a_label_changed_by_someone_else_is_not_reported_as_applied(
     row = strategy.node_states.get(name="gpu-node-1")
     assert row.state == MigConfigState.NOT_APPLIED
     assert row.message == "labelled all-disabled, not all-balanced"
+
+
+def test_a_stale_success_label_is_not_reported_as_this_apply_succeeding(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    """The node has another config, which mig-manager applied (state success); until it
+    acts on the new label, the GPUs keep the old layout."""
+    mig_cluster.node_labels("gpu-node-1").update(
+        {"nvidia.com/mig.config": "all-disabled", "nvidia.com/mig.config.state": "success"}
+    )
+    strategy = partitioning_factory(
+        k8s_infrastructure, nodes="gpu-node-1", mode="custom", custom_counts={"3g.20gb": 2}
+    )
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 1 of 1")
+    labels = mig_cluster.node_labels("gpu-node-1")
+    assert labels["nvidia.com/mig.config"] == strategy.config_name()
+    assert labels["nvidia.com/mig.config.state"] == "pending"  # for mig-manager to overwrite
+    mig_apply.refresh_state(strategy.pk)
+    assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.PENDING
+    mig_cluster.set_mig_state("gpu-node-1", "success")
+    mig_apply.refresh_state(strategy.pk)
+    assert strategy.node_states.get(name="gpu-node-1").state == MigConfigState.SUCCESS
+
+
+def test_a_node_already_labelled_with_the_config_is_reported_as_mig_manager_left_it(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    """A config's name changes with its content, so a node labelled with it already has
+    that layout (or mig-manager is on it): its labels stay, and its state is its own."""
+    mig_cluster.node_labels("gpu-node-1").update(
+        {"nvidia.com/mig.config": "all-balanced", "nvidia.com/mig.config.state": "success"}
+    )
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1")
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 1 of 1")
+    assert mig_cluster.node_labels("gpu-node-1")["nvidia.com/mig.config.state"] == "success"
+    node = strategy.node_states.get(name="gpu-node-1")
+    assert node.state == MigConfigState.SUCCESS
+    assert node.message == "was already labelled all-balanced"
+
+
+def test_a_node_refused_for_its_other_gpus_is_not_reported_as_partitioned(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    """all-balanced exists for H100s too: a refused H100 node labelled with it by someone
+    else is still not this A100 partitioning's."""
+    mig_cluster.node_labels("h100-node").update(
+        {"nvidia.com/mig.config": "all-balanced", "nvidia.com/mig.config.state": "success"}
+    )
+    strategy = partitioning_factory(k8s_infrastructure, nodes="gpu-node-1\nh100-node")
+    mig_apply.apply_partitioning(strategy.pk)
+    mig_apply.refresh_state(strategy.pk)
+    refused = strategy.node_states.get(name="h100-node")
+    assert refused.state == MigConfigState.NOT_APPLIED
+    assert refused.message == "has H100-80GB GPUs"
 
 
 def test_refresh_is_enqueued_from_the_page(
