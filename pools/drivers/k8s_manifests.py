@@ -52,6 +52,22 @@ GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
+# What a workspace's (and a service's) container may not do, whatever its image: gain
+# privileges (setuid binaries, no_new_privs), make raw sockets (ARP or ICMP spoofing of
+# its neighbours on the pod network), device nodes, chroots or audit records, or make
+# syscalls the runtime's default seccomp profile refuses. The capabilities root in an
+# image needs for its own files and for dropping to a user (apt's _apt) are kept. The
+# namespaces enforce Pod Security "baseline" (POD_SECURITY), which these pods pass.
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["NET_RAW", "MKNOD", "SYS_CHROOT", "AUDIT_WRITE", "SETFCAP"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+POD_SECURITY = {
+    "pod-security.kubernetes.io/enforce": "baseline",
+    "pod-security.kubernetes.io/warn": "baseline",
+}
+
 NAMESPACE_MODE = "namespace"  # a namespace per workspace (default)
 SHARED_MODE = "shared"  # labelled objects in one shared namespace
 DATA_VOLUME = "data"
@@ -161,6 +177,7 @@ def namespace_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
         labels = {MANAGED_BY_LABEL: MANAGED_BY}
     else:
         labels = workspace_labels(spec)
+    labels = {**labels, **POD_SECURITY}
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -337,6 +354,7 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
             {"name": "GPUPAAS_GROUP_SERVICE", "value": group_name(spec, group)},
         ],
         "volumeMounts": [{"name": DATA_VOLUME, "mountPath": options.mount_path}],
+        "securityContext": CONTAINER_SECURITY,
     }
     if found:
         container["readinessProbe"] = GPU_READINESS

@@ -135,6 +135,7 @@ def _container(ctx: ComponentContext, work: KubeWorkload) -> dict:
     c.update(work.container)
     c["env"] = [{"name": "GPUPAAS_WORKSPACE", "value": ctx.spec.name}, *c.get("env", [])]
     c["resources"], _ = _resources(ctx)
+    c["securityContext"] = m.CONTAINER_SECURITY
     health = ctx.component.health
     if health is not None:
         c["readinessProbe"] = {

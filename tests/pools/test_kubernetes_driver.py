@@ -10,11 +10,13 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from pools import relay
+from pools import relay, tasks
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver, options_from_settings
 from pools.kube import object_path
+from pools.lifecycle import State
+from pools.models import Workspace
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure
 from tests.pools.k8s_stand_in import StandInApiServer
@@ -88,6 +90,25 @@ def test_a_workspace_pod_gets_no_service_account_token(shape):
     """The workspace's code needs no credentials for the cluster's API."""
     for statefulset in by_kind(m.render(SPECS[shape]), "StatefulSet"):
         assert statefulset["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+@pytest.mark.parametrize("shape", sorted(SPECS))
+@pytest.mark.parametrize("options", [m.ManifestOptions(), SHARED], ids=["namespace", "shared"])
+def test_a_workspace_container_may_not_gain_privileges_and_its_namespace_enforces_it(
+    shape, options
+):
+    """Code in the container is untrusted: no setuid escalation, no raw sockets to spoof
+    its neighbours, the runtime's seccomp profile; the namespace refuses any pod that
+    Pod Security "baseline" forbids (privileged, host namespaces, host paths...)."""
+    objects = m.render(SPECS[shape], options)
+    for statefulset in by_kind(objects, "StatefulSet"):
+        for container in statefulset["spec"]["template"]["spec"]["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert "NET_RAW" in security["capabilities"]["drop"]
+            assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    labels = by_kind(objects, "Namespace")[0]["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
 
 
 def test_a_cpu_only_group_has_no_gpu_selector_or_toleration():
@@ -390,6 +411,28 @@ def test_shared_mode_keeps_workspaces_apart_by_label(cluster):
     assert cluster.names("namespaces") == ["workspaces"]
     assert [p["metadata"]["name"] for p in cluster.pods()] == ["ws-43-g0-0"]
     driver.deprovision(SPECS["heterogeneous"])
+
+
+@pytest.mark.django_db
+def test_the_sweep_of_one_entry_does_not_reap_another_entrys_live_workspace(
+    cluster, org_admin, profile_factory
+):
+    """Two entries on one cluster (one kubeconfig for both) each list every portal
+    namespace there; the names are the portal's, so one live on either entry is kept."""
+    first, second = (kube_infrastructure(cluster) for _ in range(2))
+    first.save()
+    second.name = "Lab cluster, second entry"
+    second.save()
+    profile = profile_factory(second, "On the second")
+    workspace = Workspace.objects.create(
+        owner=org_admin, profile=profile, infrastructure=second, state=State.READY, name="b"
+    )
+    KubernetesDriver(second).provision(spec_of(GroupSpec(0), name=workspace.resource_name))
+    assert KubernetesDriver(first).managed_names() == {workspace.resource_name}
+
+    assert tasks.reap_orphans() == []
+
+    assert cluster.names("namespaces") == [workspace.resource_name]
 
 
 def test_inventory_reads_gpu_labels_and_allocatable_resources(cluster, driver):

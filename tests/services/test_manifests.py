@@ -94,7 +94,7 @@ def test_ray_workers_join_the_head():
 @pytest.mark.parametrize(
     "name", ["Jupyter Notebook", "Training", "Inference", "MLOps Platform", "Ray", "Jobs"]
 )
-def test_only_pods_that_call_the_cluster_api_get_a_service_account_token(name):
+def test_service_pods_get_no_token_unless_they_call_the_api_and_no_privileges(name):
     """Code in a service's pod is the workspace's, untrusted: it gets no credential to
     the cluster, save Kubeflow Pipelines' API server, which needs one."""
     objects = stack_objects(ServicesProfile.objects.get(name=name))
@@ -104,3 +104,5 @@ def test_only_pods_that_call_the_cluster_api_get_a_service_account_token(name):
         pod = obj["spec"]["template"]["spec"]
         calls_the_api = obj["metadata"]["labels"][COMPONENT_LABEL] == "kubeflow-pipelines"
         assert pod.get("automountServiceAccountToken", True) is calls_the_api, obj["metadata"]
+        for container in pod["containers"]:  # code in it is the workspace's too
+            assert container["securityContext"] == m.CONTAINER_SECURITY, obj["metadata"]
