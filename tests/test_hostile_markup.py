@@ -38,13 +38,17 @@ class Scan(HTMLParser):
                 self.bad.append(f"{name}={value!r} on <{tag}>")
 
 
+# Models whose names are unique: each row gets the payload after its own pk.
+UNIQUELY_NAMED = [
+    "profiles.Infrastructure",
+    "profiles.ComputeProfile",
+    "profiles.ServicesProfile",
+    "portal.Team",
+]
+
+
 def rename():
-    for label in [
-        "profiles.Infrastructure",
-        "profiles.ComputeProfile",
-        "profiles.ServicesProfile",
-        "portal.Team",
-    ]:
+    for label in UNIQUELY_NAMED:
         model = apps.get_model(label)
         for obj in model.objects.exclude(name__startswith="#"):
             changes = {"name": f"#{obj.pk} {obj.name}"[:100]}
@@ -85,12 +89,7 @@ def poison():
                 setattr(obj, n, value)
             model.objects.filter(pk=obj.pk).update(**{n: getattr(obj, n) for n in names})
     # unique names: add the payload with the pk
-    for label in [
-        "profiles.Infrastructure",
-        "profiles.ComputeProfile",
-        "profiles.ServicesProfile",
-        "portal.Team",
-    ]:
+    for label in UNIQUELY_NAMED:
         model = apps.get_model(label)
         for obj in model.objects.all():
             model.objects.filter(pk=obj.pk).update(name=f"{obj.pk}{P}"[:100])

@@ -73,11 +73,10 @@ def test_a_process_that_exits_is_not_running(tmp_path):
     assert not supervisor.is_running(record)  # exited, and the zombie was reaped
 
 
-def test_a_process_named_with_bytes_that_are_not_utf8_keeps_no_other_from_stopping(tmp_path):
-    # Another process renames itself so (/proc/self/comm): stopping reads every process's
-    # /proc/<pid>/stat for the members of the session it ends.
-    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
-    record = supervisor.start(argv, tmp_path, {}, tmp_path / "log", holder="ws-other")
+@pytest.fixture
+def process_named_in_bytes():
+    """A process that renamed itself (/proc/self/comm) with bytes that are not UTF-8, as
+    any workspace's code may: its name is in its /proc/<pid>/stat and status."""
     rename = (
         "import time\n"
         "open('/proc/self/comm', 'wb').write(b'\\xff\\xfe\\xfd')\n"
@@ -87,28 +86,29 @@ def test_a_process_named_with_bytes_that_are_not_utf8_keeps_no_other_from_stoppi
     renamed = subprocess.Popen([sys.executable, "-c", rename], stdout=subprocess.PIPE)
     try:
         assert renamed.stdout.readline() == b"renamed\n"
+        yield renamed
+    finally:
+        renamed.kill()
+        renamed.wait()
+
+
+def test_a_process_named_with_bytes_that_are_not_utf8_keeps_no_other_from_stopping(
+    tmp_path, process_named_in_bytes
+):
+    # Stopping reads every process's /proc/<pid>/stat for the members of the session it ends.
+    argv = [sys.executable, "-c", "import time; time.sleep(120)"]
+    record = supervisor.start(argv, tmp_path, {}, tmp_path / "log", holder="ws-other")
+    try:
         assert supervisor.is_running(record)
         supervisor.stop(record)
         assert not supervisor.is_running(record)
     finally:
-        renamed.kill()
-        renamed.wait()
         supervisor.stop(record)
 
 
-def test_a_process_named_with_bytes_that_are_not_utf8_is_still_counted_by_its_uid():
+def test_a_process_named_with_bytes_that_are_not_utf8_is_still_counted_by_its_uid(
+    process_named_in_bytes,
+):
     """Finding a workspace's processes by uid (to end them, or to know a uid is free)
     reads every process's /proc/<pid>/status, whose Name line is the process's choice."""
-    rename = (
-        "import time\n"
-        "open('/proc/self/comm', 'wb').write(b'\\xff\\xfe\\xfd')\n"
-        "print('renamed', flush=True)\n"
-        "time.sleep(120)\n"
-    )
-    renamed = subprocess.Popen([sys.executable, "-c", rename], stdout=subprocess.PIPE)
-    try:
-        assert renamed.stdout.readline() == b"renamed\n"
-        assert os.getuid() in set(isolation._process_uids())
-    finally:
-        renamed.kill()
-        renamed.wait()
+    assert os.getuid() in set(isolation._process_uids())
