@@ -193,7 +193,7 @@ def test_stopping_a_sandboxed_process_ends_everything_it_started(driver, cpu_pro
     driver.provision(spec(cpu_profile, "ws-1"))
     escape = (
         "import os, signal, subprocess, time\n"
-        "subprocess.Popen(['setsid', 'sleep', '300'])\n"
+        "subprocess.Popen(['setsid', 'sleep', '299.5'])\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
         "print('started', flush=True)\n"
         "time.sleep(300)\n"
@@ -201,13 +201,14 @@ def test_stopping_a_sandboxed_process_ends_everything_it_started(driver, cpu_pro
     record = driver.start_process(spec(cpu_profile, "ws-1"), [sys.executable, "-c", escape])
     log = driver.directory("ws-1") / "process.log"
     wait_for(lambda: "started" in log.read_text(), timeout=20, what="the job to start")
-    sleepers = _processes_named("sleep 300")
+    # A duration of its own: other tests, run at the same time, start `sleep 300`.
+    sleepers = _processes_named("sleep 299.5")
     assert sleepers
 
     supervisor.stop(record, timeout=1)
 
     assert not supervisor.is_running(record)
-    wait_for(lambda: not (set(_processes_named("sleep 300")) & set(sleepers)), timeout=10)
+    wait_for(lambda: not (set(_processes_named("sleep 299.5")) & set(sleepers)), timeout=10)
 
 
 def test_the_host_says_why_it_cannot_isolate_when_isolation_is_off(settings):
