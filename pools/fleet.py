@@ -94,8 +94,9 @@ def _pod_requests(pod: dict) -> dict[str, int]:
 
 
 def _pod_node(pod: dict) -> str | None:
-    """The node a live pod uses: where it is bound, else the node it is pinned to (a pod
-    the portal just pinned and the scheduler has not bound yet)."""
+    """The Node a live pod uses: where it is bound (`spec.nodeName`, the Node's name), else
+    the Node it is pinned to (a pod the portal just pinned and the scheduler has not bound
+    yet)."""
     if (pod.get("status") or {}).get("phase") in DONE_PHASES:
         return None
     spec = pod.get("spec") or {}
@@ -122,14 +123,15 @@ def build_fleet(nodes: list[NodeInfo], pods: list[dict]) -> list[placement.GpuSt
         allocatable = getattr(node, "allocatable", {}) or {}
         held = dict(used.get(node.name, {}))
         node_gpus = []
-        for i in range(allocatable.get(m.GPU_RESOURCE, 0)):
+        # Capped: an allocatable amount is a number anyone who may update a node writes.
+        for i in range(min(allocatable.get(m.GPU_RESOURCE, 0), m.MAX_GPUS_PER_NODE)):
             node_gpus.append(placement.GpuState(f"{node.name}/gpu-{i}", model, node.name))
         slices: dict[str, int] = {}
         if mig_ok:
             for resource, count in allocatable.items():
                 profile = _mig_profile(model, resource)
                 if profile and count > 0:
-                    slices[profile] = count
+                    slices[profile] = min(count, m.MAX_SLICES_PER_NODE)
         for i, counts in enumerate(_pack_slots(model, slices) if slices else []):
             node_gpus.append(
                 placement.GpuState.mig(f"{node.name}/mig-{i}", model, counts, node.name)

@@ -384,13 +384,15 @@ class KubeClient:
 
 
 def _message(data) -> str:
+    """The API's message, shortened: the body is the server's to fill (a proxy's page, a
+    webhook's text), and the message ends up in a health detail and the log."""
     if isinstance(data, bytes):
         data = data.decode(errors="replace")
     try:
         found = json.loads(data or "{}").get("message")
     except (ValueError, AttributeError):
         found = None
-    return str(found) if found else str(data or "")[:500]
+    return (str(found) if found else str(data or ""))[:500]
 
 
 def _body(response) -> dict:

@@ -25,8 +25,11 @@ the same model (the PCIe card) does not match; a node affinity "In" over all lab
 and is the next step if an installation mixes boards.
 
 A group the driver placed (`ManifestOptions.pin_nodes`) also carries a required node
-affinity `kubernetes.io/hostname In [node]`, in the same node selector term as the
-`NotIn` of `avoid_nodes` (the expressions of one term are ANDed).
+affinity on the Node's name, `matchFields` `metadata.name In [node]`, in the same node
+selector term as one `metadata.name NotIn [node]` per node of `avoid_nodes` (the
+requirements of one term are ANDed; a field requirement takes one value). The Node's name,
+not its `kubernetes.io/hostname` label: that label is the host's name, which differs from
+the Node's where names are FQDNs or the kubelet runs with --hostname-override.
 
 RAM and storage in the profile are "GB"; they are requested in GiB, as Kubernetes
 installations conventionally size memory and volumes.
@@ -50,7 +53,11 @@ PROFILE_LABEL = "gpupaas.io/profile"
 GROUP_LABEL = "gpupaas.io/group"
 GPU_RESOURCE = "nvidia.com/gpu"
 PRODUCT_LABEL = "nvidia.com/gpu.product"
-HOSTNAME_LABEL = "kubernetes.io/hostname"
+NODE_NAME_FIELD = "metadata.name"  # the only field a node affinity's matchFields can use
+# The most GPUs one node is believed to have (node labels and allocatable amounts are
+# anyone's to write), and the most MIG slices: at most 7 per GPU.
+MAX_GPUS_PER_NODE = 64
+MAX_SLICES_PER_NODE = 7 * MAX_GPUS_PER_NODE
 
 # What a workspace's (and a service's) container may not do, whatever its image: gain
 # privileges (setuid binaries, no_new_privs), make raw sockets (ARP or ICMP spoofing of
@@ -372,20 +379,19 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoExecute"},
         ]
-    expressions = []
+    fields = []
     pinned = options.pin_nodes.get(group.index)
     if pinned:
-        expressions.append({"key": HOSTNAME_LABEL, "operator": "In", "values": [pinned]})
-    if options.avoid_nodes:
-        expressions.append(
-            {"key": HOSTNAME_LABEL, "operator": "NotIn", "values": sorted(options.avoid_nodes)}
-        )
-    if expressions:
-        # One term: its expressions are ANDed (several terms would be ORed).
+        fields.append({"key": NODE_NAME_FIELD, "operator": "In", "values": [pinned]})
+    for node in sorted(options.avoid_nodes):
+        # A field requirement takes exactly one value: one NotIn per node.
+        fields.append({"key": NODE_NAME_FIELD, "operator": "NotIn", "values": [node]})
+    if fields:
+        # One term: its requirements are ANDed (several terms would be ORed).
         pod["affinity"] = {
             "nodeAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": {
-                    "nodeSelectorTerms": [{"matchExpressions": expressions}]
+                    "nodeSelectorTerms": [{"matchFields": fields}]
                 }
             }
         }
@@ -393,7 +399,7 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
 
 
 def pinned_node(statefulset: dict) -> str | None:
-    """The node a StatefulSet's pods are pinned to (`HOSTNAME_LABEL In [node]`), or None."""
+    """The Node a StatefulSet's pods are pinned to (`metadata.name In [node]`), or None."""
     affinity = (((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
         "affinity"
     ) or {}
@@ -401,11 +407,11 @@ def pinned_node(statefulset: dict) -> str | None:
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}
     for term in required.get("nodeSelectorTerms") or []:
-        for expression in term.get("matchExpressions") or []:
-            values = expression.get("values") or []
+        for requirement in term.get("matchFields") or []:
+            values = requirement.get("values") or []
             if (
-                expression.get("key") == HOSTNAME_LABEL
-                and expression.get("operator") == "In"
+                requirement.get("key") == NODE_NAME_FIELD
+                and requirement.get("operator") == "In"
                 and len(values) == 1
             ):
                 return values[0]

@@ -20,12 +20,24 @@ Placement: before a new workspace's StatefulSets are applied, each GPU group tha
 one node is placed with the fleet placement engine (`profiles.mig.placement.place`) on a
 fleet built from the nodes' allocatable `nvidia.com/gpu` / `nvidia.com/mig-<profile>`
 counts less what live pods request there (`pools.fleet.build_fleet`; nodes drained for
-repartitioning are left out), and pinned to its node with a required node affinity
-`kubernetes.io/hostname In [node]`. No room now → TransientError; no room even on an idle
+repartitioning are left out), and pinned to its node with a required node affinity on the
+Node's name (`k8s_manifests`). No room now → TransientError; no room even on an idle
 cluster → PermanentError. A re-apply (the StatefulSets exist) keeps the recorded pins and
-places nothing. Groups spanning several nodes are not pinned, and a cluster reporting no
-GPU nodes at all is left to the scheduler, as before. Listing every pod needs cluster-wide
-`list pods` (namespace mode already needs cluster-wide rights for namespaces).
+places nothing; a start places again a group whose node is gone, drained or full. Groups
+spanning several nodes are not pinned, and a cluster reporting no GPU nodes at all is left
+to the scheduler, as before. Listing every pod needs cluster-wide `list pods` (namespace
+mode already needs cluster-wide rights for namespaces).
+
+A node whose GPU numbers cannot be believed (more than `k8s_manifests.MAX_GPUS_PER_NODE`
+GPUs in its `nvidia.com/gpu.count` label or its allocatable amounts; anyone who may label
+or update nodes writes them) is listed by `inventory` without GPUs, with the reason in its
+`problem`, and is never placed on.
+
+Stop and start work on the StatefulSets as they are on the cluster, not as the profile,
+which may have been edited since, would render them: stop scales every set labelled with
+the workspace to 0 through the scale subresource (nothing else of the set changes), and
+start applies the profile's sets again with the volume claim templates they have
+(Kubernetes refuses any change to those; a volume keeps the size it was made with).
 
 Errors are `pools.kube`'s one mapping: 401/403 → PermanentError (the credentials were
 refused, with the reason); 404 → absent; 400/415/422 → PermanentError with the API's
@@ -63,6 +75,7 @@ from profiles.mig import placement
 IMAGE_PULL_GRACE = timedelta(minutes=10)
 IMAGE_PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 IMAGE_NEVER_PULLS = {"InvalidImageName", "ErrImageNeverPull"}
+GPU_COUNT_LABEL = "nvidia.com/gpu.count"  # GPU Feature Discovery's
 # What shared mode deletes, by label, to remove a workspace (pods go with their set).
 SHARED_MODE_KINDS = ("StatefulSet", "Service", "PersistentVolumeClaim")
 
@@ -82,9 +95,11 @@ def options_from_settings() -> m.ManifestOptions:
 
 @dataclass(frozen=True)
 class KubeNodeInfo(NodeInfo):
-    """A node, plus what the device plugin says is allocatable ("nvidia.com/gpu": 8, ...)."""
+    """A node, plus what the device plugin says is allocatable ("nvidia.com/gpu": 8, ...),
+    and why its GPUs are left out, when they are ("" otherwise)."""
 
     allocatable: dict[str, int] = field(default_factory=dict)
+    problem: str = ""
 
 
 class KubernetesDriver(Driver):
@@ -141,37 +156,63 @@ class KubernetesDriver(Driver):
     def stop(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         """Scale every StatefulSet of the workspace to 0 replicas; its volumes stay.
 
-        The StatefulSets are applied whole (as `provision` renders them) with `replicas: 0`
-        under the portal's own field manager: an apply of only `spec.replicas` by the same
-        manager would drop every other field it owns. Done when no pod is left.
+        The sets are found by the workspace's labels, not rendered from its profile: one
+        the edited profile no longer lists holds GPUs too. Only their replicas change (the
+        scale subresource), so each keeps its pin and its claim templates for `start`.
+        Done when no pod is left.
         """
         namespace = m.namespace_for(spec, self.options)
-        # Keep each group's node pin, so that `start` brings the pods back to their node.
-        options = replace(self.options, pin_nodes=self._recorded_pins(spec, namespace)[1])
-        for obj in m.render(spec, options):
-            if obj["kind"] != "StatefulSet":
-                continue
-            name = obj["metadata"]["name"]
-            if self.kube.get("StatefulSet", name, namespace) is None:
-                continue  # nothing to stop (a retry, or never made)
-            obj["spec"]["replicas"] = 0
-            self.kube.apply(obj)
+        for found in self.kube.list("StatefulSet", namespace, m.workspace_selector(spec)):
+            name = found["metadata"]["name"]
+            if (found.get("spec") or {}).get("replicas") == 0:
+                continue  # stopped before (a retry)
+            self.kube.request(
+                "PATCH",
+                f"{kube.object_path('StatefulSet', name, namespace)}/scale",
+                body={"spec": {"replicas": 0}},
+                content_type="application/merge-patch+json",
+                what=f"StatefulSet {name}",
+            )
             report(f"stateful set {name} scaled to 0")
         if self.kube.list("Pod", namespace, m.workspace_selector(spec)):
             raise TransientError(f"The pods of {spec.name} are still terminating.")
         report("all pods stopped; volumes kept")
 
     def start(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> ProvisionResult:
-        """Apply the StatefulSets again with `node_count` replicas; wait like provision."""
+        """Apply the profile's StatefulSets again with `node_count` replicas, each on its
+        recorded node unless that is gone, drained or full; wait like provision.
+
+        Every group of the profile needs the set it was made with: a group the profile
+        gained after the workspace was made has no volume, so the start fails, saying so.
+        The sets keep their volume claim templates (Kubernetes refuses any change to them)
+        and the claims are not applied again: a volume keeps the size it was made with.
+        """
         namespace = m.namespace_for(spec, self.options)
+        if self.options.namespace_mode == m.NAMESPACE_MODE:
+            self._check_namespace_is_ours(spec, namespace)
+        existing = {}
         for group in spec.groups:
             name = m.group_name(spec, group)
-            if self.kube.get("StatefulSet", name, namespace) is None:
+            found = self.kube.get("StatefulSet", name, namespace)
+            if found is None:
                 raise PermanentError(
-                    f"StatefulSet {name} of {spec.name} is gone from namespace {namespace}; "
-                    "the workspace cannot be started."
+                    f"StatefulSet {name} of {spec.name} is gone from namespace {namespace}: "
+                    f"group {group.index} was added to the profile after the workspace was "
+                    "made, or the set was deleted; the workspace cannot be started."
                 )
-        return self.provision(spec, report)
+            existing[name] = found
+        avoid = draining_nodes(self.infrastructure)
+        pins = self._pin_groups(spec, namespace, avoid, report, recheck=True)
+        options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
+        for obj in m.render(spec, options):
+            if obj["kind"] == "PersistentVolumeClaim":
+                continue  # made with the workspace; their StatefulSet holds them
+            if obj["kind"] == "StatefulSet":
+                found = existing[obj["metadata"]["name"]]
+                obj["spec"]["volumeClaimTemplates"] = found["spec"]["volumeClaimTemplates"]
+            self.kube.apply(obj)
+        report("stateful sets scaled up")
+        return self._observe(spec, report)
 
     def check(self, spec: WorkspaceSpec) -> list[str]:
         """Every pod of the workspace is there and Ready, and each runs on a node that is
@@ -190,38 +231,7 @@ class KubernetesDriver(Driver):
         return problems
 
     def inventory(self) -> list[NodeInfo]:
-        nodes: list[NodeInfo] = []
-        for node in self.kube.list("Node"):
-            labels = node["metadata"].get("labels") or {}
-            allocatable = {
-                key: m.count(value)
-                for key, value in (node.get("status", {}).get("allocatable") or {}).items()
-                if key == m.GPU_RESOURCE or key.startswith("nvidia.com/mig-")
-            }
-            product = labels.get(m.PRODUCT_LABEL, "")
-            model = gpu_model_for_product_label(product) if product else None
-            count = m.count(labels.get("nvidia.com/gpu.count")) or allocatable.get(
-                m.GPU_RESOURCE, 0
-            )
-            mig = "-MIG-" in product.upper() or any(k != m.GPU_RESOURCE for k in allocatable)
-            gpus = tuple(
-                GpuInfo(
-                    index=index,
-                    gpu_model=model.code if model else "",
-                    memory_mib=m.count(labels.get("nvidia.com/gpu.memory")),
-                    mig_enabled=mig,
-                )
-                for index in range(count)
-            )
-            nodes.append(
-                KubeNodeInfo(
-                    name=node["metadata"]["name"],
-                    gpus=gpus,
-                    labels=dict(labels),
-                    allocatable=allocatable,
-                )
-            )
-        return nodes
+        return [node_info(node) for node in self.kube.list("Node")]
 
     def managed_names(self) -> set[str]:
         selector = f"{m.MANAGED_BY_LABEL}={m.MANAGED_BY}"
@@ -263,17 +273,38 @@ class KubernetesDriver(Driver):
         return existing, pins
 
     def _pin_groups(
-        self, spec: WorkspaceSpec, namespace: str, avoid: tuple[str, ...], report: Reporter
+        self,
+        spec: WorkspaceSpec,
+        namespace: str,
+        avoid: tuple[str, ...],
+        report: Reporter,
+        *,
+        recheck: bool = False,
     ) -> dict[int, str]:
         """The node each GPU group's pods are pinned to, placed with the fleet engine.
 
         A group whose StatefulSet exists keeps the pin recorded in it (or none): a re-apply
-        never moves a workspace. The others are placed on a fleet built from the cluster
-        (`fleet.build_fleet`). A group spanning several nodes is not pinned: the engine places a
-        group on one host, and one StatefulSet template cannot pin each replica to its own
-        node, so the scheduler spreads those replicas as before.
+        never moves a workspace. With `recheck` (a start), a recorded pin to a node that is
+        gone, drained or without room for the group now is dropped and the group placed
+        again: a stopped workspace's node may have been replaced or taken meanwhile. The
+        others are placed on a fleet built from the cluster (`fleet.build_fleet`). A group
+        spanning several nodes is not pinned: the engine places a group on one host, and one
+        StatefulSet template cannot pin each replica to its own node, so the scheduler
+        spreads those replicas as before.
         """
         existing, pins = self._recorded_pins(spec, namespace)
+        nodes: list[NodeInfo] | None = None
+        pods: list[dict] | None = None
+        if recheck and pins:
+            nodes = [n for n in self.inventory() if fleet.is_gpu_node(n)]
+            pods = self.kube.list("Pod")
+            for group in spec.groups:
+                node = pins.get(group.index)
+                problem = node and _pin_problem(spec, group, node, nodes, pods, avoid)
+                if problem:
+                    report(f"group {group.index} is placed again: node {node} {problem}")
+                    del pins[group.index]
+                    existing.discard(group.index)
         for index, node in sorted(pins.items()):
             report(f"group {index} stays pinned to node {node}")
         todo = []
@@ -289,22 +320,14 @@ class KubernetesDriver(Driver):
             todo.append(group)
         if not todo:
             return pins
-        nodes = [n for n in self.inventory() if fleet.is_gpu_node(n)]
+        if nodes is None:
+            nodes = [n for n in self.inventory() if fleet.is_gpu_node(n)]
         if not nodes:
             report("the cluster reports no GPU nodes; the scheduler places the workspace")
             return pins
-        pods = self.kube.list("Pod")
-        request = placement.Request(
-            f"workspace:{spec.name}",
-            tuple(
-                placement.ResourceGroup(
-                    count=g.gpu_count,
-                    gpu_model=g.gpu_model or None,
-                    profile=g.mig_profile or None,
-                )
-                for g in todo
-            ),
-        )
+        if pods is None:
+            pods = self.kube.list("Pod")
+        request = _request(spec, todo)
         chosen = placement.place(
             fleet.build_fleet([n for n in nodes if n.name not in avoid], pods), request
         )
@@ -362,6 +385,87 @@ class KubernetesDriver(Driver):
                     report(f"{kube.kind(kind).words} {name} deleted")
         if self.kube.list("Pod", namespace, selector):
             raise TransientError(f"The pods of {spec.name} are still terminating.")
+
+
+def node_info(node: dict) -> KubeNodeInfo:
+    """What `inventory` lists of one Node object."""
+    name = node["metadata"]["name"]
+    labels = node["metadata"].get("labels") or {}
+    allocatable = {
+        key: m.count(value)
+        for key, value in (node.get("status", {}).get("allocatable") or {}).items()
+        if key == m.GPU_RESOURCE or key.startswith("nvidia.com/mig-")
+    }
+    problem = _implausible(labels, allocatable)
+    if problem:
+        return KubeNodeInfo(
+            name=name, labels=dict(labels), problem=f"Node {name} {problem}; its GPUs are left out."
+        )
+    product = labels.get(m.PRODUCT_LABEL, "")
+    model = gpu_model_for_product_label(product) if product else None
+    count = m.count(labels.get(GPU_COUNT_LABEL)) or allocatable.get(m.GPU_RESOURCE, 0)
+    mig = "-MIG-" in product.upper() or any(k != m.GPU_RESOURCE for k in allocatable)
+    gpus = tuple(
+        GpuInfo(
+            index=index,
+            gpu_model=model.code if model else "",
+            memory_mib=m.count(labels.get("nvidia.com/gpu.memory")),
+            mig_enabled=mig,
+        )
+        for index in range(count)
+    )
+    return KubeNodeInfo(name=name, gpus=gpus, labels=dict(labels), allocatable=allocatable)
+
+
+def _implausible(labels: dict, allocatable: dict[str, int]) -> str:
+    """Why a node's GPU numbers cannot be believed ("" when they can): a GPU per unit of
+    them is built, so a huge label would exhaust the worker's memory."""
+    stated = m.count(labels.get(GPU_COUNT_LABEL))
+    if stated > m.MAX_GPUS_PER_NODE:
+        return (
+            f"says it has {stated} GPUs ({GPU_COUNT_LABEL}), more than the "
+            f"{m.MAX_GPUS_PER_NODE} one node is believed to hold"
+        )
+    for key, amount in sorted(allocatable.items()):
+        most = m.MAX_GPUS_PER_NODE if key == m.GPU_RESOURCE else m.MAX_SLICES_PER_NODE
+        if amount > most:
+            return f"offers {amount} {key}, more than the {most} one node is believed to hold"
+    return ""
+
+
+def _request(spec: WorkspaceSpec, groups) -> placement.Request:
+    return placement.Request(
+        f"workspace:{spec.name}",
+        tuple(
+            placement.ResourceGroup(
+                count=g.gpu_count, gpu_model=g.gpu_model or None, profile=g.mig_profile or None
+            )
+            for g in groups
+        ),
+    )
+
+
+def _pin_problem(spec: WorkspaceSpec, group, node: str, nodes, pods, avoid) -> str:
+    """Why a group cannot go back to the node it is pinned to ("" when it can)."""
+    found = [n for n in nodes if n.name == node]
+    if not found:
+        return "is gone or offers no GPUs"
+    if node in avoid:
+        return "is drained for repartitioning"
+    # The group's own pods (pending after an earlier try of this start) hold nothing.
+    others = [p for p in pods if not _of_group(p, spec, group)]
+    if placement.place(fleet.build_fleet(found, others), _request(spec, [group])) is None:
+        return "has no room for it now"
+    return ""
+
+
+def _of_group(pod: dict, spec: WorkspaceSpec, group) -> bool:
+    labels = pod["metadata"].get("labels") or {}
+    return (
+        labels.get(m.MANAGED_BY_LABEL) == m.MANAGED_BY
+        and labels.get(m.WORKSPACE_LABEL) == spec.name
+        and labels.get(m.GROUP_LABEL) == str(group.index)
+    )
 
 
 def _describe(group) -> str:

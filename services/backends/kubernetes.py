@@ -40,9 +40,10 @@ On the local driver, by contrast, components run on the workspace's machine and 
 Every Deployment uses the Recreate strategy: the quota has no headroom for the extra pod of
 a rolling update, which would otherwise wait forever for room.
 
-Status: a component is ready when each of its Deployments has all its replicas as pods and
-every pod is Ready; while not, the reason names the waiting pod, or the Deployment's
-`ReplicaFailure` condition (e.g. "exceeded quota") when its pods cannot be created.
+Status: a component is ready when each Deployment it declares is on the cluster with the
+replicas it declares, has that many pods of its role and every one is Ready; while not, the
+reason names the missing or rescaled Deployment, the Deployment's `ReplicaFailure`
+condition (e.g. "exceeded quota") when its pods cannot be created, or the waiting pod.
 """
 
 from __future__ import annotations
@@ -295,28 +296,34 @@ class KubernetesServices(ServicesBackend):
         return result
 
     def check(self, ctx: ComponentContext) -> ComponentResult:
+        """Ready when every Deployment the component declares (`render_component`) is on the
+        cluster with the replicas it declares and has that many pods of its role, all
+        Ready: a Deployment deleted or scaled down by hand is not Ready, so the watch
+        repairs it."""
         namespace = m.namespace_for(ctx.spec, self.options)
-        if not workload(ctx).pods:  # a binding: nothing to wait for
+        declared = [
+            obj
+            for obj in render_component(ctx, options=self.options)
+            if obj["kind"] == "Deployment"
+        ]
+        if not declared:  # a binding: nothing to wait for
             return ComponentResult(READY, endpoints=[], detail={"namespace": namespace})
         selector = f"{m.WORKSPACE_LABEL}={ctx.spec.name},{COMPONENT_LABEL}={ctx.code}"
-        deployments = self.kube.list("Deployment", namespace, selector)
+        found = {
+            d["metadata"]["name"]: d for d in self.kube.list("Deployment", namespace, selector)
+        }
         pods = self.kube.list("Pod", namespace, selector)
-        wanted = sum(int(d["spec"].get("replicas", 1)) for d in deployments)
-        waiting = [waiting_reason(p["metadata"]["name"], p) for p in pods]
         detail = {"namespace": namespace, "pods": [p["metadata"]["name"] for p in pods]}
-        if deployments and len(pods) >= wanted and not any(waiting):
-            return ComponentResult(READY, endpoints=endpoints(ctx, self.options), detail=detail)
-        failures = [
-            f"deployment {d['metadata']['name']} cannot create its pods: {c.get('message', '')}"
-            for d in deployments
-            for c in (d.get("status") or {}).get("conditions") or []
-            if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+        problems = [
+            problem
+            for deployment in declared
+            for problem in _deployment_problems(
+                deployment, found.get(deployment["metadata"]["name"]), pods
+            )
         ]
-        reason = next(
-            (w for w in [*failures, *waiting] if w),
-            "pods are not created yet" if deployments else "deployments are not applied yet",
-        )
-        return ComponentResult(DEPLOYING, reason=reason, detail=detail)
+        if not problems:
+            return ComponentResult(READY, endpoints=endpoints(ctx, self.options), detail=detail)
+        return ComponentResult(DEPLOYING, reason=problems[0], detail=detail)
 
     def restart(self, ctx: ComponentContext) -> ComponentResult:
         """Delete its pods, so that its Deployments make new ones, and apply it again (what
@@ -382,6 +389,29 @@ class KubernetesServices(ServicesBackend):
         kept = {(o["kind"], o["metadata"]["name"]) for o in adding}
         present = [o for o in present if (o["kind"], o["metadata"]["name"]) not in kept]
         self.apply(m.quota_with(spec, options, stack_usage([*present, *adding])))
+
+
+def _deployment_problems(declared: dict, found: dict | None, pods: list[dict]) -> list[str]:
+    """Why a declared Deployment is not ready: absent, scaled otherwise than declared, its
+    pods refused (its `ReplicaFailure` condition), missing or not Ready."""
+    name = declared["metadata"]["name"]
+    if found is None:
+        return [f"deployment {name} is not on the cluster"]
+    wanted = declared["spec"]["replicas"]
+    replicas = found["spec"].get("replicas", 1)
+    if replicas != wanted:
+        return [f"deployment {name} is scaled to {replicas} pods, not {wanted}"]
+    problems = [
+        f"deployment {name} cannot create its pods: {c.get('message', '')}"
+        for c in (found.get("status") or {}).get("conditions") or []
+        if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+    ]
+    role = declared["spec"]["selector"]["matchLabels"][ROLE_LABEL]
+    own = [p for p in pods if (p["metadata"].get("labels") or {}).get(ROLE_LABEL) == role]
+    problems.extend(reason for p in own if (reason := waiting_reason(p["metadata"]["name"], p)))
+    if len(own) < wanted and not problems:
+        problems.append("pods are not created yet")
+    return problems
 
 
 def stack_usage(objects) -> dict[str, Fraction]:

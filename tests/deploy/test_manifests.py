@@ -366,13 +366,16 @@ def needed_rights(requests: list[tuple[str, str]]) -> set[tuple[str, str, str]]:
         if match is None:  # GET /version: discovery, open to every account
             continue
         group = "" if match["prefix"] == "/api/v1" else match["prefix"].split("/")[2]
+        resource = match["plural"]
+        if match["subresource"]:  # RBAC names it "<plural>/<subresource>"
+            resource = f"{resource}/{match['subresource']}"
         if method == "GET":
             verbs = ["get" if match["name"] else "list"]
-        elif method == "PATCH":  # server-side apply makes what is absent
+        elif method == "PATCH" and not match["subresource"]:  # apply makes what is absent
             verbs = ["patch", "create"]
         else:
             verbs = [method.lower()]
-        needed |= {(group, match["plural"], verb) for verb in verbs}
+        needed |= {(group, resource, verb) for verb in verbs}
     return needed
 
 

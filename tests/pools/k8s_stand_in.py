@@ -8,7 +8,10 @@ driver, through the real `kubernetes` client over real HTTP:
 - server-side apply: `PATCH` with `Content-Type: application/apply-patch+yaml` on
   namespaces, resourcequotas, persistentvolumeclaims, services (core/v1) and statefulsets
   (apps/v1); `GET` of one object, `LIST` with an equality `labelSelector`, `DELETE`;
-  `LIST` of nodes and pods.
+  `LIST` of nodes and pods;
+- the `scale` subresource of statefulsets and deployments: `GET`, and `PATCH` with
+  `Content-Type: application/merge-patch+json` of `spec.replicas` (422 unless a whole
+  number of at least 0); only the replicas of the object change, as `kubectl scale` does.
 
 With `tls=True` it serves HTTPS with a self-signed certificate for 127.0.0.1 (`ca_pem`), as
 a real API server does, so kubeconfigs with `certificate-authority-data` and the in-cluster
@@ -113,8 +116,9 @@ POD_QUOTA_ALIASES = {"cpu": "requests.cpu", "memory": "requests.memory"}
 PATH = re.compile(
     r"^(?P<prefix>/api/v1|/apis/apps/v1|/apis/networking\.k8s\.io/v1)"
     r"(?:/namespaces/(?P<ns>[^/]+))?"
-    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+))?$"
+    r"/(?P<plural>[a-z]+)(?:/(?P<name>[^/]+)(?:/(?P<subresource>scale))?)?$"
 )
+SCALABLE = {"statefulsets", "deployments"}
 OTHER_PATCH_TYPES = {
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -296,7 +300,11 @@ class StandInApiServer:
         if match["prefix"] != prefix or (match["ns"] and not namespaced):
             raise ApiError(404, "the server could not find the requested resource")
         plural, ns, name = match["plural"], match["ns"] or "", match["name"]
+        if match["subresource"] and plural not in SCALABLE:
+            raise ApiError(404, "the server could not find the requested resource")
         with self.lock:
+            if match["subresource"]:
+                return 200, self._scale(method, plural, ns, name, headers, body)
             if method == "GET" and name:
                 return 200, self._get(plural, ns, name)
             if method == "GET":
@@ -424,6 +432,39 @@ class StandInApiServer:
         if plural == "resourcequotas":
             self._resync_controllers(ns)
         return (200 if existing else 201), stored
+
+    def _scale(self, method: str, plural: str, ns: str, name: str, headers, body: bytes) -> dict:
+        """The scale subresource: read, or merge-patch `spec.replicas` (nothing else)."""
+        obj = self._get(plural, ns, name)
+        if method == "PATCH":
+            content_type = headers.get("Content-Type", "").split(";")[0].strip()
+            if content_type != "application/merge-patch+json":
+                raise ApiError(415, "the stand-in implements only merge patches of scale")
+            patch = json.loads(body or b"{}")
+            if not isinstance(patch, dict):
+                raise ApiError(400, "the merge patch is not an object")
+            replicas = (patch.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise ApiError(
+                    422,
+                    f'Scale.autoscaling "{name}" is invalid: spec.replicas: Invalid value: '
+                    f"{replicas!r}: must be greater than or equal to 0",
+                )
+            self._revision += 1
+            obj["spec"]["replicas"] = replicas
+            obj["metadata"]["resourceVersion"] = str(self._revision)
+            obj["metadata"]["generation"] += 1
+            if plural == "statefulsets":
+                self._reconcile_statefulset(obj)
+            else:
+                self._reconcile_deployment(obj)
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {k: obj["metadata"][k] for k in ("name", "namespace", "uid")},
+            "spec": {"replicas": obj["spec"].get("replicas", 1)},
+            "status": {"replicas": obj["spec"].get("replicas", 1)},
+        }
 
     def _store(self, plural: str, ns: str, obj: dict, existing: dict | None = None) -> dict:
         self._revision += 1

@@ -125,6 +125,16 @@ def test_a_rejected_object_is_permanent_with_the_apis_message(client):
     assert "HTTP 422" in error.value.detail
 
 
+def test_a_huge_message_of_the_api_is_shortened(client):
+    """The message is the server's to fill (a webhook's, a proxy's) and goes to the log."""
+    client.apply(NAMESPACE)
+    bad = config_map(labels={"note": "x" * 5000})  # quoted whole in the API's message
+    with pytest.raises(PermanentError) as error:
+        client.apply(bad)
+    assert len(str(error.value)) < 600
+    assert len(error.value.detail) < 600
+
+
 def test_an_error_before_the_request_is_sent_never_quotes_the_request(client):
     """http.client refuses a header with a line break, quoting it, a token with it."""
     client.api.set_default_header("Impersonate-User", "TOPSECRET\nX-Extra: 1")

@@ -31,8 +31,9 @@ def test_avoided_nodes_become_a_valid_node_affinity():
     ]["nodeSelectorTerms"]
     assert terms == [
         {
-            "matchExpressions": [
-                {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["gpu-1", "gpu-2"]}
+            "matchFields": [
+                {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-1"]},
+                {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-2"]},
             ]
         }
     ]
@@ -62,7 +63,7 @@ def test_the_driver_keeps_workspaces_off_draining_nodes():
         affinity = statefulset["spec"]["template"]["spec"]["affinity"]
         expression = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
             "nodeSelectorTerms"
-        ][0]["matchExpressions"][0]
+        ][0]["matchFields"][0]
         assert expression["values"] == ["gpu-node-3"]
     finally:
         server.stop()

@@ -457,6 +457,130 @@ def test_inventory_reads_gpu_labels_and_allocatable_resources(cluster, driver):
     assert nodes["cpu-a"].gpus == ()
 
 
+@pytest.mark.parametrize(
+    "count, allocatable",
+    [
+        ("200000", {"nvidia.com/gpu": "8"}),
+        ("8", {"nvidia.com/gpu": "100000"}),
+        ("8", {"nvidia.com/gpu": "8", "nvidia.com/mig-1g.5gb": "9999"}),
+    ],
+    ids=["count-label", "allocatable-gpus", "allocatable-slices"],
+)
+def test_a_node_with_implausible_gpu_numbers_is_left_out_with_the_reason(
+    cluster, driver, count, allocatable
+):
+    """`nvidia.com/gpu.count` and allocatable amounts are anyone's who may label or update
+    nodes, and inventory builds a GPU per unit: a 63-digit label would exhaust the worker."""
+    labels = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB", "nvidia.com/gpu.count": count}
+    cluster.add_node("gpu-a", labels, {"cpu": "96", **allocatable})
+    (node,) = driver.inventory()
+    assert (node.gpus, node.allocatable) == ((), {})
+    assert node.problem.startswith("Node gpu-a ")
+    assert node.problem.endswith("one node is believed to hold; its GPUs are left out.")
+
+
+# --- stop and start after the profile was edited -----------------------------------------
+
+
+def gpu_pods(cluster, namespace="ws-42") -> list[str]:
+    return [
+        p["metadata"]["name"]
+        for p in cluster.pods(namespace)
+        if "nvidia.com/gpu" in p["spec"]["containers"][0]["resources"].get("limits", {})
+    ]
+
+
+def test_stop_after_the_profiles_storage_was_raised_releases_the_gpus(cluster, driver):
+    """The spec is built from the *current* profile; a set's claim templates cannot change."""
+    driver.provision(spec_of(GroupSpec(0, "A100-40GB", 1, cpu=4, ram_gb=16, storage_gb=50)))
+    cluster.set_pods("ready", namespace="ws-42")
+    edited = spec_of(GroupSpec(0, "A100-40GB", 1, cpu=4, ram_gb=16, storage_gb=100))
+    steps: list[str] = []
+    driver.stop(edited, steps.append)
+    assert gpu_pods(cluster) == []
+    assert steps == ["stateful set ws-42-g0 scaled to 0", "all pods stopped; volumes kept"]
+    assert ("PATCH", "/apis/apps/v1/namespaces/ws-42/statefulsets/ws-42-g0/scale") in (
+        cluster.requests
+    )
+
+
+def test_stop_after_a_group_was_removed_from_the_profile_scales_its_set_to_zero(cluster, driver):
+    driver.provision(
+        spec_of(
+            GroupSpec(0, cpu=2, ram_gb=8, storage_gb=10),
+            GroupSpec(1, "A100-40GB", 2, cpu=8, ram_gb=32, storage_gb=10),
+        )
+    )
+    cluster.set_pods("ready", namespace="ws-42")
+    edited = spec_of(GroupSpec(0, cpu=2, ram_gb=8, storage_gb=10))
+    driver.stop(edited)
+    assert cluster.pods("ws-42") == []
+    assert cluster.objects[("statefulsets", "ws-42", "ws-42-g1")]["spec"]["replicas"] == 0
+    driver.stop(edited)  # a retry changes nothing
+
+
+def test_start_after_the_profile_was_edited_keeps_each_volume_and_applies_the_new_size_of_pods(
+    cluster, driver
+):
+    driver.provision(spec_of(GroupSpec(0, "A100-40GB", 1, cpu=4, ram_gb=16, storage_gb=50)))
+    driver.stop(spec_of(GroupSpec(0, "A100-40GB", 1, cpu=4, ram_gb=16, storage_gb=50)))
+    edited = spec_of(GroupSpec(0, "A100-40GB", 1, cpu=8, ram_gb=16, storage_gb=100))
+    driver.start(edited)
+    sts = cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]
+    assert sts["spec"]["replicas"] == 1
+    (template,) = sts["spec"]["volumeClaimTemplates"]
+    assert template["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    (pod,) = cluster.pods("ws-42")
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "8"
+
+
+def test_start_after_the_profile_gained_a_group_says_so(cluster, driver):
+    driver.provision(spec_of(GroupSpec(0, cpu=2, ram_gb=8)))
+    driver.stop(spec_of(GroupSpec(0, cpu=2, ram_gb=8)))
+    edited = spec_of(GroupSpec(0, cpu=2, ram_gb=8), GroupSpec(1, "A100-40GB", 1))
+    with pytest.raises(
+        PermanentError, match="group 1 was added to the profile after the workspace was made"
+    ):
+        driver.start(edited)
+    assert cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]["spec"]["replicas"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("edit", ["group removed", "storage raised"])
+def test_the_stop_task_releases_the_gpus_of_a_workspace_whose_profile_was_edited(
+    cluster, org_admin, profile_factory, edit
+):
+    """The Kubernetes twin of test_aws_driver's
+    test_stopping_a_workspace_whose_profile_lost_a_group_stops_all_its_nodes."""
+    infrastructure = kube_infrastructure(cluster)
+    infrastructure.save()
+    profile = profile_factory(infrastructure, "Two", groups=[("", 0), ("A100-40GB", 1)])
+    profile.resource_groups.update(cpu=2, ram_gb=8, storage_gb=10)
+    workspace = Workspace.objects.create(
+        owner=org_admin,
+        profile=profile,
+        infrastructure=infrastructure,
+        state=State.READY,
+        name="two",
+    )
+    KubernetesDriver(infrastructure).provision(workspace.spec())
+    name = workspace.resource_name
+    cluster.set_pods("ready", namespace=name)
+    assert gpu_pods(cluster, name) == [f"{name}-g1-0"]
+    if edit == "group removed":
+        profile.resource_groups.filter(position=1).delete()
+    else:
+        profile.resource_groups.update(storage_gb=20)
+    profile.version += 1
+    profile.save()
+    Workspace.objects.filter(pk=workspace.pk).update(state=State.STOPPING)
+
+    outcome = tasks.stop_workspace(workspace.pk)
+
+    workspace.refresh_from_db()
+    assert (outcome, workspace.state, gpu_pods(cluster, name)) == ("stopped", State.STOPPED, [])
+
+
 # --- the stand-in rejects what an API server rejects -------------------------------------
 
 

@@ -4,9 +4,10 @@ each GPU group to the chosen node (tests against the API stand-in)."""
 import kubernetes_validate
 import pytest
 
+from pools import fleet
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import GroupSpec, PermanentError, TransientError, WorkspaceSpec
-from pools.drivers.kubernetes import KubernetesDriver
+from pools.drivers.kubernetes import KubeNodeInfo, KubernetesDriver
 from pools.partitions import set_draining
 from profiles.choices import InfrastructureKind
 from profiles.models import Infrastructure, PartitioningStrategy
@@ -48,7 +49,7 @@ def driver(infrastructure):
     return KubernetesDriver(infrastructure)
 
 
-def expressions(cluster, name="ws-42-g0", namespace="ws-42") -> list[dict]:
+def requirements(cluster, name="ws-42-g0", namespace="ws-42") -> list[dict]:
     sts = cluster.objects[("statefulsets", namespace, name)]
     affinity = sts["spec"]["template"]["spec"].get("affinity")
     if not affinity:
@@ -56,14 +57,14 @@ def expressions(cluster, name="ws-42-g0", namespace="ws-42") -> list[dict]:
     (term,) = affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"
     ]
-    return term["matchExpressions"]
+    return term["matchFields"]
 
 
 def pinned(cluster, name="ws-42-g0", namespace="ws-42") -> list[str]:
     return [
         e["values"][0]
-        for e in expressions(cluster, name, namespace)
-        if e["key"] == "kubernetes.io/hostname" and e["operator"] == "In"
+        for e in requirements(cluster, name, namespace)
+        if e["key"] == "metadata.name" and e["operator"] == "In"
     ]
 
 
@@ -111,7 +112,7 @@ def test_a_mig_slice_lands_on_a_node_with_that_profile_free(cluster, driver):
     driver.provision(spec, steps.append)
     assert pinned(cluster) == ["gpu-node-2"]
     assert pinned(cluster, "ws-42-g1") == ["gpu-node-4"]
-    assert expressions(cluster, "ws-42-g2") == []
+    assert requirements(cluster, "ws-42-g2") == []
     assert "group 1 placed on node gpu-node-4" in steps
 
 
@@ -124,9 +125,9 @@ def test_a_draining_node_is_never_chosen(cluster, driver, infrastructure):
     )
     set_draining(strategy, "gpu-node-1", True)
     driver.provision(ONE_GPU)
-    assert expressions(cluster) == [
-        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["gpu-node-2"]},
-        {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["gpu-node-1"]},
+    assert requirements(cluster) == [
+        {"key": "metadata.name", "operator": "In", "values": ["gpu-node-2"]},
+        {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-node-1"]},
     ]
 
 
@@ -175,8 +176,8 @@ def test_a_second_provision_keeps_the_pin_and_does_not_place_again(cluster, driv
     assert "group 0 stays pinned to node gpu-node-1" in steps
     assert not [s for s in steps if "placed on node" in s]
     assert cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]["metadata"]["uid"] == uid
-    # Stop and start keep it too (start re-applies the existing sets).
-    cluster.set_pods("ready", node="gpu-node-1")
+    # Stop and start keep it too (its node is still there, with room).
+    cluster.set_pods("ready", node="gpu-node-1", namespace="ws-42")
     driver.stop(ONE_GPU)
     assert pinned(cluster) == ["gpu-node-1"]
     driver.start(ONE_GPU)
@@ -187,7 +188,7 @@ def test_without_gpu_nodes_the_scheduler_places_the_workspace(cluster, driver):
     cluster.add_node("cpu-node", {"kubernetes.io/os": "linux"}, {"cpu": "16"})
     steps: list[str] = []
     driver.provision(ONE_GPU, steps.append)
-    assert expressions(cluster) == []
+    assert requirements(cluster) == []
     assert "the cluster reports no GPU nodes; the scheduler places the workspace" in steps
 
 
@@ -195,7 +196,7 @@ def test_a_multi_node_group_is_not_pinned(cluster, driver):
     cluster.add_node("gpu-node-1", A100, gpus(8))
     steps: list[str] = []
     driver.provision(spec_of(GroupSpec(0, "A100-40GB", 8, node_count=2)), steps.append)
-    assert expressions(cluster) == []
+    assert requirements(cluster) == []
     assert "group 0 spans 2 nodes; not pinned, the scheduler places its pods" in steps
 
 
@@ -235,3 +236,95 @@ def test_the_stand_in_accepts_the_pinned_workspace(cluster, driver, infrastructu
     driver.provision(ONE_GPU)  # the stand-in validates every object for its version
     assert pinned(cluster) == ["gpu-node-1"]
     assert m.pinned_node(cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]) == "gpu-node-1"
+
+
+def test_a_pin_names_the_node_object_not_its_hostname_label(cluster, driver):
+    """The kubelet's `kubernetes.io/hostname` label is the host's name, which differs from
+    the Node's name where names are FQDNs or --hostname-override is used."""
+    cluster.add_node("gpu-a.cluster.internal", {**A100, "kubernetes.io/hostname": "gpu-a"}, gpus(8))
+    driver.provision(ONE_GPU)
+    assert requirements(cluster) == [
+        {"key": "metadata.name", "operator": "In", "values": ["gpu-a.cluster.internal"]}
+    ]
+    sts = cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]
+    (term,) = sts["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert "matchExpressions" not in term
+    assert m.pinned_node(sts) == "gpu-a.cluster.internal"
+
+
+def test_each_avoided_node_is_its_own_field_requirement():
+    """A node field requirement takes exactly one value (API validation)."""
+    options = m.ManifestOptions(pin_nodes={0: "gpu-node-1"}, avoid_nodes=("gpu-3", "gpu-2"))
+    (sts,) = [o for o in m.render(ONE_GPU, options) if o["kind"] == "StatefulSet"]
+    (term,) = sts["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert term["matchFields"] == [
+        {"key": "metadata.name", "operator": "In", "values": ["gpu-node-1"]},
+        {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-2"]},
+        {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-3"]},
+    ]
+
+
+def test_start_places_a_group_again_when_its_node_is_gone(cluster, driver):
+    """An autoscaler or a node upgrade replaced the stopped workspace's node: a pin to it
+    would leave the pods unschedulable for ever."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    driver.stop(ONE_GPU)
+    del cluster.objects[("nodes", "", "gpu-a")]
+    cluster.add_node("gpu-b", A100, gpus(8))
+    steps: list[str] = []
+    driver.start(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-b"]
+    assert "group 0 is placed again: node gpu-a is gone or offers no GPUs" in steps
+    assert "group 0 placed on node gpu-b" in steps
+
+
+def test_start_places_a_group_again_when_its_node_is_drained_or_full(
+    cluster, driver, infrastructure
+):
+    cluster.add_node("gpu-node-1", A100, gpus(2))
+    driver.provision(ONE_GPU)
+    driver.stop(ONE_GPU)
+    cluster.add_node("gpu-node-2", A100, gpus(2))
+    cluster.add_node("gpu-node-3", A100, gpus(2))
+    cluster.add_pod("other", "train-0", "gpu-node-2", {"nvidia.com/gpu": "2"})
+    cluster.add_pod("other", "train-1", "gpu-node-3", {"nvidia.com/gpu": "1"})
+    strategy = PartitioningStrategy.objects.create(
+        infrastructure=infrastructure, gpu_model="A100-40GB"
+    )
+    set_draining(strategy, "gpu-node-1", True)
+    steps: list[str] = []
+    driver.start(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-node-3"]
+    assert "group 0 is placed again: node gpu-node-1 is drained for repartitioning" in steps
+    driver.stop(ONE_GPU)
+    set_draining(strategy, "gpu-node-1", False)
+    cluster.add_pod("other", "train-2", "gpu-node-3", {"nvidia.com/gpu": "1"})
+    steps.clear()
+    driver.start(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-node-1"]
+    assert "group 0 is placed again: node gpu-node-3 has no room for it now" in steps
+
+
+def test_a_retried_start_keeps_the_pin_its_own_pending_pods_hold(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, gpus(1))
+    cluster.add_node("gpu-node-2", A100, gpus(1))
+    driver.provision(ONE_GPU)
+    (node,) = pinned(cluster)
+    driver.stop(ONE_GPU)
+    driver.start(ONE_GPU)
+    driver.start(ONE_GPU)  # its pod is pinned, not bound yet: it holds the node's one GPU
+    assert pinned(cluster) == [node]
+
+
+def test_the_fleet_believes_no_node_offers_more_than_64_gpus():
+    node = KubeNodeInfo(
+        "gpu-a", labels=A100, allocatable={"nvidia.com/gpu": 10**9, "nvidia.com/mig-1g.5gb": 10**9}
+    )
+    built = fleet.build_fleet([node], [])
+    assert len([g for g in built if g.slots is None]) == 64
+    assert sum(len(g.slots) for g in built if g.slots is not None) <= 7 * 64

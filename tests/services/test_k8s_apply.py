@@ -261,3 +261,38 @@ def test_redeploying_is_idempotent(cluster, workspace):
     after = {k: o["metadata"]["uid"] for k, o in cluster.objects.items() if k[0] != "pods"}
     assert before == after
     assert [p["metadata"]["name"] for p in cluster.pods("ws-42")] == pods
+
+
+def test_a_component_missing_one_of_its_deployments_is_not_ready(cluster, workspace):
+    """Ready must not count only the Deployments it finds: the watch would never repair a
+    Ray cluster whose workers' Deployment is gone."""
+    backend = KubernetesServices(workspace.infrastructure)
+    (ray,) = contexts("Ray", ray={"workers": "2"})
+    backend.deploy(ray)
+    cluster.set_pods("ready", namespace="ws-42")
+    assert backend.check(ray).status == READY
+    cluster._delete("deployments", "ws-42", "ws-42-ray-worker")
+    result = backend.check(ray)
+    assert (result.status, result.reason) == (
+        DEPLOYING,
+        "deployment ws-42-ray-worker is not on the cluster",
+    )
+
+
+def test_a_component_scaled_to_zero_pods_is_not_ready(cluster, workspace):
+    """kubectl scale, an HPA or a cluster policy may scale a Deployment to 0: no pod is not
+    0 pods wanted."""
+    backend = KubernetesServices(workspace.infrastructure)
+    (ray,) = contexts("Ray", ray={"workers": "0"})
+    backend.deploy(ray)
+    cluster.set_pods("ready", namespace="ws-42")
+    assert backend.check(ray).status == READY
+    with cluster.lock:
+        cluster.objects[("deployments", "ws-42", "ws-42-ray")]["spec"]["replicas"] = 0
+        for key in [k for k in cluster.objects if k[0] == "pods" and "-ray-" in k[2]]:
+            del cluster.objects[key]
+    result = backend.check(ray)
+    assert (result.status, result.reason) == (
+        DEPLOYING,
+        "deployment ws-42-ray is scaled to 0 pods, not 1",
+    )
