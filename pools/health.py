@@ -136,6 +136,8 @@ def check_local(infrastructure: Infrastructure) -> Health:
                 f" GPU {fault.gpu_index} is held back from new workspaces until "
                 f"{fault.until:%H:%M}: {fault.reason}"
             )
+        # Left out of what workspaces are given (`nvml.inventory`): an administrator's job.
+        gpu_text += "".join(f" NVML cannot read {gpu}." for gpu in nvml.inventory().unreadable)
     else:
         gpu_text = f"No GPU: {nvml.inventory().reason or 'NVML finds none'}"
     return ready(

@@ -15,11 +15,13 @@ the same one, and a test drives exactly one step):
    as its `failure_reason` and event, and its repair due at once.
 2. `repair_one(now)`: a degraded workspace whose next look is due (its `heartbeat`). It is
    checked again: nothing wrong → ready ("repaired"). Still broken after MAX_REPAIRS
-   attempts → failed with the reasons. Else what is broken is restarted (`Driver.repair`:
+   attempts → stopped as Stop stops it (processes stopped, GPUs released, files kept) and
+   failed with the reasons. Else what is broken is restarted (`Driver.repair`:
    GPUs taken again, the process restarted; `services.tasks.repair_stack`: the failed
    components restarted with their own credential), the attempt counted, and the next look
    scheduled after `steps.backoff(attempts, REPAIR_BACKOFF)`. What cannot be brought back
-   (a deleted directory: its files are gone) fails it at once.
+   (a deleted directory: its files are gone) fails it at once. A workspace stopped while
+   its repair ran is stopped again: the repair may have taken GPUs after the stop.
 A check that cannot tell (the cluster does not answer: a DriverError) changes nothing, not
 even `checked_at` (the pages' "Last checked"); the infrastructure's own health check
 reports the cluster (`pools.health`). A check that fails otherwise is logged and the sweep
@@ -37,6 +39,7 @@ import logging
 import time
 from datetime import datetime, timedelta
 
+from django.db import transaction
 from django.utils import timezone
 
 from pools import steps
@@ -190,6 +193,9 @@ def repair_workspace_now(workspace: Workspace, now: datetime) -> str:
     except Exception as error:  # a TransientError, or a bug: the next attempt tries again
         logger.exception("watch: repairing %s", workspace.resource_name)
         restarted = f"the repair failed ({error})"
+    moved = _release_if_moved(workspace)
+    if moved:
+        return moved
     Workspace.objects.filter(pk=workspace.pk, state=State.DEGRADED).update(
         attempts=attempts, failure_reason=reason[:300]
     )
@@ -212,11 +218,48 @@ def _restart(workspace: Workspace, stack) -> str:
     return "restarted " + ", ".join(restarted) if restarted else "resources brought back"
 
 
+def _release_if_moved(workspace: Workspace) -> str:
+    """What happened to a workspace that is no longer degraded after its repair ("" when
+    it still is). Nothing serialises a Stop with the repair, which may have taken GPUs
+    after the stop released them: a stopping or stopped workspace is stopped again, under
+    its row's lock so the stop task does not finish meanwhile. One being deleted is left
+    to its deprovisioning, which releases everything."""
+    with transaction.atomic():
+        state = (
+            Workspace.objects.select_for_update()
+            .filter(pk=workspace.pk)
+            .values_list("state", flat=True)
+            .get()
+        )
+        if state == State.DEGRADED:
+            return ""
+        if state in (State.STOPPING, State.STOPPED):
+            driver_for(workspace.infrastructure).stop(
+                workspace.resources_spec(), steps.reporter(workspace)
+            )
+            happened = f"{state} during its repair: what the repair took is released"
+        else:
+            happened = f"{state} during its repair"
+    log_step(workspace, happened)
+    return happened
+
+
 def _look_again(workspace: Workspace, delay: int) -> None:
     steps.retry_later(workspace, REPAIR, delay)
 
 
 def _give_up(workspace: Workspace, stack, reason: str) -> str:
+    """Fail it, stopped first as Stop stops it (its processes stopped, its GPUs released,
+    its files kept): a failed workspace counts against no GPU quota and keeps only its
+    storage."""
+    try:
+        driver_for(workspace.infrastructure).stop(
+            workspace.resources_spec(), steps.reporter(workspace)
+        )
+        reason = f"{reason} Stopped, its GPUs released."
+    except Exception as error:  # failed all the same; deleting it releases what it holds
+        logger.exception("watch: stopping %s", workspace.resource_name)
+        reason = f"{reason} Stopping it failed ({steps.error_reason(error)})."
     if steps.fail(workspace, reason) and stack is not None:
         services.fail_stack(stack, reason)
     return f"failed: {reason}"

@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
@@ -50,7 +51,7 @@ from pools.drivers.base import (
 )
 from pools.isolation import workspaces_root
 from pools.models import GpuAllocation, GpuFault
-from profiles.mig import layout, placement
+from profiles.mig import catalog, layout, placement
 from profiles.mig.nvml import inventory
 
 MARKER = ".portal-workspace"
@@ -69,19 +70,20 @@ Device = tuple[str, int, str, str]  # (uuid, gpu index, gpu name, MIG profile or
 def choose_devices(holder: str, groups, gpus, taken: set[str]):
     """[(group, device)] for every unit of every group, or None when they cannot all fit.
 
-    This host becomes a fleet for the placement engine: a GPU without MIG devices is a
-    whole GPU, a partitioned one offers its MIG devices as slots (a partitioned GPU is only
-    handed out as slices). Devices in `taken` are held by others.
+    This host becomes a fleet for the placement engine: a GPU with MIG off is a whole GPU,
+    one with MIG on offers its MIG devices as slots (it is only handed out as slices, so
+    one without MIG devices yet offers nothing). Devices in `taken` are held by others; a
+    GPU whose own UUID is in it is held whole, its slices included.
     """
     fleet, devices = [], {}
     for gpu in gpus:
         model = gpu.gpu_model or gpu.name
-        if gpu.mig_devices:
+        if gpu.mig_enabled:
             if not gpu.gpu_model:
                 continue  # slices of a GPU outside the MIG catalog cannot be placed
             slots = []
             for mig, start in _slot_starts(gpu):
-                held = "taken" if mig.uuid in taken else None
+                held = "taken" if {mig.uuid, gpu.uuid} & taken else None
                 slots.append(placement.Slot(mig.profile, start, allocation=held))
                 devices[(gpu.uuid, start)] = (mig.uuid, gpu.index, gpu.name, mig.profile)
             fleet.append(placement.GpuState(gpu.uuid, model, host="local", slots=slots))
@@ -125,9 +127,45 @@ def _count_devices(group, gpus) -> int:
             continue
         if group.mig_profile:
             count += sum(1 for mig in gpu.mig_devices if mig.profile == group.mig_profile)
-        elif not gpu.mig_devices:
+        elif not gpu.mig_enabled:
             count += 1
     return count
+
+
+def _offered(gpu) -> list[str]:
+    """The UUIDs a GPU is handed out as now: its MIG devices with MIG on, else itself."""
+    return [mig.uuid for mig in gpu.mig_devices] if gpu.mig_enabled else [gpu.uuid]
+
+
+def _gone(allocations, gpus) -> list[GpuAllocation]:
+    """The allocations of devices this host no longer offers: their GPU's MIG layout
+    changed under their holder (turned on or off, or its instances made again with new
+    UUIDs), or NVML cannot read the GPU any more."""
+    current = {uuid for gpu in gpus for uuid in _offered(gpu)}
+    return [allocation for allocation in allocations if allocation.device_uuid not in current]
+
+
+def _held_whole(allocations, gpus) -> set[str]:
+    """UUIDs of the GPUs an allocation of a device that is gone was on (by UUID, or by
+    index for a MIG device): held whole until its holder releases it. Its sandbox still
+    has the GPU's device node, and the capability nodes of its GPU instance, which a slice
+    made again with the same instance id would share."""
+    return {
+        gpu.uuid
+        for allocation in _gone(allocations, gpus)
+        for gpu in gpus
+        if allocation.device_uuid == gpu.uuid or allocation.gpu_index == gpu.index
+    }
+
+
+def _missing(groups, allocations) -> list:
+    """The groups with the units they still lack beyond `allocations` (none: [])."""
+    held = Counter(allocation.group_index for allocation in allocations)
+    return [
+        replace(group, gpu_count=group.gpu_count - held[group.index])
+        for group in groups
+        if group.gpu_count > held[group.index]
+    ]
 
 
 def _model_of(gpus, uuid: str) -> str:
@@ -149,14 +187,31 @@ def _slot_starts(gpu) -> list:
     NVML gives the start where it may; otherwise the layout is laid out again from its
     profile counts (slices of one profile on one GPU are interchangeable to a user).
     """
-    if all(getattr(mig, "start", None) is not None for mig in gpu.mig_devices):
-        return [(mig, mig.start) for mig in gpu.mig_devices]
-    counts = Counter(mig.profile for mig in gpu.mig_devices)
+    devices = _gpu_instances(gpu)
+    if all(getattr(mig, "start", None) is not None for mig in devices):
+        return [(mig, mig.start) for mig in devices]
+    counts = Counter(mig.profile for mig in devices)
     laid_out = layout.validate_layout(gpu.gpu_model, counts)
     by_profile: dict[str, list] = {}
-    for mig in gpu.mig_devices:
+    for mig in devices:
         by_profile.setdefault(mig.profile, []).append(mig)
     return [(by_profile[p.profile].pop(0), p.start) for p in laid_out.placements]
+
+
+def _gpu_instances(gpu) -> list:
+    """The GPU's MIG devices that are whole GPU instances of a profile of its model. A GPU
+    instance divided into compute instances (`nvidia-smi mig -cci`) shows as one device
+    per compute instance, named like 1c.3g.20gb and all at the instance's first memory
+    slice: none of them is a GPU instance to hand out, so the host's other GPUs and slices
+    are placed as if they were not there."""
+    profiles = {profile.name for profile in catalog.geometry(gpu.gpu_model).profiles}
+    starts = Counter(getattr(mig, "start", None) for mig in gpu.mig_devices)
+    return [
+        mig
+        for mig in gpu.mig_devices
+        if mig.profile in profiles
+        and (getattr(mig, "start", None) is None or starts[mig.start] == 1)
+    ]
 
 
 class LocalDriver(Driver):
@@ -300,27 +355,26 @@ class LocalDriver(Driver):
 
         Which devices is the fleet placement engine's choice (profiles.mig.placement), the
         same one that places slices across a cluster, so this host's free capacity stays
-        usable for the next request.
+        usable for the next request. What the workspace holds already counts (an earlier
+        attempt's allocation; what a repair kept): only the units it lacks are claimed.
         """
         infrastructure = self.infrastructure
         held = list(self._allocations(spec))
-        wanted = [group for group in spec.groups if group.gpu_count]
-        if not wanted or held:
-            return held  # CPU-only, or already allocated by an earlier attempt
+        wanted = _missing(spec.groups, held)
+        if not wanted:
+            return held  # CPU-only, or already allocated
         gpus = gpu_inventory()
         try:
             with transaction.atomic():
-                taken = set(
-                    GpuAllocation.objects.filter(infrastructure=infrastructure).values_list(
-                        "device_uuid", flat=True
-                    )
-                )
+                allocations = list(GpuAllocation.objects.filter(infrastructure=infrastructure))
+                taken = {allocation.device_uuid for allocation in allocations}
+                taken |= _held_whole(allocations, gpus)
                 held_back = list(GpuFault.held_back(infrastructure))
                 taken |= {fault.device_uuid for fault in held_back}
                 chosen = choose_devices(spec.name, wanted, gpus, taken)
                 if chosen is None:
                     raise self._no_room(wanted, gpus, held_back)
-                return [
+                return held + [
                     GpuAllocation.objects.create(
                         infrastructure=infrastructure,
                         holder=spec.name,
@@ -484,10 +538,15 @@ class LocalDriver(Driver):
         problems = []
         if not directory.is_dir():
             problems.append(f"Its directory {directory} is gone.")
-        held = self._allocations(spec).count()
+        allocations = list(self._allocations(spec))
         wanted = sum(group.gpu_count for group in spec.groups)
-        if held < wanted:
-            problems.append(f"It holds {held} of its {wanted} GPU allocations.")
+        if len(allocations) < wanted:
+            problems.append(f"It holds {len(allocations)} of its {wanted} GPU allocations.")
+        if allocations:
+            problems += [
+                f"Its {allocation.label} ({allocation.device_uuid}) is gone from this machine."
+                for allocation in _gone(allocations, gpu_inventory())
+            ]
         process = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
         if process is not None and not supervisor.healthy(process):
             if supervisor.is_running(process):
@@ -501,15 +560,27 @@ class LocalDriver(Driver):
 
     def repair(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
         """Take its GPUs again and restart its process; a directory that is gone cannot be
-        brought back (its files went with it): PermanentError."""
+        brought back (its files went with it): PermanentError.
+
+        Allocations of devices that are gone are dropped first, after its processes are
+        stopped: they were given those devices' nodes, which a device made again in their
+        place (another workspace's) would share. Its own process then starts again on
+        what replaces them."""
         directory = self.directory(spec.name)
         if not directory.is_dir():
             raise PermanentError(f"Its directory {directory} is gone, and its files with it.")
         supervisor.write_file(directory / MARKER, spec.name + "\n")
+        proxied = supervisor.egress_process(directory) is not None
+        dropped = _gone(self._allocations(spec), gpu_inventory())
+        if dropped:
+            self._stop_processes(spec, report, keep=True)
+        for allocation in dropped:
+            allocation.delete()
+            report(f"{allocation.label} ({allocation.device_uuid}) is gone: allocation dropped")
         self._take_gpus(spec, report)
         self._check_gpus(spec, report)
         self._restart_process(spec, report)
-        if supervisor.egress_process(directory) is not None:  # it had one: it has one again
+        if proxied:  # it had one: it has one again
             supervisor.ensure_egress(directory, spec.name, self.infrastructure, self.limits(spec))
 
     def _stop_processes(self, spec: WorkspaceSpec, report: Reporter, keep: bool = False) -> None:
@@ -549,7 +620,7 @@ class LocalDriver(Driver):
                 index=gpu.index,
                 gpu_model=gpu.gpu_model or gpu.name,
                 uuid=gpu.uuid,
-                mig_enabled=bool(gpu.mig_devices),
+                mig_enabled=gpu.mig_enabled,
             )
             for gpu in gpu_inventory()
         )

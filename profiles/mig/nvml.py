@@ -58,9 +58,22 @@ class GpuInfo:
 
 
 @dataclass(frozen=True)
+class UnreadableGpu:
+    """A GPU NVML lists but cannot answer for: fallen off the bus ("GPU is lost"), or one
+    the portal may not open ("Insufficient Permissions")."""
+
+    index: int
+    error: str  # NVML's words
+
+    def __str__(self) -> str:
+        return f"GPU {self.index}: {self.error}"
+
+
+@dataclass(frozen=True)
 class Inventory:
-    gpus: tuple[GpuInfo, ...]
+    gpus: tuple[GpuInfo, ...]  # the GPUs NVML can read: those workspaces may be given
     cause: str = ""  # why there are no GPUs, e.g. "NVML Shared Library Not Found"
+    unreadable: tuple[UnreadableGpu, ...] = ()
 
     @property
     def reason(self) -> str:
@@ -68,19 +81,32 @@ class Inventory:
 
 
 def inventory(nvml: Any = None) -> Inventory:
-    """This host's GPUs, their MIG state and their GI profile tables."""
+    """This host's GPUs, their MIG state and their GI profile tables. A GPU NVML cannot
+    read is left out of `gpus` and named in `unreadable`: the others stay usable."""
     if nvml is None:
         import pynvml as nvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as error:  # LibraryNotFound, DriverNotLoaded, ...
         return Inventory(gpus=(), cause=str(error))
+    gpus, unreadable = [], []
     try:
-        count = nvml.nvmlDeviceGetCount()
-        gpus = tuple(_read_gpu(nvml, index) for index in range(count))
+        for index in range(nvml.nvmlDeviceGetCount()):
+            try:
+                gpus.append(_read_gpu(nvml, index))
+            except nvml.NVMLError as error:  # GpuIsLost, NoPermission, ...
+                unreadable.append(UnreadableGpu(index, str(error)))
     finally:
         nvml.nvmlShutdown()
-    return Inventory(gpus=gpus, cause="" if gpus else "the driver reports no devices")
+    return Inventory(gpus=tuple(gpus), cause=_cause(gpus, unreadable), unreadable=tuple(unreadable))
+
+
+def _cause(gpus: list[GpuInfo], unreadable: list[UnreadableGpu]) -> str:
+    if gpus:
+        return ""
+    if unreadable:
+        return "NVML cannot read " + "; ".join(str(gpu) for gpu in unreadable)
+    return "the driver reports no devices"
 
 
 def _text(value: str | bytes) -> str:
@@ -272,7 +298,11 @@ def _profile_differences(seen: GiProfileInfo, expected: catalog.MigProfile) -> l
 
 
 def inventory_as_dict(inv: Inventory) -> dict[str, Any]:
-    return {"gpus": [asdict(gpu) for gpu in inv.gpus], "reason": inv.reason}
+    return {
+        "gpus": [asdict(gpu) for gpu in inv.gpus],
+        "unreadable": [asdict(gpu) for gpu in inv.unreadable],
+        "reason": inv.reason,
+    }
 
 
 def format_inventory(inv: Inventory, as_json: bool = False) -> str:
@@ -313,6 +343,7 @@ def format_inventory(inv: Inventory, as_json: bool = False) -> str:
     for gpu in inv.gpus:
         if gpu.mig_capable:
             lines += [f"GPU {gpu.index} vs catalog: {d}" for d in compare_with_catalog(gpu)]
+    lines += [f"NVML cannot read {gpu}" for gpu in inv.unreadable]
     return "\n".join(lines)
 
 

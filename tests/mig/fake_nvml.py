@@ -26,11 +26,19 @@ class PynvmlNames:
 
 class FakeNvml(PynvmlNames):
     def __init__(
-        self, model="A100-40GB", mig_mode=(1, 1), mig_devices=(), init_error=None, minor=3
+        self,
+        model="A100-40GB",
+        mig_mode=(1, 1),
+        mig_devices=(),
+        init_error=None,
+        minor=3,
+        unreadable=None,
     ):
         """mig_devices: (index, profile name, start); mig_mode None: not MIG-capable; minor:
-        of the GPU's device node."""
+        of the GPU's device node; unreadable: an NVMLError a second GPU, index 1, answers
+        (NVMLError_GpuIsLost for one fallen off the bus)."""
         self.model = model
+        self.unreadable = unreadable
         self.minor = minor
         self.mig_mode = mig_mode
         self.mig_devices = {index: (name, start) for index, name, start in mig_devices}
@@ -45,9 +53,11 @@ class FakeNvml(PynvmlNames):
         self.shut_down = True
 
     def nvmlDeviceGetCount(self):
-        return 1
+        return 2 if self.unreadable else 1
 
     def nvmlDeviceGetHandleByIndex(self, index):
+        if index == 1:
+            raise self.unreadable
         return "gpu"
 
     def nvmlDeviceGetName(self, handle):

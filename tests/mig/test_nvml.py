@@ -1,7 +1,10 @@
 import json
+import sys
 from dataclasses import replace
+from http import HTTPStatus
 
 import pynvml
+import pytest
 
 from profiles.mig import catalog
 from profiles.mig.nvml import compare_with_catalog, format_inventory, inventory
@@ -17,6 +20,7 @@ def test_this_host_without_a_driver_reports_no_gpu():
     assert format_inventory(result) == "no NVIDIA GPU: NVML Shared Library Not Found"
     assert json.loads(format_inventory(result, as_json=True)) == {
         "gpus": [],
+        "unreadable": [],
         "reason": "no NVIDIA GPU (NVML Shared Library Not Found)",
     }
 
@@ -26,6 +30,42 @@ def test_a_driver_that_is_not_loaded_means_no_gpu():
     result = inventory(nvml=fake)
     assert result.gpus == ()
     assert result.reason == "no NVIDIA GPU (Driver Not Loaded)"
+
+
+@pytest.mark.parametrize(
+    "error, words",
+    [
+        (pynvml.NVMLError_GpuIsLost(), "GPU is lost"),  # fallen off the bus
+        (pynvml.NVMLError_NoPermission(), "Insufficient Permissions"),
+    ],
+)
+def test_a_gpu_nvml_cannot_read_is_named_and_the_others_stay_listed(error, words):
+    fake = FakeNvml(unreadable=error)
+    result = inventory(nvml=fake)
+    assert fake.shut_down
+    assert [gpu.uuid for gpu in result.gpus] == ["GPU-gpu"]
+    assert [str(gpu) for gpu in result.unreadable] == [f"GPU 1: {words}"]
+    assert result.reason == ""
+    assert format_inventory(result).endswith(f"NVML cannot read GPU 1: {words}")
+
+
+def test_a_host_whose_only_gpu_nvml_cannot_read_says_which():
+    class OnlyLost(FakeNvml):
+        def nvmlDeviceGetHandleByIndex(self, index):
+            raise pynvml.NVMLError_GpuIsLost()
+
+    result = inventory(nvml=OnlyLost())
+    assert result.gpus == ()
+    assert result.reason == "no NVIDIA GPU (NVML cannot read GPU 0: GPU is lost)"
+
+
+def test_the_local_infrastructure_page_survives_a_gpu_nvml_cannot_read(
+    admin_client, local_infrastructure, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(unreadable=pynvml.NVMLError_GpuIsLost()))
+    response = admin_client.get(local_infrastructure.get_absolute_url())
+    assert response.status_code == HTTPStatus.OK
+    assert "GPU-gpu" in response.content.decode()
 
 
 def test_it_reads_a_mig_gpu_and_shuts_nvml_down():

@@ -3,9 +3,11 @@ stand-in, the moto server and this machine; how results are recorded, scheduled 
 asked for; and what a status means for offering and warm pools."""
 
 import json
+import sys
 from datetime import timedelta
 
 import boto3
+import pynvml
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -20,6 +22,7 @@ from profiles import catalog
 from profiles.choices import AllocationStrategy, HealthStatus, InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure
 from tests import workspace_fixtures
+from tests.mig.fake_nvml import FakeNvml
 from tests.pools.k8s_stand_in import StandInApiServer
 from workspaces.demo import load_demo
 
@@ -317,6 +320,15 @@ def test_this_machine_without_gpus_says_so(local_infrastructure, workspaces_root
     found = health.check(local_infrastructure)
     assert found.status == READY
     assert "No GPU:" in found.reason
+
+
+def test_this_machine_names_a_gpu_nvml_cannot_read(
+    local_infrastructure, workspaces_root, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(unreadable=pynvml.NVMLError_GpuIsLost()))
+    found = health.check(local_infrastructure)
+    assert found.status == READY  # workspaces go on to the GPU it can read
+    assert "NVML finds 1 GPU: 1× A100-40GB. NVML cannot read GPU 1: GPU is lost." in found.reason
 
 
 def test_a_workspaces_directory_that_cannot_be_written_is_degraded(

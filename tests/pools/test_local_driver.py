@@ -1,20 +1,61 @@
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
+import contextlib
 import sys
 
+import pynvml
 import pytest
 from django.db import IntegrityError
 
-from pools import isolation, supervisor
+from pools import devices, isolation, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, MARKER, LocalDriver
 from pools.models import GpuAllocation
-from tests.workspace_fixtures import fake_gpus, workspaces_root  # noqa: F401
+from tests.mig.fake_nvml import FakeNvml
+from tests.workspace_fixtures import (  # noqa: F401
+    FAKE_GPUS,
+    FAKE_MIG_MINORS,
+    FakeGpu,
+    FakeMig,
+    fake_gpus,
+    workspaces_root,
+)
+
+GPU0, GPU1_PARTITIONED = FAKE_GPUS
+# The same GPUs after an administrator on the host changed a MIG layout (nvidia-smi mig).
+GPU1_WHOLE = FakeGpu(1, "GPU-bbbb", "NVIDIA A100-SXM4-40GB", "A100-40GB")
+GPU0_PARTITIONED = FakeGpu(
+    0, "GPU-aaaa", "NVIDIA A100-SXM4-40GB", "A100-40GB", (FakeMig("MIG-a1", "1g.5gb", 1),)
+)
+# GPU 1's slices destroyed and made again: new UUIDs, the same GPU instance ids.
+GPU1_REMADE = FakeGpu(
+    1,
+    "GPU-bbbb",
+    "NVIDIA A100-SXM4-40GB",
+    "A100-40GB",
+    (
+        FakeMig("MIG-n1", "1g.5gb", 1),
+        FakeMig("MIG-n2", "1g.5gb", 2),
+        FakeMig("MIG-n3", "3g.20gb", 3),
+    ),
+)
 
 
 def spec_for(profile, name="ws-1"):
     return WorkspaceSpec.from_profile(name, "mia", profile)
+
+
+def gpu_spec(profile_factory, infrastructure, name, count=1, mig=""):
+    """A workspace of `count` A100-40GB GPUs, or of that many `mig` slices."""
+    profile = profile_factory(infrastructure, f"profile {name}", groups=[("A100-40GB", count)])
+    if mig:
+        profile.resource_groups.update(mig_profile=mig)
+    return spec_for(profile, name)
+
+
+def held_by(name: str) -> list[str]:
+    return list(GpuAllocation.objects.filter(holder=name).values_list("device_uuid", flat=True))
 
 
 @pytest.fixture
@@ -172,3 +213,99 @@ def test_stop_then_start_brings_the_workspaces_own_process_back(
         driver.deprovision(spec)
     assert not supervisor.is_running(second)
     assert not supervisor.registered(second)
+
+
+def test_a_gpu_whose_held_mig_device_is_gone_is_not_handed_out_whole(
+    driver, profile_factory, fake_gpus, monkeypatch
+):
+    driver.provision(gpu_spec(profile_factory, driver.infrastructure, "ws-a", mig="1g.5gb"))
+    (held,) = GpuAllocation.objects.filter(holder="ws-a")
+    assert held.gpu_index == 1
+    # ws-a's sandbox has GPU 1's own node with its slice.
+    assert "/dev/nvidia1" in devices.device_nodes(
+        [held.device_uuid], FAKE_GPUS, devices.parse_mig_minors(FAKE_MIG_MINORS)
+    )
+    driver.provision(gpu_spec(profile_factory, driver.infrastructure, "ws-c"))  # GPU 0
+
+    # MIG is turned off on GPU 1 (ws-a's processes hold no CUDA context at that moment).
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [GPU0, GPU1_WHOLE])
+    with pytest.raises(TransientError, match="in use"):
+        driver.provision(gpu_spec(profile_factory, driver.infrastructure, "ws-b"))
+    assert held_by("ws-b") == []
+
+
+def test_a_gpu_held_whole_is_not_handed_out_as_slices(
+    driver, profile_factory, fake_gpus, monkeypatch
+):
+    driver.provision(gpu_spec(profile_factory, driver.infrastructure, "ws-a"))
+    assert held_by("ws-a") == ["GPU-aaaa"]
+
+    # MIG is turned on for GPU 0 and a slice made while ws-a holds it whole; two 1g.5gb
+    # slices are asked for: GPU 1 has two, GPU 0 now one.
+    monkeypatch.setattr(
+        "pools.drivers.local.gpu_inventory", lambda: [GPU0_PARTITIONED, GPU1_PARTITIONED]
+    )
+    with contextlib.suppress(TransientError):
+        driver.provision(
+            gpu_spec(profile_factory, driver.infrastructure, "ws-b", count=2, mig="1g.5gb")
+        )
+    on_gpu0 = GpuAllocation.objects.filter(gpu_index=0).values_list("holder", "device_uuid")
+    assert sorted(on_gpu0) == [("ws-a", "GPU-aaaa")]
+
+
+def test_a_mig_device_made_again_is_not_given_to_another_while_its_old_holder_has_its_nodes(
+    driver, profile_factory, fake_gpus, monkeypatch
+):
+    minors = devices.parse_mig_minors(FAKE_MIG_MINORS)
+    driver.provision(gpu_spec(profile_factory, driver.infrastructure, "ws-a", mig="1g.5gb"))
+    a_nodes = set(devices.device_nodes(held_by("ws-a"), FAKE_GPUS, minors))
+
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [GPU0, GPU1_REMADE])
+    with contextlib.suppress(TransientError):
+        driver.provision(
+            gpu_spec(profile_factory, driver.infrastructure, "ws-b", count=2, mig="1g.5gb")
+        )
+    b_nodes = set(devices.device_nodes(held_by("ws-b"), [GPU0, GPU1_REMADE], minors))
+    assert not {node for node in a_nodes & b_nodes if node.startswith(devices.CAPS_DIR)}
+
+
+def test_the_check_names_a_held_mig_device_that_is_gone_and_the_repair_replaces_it(
+    driver, profile_factory, fake_gpus, monkeypatch
+):
+    spec = gpu_spec(profile_factory, driver.infrastructure, "ws-a", mig="1g.5gb")
+    driver.provision(spec)
+    first = driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        assert driver.check(spec) == []
+        monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [GPU0, GPU1_REMADE])
+        (old,) = held_by("ws-a")
+        with pytest.raises(devices.DeviceError, match="not on this host any more"):
+            devices.nodes_for([old], [GPU0, GPU1_REMADE])
+
+        assert driver.check(spec) == [f"Its GPU 1 MIG 1g.5gb ({old}) is gone from this machine."]
+        steps = []
+        driver.repair(spec, steps.append)
+        assert f"GPU 1 MIG 1g.5gb ({old}) is gone: allocation dropped" in steps
+        (new,) = held_by("ws-a")
+        assert new in ("MIG-n1", "MIG-n2")  # a 1g.5gb slice of the new layout
+        assert f"CUDA_VISIBLE_DEVICES={new}" in (driver.directory("ws-a") / ENV_FILE).read_text()
+        # Its process, given the old slice's nodes, runs again on the new one.
+        assert not supervisor.is_running(first)
+        again = supervisor.ProcessRecord.registered_at(driver.directory("ws-a") / "process.json")
+        assert again.pid != first.pid and supervisor.is_running(again)
+        assert driver.check(spec) == []
+    finally:
+        driver.deprovision(spec)
+
+
+def test_a_gpu_nvml_cannot_read_leaves_the_others_to_workspaces(
+    driver, profile_factory, monkeypatch
+):
+    lost = FakeNvml(mig_mode=(0, 0), unreadable=pynvml.NVMLError_GpuIsLost())
+    monkeypatch.setitem(sys.modules, "pynvml", lost)
+    spec = gpu_spec(profile_factory, driver.infrastructure, "ws-1")
+    try:
+        driver.provision(spec)
+        assert held_by("ws-1") == ["GPU-gpu"]
+    finally:
+        driver.deprovision(spec)

@@ -84,8 +84,10 @@ def test_a_deleted_directory_degrades_the_workspace_then_fails_it(ready_gpu_work
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.FAILED
     assert ready_gpu_workspace.failure_reason == (
-        f"Cannot be repaired: Its directory {directory} is gone, and its files with it."
+        f"Cannot be repaired: Its directory {directory} is gone, and its files with it. "
+        "Stopped, its GPUs released."
     )
+    assert not GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).exists()
     assert not directory.exists()  # never made again, empty, as if nothing happened
     assert not watch.repair_one(later())  # nothing left to do: the same result
     assert transitions(ready_gpu_workspace)[-2:] == [
@@ -149,10 +151,13 @@ def test_a_killed_process_is_restarted_on_its_port(ready_gpu_workspace, stop_pro
     assert ready_gpu_workspace.state == State.READY
 
 
-def test_what_cannot_be_repaired_fails_after_the_last_attempt(ready_gpu_workspace, stop_processes):
+def test_what_cannot_be_repaired_is_stopped_and_fails_after_the_last_attempt(
+    ready_gpu_workspace, stop_processes
+):
     # Alive, but never answers on its port: every restart runs the same silent command.
     port = supervisor.free_port()
-    LocalDriver(ready_gpu_workspace.infrastructure).start_process(
+    driver = LocalDriver(ready_gpu_workspace.infrastructure)
+    driver.start_process(
         ready_gpu_workspace.spec(), [sys.executable, "-c", "import time; time.sleep(600)"], port
     )
     assert watch.check_one()
@@ -165,9 +170,43 @@ def test_what_cannot_be_repaired_fails_after_the_last_attempt(ready_gpu_workspac
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.FAILED
     assert ready_gpu_workspace.failure_reason == (
-        f"Its process does not answer on port {port}. (not repaired after 3 attempts)"
+        f"Its process does not answer on port {port}. (not repaired after 3 attempts) "
+        "Stopped, its GPUs released."
     )
+    # Failed counts against no GPU quota and keeps only its storage: stopped as Stop does.
+    assert State.FAILED not in GPU_STATES
+    assert not GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).exists()
+    record = supervisor.ProcessRecord.registered_at(
+        driver.directory(ready_gpu_workspace.resource_name) / PROCESS_FILE
+    )
+    assert not supervisor.is_running(record)
+    assert driver.directory(ready_gpu_workspace.resource_name).is_dir()  # its files are kept
     assert not watch.repair_one(later(20 * 3600))  # run again: the same result
+
+
+def test_a_stop_during_a_repair_leaves_no_gpu_held(ready_gpu_workspace, monkeypatch):
+    """Nothing serialises a Stop with the repair, which may take GPUs after the stop
+    released them: a stopped workspace would hold a GPU that no quota counts."""
+    GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).delete()
+    assert watch.check_one()
+    repair = LocalDriver.repair
+
+    def repair_while_the_owner_stops_it(self, spec, report):
+        # The owner presses Stop as the repair begins; another worker runs the stop task.
+        ready_gpu_workspace.refresh_from_db()
+        monkeypatch.setattr("pools.tasks.enqueue_stop", lambda pk: None)
+        assert tasks.request_stop(ready_gpu_workspace)
+        assert tasks.stop_workspace(ready_gpu_workspace.pk) == "stopped"
+        return repair(self, spec, report)
+
+    monkeypatch.setattr(LocalDriver, "repair", repair_while_the_owner_stops_it)
+    assert watch.repair_one()
+    ready_gpu_workspace.refresh_from_db()
+    assert ready_gpu_workspace.state == State.STOPPED
+    assert not GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).exists()
+    assert ready_gpu_workspace.events.last().message == (
+        "stopped during its repair: what the repair took is released"
+    )
 
 
 def test_two_steps_never_take_the_same_workspace(ready_gpu_workspace, member, workspace_factory):

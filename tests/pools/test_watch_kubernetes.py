@@ -113,7 +113,8 @@ def test_a_node_that_is_not_ready_fails_the_workspace_after_the_last_attempt(clu
     workspace.refresh_from_db()
     assert workspace.state == State.FAILED
     assert workspace.failure_reason == (
-        f"Node {NODE} of pod {pod} is not ready. (not repaired after 3 attempts)"
+        f"Node {NODE} of pod {pod} is not ready. (not repaired after 3 attempts) "
+        "Stopped, its GPUs released."
     )
     assert not watch.repair_one(later(10))
 

@@ -112,7 +112,7 @@ def test_a_component_that_never_comes_back_fails_its_stack_and_workspace(
     refreshed(ready_workspace, deployment)
     assert ready_workspace.state == State.FAILED
     assert ready_workspace.failure_reason == (
-        "Jobs queue: port 1 refused (not repaired after 3 attempts)"
+        "Jobs queue: port 1 refused (not repaired after 3 attempts) Stopped, its GPUs released."
     )
     assert deployment.state == State.FAILED
     assert deployment.failure_reason == ready_workspace.failure_reason
