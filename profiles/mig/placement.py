@@ -64,12 +64,15 @@ class GpuState:
     def __post_init__(self) -> None:
         if self.slots is None:
             return
-        placements = [
-            layout.GiPlacement(
-                s.profile, s.start, catalog.profile(self.gpu_model, s.profile).memory_slices
-            )
-            for s in self.slots
-        ]
+        try:
+            placements = [
+                layout.GiPlacement(
+                    s.profile, s.start, catalog.profile(self.gpu_model, s.profile).memory_slices
+                )
+                for s in self.slots
+            ]
+        except KeyError as error:  # not a GPU instance profile of the model
+            raise ValueError(f"GPU {self.gpu_id}: {error.args[0]}") from None
         problem = layout.placements_problem(self.gpu_model, placements)
         if problem:
             raise ValueError(f"GPU {self.gpu_id}: {problem}")
