@@ -25,3 +25,7 @@ LOCAL_WORKSPACE_UID_MAX = LOCAL_WORKSPACE_UID_MIN + 999
 # The GPUs of the tests are NVML stand-ins (tests/workspace_fixtures.py), which no CUDA can
 # open; tests/pools/test_gpu_check.py turns the check on where it is the subject.
 LOCAL_GPU_CHECK = "off"
+
+# Counts the requests in flight, so a browser test waits for none before its database is
+# flushed (tests/browser/in_flight.py).
+MIDDLEWARE = ["tests.browser.in_flight.in_flight_middleware", *MIDDLEWARE]  # noqa: F405

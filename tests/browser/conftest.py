@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import in_flight
+
 # Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run in
 # a thread with a running loop unless told it is safe, which it is here (one thread).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -47,6 +49,7 @@ def page(browser, live_server):
     page = context.new_page()
     yield page
     context.close()
+    in_flight.wait_for_none()  # a poll still in a query would deadlock the flush
 
 
 def log_in(page, username: str, password: str) -> None:
