@@ -182,6 +182,16 @@ def check_kubernetes(infrastructure: Infrastructure) -> Health:
     nodes = driver.inventory()
     if not nodes:
         return degraded(f"{where} answers, but it has no nodes.")
+    health = _judge_nodes(infrastructure, where, nodes)
+    # Left out of placement, each with its reason (`kubernetes.node_info`): for an admin.
+    left_out = [node.problem for node in nodes if node.problem]
+    if left_out:
+        health = Health(health.status, " ".join([health.reason, *left_out]))
+    return health
+
+
+def _judge_nodes(infrastructure: Infrastructure, where: str, nodes: list) -> Health:
+    """Whether the cluster's nodes offer what the entry declares, and the GPU Operator."""
     gpu_nodes = [node for node in nodes if fleet.is_gpu_node(node)]
     offered: Counter = Counter()
     for node in gpu_nodes:

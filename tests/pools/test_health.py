@@ -68,6 +68,15 @@ def test_a_cluster_with_gpu_nodes_and_the_gpu_operator_is_ready(cluster):
     assert "the GPU Operator manages 1" in found.reason
 
 
+def test_a_node_whose_gpu_numbers_cannot_be_believed_is_named_as_left_out(cluster):
+    cluster.add_node("gpu-1", A100 | OPERATOR, {"nvidia.com/gpu": "8", "cpu": "96"})
+    cluster.add_node("gpu-2", A100 | OPERATOR, {"nvidia.com/gpu": "200000", "cpu": "96"})
+    found = health.check(kube_entry(cluster))
+    assert "1 with GPUs (8× nvidia.com/gpu)" in found.reason
+    assert "Node gpu-2 offers 200000 nvidia.com/gpu" in found.reason
+    assert found.reason.endswith("its GPUs are left out.")
+
+
 def test_mig_slices_count_as_gpus(cluster):
     labels = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB-MIG-1g.5gb"} | OPERATOR
     cluster.add_node("gpu-1", labels, {"nvidia.com/mig-1g.5gb": "7"})
