@@ -25,6 +25,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.utils.text import slugify
 
 from profiles import catalog
 
@@ -400,3 +401,10 @@ def _security_group_problem(session, endpoint_url, groups: tuple[str, ...], vpcs
     if elsewhere:
         return f"Not in the subnets' VPC ({', '.join(sorted(vpcs))}): {', '.join(elsewhere)}."
     return ""
+
+
+def eks_cluster_name(entry_name: str, given: str | None) -> str:
+    """The EKS cluster of an AWS entry: the one its settings name, else one named after the
+    entry (one rule for the driver, `pools.drivers.aws.eks_settings_from`, and the form,
+    which refuses a cluster another entry of the region uses)."""
+    return given or f"gpu-paas-{slugify(entry_name)}"[:100]

@@ -5,7 +5,7 @@ from django.db.models import Q
 from django.utils.text import slugify
 
 from portal import audit
-from profiles.models import ServicesProfile
+from profiles.models import PROFILE_SLUG_LENGTH, ServicesProfile, profile_slug
 
 
 @transaction.atomic
@@ -36,7 +36,7 @@ def _unique_name(original: str) -> str:
     number, suffix = 1, " (copy)"
     while True:
         name = _fitting(original, suffix)
-        if not ServicesProfile.objects.filter(Q(name=name) | Q(slug=slugify(name))).exists():
+        if not ServicesProfile.objects.filter(Q(name=name) | Q(slug=profile_slug(name))).exists():
             return name
         number += 1
         suffix = f" (copy) {number}"
@@ -46,8 +46,8 @@ def _fitting(original: str, suffix: str) -> str:
     """`original` + `suffix`, the original cut short so that the name fits its column and its
     slug needs no cut (a cut slug would end the same for every suffix)."""
     name_length = ServicesProfile._meta.get_field("name").max_length
-    slug_length = ServicesProfile._meta.get_field("slug").max_length
     base = original[: name_length - len(suffix)]
-    while len(slugify(base + suffix)) > slug_length:  # slugify can lengthen: "ﬁ" gives "fi"
+    # slugify can lengthen ("ﬁ" gives "fi"): cut until the slug needs no cut of its own.
+    while len(slugify(base + suffix)) > PROFILE_SLUG_LENGTH:
         base = base[:-1]
     return base.rstrip() + suffix

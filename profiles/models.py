@@ -326,6 +326,15 @@ SELF_SERVICE_ROLES = [
 ]
 
 
+PROFILE_SLUG_LENGTH = 100
+
+
+def profile_slug(name: str) -> str:
+    """A compute or services profile's identifier, made from its name when it is saved:
+    what drivers and pages name it by (unique per kind)."""
+    return slugify(name)[:PROFILE_SLUG_LENGTH]
+
+
 class UsableProfileQuerySet(RestrictedQuerySet):
     """Adds "which published profiles may this end user use" to the admin filter."""
 
@@ -382,7 +391,7 @@ class ComputeProfile(models.Model):
     """A published "organisational standard" of resources that users request as workspaces."""
 
     name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=PROFILE_SLUG_LENGTH, unique=True)
     description = models.TextField(blank=True)
     infrastructure = models.ForeignKey(
         Infrastructure, on_delete=models.PROTECT, related_name="compute_profiles"
@@ -425,7 +434,7 @@ class ComputeProfile(models.Model):
 
     def save(self, *args, **kwargs):
         if not self.slug:
-            self.slug = slugify(self.name)[:100]
+            self.slug = profile_slug(self.name)
         if self.allocation_strategy == AllocationStrategy.ON_DEMAND:
             self.desired_capacity = 0
         super().save(*args, **kwargs)
@@ -544,7 +553,7 @@ class ServicesProfile(models.Model):
     """A one-click software stack users deploy into a workspace."""
 
     name = models.CharField(max_length=100, unique=True)
-    slug = models.SlugField(max_length=100, unique=True)
+    slug = models.SlugField(max_length=PROFILE_SLUG_LENGTH, unique=True)
     description = models.TextField(blank=True)
     turnkey = models.BooleanField(
         default=False, editable=False, help_text="Shipped with the product; clone to customise."
@@ -563,7 +572,7 @@ class ServicesProfile(models.Model):
 
     def save(self, *args, **kwargs):
         if not self.slug:
-            self.slug = slugify(self.name)[:100]
+            self.slug = profile_slug(self.name)
         super().save(*args, **kwargs)
 
     def get_absolute_url(self) -> str:

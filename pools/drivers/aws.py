@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-from django.utils.text import slugify
 
 from pools.drivers import k8s_manifests as m
 from pools.drivers.base import (
@@ -97,8 +96,9 @@ def _ids(value) -> tuple[str, ...]:
 def eks_settings_from(infrastructure) -> EksSettings:
     credentials = infrastructure.credentials or {}
     return EksSettings(
-        cluster_name=credentials.get("cluster_name")
-        or f"gpu-paas-{slugify(infrastructure.name)}"[:100],
+        cluster_name=aws_checks.eks_cluster_name(
+            infrastructure.name, credentials.get("cluster_name")
+        ),
         cluster_role_arn=credentials.get("cluster_role_arn", ""),
         node_role_arn=credentials.get("node_role_arn", ""),
         subnet_ids=_ids(credentials.get("subnet_ids")),

@@ -1,7 +1,6 @@
 from botocore.exceptions import BotoCoreError, ClientError
 from django import forms
 from django.db import transaction
-from django.utils.text import slugify
 
 from portal.forms import PortalFormMixin, SecretFieldsMixin, SecretInput, SecretTextarea
 from portal.roles import CHANGE, Area, has_perm
@@ -324,12 +323,14 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         region = cleaned.get("region")
         if not (cleaned.get("name") and region) or field in self.errors:
             return
-        cluster = eks_cluster_name(cleaned["name"], settings.get("cluster_name"))
+        cluster = aws_checks.eks_cluster_name(cleaned["name"], settings.get("cluster_name"))
         others = Infrastructure.objects.filter(kind=CLOUD, provider="aws", region=region)
         sharing = [
             other
             for other in others.exclude(pk=self.instance.pk)
-            if eks_cluster_name(other.name, (other.credentials or {}).get("cluster_name"))
+            if aws_checks.eks_cluster_name(
+                other.name, (other.credentials or {}).get("cluster_name")
+            )
             == cluster
         ]
         if not sharing:
@@ -510,12 +511,6 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 vcpu=facts.vcpu,
                 ram_gb=facts.ram_gb,
             )
-
-
-def eks_cluster_name(entry_name: str, given: str | None) -> str:
-    """The EKS cluster of an AWS entry: the one its settings name, else one named after
-    the entry (the rule `pools.drivers.aws.eks_settings_from` applies)."""
-    return given or f"gpu-paas-{slugify(entry_name)}"[:100]
 
 
 def _credential_widget(key: str) -> forms.Widget:

@@ -7,9 +7,9 @@ import re
 from cryptography.hazmat.primitives import serialization
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.utils.text import slugify
 
 from profiles.kubeconfig import KubeconfigError, parse_kubeconfig
+from profiles.models import profile_slug
 
 HOSTNAME = re.compile(
     r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
@@ -63,7 +63,7 @@ def validate_hosts(text: str) -> list[str]:
 def validate_new_profile_name(model: type[models.Model], name: str) -> None:
     """A new profile's slug, its name reduced to a-z, 0-9 and dashes, must be a new one:
     drivers and pages name the profile by it, and the column is unique."""
-    slug = slugify(name)[: model._meta.get_field("slug").max_length]  # as `model.save()` does
+    slug = profile_slug(name)  # as `model.save()` makes it
     if not slug:
         raise ValidationError("Use at least one letter or digit (a–z, 0–9) in the name.")
     taken = model.objects.filter(slug=slug).first()
