@@ -64,7 +64,9 @@ def nvml_section() -> dict:
         {"gpu": gpu, "differences": nvml.compare_with_catalog(gpu) if gpu.mig_capable else []}
         for gpu in found.gpus
     ]
-    return {"reason": found.reason, "gpus": gpus}
+    # A GPU NVML cannot read is named too: it is left out of what workspaces are given, and
+    # the table is where an administrator counts the host's GPUs.
+    return {"reason": found.reason, "gpus": gpus, "unreadable": found.unreadable}
 
 
 class InfrastructureEdit(ObjectEditView):

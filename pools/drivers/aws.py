@@ -14,7 +14,8 @@ same cluster, which entries saved before the form refused that may share).
 Node groups live on the infrastructure's EKS cluster (created when missing). A workspace
 of a super-sized profile (its spec carries `gpupaas.io/dedicated-cluster=true`, which
 `WorkspaceSpec.from_profile` sets) gets its own cluster `<cluster>-<spec.name>` instead,
-tagged with the workspace, and deleted with it.
+tagged with the workspace, and deleted with it. A workspace's node groups stay on the
+cluster they were made on when its profile becomes super-sized, or no longer, later.
 
 Creation is idempotent: node groups and clusters are looked up by name first, created with
 a stable clientRequestToken (a digest of the cluster and node group names: one per
@@ -349,10 +350,23 @@ class AwsDriver(Driver):
     # --- steps --------------------------------------------------------------------------
 
     def cluster_name(self, spec: WorkspaceSpec) -> str:
-        """The cluster the workspace's node groups are on."""
-        if is_dedicated(spec):
-            return self.dedicated_cluster_name(spec)
-        return self.settings.cluster_name
+        """The cluster the workspace's node groups are on: the one they were made on,
+        else the one its profile asks for now.
+
+        A workspace's node groups stay where they were made: its profile may have become
+        super-sized (or no longer) since, and a stopped workspace starts, and is watched,
+        where its nodes are, not on a cluster that was never made for it.
+        """
+        shared, dedicated = self.settings.cluster_name, self.dedicated_cluster_name(spec)
+        wanted, other = (dedicated, shared) if is_dedicated(spec) else (shared, dedicated)
+        if self._holds_nodegroups(other, spec) and not self._holds_nodegroups(wanted, spec):
+            return other
+        return wanted
+
+    def _holds_nodegroups(self, cluster: str, spec: WorkspaceSpec) -> bool:
+        if self._describe_cluster(cluster) is None:
+            return False
+        return bool(self._nodegroup_names_of(cluster, spec))
 
     def dedicated_cluster_name(self, spec: WorkspaceSpec) -> str:
         return f"{self.settings.cluster_name}-{spec.name}"[:100]

@@ -65,7 +65,10 @@ def test_the_local_infrastructure_page_survives_a_gpu_nvml_cannot_read(
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(unreadable=pynvml.NVMLError_GpuIsLost()))
     response = admin_client.get(local_infrastructure.get_absolute_url())
     assert response.status_code == HTTPStatus.OK
-    assert "GPU-gpu" in response.content.decode()
+    page = response.content.decode()
+    assert "GPU-gpu" in page
+    # The table counts it too, not only the health panel.
+    assert "NVML cannot read it: GPU is lost. Workspaces are not given it." in page
 
 
 def test_it_reads_a_mig_gpu_and_shuts_nvml_down():

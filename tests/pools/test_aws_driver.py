@@ -429,6 +429,31 @@ def test_stopping_a_workspace_whose_profile_lost_a_group_stops_all_its_nodes(
     assert desired_sizes(eks) == {f"{name}-g0": 1, f"{name}-g1": 0}
 
 
+def test_start_after_the_profile_became_super_sized_starts_where_the_nodes_are(driver, eks):
+    """Its node groups are on the shared cluster; no dedicated cluster was ever made for
+    it, so Start scales them back there (it said "cluster gone" and could never start)."""
+    assert driver.provision(A100).ready
+    now_super = spec_of(*A100.groups, **{"gpupaas.io/dedicated-cluster": "true"})
+    driver.stop(now_super)
+
+    assert driver.start(now_super).ready
+    assert desired_sizes(eks) == {"ws-42-g0": 1}
+    assert eks.list_clusters()["clusters"] == [CLUSTER]  # no dedicated cluster made
+    assert driver.status(now_super).ready
+
+
+def test_start_after_the_profile_stopped_being_super_sized_starts_on_its_own_cluster(driver, eks):
+    dedicated = spec_of(*A100.groups, **{"gpupaas.io/dedicated-cluster": "true"})
+    assert driver.provision(dedicated).ready
+    driver.stop(A100)
+    own = f"{CLUSTER}-ws-42"
+    assert desired_sizes(eks, own) == {"ws-42-g0": 0}
+
+    assert driver.start(A100).ready
+    assert eks.list_clusters()["clusters"] == [own]  # the shared cluster is not made
+    assert desired_sizes(eks, own) == {"ws-42-g0": 1}
+
+
 # --- super-sized profiles -----------------------------------------------------------------
 
 
