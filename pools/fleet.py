@@ -100,7 +100,7 @@ def _pod_node(pod: dict) -> str | None:
     if (pod.get("status") or {}).get("phase") in DONE_PHASES:
         return None
     spec = pod.get("spec") or {}
-    return spec.get("nodeName") or m.pinned_node({"spec": {"template": {"spec": spec}}})
+    return spec.get("nodeName") or m.pod_pin(spec)
 
 
 def build_fleet(nodes: list[NodeInfo], pods: list[dict]) -> list[placement.GpuState]:

@@ -117,11 +117,12 @@ def group_name(spec: WorkspaceSpec, group: GroupSpec) -> str:
 
 
 def pod_names(spec: WorkspaceSpec) -> list[str]:
-    return [
-        f"{group_name(spec, group)}-{ordinal}"
-        for group in spec.groups
-        for ordinal in range(group.node_count)
-    ]
+    return [name for group in spec.groups for name in group_pod_names(spec, group)]
+
+
+def group_pod_names(spec: WorkspaceSpec, group: GroupSpec) -> list[str]:
+    """Its StatefulSet's pods: `<set>-<ordinal>`."""
+    return [f"{group_name(spec, group)}-{ordinal}" for ordinal in range(group.node_count)]
 
 
 def claim_name(spec: WorkspaceSpec, group: GroupSpec, ordinal: int) -> str:
@@ -400,9 +401,12 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
 
 def pinned_node(statefulset: dict) -> str | None:
     """The Node a StatefulSet's pods are pinned to (`metadata.name In [node]`), or None."""
-    affinity = (((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {}).get(
-        "affinity"
-    ) or {}
+    return pod_pin(((statefulset.get("spec") or {}).get("template") or {}).get("spec") or {})
+
+
+def pod_pin(pod_spec: dict) -> str | None:
+    """The Node a pod spec is pinned to (`metadata.name In [node]`), or None."""
+    affinity = pod_spec.get("affinity") or {}
     required = (affinity.get("nodeAffinity") or {}).get(
         "requiredDuringSchedulingIgnoredDuringExecution"
     ) or {}

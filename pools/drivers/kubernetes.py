@@ -38,6 +38,8 @@ which may have been edited since, would render them: stop scales every set label
 the workspace to 0 through the scale subresource (nothing else of the set changes), and
 start applies the profile's sets again with the volume claim templates they have
 (Kubernetes refuses any change to those; a volume keeps the size it was made with).
+Repair applies the same way, places an unwell group again where its node is gone, drained
+or full, and deletes the pods a StatefulSet does not replace by itself (`repair`).
 
 Errors are `pools.kube`'s one mapping: 401/403 → PermanentError (the credentials were
 refused, with the reason); 404 → absent; 400/415/422 → PermanentError with the API's
@@ -50,6 +52,7 @@ KUBERNETES_STORAGE_CLASS, KUBERNETES_WORKSPACE_EGRESS ("https", "public" or "off
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +76,9 @@ from profiles.catalog import gpu_model_for_product_label
 from profiles.mig import placement
 
 IMAGE_PULL_GRACE = timedelta(minutes=10)
+# A running pod failing its readiness check longer than this is made again by a repair:
+# the GPU check runs every minute, so this is several failed checks in a row.
+STUCK_POD_GRACE = timedelta(minutes=3)
 IMAGE_PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 IMAGE_NEVER_PULLS = {"InvalidImageName", "ErrImageNeverPull"}
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"  # GPU Feature Discovery's
@@ -190,29 +196,96 @@ class KubernetesDriver(Driver):
         namespace = m.namespace_for(spec, self.options)
         if self.options.namespace_mode == m.NAMESPACE_MODE:
             self._check_namespace_is_ours(spec, namespace)
-        existing = {}
+        existing = self._existing_sets(spec, namespace)
         for group in spec.groups:
             name = m.group_name(spec, group)
-            found = self.kube.get("StatefulSet", name, namespace)
-            if found is None:
+            if name not in existing:
                 raise PermanentError(
                     f"StatefulSet {name} of {spec.name} is gone from namespace {namespace}: "
                     f"group {group.index} was added to the profile after the workspace was "
                     "made, or the set was deleted; the workspace cannot be started."
                 )
-            existing[name] = found
-        avoid = draining_nodes(self.infrastructure)
-        pins = self._pin_groups(spec, namespace, avoid, report, recheck=True)
-        options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
-        for obj in m.render(spec, options):
-            if obj["kind"] == "PersistentVolumeClaim":
-                continue  # made with the workspace; their StatefulSet holds them
-            if obj["kind"] == "StatefulSet":
-                found = existing[obj["metadata"]["name"]]
-                obj["spec"]["volumeClaimTemplates"] = found["spec"]["volumeClaimTemplates"]
-            self.kube.apply(obj)
+        self._apply_again(spec, namespace, existing, {g.index for g in spec.groups}, report)
         report("stateful sets scaled up")
         return self._observe(spec, report)
+
+    def repair(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
+        """Bring back what `check` found wrong, keeping the workspace's volumes.
+
+        Objects that are gone are made again (a set deleted takes up its claims again,
+        which outlive it). A group with a pod that is missing or not Ready is placed again
+        when its node is gone, drained or full, as `start` does; a healthy group is never
+        moved. Then a pod its StatefulSet will not replace by itself is deleted, so the
+        set makes it again (`_stuck`): one whose node is gone, one running but failing its
+        readiness check (its GPU check, say) for `STUCK_POD_GRACE`, and one made for a
+        node its set no longer pins. A pod on a node that is not ready is left: deleting
+        it cannot finish until the node answers, and a set never runs a pod twice.
+        """
+        namespace = m.namespace_for(spec, self.options)
+        if self.options.namespace_mode == m.NAMESPACE_MODE:
+            self._check_namespace_is_ours(spec, namespace)
+        pods = {
+            pod["metadata"]["name"]: pod
+            for pod in self.kube.list("Pod", namespace, m.workspace_selector(spec))
+        }
+        # A pod whose Node is gone may still read Ready: nothing updates it any more.
+        nodes = {(pod.get("spec") or {}).get("nodeName") for pod in pods.values()} - {None}
+        gone = {node for node in nodes if self.kube.get("Node", node) is None}
+        unwell = {
+            group.index
+            for group in spec.groups
+            for pod in [pods.get(name) for name in m.group_pod_names(spec, group)]
+            if not _ready(pod) or (pod.get("spec") or {}).get("nodeName") in gone
+        }
+        existing = self._existing_sets(spec, namespace)
+        sets = self._apply_again(spec, namespace, existing, unwell, report)
+        for name in m.pod_names(spec):  # a services stack's pods are its own to repair
+            why = name in pods and _stuck(pods[name], sets, gone)
+            if why and self.kube.delete("Pod", name, namespace):
+                report(f"pod {name} deleted ({why}); its stateful set makes it again")
+
+    def _existing_sets(self, spec: WorkspaceSpec, namespace: str) -> dict[str, dict]:
+        """{name: StatefulSet} of the profile's groups whose set exists."""
+        found = {}
+        for group in spec.groups:
+            name = m.group_name(spec, group)
+            statefulset = self.kube.get("StatefulSet", name, namespace)
+            if statefulset is not None:
+                found[name] = statefulset
+        return found
+
+    def _apply_again(
+        self,
+        spec: WorkspaceSpec,
+        namespace: str,
+        existing: dict[str, dict],
+        recheck: set[int],
+        report: Reporter,
+    ) -> dict[str, dict]:
+        """Apply the workspace's objects over what exists; {name: StatefulSet applied}.
+
+        Sets that exist keep their volume claim templates and existing claims are not
+        applied again (Kubernetes refuses changes to the one, and a volume keeps the size
+        it was made with); the pins of the `recheck` groups are checked (`_pin_groups`).
+        """
+        avoid = draining_nodes(self.infrastructure)
+        pins = self._pin_groups(spec, namespace, avoid, report, recheck=recheck)
+        options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
+        applied = {}
+        for obj in m.render(spec, options):
+            name = obj["metadata"]["name"]
+            if obj["kind"] == "PersistentVolumeClaim" and self.kube.get(
+                "PersistentVolumeClaim", name, namespace
+            ):
+                continue
+            if obj["kind"] == "StatefulSet":
+                if name in existing:
+                    templates = existing[name]["spec"]["volumeClaimTemplates"]
+                    obj["spec"]["volumeClaimTemplates"] = templates
+                applied[name] = obj
+            if self.kube.apply(obj):
+                report(f"{kube.kind(obj['kind']).words} {name} created")
+        return applied
 
     def check(self, spec: WorkspaceSpec) -> list[str]:
         """Every pod of the workspace is there and Ready, and each runs on a node that is
@@ -279,14 +352,15 @@ class KubernetesDriver(Driver):
         avoid: tuple[str, ...],
         report: Reporter,
         *,
-        recheck: bool = False,
+        recheck: Collection[int] = (),
     ) -> dict[int, str]:
         """The node each GPU group's pods are pinned to, placed with the fleet engine.
 
         A group whose StatefulSet exists keeps the pin recorded in it (or none): a re-apply
-        never moves a workspace. With `recheck` (a start), a recorded pin to a node that is
-        gone, drained or without room for the group now is dropped and the group placed
-        again: a stopped workspace's node may have been replaced or taken meanwhile. The
+        never moves a workspace. For the groups in `recheck` (all at a start, the unwell
+        ones at a repair), a recorded pin to a node that is gone, drained or without room
+        for the group now is dropped and the group placed again: a stopped workspace's
+        node may have been replaced or taken meanwhile. The
         others are placed on a fleet built from the cluster (`fleet.build_fleet`). A group
         spanning several nodes is not pinned: the engine places a group on one host, and one
         StatefulSet template cannot pin each replica to its own node, so the scheduler
@@ -295,11 +369,11 @@ class KubernetesDriver(Driver):
         existing, pins = self._recorded_pins(spec, namespace)
         nodes: list[NodeInfo] | None = None
         pods: list[dict] | None = None
-        if recheck and pins:
+        if pins.keys() & set(recheck):
             nodes = [n for n in self.inventory() if fleet.is_gpu_node(n)]
             pods = self.kube.list("Pod")
             for group in spec.groups:
-                node = pins.get(group.index)
+                node = group.index in recheck and pins.get(group.index)
                 problem = node and _pin_problem(spec, group, node, nodes, pods, avoid)
                 if problem:
                     report(f"group {group.index} is placed again: node {node} {problem}")
@@ -520,6 +594,47 @@ def waiting_reason(name: str, pod: dict) -> str:
         if running and not container.get("ready") and _checks_gpus(pod, container.get("name")):
             return f"pod {name} runs, but its GPU check ({m.GPU_CHECK_NAME}) has not passed"
     return f"pod {name} is {status.get('phase', 'Pending').lower()}, not ready yet"
+
+
+def _stuck(pod: dict, sets: dict[str, dict], gone_nodes: set[str]) -> str:
+    """Why its StatefulSet (in `sets`, by name) will not replace this pod by itself (""
+    when it will, or when the pod is well)."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    node = spec.get("nodeName")
+    if node in gone_nodes:
+        return f"its node {node} is gone"
+    owner = sets.get(pod["metadata"]["name"].rpartition("-")[0])
+    pin, made_for = owner and m.pinned_node(owner), m.pod_pin(spec)
+    if not node and pin and made_for not in (None, pin):
+        return f"made for node {made_for}, its set now pins {pin}"
+    failing = _failing_readiness_since(status)
+    if failing and datetime.now(UTC) - failing > STUCK_POD_GRACE:
+        minutes = int((datetime.now(UTC) - failing).total_seconds() // 60)
+        return f"running but not ready for {minutes} min"
+    return ""
+
+
+def _ready(pod: dict | None) -> bool:
+    conditions = ((pod or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _failing_readiness_since(status: dict) -> datetime | None:
+    """Since when a running pod's started containers have been failing their readiness
+    check (None when it is Ready, or not running): the Ready condition's last change, else
+    the container's start."""
+    if status.get("phase") != "Running" or _ready({"status": status}):
+        return None
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    started = [
+        _parse_time(((c.get("state") or {}).get("running") or {}).get("startedAt"))
+        for c in status.get("containerStatuses") or []
+        if not c.get("ready")
+    ]
+    started = [time for time in started if time]
+    if not started:
+        return None
+    return _parse_time(ready.get("lastTransitionTime")) or min(started)
 
 
 def _checks_gpus(pod: dict, container_name: str | None) -> bool:

@@ -1,6 +1,8 @@
 """The Kubernetes driver places a new workspace with the fleet placement engine and pins
 each GPU group to the chosen node (tests against the API stand-in)."""
 
+from datetime import UTC, datetime, timedelta
+
 import kubernetes_validate
 import pytest
 
@@ -328,3 +330,89 @@ def test_the_fleet_believes_no_node_offers_more_than_64_gpus():
     built = fleet.build_fleet([node], [])
     assert len([g for g in built if g.slots is None]) == 64
     assert sum(len(g.slots) for g in built if g.slots is not None) <= 7 * 64
+
+
+# --- repair ---------------------------------------------------------------------------------
+
+
+def minutes_ago(minutes: int) -> str:
+    moment = datetime.now(UTC) - timedelta(minutes=minutes)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_repair_places_a_group_again_when_its_node_is_gone_and_remakes_its_pod(cluster, driver):
+    """Provisioning again (the repair before) kept the pin to the gone node: the pod its
+    set made again could never be scheduled."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    cluster.set_pods("ready", node="gpu-a", namespace="ws-42")
+    del cluster.objects[("nodes", "", "gpu-a")]  # its pod still reads Ready
+    cluster.add_node("gpu-b", A100, gpus(8))
+    steps: list[str] = []
+
+    driver.repair(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-b"]
+    assert "group 0 is placed again: node gpu-a is gone or offers no GPUs" in steps
+    assert "pod ws-42-g0-0 deleted (its node gpu-a is gone); its stateful set makes it again" in (
+        steps
+    )
+    assert cluster.pods("ws-42") == []
+    driver.repair(ONE_GPU)  # the stand-in's controller makes pods when its set is applied
+    (pod,) = cluster.pods("ws-42")
+    assert m.pod_pin(pod["spec"]) == "gpu-b"
+
+
+def test_repair_never_moves_a_healthy_group(cluster, driver, infrastructure):
+    cluster.add_node("gpu-a", A100, gpus(8))
+    cluster.add_node("gpu-b", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    (node,) = pinned(cluster)
+    cluster.set_pods("ready", node=node, namespace="ws-42")
+    strategy = PartitioningStrategy.objects.create(
+        infrastructure=infrastructure, gpu_model="A100-40GB"
+    )
+    set_draining(strategy, node, True)  # new workspaces avoid it; this one stays
+    steps: list[str] = []
+
+    driver.repair(ONE_GPU, steps.append)
+    assert pinned(cluster) == [node]
+    assert [p["metadata"]["name"] for p in cluster.pods("ws-42")] == ["ws-42-g0-0"]
+    assert not any("deleted" in step or "placed again" in step for step in steps)
+
+
+@pytest.mark.parametrize(("failing_for", "remade"), [(10, True), (1, False)])
+def test_repair_remakes_a_pod_failing_its_gpu_check(cluster, driver, failing_for, remade):
+    """Its container runs, so Kubernetes restarts nothing; the set replaces a pod only
+    when it is deleted. A pod failing for less than the grace may be a slow first check."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    cluster.set_pods("running", node="gpu-a", namespace="ws-42", since=minutes_ago(failing_for))
+    assert "its GPU check (nvidia-smi -L) has not passed" in driver.check(ONE_GPU)[0]
+    steps: list[str] = []
+
+    driver.repair(ONE_GPU, steps.append)
+    expected = (
+        f"pod ws-42-g0-0 deleted (running but not ready for {failing_for} min); "
+        "its stateful set makes it again"
+    )
+    assert (expected in steps) == remade
+    assert (cluster.pods("ws-42") == []) == remade
+    assert pinned(cluster) == ["gpu-a"]  # its node is there and has room: it stays
+
+
+def test_repair_remakes_a_pending_pod_made_for_the_node_its_set_no_longer_pins(cluster, driver):
+    """A set's controller does not replace a pod that never became ready with its new
+    template by itself (kubernetes/kubernetes#67250)."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    cluster.set_pods("unschedulable", namespace="ws-42")
+    del cluster.objects[("nodes", "", "gpu-a")]
+    cluster.add_node("gpu-b", A100, gpus(8))
+    steps: list[str] = []
+
+    driver.repair(ONE_GPU, steps.append)
+    assert pinned(cluster) == ["gpu-b"]
+    assert (
+        "pod ws-42-g0-0 deleted (made for node gpu-a, its set now pins gpu-b); "
+        "its stateful set makes it again"
+    ) in steps
