@@ -120,7 +120,8 @@ def _promise_one(workspace, user) -> tuple[PoolInstance, str] | None:
         p50 = measured.p50
     pool = Pool.objects.filter(profile_id=profile.pk).first()
     within = pool.slo_seconds if pool else sizing.SloSettings().seconds
-    instance = promises.promise(workspace, user, p50, within, now)
+    late = slo.patience(profile.infrastructure.kind, measured).seconds
+    instance = promises.promise(workspace, user, p50, within, late, now)
     if instance is None:
         return None
     if measured is None:

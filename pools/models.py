@@ -248,7 +248,6 @@ class Workspace(LifecycleModel):
         db_table = "workspaces_workspace"
         indexes = [
             models.Index(fields=["state", "heartbeat"], name="workspaces__state_6da9c7_idx"),
-            models.Index(fields=["state", "checked_at"], name="workspace_watch_order"),
             # The list of every workspace sorts by these (and its id) a page at a time.
             models.Index(fields=["name", "id"], name="workspace_name_order"),
             models.Index(fields=["ready_at", "id"], name="workspace_ready_order"),

@@ -16,15 +16,20 @@ be ready sooner, and the pool kept an instance nobody was waiting for.
    loop replaces it at once, and the loop never deletes or replaces it.
 2. `hand_over()`: when the instance is ready (`pools.tasks.provision_pool_instance`), it
    is claimed and the workspace adopts it, as a warm hit does (`adopt`).
-3. `settle()`: what a workspace waiting for an instance does when its own task runs (the
-   sweep resumes it, or a retry): hand over a ready instance, keep waiting while it
-   provisions, or give the promise back (the instance failed, went away or hit an error)
-   and let the caller provision the workspace on demand.
+3. `settle()`: what a workspace waiting for an instance does when its own task runs (its
+   retry every `pools.tasks.POLL_INTERVAL` while it waits, or the sweep resuming it): hand
+   over a ready instance, keep waiting while it provisions, or give the promise back (the
+   instance failed, went away or hit an error, or is late: it has provisioned for longer
+   than its `Patience`, which the provisioning p90 measured on the infrastructure sets)
+   and let the caller provision the workspace on demand. A late instance stays the pool's,
+   still provisioning: its own worker may yet finish it for a later request.
 4. `give_back()`: a workspace deleted while it waits gives its instance back to the pool.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -51,6 +56,34 @@ WAITING_FOR = "waiting for"  # the workspace's move to provisioning, naming its 
 COMING = (State.REQUESTED, State.PROVISIONING)
 ON_THE_WAY = {"state__in": COMING, "workspace__isnull": True, "attempts": 0}
 
+# A workspace stops waiting for its instance once that one has provisioned (since it was
+# created, as the measured times count) for OVERDUE_FACTOR times what provisioning takes on
+# the infrastructure (its p90, the pool's lead time too: `sizing.LEAD_QUANTILE`). Within
+# bounds: the floor keeps the jitter of a fast infrastructure, or a few samples, from
+# sending a user on demand just before the instance is ready; the ceiling leaves the
+# provisioning on demand most of the workspace's hour (`pools.tasks.PROVISION_DEADLINE`).
+OVERDUE_FACTOR = 2
+OVERDUE_FLOOR = 2 * 60  # seconds
+OVERDUE_CEILING = 20 * 60
+
+
+@dataclass(frozen=True)
+class Patience:
+    """How long a promised instance may provision before its workspace stops waiting for
+    it (seconds since the instance was created), and what that rests on, in words."""
+
+    seconds: float
+    basis: str
+
+    @classmethod
+    def of(cls, typical: float, measured: bool) -> Patience:
+        """From `typical`: the provisioning p90 measured on the infrastructure or, when
+        nothing is measured there yet, what its kind is assumed to need."""
+        seconds = min(max(OVERDUE_FACTOR * typical, OVERDUE_FLOOR), OVERDUE_CEILING)
+        if measured:
+            return cls(seconds, f"p90 here {_duration(typical)}")
+        return cls(seconds, f"nothing measured here yet: {_duration(seconds)} at most")
+
 
 def on_the_way(profile):
     """The profile's instances a request may wait for (`ON_THE_WAY`)."""
@@ -59,31 +92,39 @@ def on_the_way(profile):
     )
 
 
-def expected_wait(p50: float, within: float, first, last, now: datetime) -> float | None:
+def expected_wait(
+    p50: float, within: float, first, last, now: datetime, late: float
+) -> float | None:
     """Seconds until the instance `promise()` would choose now is ready, by the provisioning
-    p50; None when none is on its way. `first` and `last`: when the oldest and the newest
-    instance on its way were created."""
-    if first is None:
+    p50; None when none is on its way, or only late ones (`late` seconds, `Patience`).
+    `first` and `last`: when the oldest and the newest instance on its way were created;
+    when the oldest is late, which of the others is oldest is not known, so the newest
+    stands for them all: the longest wait."""
+    if last is None or (now - last).total_seconds() > late:
         return None
+    if (now - first).total_seconds() > late:
+        first = last
     chosen = (
         first if sizing.waits_for_the_oldest((now - first).total_seconds(), p50, within) else last
     )
     return max(p50 - (now - chosen).total_seconds(), 0.0)
 
 
-def promise(workspace, user, p50: float, within: float, now: datetime | None = None):
+def promise(workspace, user, p50: float, within: float, late: float, now: datetime | None = None):
     """Promise an instance on its way to `workspace`; return it, or None when none is.
 
     `p50` is the provisioning p50 on the infrastructure (seconds), `within` the T of the
     SLO (seconds): an instance created before `now - (p50 - within)` should be ready
-    within T, and the oldest of those is taken; else the newest of all.
+    within T, and the oldest of those is taken; else the newest of all. One provisioning
+    for longer than `late` seconds (`Patience`) is not promised: `settle` would give it
+    back at once.
     """
     now = now or timezone.now()
-    profile = workspace.profile
+    candidates = on_the_way(workspace.profile).filter(created__gt=now - timedelta(seconds=late))
     # `sizing.waits_for_the_oldest` as a filter: old enough to be ready within T.
     soon = now - timedelta(seconds=max(p50 - within, 0))
-    soonest = on_the_way(profile).filter(created__lte=soon).order_by("created", "pk")
-    newest = on_the_way(profile).order_by("-created", "-pk")
+    soonest = candidates.filter(created__lte=soon).order_by("created", "pk")
+    newest = candidates.order_by("-created", "-pk")
     # One statement per state (a promise keeps the instance in its state); the oldest
     # are provisioning already, the newest still requested.
     tries = (
@@ -179,15 +220,19 @@ def promised_to(workspace) -> PoolInstance | None:
 
 
 @transaction.atomic
-def settle(workspace) -> str:
+def settle(workspace, patience: Callable[[PoolInstance], Patience]) -> str:
     """What a provisioning workspace's own task does about its promise.
 
-    Returns WAITING (its instance is still provisioning), READY_NOW (handed over), MOVED
-    (it no longer provisions: its instance was handed over since the task read it), or
-    ON_DEMAND: it has no promise (any more) and the caller provisions it itself.
+    Returns WAITING (its instance is still provisioning, and not late), READY_NOW (handed
+    over), MOVED (it no longer provisions: its instance was handed over since the task
+    read it), or ON_DEMAND: it has no promise (any more) and the caller provisions it
+    itself. `patience(instance)`: how long that instance may take (`Patience`), asked
+    only of an instance still provisioning.
 
     Under the workspace's row lock, which `hand_over` takes too: no instance is handed over
-    between what this reads and what it decides, so ON_DEMAND means none will be.
+    between what this reads and what it decides, so ON_DEMAND means none will be. (An
+    instance given back that becomes ready just after stays the pool's: `hand_over` finds
+    it promised to no one.)
     """
     locked = Workspace.objects.select_for_update().filter(pk=workspace.pk)
     if locked.values_list("state", flat=True).first() != State.PROVISIONING:
@@ -198,14 +243,31 @@ def settle(workspace) -> str:
     if instance.state == State.READY and not instance.unhealthy:
         return READY_NOW if hand_over(instance) else MOVED
     if instance.state in COMING and not instance.attempts:
-        return WAITING
-    log_step(
-        workspace,
-        f"the warm instance it waited for will not come ({_why_not(instance)}): "
-        "provisioning on demand",
-    )
-    release_instance(instance, f"workspace {workspace.pk} stopped waiting for it")
+        late = _late(instance, patience(instance))
+        if not late:
+            return WAITING
+        why = f"its warm instance {instance.resource_name} was {late}"
+        given_back = f"workspace {workspace.pk} stopped waiting for it: {late}"
+    else:
+        why = f"the warm instance it waited for will not come ({_why_not(instance)})"
+        given_back = f"workspace {workspace.pk} stopped waiting for it"
+    log_step(workspace, f"{why}: provisioning on demand")
+    release_instance(instance, given_back)
     return ON_DEMAND
+
+
+def _late(instance: PoolInstance, patience: Patience) -> str:
+    """Why a provisioning instance is late ("not ready after 12 min (p90 here 5 min)"),
+    or "" while it is not."""
+    taken = (timezone.now() - instance.created).total_seconds()
+    if taken <= patience.seconds:
+        return ""
+    return f"not ready after {_duration(taken)} ({patience.basis})"
+
+
+def _duration(seconds: float) -> str:
+    """Seconds in words for an event: "40 s", "12 min"."""
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _why_not(instance: PoolInstance) -> str:

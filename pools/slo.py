@@ -116,6 +116,14 @@ def assumed_provisioning(kind: str) -> float:
     return ASSUMED_PROVISIONING.get(kind, 600.0)
 
 
+def patience(kind: str, measured: sizing.Provisioning | None) -> promises.Patience:
+    """How long a workspace waits for the instance promised to it: by the provisioning p90
+    `measured` on its infrastructure, else by what the infrastructure's kind needs."""
+    if measured is None:
+        return promises.Patience.of(assumed_provisioning(kind), measured=False)
+    return promises.Patience.of(measured.quantile90, measured=True)
+
+
 def provisioning(infrastructure_ids, now: datetime) -> dict[int, sizing.Provisioning]:
     """Measured provisioning times per infrastructure over the history window: creation to
     ready of the newest pool instances and workspaces provisioned on demand (one query).

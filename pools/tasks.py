@@ -29,7 +29,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from pools import lifetime, promises, steps, supervisor, warmpool
+from pools import lifetime, promises, slo, steps, supervisor, warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
 from pools.lifecycle import State, transition
@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 # How long a workspace may take to become ready once provisioning started.
 PROVISION_DEADLINE = timedelta(minutes=60)
-# How often a workspace that is not ready yet is looked at again.
+# How often a workspace that is not ready yet is looked at again (one waiting for a warm
+# instance too: so it stops waiting within this of the instance being late).
 POLL_INTERVAL = steps.BACKOFF_BASE
 
 
@@ -127,13 +128,14 @@ def _load(workspace_id: int):
 
 def provision_workspace(workspace_id: int) -> str:
     """Take a requested (or interrupted) workspace to ready: by the warm instance promised
-    to it (`pools.promises`) while that one is still coming, else by provisioning it."""
+    to it (`pools.promises`) while that one is still coming and not late, else by
+    provisioning it."""
     func = "pools.tasks.provision_workspace"
     workspace = _load(workspace_id)
     if workspace is None:
         return "gone"
     if workspace.state == State.PROVISIONING:
-        waited = promises.settle(workspace)
+        waited = promises.settle(workspace, patience)
         if waited == promises.WAITING:
             steps.retry_later(workspace, func, POLL_INTERVAL)
         if waited != promises.ON_DEMAND:
@@ -142,6 +144,14 @@ def provision_workspace(workspace_id: int) -> str:
     if result == "ready":
         workspace_ready(workspace)  # deploy the services its request or profile names
     return result
+
+
+def patience(instance: PoolInstance) -> promises.Patience:
+    """How long a workspace waits for the warm instance promised to it: by the provisioning
+    p90 measured on the instance's infrastructure, else by what its kind is assumed to need."""
+    infrastructure = instance.infrastructure
+    measured = slo.provisioning([infrastructure.pk], timezone.now()).get(infrastructure.pk)
+    return slo.patience(infrastructure.kind, measured)
 
 
 def _provision(workspace, func: str) -> str:

@@ -1,8 +1,9 @@
 """How long a new workspace of a profile will take: at once when its warm pool has a ready
-instance; else, when an instance is on its way, until the one a request would wait for is
-ready (`pools.promises`); else the median provisioning time measured on its infrastructure
-(pool instances and on-demand workspaces, `pools.slo.provisioning`), else what its kind
-typically needs (`pools.slo.assumed_provisioning`, as a promise assumes it too)."""
+instance; else, when an instance is on its way (and not late: `pools.promises.Patience`),
+until the one a request would wait for is ready (`pools.promises`); else the median
+provisioning time measured on its infrastructure (pool instances and on-demand workspaces,
+`pools.slo.provisioning`), else what its kind typically needs
+(`pools.slo.assumed_provisioning`, as a promise assumes it too)."""
 
 from django.utils import timezone
 
@@ -47,10 +48,13 @@ def _wording(profile, ready: int, coming, measured, now) -> str:
         return "ready now (warm)"
     if coming is not None and coming[0] is not None:
         first, last, within = coming
-        p50 = measured.p50 if measured else slo.assumed_provisioning(profile.infrastructure.kind)
+        kind = profile.infrastructure.kind
+        p50 = measured.p50 if measured else slo.assumed_provisioning(kind)
         within = within if within is not None else sizing.SloSettings().seconds
-        wait = promises.expected_wait(p50, within, first, last, now)
-        return f"{in_about(wait)} ({ON_ITS_WAY})"
+        late = slo.patience(kind, measured).seconds
+        wait = promises.expected_wait(p50, within, first, last, now, late)
+        if wait is not None:
+            return f"{in_about(wait)} ({ON_ITS_WAY})"
     if measured is None:
         minutes = round(slo.assumed_provisioning(profile.infrastructure.kind) / 60)
         return "ready in seconds" if minutes == 0 else f"about {minutes} minutes"

@@ -133,6 +133,25 @@ def test_the_oldest_instance_is_promised_when_ready_within_t_else_the_newest(war
     assert promised == {older.pk: first.pk, old.pk: second.pk, newest.pk: third.pk, new.pk: None}
 
 
+def test_a_late_instance_is_neither_promised_nor_counted_on(warm_profile, member):
+    """Provisioning p90 300 s here: after 600 s an instance is late (`promises.Patience`),
+    and a workspace promised it would give it back at its first look."""
+    measured_300_s(warm_profile)
+    stuck = on_its_way(warm_profile, seconds_ago=700)
+    assert (
+        estimates.estimate(warm_profile)
+        == "about 5 minutes (provisioning p50 on this infrastructure)"
+    )
+    fresh = on_its_way(warm_profile, seconds_ago=10)
+    assert estimates.estimate(warm_profile) == "about 5 minutes (a warm instance on its way)"
+    first = actions.request_workspace(member, warm_profile)
+    assert PoolInstance.objects.get(workspace=first) == fresh
+    second = actions.request_workspace(member, warm_profile)
+    assert second.claim_message == "no warm instance was ready, so it is provisioned on demand"
+    stuck.refresh_from_db()
+    assert stuck.workspace_id is None
+
+
 def test_before_anything_is_measured_the_promise_assumes_what_the_estimate_said(
     warm_profile, member
 ):
@@ -258,12 +277,12 @@ def test_the_estimate_counts_on_an_instance_on_its_way(warm_profile, member, cli
 
 
 def test_an_instance_idles_for_the_slo_budget_only_until_it_is_promised(warm_profile, member):
-    instance = on_its_way(warm_profile, seconds_ago=600)
+    instance = on_its_way(warm_profile, seconds_ago=100)
     actions.request_workspace(member, warm_profile)
     instance.refresh_from_db()
     later = instance.claimed_at + timedelta(hours=1)
     idle = slo.idle_instance_hours([warm_profile.pk], instance.created, later)
-    assert idle[warm_profile.pk] == pytest.approx(600 / 3600, abs=0.01)
+    assert idle[warm_profile.pk] == pytest.approx(100 / 3600, abs=0.01)
 
 
 def test_the_workspace_page_says_which_instance_it_waits_for_and_how_far_it_got(

@@ -212,7 +212,8 @@ def claim_at(owner, profile, moment: datetime) -> bool:
         state=State.PROVISIONING,
         created=moment,
     )
-    waited_for = promises.promise(workspace, owner, p50=300, within=60, now=moment)
+    late = promises.Patience.of(300, measured=True).seconds
+    waited_for = promises.promise(workspace, owner, p50=300, within=60, late=late, now=moment)
     if waited_for is None:
         Workspace.objects.filter(pk=workspace.pk).update(
             state=State.READY, ready_at=moment + PROVISIONING
