@@ -13,15 +13,22 @@ settings, so a typo stops the server with the variable's name:
   the workers.
 - Logs: gunicorn's own messages go through the portal's formatter (`LOG_FORMAT`); the
   access log is off because the portal logs every request itself, with its request id.
+- Reverse proxies: `FORWARDED_ALLOW_IPS` lists the addresses or networks of the proxies in
+  front (default: this host only). Their `X-Forwarded-*` headers are believed; a request
+  from anyone else has those headers removed before the portal sees them, so no client can
+  claim HTTPS (Django's `SECURE_PROXY_SSL_HEADER`) or another address (`TRUSTED_PROXY_COUNT`
+  in the login throttle and `/metrics`) by sending them itself. `*` (trust everyone who can
+  reach the port) is refused.
 """
 
+import ipaddress
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from portal import logs
-from portal.env import env_choice, env_int, env_str
+from portal.env import ConfigurationError, env_choice, env_int, env_list, env_networks, env_str
 
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="portal-metrics-")
@@ -41,7 +48,14 @@ max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # No runtime control socket: it would be written under $HOME, read-only in the container.
 control_socket_disable = True
-forwarded_allow_ips = env_str("FORWARDED_ALLOW_IPS", "127.0.0.1")
+if "*" in env_list("FORWARDED_ALLOW_IPS", []):
+    raise ConfigurationError(
+        "FORWARDED_ALLOW_IPS must not be '*': any client that reaches gunicorn could then "
+        "claim HTTPS or another address; list the reverse proxies' addresses or networks "
+        "(e.g. the ingress controller's pod network, 10.244.0.0/16)"
+    )
+TRUSTED_PROXIES = env_networks("FORWARDED_ALLOW_IPS", ["127.0.0.1", "::1"])
+forwarded_allow_ips = ",".join(str(network) for network in TRUSTED_PROXIES)
 _level = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 logconfig_dict = logs.logging_config(env_choice("LOG_FORMAT", "text", {"text", "json"}), _level)
 logconfig_dict["loggers"] |= {
@@ -59,6 +73,31 @@ def on_starting(server):
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+def pre_request(worker, req):
+    """Drop forwarding headers (`X-Forwarded-For`, `-Proto`, `Forwarded`...) a client that is
+    not a trusted proxy sent: gunicorn itself ignores them then, but would still hand them
+    to Django, which reads `X-Forwarded-Proto` and `X-Forwarded-For` on its own."""
+    if not _is_trusted_proxy(req.peer_addr):
+        req.headers = [
+            (name, value) for name, value in req.headers if not _is_forwarding_header(name)
+        ]
+
+
+def _is_trusted_proxy(peer_addr) -> bool:
+    if not isinstance(peer_addr, tuple):  # a UNIX socket: only this host can connect
+        return True
+    try:
+        address = ipaddress.ip_address(peer_addr[0])
+    except ValueError:
+        return False
+    return any(address in network for network in TRUSTED_PROXIES)
+
+
+def _is_forwarding_header(name: str) -> bool:
+    name = name.upper().replace("_", "-")
+    return name == "FORWARDED" or name.startswith("X-FORWARDED-")
 
 
 def child_exit(server, worker):

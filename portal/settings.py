@@ -4,6 +4,8 @@ Every variable is listed in the README's configuration reference. Defaults give 
 set-up (SQLite, local infrastructure driver, django-q2 ORM broker) so a fresh checkout runs.
 """
 
+import contextlib
+import os
 import secrets
 from pathlib import Path
 
@@ -28,12 +30,32 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def _key_from_file(name: str, generate) -> str:
-    """Return the key stored in DATA_DIR/name, creating it on first run."""
+    """Return the key stored in DATA_DIR/name, creating it on first run.
+
+    The web server and the workers may start together on a fresh data directory (bin/run
+    starts them at once): each may generate a key, but only one is ever published, and no
+    process reads a file another is still writing."""
     path = DATA_DIR / name
     if not path.exists():
-        path.write_text(generate())
-        path.chmod(0o600)
+        _publish_unless_present(path, generate())
     return path.read_text().strip()
+
+
+def _publish_unless_present(path: Path, content: str) -> None:
+    """Make `path` hold `content` (mode 0600) unless it exists, atomically: the content is
+    written whole to a temporary file of the same directory, then hard-linked to `path`,
+    which fails if another process linked its own first; that one's content stands."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())  # never a published but empty key after a crash
+        with contextlib.suppress(FileExistsError):  # another process published first
+            os.link(temporary, path)
+    finally:
+        temporary.unlink()
 
 
 def _new_fernet_key() -> str:
@@ -355,6 +377,11 @@ LOCAL_WORKSPACE_NETWORK = env_choice("LOCAL_WORKSPACE_NETWORK", "own", {"own", "
 # administrator trusts, e.g. an internal package mirror: NAME:PORT, ADDRESS:PORT, NETWORK:PORT.
 LOCAL_WORKSPACE_EGRESS = env_choice("LOCAL_WORKSPACE_EGRESS", "https", {"https", "off"})
 LOCAL_WORKSPACE_EGRESS_ALLOW = env_list("LOCAL_WORKSPACE_EGRESS_ALLOW", [])
+# Where local workspaces' HTTPS proxies connect from (pools/relay.py): an IPv4 address of this
+# host, an IPv6 one, or one of each, which the platform routes through an egress gateway of its
+# own, so the outside tells workspaces from the portal. Empty: from the host's own address. One
+# the host does not have closes the proxy, and the local infrastructure's status says why.
+LOCAL_WORKSPACE_EGRESS_SOURCE = env_list("LOCAL_WORKSPACE_EGRESS_SOURCE", [])
 # cuda: a local workspace with GPUs is ready only once CUDA, run as its processes run, sees
 # exactly its GPUs (pools.gpucheck); off: NVML's word is taken for it.
 LOCAL_GPU_CHECK = env_choice("LOCAL_GPU_CHECK", "cuda", {"cuda", "off"})
