@@ -97,6 +97,7 @@ class Capability:
     description: str  # what it does, for the infrastructure's status
     own_network: bool = False  # each workspace in a network namespace of its own
     egress: bool = False  # and a way out of it: its HTTPS proxy (`pools/relay.py`)
+    leaves_from: str = ""  # where that way out connects from, in words (with `egress`)
 
     @property
     def isolated(self) -> bool:
@@ -118,6 +119,7 @@ def host_capability() -> Capability:
         getattr(settings, "LOCAL_WORKSPACE_NETWORK", "own"),
         getattr(settings, "LOCAL_WORKSPACE_EGRESS", "https"),
         tuple(getattr(settings, "LOCAL_WORKSPACE_EGRESS_ALLOW", ())),
+        tuple(getattr(settings, "LOCAL_WORKSPACE_EGRESS_SOURCE", ())),
         os.geteuid(),
         uid_range(),
     )
@@ -137,6 +139,7 @@ def _probe(
     network: str,
     egress: str,
     allowed: tuple[str, ...],
+    sources: tuple[str, ...],
     euid: int,
     uids: tuple[int, int],
 ) -> Capability:
@@ -187,18 +190,19 @@ def _probe(
         " Each has a network of its own: it reaches neither the portal, its database nor "
         "another workspace, and its services are served on the host's 127.0.0.1."
     )
-    why_closed = _egress_problem(egress, allowed)
+    why_closed = _egress_problem(egress, allowed, sources)
     if why_closed:
         return Capability(mode, f"{description} It reaches no internet: {why_closed}.", True)
     also = f", and {', '.join(allowed)}" if allowed else ""
+    leaves_from = relay.describe_sources(relay.parse_sources(list(sources)))
     description += (
         " It reaches the internet only through an HTTPS proxy of its own: port 443 of public "
-        f"addresses{also}."
+        f"addresses{also}. Its connections leave from {leaves_from}."
     )
-    return Capability(mode, description, own_network=True, egress=True)
+    return Capability(mode, description, own_network=True, egress=True, leaves_from=leaves_from)
 
 
-def _egress_problem(egress: str, allowed: tuple[str, ...]) -> str:
+def _egress_problem(egress: str, allowed: tuple[str, ...], sources: tuple[str, ...]) -> str:
     """Why workspaces with networks of their own get no way out ("" if they do)."""
     if egress == "off":
         return "LOCAL_WORKSPACE_EGRESS=off"
@@ -207,6 +211,26 @@ def _egress_problem(egress: str, allowed: tuple[str, ...]) -> str:
             relay.Allowed.parse(rule)
         except ValueError as error:
             return f"LOCAL_WORKSPACE_EGRESS_ALLOW is wrong ({error}); mend it to open the proxy"
+    return _source_problem(sources) if sources else ""
+
+
+def _source_problem(sources: tuple[str, ...]) -> str:
+    """Why the proxy cannot leave from LOCAL_WORKSPACE_EGRESS_SOURCE ("" if it can): it then
+    refuses every connection rather than make it from the host's own address."""
+    try:
+        chosen = relay.parse_sources(list(sources))
+    except ValueError as error:
+        return f"LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({error})"
+    try:
+        own = relay.own_networks()
+    except (OSError, ValueError) as error:
+        return f"this host's addresses are unknown ({error})"
+    why = relay.sources_problem(chosen, own)
+    if why:
+        return (
+            f"LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({why}), and its connections leave from "
+            "nowhere else"
+        )
     return ""
 
 
@@ -306,7 +330,9 @@ def relayed(argv: list[str], listener_fd: int, port: int) -> list[str]:
 def egress_argv(listener_fd: int) -> list[str]:
     """The workspace's HTTPS proxy, serving `egress_listener` (`pools/relay.py`)."""
     allowed = getattr(settings, "LOCAL_WORKSPACE_EGRESS_ALLOW", ())
-    return [sys.executable, "-I", str(RELAY), "--egress", str(listener_fd), *allowed]
+    sources = getattr(settings, "LOCAL_WORKSPACE_EGRESS_SOURCE", ())
+    options = [word for source in sources for word in ("--source", source)]
+    return [sys.executable, "-I", str(RELAY), "--egress", *options, str(listener_fd), *allowed]
 
 
 # Run in the workspace's network: listen on 127.0.0.1:PORT and hand the socket back over

@@ -20,26 +20,32 @@ PostgreSQL, another workspace's services). FD is not inherited, and the relay ma
 itself undumpable before it starts COMMAND, which keeps same-uid processes from tracing
 it and from copying its sockets (pidfd_getfd(2), /proc/PID/fd).
 
-`relay.py --egress FD [ALLOWED ...]`: the workspace's way out, an HTTPS proxy. It runs in
-the host's network; FD listens on 127.0.0.1:3128 in the workspace's namespace, where
-`https_proxy` points. It forwards only CONNECT (HTTPS, and anything else tunnelled the
-same way) to port 443 of a public address, resolved once here and connected to as
-resolved, so a name cannot be re-pointed between the check and the connection. Refused:
-any other port; loopback, private, link-local (cloud metadata at 169.254.169.254),
-shared, documentation and reserved addresses (`NOT_PUBLIC_IPV4` lists the IPv4 ones;
-a Kubernetes workspace's NetworkPolicy refuses the same); local-use NAT64 addresses
-(64:ff9b:1::/48), whose IPv4 address cannot be told; and this host's own addresses and
-prefixes, public ones included, where the portal may listen. ALLOWED are the administrator's
-exceptions (`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`, `ADDRESS:PORT` or
-`NETWORK/BITS:PORT` (IPv6 in brackets), allowed whatever the address (an internal
-package mirror). Each decision is a line of its log (once: the same decision again adds
-none), so a user can see why a download was refused. The proxy runs in a sandbox and PID
-namespace of its own, which no process of the workspace shares; it makes itself
+`relay.py --egress [--source ADDRESS]... FD [ALLOWED ...]`: the workspace's way out, an
+HTTPS proxy. It runs in the host's network; FD listens on 127.0.0.1:3128 in the
+workspace's namespace, where `https_proxy` points. It forwards only CONNECT (HTTPS, and
+anything else tunnelled the same way) to port 443 of a public address, resolved once here
+and connected to as resolved, so a name cannot be re-pointed between the check and the
+connection. Refused: any other port; loopback, private, link-local (cloud metadata at
+169.254.169.254), shared, documentation and reserved addresses (`NOT_PUBLIC_IPV4` lists
+the IPv4 ones; a Kubernetes workspace's NetworkPolicy refuses the same); local-use NAT64
+addresses (64:ff9b:1::/48), whose IPv4 address cannot be told; and this host's own
+addresses and prefixes, public ones included, where the portal may listen. ALLOWED are
+the administrator's exceptions (`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`,
+`ADDRESS:PORT` or `NETWORK/BITS:PORT` (IPv6 in brackets), allowed whatever the address
+(an internal package mirror). Each ADDRESS (`LOCAL_WORKSPACE_EGRESS_SOURCE`: an IPv4
+address, an IPv6 one, or one of each) is where its connections leave from, so that the
+outside can tell the workspaces' traffic from the portal's; without one, they leave from
+the host's own address. A destination is then reached only from the source of its IP
+version, and not at all while a source is not this host's address: never from the host's
+own address instead. Each decision is a line of its log (once: the same decision again
+adds none), so a user can see why a download was refused. The proxy runs in a sandbox and
+PID namespace of its own, which no process of the workspace shares; it makes itself
 undumpable all the same.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import ipaddress
@@ -318,6 +324,84 @@ def own_networks() -> list[Network]:
     return found
 
 
+Sources = dict[int, Address]  # where egress leaves from, by IP version (4, 6)
+
+
+def parse_sources(texts: list[str]) -> Sources:
+    """At most one address of each IP version; ValueError saying what is wrong otherwise."""
+    sources: Sources = {}
+    for text in texts:
+        try:
+            address = ipaddress.ip_address(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address") from None
+        if address.version == 6 and address.ipv4_mapped:
+            raise ValueError(f"{text!r} is an IPv4 address: write it as {address.ipv4_mapped}")
+        if address.version in sources:
+            first = sources[address.version]
+            raise ValueError(f"{first} and {address} are both IPv{address.version}: one of each")
+        sources[address.version] = address
+    return sources
+
+
+def sources_problem(sources: Sources, own: list[Network]) -> str:
+    """Why egress cannot leave from `sources` ("" when it can). Each must be an address of
+    this host (where the host lets sockets bind to addresses it does not have,
+    net.ipv4.ip_nonlocal_bind, the answers would never come), and one a socket can bind to
+    (an IPv6 address of a local route, not of an interface, is not)."""
+    for address in sources.values():
+        if not any(address in network for network in own):
+            return f"{address} is not an address of this host"
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        with socket.socket(family) as probe:
+            try:
+                probe.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+                probe.bind((str(address), 0))
+            except OSError as error:
+                return f"{address} cannot be bound to ({error.strerror or error})"
+    return ""
+
+
+def describe_sources(sources: Sources) -> str:
+    return " and ".join(str(address) for address in sources.values()) or "this host's address"
+
+
+def reachable_from(sources: Sources, addresses: list[Address]) -> list[Address]:
+    """Those of `addresses` that a source can reach: a source of one IP version cannot
+    connect to an address of the other, and the host's own address must not stand in."""
+    if not sources:
+        return addresses
+    return [address for address in addresses if _as_sent(address).version in sources]
+
+
+def _as_sent(address: Address) -> Address:
+    """The address a connection goes to: an IPv4-mapped IPv6 one is its IPv4 address."""
+    if address.version == 6 and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def connect(address: Address, port: int, sources: Sources) -> socket.socket:
+    """A connection to `address`:`port`, from the source of its IP version where egress has
+    sources (`reachable_from` keeps only the addresses it has one for); OSError when it
+    cannot be made, from that source."""
+    target = _as_sent(address)
+    server = socket.socket(socket.AF_INET if target.version == 4 else socket.AF_INET6)
+    try:
+        server.settimeout(CONNECT_TIMEOUT)
+        if sources:
+            # The local port is then picked by connect(2), for the destination: bind(2)
+            # alone would take one for good, and every workspace's connections together
+            # could hold no more than the source's ~28,000 ephemeral ports.
+            server.setsockopt(socket.IPPROTO_IP, socket.IP_BIND_ADDRESS_NO_PORT, 1)
+            server.bind((str(sources[target.version]), 0))
+        server.connect((str(target), port))
+    except OSError:
+        server.close()
+        raise
+    return server
+
+
 class Refused(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -376,7 +460,7 @@ def resolve(host: str, port: int) -> list[Address]:
     return addresses
 
 
-def forward(client: socket.socket, allowed: list[Allowed], log) -> None:
+def forward(client: socket.socket, allowed: list[Allowed], sources: Sources, log) -> None:
     """Serve one client: check, connect, tunnel; or refuse, saying why."""
     target = "?"
     try:
@@ -386,11 +470,18 @@ def forward(client: socket.socket, allowed: list[Allowed], log) -> None:
             own = own_networks()
         except (OSError, ValueError) as error:
             raise Refused(503, f"this host's addresses are unknown ({error})") from None
-        address, why_not = choose(host, port, resolve(host, port), own, allowed)
+        if why_not := sources_problem(sources, own):
+            raise Refused(503, f"{why_not}, and egress leaves from nowhere else")
+        addresses = resolve(host, port)
+        reachable = reachable_from(sources, addresses)
+        if addresses and not reachable:
+            where = describe_sources(sources)
+            raise Refused(502, f"{host} has no address that egress reaches from {where}")
+        address, why_not = choose(host, port, reachable, own, allowed)
         if address is None:
             raise Refused(403, why_not)
         try:
-            server = socket.create_connection((str(address), port), timeout=CONNECT_TIMEOUT)
+            server = connect(address, port, sources)
         except OSError as error:
             raise Refused(502, f"{address}:{port}: {error}") from None
     except Refused as refusal:
@@ -429,9 +520,14 @@ def _refuse(client: socket.socket, status: int, reason: str) -> None:
 
 
 def egress(argv: list[str]) -> int:
-    fd, *rules = argv
+    arguments = argparse.ArgumentParser(prog="relay.py --egress")
+    arguments.add_argument("--source", action="append", default=[])
+    arguments.add_argument("fd", type=int)
+    arguments.add_argument("rules", nargs="*")
+    options = arguments.parse_args(argv)
+    rules, sources = options.rules, parse_sources(options.source)
     allowed = [Allowed.parse(rule) for rule in rules]
-    listener = socket.socket(fileno=int(fd))
+    listener = socket.socket(fileno=options.fd)
     listener.listen(128)
     lock, said = threading.Lock(), set()
 
@@ -450,7 +546,11 @@ def egress(argv: list[str]) -> int:
     log(
         f"egress proxy on 127.0.0.1:{EGRESS_PORT}: HTTPS to public addresses"
         + (f", and {', '.join(rules)}" if rules else "")
+        + f"; it leaves from {describe_sources(sources)}"
     )
+    with contextlib.suppress(OSError, ValueError):  # unknown: each connection says so
+        if why_not := sources_problem(sources, own_networks()):
+            log(f"{why_not}: every connection is refused until it is")
     bucket = Bucket(RATE, BURST)
     while True:
         client, _ = listener.accept()
@@ -462,7 +562,9 @@ def egress(argv: list[str]) -> int:
             log(f"refused a connection: more than {MAX_CONNECTIONS} at once")
             client.close()
             continue
-        threading.Thread(target=_one, args=(client, allowed, log, slots), daemon=True).start()
+        worker = threading.Thread(target=_one, args=(client, allowed, sources, log, slots))
+        worker.daemon = True
+        worker.start()
 
 
 class Bucket:
@@ -482,9 +584,9 @@ class Bucket:
         return True
 
 
-def _one(client: socket.socket, allowed: list[Allowed], log, slots) -> None:
+def _one(client: socket.socket, allowed: list[Allowed], sources: Sources, log, slots) -> None:
     try:
-        forward(client, allowed, log)
+        forward(client, allowed, sources, log)
     finally:
         slots.release()
 

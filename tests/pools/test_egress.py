@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import threading
@@ -21,12 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from pools import isolation, relay, supervisor
+from pools import health, isolation, relay, supervisor
 from pools.drivers import driver_for
 from pools.drivers.base import WorkspaceSpec
+from tests import workspace_fixtures
 from tests.workspace_fixtures import forget_host_resources, wait_for
 
 ip = ipaddress.ip_address
+workspaces_root = workspace_fixtures.workspaces_root
 PUBLIC = ip("8.8.8.8")
 
 
@@ -215,9 +218,12 @@ def network_namespace():
         subprocess.run(["ip", "netns", "delete", name], check=False)
 
 
-@pytest.mark.skipif(
+needs_a_network_namespace = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip"), reason="a network namespace needs root and ip"
 )
+
+
+@needs_a_network_namespace
 def test_every_address_of_an_ipv6_prefix_the_host_answers_on_is_its_own(network_namespace):
     done = subprocess.run(
         ["ip", "netns", "exec", network_namespace, sys.executable, "-c", PROBE_OWN_PREFIX],
@@ -295,22 +301,35 @@ def mirror():
 
 
 @pytest.fixture
-def proxy(tmp_path, mirror):
-    """The egress proxy on a port of this host, allowing the mirror as an exception."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    argv = [sys.executable, "-I", str(isolation.RELAY), "--egress", str(listener.fileno())]
-    log = (tmp_path / "egress.log").open("w")
-    process = subprocess.Popen(
-        [*argv, f"127.0.0.1:{mirror}"], pass_fds=(listener.fileno(),), stdout=log
-    )
-    port = listener.getsockname()[1]
-    listener.close()
-    wait_for(lambda: _answers(port), timeout=10, what="the proxy")
-    yield port, tmp_path / "egress.log"
-    process.kill()
-    process.wait()
-    log.close()
+def start_proxy(settings, tmp_path):
+    """Factory: the egress proxy on a port of this host, started as a workspace's is
+    (`isolation.egress_argv`) with these exceptions and source addresses, behind `prefix`
+    (a command that runs it elsewhere); its port and log."""
+    started = []
+
+    def start(allowed: list[str], sources: list[str] = (), prefix=()) -> tuple[int, Path]:
+        settings.LOCAL_WORKSPACE_EGRESS_ALLOW = allowed
+        settings.LOCAL_WORKSPACE_EGRESS_SOURCE = list(sources)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        log = tmp_path / f"egress-{len(started)}.log"
+        with listener, log.open("w") as output:
+            argv = [*prefix, *isolation.egress_argv(listener.fileno())]
+            started.append(subprocess.Popen(argv, pass_fds=(listener.fileno(),), stdout=output))
+            port = listener.getsockname()[1]
+        wait_for(lambda: _answers(port), timeout=10, what="the proxy")
+        return port, log
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def proxy(start_proxy, mirror):
+    """The egress proxy, allowing the mirror as an exception."""
+    return start_proxy([f"127.0.0.1:{mirror}"])
 
 
 def _answers(port):
@@ -381,6 +400,234 @@ def test_the_mirrors_port_is_not_an_opening_to_the_rest_of_the_host(proxy, mirro
     assert answer.startswith(b"HTTP/1.1 403 ")
 
 
+# -- where it leaves from -----------------------------------------------------------------
+
+
+class SaysWhereFrom(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.server.peers.append(self.client_address[0])
+        self.request.sendall(self.client_address[0].encode())
+
+
+class WhereFromServer(socketserver.ThreadingTCPServer):
+    """A plain TCP server that answers each connection with the address it came from, and
+    keeps those addresses."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.peers: list[str] = []
+        super().__init__((host, 0), SaysWhereFrom)
+        self.port = self.server_address[1]
+
+
+@pytest.fixture
+def where_from():
+    """Factory: a `WhereFromServer` on the host's loopback, standing in for a destination
+    that checks where its clients come from (an allowlist, an audit log)."""
+    servers = []
+
+    def start(host: str = "127.0.0.1") -> WhereFromServer:
+        servers.append(WhereFromServer(host))
+        threading.Thread(target=servers[-1].serve_forever, daemon=True).start()
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_source_is_an_ip_address_and_at_most_one_of_each_version():
+    assert relay.parse_sources([" 10.9.0.5", "2001:db8::5"]) == {
+        4: ip("10.9.0.5"),
+        6: ip("2001:db8::5"),
+    }
+    assert relay.parse_sources([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("texts", "message"),
+    [
+        (["eth1"], "'eth1' is not an IP address"),
+        (["10.9.0.0/24"], "'10.9.0.0/24' is not an IP address"),
+        (["10.9.0.5", "10.9.0.6"], "10.9.0.5 and 10.9.0.6 are both IPv4: one of each"),
+        (["::ffff:10.9.0.5"], "is an IPv4 address: write it as 10.9.0.5"),
+    ],
+)
+def test_a_wrong_source_says_what_is_wrong(texts, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        relay.parse_sources(texts)
+
+
+def test_a_source_must_be_an_address_of_this_host():
+    own = relay.own_networks()
+    assert relay.sources_problem(relay.parse_sources(["127.0.0.2", "::1"]), own) == ""
+    assert relay.sources_problem({4: ip("198.51.100.7")}, own) == (
+        "198.51.100.7 is not an address of this host"
+    )
+
+
+def test_only_destinations_of_a_sources_ip_version_are_tried():
+    addresses = [ip("2606:4700::1111"), PUBLIC, ip("::ffff:8.8.4.4"), ip("64:ff9b::808:808")]
+    assert relay.reachable_from({4: ip("10.9.0.5")}, addresses) == [PUBLIC, ip("::ffff:8.8.4.4")]
+    assert relay.reachable_from({6: ip("2001:db8::5")}, addresses) == [
+        ip("2606:4700::1111"),
+        ip("64:ff9b::808:808"),
+    ]
+    assert relay.reachable_from({}, addresses) == addresses  # the host's own address
+
+
+@pytest.mark.parametrize(
+    ("sources", "seen_from"), [(["127.0.0.2"], "127.0.0.2"), ([], "127.0.0.1")]
+)
+def test_the_proxys_connections_leave_from_its_source_address(
+    start_proxy, where_from, sources, seen_from
+):
+    """All of 127.0.0.0/8 is this host's, so 127.0.0.2 stands in for an address of its
+    routed through an egress gateway; without one, they leave from the host's own."""
+    destination = where_from()
+    port, log = start_proxy([f"127.0.0.1:{destination.port}"], sources)
+    answer = ask(port, f"CONNECT 127.0.0.1:{destination.port} HTTP/1.1\r\n\r\n".encode())
+    assert answer == b"HTTP/1.1 200 Connection established\r\n\r\n" + seen_from.encode()
+    assert destination.peers == [seen_from]
+    leaves_from = seen_from if sources else "this host's address"
+    assert f"; it leaves from {leaves_from}" in log.read_text()
+
+
+def test_a_source_the_host_does_not_have_refuses_every_connection(start_proxy, where_from):
+    """Never from the host's own address instead (198.51.100.0/24 is documentation's)."""
+    destination = where_from()
+    port, log = start_proxy([f"127.0.0.1:{destination.port}"], ["198.51.100.7"])
+    answer = ask(port, f"CONNECT 127.0.0.1:{destination.port} HTTP/1.1\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"198.51.100.7 is not an address of this host, and egress leaves from nowhere else" in (
+        answer
+    )
+    assert destination.peers == []
+    assert (
+        "198.51.100.7 is not an address of this host: every connection is refused until it is"
+        in log.read_text()
+    )
+
+
+def test_a_destination_no_source_reaches_is_not_reached_from_the_hosts_address(
+    start_proxy, where_from
+):
+    """An IPv4 source only: an IPv6 destination is refused, not reached from the host's
+    own IPv6 address."""
+    destination = where_from("::1")
+    port, _ = start_proxy([f"[::1]:{destination.port}"], ["127.0.0.2"])
+    answer = ask(port, f"CONNECT [::1]:{destination.port} HTTP/1.1\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 502 ")
+    assert b"::1 has no address that egress reaches from 127.0.0.2" in answer
+    assert destination.peers == []
+
+
+def test_the_source_address_is_no_way_to_the_hosts_own_services(start_proxy, where_from):
+    """It is one of the host's addresses, which the proxy refuses as every other."""
+    service = where_from("127.0.0.2")  # a service of the host listening on it
+    port, _ = start_proxy([], ["127.0.0.2"])
+    for asked in (443, service.port):
+        answer = ask(port, f"CONNECT 127.0.0.2:{asked} HTTP/1.1\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 403 "), answer
+    assert service.peers == []
+
+
+# In a throwaway network namespace: a server on its ::1 that tells the one connection it
+# takes where that came from.
+SAYS_WHERE_FROM = r"""
+import socket
+server = socket.create_server(("::1", 0), family=socket.AF_INET6)
+print(server.getsockname()[1], flush=True)
+connection, peer = server.accept()
+connection.sendall(peer[0].encode())
+connection.close()
+"""
+
+
+@needs_a_network_namespace
+@pytest.mark.parametrize(
+    ("source", "status", "says"),
+    [
+        ("2001:db8:e::7", 200, b"established\r\n\r\n2001:db8:e::7"),
+        # The host answers on its prefix, but only an interface's IPv6 address can be bound.
+        ("2a00:1450:dead::7", 503, b"2a00:1450:dead::7 cannot be bound to (Cannot assign"),
+    ],
+)
+def test_connections_leave_from_an_ipv6_source_address(
+    network_namespace, start_proxy, source, status, says
+):
+    """The proxy runs in a namespace whose loopback has the address 2001:db8:e::7, and
+    whose host answers on the prefix 2a00:1450:dead::/64 too."""
+    subprocess.run(
+        ["ip", "-n", network_namespace, "addr", "add", "2001:db8:e::7/128", "dev", "lo", "nodad"],
+        check=True,
+    )
+    inside = ["ip", "netns", "exec", network_namespace]
+    server = subprocess.Popen(
+        [*inside, sys.executable, "-c", SAYS_WHERE_FROM], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        destination = int(server.stdout.readline())
+        port, _ = start_proxy([f"[::1]:{destination}"], [source], inside)
+        got = ask(port, f"CONNECT [::1]:{destination} HTTP/1.1\r\n\r\n".encode())
+    finally:
+        server.kill()
+        server.wait()
+    assert got.startswith(f"HTTP/1.1 {status} ".encode()) and says in got, got
+
+
+def test_the_status_says_where_egress_leaves_from(settings):
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = []
+    if not isolation.host_capability().own_network:
+        pytest.skip(isolation.host_capability().description)
+    assert "Its connections leave from this host's address." in (
+        isolation.host_capability().description
+    )
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["127.0.0.2"]
+    capability = isolation.host_capability()
+    assert capability.egress and capability.leaves_from == "127.0.0.2"
+    assert "Its connections leave from 127.0.0.2." in capability.description
+
+
+@pytest.mark.django_db
+def test_the_machines_health_says_where_egress_leaves_from_or_why_it_cannot(
+    settings, local_infrastructure, workspaces_root, monkeypatch
+):
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [])
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["127.0.0.2"]
+    if not isolation.host_capability().own_network:
+        pytest.skip(isolation.host_capability().description)
+    assert "Its connections leave from 127.0.0.2." in health.check(local_infrastructure).reason
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["198.51.100.7"]
+    assert (
+        "It reaches no internet: LOCAL_WORKSPACE_EGRESS_SOURCE is wrong (198.51.100.7 is not "
+        "an address of this host), and its connections leave from nowhere else."
+    ) in health.check(local_infrastructure).reason
+
+
+@pytest.mark.parametrize(
+    ("sources", "why"),
+    [
+        (["198.51.100.7"], "198.51.100.7 is not an address of this host"),
+        (["10.9.0.5", "10.9.0.6"], "10.9.0.5 and 10.9.0.6 are both IPv4: one of each"),
+        (["eth1"], "'eth1' is not an IP address"),
+    ],
+)
+def test_a_wrong_source_closes_the_way_out_and_the_status_says_why(settings, sources, why):
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = sources
+    capability = isolation.host_capability()
+    if not capability.own_network:
+        pytest.skip(capability.description)
+    assert not capability.egress
+    assert f"It reaches no internet: LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({why})" in (
+        capability.description
+    )
+    assert "https_proxy" not in isolation.sandbox_env({}, Path("/nowhere/ws-1"))
+
+
 # -- in a workspace's own network ----------------------------------------------------------
 
 # What a job does: through the proxy (as pip would, from https_proxy) to the mirror, then
@@ -435,12 +682,7 @@ def test_a_workspace_downloads_through_its_proxy_and_reaches_nothing_else(
     driver.provision(spec)
     directory = driver.directory("ws-1")
 
-    record = driver.start_process(spec, [sys.executable, "-c", JOB, str(mirror)])
-    wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the job to end")
-    log = (directory / "process.log").read_text()
-    line = next((x for x in log.splitlines() if x.startswith("RESULT ")), None)
-    assert line, log
-    result = json.loads(line.removeprefix("RESULT "))
+    result = _job_result(driver, spec, JOB, str(mirror))
 
     assert result["https_proxy"] == f"http://127.0.0.1:{relay.EGRESS_PORT}"
     assert "127.0.0.1" in result["no_proxy"].split(",")
@@ -466,6 +708,50 @@ def test_a_workspace_downloads_through_its_proxy_and_reaches_nothing_else(
     driver.deprovision(spec)
     assert not supervisor.is_running(proxy)
     assert _proxy_pids(directory) == []
+
+
+def _job_result(driver, spec, script: str, *arguments: str) -> dict:
+    """Run `script` as the workspace's process; what it printed after RESULT."""
+    record = driver.start_process(spec, [sys.executable, "-c", script, *arguments])
+    wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the job to end")
+    log = (driver.directory(spec.name) / "process.log").read_text()
+    line = next((x for x in log.splitlines() if x.startswith("RESULT ")), None)
+    assert line, log
+    return json.loads(line.removeprefix("RESULT "))
+
+
+# What a job does to reach a destination through its proxy, with nothing but a socket.
+ASK_THROUGH_THE_PROXY = r"""
+import json, os, socket, sys
+host, port = os.environ["https_proxy"].removeprefix("http://").rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as proxy:
+    proxy.sendall(f"CONNECT 127.0.0.1:{sys.argv[1]} HTTP/1.1\r\n\r\n".encode())
+    answer = b""
+    while chunk := proxy.recv(4096):
+        answer += chunk
+print("RESULT " + json.dumps(answer.decode()), flush=True)
+"""
+
+
+@pytest.mark.django_db
+def test_a_workspaces_connections_leave_from_the_source_address(
+    driver, settings, where_from, local_infrastructure, profile_factory
+):
+    destination = where_from()
+    settings.LOCAL_WORKSPACE_EGRESS_ALLOW = [f"127.0.0.1:{destination.port}"]
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["127.0.0.2"]
+    capability = isolation.host_capability()
+    assert capability.egress, capability.description
+    assert "Its connections leave from 127.0.0.2." in capability.description
+    spec = _spec(local_infrastructure, profile_factory)
+    driver.provision(spec)
+
+    answer = _job_result(driver, spec, ASK_THROUGH_THE_PROXY, str(destination.port))
+
+    assert answer == "HTTP/1.1 200 Connection established\r\n\r\n127.0.0.2"
+    assert destination.peers == ["127.0.0.2"]
+    proxy_log = (driver.directory("ws-1") / supervisor.EGRESS_LOG).read_text()
+    assert "; it leaves from 127.0.0.2" in proxy_log
 
 
 @pytest.mark.django_db
