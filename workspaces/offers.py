@@ -127,12 +127,10 @@ def internet(kind: str) -> str:
 
 
 def kubernetes_internet() -> str:
-    """What its NetworkPolicy lets a Kubernetes workspace reach outside; "" in shared
-    namespace mode, where the cluster's administrator fences workspaces. The policy holds
-    only where the cluster's network plugin enforces it, which the portal cannot see."""
+    """What its NetworkPolicy lets a Kubernetes workspace reach outside (in either
+    namespace mode). The policy holds only where the cluster's network plugin enforces
+    it, which the portal cannot see."""
     options = options_from_settings()
-    if options.namespace_mode != k8s_manifests.NAMESPACE_MODE:
-        return ""
     reach = {
         k8s_manifests.HTTPS_EGRESS: "HTTPS only (port 443 of public addresses)",
         k8s_manifests.PUBLIC_EGRESS: "Public addresses, any port",

@@ -254,16 +254,21 @@ INGRESS_NAMESPACE_LABEL = "gpupaas.io/workspace-ingress"
 
 
 def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> dict:
-    """Code in a workspace is untrusted: its namespace takes traffic only from itself and
-    from namespaces labelled `gpupaas.io/workspace-ingress=allowed`, and reaches only itself,
-    the cluster's DNS and, as `options.egress` says, port 443 (or any port) of public
+    """Code in a workspace is untrusted: its pods take traffic only from its own pods and
+    from namespaces labelled `gpupaas.io/workspace-ingress=allowed`, and reach only its own
+    pods, the cluster's DNS and, as `options.egress` says, port 443 (or any port) of public
     addresses (none of `NOT_PUBLIC`), or none of them; never the portal, another
-    workspace or the metadata service. It needs a CNI that enforces NetworkPolicy (Calico,
-    Cilium, the cloud's own); without one it is inert."""
+    workspace or the metadata service. Its own pods: its namespace's, or in shared mode
+    those labelled with the workspace (its services stack's too), where the namespace
+    holds other workspaces. It needs a CNI that enforces NetworkPolicy (Calico, Cilium,
+    the cloud's own); without one it is inert."""
     dns_ports = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
-    same_namespace = {"podSelector": {}}
+    own_pods: dict = {}
+    if options.namespace_mode == SHARED_MODE:
+        own_pods = {"matchLabels": {WORKSPACE_LABEL: spec.name}}
+    same_workspace = {"podSelector": own_pods}
     egress: list[dict] = [
-        {"to": [same_namespace]},
+        {"to": [same_workspace]},
         {
             "to": [
                 {
@@ -283,14 +288,16 @@ def network_policy_manifest(spec: WorkspaceSpec, options: ManifestOptions) -> di
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": _meta(f"{spec.name}-isolation", workspace_labels(spec), spec.name),
+        "metadata": _meta(
+            f"{spec.name}-isolation", workspace_labels(spec), namespace_for(spec, options)
+        ),
         "spec": {
-            "podSelector": {},
+            "podSelector": own_pods,
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [
                 {
                     "from": [
-                        same_namespace,
+                        same_workspace,
                         {
                             "namespaceSelector": {
                                 "matchLabels": {INGRESS_NAMESPACE_LABEL: "allowed"}
@@ -453,7 +460,7 @@ def render(spec: WorkspaceSpec, options: ManifestOptions | None = None) -> list[
     objects = [namespace_manifest(spec, options)]
     if options.namespace_mode == NAMESPACE_MODE:
         objects.append(quota_manifest(spec, options))
-        objects.append(network_policy_manifest(spec, options))
+    objects.append(network_policy_manifest(spec, options))  # before any pod exists
     for group in spec.groups:
         objects.extend(claim_manifests(spec, group, options))
         objects.append(service_manifest(spec, group, options))

@@ -83,7 +83,9 @@ IMAGE_PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 IMAGE_NEVER_PULLS = {"InvalidImageName", "ErrImageNeverPull"}
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"  # GPU Feature Discovery's
 # What shared mode deletes, by label, to remove a workspace (pods go with their set).
-SHARED_MODE_KINDS = ("StatefulSet", "Service", "PersistentVolumeClaim")
+SHARED_MODE_KINDS = ("StatefulSet", "Service", "PersistentVolumeClaim", "NetworkPolicy")
+# Its fence goes last, once no pod of it is left to fence.
+FENCE = "NetworkPolicy"
 
 
 def options_from_settings() -> m.ManifestOptions:
@@ -453,12 +455,12 @@ class KubernetesDriver(Driver):
     def _delete_labelled(self, spec: WorkspaceSpec, namespace: str, report: Reporter) -> None:
         selector = m.workspace_selector(spec)
         for kind in SHARED_MODE_KINDS:
+            if kind == FENCE and self.kube.list("Pod", namespace, selector):
+                raise TransientError(f"The pods of {spec.name} are still terminating.")
             for obj in self.kube.list(kind, namespace, selector):
                 name = obj["metadata"]["name"]
                 if self.kube.delete(kind, name, namespace):
                     report(f"{kube.kind(kind).words} {name} deleted")
-        if self.kube.list("Pod", namespace, selector):
-            raise TransientError(f"The pods of {spec.name} are still terminating.")
 
 
 def node_info(node: dict) -> KubeNodeInfo:

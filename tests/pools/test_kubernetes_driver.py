@@ -410,6 +410,8 @@ def test_shared_mode_keeps_workspaces_apart_by_label(cluster):
     assert driver.managed_names() == {"ws-43"}
     assert cluster.names("namespaces") == ["workspaces"]
     assert [p["metadata"]["name"] for p in cluster.pods()] == ["ws-43-g0-0"]
+    assert "network policy ws-42-isolation deleted" in steps  # once its pods are gone
+    assert cluster.names("networkpolicies") == ["workspaces/ws-43-isolation"]
     driver.deprovision(SPECS["heterogeneous"])
 
 
@@ -627,7 +629,25 @@ def test_a_workspace_namespace_is_fenced_off_from_the_portal_and_other_workspace
     for address in ("8.8.8.8", "1.1.1.1", "140.82.112.3"):
         assert not any(ipaddress.ip_address(address) in ipaddress.ip_network(c) for c in blocked)
     assert outside["ports"] == [{"protocol": "TCP", "port": 443}]
-    assert not by_kind(m.render(SPECS["whole-gpu"], SHARED), "NetworkPolicy")
+
+
+def test_in_shared_mode_each_workspace_is_fenced_off_by_its_label():
+    """The namespace holds other workspaces (it had no fence at all: a workspace reached
+    the portal, the database and the metadata service). The fence selects the workspace's
+    own pods, its services stack's included (they carry its label), and the rest of the
+    rules are namespace mode's."""
+    (policy,) = by_kind(m.render(SPECS["whole-gpu"], SHARED), "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == "workspaces"
+    own = {"matchLabels": {m.WORKSPACE_LABEL: "ws-42"}}
+    spec = policy["spec"]
+    assert spec["podSelector"] == own
+    assert spec["ingress"][0]["from"][0] == {"podSelector": own}
+    assert spec["egress"][0] == {"to": [{"podSelector": own}]}
+    (alone,) = by_kind(m.render(SPECS["whole-gpu"]), "NetworkPolicy")
+    assert spec["ingress"][0]["from"][1:] == alone["spec"]["ingress"][0]["from"][1:]
+    assert spec["egress"][1:] == alone["spec"]["egress"][1:]
+    kinds = [o["kind"] for o in m.render(SPECS["whole-gpu"], SHARED)]
+    assert kinds.index("NetworkPolicy") < kinds.index("StatefulSet")  # fenced from the start
 
 
 @pytest.mark.parametrize(
