@@ -13,23 +13,33 @@
   and the portal hold as verified (`authenticate_by_email`); addresses are compared as
   allauth compares a login's (`_holding`); every link is audited (`sso.py`).
 - Connecting an Okta account to the logged-in user is not a login: it applies no mapping.
-- Too many bad passwords answer 429 (counted per client address, `client_ip`); with local
-  login off, only break-glass admins (active Org admins on the list) may use the password
-  form, by username or by email, and every refusal reads and counts the same (`authenticate`).
+- Too many bad passwords answer 429 (counted per client address, `client_ip`, and per login);
+  a browser this very account logged in from before counts its attempts on a login of its
+  own, so failures from elsewhere cannot lock the owner out (`trusted_browser_user`). With
+  local login off, only break-glass admins (active Org admins on the list) may use the
+  password form, by username or by email, and every refusal reads and counts the same
+  (`authenticate`).
+- A username is stored NFKC-normalised and unique ignoring case, an Okta login's too
+  (`populate_user`); a first Okta login that loses a race for its username gets a page that
+  says so, never a 500 (`save_user`).
 - Every password change, first password and reset is audited (`set_password`).
 """
 
+from datetime import timedelta
+from http import HTTPStatus
+
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
-from allauth.account.utils import filter_users_by_email
+from allauth.account.utils import filter_users_by_email, user_username
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.core.ratelimit import respond_429
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.providers.base import AuthProcess
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -46,6 +56,11 @@ LOCAL_LOGIN_DISABLED_MESSAGE = (
     "Password login is turned off for this portal. Use “Log in with {name}” instead. "
     "(A break-glass administrator sees this too when the username or password is wrong.)"
 )
+
+# Set on every login, signed: "this browser logged in as user N". See `trusted_browser_user`.
+TRUSTED_BROWSER_COOKIE = "portal_trusted_browser"
+TRUSTED_BROWSER_SALT = "portal.accounts.trusted-browser"
+TRUSTED_BROWSER_AGE = timedelta(days=180)
 
 
 class PortalAccountAdapter(DefaultAccountAdapter):
@@ -91,6 +106,37 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         message = "Password changed" if had_password else "Password set"
         audit.record(user, AuditAction.UPDATED, user, message=message)
 
+    def _get_login_attempts_cache_key(self, request, **credentials) -> str:
+        """The login the per-login throttle ("5/5m/key") counts attempts against.
+
+        Counted per login alone, failures from anywhere lock the account's owner out too:
+        anyone could keep a break-glass admin out by failing with their name. A browser that
+        this very account logged in from before (`trusted_browser_user`) counts on a login of
+        its own instead, so the owner's browser gets in while strangers are throttled. A
+        guesser gains nothing: without that browser's cookie every attempt counts on the
+        shared login as before, and the per-address throttle holds for every browser.
+        """
+        key = super()._get_login_attempts_cache_key(request, **credentials)
+        user = trusted_browser_user(request)
+        login = credentials.get("email", credentials.get("username", "")).lower()
+        if user is not None and login in {user.get_username().lower(), user.email.lower()}:
+            return f"{key}:trusted-browser"
+        return key
+
+    def post_login(self, request, user, **kwargs):
+        """Every login (password or Okta) marks the browser as this account's own."""
+        response = super().post_login(request, user, **kwargs)
+        response.set_signed_cookie(
+            TRUSTED_BROWSER_COOKIE,
+            str(user.pk),
+            salt=TRUSTED_BROWSER_SALT,
+            max_age=int(TRUSTED_BROWSER_AGE.total_seconds()),
+            secure=settings.SESSION_COOKIE_SECURE,
+            httponly=True,
+            samesite="Lax",
+        )
+        return response
+
     def get_client_ip(self, request) -> str:
         """The address the per-IP login throttle counts: the client's, not a proxy's."""
         return client_ip(request)
@@ -101,6 +147,23 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         if request.user.is_authenticated and not permissions_for(request.user):
             return reverse("portal:sso_no_access")
         return super().get_login_redirect_url(request)
+
+
+def trusted_browser_user(request):
+    """The active account this browser logged in as within `TRUSTED_BROWSER_AGE`, or None.
+
+    The cookie is signed with SECRET_KEY, so only a login can set it: a forged, altered or
+    expired one counts as none (OWASP's "device cookie" against lockout attacks).
+    """
+    pk = request.get_signed_cookie(
+        TRUSTED_BROWSER_COOKIE,
+        default=None,
+        salt=TRUSTED_BROWSER_SALT,
+        max_age=TRUSTED_BROWSER_AGE.total_seconds(),
+    )
+    if pk is None or not pk.isdigit():
+        return None
+    return get_user_model().objects.filter(pk=pk, is_active=True).first()
 
 
 def _is_break_glass(config: SsoConfiguration, credentials: dict) -> bool:
@@ -196,8 +259,25 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
                 render(request, "portal/sso_address_unverified.html", status=403)
             )
 
+    def populate_user(self, request, sociallogin, data):
+        """As allauth fills it in from the claims, with the username stored as the forms
+        store it: NFKC-normalised, so Okta's "ＯＬＧＡ" is "OLGA" and allauth's
+        case-insensitive check (and the database's index) take it for "olga"'s twin."""
+        user = super().populate_user(request, sociallogin, data)
+        user_username(user, user.normalize_username(user_username(user) or ""))
+        return user
+
     def save_user(self, request, sociallogin, form=None):
-        user = super().save_user(request, sociallogin, form)
+        # allauth checked the username is free (else it made another one up), but a login
+        # at the same moment may have taken it since: the database refuses the second.
+        try:
+            with transaction.atomic():
+                user = super().save_user(request, sociallogin, form)
+        except IntegrityError:
+            who = user_username(sociallogin.user)
+            raise ImmediateHttpResponse(
+                failure_page(request, _created_meanwhile(who), who)
+            ) from None
         audit.record(
             None,
             AuditAction.CREATED,
@@ -207,6 +287,18 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         )
         _after_sso_login(request, sociallogin)
         return user
+
+
+def _created_meanwhile(username: str) -> sso.LoginFailure:
+    return sso.LoginFailure(
+        "username_taken",
+        "Username taken at the same moment",
+        f"Another sign-in created an account named “{username}” (or one differing only in "
+        "case) at the same moment as yours, so no account was made for you. Log in again: "
+        "the portal will then find your account, or give you another username.",
+        detail=f"username {username!r} taken by a concurrent sign-in",
+        status=HTTPStatus.CONFLICT,
+    )
 
 
 def _after_sso_login(request, sociallogin) -> None:

@@ -17,13 +17,14 @@ from enum import Enum
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
 from portal import audit
-from portal.models import AuditAction, Invitation
-from portal.roles import CHANGE, Area, has_perm
+from portal.models import AuditAction, Invitation, Team
+from portal.roles import CHANGE, ROLE_PERMISSIONS, Area, has_perm
 
 INVITATION_DAYS = getattr(settings, "PORTAL_INVITATION_DAYS", 7)
 
@@ -123,23 +124,65 @@ def check_link(pk: int, token: str) -> tuple[Invitation | None, LinkProblem | No
     invitation = Invitation.objects.filter(pk=pk).select_related("invited_by").first()
     if invitation is None or not secrets.compare_digest(invitation.token_hash, _hash(token)):
         return None, LinkProblem.INVALID
+    return invitation, problem(invitation)
+
+
+def problem(invitation: Invitation) -> LinkProblem | None:
+    """Why the invitation's link does not work now, or None when it does: the one rule that
+    both the acceptance page and the invitation lists (`status`) go by."""
     if invitation.accepted_at:
-        return invitation, LinkProblem.USED
+        return LinkProblem.USED
     if invitation.revoked_at:
-        return invitation, LinkProblem.REVOKED
+        return LinkProblem.REVOKED
     if invitation.expires_at <= timezone.now():
-        return invitation, LinkProblem.EXPIRED
+        return LinkProblem.EXPIRED
     if not _inviter_may_invite(invitation):
-        return invitation, LinkProblem.INVITER_GONE
-    return invitation, None
+        return LinkProblem.INVITER_GONE
+    return None
+
+
+STATUS_WORDS = {
+    LinkProblem.USED: "accepted",
+    LinkProblem.REVOKED: "revoked",
+    LinkProblem.EXPIRED: "expired",
+}
+
+
+def status(invitation: Invitation) -> str:
+    """The invitation's state as the lists show it; a link that would be refused never
+    reads "pending"."""
+    match problem(invitation):
+        case None:
+            return "pending"
+        case LinkProblem.INVITER_GONE if invitation.invited_by is None:
+            return "void: the account that sent it is gone (resend it to vouch for it)"
+        case LinkProblem.INVITER_GONE:
+            who = invitation.invited_by.get_username()
+            return f"void: {who}, who sent it, may no longer add users (resend it to vouch for it)"
+        case found:
+            return STATUS_WORDS[found]
 
 
 def _inviter_may_invite(invitation: Invitation) -> bool:
     """Whether the inviter still vouches for the invitation: an active user who may manage
     users. No inviter (their account was deleted, which the portal itself never does)
-    counts as one who may not: nobody vouches for the groups any more."""
+    counts as one who may not: nobody vouches for the groups any more. A list annotated
+    `with_inviter_standing` answers from the annotation, without a query per row."""
+    if hasattr(invitation, "inviter_may_invite"):
+        return invitation.inviter_may_invite
     inviter = invitation.invited_by
     return inviter is not None and has_perm(inviter, Area.USERS, CHANGE)
+
+
+def with_inviter_standing(invitations):
+    """The invitations annotated with `inviter_may_invite`: the rule `has_perm` applies
+    (active, and a superuser or in a group whose role may manage users), in SQL."""
+    roles = [role for role, allowed in ROLE_PERMISSIONS.items() if (Area.USERS, CHANGE) in allowed]
+    vouching = Team.objects.filter(members=OuterRef("invited_by"), role__in=roles)
+    may = Q(invited_by__is_active=True) & (Q(invited_by__is_superuser=True) | Exists(vouching))
+    return invitations.annotate(
+        inviter_may_invite=ExpressionWrapper(may, output_field=BooleanField())
+    )
 
 
 @transaction.atomic

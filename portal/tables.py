@@ -20,6 +20,7 @@ from django.utils.text import capfirst
 from django_tables2.rows import BoundRow
 from django_tables2.utils import Accessor, signature
 
+from portal import invitations
 from portal.models import AuditEntry, Invitation, Team
 from portal.urlhelpers import id_param
 
@@ -392,4 +393,4 @@ class InvitationTable(tables.Table):
         return ", ".join(team.name for team in record.groups.all()) or "—"
 
     def render_status(self, record):
-        return record.status
+        return invitations.status(record)

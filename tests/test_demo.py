@@ -1,5 +1,5 @@
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 
 from portal.roles import Area, has_perm
@@ -40,3 +40,12 @@ def test_the_demo_restores_missing_turnkey_profiles():
     ServicesProfile.objects.filter(turnkey=True).delete()
     load_demo()
     assert ServicesProfile.objects.filter(turnkey=True).count() == 6
+
+
+def test_the_demo_takes_an_account_whose_name_differs_only_in_case_as_its_own():
+    """Usernames are unique ignoring case (portal 0009): an "ADMIN" made by hand is the
+    demo's admin, not a clash that stops the demo loading."""
+    User = get_user_model()
+    made = User.objects.create_user("ADMIN", password="chosen-by-the-operator")
+    load_demo()
+    assert User.objects.filter(username__iexact=DEMO_ADMIN[0]).get() == made

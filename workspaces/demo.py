@@ -173,8 +173,9 @@ def _profile(infrastructure, name, description, strategy, desired, super_sized, 
 
 
 def _user(username: str, password: str, email: str):
+    # Names are unique ignoring case (portal 0009): an "Admin" already there is this one.
     user, created = get_user_model().objects.get_or_create(
-        username=username, defaults={"email": email}
+        username__iexact=username, defaults={"username": username, "email": email}
     )
     if created:
         user.set_password(password)

@@ -143,7 +143,7 @@ def user_reactivate(request: HttpRequest, pk: int) -> HttpResponse:
 def invitation_list(request: HttpRequest) -> HttpResponse:
     require(request.user, Area.USERS, VIEW)
     queryset = (
-        Invitation.objects.for_user(request.user, VIEW)
+        invitations.with_inviter_standing(Invitation.objects.for_user(request.user, VIEW))
         .select_related("invited_by")
         .prefetch_related("groups")
     )

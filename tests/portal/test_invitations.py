@@ -6,7 +6,9 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from portal import invitations
@@ -281,6 +283,42 @@ def test_an_invitation_whose_inviter_may_no_longer_manage_users_is_refused(clien
     assert not User.objects.filter(username="newbie").exists()
 
 
+VOID = "void: olga, who sent it, may no longer add users"
+
+
+def test_the_list_calls_an_invitation_of_a_demoted_inviter_void_and_says_why(client, sent, viewer):
+    _, path = sent
+    Team.objects.filter(name="org_admin group").update(role=Role.OPERATOR)  # olga demoted
+    client.force_login(viewer)
+    html = client.get("/admin/invitations/").content.decode()
+    html = html[html.index("<table") :]
+    assert VOID in html
+    assert "pending" not in html
+    # The same rule refuses the link.
+    assert Client().get(path).status_code == HTTPStatus.GONE
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, "pending"),
+        ({"accepted_at": timezone.now()}, "accepted"),
+        ({"revoked_at": timezone.now()}, "revoked"),
+        ({"expires_at": timezone.now()}, "expired"),
+        ({"invited_by": None}, "void: the account that sent it is gone"),
+    ],
+)
+def test_the_status_the_lists_show_is_the_answer_the_link_gets(sent, change, expected):
+    invitation, path = sent
+    Invitation.objects.filter(pk=invitation.pk).update(**change)
+    invitation.refresh_from_db()
+    assert invitations.status(invitation).startswith(expected)
+    pk, token = path.strip("/").split("/")[1:]
+    _, problem = invitations.check_link(int(pk), token)
+    assert problem == invitations.problem(invitation)
+    assert (problem is None) == (expected == "pending")
+
+
 def test_resending_vouches_for_the_invitation_anew(
     client, sent, user_factory, django_capture_on_commit_callbacks
 ):
@@ -345,3 +383,27 @@ def test_a_username_taken_while_the_invitee_typed_is_a_message_not_a_500(
     assert response.status_code == HTTPStatus.OK
     assert b"This username is taken; choose another." in response.content
     assert not User.objects.filter(email="new@example.com").exists()
+
+
+def test_the_list_asks_no_query_per_inviter(client, team, viewer):
+    """Each row's status needs its inviter's standing: one annotation, not a query each."""
+
+    def sent_by(count: int) -> None:
+        for index in range(count):
+            inviter = User.objects.create(username=f"inviter{Invitation.objects.count()}")
+            Invitation.objects.create(
+                email=f"guest{Invitation.objects.count()}@example.com",
+                invited_by=inviter,
+                token_hash=f"hash{index}{inviter.pk}",
+                expires_at=timezone.now() + timedelta(days=1),
+            )
+
+    client.force_login(viewer)
+    sent_by(1)
+    with CaptureQueriesContext(connection) as one:
+        assert client.get("/admin/invitations/").status_code == HTTPStatus.OK
+    sent_by(20)
+    with CaptureQueriesContext(connection) as many:
+        html = client.get("/admin/invitations/").content.decode()
+    assert html.count("may no longer add users") == 21  # none of them is in a group
+    assert len(many) == len(one)
