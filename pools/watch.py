@@ -17,7 +17,8 @@ the same one, and a test drives exactly one step):
    checked again: nothing wrong → ready ("repaired"). Still broken after MAX_REPAIRS
    attempts → stopped as Stop stops it (processes stopped, GPUs released, files kept) and
    failed with the reasons. Else what is broken is restarted (`Driver.repair`:
-   GPUs taken again, the process restarted; `services.tasks.repair_stack`: the failed
+   GPUs taken again, the process restarted; `services.tasks.repair_stack`: the stack
+   checked again, after the driver's repair may have stopped it, and its failed
    components restarted with their own credential), the attempt counted, and the next look
    scheduled after `steps.backoff(attempts, REPAIR_BACKOFF)`. What cannot be brought back
    (a deleted directory: its files are gone) fails it at once. A workspace stopped while

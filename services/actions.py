@@ -20,7 +20,7 @@ from portal.urlhelpers import id_param
 from profiles.models import ServicesProfile
 from services import components as catalog
 from services import tasks
-from services.backends import backend_for
+from services.backends.by_driver import backend_for
 from services.models import ComponentDeployment, ComponentStatus, ServiceDeployment
 
 
@@ -206,17 +206,22 @@ def web_services(deployment: ServiceDeployment | None) -> list[ComponentDeployme
     ]
 
 
-def open_url(user, workspace: Workspace, code: str) -> str:
-    """Where the owner's browser goes to open the web service `code` of the workspace, ""
-    when it is not running. Read at click time, because a restart starts it on a new port;
-    with its token where the service takes one from the link (JupyterLab logs the browser
-    in from it and keeps a cookie), so nobody copies tokens. Each open is audited."""
+def openable_service(user, workspace: Workspace, code: str) -> ComponentDeployment | None:
+    """The web service `code` of the user's own workspace when it is running, else None."""
     if workspace.owner_id != user.pk:
-        return ""
+        return None
     rows = [row for row in web_services(live_deployment(workspace)) if row.component == code]
-    if not rows:
-        return ""
-    component, endpoint = rows[0], web_endpoint(rows[0])
+    return rows[0] if rows else None
+
+
+def open_url(user, workspace: Workspace, component: ComponentDeployment) -> str:
+    """Where the owner's browser goes to open a web service of the workspace (one
+    `openable_service` found). Read at click time, because a restart starts it on a new
+    port; with its token where the service takes one from the link (JupyterLab logs the
+    browser in from it and keeps a cookie), so nobody copies tokens. Each open hands the
+    browser that token, so it is audited as a reveal is: call it for the owner's POST only,
+    which another site cannot make for them (a GET it can, by any link or image)."""
+    endpoint = web_endpoint(component)
     url = endpoint["url"]
     if endpoint.get("token") == "query" and component.secret:
         url += ("&" if "?" in url else "?") + urlencode({"token": component.secret})

@@ -276,3 +276,34 @@ class ComponentDeployment(models.Model):
         for name, value in updates.items():
             setattr(self, name, value)
         return True
+
+
+class ReservedPort(models.Model):
+    """A local port reserved on a host for a component's process, besides the one the
+    supervisor registers with the process (`SupervisedProcess.port`): e.g. Ray Client's.
+
+    Reserved before the process starts (`process` empty), then attached to its
+    registration, with which it goes: when the supervisor unregisters the process (it is
+    stopped, or swept as an orphan, or of an earlier boot), the port is free again
+    (`services.backends.ports`)."""
+
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField()
+    name = models.CharField(max_length=40, help_text="The component's name for the port.")
+    process = models.ForeignKey(
+        "pools.SupervisedProcess",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="reserved_ports",
+        help_text="Empty while its process is being started.",
+    )
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["host", "port"], name="one_reservation_per_port")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} port {self.port} on {self.host}"

@@ -40,8 +40,8 @@ from pools.drivers.base import PermanentError
 from pools.lifecycle import LIVE_STATES, State, transition
 from pools.models import Workspace
 from services import components as catalog
-from services.backends import backend_for
 from services.backends import base as svc
+from services.backends.by_driver import backend_for
 from services.models import ServiceDeployment
 
 logger = logging.getLogger(__name__)
@@ -520,12 +520,21 @@ def _problem(name: str, reason: str, status: str = svc.FAILED) -> str:
 
 
 def repair_stack(deployment) -> list[str]:
-    """Restart each component of a degraded stack that failed, or that has not answered
+    """Restart each component of a watched stack that failed, or that has not answered
     for longer than it takes to start (`ServicesBackend.restart`: its data and credential,
     the same token, are kept); return the names of those restarted. Raises what the
-    backend raises."""
+    backend raises.
+
+    The watch calls it right after the workspace's own repair, which may have stopped
+    components that answered at the look before (a GPU that is gone: every process of
+    the workspace is stopped, to start again on the one that replaces it). So the stack is
+    checked again first, ready or degraded, and what that repair stopped starts now
+    rather than at the next look."""
     backend = backend_for(deployment.infrastructure)
-    if backend is None or deployment.state != State.DEGRADED:
+    if backend is None or deployment.state not in WATCHED_STATES:
+        return []
+    check_stack(deployment)
+    if deployment.state != State.DEGRADED:
         return []
     spec = deployment.workspace_spec()
     now = timezone.now()

@@ -3,7 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal.roles import CHANGE
 from services import actions as services
@@ -137,17 +137,25 @@ def reveal_secret(request, pk: int, component_pk: int):
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def open_service(request, pk: int, service: str):
-    """Open a web service of one's own workspace, logged in: a redirect to where it runs now."""
+    """Open a web service of one's own workspace, logged in.
+
+    The Open button POSTs: the open is audited and the browser redirected to where the
+    service runs now, with its token. A GET (an old bookmark, or a link or an image on
+    another site, which the browser follows with the owner's cookies) records and reveals
+    nothing: it shows that button."""
     workspace = get_own_workspace(request, pk)
-    url = services.open_url(request.user, workspace, service)
-    if not url:
+    component = services.openable_service(request.user, workspace, service)
+    if component is None:
         found = catalog.component(service)
         name = found.name if found else "This service"
         messages.error(request, f"{name} isn't running in this workspace right now.")
         return redirect(workspace)
-    response = redirect(url)
+    if request.method == "GET":
+        context = {"workspace": workspace, "item": component}
+        return render(request, "workspaces/services/open.html", context)
+    response = redirect(services.open_url(request.user, workspace, component))
     # The address carries the service's token: keep it out of caches and of Referer headers.
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"

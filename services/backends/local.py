@@ -11,8 +11,9 @@ The directory belongs to the workspace, whose code may change anything in it: ev
 there is read and written without following links (`supervisor.read_tail`,
 `supervisor.append_file`, `supervisor.make_directories`), and nothing read from it decides
 what the portal does. What the process is, and its port, come from the supervisor's
-registry; its health URL, endpoints and temporary directory are derived again from the
-component's class with that port, and the health check only asks 127.0.0.1 on that port.
+registry, with any other ports reserved for it (`services.backends.ports`); its health
+URL, endpoints and temporary directory are derived again from the component's class with
+those ports, and the health check only asks 127.0.0.1 on its port.
 
 Deploying twice finds the running process by its record and starts nothing; a process that
 died is reported failed with the tail of its log; removal stops the process's whole session
@@ -39,6 +40,7 @@ from pools import isolation, supervisor
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.drivers.local import ENV_FILE, LocalDriver
 from services import components
+from services.backends import ports as reservations
 from services.backends.base import (
     DEPLOYING,
     FAILED,
@@ -71,9 +73,14 @@ def executable(name: str) -> str:
 
 
 def local_target(
-    ctx: ComponentContext, directory: Path, secret: str, port: int | None = None
+    ctx: ComponentContext,
+    directory: Path,
+    secret: str,
+    port: int | None = None,
+    ports: dict[str, int] | None = None,
 ) -> LocalTarget:
-    """What the component's class needs to say how it runs here (on `port` once known)."""
+    """What the component's class needs to say how it runs here (on `port` once known,
+    with its other `ports` reserved)."""
     return LocalTarget(
         workspace=ctx.spec.name,
         name=ctx.name,
@@ -81,20 +88,25 @@ def local_target(
         parameters=ctx.parameters,
         directory=directory,
         workdir=directory.parent.parent,
-        port=port or int(ctx.parameters.get("port") or 0) or supervisor.free_port(),
+        port=port or int(ctx.parameters.get("port") or 0) or reservations.free_port(),
         secret=secret,
-        free_port=supervisor.free_port,
+        free_port=reservations.free_port,
         executable=executable,
+        ports=ports or {},
     )
 
 
 def plan(
-    ctx: ComponentContext, directory: Path, secret: str, port: int | None = None
+    ctx: ComponentContext,
+    directory: Path,
+    secret: str,
+    port: int | None = None,
+    ports: dict[str, int] | None = None,
 ) -> tuple[LocalProcess, dict]:
     """The component's process, and how it is checked (health URL, ready marker, port,
-    endpoints, temporary directory): the same answer for the same port, so `check` and
-    `remove` derive it again from the port the registry holds."""
-    target = local_target(ctx, directory, secret, port)
+    endpoints, temporary directory): the same answer for the same ports, so `check` and
+    `remove` derive it again from the port the registry holds and those reserved for it."""
+    target = local_target(ctx, directory, secret, port, ports)
     try:
         process = ctx.component.local_process(target)
     except NotRunnable as error:
@@ -190,7 +202,8 @@ class LocalServices(ServicesBackend):
         if record and supervisor.is_running(record):
             return self.check(ctx)
         secret = (ctx.secret or _new_secret()) if ctx.component.has_secret else ""
-        process, meta = plan(ctx, directory, secret)
+        ports = reservations.reserve(ctx.component.local_ports)
+        process, meta = plan(ctx, directory, secret, ports=ports)
         driver = LocalDriver(self.infrastructure)
         env = dict(os.environ) | driver.environment(ctx.spec) | process.env
         log = directory / LOG_FILE
@@ -209,7 +222,9 @@ class LocalServices(ServicesBackend):
                 limits=driver.limits(ctx.spec),
             )
         except OSError as error:
+            reservations.release(ports)
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))
+        reservations.attach(ports, record)
         record.save(directory / PROCESS_FILE)
         result = self.check(replace(ctx, secret=secret))
         result.secret = secret
@@ -229,7 +244,7 @@ class LocalServices(ServicesBackend):
                 log_tail=self._tail(ctx),
                 detail=detail,
             )
-        _, meta = plan(ctx, directory, ctx.secret, record.port)
+        _, meta = plan(ctx, directory, ctx.secret, record.port, reservations.held(record))
         detail["port"] = record.port
         if self._answers(ctx, record, meta):
             endpoints = [dict(e) for e in meta["endpoints"]]

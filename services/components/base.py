@@ -9,7 +9,8 @@ A component is one subclass of `Component`, listed in the registry (`register`, 
 - its secret (`secret_key`: the key of its generated credential, "" for none) and its
   health check (`health`: an HTTP path and the container port; locally the same path on the
   process's port, or a `ready_marker` in its log);
-- how it runs locally (`local_process()`: argv, environment, endpoints, for a `LocalTarget`)
+- how it runs locally (`local_process()`: argv, environment, endpoints, for a `LocalTarget`,
+  with any `local_ports` besides its `port`)
   and on Kubernetes (`kubernetes()`: its container, volumes, configuration files and extra
   Deployments, for a `Target`).
 
@@ -143,8 +144,11 @@ class LocalTarget(Target):
     workdir: Path  # the workspace's directory (its files, its environment)
     port: int  # where it listens: the `port` parameter, or a free port
     secret: str  # its credential, passed in its environment ("" when it has none)
-    free_port: Callable[[], int]  # another free local port
+    free_port: Callable[[], int]  # another free local port, drawn anew at each call
     executable: Callable[[str], str]  # a console script of the portal's environment
+    # Its `local_ports`, by name: reserved for its process on this host, the same at every
+    # check. A process started before they were reserved holds none until it starts again.
+    ports: dict[str, int] = field(default_factory=dict)
 
 
 # -- what a component declares per driver ------------------------------------------------
@@ -238,6 +242,10 @@ class Component:
     secret_key: ClassVar[str] = ""  # the key of its generated credential; "" = none
     health: ClassVar[HealthCheck | None] = None
     ready_marker: ClassVar[str] = ""  # locally, without `health`: a line its log shows
+    # Names of the other local ports its process listens on, besides `port`: the local
+    # backend reserves one for each on the host (`LocalTarget.ports`), so no other
+    # workspace's process is given it where workspaces share the host's network.
+    local_ports: ClassVar[tuple[str, ...]] = ()
     start_timeout: ClassVar[int] = 60  # seconds it usually takes to start, checked often
 
     def __repr__(self) -> str:

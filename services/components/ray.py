@@ -36,13 +36,13 @@ def temp_dir(directory: Path) -> Path:
     return Path("/tmp") / f"gpupaas-ray-{digest}"
 
 
-def client_port(gcs_port: int) -> int:
-    """Ray Client's port, derived from the GCS port: the backend plans the process again
-    from the registered port at every check, so a free port drawn here would differ from
-    the one the running server listens on. With a network per workspace only its own
-    services share the namespace; on a shared network a taken port fails the start, and
-    its log says which."""
-    return gcs_port + 1 if gcs_port < 65535 else gcs_port - 1
+def client_port(target: LocalTarget) -> int:
+    """Ray Client's port: the one reserved for it (`local_ports`). A cluster started
+    before Ray Client's port was reserved has it next to the GCS port, as it was derived
+    then, until it starts again."""
+    if "client" in target.ports:
+        return target.ports["client"]
+    return target.port + 1 if target.port < 65535 else target.port - 1
 
 
 class Ray(Component):
@@ -58,6 +58,10 @@ class Ray(Component):
         *resources(cpu=2, memory_gb=8),
     )
     ports = (GCS_PORT, 8265, 10001)
+    # Ray Client's server, where notebooks and jobs reach the cluster. Reserved, not drawn
+    # at each plan: every check plans the process again, and its endpoint must name the
+    # port the running server listens on.
+    local_ports = ("client",)
     image = "rayproject/ray:{version}.0"
     # grpc: Ray Client, the way a notebook's driver reaches the cluster (`local_process`).
     local_packages = ("ray", "grpc")
@@ -66,7 +70,7 @@ class Ray(Component):
 
     def local_process(self, target: LocalTarget) -> LocalProcess:
         temp = temp_dir(target.directory)
-        client = client_port(target.port)
+        client = client_port(target)
         argv = [
             target.executable("ray"),
             "start",

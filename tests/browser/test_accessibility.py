@@ -34,9 +34,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
 BLOCKING = {"serious", "critical"}
 # Not pages of the portal's own (Django's admin, the API's machine-readable answers), not
-# GET requests with effects (logging out, opening a workspace's service), or not HTML
-# (CSV downloads).
-SKIPPED = re.compile(r"^/(admin/django|django-admin|api/|metrics|accounts/logout)|/open/|\.csv\b")
+# GET requests with effects (logging out), or not HTML (CSV downloads).
+SKIPPED = re.compile(r"^/(admin/django|django-admin|api/|metrics|accounts/logout)|\.csv\b")
 MAX_PAGES = 60  # a bound on the walk, far above the kinds of page the portal has
 
 axe = Axe()

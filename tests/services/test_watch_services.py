@@ -8,6 +8,7 @@ import os
 import signal
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from pools import supervisor, watch
 from pools.lifecycle import State
 from services.backends import base as svc
 from services.backends.local import LOG_FILE, PROCESS_FILE, SERVICES_DIR, LocalServices
-from tests.workspace_fixtures import wait_for
+from tests.workspace_fixtures import FAKE_GPUS, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.local_services]
 
@@ -117,3 +118,37 @@ def test_a_component_that_never_comes_back_fails_its_stack_and_workspace(
     assert deployment.state == State.FAILED
     assert deployment.failure_reason == ready_workspace.failure_reason
     assert not watch.repair_one(later(10))
+
+
+def test_after_a_gone_gpu_is_replaced_the_stack_runs_again_without_waiting_for_a_look(
+    ready_workspace, deploy, workspaces_root, monkeypatch
+):
+    """The repair of a workspace whose GPU is gone stops every process of the workspace,
+    its services' included, so they start again on the GPU that replaces it: the stack is
+    restarted by that same repair, not found down at the next look."""
+    deployment = deploy(ready_workspace, "Jobs")
+    assert deployment.state == State.READY, deployment.failure_reason
+    directory = workspaces_root / ready_workspace.resource_name / SERVICES_DIR / "job-queue"
+    before = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
+    # GPU 0 (the workspace's GPU-aaaa) is swapped for another board.
+    swapped = replace(FAKE_GPUS[0], uuid="GPU-cccc")
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [swapped, FAKE_GPUS[1]])
+
+    assert watch.check_one()
+    refreshed(ready_workspace, deployment)
+    assert ready_workspace.state == State.DEGRADED
+    assert "(GPU-aaaa) is gone from this machine" in ready_workspace.failure_reason
+    assert deployment.state == State.READY  # its queue answered: nothing wrong with it
+
+    assert watch.repair_one()
+    assert not supervisor.is_running(before)  # stopped with the workspace's processes
+    after = supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE)
+    assert after is not None and after.pid != before.pid and supervisor.is_running(after)
+    queue = deployment.components.get(component="job-queue")
+    assert queue.status in (svc.DEPLOYING, svc.READY)
+    assert "Jobs queue restarting" in deployment.events.values_list("message", flat=True)
+
+    wait_for(lambda: watch.problems_of(ready_workspace) == [], 30, what="the queue to answer")
+    assert watch.repair_one(later())
+    refreshed(ready_workspace, deployment)
+    assert (ready_workspace.state, deployment.state) == (State.READY, State.READY)
