@@ -160,26 +160,6 @@ def test_an_instance_ready_when_it_would_be_late_is_handed_over_once(
     assert not any("not ready after" in message for message in messages(workspace))
 
 
-def test_an_instance_handed_over_while_the_late_check_runs_leaves_nothing_else(
-    warm_profile, member, workspaces_root, monkeypatch
-):
-    measured_300_s(warm_profile)
-    workspace, instance = waiting_for(warm_profile, member, seconds_ago=PATIENCE + 60)
-    read = tasks._load
-
-    def read_then_the_instance_is_handed_over(workspace_id):
-        loaded = read(workspace_id)
-        assert tasks.provision_pool_instance(instance.pk) == "ready"
-        return loaded
-
-    monkeypatch.setattr(tasks, "_load", read_then_the_instance_is_handed_over)
-    assert tasks.provision_workspace(workspace.pk) == promises.MOVED
-    workspace.refresh_from_db()
-    assert workspace.state == State.READY
-    assert workspace.resources_spec().name == instance.resource_name
-    assert not (workspaces_root / f"ws-{workspace.pk}").exists()
-
-
 def test_a_second_delivery_of_the_late_check_does_nothing_twice(
     warm_profile, member, workspaces_root, fake_gpus
 ):

@@ -84,11 +84,16 @@ def test_the_workspace_takes_a_ready_instance_its_worker_did_not_hand_over(
     assert PoolInstance.objects.get(pk=instance.pk).state == State.CLAIMED
 
 
+# Nothing measured on this local infrastructure: a workspace waits 2 minutes
+# (`promises.Patience`); a hand-over wins over giving a late instance back too.
+@pytest.mark.parametrize("provisioned_for", [0, 180], ids=["on time", "late"])
 def test_a_hand_over_while_the_workspace_task_runs_provisions_nothing_more(
-    warm_profile, member, workspaces_root, monkeypatch
+    warm_profile, member, workspaces_root, monkeypatch, provisioned_for
 ):
     instance = on_its_way(warm_profile)
     workspace = actions.request_workspace(member, warm_profile)
+    created = timezone.now() - timedelta(seconds=provisioned_for)
+    PoolInstance.objects.filter(pk=instance.pk).update(created=created)
     # The workspace's own task (its retry, or the sweep) reads the workspace; right then the
     # instance's worker finishes it and hands it over.
     read = tasks._load
