@@ -1,7 +1,7 @@
 import pytest
 from django.contrib.auth import get_user_model
 
-from portal.models import Team
+from portal.models import SsoConfiguration, Team
 from portal.roles import Role
 from profiles.choices import HealthStatus, InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, InstanceType
@@ -124,3 +124,15 @@ def formset_data(prefix: str, rows: list[dict], initial: int = 0) -> dict:
         for key, value in row.items():
             data[f"{prefix}-{index}-{key}"] = value
     return data
+
+
+def turn_password_login_off(break_glass: str) -> None:
+    """Okta SSO on and local password login off, `break_glass` the only exception."""
+    config = SsoConfiguration.load()
+    config.enabled = True
+    config.issuer = "https://okta.example.com/oauth2/default"
+    config.client_id = "portal"
+    config.client_secret = "secret"
+    config.local_login_disabled = True
+    config.break_glass_usernames = break_glass
+    config.save()

@@ -12,10 +12,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from portal import invitations
-from portal.models import AuditEntry, Invitation, SsoConfiguration, Team
+from portal.models import AuditEntry, Invitation, Team
 from portal.roles import Role
 from portal.user_forms import AcceptInvitationForm
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, turn_password_login_off
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()
@@ -223,17 +223,6 @@ def test_an_address_too_long_to_store_is_refused_next_to_the_field(admin_client,
 
 
 # -- who may accept how ---------------------------------------------------------------------
-
-
-def turn_password_login_off(break_glass: str) -> None:
-    config = SsoConfiguration.load()
-    config.enabled = True
-    config.issuer = "https://okta.example.com/oauth2/default"
-    config.client_id = "portal"
-    config.client_secret = "secret"
-    config.local_login_disabled = True
-    config.break_glass_usernames = break_glass
-    config.save()
 
 
 def test_a_password_account_cannot_be_made_while_password_login_is_off(sent):

@@ -13,8 +13,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from portal.accounts import TRUSTED_BROWSER_COOKIE
-from portal.models import SsoConfiguration
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, turn_password_login_off
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/accounts/login/"
@@ -31,14 +30,7 @@ def _fresh_rate_limits():
 def password_login(request, org_admin):
     """Both modes; with local login off, olga is the break-glass admin."""
     if request.param == "local login off":
-        config = SsoConfiguration.load()
-        config.enabled = True
-        config.issuer = "https://okta.example.com/oauth2/default"
-        config.client_id = "portal"
-        config.client_secret = "secret"
-        config.local_login_disabled = True
-        config.break_glass_usernames = "olga"
-        config.save()
+        turn_password_login_off(break_glass="olga")
     return request.param
 
 
