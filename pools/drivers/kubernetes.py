@@ -133,10 +133,21 @@ class KubernetesDriver(Driver):
         avoid = draining_nodes(self.infrastructure)
         pins = self._pin_groups(spec, namespace, avoid, report)
         options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
-        for obj in m.render(spec, options):
+        for obj in self._rendered(spec, options):
             if self.kube.apply(obj):
                 report(f"{kube.kind(obj['kind']).words} {obj['metadata']['name']} created")
         return self._observe(spec, report)
+
+    def _rendered(self, spec: WorkspaceSpec, options: m.ManifestOptions) -> list[dict]:
+        """The workspace's objects to apply (`k8s_manifests.render`), less a shared
+        namespace that exists: made by an administrator, or before. Applying it again
+        would overwrite their labels, a stricter Pod Security level among them."""
+        objects = m.render(spec, options)
+        if options.namespace_mode == m.SHARED_MODE and self.kube.get(
+            "Namespace", options.shared_namespace
+        ):
+            return [obj for obj in objects if obj["kind"] != "Namespace"]
+        return objects
 
     def status(self, spec: WorkspaceSpec) -> ProvisionResult:
         return self._observe(spec, ignore_progress)
@@ -274,7 +285,7 @@ class KubernetesDriver(Driver):
         pins = self._pin_groups(spec, namespace, avoid, report, recheck=recheck)
         options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
         applied = {}
-        for obj in m.render(spec, options):
+        for obj in self._rendered(spec, options):
             name = obj["metadata"]["name"]
             if obj["kind"] == "PersistentVolumeClaim" and self.kube.get(
                 "PersistentVolumeClaim", name, namespace

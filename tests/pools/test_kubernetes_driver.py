@@ -415,6 +415,24 @@ def test_shared_mode_keeps_workspaces_apart_by_label(cluster):
     driver.deprovision(SPECS["heterogeneous"])
 
 
+def test_shared_mode_leaves_an_administrators_namespace_as_it_is(cluster):
+    """Applied again with force, the namespace would get the portal's Pod Security level
+    (baseline) over the administrator's stricter one."""
+    driver = KubernetesDriver(kube_infrastructure(cluster), options=SHARED)
+    labels = {
+        m.MANAGED_BY_LABEL: m.MANAGED_BY,
+        "pod-security.kubernetes.io/enforce": "restricted",
+    }
+    namespace = {"apiVersion": "v1", "kind": "Namespace"}
+    metadata = {"name": "workspaces", "labels": labels}
+    driver.kube.apply(namespace | {"metadata": metadata}, field_manager="admin")
+    driver.provision(SPECS["heterogeneous"])
+    cluster.set_pods("unschedulable")
+    driver.repair(SPECS["heterogeneous"])
+    found = cluster.objects[("namespaces", "", "workspaces")]["metadata"]["labels"]
+    assert found["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
 @pytest.mark.django_db
 def test_the_sweep_of_one_entry_does_not_reap_another_entrys_live_workspace(
     cluster, org_admin, profile_factory
