@@ -207,8 +207,10 @@ def web_services(deployment: ServiceDeployment | None) -> list[ComponentDeployme
 
 
 def openable_service(user, workspace: Workspace, code: str) -> ComponentDeployment | None:
-    """The web service `code` of the user's own workspace when it is running, else None."""
-    if workspace.owner_id != user.pk:
+    """The web service `code` of the user's own workspace when it is running, else None.
+    Only a workspace the watch looks at (ready or degraded) may run one: a failed or
+    stopped one runs none, and the address its service had may be another's by now."""
+    if workspace.owner_id != user.pk or workspace.state not in tasks.WATCHED_STATES:
         return None
     rows = [row for row in web_services(live_deployment(workspace)) if row.component == code]
     return rows[0] if rows else None

@@ -37,7 +37,7 @@ from django_q.tasks import async_task
 
 from pools import lifecycle, steps
 from pools.drivers.base import PermanentError
-from pools.lifecycle import LIVE_STATES, State, transition
+from pools.lifecycle import LIVE_STATES, State, Step, advance, transition
 from pools.models import Workspace
 from services import components as catalog
 from services.backends import base as svc
@@ -557,8 +557,18 @@ def repair_stack(deployment) -> list[str]:
 
 
 def fail_stack(deployment, reason: str) -> bool:
-    """A degraded stack that could not be repaired: failed with the reason."""
-    return deployment.state == State.DEGRADED and steps.fail(deployment, reason)
+    """The stack of a workspace the watch gave up on, stopped with it: failed with the
+    reason, and its components, stopped too, no longer read ready. A stack that answered
+    at the last look (ready) is degraded on the way: nothing of it runs now."""
+    path = [Step(State.FAILED, reason)]
+    if deployment.state == State.READY:
+        path.insert(0, Step(State.DEGRADED, "its workspace failed"))
+    elif deployment.state != State.DEGRADED:
+        return False
+    if not advance(deployment, path, failure_reason=reason[:300], failure_detail=""):
+        return False
+    _take_down_components(deployment, svc.FAILED, "stopped with its workspace", reason=reason)
+    return True
 
 
 # -- the sweep ---------------------------------------------------------------------------

@@ -224,6 +224,9 @@ class LocalServices(ServicesBackend):
         except OSError as error:
             reservations.release(ports)
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))
+        except Exception:  # a DriverError of the sandbox (egress, /tmp): the task retries
+            reservations.release(ports)
+            raise
         reservations.attach(ports, record)
         record.save(directory / PROCESS_FILE)
         result = self.check(replace(ctx, secret=secret))

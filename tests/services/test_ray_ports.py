@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from pools import isolation, supervisor, tasks
-from pools.drivers.base import WorkspaceSpec
+from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.lifecycle import State
 from profiles.models import ServicesProfile
 from services import actions as services
 from services import tasks as service_tasks
+from services.backends import local
 from services.backends import ports as reservations
 from services.backends.base import FAILED, ComponentContext
 from services.backends.local import PROCESS_FILE, SERVICES_DIR, LocalServices, plan, stop_all
@@ -175,3 +176,34 @@ def test_a_start_that_fails_frees_the_ports_reserved_for_it(
     )
     assert result.status == FAILED
     assert not ReservedPort.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # `supervisor.start` raises these itself: `ensure_egress` ("No way out of the
+        # workspace's network"), `isolation.private_tmp` (its /tmp keeps being replaced by
+        # a link, which the workspace's own code can do), `isolation.hand_over`.
+        TransientError("No way out of ws-1's network."),
+        PermanentError("/srv/ws-1/services/ray is not a directory."),
+    ],
+    ids=["transient", "permanent"],
+)
+def test_a_start_that_raises_a_driver_error_frees_the_ports_reserved_for_it(
+    cpu_workspace, monkeypatch, error
+):
+    """Not only an OSError: a DriverError of the sandbox (egress, its /tmp, the hand-over)
+    frees them too, else each retry of the deploy task reserved one more port."""
+    workspace = cpu_workspace()
+    assert workspace.state == State.READY
+
+    def refuse(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(local.supervisor, "start", refuse)
+    backend = LocalServices(workspace.infrastructure)
+    ctx = ray_context(workspace.resources_spec().name)
+    for _ in range(3):  # the deploy task retries a TransientError
+        with pytest.raises(type(error)):
+            backend.deploy(ctx)
+    assert list(ReservedPort.objects.values_list("port", flat=True)) == []
