@@ -45,7 +45,7 @@ from django.utils import timezone
 
 from pools import steps
 from pools.drivers import driver_for
-from pools.drivers.base import DriverError, PermanentError
+from pools.drivers.base import DriverError, PermanentError, TransientError
 from pools.lifecycle import State, log_step, transition
 from pools.models import Workspace
 from services import tasks as services
@@ -235,14 +235,29 @@ def _release_if_moved(workspace: Workspace) -> str:
         if state == State.DEGRADED:
             return ""
         if state in (State.STOPPING, State.STOPPED):
-            driver_for(workspace.infrastructure).stop(
-                workspace.resources_spec(), steps.reporter(workspace)
-            )
-            happened = f"{state} during its repair: what the repair took is released"
+            happened = f"{state} during its repair: {_stop_again(workspace)}"
         else:
             happened = f"{state} during its repair"
     log_step(workspace, happened)
     return happened
+
+
+def _stop_again(workspace: Workspace) -> str:
+    """Release what a repair took from a workspace stopped meanwhile; what happened, in
+    words. A failure is said, not raised: the watch goes on with the other workspaces."""
+    try:
+        driver_for(workspace.infrastructure).stop(
+            workspace.resources_spec(), steps.reporter(workspace)
+        )
+    except TransientError as error:  # begun: e.g. the pods it scaled down still terminate
+        return f"what the repair took is being released ({error})"
+    except Exception as error:
+        logger.exception("watch: stopping %s again", workspace.resource_name)
+        return (
+            f"releasing what the repair took failed ({steps.error_reason(error)}); "
+            "deleting the workspace releases everything"
+        )
+    return "what the repair took is released"
 
 
 def _look_again(workspace: Workspace, delay: int) -> None:

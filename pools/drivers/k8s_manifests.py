@@ -25,9 +25,9 @@ the same model (the PCIe card) does not match; a node affinity "In" over all lab
 and is the next step if an installation mixes boards.
 
 A group the driver placed (`ManifestOptions.pin_nodes`) also carries a required node
-affinity on the Node's name, `matchFields` `metadata.name In [node]`, in the same node
-selector term as one `metadata.name NotIn [node]` per node of `avoid_nodes` (the
-requirements of one term are ANDed; a field requirement takes one value). The Node's name,
+affinity on the Node's name, `matchFields` `metadata.name In [node]`; a group not pinned,
+one `metadata.name NotIn [node]` per node of `avoid_nodes` instead (the requirements of
+one term are ANDed; a field requirement takes one value). The Node's name,
 not its `kubernetes.io/hostname` label: that label is the host's name, which differs from
 the Node's where names are FQDNs or the kubelet runs with --hostname-override.
 
@@ -387,13 +387,17 @@ def _pod_spec(spec: WorkspaceSpec, group: GroupSpec, options: ManifestOptions) -
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
             {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoExecute"},
         ]
-    fields = []
     pinned = options.pin_nodes.get(group.index)
     if pinned:
-        fields.append({"key": NODE_NAME_FIELD, "operator": "In", "values": [pinned]})
-    for node in sorted(options.avoid_nodes):
+        # The pin alone: a group is pinned to a node it may use, and one that keeps its pin
+        # to a node drained since (a live group is never moved) must still fit there.
+        fields = [{"key": NODE_NAME_FIELD, "operator": "In", "values": [pinned]}]
+    else:
         # A field requirement takes exactly one value: one NotIn per node.
-        fields.append({"key": NODE_NAME_FIELD, "operator": "NotIn", "values": [node]})
+        fields = [
+            {"key": NODE_NAME_FIELD, "operator": "NotIn", "values": [node]}
+            for node in sorted(options.avoid_nodes)
+        ]
     if fields:
         # One term: its requirements are ANDed (several terms would be ORed).
         pod["affinity"] = {

@@ -76,9 +76,12 @@ from profiles.catalog import gpu_model_for_product_label
 from profiles.mig import placement
 
 IMAGE_PULL_GRACE = timedelta(minutes=10)
-# A running pod failing its readiness check longer than this is made again by a repair:
-# the GPU check runs every minute, so this is several failed checks in a row.
-STUCK_POD_GRACE = timedelta(minutes=3)
+# A pod not Ready whose containers have run longer than this is made again by a repair:
+# its readiness check's window (the GPU check: every minute, 3 failures in a row before the
+# pod is not Ready), so a pod the repair just made is not deleted again before it could pass.
+STUCK_POD_GRACE = timedelta(
+    seconds=m.GPU_READINESS["periodSeconds"] * m.GPU_READINESS["failureThreshold"]
+)
 IMAGE_PULL_WAITING = {"ErrImagePull", "ImagePullBackOff"}
 IMAGE_NEVER_PULLS = {"InvalidImageName", "ErrImageNeverPull"}
 GPU_COUNT_LABEL = "nvidia.com/gpu.count"  # GPU Feature Discovery's
@@ -228,11 +231,12 @@ class KubernetesDriver(Driver):
         Objects that are gone are made again (a set deleted takes up its claims again,
         which outlive it). A group with a pod that is missing or not Ready is placed again
         when its node is gone, drained or full, as `start` does; a healthy group is never
-        moved. Then a pod its StatefulSet will not replace by itself is deleted, so the
-        set makes it again (`_stuck`): one whose node is gone, one running but failing its
-        readiness check (its GPU check, say) for `STUCK_POD_GRACE`, and one made for a
-        node its set no longer pins. A pod on a node that is not ready is left: deleting
-        it cannot finish until the node answers, and a set never runs a pod twice.
+        moved, and its set is not applied again. Then a pod its StatefulSet will not
+        replace by itself is deleted, so the set makes it again (`_stuck`): one whose node
+        is gone, one running but failing its readiness check (its GPU check, say; not
+        Ready after running longer than `STUCK_POD_GRACE`), and one made for a node its set
+        no longer pins. A pod on a node that is not ready is left: deleting it cannot
+        finish until the node answers, and a set never runs a pod twice.
         """
         namespace = m.namespace_for(spec, self.options)
         if self.options.namespace_mode == m.NAMESPACE_MODE:
@@ -243,7 +247,9 @@ class KubernetesDriver(Driver):
         }
         # A pod whose Node is gone may still read Ready: nothing updates it any more.
         nodes = {(pod.get("spec") or {}).get("nodeName") for pod in pods.values()} - {None}
-        gone = {node for node in nodes if self.kube.get("Node", node) is None}
+        found = {node: self.kube.get("Node", node) for node in nodes}
+        gone = {node for node, obj in found.items() if obj is None}
+        silent = {node for node, obj in found.items() if obj is not None and not node_ready(obj)}
         unwell = {
             group.index
             for group in spec.groups
@@ -252,8 +258,10 @@ class KubernetesDriver(Driver):
         }
         existing = self._existing_sets(spec, namespace)
         sets = self._apply_again(spec, namespace, existing, unwell, report)
+        sets |= {name: found for name, found in existing.items() if name not in sets}
         for name in m.pod_names(spec):  # a services stack's pods are its own to repair
-            why = name in pods and _stuck(pods[name], sets, gone)
+            on_silent_node = name in pods and pods[name]["spec"].get("nodeName") in silent
+            why = name in pods and not on_silent_node and _stuck(pods[name], sets, gone)
             if why and self.kube.delete("Pod", name, namespace):
                 report(f"pod {name} deleted ({why}); its stateful set makes it again")
 
@@ -277,10 +285,14 @@ class KubernetesDriver(Driver):
     ) -> dict[str, dict]:
         """Apply the workspace's objects over what exists; {name: StatefulSet applied}.
 
-        Sets that exist keep their volume claim templates and existing claims are not
-        applied again (Kubernetes refuses changes to the one, and a volume keeps the size
-        it was made with); the pins of the `recheck` groups are checked (`_pin_groups`).
+        A set that exists is applied again only for a group in `recheck`, and keeps its
+        volume claim templates; existing claims are not applied again (Kubernetes refuses
+        changes to the one, and a volume keeps the size it was made with). The others'
+        sets stay as they are: a new template (the nodes drained now, say) would make
+        their controller replace healthy pods. The pins of the `recheck` groups are
+        checked (`_pin_groups`).
         """
+        kept = {m.group_name(spec, g) for g in spec.groups if g.index not in recheck}
         avoid = draining_nodes(self.infrastructure)
         pins = self._pin_groups(spec, namespace, avoid, report, recheck=recheck)
         options = replace(self.options, avoid_nodes=avoid, pin_nodes=pins)
@@ -292,6 +304,8 @@ class KubernetesDriver(Driver):
             ):
                 continue
             if obj["kind"] == "StatefulSet":
+                if name in existing and name in kept:
+                    continue
                 if name in existing:
                     templates = existing[name]["spec"]["volumeClaimTemplates"]
                     obj["spec"]["volumeClaimTemplates"] = templates
@@ -620,10 +634,9 @@ def _stuck(pod: dict, sets: dict[str, dict], gone_nodes: set[str]) -> str:
     pin, made_for = owner and m.pinned_node(owner), m.pod_pin(spec)
     if not node and pin and made_for not in (None, pin):
         return f"made for node {made_for}, its set now pins {pin}"
-    failing = _failing_readiness_since(status)
-    if failing and datetime.now(UTC) - failing > STUCK_POD_GRACE:
-        minutes = int((datetime.now(UTC) - failing).total_seconds() // 60)
-        return f"running but not ready for {minutes} min"
+    running = _running_unready_since(status)
+    if running and datetime.now(UTC) - running > STUCK_POD_GRACE:
+        return "running, but failing its readiness check"
     return ""
 
 
@@ -632,22 +645,20 @@ def _ready(pod: dict | None) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _failing_readiness_since(status: dict) -> datetime | None:
-    """Since when a running pod's started containers have been failing their readiness
-    check (None when it is Ready, or not running): the Ready condition's last change, else
-    the container's start."""
+def _running_unready_since(status: dict) -> datetime | None:
+    """Since when a pod that is not Ready has run its containers that are not ready (None
+    when it is Ready, or not running). Not Ready after running longer than its readiness
+    check's window means the check failed that many times in a row: on a pod that was
+    Ready for hours it does at once, and a pod made a moment ago has its window."""
     if status.get("phase") != "Running" or _ready({"status": status}):
         return None
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     started = [
         _parse_time(((c.get("state") or {}).get("running") or {}).get("startedAt"))
         for c in status.get("containerStatuses") or []
         if not c.get("ready")
     ]
     started = [time for time in started if time]
-    if not started:
-        return None
-    return _parse_time(ready.get("lastTransitionTime")) or min(started)
+    return min(started) if started else None
 
 
 def _checks_gpus(pod: dict, container_name: str | None) -> bool:

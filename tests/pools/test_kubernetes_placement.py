@@ -1,6 +1,7 @@
 """The Kubernetes driver places a new workspace with the fleet placement engine and pins
 each GPU group to the chosen node (tests against the API stand-in)."""
 
+import copy
 from datetime import UTC, datetime, timedelta
 
 import kubernetes_validate
@@ -127,9 +128,8 @@ def test_a_draining_node_is_never_chosen(cluster, driver, infrastructure):
     )
     set_draining(strategy, "gpu-node-1", True)
     driver.provision(ONE_GPU)
-    assert requirements(cluster) == [
+    assert requirements(cluster) == [  # the pin alone: it is not the drained node
         {"key": "metadata.name", "operator": "In", "values": ["gpu-node-2"]},
-        {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-node-1"]},
     ]
 
 
@@ -257,17 +257,22 @@ def test_a_pin_names_the_node_object_not_its_hostname_label(cluster, driver):
 
 
 def test_each_avoided_node_is_its_own_field_requirement():
-    """A node field requirement takes exactly one value (API validation)."""
-    options = m.ManifestOptions(pin_nodes={0: "gpu-node-1"}, avoid_nodes=("gpu-3", "gpu-2"))
-    (sts,) = [o for o in m.render(ONE_GPU, options) if o["kind"] == "StatefulSet"]
-    (term,) = sts["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ]["nodeSelectorTerms"]
-    assert term["matchFields"] == [
-        {"key": "metadata.name", "operator": "In", "values": ["gpu-node-1"]},
+    """A node field requirement takes exactly one value (API validation). A pinned group
+    has its pin alone: one kept on a node drained since must still fit there."""
+
+    def matched(options) -> list[dict]:
+        (sts,) = [o for o in m.render(ONE_GPU, options) if o["kind"] == "StatefulSet"]
+        (term,) = sts["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]["nodeSelectorTerms"]
+        return term["matchFields"]
+
+    assert matched(m.ManifestOptions(avoid_nodes=("gpu-3", "gpu-2"))) == [
         {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-2"]},
         {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-3"]},
     ]
+    pinned = m.ManifestOptions(pin_nodes={0: "gpu-2"}, avoid_nodes=("gpu-3", "gpu-2"))
+    assert matched(pinned) == [{"key": "metadata.name", "operator": "In", "values": ["gpu-2"]}]
 
 
 def test_start_places_a_group_again_when_its_node_is_gone(cluster, driver):
@@ -380,19 +385,20 @@ def test_repair_never_moves_a_healthy_group(cluster, driver, infrastructure):
     assert not any("deleted" in step or "placed again" in step for step in steps)
 
 
-@pytest.mark.parametrize(("failing_for", "remade"), [(10, True), (1, False)])
-def test_repair_remakes_a_pod_failing_its_gpu_check(cluster, driver, failing_for, remade):
+@pytest.mark.parametrize(("running_for", "remade"), [(10, True), (1, False)])
+def test_repair_remakes_a_pod_failing_its_gpu_check(cluster, driver, running_for, remade):
     """Its container runs, so Kubernetes restarts nothing; the set replaces a pod only
-    when it is deleted. A pod failing for less than the grace may be a slow first check."""
+    when it is deleted. One running for less than its check's window (3 failures a minute
+    apart) may be a pod just made again, whose first checks have not passed yet."""
     cluster.add_node("gpu-a", A100, gpus(8))
     driver.provision(ONE_GPU)
-    cluster.set_pods("running", node="gpu-a", namespace="ws-42", since=minutes_ago(failing_for))
+    cluster.set_pods("running", node="gpu-a", namespace="ws-42", since=minutes_ago(running_for))
     assert "its GPU check (nvidia-smi -L) has not passed" in driver.check(ONE_GPU)[0]
     steps: list[str] = []
 
     driver.repair(ONE_GPU, steps.append)
     expected = (
-        f"pod ws-42-g0-0 deleted (running but not ready for {failing_for} min); "
+        "pod ws-42-g0-0 deleted (running, but failing its readiness check); "
         "its stateful set makes it again"
     )
     assert (expected in steps) == remade
@@ -416,3 +422,96 @@ def test_repair_remakes_a_pending_pod_made_for_the_node_its_set_no_longer_pins(c
         "pod ws-42-g0-0 deleted (made for node gpu-a, its set now pins gpu-b); "
         "its stateful set makes it again"
     ) in steps
+
+
+TWO_GROUPS = spec_of(
+    GroupSpec(0, "A100-40GB", 8, cpu=4, ram_gb=16), GroupSpec(1, "A100-40GB", 8, cpu=4, ram_gb=16)
+)
+
+
+@pytest.fixture
+def strategy(infrastructure):
+    return PartitioningStrategy.objects.create(infrastructure=infrastructure, gpu_model="A100-40GB")
+
+
+def template(cluster, name="ws-42-g0"):
+    return cluster.objects[("statefulsets", "ws-42", name)]["spec"]["template"]
+
+
+def fields(cluster, name="ws-42-g0") -> list[dict]:
+    affinity = template(cluster, name)["spec"].get("affinity") or {}
+    terms = (
+        affinity.get("nodeAffinity", {})
+        .get("requiredDuringSchedulingIgnoredDuringExecution", {})
+        .get("nodeSelectorTerms", [])
+    )
+    return [f for term in terms for f in term.get("matchFields", [])]
+
+
+def test_repair_keeps_a_healthy_group_schedulable_on_its_draining_node(cluster, driver, strategy):
+    """A healthy group whose node is being drained for repartitioning keeps its pin, and
+    its template never requires `metadata.name In [node]` AND `NotIn [node]` (no node
+    would do: its controller would replace the healthy pod by one never scheduled)."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    cluster.set_pods("ready", node="gpu-a", namespace="ws-42")
+    set_draining(strategy, "gpu-a", True)  # new workspaces avoid it; this one stays
+
+    driver.repair(ONE_GPU)  # e.g. its services stack's component was down
+
+    required = fields(cluster)
+    assert {"key": "metadata.name", "operator": "In", "values": ["gpu-a"]} in required
+    assert {"key": "metadata.name", "operator": "NotIn", "values": ["gpu-a"]} not in required
+
+
+def test_repair_leaves_the_pod_template_of_a_healthy_group_alone(cluster, driver, strategy):
+    """Group 1's pod is gone and is brought back; group 0 is healthy. Another node was
+    drained since group 0 was made: its set is not applied again, so its template does not
+    change and its controller does not replace the healthy pod (RollingUpdate, the
+    default), which would kill what the user runs there."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    cluster.add_node("gpu-b", A100, gpus(8))
+    cluster.add_node("gpu-c", A100, gpus(8))
+    driver.provision(TWO_GROUPS)
+    cluster.set_pods("ready", namespace="ws-42")
+    for pod in cluster.pods("ws-42"):  # each on the node its set pins
+        pod["spec"]["nodeName"] = m.pod_pin(pod["spec"])
+    healthy = m.pinned_node(cluster.objects[("statefulsets", "ws-42", "ws-42-g0")])
+    before = copy.deepcopy(template(cluster, "ws-42-g0"))
+    del cluster.objects[("pods", "ws-42", "ws-42-g1-0")]  # group 1 is unwell
+    set_draining(strategy, "gpu-c", True)  # another node, for a MIG repartitioning
+
+    driver.repair(TWO_GROUPS)
+
+    assert m.pinned_node(cluster.objects[("statefulsets", "ws-42", "ws-42-g0")]) == healthy
+    assert fields(cluster, "ws-42-g0") == [
+        {"key": "metadata.name", "operator": "In", "values": [healthy]}
+    ]  # no `NotIn [gpu-c]`
+    assert template(cluster, "ws-42-g0") == before
+
+
+def test_repair_leaves_a_pod_on_a_node_that_is_not_ready(cluster, driver):
+    """When a node stops answering, the node controller turns its pods' Ready False; a
+    repair does not delete such a pod (deleting cannot finish until the node answers, and
+    the kubelet would kill the workload as soon as it is back)."""
+    cluster.add_node("gpu-a", A100, gpus(8))
+    driver.provision(ONE_GPU)
+    cluster.set_pods("ready", node="gpu-a", namespace="ws-42")
+    node = cluster.objects[("nodes", "", "gpu-a")]
+    node["status"]["conditions"] = [{"type": "Ready", "status": "Unknown"}]
+    (pod,) = cluster.pods("ws-42")
+    # What the node lifecycle controller writes 40 s after the node went silent.
+    for condition in pod["status"]["conditions"]:
+        if condition["type"] == "Ready":
+            five_minutes_ago = datetime.now(UTC) - timedelta(minutes=5)
+            condition.update(
+                status="False", lastTransitionTime=five_minutes_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+            )
+    pod["status"]["containerStatuses"][0]["ready"] = False
+    assert "Node gpu-a of pod ws-42-g0-0 is not ready." in driver.check(ONE_GPU)
+    steps: list[str] = []
+
+    driver.repair(ONE_GPU, steps.append)
+
+    assert [p["metadata"]["name"] for p in cluster.pods("ws-42")] == ["ws-42-g0-0"], steps
+    assert not [step for step in steps if "deleted" in step]

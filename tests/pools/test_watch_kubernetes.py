@@ -6,14 +6,16 @@ last attempt."""
 # Fixtures are imported from tests/workspace_fixtures.py, so arguments "redefine" them.
 # ruff: noqa: F811
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 from django.utils.formats import date_format
 
 from pools import tasks, watch
-from pools.lifecycle import State
+from pools.drivers.kubernetes import KubernetesDriver
+from pools.lifecycle import State, transition
+from pools.models import Workspace
 from profiles.choices import HealthStatus, InfrastructureKind
 from profiles.models import Infrastructure, ServicesProfile
 from services import tasks as services
@@ -157,3 +159,56 @@ def test_a_jupyterlab_whose_pod_is_gone_gets_a_new_one(cluster, workspace):
     assert jupyter.status == svc.READY and jupyter.secret == token
     claim = f"{workspace.resource_name}-jupyterlab-data"
     assert f"{workspace.resource_name}/{claim}" in cluster.names("persistentvolumeclaims")
+
+
+def pods_terminate_with_grace(cluster) -> None:
+    """As on a real cluster: a pod its set no longer wants is Terminating for its grace
+    period (30 s here), still listed, before it is gone."""
+    reconcile = cluster._reconcile_statefulset
+
+    def graceful(sts):
+        before = {k: v for k, v in cluster.objects.items() if k[0] == "pods"}
+        reconcile(sts)
+        for key, pod in before.items():
+            if key not in cluster.objects:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                pod["metadata"]["deletionTimestamp"] = stamp
+                cluster.objects[key] = pod
+
+    cluster._reconcile_statefulset = graceful
+
+
+def test_a_stop_during_a_repair_does_not_break_the_watch(cluster, workspace, monkeypatch):
+    """The owner stops the degraded workspace while its repair runs: the stop task scales
+    the set to 0 and finishes, then the repair's apply scales it up again. The watch stops
+    it again (`_release_if_moved`); the driver's `stop` raises TransientError while the pods
+    it scaled down still terminate, which they always do right after. That must not escape
+    the "pools: watch" sweep (its checks of every other workspace would be skipped)."""
+    (pod,) = cluster.pods(workspace.resource_name)
+    del cluster.objects[("pods", workspace.resource_name, pod["metadata"]["name"])]
+    assert watch.check_one()
+    workspace.refresh_from_db()
+    assert workspace.state == State.DEGRADED
+
+    repair = KubernetesDriver.repair
+
+    def repair_while_stopped(self, spec, report):
+        # Meanwhile the owner pressed Stop and the stop task ran to the end.
+        row = Workspace.objects.get(pk=workspace.pk)
+        assert transition(row, State.STOPPING, message="stop requested")
+        self.stop(spec)
+        assert transition(row, State.STOPPED, message="stopped")
+        pods_terminate_with_grace(cluster)
+        repair(self, spec, report)  # applies the set again: its pod comes back
+
+    monkeypatch.setattr(KubernetesDriver, "repair", repair_while_stopped)
+
+    result = watch.sweep(timezone.now() + timedelta(minutes=1))
+
+    assert result["repaired"] == 1
+    workspace.refresh_from_db()
+    assert workspace.state == State.STOPPED
+    sts = cluster.objects[
+        ("statefulsets", workspace.resource_name, f"{workspace.resource_name}-g0")
+    ]
+    assert sts["spec"]["replicas"] == 0  # what the repair took is released
