@@ -15,10 +15,14 @@ settings, so a typo stops the server with the variable's name:
   access log is off because the portal logs every request itself, with its request id.
 - Reverse proxies: `FORWARDED_ALLOW_IPS` lists the addresses or networks of the proxies in
   front (default: this host only). Their `X-Forwarded-*` headers are believed; a request
-  from anyone else has those headers removed before the portal sees them, so no client can
-  claim HTTPS (Django's `SECURE_PROXY_SSL_HEADER`) or another address (`TRUSTED_PROXY_COUNT`
-  in the login throttle and `/metrics`) by sending them itself. `*` (trust everyone who can
-  reach the port) is refused.
+  from any other address has those headers removed before the portal sees them, so it
+  cannot claim HTTPS (Django's `SECURE_PROXY_SSL_HEADER`) or another address
+  (`TRUSTED_PROXY_COUNT` in the login throttle and `/metrics`) by sending them itself.
+  Everything inside the listed networks is believed, though: listing a whole pod network
+  trusts every pod in it that can reach the port (on Kubernetes, NetworkPolicy
+  gpu-paas-portal-web narrows that to the ingress controller's pods). `*` is refused. An
+  IPv4 proxy reaching a dual-stack bind (`[::]:8000`) is seen as `::ffff:a.b.c.d`, so each
+  IPv4 network is trusted in that form too.
 """
 
 import ipaddress
@@ -54,7 +58,27 @@ if "*" in env_list("FORWARDED_ALLOW_IPS", []):
         "claim HTTPS or another address; list the reverse proxies' addresses or networks "
         "(e.g. the ingress controller's pod network, 10.244.0.0/16)"
     )
-TRUSTED_PROXIES = env_networks("FORWARDED_ALLOW_IPS", ["127.0.0.1", "::1"])
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _with_ipv4_mapped_forms(networks: list[Network]) -> list[Network]:
+    """The networks, each IPv4 one followed by its IPv4-mapped IPv6 form: a proxy reaching
+    a dual-stack bind (`[::]`) over IPv4 is seen as ::ffff:a.b.c.d, which neither gunicorn
+    nor `ipaddress` finds in an IPv4 network."""
+    found: list[Network] = []
+    for network in networks:
+        found.append(network)
+        if network.version == 4:
+            mapped = f"::ffff:{network.network_address}/{96 + network.prefixlen}"
+            found.append(ipaddress.ip_network(mapped))
+    return found
+
+
+# One list for gunicorn's own check (X-Forwarded-Proto → wsgi.url_scheme) and for
+# `pre_request`'s, so the two never disagree about who is a proxy.
+TRUSTED_PROXIES = _with_ipv4_mapped_forms(env_networks("FORWARDED_ALLOW_IPS", ["127.0.0.1", "::1"]))
 forwarded_allow_ips = ",".join(str(network) for network in TRUSTED_PROXIES)
 _level = env_choice("LOG_LEVEL", "INFO", {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"})
 logconfig_dict = logs.logging_config(env_choice("LOG_FORMAT", "text", {"text", "json"}), _level)

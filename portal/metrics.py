@@ -107,10 +107,14 @@ def access(request) -> int:
 
 
 def _allowed(address: str, networks) -> bool:
+    """Whether `address` is in `networks`; an IPv4 client seen in its IPv4-mapped IPv6
+    form (a dual-stack bind) counts as that IPv4 address."""
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:
         return False
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        parsed = parsed.ipv4_mapped
     return any(parsed in network for network in networks)
 
 

@@ -90,7 +90,7 @@ class ManifestOptions:
     """How an installation wants its workspaces laid out on the cluster."""
 
     namespace_mode: str = NAMESPACE_MODE
-    shared_namespace: str = "gpu-paas-workspaces"
+    shared_namespace: str = "gpu-workspaces"  # KUBERNETES_SHARED_NAMESPACE's default
     image: str = DEFAULT_IMAGE
     storage_class: str = ""  # "" = the cluster's default StorageClass
     mount_path: str = "/workspace"

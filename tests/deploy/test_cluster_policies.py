@@ -7,25 +7,32 @@ namespaces the Kubernetes driver itself renders (`k8s_manifests.namespace_manife
 change of the driver's labels that the policy would refuse fails here. `evaluate_policy`
 follows the API server's order: match conditions, then variables (an error is kept as the
 variable's value, as lazily evaluated CEL would meet it), then every validation; an error
-in a validation denies (failurePolicy Fail). What cel-python cannot show: the API server's
-own type checking of the expressions against the schemas.
+in a validation denies (failurePolicy Fail). `params` is the ConfigMap the binding names,
+as the production overlay renders it. What cel-python cannot show: the API server's own
+type checking of the expressions against the schemas.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+from dataclasses import dataclass, replace
 
 import celpy
 import kubernetes_validate
 import pytest
 from celpy import celtypes
 from celpy.evaluation import CELEvalError
+from django.conf import settings
 
+from pools import mig_apply
 from pools.drivers import k8s_manifests
+from profiles.mig import migparted
+from profiles.models import DEFAULT_MIG_CONFIG_MAP, DEFAULT_MIG_CONFIG_NAMESPACE
 from tests.deploy.test_manifests import (
     KUBERNETES_VERSION,
     WORKSPACE_SPEC,
     by_kind,
+    config,
     named,
     render,
 )
@@ -33,7 +40,12 @@ from tests.deploy.test_manifests import (
 POLICY = "gpu-paas-portal-confinement"
 PORTAL = "system:serviceaccount:gpu-paas:gpu-paas-portal"
 NAMESPACE_MODE = k8s_manifests.ManifestOptions()
-SHARED_MODE = k8s_manifests.ManifestOptions(namespace_mode=k8s_manifests.SHARED_MODE)
+# The shared namespace as the driver names it (options_from_settings), which the
+# parameters of the production overlay admit.
+SHARED_MODE = k8s_manifests.ManifestOptions(
+    namespace_mode=k8s_manifests.SHARED_MODE,
+    shared_namespace=settings.KUBERNETES_SHARED_NAMESPACE,
+)
 CEL = celpy.Environment()
 
 
@@ -42,9 +54,24 @@ def objects(request) -> list[dict]:
     return render(request.param)
 
 
+@dataclass(frozen=True)
+class BoundPolicy:
+    """The policy and the parameters its binding hands it."""
+
+    spec: dict
+    params: dict
+
+
+def bound_policy(objects: list[dict]) -> BoundPolicy:
+    binding = named(objects, "ValidatingAdmissionPolicyBinding", POLICY)
+    params = named(objects, "ConfigMap", binding["spec"]["paramRef"]["name"])
+    assert params["metadata"]["namespace"] == binding["spec"]["paramRef"]["namespace"]
+    return BoundPolicy(named(objects, "ValidatingAdmissionPolicy", POLICY)["spec"], params)
+
+
 @pytest.fixture(scope="module")
-def policy() -> dict:
-    return named(render("production"), "ValidatingAdmissionPolicy", POLICY)
+def policy() -> BoundPolicy:
+    return bound_policy(render("production"))
 
 
 # -- a small evaluator of a ValidatingAdmissionPolicy ---------------------------------------
@@ -55,10 +82,10 @@ def cel(expression: str, activation: dict):
 
 
 def evaluate_policy(
-    policy: dict, request: dict, *, obj=None, old=None, namespace_object=None
+    policy: BoundPolicy, request: dict, *, obj=None, old=None, namespace_object=None
 ) -> list[str]:
     """The messages of the validations that deny `request`; [] when it is admitted."""
-    spec = policy["spec"]
+    spec = policy.spec
     rules = spec["matchConstraints"]["resourceRules"]
     if not any(request["operation"] in rule["operations"] for rule in rules):
         return []
@@ -67,6 +94,7 @@ def evaluate_policy(
         "object": celpy.json_to_cel(obj),
         "oldObject": celpy.json_to_cel(old),
         "namespaceObject": celpy.json_to_cel(namespace_object),
+        "params": celpy.json_to_cel(policy.params),
     }
     if not all(cel(c["expression"], activation) for c in spec["matchConditions"]):
         return []
@@ -101,17 +129,16 @@ def admission_request(
     user: str = PORTAL,
     subresource: str = "",
 ) -> dict:
-    request = {
+    # As the policy's CEL sees it: a typed request, whose unset strings are "".
+    return {
         "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "operation": operation,
         "resource": {"group": group, "version": "v1", "resource": resource},
+        "subResource": subresource,
         "name": name,
         "namespace": namespace,
         "userInfo": {"username": user, "groups": ["system:serviceaccounts"]},
     }
-    if subresource:
-        request["subResource"] = subresource
-    return request
 
 
 def cluster_namespace(name: str, **labels: str) -> dict:
@@ -131,8 +158,18 @@ def namespace_request(operation: str, name: str, user: str = PORTAL) -> dict:
     return admission_request(operation, "", "namespaces", name, name, user=user)
 
 
+def mig_config_map() -> dict:
+    """The mig-parted ConfigMap of a partitioning with the default name and namespace."""
+    return migparted.config_map(
+        DEFAULT_MIG_CONFIG_MAP, DEFAULT_MIG_CONFIG_NAMESPACE, migparted.default_config()
+    )
+
+
 KUBE_SYSTEM = cluster_namespace("kube-system")
 DEFAULT = cluster_namespace("default")
+GPU_OPERATOR = cluster_namespace(
+    DEFAULT_MIG_CONFIG_NAMESPACE, **{"pod-security.kubernetes.io/enforce": "privileged"}
+)
 
 
 # -- schema and wiring --------------------------------------------------------------------
@@ -142,22 +179,50 @@ def test_each_overlay_has_the_policy_its_binding_and_the_network_policies(object
     policy = named(objects, "ValidatingAdmissionPolicy", POLICY)
     binding = named(objects, "ValidatingAdmissionPolicyBinding", POLICY)
     assert policy["spec"]["failurePolicy"] == "Fail"
-    assert binding["spec"] == {"policyName": POLICY, "validationActions": ["Deny"]}
+    assert binding["spec"]["policyName"] == POLICY
+    assert binding["spec"]["validationActions"] == ["Deny"]
     network_policies = {o["metadata"]["name"] for o in by_kind(objects, "NetworkPolicy")}
     assert {"gpu-paas-portal-web", "gpu-paas-portal-workers"} <= network_policies
     for obj in [policy, binding, *by_kind(objects, "NetworkPolicy")]:
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
 
-def test_the_policy_needs_kubernetes_1_30(policy):
+def test_the_policy_needs_kubernetes_1_30():
     """admissionregistration.k8s.io/v1 policies are GA from 1.30; the portal also supports
     importing 1.29 clusters, where this API does not exist."""
+    policy = named(render("production"), "ValidatingAdmissionPolicy", POLICY)
     with pytest.raises(kubernetes_validate.SchemaNotFoundError):
         kubernetes_validate.validate(policy, "1.29.0", strict=True)
 
 
+def test_the_binding_hands_the_policy_its_parameters_from_the_portals_namespace(objects):
+    """Without them every write of the portal's account is refused, not admitted."""
+    binding = named(objects, "ValidatingAdmissionPolicyBinding", POLICY)
+    (account,) = by_kind(objects, "ServiceAccount")
+    assert binding["spec"]["paramRef"] == {
+        "name": "gpu-paas-portal-admission",
+        "namespace": account["metadata"]["namespace"],
+        "parameterNotFoundAction": "Deny",
+    }
+    policy = bound_policy(objects)
+    assert policy.spec["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
+    kubernetes_validate.validate(policy.params, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_parameters_name_what_the_portal_writes_by_default(objects):
+    """The partitioning's default ConfigMap, and the portal's shared namespace as the
+    overlay configures it (KUBERNETES_SHARED_NAMESPACE, else the setting's default)."""
+    params = bound_policy(objects).params["data"]
+    assert (params["migConfigMapNamespace"], params["migConfigMapName"]) == (
+        DEFAULT_MIG_CONFIG_NAMESPACE,
+        DEFAULT_MIG_CONFIG_MAP,
+    )
+    shared = config(objects).get("KUBERNETES_SHARED_NAMESPACE", SHARED_MODE.shared_namespace)
+    assert params["sharedNamespace"] == shared
+
+
 def test_the_policy_matches_every_write_to_every_resource(policy):
-    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    (rule,) = policy.spec["matchConstraints"]["resourceRules"]
     assert rule["apiGroups"] == ["*"] and rule["apiVersions"] == ["*"]
     assert set(rule["resources"]) == {"*", "*/*"}  # subresources too (statefulsets/scale)
     assert {"CREATE", "UPDATE", "DELETE"} <= set(rule["operations"])
@@ -194,10 +259,163 @@ def test_the_portal_may_make_change_and_delete_its_namespaces(policy, options):
     assert evaluate_policy(policy, namespace_request("DELETE", name), old=namespace) == []
 
 
-def test_the_portal_may_still_label_nodes(policy):
-    """MIG configuration: a cluster-scoped write the policy leaves to RBAC."""
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_mig_apply_may_write_its_config_map_in_the_gpu_operator_namespace(policy, operation):
+    """pools/mig_apply server-side applies the mig-parted ConfigMap into the GPU Operator's
+    namespace, which the portal did not make (and must not own: the operator needs it
+    privileged)."""
+    config_map = mig_config_map()
+    request = admission_request(
+        operation, "", "configmaps", DEFAULT_MIG_CONFIG_MAP, DEFAULT_MIG_CONFIG_NAMESPACE
+    )
+    old = config_map if operation == "UPDATE" else None
+    denials = evaluate_policy(
+        policy, request, obj=config_map, old=old, namespace_object=GPU_OPERATOR
+    )
+    assert denials == []
+
+
+@pytest.mark.parametrize(
+    "operation, resource, name",
+    [
+        ("DELETE", "configmaps", DEFAULT_MIG_CONFIG_MAP),  # the portal never deletes it
+        ("CREATE", "configmaps", "another-config"),
+        ("UPDATE", "secrets", DEFAULT_MIG_CONFIG_MAP),
+    ],
+)
+def test_nothing_else_in_the_gpu_operator_namespace(policy, operation, resource, name):
+    request = admission_request(operation, "", resource, name, DEFAULT_MIG_CONFIG_NAMESPACE)
+    obj = None if operation == "DELETE" else {"metadata": {"name": name}}
+    old = None if operation == "CREATE" else {"metadata": {"name": name}}
+    denials = evaluate_policy(policy, request, obj=obj, old=old, namespace_object=GPU_OPERATOR)
+    assert denials != []
+
+
+def test_the_mig_config_map_is_admitted_only_in_the_namespace_of_the_parameters(policy):
+    request = admission_request("CREATE", "", "configmaps", DEFAULT_MIG_CONFIG_MAP, "default")
+    denials = evaluate_policy(policy, request, obj=mig_config_map(), namespace_object=DEFAULT)
+    assert denials != []
+
+
+# -- nodes: the MIG labels, nothing else ----------------------------------------------------
+
+
+def gpu_node() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "gpu-1",
+            "labels": {
+                "kubernetes.io/hostname": "gpu-1",
+                k8s_manifests.PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3",
+                "nvidia.com/mig.config": "all-disabled",
+                "nvidia.com/mig.config.state": "success",
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": "10.244.1.0/24", "providerID": "aws:///eu-west-1a/i-0abc"},
+    }
+
+
+def node_update(policy, change, subresource: str = "") -> list[str]:
+    old = gpu_node()
+    new = copy.deepcopy(old)
+    change(new)
+    request = admission_request("UPDATE", "", "nodes", "gpu-1", subresource=subresource)
+    return evaluate_policy(policy, request, obj=new, old=old)
+
+
+def _labelled_for_mig(node):  # what pools/mig_apply applies
+    node["metadata"]["labels"].update(mig_apply.node_labels("all-1g.10gb"))
+
+
+def _mig_labels_removed(node):  # its field manager leaving them out of a later apply
+    for key in mig_apply.node_labels(""):
+        del node["metadata"]["labels"][key]
+
+
+@pytest.mark.parametrize("change", [_labelled_for_mig, _mig_labels_removed])
+def test_the_portal_may_set_the_mig_labels_of_a_node(policy, change):
+    assert node_update(policy, change) == []
+
+
+def test_the_mig_labels_of_a_node_that_had_none_may_be_set(policy):
+    old = gpu_node()
+    del old["metadata"]["labels"]
+    new = copy.deepcopy(old)
+    new["metadata"]["labels"] = mig_apply.node_labels("all-1g.10gb")
     request = admission_request("UPDATE", "", "nodes", "gpu-1")
-    assert evaluate_policy(policy, request) == []
+    assert evaluate_policy(policy, request, obj=new, old=old) == []
+
+
+def _tainted(node):
+    node["spec"]["taints"] = [{"key": "evict", "value": "all", "effect": "NoExecute"}]
+
+
+def _cordoned(node):
+    node["spec"]["unschedulable"] = True
+
+
+def _relabelled_product(node):
+    # Other nodes made to look like GPU nodes of a model, to draw workspaces (untrusted code)
+    # or other applications' pods selected by this label onto them.
+    node["metadata"]["labels"][k8s_manifests.PRODUCT_LABEL] = "NVIDIA-A100-SXM4-80GB"
+
+
+def _control_plane_role(node):
+    node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] = ""
+
+
+def _hostname_label_removed(node):
+    del node["metadata"]["labels"]["kubernetes.io/hostname"]
+
+
+def _annotated(node):
+    node["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/scale-down-disabled"] = "x"
+
+
+def _owned_by_a_namespace(node):
+    # Deleting the portal's namespace would then have the garbage collector delete the node.
+    owner = {"apiVersion": "v1", "kind": "Namespace", "name": "ws-1", "uid": "0"}
+    node["metadata"]["ownerReferences"] = [owner]
+
+
+def _finalized(node):
+    node["metadata"]["finalizers"] = ["gpupaas.io/never"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _tainted,
+        _cordoned,
+        _relabelled_product,
+        _control_plane_role,
+        _hostname_label_removed,
+        _annotated,
+        _owned_by_a_namespace,
+        _finalized,
+    ],
+)
+def test_the_portal_may_change_nothing_on_a_node_but_its_mig_labels(policy, change):
+    """RBAC grants `patch` on whole nodes: taints NoExecute would evict every pod of the
+    cluster that does not tolerate them, kube-system's included."""
+    assert node_update(policy, change) == [
+        "the GPU PaaS portal may change only the MIG labels of a node "
+        "(nvidia.com/mig.config and nvidia.com/mig.config.state)"
+    ]
+
+
+def test_not_even_the_mig_labels_through_a_subresource(policy):
+    assert node_update(policy, _labelled_for_mig, subresource="status") != []
+
+
+@pytest.mark.parametrize("operation", ["CREATE", "DELETE"])
+def test_the_portal_may_not_make_or_delete_nodes(policy, operation):
+    request = admission_request(operation, "", "nodes", "gpu-1")
+    obj, old = (gpu_node(), None) if operation == "CREATE" else (None, gpu_node())
+    assert evaluate_policy(policy, request, obj=obj, old=old) != []
 
 
 def test_other_accounts_are_not_bound_by_the_policy(policy):
@@ -287,6 +505,173 @@ def test_a_shared_namespace_made_without_the_label_is_not_taken_over(policy):
     request = namespace_request("UPDATE", "team-gpus")
     old = cluster_namespace("team-gpus")
     assert evaluate_policy(policy, request, obj=driver_namespace(options), old=old) != []
+
+
+@pytest.mark.parametrize("name", ["gpu-operator", "kube-public", "ws-1-old", "pool-x", "ws-"])
+def test_the_portal_may_make_only_namespaces_named_as_its_own(policy, name):
+    """Squatting: a labelled namespace named gpu-operator (or another application's) made
+    before that application is installed would hand the portal its namespace."""
+    namespace = cluster_namespace(
+        name,
+        **{k8s_manifests.MANAGED_BY_LABEL: k8s_manifests.MANAGED_BY},
+        **k8s_manifests.POD_SECURITY,
+    )
+    denials = evaluate_policy(policy, namespace_request("CREATE", name), obj=namespace)
+    assert denials == [
+        "the GPU PaaS portal may make only namespaces named ws-<n>, pool-<n> or its shared "
+        "namespace (sharedNamespace of ConfigMap gpu-paas-portal-admission); "
+        f"{name} is none of them"
+    ]
+
+
+def test_a_warm_instance_namespace_may_be_made(policy):
+    spec = replace(WORKSPACE_SPEC, name="pool-17")
+    rendered = k8s_manifests.namespace_manifest(spec, NAMESPACE_MODE)
+    request = namespace_request("CREATE", "pool-17")
+    assert evaluate_policy(policy, request, obj=rendered) == []
+
+
+# -- namespaced writes in its namespaces that are felt cluster-wide ---------------------------
+
+
+def write_in_workspace_namespace(policy, obj: dict, operation="CREATE", old=None) -> list[str]:
+    namespace = driver_namespace(NAMESPACE_MODE)
+    group = obj["apiVersion"].rpartition("/")[0]
+    plural = obj["kind"].lower() + "s"  # true of every kind here
+    name = namespace["metadata"]["name"]
+    request = admission_request(operation, group, plural, obj["metadata"]["name"], name)
+    return evaluate_policy(policy, request, obj=obj, old=old, namespace_object=namespace)
+
+
+def service(**spec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "mitm"},
+        "spec": {"selector": {"app": "mitm"}, "ports": [{"port": 5432}], **spec},
+    }
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # CVE-2020-8554: kube-proxy on every node sends every pod's traffic for 10.0.0.10
+        # (the external database, say) to the Service's pods.
+        {"type": "ClusterIP", "externalIPs": ["10.0.0.10"]},
+        {"externalIPs": ["10.0.0.10"]},
+        {"type": "NodePort"},
+        {"type": "LoadBalancer"},
+        {"type": "ExternalName", "externalName": "db.internal"},
+    ],
+)
+def test_a_service_reaching_beyond_the_cluster_network_is_refused(policy, spec):
+    assert write_in_workspace_namespace(policy, service(**spec)) == [
+        "the GPU PaaS portal may make only ClusterIP (or headless) Services, without externalIPs"
+    ]
+
+
+def test_the_services_the_portal_makes_are_admitted(policy):
+    """The workspace's headless Services and a services component's ClusterIP one."""
+    (group,) = WORKSPACE_SPEC.groups
+    headless = k8s_manifests.service_manifest(WORKSPACE_SPEC, group, NAMESPACE_MODE)
+    assert write_in_workspace_namespace(policy, headless) == []
+    assert write_in_workspace_namespace(policy, headless, "UPDATE", old=headless) == []
+    assert write_in_workspace_namespace(policy, service(type="ClusterIP")) == []
+
+
+def pod_spec(priority_class: str = "system-node-critical") -> dict:
+    spec: dict = {"containers": [{"name": "hog", "image": "busybox"}]}
+    if priority_class:
+        spec["priorityClassName"] = priority_class
+    return spec
+
+
+def template(priority_class: str = "system-node-critical") -> dict:
+    return {"metadata": {"labels": {"app": "hog"}}, "spec": pod_spec(priority_class)}
+
+
+def workload(kind: str, spec: dict) -> dict:
+    api_version = {"Pod": "v1", "CronJob": "batch/v1"}.get(kind, "apps/v1")
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": "hog"}, "spec": spec}
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        workload("Pod", pod_spec()),
+        workload("StatefulSet", {"replicas": 50, "template": template()}),
+        workload("Deployment", {"replicas": 50, "template": template()}),
+        workload(
+            "CronJob",
+            {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template()}}},
+        ),
+    ],
+    ids=lambda obj: obj["kind"],
+)
+def test_a_pod_or_pod_template_with_a_priority_class_is_refused(policy, obj):
+    """Pod Security baseline does not look at priorityClassName, and system-node-critical
+    may be used in any namespace: its pods preempt (evict) other tenants' pods on every
+    node. The portal never sets one."""
+    for operation in ("CREATE", "UPDATE"):
+        denials = write_in_workspace_namespace(policy, obj, operation, old=obj)
+        assert denials == ["the GPU PaaS portal may not give a pod a priority class"]
+
+
+def claim(**spec) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            **spec,
+        },
+    }
+
+
+CLAIM_REFUSED = [
+    "the GPU PaaS portal's volume claims may not name a volume (spec.volumeName) or the "
+    "empty storage class: they bind only volumes provisioned for them"
+]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # Another team's statically provisioned volume, or a hostPath one (Pod Security
+        # baseline forbids hostPath volumes in pods, not behind a claim).
+        {"volumeName": "other-team-data"},
+        {"storageClassName": "", "volumeName": "other-team-data"},
+        {"storageClassName": ""},  # binds pre-made volumes only
+    ],
+)
+def test_a_claim_may_not_bind_an_existing_volume(policy, spec):
+    assert write_in_workspace_namespace(policy, claim(**spec)) == CLAIM_REFUSED
+    statefulset = workload(
+        "StatefulSet", {"template": template(""), "volumeClaimTemplates": [claim(**spec)]}
+    )
+    assert write_in_workspace_namespace(policy, statefulset) == CLAIM_REFUSED
+
+
+def test_a_claim_may_not_be_pointed_at_a_volume_later(policy):
+    pending = claim(storageClassName="fast")
+    pointed = claim(storageClassName="fast", volumeName="other-team-data")
+    assert write_in_workspace_namespace(policy, pointed, "UPDATE", old=pending) == CLAIM_REFUSED
+
+
+def test_the_claims_the_portal_makes_are_admitted_with_or_without_a_storage_class(policy):
+    """KUBERNETES_STORAGE_CLASS names a class; unset, the cluster's default provisions."""
+    (group,) = WORKSPACE_SPEC.groups
+    for options in (NAMESPACE_MODE, replace(NAMESPACE_MODE, storage_class="fast-ssd")):
+        (made,) = k8s_manifests.claim_manifests(WORKSPACE_SPEC, group, options)
+        assert write_in_workspace_namespace(policy, made) == []
+        statefulset = k8s_manifests.statefulset_manifest(WORKSPACE_SPEC, group, options)
+        assert write_in_workspace_namespace(policy, statefulset) == []
+        # Applied again once the volume controller bound it: its volumeName stays.
+        bound = copy.deepcopy(made)
+        bound["spec"]["volumeName"] = "pvc-0d8e5b1c"
+        assert write_in_workspace_namespace(policy, bound, "UPDATE", old=bound) == []
 
 
 # -- NetworkPolicies ------------------------------------------------------------------------

@@ -65,6 +65,10 @@ def test_metrics_answer_an_allowed_address_without_a_token(client, settings):
     settings.METRICS_ALLOWED_NETWORKS = [ip_network("10.0.0.0/8")]
     assert client.get("/metrics", REMOTE_ADDR="10.3.4.5").status_code == HTTPStatus.OK
     assert client.get("/metrics", REMOTE_ADDR="192.0.2.1").status_code == HTTPStatus.FORBIDDEN
+    # On a dual-stack bind an IPv4 client arrives in its IPv4-mapped IPv6 form.
+    mapped = client.get("/metrics", REMOTE_ADDR="::ffff:10.3.4.5")
+    assert mapped.status_code == HTTPStatus.OK
+    assert client.get("/metrics", REMOTE_ADDR="::ffff:192.0.2.1").status_code == 403
 
 
 @pytest.mark.django_db
