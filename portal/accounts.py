@@ -14,19 +14,23 @@
   allauth compares a login's (`_holding`); every link is audited (`sso.py`).
 - Connecting an Okta account to the logged-in user is not a login: it applies no mapping.
 - Too many bad passwords answer 429 (counted per client address, `client_ip`, and per login);
-  a browser this very account logged in from before counts its attempts on a login of its
-  own, so failures from elsewhere cannot lock the owner out (`trusted_browser_user`). With
+  a browser this very account logged in from before, with its current password, counts its
+  attempts on a login of its own, one per browser, so failures from elsewhere cannot lock
+  the owner out (`trusted_browser`). With
   local login off, only break-glass admins (active Org admins on the list) may use the
   password form, by username or by email, and every refusal reads and counts the same
   (`authenticate`).
 - A username is stored NFKC-normalised and unique ignoring case, an Okta login's too
-  (`populate_user`); a first Okta login that loses a race for its username gets a page that
-  says so, never a 500 (`save_user`).
+  (`populate_user`, and `generate_unique_username` when allauth makes one up); a first Okta
+  login that loses a race for its username or its address gets a page that says so, never
+  a 500 (`save_user`).
 - Every password change, first password and reset is audited (`set_password`).
 """
 
+import secrets
 from datetime import timedelta
 from http import HTTPStatus
+from typing import NamedTuple
 
 from allauth.account.adapter import DefaultAccountAdapter
 from allauth.account.models import EmailAddress
@@ -35,14 +39,17 @@ from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.core.ratelimit import respond_429
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.providers.base import AuthProcess
+from allauth.utils import generate_username_candidates
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from portal import audit, invitations, sso
 from portal import users as user_actions
@@ -57,7 +64,8 @@ LOCAL_LOGIN_DISABLED_MESSAGE = (
     "(A break-glass administrator sees this too when the username or password is wrong.)"
 )
 
-# Set on every login, signed: "this browser logged in as user N". See `trusted_browser_user`.
+# Set on every login, signed: "this browser (a random id) logged in as user N with their
+# current password". See `trusted_browser`.
 TRUSTED_BROWSER_COOKIE = "portal_trusted_browser"
 TRUSTED_BROWSER_SALT = "portal.accounts.trusted-browser"
 TRUSTED_BROWSER_AGE = timedelta(days=180)
@@ -111,24 +119,31 @@ class PortalAccountAdapter(DefaultAccountAdapter):
 
         Counted per login alone, failures from anywhere lock the account's owner out too:
         anyone could keep a break-glass admin out by failing with their name. A browser that
-        this very account logged in from before (`trusted_browser_user`) counts on a login of
-        its own instead, so the owner's browser gets in while strangers are throttled. A
-        guesser gains nothing: without that browser's cookie every attempt counts on the
-        shared login as before, and the per-address throttle holds for every browser.
+        this very account logged in from before (`trusted_browser`) counts on a login of its
+        own instead, one per browser, so the owner's browser gets in while strangers, and
+        other browsers that once logged in as the owner, are throttled. A guesser gains
+        nothing: without that browser's cookie every attempt counts on the shared login as
+        before, and the per-address throttle holds for every browser. Each bucket is a cache
+        entry that expires with the throttle's window, so the buckets do not pile up.
+
+        A password reset clears the shared login's bucket (allauth, as it intends): the
+        password changed, so the resetting browser's cookie no longer counts as trusted.
         """
         key = super()._get_login_attempts_cache_key(request, **credentials)
-        user = trusted_browser_user(request)
+        browser = trusted_browser(request)
         login = credentials.get("email", credentials.get("username", "")).lower()
-        if user is not None and login in {user.get_username().lower(), user.email.lower()}:
-            return f"{key}:trusted-browser"
+        if browser and login in {browser.user.get_username().lower(), browser.user.email.lower()}:
+            return f"{key}:trusted-browser:{browser.browser_id}"
         return key
 
     def post_login(self, request, user, **kwargs):
-        """Every login (password or Okta) marks the browser as this account's own."""
+        """Every login (password or Okta) marks the browser, under a new random id, as this
+        account's own while its password stays as it is."""
         response = super().post_login(request, user, **kwargs)
+        browser_id = secrets.token_urlsafe(16)
         response.set_signed_cookie(
             TRUSTED_BROWSER_COOKIE,
-            str(user.pk),
+            f"{user.pk}:{browser_id}:{_password_proof(user)}",
             salt=TRUSTED_BROWSER_SALT,
             max_age=int(TRUSTED_BROWSER_AGE.total_seconds()),
             secure=settings.SESSION_COOKIE_SECURE,
@@ -136,6 +151,23 @@ class PortalAccountAdapter(DefaultAccountAdapter):
             samesite="Lax",
         )
         return response
+
+    def generate_unique_username(self, txts, regex=None) -> str:
+        """The username allauth makes up for a first Okta login whose own is taken: allauth's
+        choice, unless the database's rule (portal 0009: UPPER(username), which `iexact`
+        compares too) takes it for an existing name; then the first of allauth's suffixed
+        candidates that rule lets through.
+
+        allauth compares the names it found in Python's lower case, where "ıda" (a dotless
+        ı) and "ida" differ; UPPER makes both "IDA", so the database would refuse its choice
+        at every login.
+        """
+        username = super().generate_unique_username(txts, regex)
+        users = get_user_model().objects
+        for candidate in generate_username_candidates(username):
+            if not users.filter(username__iexact=candidate).exists():
+                return self.clean_username(candidate, shallow=True)
+        raise NotImplementedError("Unable to find a unique username")  # as allauth's own
 
     def get_client_ip(self, request) -> str:
         """The address the per-IP login throttle counts: the client's, not a proxy's."""
@@ -149,21 +181,40 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         return super().get_login_redirect_url(request)
 
 
-def trusted_browser_user(request):
-    """The active account this browser logged in as within `TRUSTED_BROWSER_AGE`, or None.
+class TrustedBrowser(NamedTuple):
+    user: AbstractBaseUser
+    browser_id: str
+
+
+def trusted_browser(request) -> TrustedBrowser | None:
+    """The active account this browser logged in as within `TRUSTED_BROWSER_AGE`, with the
+    browser's id, or None (OWASP's "device cookie" against lockout attacks).
 
     The cookie is signed with SECRET_KEY, so only a login can set it: a forged, altered or
-    expired one counts as none (OWASP's "device cookie" against lockout attacks).
+    expired one counts as none. It carries a proof of the password it was earned with, as
+    Django's sessions do: once the password changes (someone else may have learned it), the
+    browser is a stranger until it logs in again.
     """
-    pk = request.get_signed_cookie(
+    value = request.get_signed_cookie(
         TRUSTED_BROWSER_COOKIE,
         default=None,
         salt=TRUSTED_BROWSER_SALT,
         max_age=TRUSTED_BROWSER_AGE.total_seconds(),
     )
-    if pk is None or not pk.isdigit():
+    parts = (value or "").split(":")
+    if len(parts) != 3 or not parts[0].isdigit():
         return None
-    return get_user_model().objects.filter(pk=pk, is_active=True).first()
+    pk, browser_id, proof = parts
+    user = get_user_model().objects.filter(pk=pk, is_active=True).first()
+    if user is None or not constant_time_compare(proof, _password_proof(user)):
+        return None
+    return TrustedBrowser(user, browser_id)
+
+
+def _password_proof(user) -> str:
+    """Derived from the account's password hash, and changing with it: an HMAC of
+    `get_session_auth_hash()`, so the cookie never carries the session's own value."""
+    return salted_hmac(TRUSTED_BROWSER_SALT, user.get_session_auth_hash()).hexdigest()
 
 
 def _is_break_glass(config: SsoConfiguration, credentials: dict) -> bool:
@@ -274,10 +325,12 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
             with transaction.atomic():
                 user = super().save_user(request, sociallogin, form)
         except IntegrityError:
-            who = user_username(sociallogin.user)
-            raise ImmediateHttpResponse(
-                failure_page(request, _created_meanwhile(who), who)
-            ) from None
+            who, email = user_username(sociallogin.user), sociallogin.user.email
+            taken = user_actions.taken_by_another(who, email)
+            if taken is None:
+                raise
+            failure = _created_meanwhile(who, email, taken)
+            raise ImmediateHttpResponse(failure_page(request, failure, who)) from None
         audit.record(
             None,
             AuditAction.CREATED,
@@ -289,14 +342,26 @@ class PortalSocialAccountAdapter(DefaultSocialAccountAdapter):
         return user
 
 
-def _created_meanwhile(username: str) -> sso.LoginFailure:
+def _created_meanwhile(username: str, email: str, taken: ValidationError) -> sso.LoginFailure:
+    """The page of a first Okta login whose username or address another account took
+    after allauth checked it."""
+    if isinstance(taken, user_actions.UsernameTaken):
+        return sso.LoginFailure(
+            "username_taken",
+            "Username taken at the same moment",
+            f"Another sign-in created an account named “{username}” (or one differing only "
+            "in case) at the same moment as yours, so no account was made for you. Log in "
+            "again: the portal will then find your account, or give you another username.",
+            detail=f"username {username!r} taken by a concurrent sign-in",
+            status=HTTPStatus.CONFLICT,
+        )
     return sso.LoginFailure(
-        "username_taken",
-        "Username taken at the same moment",
-        f"Another sign-in created an account named “{username}” (or one differing only in "
-        "case) at the same moment as yours, so no account was made for you. Log in again: "
-        "the portal will then find your account, or give you another username.",
-        detail=f"username {username!r} taken by a concurrent sign-in",
+        "email_taken",
+        "Email address taken at the same moment",
+        f"Another account with your address {email} was created at the same moment as "
+        "yours, so no account was made for you. Log in again: the portal will then sign you "
+        "in to that account if an administrator vouched for the address, or say why not.",
+        detail=f"email {email!r} taken by an account created at the same moment",
         status=HTTPStatus.CONFLICT,
     )
 

@@ -47,13 +47,12 @@ def _clean_new_username(raw: str) -> str:
     return username
 
 
-def _clean_unique_email(email: str, exclude_pk=None) -> str:
+def _clean_unique_email(email: str) -> str:
+    """The address lowercased, if no account has it in any case (as portal 0010's index
+    compares it)."""
     email = email.strip().lower()
-    users = get_user_model().objects.filter(email__iexact=email)
-    if exclude_pk:
-        users = users.exclude(pk=exclude_pk)
-    if users.exists():
-        raise forms.ValidationError("A user with this email address already exists.")
+    if get_user_model().objects.filter(email__iexact=email).exists():
+        raise user_actions.EmailTaken()
     return email
 
 

@@ -37,6 +37,14 @@ class UsernameTaken(ValidationError):
         super().__init__("This username is taken; choose another.")
 
 
+class EmailTaken(ValidationError):
+    """Another account has this email address, in any case (portal 0010's index): an address
+    that names two accounts would make SSO matching and the login by email ambiguous."""
+
+    def __init__(self):
+        super().__init__("A user with this email address already exists.")
+
+
 def user_snapshot(user) -> dict:
     """What the audit log keeps about a user (never the password hash)."""
     return {
@@ -64,15 +72,34 @@ def record_verified_email(user) -> None:
 
 
 def create_user(username: str, email: str, password: str | None):
-    """Create an active user; no password means an unusable one. `UsernameTaken` when a
-    request running at the same time took the name after the form checked it."""
+    """Create an active user; no password means an unusable one. `UsernameTaken` or
+    `EmailTaken` when a request running at the same time took the name or the address after
+    the form checked it."""
     try:
         with transaction.atomic():
             return get_user_model().objects.create_user(
                 username=username, email=email, password=password or None
             )
     except IntegrityError:
-        raise UsernameTaken() from None
+        if taken := taken_by_another(username, email):
+            raise taken from None
+        raise
+
+
+def taken_by_another(username: str, email: str) -> ValidationError | None:
+    """Why the database refused a new account with this name and address: `UsernameTaken`,
+    `EmailTaken`, or None when neither is held by another account. Compared as the unique
+    indexes compare: UPPER, which `iexact` uses too.
+
+    Asked after the refusal: an index that finds an uncommitted twin waits for it, so the
+    account that won is committed, and visible, by then.
+    """
+    users = get_user_model().objects
+    if users.filter(username__iexact=users.model.normalize_username(username)).exists():
+        return UsernameTaken()
+    if email and users.filter(email__iexact=email).exists():
+        return EmailTaken()
+    return None
 
 
 @transaction.atomic

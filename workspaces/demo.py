@@ -173,18 +173,23 @@ def _profile(infrastructure, name, description, strategy, desired, super_sized, 
 
 
 def _user(username: str, password: str, email: str):
-    # Names are unique ignoring case (portal 0009): an "Admin" already there is this one.
-    user, created = get_user_model().objects.get_or_create(
+    # Names and addresses are unique ignoring case (portal 0009, 0010): an "Admin" already
+    # there is this one, and an address another account holds stays that account's alone.
+    users = get_user_model().objects
+    if users.filter(email__iexact=email).exclude(username__iexact=username).exists():
+        email = ""
+    user, created = users.get_or_create(
         username__iexact=username, defaults={"username": username, "email": email}
     )
     if created:
         user.set_password(password)
         user.save()
-    # A verified address: allauth then links an Okta login with the same email to this
-    # account instead of treating the local account as unclaimed.
-    EmailAddress.objects.get_or_create(
-        user=user, email=email, defaults={"verified": True, "primary": True}
-    )
+    if user.email:
+        # A verified address: allauth then links an Okta login with the same email to this
+        # account instead of treating the local account as unclaimed.
+        EmailAddress.objects.get_or_create(
+            user=user, email=user.email, defaults={"verified": True, "primary": True}
+        )
     return user
 
 

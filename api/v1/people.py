@@ -122,6 +122,8 @@ class UserViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, IntegerIdVie
             )
         except user_actions.UsernameTaken as taken:  # by a request at the same moment
             raise ValidationError({"username": taken.messages}) from taken
+        except user_actions.EmailTaken as taken:  # by a request at the same moment
+            raise ValidationError({"email": taken.messages}) from taken
         return Response(out.UserSerializer(user).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Deactivate the user and end their sessions", request=None)

@@ -103,6 +103,8 @@ def user_add(request: HttpRequest) -> HttpResponse:
             )
         except user_actions.UsernameTaken as taken:
             form.add_error("username", taken)
+        except user_actions.EmailTaken as taken:
+            form.add_error("email", taken)
         else:
             messages.success(request, f"Added user “{user.get_username()}”.")
             return redirect("portal:user_detail", pk=user.pk)
@@ -257,6 +259,9 @@ def _accept_with_password(
                 )
     except user_actions.UsernameTaken as taken:
         form.add_error("username", taken)
+        return None
+    except user_actions.EmailTaken as taken:  # the invitation's address: not a form field
+        form.add_error(None, taken)
         return None
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     messages.success(request, "Welcome! Your account is ready.")

@@ -61,15 +61,16 @@ def _wait_until_someone_waits_for_me(timeout: float = 5) -> None:
 
 
 @contextmanager
-def racing_account(username: str) -> Iterator[None]:
-    """Another request creating `username`: uncommitted until a request waits on it (or 5 s
-    passed, when nothing does: without the index nobody waits)."""
+def racing_account(username: str, email: str = "") -> Iterator[None]:
+    """Another request creating `username` (with `email`, else an address of its own):
+    uncommitted until a request waits on it (or 5 s passed, when nothing does: without the
+    index nobody waits)."""
     created = threading.Event()
 
     def create_and_commit_once_someone_waits():
         try:
             with transaction.atomic():
-                User.objects.create_user(username, f"{username}@racer.example", PASSWORD)
+                User.objects.create_user(username, email or f"{username}@racer.example", PASSWORD)
                 created.set()
                 _wait_until_someone_waits_for_me()
         finally:
@@ -159,6 +160,20 @@ def test_an_okta_username_is_nfkc_normalised_before_the_case_check(op, mapped, c
     assert sso_login(client, op, "ada", "ada-password").status_code == HTTPStatus.FOUND
     newcomer = User.objects.get(email="ada@example.com")
     assert newcomer.username.upper() not in ("ADA", "ＡＤＡ")
+
+
+@pytest.mark.django_db
+def test_a_first_okta_login_whose_name_is_a_dotless_i_twin_gets_another_name(op, mapped, client):
+    """On PostgreSQL, Okta's "ida" is taken by "ıda" (a dotless ı) under the index's rule,
+    UPPER, which makes both "IDA"; the username allauth makes up instead is one that rule
+    lets through. (SQLite's UPPER folds ASCII only: there "ida" is free.)"""
+    User.objects.create_user("ıda", "dotless@example.com", PASSWORD)
+    op.update_user("ada", preferred_username="ida", given_name="Ida", family_name="")
+    response = sso_login(client, op, "ada", "ada-password")
+    assert response.status_code == HTTPStatus.FOUND, response.content.decode()[:2000]
+    newcomer = User.objects.get(email="ada@example.com")
+    assert newcomer.username.startswith("ida")
+    assert User.objects.filter(username__iexact=newcomer.username).count() == 1
 
 
 @pytest.mark.django_db
