@@ -97,7 +97,7 @@ class Capability:
     description: str  # what it does, for the infrastructure's status
     own_network: bool = False  # each workspace in a network namespace of its own
     egress: bool = False  # and a way out of it: its HTTPS proxy (`pools/relay.py`)
-    leaves_from: str = ""  # where that way out connects from, in words (with `egress`)
+    sources: tuple[str, ...] = ()  # LOCAL_WORKSPACE_EGRESS_SOURCE, with `egress`
 
     @property
     def isolated(self) -> bool:
@@ -113,7 +113,8 @@ _probed: dict[tuple, Capability] = {}
 
 
 def host_capability() -> Capability:
-    """How this host isolates workspaces; probed once (running the sandbox) per setting."""
+    """How this host isolates workspaces; probed once (running the sandbox) per setting.
+    Whether the host has the egress source addresses is not part of it: see `describe`."""
     key = (
         getattr(settings, "LOCAL_WORKSPACE_ISOLATION", "auto"),
         getattr(settings, "LOCAL_WORKSPACE_NETWORK", "own"),
@@ -129,9 +130,21 @@ def host_capability() -> Capability:
 
 
 def describe() -> tuple[bool, str]:
-    """(isolated, one sentence) for the local infrastructure's status."""
+    """(isolated, what holds) for the local infrastructure's status. Whether egress can
+    leave from its source addresses is checked each time: an address can leave the host
+    (or come back) at any moment, and meanwhile every proxy refuses every connection."""
     capability = host_capability()
-    return capability.isolated, capability.description
+    if not capability.egress:
+        return capability.isolated, capability.description
+    why_not = _source_problem(capability.sources)
+    if why_not:
+        why_not = f"Its proxy refuses every connection now: {why_not}."
+        return capability.isolated, f"{capability.description} {why_not}"
+    leaves_from = relay.describe_sources(relay.parse_sources(list(capability.sources)))
+    return (
+        capability.isolated,
+        f"{capability.description} Its connections leave from {leaves_from}.",
+    )
 
 
 def _probe(
@@ -194,12 +207,11 @@ def _probe(
     if why_closed:
         return Capability(mode, f"{description} It reaches no internet: {why_closed}.", True)
     also = f", and {', '.join(allowed)}" if allowed else ""
-    leaves_from = relay.describe_sources(relay.parse_sources(list(sources)))
     description += (
         " It reaches the internet only through an HTTPS proxy of its own: port 443 of public "
-        f"addresses{also}. Its connections leave from {leaves_from}."
+        f"addresses{also}."
     )
-    return Capability(mode, description, own_network=True, egress=True, leaves_from=leaves_from)
+    return Capability(mode, description, own_network=True, egress=True, sources=sources)
 
 
 def _egress_problem(egress: str, allowed: tuple[str, ...], sources: tuple[str, ...]) -> str:
@@ -211,25 +223,28 @@ def _egress_problem(egress: str, allowed: tuple[str, ...], sources: tuple[str, .
             relay.Allowed.parse(rule)
         except ValueError as error:
             return f"LOCAL_WORKSPACE_EGRESS_ALLOW is wrong ({error}); mend it to open the proxy"
-    return _source_problem(sources) if sources else ""
+    try:
+        relay.parse_sources(list(sources))
+    except ValueError as error:
+        return f"LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({error})"
+    return ""
 
 
 def _source_problem(sources: tuple[str, ...]) -> str:
-    """Why the proxy cannot leave from LOCAL_WORKSPACE_EGRESS_SOURCE ("" if it can): it then
-    refuses every connection rather than make it from the host's own address."""
-    try:
-        chosen = relay.parse_sources(list(sources))
-    except ValueError as error:
-        return f"LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({error})"
+    """Why the proxy cannot leave from LOCAL_WORKSPACE_EGRESS_SOURCE now ("" if it can): it
+    then refuses every connection rather than make it from the host's own address. Cheap
+    (the kernel's tables and a bind), so made for each status."""
+    if not sources:
+        return ""
     try:
         own = relay.own_networks()
     except (OSError, ValueError) as error:
         return f"this host's addresses are unknown ({error})"
-    why = relay.sources_problem(chosen, own)
+    why = relay.sources_problem(relay.parse_sources(list(sources)), own)
     if why:
         return (
-            f"LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({why}), and its connections leave from "
-            "nowhere else"
+            f"LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({why}), and its connections leave "
+            "from nowhere else"
         )
     return ""
 
@@ -327,12 +342,33 @@ def relayed(argv: list[str], listener_fd: int, port: int) -> list[str]:
     return [sys.executable, "-I", str(RELAY), str(listener_fd), str(port), "--", *argv]
 
 
+def egress_rules() -> tuple[list[str], list[str]]:
+    """(sources, exceptions) a proxy started now runs with: LOCAL_WORKSPACE_EGRESS_SOURCE
+    and LOCAL_WORKSPACE_EGRESS_ALLOW."""
+    sources = getattr(settings, "LOCAL_WORKSPACE_EGRESS_SOURCE", ())
+    return list(sources), list(getattr(settings, "LOCAL_WORKSPACE_EGRESS_ALLOW", ()))
+
+
 def egress_argv(listener_fd: int) -> list[str]:
     """The workspace's HTTPS proxy, serving `egress_listener` (`pools/relay.py`)."""
-    allowed = getattr(settings, "LOCAL_WORKSPACE_EGRESS_ALLOW", ())
-    sources = getattr(settings, "LOCAL_WORKSPACE_EGRESS_SOURCE", ())
+    sources, allowed = egress_rules()
     options = [word for source in sources for word in ("--source", source)]
     return [sys.executable, "-I", str(RELAY), "--egress", *options, str(listener_fd), *allowed]
+
+
+def old_egress_rules(argv: list[str]) -> str:
+    """How the rules of a proxy started with `argv` (`egress_argv`, as it was then) differ
+    from those it would be started with now, in words; "" when they do not."""
+    _, sources, allowed = relay.egress_options(argv[argv.index("--egress") + 1 :])
+    sources_now, allowed_now = egress_rules()
+    differences = []
+    if sources != sources_now:
+        then, now = (" and ".join(s) or "this host's address" for s in (sources, sources_now))
+        differences.append(f"its connections leave from {then}, where the settings now say {now}")
+    if allowed != allowed_now:
+        then, now = (", ".join(a) or "none" for a in (allowed, allowed_now))
+        differences.append(f"its exceptions are {then}, where the settings now say {now}")
+    return "; ".join(differences)
 
 
 # Run in the workspace's network: listen on 127.0.0.1:PORT and hand the socket back over
@@ -341,6 +377,9 @@ _BIND_INSIDE = """
 import socket, sys
 channel = socket.socket(fileno=int(sys.argv[1]))
 listener = socket.socket()
+# A proxy replaced leaves its closed connections in TIME_WAIT on the port; a listener still
+# there (another proxy, or the workspace's own) keeps it taken all the same.
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", int(sys.argv[2])))
 listener.listen(128)
 socket.send_fds(channel, [b"socket"], [listener.fileno()])

@@ -25,20 +25,23 @@ HTTPS proxy. It runs in the host's network; FD listens on 127.0.0.1:3128 in the
 workspace's namespace, where `https_proxy` points. It forwards only CONNECT (HTTPS, and
 anything else tunnelled the same way) to port 443 of a public address, resolved once here
 and connected to as resolved, so a name cannot be re-pointed between the check and the
-connection. Refused: any other port; loopback, private, link-local (cloud metadata at
-169.254.169.254), shared, documentation and reserved addresses (`NOT_PUBLIC_IPV4` lists
-the IPv4 ones; a Kubernetes workspace's NetworkPolicy refuses the same); local-use NAT64
-addresses (64:ff9b:1::/48), whose IPv4 address cannot be told; and this host's own
-addresses and prefixes, public ones included, where the portal may listen. ALLOWED are
-the administrator's exceptions (`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`,
-`ADDRESS:PORT` or `NETWORK/BITS:PORT` (IPv6 in brackets), allowed whatever the address
-(an internal package mirror). Each ADDRESS (`LOCAL_WORKSPACE_EGRESS_SOURCE`: an IPv4
-address, an IPv6 one, or one of each) is where its connections leave from, so that the
-outside can tell the workspaces' traffic from the portal's; without one, they leave from
-the host's own address. A destination is then reached only from the source of its IP
+connection; each address of the name that passes is tried in turn until one answers.
+Names are resolved by the host's resolver, from the host's address. Refused: any other
+port; loopback, private, link-local (cloud metadata at 169.254.169.254), shared,
+documentation and reserved addresses (`NOT_PUBLIC_IPV4` lists the IPv4 ones; a Kubernetes
+workspace's NetworkPolicy refuses the same); local-use NAT64 addresses (64:ff9b:1::/48),
+whose IPv4 address cannot be told; and this host's own addresses and prefixes, public ones
+included, where the portal may listen. ALLOWED are the administrator's exceptions
+(`LOCAL_WORKSPACE_EGRESS_ALLOW`): `NAME:PORT`, `ADDRESS:PORT` or `NETWORK/BITS:PORT` (IPv6
+in brackets), allowed whatever the address (an internal package mirror). Each ADDRESS
+(`LOCAL_WORKSPACE_EGRESS_SOURCE`: an IPv4 address, an IPv6 one, or one of each; neither
+loopback nor link-local) is where its connections leave from, so that the outside can tell
+the workspaces' traffic from the portal's; without one, they leave from the host's own
+address. A destination is then reached only from the source of its IP
 version, and not at all while a source is not this host's address: never from the host's
 own address instead. Each decision is a line of its log (once: the same decision again
-adds none), so a user can see why a download was refused. The proxy runs in a sandbox and
+adds none), so a user can see why a download was refused; like the refusals, it names
+what was asked, never the addresses a name resolved to. The proxy runs in a sandbox and
 PID namespace of its own, which no process of the workspace shares; it makes itself
 undumpable all the same.
 """
@@ -216,16 +219,18 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def choose(
     name: str, port: int, addresses: list[Address], own: list[Network], allowed: list[Allowed]
-) -> tuple[Address | None, str]:
-    """The address to connect to for `name`:`port`, or None and why not.
+) -> tuple[list[Address], str]:
+    """The addresses to try, in order, for `name`:`port`; or none and why not (the last
+    address refused says).
 
     The reason names what the client asked for, not the addresses a name resolved to:
     which internal addresses a name has is not the workspace's to learn.
     """
-    why_not = f"{name} has no address"
+    chosen, why_not = [], f"{name} has no address"
     for address in addresses:
         if any(rule.covers(name, address, port) for rule in allowed):
-            return address, ""
+            chosen.append(address)
+            continue
         plain = _unmapped(address)
         if port not in PUBLIC_PORTS:
             why_not = f"port {port} is not allowed (only 443, for HTTPS)"
@@ -239,8 +244,8 @@ def choose(
         elif not _public(plain):
             why_not = f"{name} is not a public address"
         else:
-            return address, ""
-    return None, why_not
+            chosen.append(address)
+    return chosen, "" if chosen else why_not
 
 
 # The IPv4 addresses that are not public (IANA's special-purpose registry): the proxy
@@ -328,7 +333,9 @@ Sources = dict[int, Address]  # where egress leaves from, by IP version (4, 6)
 
 
 def parse_sources(texts: list[str]) -> Sources:
-    """At most one address of each IP version; ValueError saying what is wrong otherwise."""
+    """At most one address of each IP version (the same one twice is once), neither a
+    loopback nor a link-local one, whose connections never leave this host or its link;
+    ValueError saying what is wrong otherwise."""
     sources: Sources = {}
     for text in texts:
         try:
@@ -337,6 +344,12 @@ def parse_sources(texts: list[str]) -> Sources:
             raise ValueError(f"{text!r} is not an IP address") from None
         if address.version == 6 and address.ipv4_mapped:
             raise ValueError(f"{text!r} is an IPv4 address: write it as {address.ipv4_mapped}")
+        if address.is_loopback:
+            raise ValueError(f"{address} is a loopback address: nothing leaves this host from it")
+        if address.is_link_local:
+            raise ValueError(f"{address} is a link-local address: it reaches its link only")
+        if sources.get(address.version) == address:
+            continue
         if address.version in sources:
             first = sources[address.version]
             raise ValueError(f"{first} and {address} are both IPv{address.version}: one of each")
@@ -381,14 +394,29 @@ def _as_sent(address: Address) -> Address:
     return address
 
 
-def connect(address: Address, port: int, sources: Sources) -> socket.socket:
+def connect_any(addresses: list[Address], port: int, sources: Sources) -> socket.socket:
+    """A connection to the first of `addresses` (at least one) that answers on `port`: a
+    name's IPv6 address may not answer where its IPv4 one does (RFC 8305). All within
+    CONNECT_TIMEOUT, each try taking at most its share of the time left; the last try's
+    OSError when none answers."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT
+    for tried, address in enumerate(addresses):
+        share = (deadline - time.monotonic()) / (len(addresses) - tried)
+        try:
+            return connect(address, port, sources, share)
+        except OSError as error:
+            failure = error
+    raise failure
+
+
+def connect(address: Address, port: int, sources: Sources, timeout: float) -> socket.socket:
     """A connection to `address`:`port`, from the source of its IP version where egress has
     sources (`reachable_from` keeps only the addresses it has one for); OSError when it
     cannot be made, from that source."""
     target = _as_sent(address)
     server = socket.socket(socket.AF_INET if target.version == 4 else socket.AF_INET6)
     try:
-        server.settimeout(CONNECT_TIMEOUT)
+        server.settimeout(max(timeout, 0.001))
         if sources:
             # The local port is then picked by connect(2), for the destination: bind(2)
             # alone would take one for good, and every workspace's connections together
@@ -477,18 +505,18 @@ def forward(client: socket.socket, allowed: list[Allowed], sources: Sources, log
         if addresses and not reachable:
             where = describe_sources(sources)
             raise Refused(502, f"{host} has no address that egress reaches from {where}")
-        address, why_not = choose(host, port, reachable, own, allowed)
-        if address is None:
+        chosen, why_not = choose(host, port, reachable, own, allowed)
+        if not chosen:
             raise Refused(403, why_not)
         try:
-            server = connect(address, port, sources)
-        except OSError as error:
-            raise Refused(502, f"{address}:{port}: {error}") from None
+            server = connect_any(chosen, port, sources)
+        except OSError as error:  # its strerror alone: the message may name the address
+            raise Refused(502, f"{target}: {error.strerror or error}") from None
     except Refused as refusal:
         log(f"refused {target}: {refusal}")
         _refuse(client, refusal.status, str(refusal))
         return
-    log(f"allowed {target} ({address})")
+    log(f"allowed {target}")
     server.settimeout(None)
     client.settimeout(None)
     try:
@@ -519,15 +547,22 @@ def _refuse(client: socket.socket, status: int, reason: str) -> None:
     client.close()
 
 
-def egress(argv: list[str]) -> int:
+def egress_options(argv: list[str]) -> tuple[int, list[str], list[str]]:
+    """The FD, the --source ADDRESSes and the ALLOWED of `relay.py --egress ARGV...`: what
+    a proxy runs with, read from its command line by the portal too."""
     arguments = argparse.ArgumentParser(prog="relay.py --egress")
     arguments.add_argument("--source", action="append", default=[])
     arguments.add_argument("fd", type=int)
     arguments.add_argument("rules", nargs="*")
     options = arguments.parse_args(argv)
-    rules, sources = options.rules, parse_sources(options.source)
+    return options.fd, options.source, options.rules
+
+
+def egress(argv: list[str]) -> int:
+    fd, source_texts, rules = egress_options(argv)
+    sources = parse_sources(source_texts)
     allowed = [Allowed.parse(rule) for rule in rules]
-    listener = socket.socket(fileno=options.fd)
+    listener = socket.socket(fileno=fd)
     listener.listen(128)
     lock, said = threading.Lock(), set()
 

@@ -424,28 +424,43 @@ def egress_process(workspace: Path) -> ProcessRecord | None:
     return ProcessRecord.registered_at(Path(os.path.abspath(workspace)) / EGRESS_RECORD)
 
 
+def old_egress_rules(record: ProcessRecord) -> str:
+    """How the rules the workspace's proxy runs with differ from those it would get now,
+    in words ("" when they do not): the administrator changed the settings since."""
+    if not isolation.host_capability().egress:
+        return "workspaces have no way out of their network now"
+    return isolation.old_egress_rules(record.argv)
+
+
 def ensure_egress(
     workspace: Path,
     holder: str | None = None,
     infrastructure=None,
     limits: cgroups.Limits | None = None,
 ) -> ProcessRecord | None:
-    """Start the workspace's way out of its network unless it runs: its HTTPS proxy
-    (`pools/relay.py`), sandboxed as the workspace in the host's network, listening in the
-    workspace's. None where workspaces have no way out. Under the host's lock, so two
-    processes starting at once make one proxy; the workspace gets its uid first, as
-    `start` would take that lock again for it (flock is not re-entrant).
+    """Start the workspace's way out of its network unless it runs with the rules it
+    would be started with now: its HTTPS proxy (`pools/relay.py`), sandboxed as the
+    workspace in the host's network, listening in the workspace's. One running with old
+    rules (`old_egress_rules`) is stopped first, with its tunnels: a revoked exception
+    must not stay open. None where workspaces have no way out (a proxy left from before
+    is stopped). Under the host's lock, so two processes starting at once (or a task
+    delivered twice) make one proxy; the workspace gets its uid first, as `start` would
+    take that lock again for it (flock is not re-entrant).
     """
-    if not isolation.host_capability().egress:
-        return None
     workspace = Path(os.path.abspath(workspace))
-    isolation.prepare(workspace)
+    egress = isolation.host_capability().egress
+    if not egress and egress_process(workspace) is None:
+        return None
+    if egress:
+        isolation.prepare(workspace)
     with isolation.directory_lock(workspace.parent):
         existing = egress_process(workspace)
-        if existing is not None and is_running(existing):
+        if existing is not None and is_running(existing) and not old_egress_rules(existing):
             return existing
         if existing is not None:
             stop_session(existing)  # unregister it, and end what its sandbox left
+        if not egress:
+            return None
         try:
             listener = isolation.egress_listener(workspace)
         except OSError as error:

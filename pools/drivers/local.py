@@ -533,7 +533,8 @@ class LocalDriver(Driver):
     def check(self, spec: WorkspaceSpec) -> list[str]:
         """Its directory is there, it holds every GPU it was given, its process (if it
         has one) is alive and answers on its port, and its HTTPS proxy (if it has one)
-        runs. This machine is the node: it is alive."""
+        runs, with the rules the settings give now (the repair replaces one with old
+        rules). This machine is the node: it is alive."""
         directory = self.directory(spec.name)
         problems = []
         if not directory.is_dir():
@@ -556,6 +557,10 @@ class LocalDriver(Driver):
         proxy = supervisor.egress_process(directory)
         if proxy is not None and not supervisor.is_running(proxy):
             problems.append(f"Its HTTPS proxy (its way to the internet) {proxy.pid} exited.")
+        elif proxy is not None and (old := supervisor.old_egress_rules(proxy)):
+            problems.append(
+                f"Its HTTPS proxy (its way to the internet) runs with old rules: {old}."
+            )
         return problems
 
     def repair(self, spec: WorkspaceSpec, report: Reporter = ignore_progress) -> None:
@@ -580,7 +585,7 @@ class LocalDriver(Driver):
         self._take_gpus(spec, report)
         self._check_gpus(spec, report)
         self._restart_process(spec, report)
-        if proxied:  # it had one: it has one again
+        if proxied:  # it had one: it has one, with the rules of now (none if no way out)
             supervisor.ensure_egress(directory, spec.name, self.infrastructure, self.limits(spec))
 
     def _stop_processes(self, spec: WorkspaceSpec, report: Reporter, keep: bool = False) -> None:

@@ -79,7 +79,7 @@ def test_only_port_443_of_a_public_address_is_allowed(address, port, why_not):
     if why_not.startswith("not"):
         why_not = f"{address} is {why_not}"
     assert reason == why_not
-    assert chosen == (None if why_not else ip(address))
+    assert chosen == ([] if why_not else [ip(address)])
 
 
 def test_a_local_use_nat64_address_is_refused_as_its_ipv4_address_cannot_be_told():
@@ -92,7 +92,7 @@ def test_a_local_use_nat64_address_is_refused_as_its_ipv4_address_cannot_be_told
 
     for asked in (address, ip("64:ff9b:1::808:808"), ip("64:ff9b:1::a9fe:a9fe")):
         chosen, reason = relay.choose(str(asked), 443, [asked], [], [])
-        assert chosen is None
+        assert chosen == []
         assert reason == (
             f"{asked} is not a public address (local-use NAT64, 64:ff9b:1::/48: "
             "which IPv4 address it stands for cannot be told)"
@@ -104,7 +104,7 @@ def test_the_proxy_refuses_exactly_the_ipv4_ranges_a_kubernetes_workspace_is_ref
     ends, refused; just outside it, allowed, unless another range starts there."""
 
     def refused(address):
-        return relay.choose(str(address), 443, [address], [], [])[0] is None
+        return relay.choose(str(address), 443, [address], [], [])[0] == []
 
     def listed(address):
         return any(address in network for network in relay.NOT_PUBLIC_IPV4)
@@ -121,21 +121,30 @@ def test_the_hosts_own_public_address_is_refused():
     """The portal may listen on every address of its host, public ones too."""
     own = [ipaddress.ip_network("8.8.8.8/32")]
     chosen, reason = relay.choose("me.example.org", 443, [PUBLIC], own, [])
-    assert chosen is None and reason == "me.example.org is this host's own address"
-    assert relay.choose("me", 443, [ip("::ffff:8.8.8.8")], own, [])[0] is None
+    assert chosen == [] and reason == "me.example.org is this host's own address"
+    assert relay.choose("me", 443, [ip("::ffff:8.8.8.8")], own, [])[0] == []
 
 
 def test_a_name_resolving_to_a_private_and_a_public_address_gets_the_public_one():
     chosen, _ = relay.choose("mixed.example.org", 443, [ip("10.0.0.1"), PUBLIC], [], [])
-    assert chosen == PUBLIC
+    assert chosen == [PUBLIC]
     # Which private address a name has is not said: the workspace is not to map the network.
     assert relay.choose("internal.example.org", 443, [ip("10.0.0.1")], [], []) == (
-        None,
+        [],
         "internal.example.org is not a public address",
     )
     assert relay.choose("nothing.example.org", 443, [], [], []) == (
-        None,
+        [],
         "nothing.example.org has no address",
+    )
+
+
+def test_every_acceptable_address_of_a_name_is_chosen_in_the_resolvers_order():
+    """They are tried in turn until one answers (`relay.connect_any`)."""
+    v6, private = ip("2606:4700::1111"), ip("10.0.0.1")
+    assert relay.choose("dual.example.org", 443, [v6, private, PUBLIC], [], []) == (
+        [v6, PUBLIC],
+        "",
     )
 
 
@@ -147,16 +156,16 @@ def test_an_administrators_exceptions_allow_their_destination_on_their_port_only
         relay.Allowed.parse("10.30.0.0/16:8080"),
     ]
     mirror = ip("10.9.9.9")
-    assert relay.choose("PyPI.internal.", 8443, [mirror], [], allowed) == (mirror, "")
-    assert relay.choose("pypi.internal", 8444, [mirror], [], allowed)[0] is None
-    assert relay.choose("other.internal", 8443, [mirror], [], allowed)[0] is None
-    assert relay.choose("x", 443, [ip("10.20.1.1")], [], allowed)[0] == ip("10.20.1.1")
-    assert relay.choose("x", 443, [ip("10.21.1.1")], [], allowed)[0] is None
-    assert relay.choose("x", 3141, [ip("fd00::5")], [], allowed)[0] == ip("fd00::5")
-    assert relay.choose("x", 3141, [ip("fe80::5")], [], allowed)[0] is None
-    # On a port other than 443, every address of the name is tried against the exceptions.
+    assert relay.choose("PyPI.internal.", 8443, [mirror], [], allowed) == ([mirror], "")
+    assert relay.choose("pypi.internal", 8444, [mirror], [], allowed)[0] == []
+    assert relay.choose("other.internal", 8443, [mirror], [], allowed)[0] == []
+    assert relay.choose("x", 443, [ip("10.20.1.1")], [], allowed)[0] == [ip("10.20.1.1")]
+    assert relay.choose("x", 443, [ip("10.21.1.1")], [], allowed)[0] == []
+    assert relay.choose("x", 3141, [ip("fd00::5")], [], allowed)[0] == [ip("fd00::5")]
+    assert relay.choose("x", 3141, [ip("fe80::5")], [], allowed)[0] == []
+    # On a port other than 443, every address of the name is judged against the exceptions.
     two = [ip("10.99.0.1"), ip("10.30.0.7")]
-    assert relay.choose("x", 8080, two, [], allowed)[0] == ip("10.30.0.7")
+    assert relay.choose("x", 8080, two, [], allowed)[0] == [ip("10.30.0.7")]
 
 
 @pytest.mark.parametrize(
@@ -199,7 +208,7 @@ client = socket.create_connection((target, 443), timeout=3)
 _, peer = server.accept()
 address = ipaddress.ip_address(target)
 chosen, why_not = relay.choose(target, 443, [address], relay.own_networks(), [])
-print(json.dumps({"host_answers_from": peer[0], "chosen": str(chosen), "why_not": why_not}))
+print(json.dumps({"host_answers_from": peer[0], "chosen": chosen, "why_not": why_not}))
 """
 
 
@@ -235,7 +244,7 @@ def test_every_address_of_an_ipv6_prefix_the_host_answers_on_is_its_own(network_
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["host_answers_from"] == "::1"  # the address is the host's own
-    assert result["chosen"] == "None"
+    assert result["chosen"] == []
     assert result["why_not"] == "2a00:1450:dead::5 is this host's own address"
 
 
@@ -359,7 +368,7 @@ def test_a_tunnel_to_an_allowed_destination_carries_a_real_clients_request(proxy
     response = connection.getresponse()
     assert (response.status, response.read()) == (200, b"hello from the mirror")
     connection.close()
-    assert f"allowed 127.0.0.1:{mirror} (127.0.0.1)" in log.read_text()
+    assert f"allowed 127.0.0.1:{mirror}\n" in log.read_text()
 
 
 @pytest.mark.parametrize(
@@ -439,11 +448,26 @@ def where_from():
         server.server_close()
 
 
+@pytest.fixture
+def source_address():
+    """An address of this host other than its loopback's, standing in for one routed
+    through an egress gateway: added to the loopback device for the test (198.18.0.0/15 is
+    for benchmarks), which needs root."""
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        pytest.skip("adding an address to the host needs root and ip")
+    pid = os.getpid()
+    address = f"198.18.{pid >> 8 & 255}.{pid & 255}"
+    subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+    yield address
+    subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], check=False)
+
+
 def test_a_source_is_an_ip_address_and_at_most_one_of_each_version():
     assert relay.parse_sources([" 10.9.0.5", "2001:db8::5"]) == {
         4: ip("10.9.0.5"),
         6: ip("2001:db8::5"),
     }
+    assert relay.parse_sources(["10.9.0.5", "10.9.0.5 "]) == {4: ip("10.9.0.5")}  # once
     assert relay.parse_sources([]) == {}
 
 
@@ -454,6 +478,10 @@ def test_a_source_is_an_ip_address_and_at_most_one_of_each_version():
         (["10.9.0.0/24"], "'10.9.0.0/24' is not an IP address"),
         (["10.9.0.5", "10.9.0.6"], "10.9.0.5 and 10.9.0.6 are both IPv4: one of each"),
         (["::ffff:10.9.0.5"], "is an IPv4 address: write it as 10.9.0.5"),
+        (["127.0.0.2"], "127.0.0.2 is a loopback address: nothing leaves this host from it"),
+        (["::1"], "::1 is a loopback address: nothing leaves this host from it"),
+        (["169.254.7.1"], "169.254.7.1 is a link-local address: it reaches its link only"),
+        (["fe80::7"], "fe80::7 is a link-local address: it reaches its link only"),
     ],
 )
 def test_a_wrong_source_says_what_is_wrong(texts, message):
@@ -461,9 +489,9 @@ def test_a_wrong_source_says_what_is_wrong(texts, message):
         relay.parse_sources(texts)
 
 
-def test_a_source_must_be_an_address_of_this_host():
+def test_a_source_must_be_an_address_of_this_host(source_address):
     own = relay.own_networks()
-    assert relay.sources_problem(relay.parse_sources(["127.0.0.2", "::1"]), own) == ""
+    assert relay.sources_problem(relay.parse_sources([source_address]), own) == ""
     assert relay.sources_problem({4: ip("198.51.100.7")}, own) == (
         "198.51.100.7 is not an address of this host"
     )
@@ -479,21 +507,25 @@ def test_only_destinations_of_a_sources_ip_version_are_tried():
     assert relay.reachable_from({}, addresses) == addresses  # the host's own address
 
 
-@pytest.mark.parametrize(
-    ("sources", "seen_from"), [(["127.0.0.2"], "127.0.0.2"), ([], "127.0.0.1")]
-)
 def test_the_proxys_connections_leave_from_its_source_address(
-    start_proxy, where_from, sources, seen_from
+    start_proxy, where_from, source_address
 ):
-    """All of 127.0.0.0/8 is this host's, so 127.0.0.2 stands in for an address of its
-    routed through an egress gateway; without one, they leave from the host's own."""
     destination = where_from()
-    port, log = start_proxy([f"127.0.0.1:{destination.port}"], sources)
+    port, log = start_proxy([f"127.0.0.1:{destination.port}"], [source_address])
     answer = ask(port, f"CONNECT 127.0.0.1:{destination.port} HTTP/1.1\r\n\r\n".encode())
-    assert answer == b"HTTP/1.1 200 Connection established\r\n\r\n" + seen_from.encode()
-    assert destination.peers == [seen_from]
-    leaves_from = seen_from if sources else "this host's address"
-    assert f"; it leaves from {leaves_from}" in log.read_text()
+    assert answer == b"HTTP/1.1 200 Connection established\r\n\r\n" + source_address.encode()
+    assert destination.peers == [source_address]
+    assert f"; it leaves from {source_address}" in log.read_text()
+
+
+def test_without_a_source_the_proxys_connections_leave_from_the_hosts_address(
+    start_proxy, where_from
+):
+    destination = where_from()
+    port, log = start_proxy([f"127.0.0.1:{destination.port}"])
+    answer = ask(port, f"CONNECT 127.0.0.1:{destination.port} HTTP/1.1\r\n\r\n".encode())
+    assert answer == b"HTTP/1.1 200 Connection established\r\n\r\n127.0.0.1"
+    assert "; it leaves from this host's address" in log.read_text()
 
 
 def test_a_source_the_host_does_not_have_refuses_every_connection(start_proxy, where_from):
@@ -513,24 +545,26 @@ def test_a_source_the_host_does_not_have_refuses_every_connection(start_proxy, w
 
 
 def test_a_destination_no_source_reaches_is_not_reached_from_the_hosts_address(
-    start_proxy, where_from
+    start_proxy, where_from, source_address
 ):
     """An IPv4 source only: an IPv6 destination is refused, not reached from the host's
     own IPv6 address."""
     destination = where_from("::1")
-    port, _ = start_proxy([f"[::1]:{destination.port}"], ["127.0.0.2"])
+    port, _ = start_proxy([f"[::1]:{destination.port}"], [source_address])
     answer = ask(port, f"CONNECT [::1]:{destination.port} HTTP/1.1\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 502 ")
-    assert b"::1 has no address that egress reaches from 127.0.0.2" in answer
+    assert f"::1 has no address that egress reaches from {source_address}".encode() in answer
     assert destination.peers == []
 
 
-def test_the_source_address_is_no_way_to_the_hosts_own_services(start_proxy, where_from):
+def test_the_source_address_is_no_way_to_the_hosts_own_services(
+    start_proxy, where_from, source_address
+):
     """It is one of the host's addresses, which the proxy refuses as every other."""
-    service = where_from("127.0.0.2")  # a service of the host listening on it
-    port, _ = start_proxy([], ["127.0.0.2"])
+    service = where_from(source_address)  # a service of the host listening on it
+    port, _ = start_proxy([], [source_address])
     for asked in (443, service.port):
-        answer = ask(port, f"CONNECT 127.0.0.2:{asked} HTTP/1.1\r\n\r\n".encode())
+        answer = ask(port, f"CONNECT {source_address}:{asked} HTTP/1.1\r\n\r\n".encode())
         assert answer.startswith(b"HTTP/1.1 403 "), answer
     assert service.peers == []
 
@@ -579,41 +613,84 @@ def test_connections_leave_from_an_ipv6_source_address(
     assert got.startswith(f"HTTP/1.1 {status} ".encode()) and says in got, got
 
 
-def test_the_status_says_where_egress_leaves_from(settings):
+def test_the_status_says_where_egress_leaves_from(settings, source_address):
     settings.LOCAL_WORKSPACE_EGRESS_SOURCE = []
     if not isolation.host_capability().own_network:
         pytest.skip(isolation.host_capability().description)
-    assert "Its connections leave from this host's address." in (
-        isolation.host_capability().description
-    )
-    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["127.0.0.2"]
-    capability = isolation.host_capability()
-    assert capability.egress and capability.leaves_from == "127.0.0.2"
-    assert "Its connections leave from 127.0.0.2." in capability.description
+    assert "Its connections leave from this host's address." in isolation.describe()[1]
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = [source_address]
+    assert isolation.host_capability().egress
+    assert f"Its connections leave from {source_address}." in isolation.describe()[1]
 
 
 @pytest.mark.django_db
 def test_the_machines_health_says_where_egress_leaves_from_or_why_it_cannot(
-    settings, local_infrastructure, workspaces_root, monkeypatch
+    settings, local_infrastructure, workspaces_root, monkeypatch, source_address
 ):
     monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [])
-    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["127.0.0.2"]
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = [source_address]
     if not isolation.host_capability().own_network:
         pytest.skip(isolation.host_capability().description)
-    assert "Its connections leave from 127.0.0.2." in health.check(local_infrastructure).reason
+    reason = health.check(local_infrastructure).reason
+    assert f"Its connections leave from {source_address}." in reason
     settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["198.51.100.7"]
     assert (
-        "It reaches no internet: LOCAL_WORKSPACE_EGRESS_SOURCE is wrong (198.51.100.7 is not "
-        "an address of this host), and its connections leave from nowhere else."
+        "Its proxy refuses every connection now: LOCAL_WORKSPACE_EGRESS_SOURCE is wrong "
+        "(198.51.100.7 is not an address of this host), and its connections leave from "
+        "nowhere else."
     ) in health.check(local_infrastructure).reason
+
+
+@pytest.mark.django_db
+def test_the_status_says_whether_the_host_has_the_source_address_each_time_it_is_made(
+    settings, local_infrastructure, workspaces_root, monkeypatch, source_address
+):
+    """The proxies check it for each connection: an address the host lost (or got back)
+    since the portal started is what they find, and so is what the status says."""
+    monkeypatch.setattr("pools.drivers.local.gpu_inventory", lambda: [])
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = [source_address]
+    if not isolation.host_capability().own_network:
+        pytest.skip(isolation.host_capability().description)
+    assert isolation.host_capability().egress
+    assert (
+        f"Its connections leave from {source_address}." in health.check(local_infrastructure).reason
+    )
+
+    subprocess.run(["ip", "addr", "del", f"{source_address}/32", "dev", "lo"], check=True)
+    gone = f"{source_address} is not an address of this host"
+    assert relay.sources_problem(relay.parse_sources([source_address]), relay.own_networks()) == (
+        gone
+    )
+    reason = health.check(local_infrastructure).reason
+    assert f"Its connections leave from {source_address}." not in reason
+    assert (
+        f"Its proxy refuses every connection now: LOCAL_WORKSPACE_EGRESS_SOURCE is wrong ({gone})"
+        in reason
+    )
+
+    subprocess.run(["ip", "addr", "add", f"{source_address}/32", "dev", "lo"], check=True)
+    assert (
+        f"Its connections leave from {source_address}." in health.check(local_infrastructure).reason
+    )
+
+
+def test_a_source_the_host_lacks_keeps_the_proxy_which_says_why_it_refuses(settings):
+    """Whether the host has the address is for each connection to find (`relay.forward`):
+    the workspaces keep their proxy, which answers 503 saying why."""
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["198.51.100.7"]
+    capability = isolation.host_capability()
+    if not capability.own_network:
+        pytest.skip(capability.description)
+    assert capability.egress
+    assert "https_proxy" in isolation.sandbox_env({}, Path("/nowhere/ws-1"))
 
 
 @pytest.mark.parametrize(
     ("sources", "why"),
     [
-        (["198.51.100.7"], "198.51.100.7 is not an address of this host"),
         (["10.9.0.5", "10.9.0.6"], "10.9.0.5 and 10.9.0.6 are both IPv4: one of each"),
         (["eth1"], "'eth1' is not an IP address"),
+        (["127.0.0.2"], "127.0.0.2 is a loopback address: nothing leaves this host from it"),
     ],
 )
 def test_a_wrong_source_closes_the_way_out_and_the_status_says_why(settings, sources, why):
@@ -711,11 +788,12 @@ def test_a_workspace_downloads_through_its_proxy_and_reaches_nothing_else(
 
 
 def _job_result(driver, spec, script: str, *arguments: str) -> dict:
-    """Run `script` as the workspace's process; what it printed after RESULT."""
+    """Run `script` as the workspace's process; what it printed after RESULT (the log
+    keeps what earlier runs printed: the last such line)."""
     record = driver.start_process(spec, [sys.executable, "-c", script, *arguments])
     wait_for(lambda: not supervisor.is_running(record), timeout=30, what="the job to end")
     log = (driver.directory(spec.name) / "process.log").read_text()
-    line = next((x for x in log.splitlines() if x.startswith("RESULT ")), None)
+    line = next((x for x in reversed(log.splitlines()) if x.startswith("RESULT ")), None)
     assert line, log
     return json.loads(line.removeprefix("RESULT "))
 
@@ -735,23 +813,23 @@ print("RESULT " + json.dumps(answer.decode()), flush=True)
 
 @pytest.mark.django_db
 def test_a_workspaces_connections_leave_from_the_source_address(
-    driver, settings, where_from, local_infrastructure, profile_factory
+    driver, settings, where_from, local_infrastructure, profile_factory, source_address
 ):
     destination = where_from()
     settings.LOCAL_WORKSPACE_EGRESS_ALLOW = [f"127.0.0.1:{destination.port}"]
-    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = ["127.0.0.2"]
+    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = [source_address]
     capability = isolation.host_capability()
     assert capability.egress, capability.description
-    assert "Its connections leave from 127.0.0.2." in capability.description
+    assert f"Its connections leave from {source_address}." in isolation.describe()[1]
     spec = _spec(local_infrastructure, profile_factory)
     driver.provision(spec)
 
     answer = _job_result(driver, spec, ASK_THROUGH_THE_PROXY, str(destination.port))
 
-    assert answer == "HTTP/1.1 200 Connection established\r\n\r\n127.0.0.2"
-    assert destination.peers == ["127.0.0.2"]
+    assert answer == f"HTTP/1.1 200 Connection established\r\n\r\n{source_address}"
+    assert destination.peers == [source_address]
     proxy_log = (driver.directory("ws-1") / supervisor.EGRESS_LOG).read_text()
-    assert "; it leaves from 127.0.0.2" in proxy_log
+    assert f"; it leaves from {source_address}" in proxy_log
 
 
 @pytest.mark.django_db
