@@ -44,6 +44,10 @@ class PoolScheduleForm(PortalFormMixin, forms.ModelForm):
 # Some 40,000 GPUs idling all day: a bigger budget means no limit, which is an empty field
 # (and 1e308 GPU-hours would only overflow the sizing arithmetic).
 MAX_IDLE_BUDGET = 1_000_000
+# The SLO's bounds, as the form's messages state them: a share up to 99.9 % (100 % cannot
+# be promised), and a wait of at most a day.
+MAX_SLO_PERCENT = 99.9
+MAX_SLO_SECONDS = 86_400
 
 
 class PoolSloForm(PortalFormMixin, forms.ModelForm):
@@ -69,12 +73,14 @@ class PoolSloForm(PortalFormMixin, forms.ModelForm):
         seconds = cleaned.get("slo_seconds")
         budget = cleaned.get("idle_budget")
         low, high = cleaned.get("min_size"), cleaned.get("max_size")
-        if percent is not None and not 50 <= percent < 100:
+        if percent is not None and not 50 <= percent <= MAX_SLO_PERCENT:
             self.add_error(
-                "slo_percent", "Give a share of requests from 50 to 99.9: 100 % cannot be promised."
+                "slo_percent",
+                f"Give a share of requests from 50 to {MAX_SLO_PERCENT:g}: "
+                "100 % cannot be promised.",
             )
-        if seconds is not None and seconds < 1:
-            self.add_error("slo_seconds", "Give at least 1 second.")
+        if seconds is not None and not 1 <= seconds <= MAX_SLO_SECONDS:
+            self.add_error("slo_seconds", f"Give from 1 to {MAX_SLO_SECONDS:,} seconds (a day).")
         if high is not None and not 1 <= high <= MAX_POOL_SIZE:
             self.add_error("max_size", f"Give a maximum from 1 to {MAX_POOL_SIZE}.")
         elif low is not None and high is not None and low > high:

@@ -359,6 +359,14 @@ class PoolInstance(LifecycleModel):
     )
     infrastructure_name = models.CharField(max_length=100, blank=True, help_text=KEPT_NAME)
     profile_version = models.PositiveIntegerField(default=1)
+    gpu_share = models.FloatField(
+        null=True,
+        blank=True,
+        help_text=(
+            "GPUs it holds, a MIG slice as its share of a GPU, as its profile was when it was "
+            "made: its idle GPU-hours weigh this, whatever edits the profile since."
+        ),
+    )
     workspace = models.OneToOneField(
         "pools.Workspace",
         null=True,

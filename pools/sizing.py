@@ -24,7 +24,8 @@ Once a day, from the requests of the last `HISTORY_DAYS` days, the policy learns
 1. how long demand spent in each state (`occupancy`);
 2. for each past request at `a`, the state at `a - reach` and the number of requests in
    `(a - reach, a]`: the level that state needed for this request to be served within T
-   (`needs`);
+   (`needs`). Levels go up to the pool's maximum; a request that needed more is one no
+   level covers, and when those keep the levels from the goal, the SLO is at risk;
 3. the cheapest levels for more and more of those requests (`monotone_moves`). Levels
    are monotone: a state with a more recent last request, more requests in the last hour
    or a shorter gap never gets less than a quieter one, so a state the history seldom
@@ -62,7 +63,10 @@ VALIDATION_DAYS = 7
 GOAL_STEP = 0.0025
 LEAD_QUANTILE = 90  # provisioning percentile taken as the time an instance needs
 DEFAULT_PROVISIONING = 300.0  # seconds, assumed until the infrastructure has history
-MAX_LEVEL = 16  # the most instances one state may ask for
+# The most instances the Erlang-B estimate asks for: ten times the largest pool an admin
+# may allow (`profiles.models.MAX_POOL_SIZE`), so it says what the SLO asks beyond the
+# maximum, and a share of 100 % (which no number of servers meets) still ends.
+MAX_WANTED = 1000
 
 # The state of demand at a moment: time since the last request, requests in the last hour.
 DELTA_EDGES = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400)
@@ -137,7 +141,9 @@ class History:
 
     `arrivals` are the epoch seconds of every request of the profile, ascending, all at or
     before `now`; `since` is when the record starts (nothing is known before). `idle_today`
-    is the GPU-hours the pool has idled since `day_start`, the start of the budget's day.
+    is the GPU-hours the pool has idled since `day_start`, the start of the budget's day;
+    `day_end` is when that day ends: the next local midnight, 23 or 25 hours later on the
+    days clocks change (None: 24 hours later).
     """
 
     arrivals: Sequence[float]
@@ -145,6 +151,7 @@ class History:
     day_start: float
     since: float
     idle_today: float = 0.0
+    day_end: float | None = None
     previous_target: int | None = None
     # What was learned for a day, kept while the same History object is reused (simulator).
     memo: dict = field(default_factory=dict, repr=False, compare=False)
@@ -224,18 +231,22 @@ def occupancy(arrivals: Sequence[float], start: float, end: float) -> list[float
     return spent
 
 
-def needs(arrivals: Sequence[float], start: float, end: float, reach: float) -> list[list[int]]:
-    """Per state, how many requests in [start + reach, end) needed each level.
+def needs(
+    arrivals: Sequence[float], start: float, end: float, reach: float, cap: int
+) -> list[list[int]]:
+    """Per state, how many requests in [start + reach, end) needed each level up to `cap`
+    (`found[state][level]`), and in a last column (`found[state][cap + 1]`) how many
+    needed more: no level the pool may hold covers those.
 
     A request at `a` is served within T when the level held at `a - reach` was at least
     the number of requests in `(a - reach, a]`, itself included: an instance created then
     is ready by `a + T`.
     """
-    found = [[0] * (MAX_LEVEL + 1) for _ in range(STATES)]
+    found = [[0] * (cap + 2) for _ in range(STATES)]
     for k in range(bisect_left(arrivals, start + reach), bisect_left(arrivals, end)):
         moment = arrivals[k] - reach
         level = k - bisect_right(arrivals, moment) + 1
-        found[state_at(arrivals, moment)][min(level, MAX_LEVEL)] += 1
+        found[state_at(arrivals, moment)][min(level, cap + 1)] += 1
     return found
 
 
@@ -278,11 +289,12 @@ def monotone_moves(spent: Sequence[float], found: list[list[int]]) -> list[tuple
     Greedy: each move raises one state to a level and every busier state with it (levels
     never decrease with activity), and is the move with the most requests won per
     level-second paid, counting what the busier states win and pay too. Returns the
-    levels after each move with the requests they cover.
+    levels after each move with the requests they cover. The last column of `found`
+    (requests that needed more than the cap, `needs`) is never covered.
     """
     covered_at = [list(accumulate(row)) for row in found]  # covered_at[state][level]
     weight = [max(seconds, 1.0) for seconds in spent]  # a state never seen costs little
-    top = max((level for row in found for level, n in enumerate(row) if n), default=0)
+    top = max((level for row in found for level, n in enumerate(row[:-1]) if n), default=0)
     levels = [0] * STATES
     covered = sum(row[0] for row in found)
     moves = []
@@ -330,9 +342,11 @@ class Model:
     requests: int
     days: float
     covers: list[int] = field(init=False, repr=False)
+    beyond: int = field(init=False)  # requests that needed more than the maximum
 
     def __post_init__(self) -> None:
         self.covers = [covered for _, covered in self.moves]
+        self.beyond = sum(row[-1] for row in self.found)
 
     def levels(self, goal: float) -> tuple[int, ...]:
         """The first levels of the moves that cover `goal` of the learned requests (all of
@@ -341,6 +355,11 @@ class Model:
         if not self.moves or wanted <= 0:
             return (0,) * STATES
         return self.moves[min(bisect_left(self.covers, wanted), len(self.moves) - 1)][0]
+
+    def reaches(self, goal: float) -> bool:
+        """Whether levels within the maximum cover `goal` of the learned requests (they
+        cover all but those that needed more)."""
+        return self.requests - self.beyond >= goal * self.requests - 1e-9
 
 
 def needed_share(settings: SloSettings, provisioning: Provisioning) -> float:
@@ -352,9 +371,10 @@ def needed_share(settings: SloSettings, provisioning: Provisioning) -> float:
     return (wanted - on_demand) / (1 - on_demand)
 
 
-def model_for(history: History, start: float, end: float, reach: float) -> Model:
-    """What the requests in [start, end) teach (memoised while `history` is reused)."""
-    key = ("model", start, end, reach)
+def model_for(history: History, start: float, end: float, reach: float, cap: int) -> Model:
+    """What the requests in [start, end) teach, with levels up to `cap` (memoised while
+    `history` is reused)."""
+    key = ("model", start, end, reach, cap)
     if key not in history.memo:
         spent = [0.0] * STATES
         for day_start in _days(start, end):
@@ -362,32 +382,37 @@ def model_for(history: History, start: float, end: float, reach: float) -> Model
             if day_key not in history.memo:
                 history.memo[day_key] = occupancy(history.arrivals, *day_key[1:])
             spent = [a + b for a, b in zip(spent, history.memo[day_key], strict=True)]
-        found = needs(history.arrivals, start, end, reach)
+        found = needs(history.arrivals, start, end, reach, cap)
         moves = monotone_moves(spent, found)
         history.memo[key] = Model(spent, found, moves, sum(map(sum, found)), (end - start) / DAY)
     return history.memo[key]
 
 
-def learn(history: History, reach: float, wanted: float) -> tuple[Model, float] | None:
-    """The model of today (from the days before it) and the goal to give it.
+def learn(history: History, reach: float, wanted: float, cap: int) -> tuple[Model, float] | None:
+    """The model of today (from the days before it) and the goal to give it, with levels
+    of at most `cap` instances (the pool's maximum).
 
     The goal is the share of the learned requests to cover. In-sample it would be
     `wanted`; but levels learned from the past cover the future less well than the past,
     by a gap that depends on the trace. So the goal is validated: levels learned without
     the last `VALIDATION_DAYS` days must cover `wanted` of those days' requests.
+
+    Each move tries every level up to the highest a request needed, so `cap` bounds the
+    cost: at the largest maximum (`profiles.models.MAX_POOL_SIZE`, 100), 28 days of
+    130,000 requests in bursts of up to 100 take some 6 s to learn, once a day.
     """
     day = history.day_start
     start = max(history.since, day - HISTORY_DAYS * DAY)
     if day - start < MIN_HISTORY:
         return None
-    model = model_for(history, start, day, reach)
-    key = ("goal", day, start, reach, round(wanted, 4))
+    model = model_for(history, start, day, reach, cap)
+    key = ("goal", day, start, reach, round(wanted, 4), cap)
     if key not in history.memo:
         split = day - VALIDATION_DAYS * DAY
         goal = wanted
         if split - start >= MIN_HISTORY:
-            older = model_for(history, start, split, reach)
-            recent = needs(history.arrivals, split, day, reach)
+            older = model_for(history, start, split, reach, cap)
+            recent = needs(history.arrivals, split, day, reach, cap)
             for step in range(int((1 - wanted) / GOAL_STEP) + 1):
                 goal = min(wanted + step * GOAL_STEP, 1.0)
                 if coverage(older.levels(goal), recent) >= wanted:
@@ -435,8 +460,8 @@ def fallback_level(history: History, now: float, reach: float, needed: float) ->
     counts = [end - bisect_right(arrivals, now - w, 0, end) for w in FALLBACK_WINDOWS]
     rate = max(n / w for n, w in zip(counts, FALLBACK_WINDOWS, strict=True))
     load = rate * reach
-    level = 0
-    while level < MAX_LEVEL and erlang_b(level, load) > 1 - needed:
+    level = 0  # what the SLO asks, even beyond the pool's maximum
+    while level < MAX_WANTED and erlang_b(level, load) > 1 - needed:
         level += 1
     return level, f"little history: {counts[2]} requests in the last hour, {counts[3]} in 24 h"
 
@@ -449,32 +474,38 @@ def size(history: History, settings: SloSettings, now: float) -> Sizing:
     needed = needed_share(settings, provisioning)
     measured = "" if provisioning.measured else " (assumed)"
     facts = [f"provisioning p90 {lead:.0f} s{measured}"]
-    at_risk = ""
+    risks = []  # why the SLO may be missed
     if needed == 0:
         wanted = 0
         facts.insert(0, f"on-demand provisioning alone meets it (p50 {provisioning.p50:.0f} s)")
     else:
-        learned = learn(history, reach, needed)
+        learned = learn(history, reach, needed, settings.max_size)
         if learned is None:
             wanted, why = fallback_level(history, now, reach, needed)
         else:
             model, goal = learned
             state = state_at(history.arrivals, now)
             wanted = model.levels(goal)[state]
-            why = (
-                f"{describe_state(state)}; levels learned from {model.requests} requests in "
-                f"{model.days:.0f} d, set to cover {goal:.1%} of them"
-            )
+            why = f"{describe_state(state)}; {_learned_from(model, goal)}"
+            if not model.reaches(goal):
+                risks.append(
+                    f"{model.beyond} of the {model.requests} requests learned from needed "
+                    f"more than the maximum of {settings.max_size}"
+                )
         facts.insert(0, why)
     target = min(max(wanted, settings.min_size), settings.max_size)
+    bounds = [f"the SLO asks for {wanted}"]  # and what binds it
     if wanted > settings.max_size:
-        at_risk = f"the SLO asks for {wanted}, the maximum is {settings.max_size}"
+        bounds.append(f"the maximum is {settings.max_size}")
     if settings.idle_budget is not None:
         cap, budget = budget_cap(history, settings, now)
         facts.append(budget)
         if target > cap:
-            at_risk = f"the idle budget allows {cap}, the SLO asks for {target}"
+            bounds.insert(0, f"the idle budget allows {cap}")
             target = cap
+    if len(bounds) > 1:
+        risks.insert(0, ", ".join(bounds))
+    at_risk = "; ".join(risks)
     previous = history.previous_target
     was = f" (was {previous})" if previous is not None and previous != target else ""
     reason = f"{settings.label}: target {target}{was}: " + ", ".join(facts)
@@ -483,8 +514,19 @@ def size(history: History, settings: SloSettings, now: float) -> Sizing:
     return Sizing(target=target, wanted=wanted, reason=reason, at_risk=at_risk)
 
 
+def _learned_from(model: Model, goal: float) -> str:
+    if not model.requests:
+        return f"no request history yet (none in {model.days:.0f} d): nothing to learn from"
+    learned = f"levels learned from {model.requests} requests in {model.days:.0f} d"
+    if model.reaches(goal):
+        return f"{learned}, set to cover {goal:.1%} of them"
+    covered = (model.requests - model.beyond) / model.requests
+    return f"{learned}, covering {covered:.1%} of them at most, short of the goal of {goal:.1%}"
+
+
 def budget_cap(history: History, settings: SloSettings, now: float) -> tuple[int, str]:
-    """The most instances that cannot overrun today's idle budget, even if all stay idle.
+    """The most instances that cannot overrun today's idle budget, even if all stay idle
+    until the day ends (`History.day_end`).
 
     The minimum size is always affordable (the settings form checks min x share x 24 h
     fits in the budget), so only the part above it is limited by what is left today.
@@ -493,7 +535,8 @@ def budget_cap(history: History, settings: SloSettings, now: float) -> tuple[int
     text = f"budget {budget:g} GPU-h/day, {history.idle_today:.1f} used today"
     if settings.gpu_share <= 0:
         return settings.max_size, text  # instances without GPUs idle no GPU-hours
-    hours_left = max((history.day_start + DAY - now) / 3600, 1 / 60)
+    day_end = history.day_start + DAY if history.day_end is None else history.day_end
+    hours_left = max((day_end - now) / 3600, 1 / 60)
     floor_cost = settings.min_size * settings.gpu_share * hours_left
     spare = budget - history.idle_today - floor_cost
     affordable = spare / (settings.gpu_share * hours_left)

@@ -9,16 +9,18 @@ pool page shows about it.
   GPU-hours per day, and a chart of target, ready and claims.
 
 Idle GPU-hours are the GPUs pool instances hold while no user has claimed them: from their
-creation (provisioning included) until they are claimed or leave the pool, each weighted
-by the GPUs it holds (a MIG slice counts as its share of a GPU). The simulator
-(`bench.pools`) counts the same way.
+creation (provisioning included) until they are claimed or leave the pool, leaving out
+the time a workspace waited for one (promised to it, `pools.promises`, even if it gave
+it back: the usage ledger charges that workspace), each weighted by the GPUs it held (its
+`gpu_share`, a MIG slice counting as its share of a GPU), not by its profile as edited
+since. The simulator (`bench.pools`) counts the same way.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings as django_settings
@@ -35,11 +37,19 @@ from django.db.models.functions import RowNumber
 
 from pools import promises, sizing
 from pools.lifecycle import State
-from pools.models import LoopDecision, Pool, PoolInstance, Workspace, WorkspaceEvent
+from pools.models import (
+    LoopDecision,
+    Pool,
+    PoolInstance,
+    PoolInstanceEvent,
+    Workspace,
+    WorkspaceEvent,
+)
 from portal import charts
 from profiles.choices import InfrastructureKind
 from profiles.mig import catalog as mig_catalog
-from profiles.models import ComputeProfile
+from profiles.models import MAX_POOL_SIZE, ComputeProfile
+from usage.ledger import PROMISED_SPAN, promise_marks, spans
 
 PROVISIONING_SAMPLES = 200  # the newest provisionings per infrastructure
 # What the policy learned for a day, per profile, kept between passes of this process: the
@@ -75,7 +85,9 @@ def settings_for(pool: Pool, profile) -> sizing.SloSettings:
         seconds=pool.slo_seconds,
         idle_budget=pool.idle_budget,
         min_size=pool.min_size,
-        max_size=pool.max_size,
+        # The policy learns levels up to the maximum: one stored before it was bounded
+        # must not make it learn without end.
+        max_size=min(pool.max_size, MAX_POOL_SIZE),
         gpu_share=gpu_share(profile),
     )
 
@@ -84,6 +96,13 @@ def day_start(now: datetime) -> datetime:
     """Midnight of `now`'s day in the organisation's time zone: the idle budget's day."""
     local = now.astimezone(ZoneInfo(django_settings.TIME_ZONE))
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_end(now: datetime) -> datetime:
+    """The next midnight in the organisation's time zone: 23 or 25 hours after the day's
+    start on the days clocks change."""
+    tomorrow = day_start(now).date() + timedelta(days=1)
+    return datetime.combine(tomorrow, time(), tzinfo=ZoneInfo(django_settings.TIME_ZONE))
 
 
 # -- what the policy is fed -------------------------------------------------------------
@@ -174,34 +193,68 @@ def _newest(provisioned):
     )
 
 
-def _held_rows(profile_ids, since: datetime, now: datetime):
-    """(profile, state, created, claimed at, state changed) of instances held in [since, now]."""
-    return (
-        PoolInstance.objects.filter(profile_id__in=profile_ids, created__lt=now)
-        .filter(
-            Q(state__in=HELD_STATES)
-            | Q(claimed_at__gt=since)
-            | Q(state__in=LEFT_STATES, state_changed__gt=since)
-        )
-        .values_list("profile_id", "state", "created", "claimed_at", "state_changed")
+def _held(profile_ids, since: datetime, now: datetime):
+    """The instances held in [since, now]."""
+    return PoolInstance.objects.filter(profile_id__in=profile_ids, created__lt=now).filter(
+        Q(state__in=HELD_STATES)
+        | Q(claimed_at__gt=since)
+        | Q(state__in=LEFT_STATES, state_changed__gt=since)
     )
 
 
-def _idle_hours(rows, since: datetime, now: datetime) -> dict[int, float]:
+def _promised_spans(held) -> dict[int, list[tuple[datetime, datetime | None]]]:
+    """Per instance of `held`, the spans in which a workspace waited for it: from each
+    promise to its giving back (None: not given back), by the usage ledger's rule
+    (`usage.ledger.promise_marks`) applied to the events that start and end a promise."""
+    events = (
+        PoolInstanceEvent.objects.filter(instance__in=held.values("pk"))
+        .filter(
+            Q(message__startswith=promises.PROMISED) | Q(message__startswith=promises.GIVEN_BACK)
+        )
+        .only("instance_id", "timestamp", "to_state", "message")
+        .order_by("instance_id", "timestamp", "id")
+    )
+    by_instance: dict[int, list] = defaultdict(list)
+    for event in events:
+        by_instance[event.instance_id].append(event)
+    return {
+        instance_id: [
+            (start, end)
+            for state, start, end in spans(promise_marks(marks))
+            if state == PROMISED_SPAN
+        ]
+        for instance_id, marks in by_instance.items()
+    }
+
+
+def idle_gpu_hours(
+    profile_ids, since: datetime, now: datetime, shares: dict[int, float]
+) -> dict[int, float]:
+    """GPU-hours per profile that its pool instances idled in [since, now]: two queries.
+
+    Each instance weighs the GPUs it held (`PoolInstance.gpu_share`); one made without
+    them weighs its profile's `shares` now."""
+    held = _held(profile_ids, since, now)
+    promised = _promised_spans(held)
+    rows = held.values_list(
+        "pk", "profile_id", "state", "created", "claimed_at", "state_changed", "gpu_share"
+    )
     hours: dict[int, float] = defaultdict(float)
-    for profile_id, state, created, claimed_at, changed in rows:
-        # Claimed, or promised to a workspace waiting for it (`pools.promises`): idle until
-        # then. Else held until now, or until it left.
+    for pk, profile_id, state, created, claimed_at, changed, share in rows:
+        # Claimed, or promised to a workspace waiting for it now (`pools.promises`): idle
+        # until then. Else held until now, or until it left.
         end = claimed_at or (now if state in HELD_STATES else changed)
-        start = max(created, since)
-        if end and min(end, now) > start:
-            hours[profile_id] += (min(end, now) - start).total_seconds() / 3600
+        if end is None:
+            continue
+        start, stop = max(created, since), min(end, now)
+        waited = sum(_hours(max(a, start), min(b or now, stop)) for a, b in promised.get(pk, ()))
+        weight = shares.get(profile_id, 0.0) if share is None else share
+        hours[profile_id] += (_hours(start, stop) - waited) * weight
     return hours
 
 
-def idle_instance_hours(profile_ids, since: datetime, now: datetime) -> dict[int, float]:
-    """Instance-hours per profile that pool instances were held unclaimed in [since, now]."""
-    return _idle_hours(_held_rows(profile_ids, since, now), since, now)
+def _hours(start: datetime, end: datetime) -> float:
+    return max((end - start).total_seconds(), 0.0) / 3600
 
 
 def previous_targets(profile_ids) -> dict[int, int]:
@@ -223,25 +276,27 @@ def sizings(profiles, pools: dict[int, Pool], now: datetime) -> dict[int, sizing
         return {}
     ids = [p.pk for p in chosen]
     prefetch_related_objects(chosen, "resource_groups")  # for gpu_share, in one query
-    today = day_start(now)
+    today, tomorrow = day_start(now), day_end(now)
     since = today - timedelta(days=sizing.HISTORY_DAYS)
     requests = arrivals(ids, since, now)
     measured = provisioning({p.infrastructure_id for p in chosen}, now)
-    idle = idle_instance_hours(ids, today, now)
+    settings = {p.pk: settings_for(pools[p.pk], p) for p in chosen}
+    shares = {pk: each.gpu_share for pk, each in settings.items()}
+    idle = idle_gpu_hours(ids, today, now, shares)
     previous = previous_targets(ids)
     result = {}
     for profile in chosen:
-        settings = settings_for(pools[profile.pk], profile)
         history = sizing.History(
             arrivals=requests.get(profile.pk, []),
             provisioning=measured.get(profile.infrastructure_id, sizing.Provisioning()),
             day_start=today.timestamp(),
+            day_end=tomorrow.timestamp(),
             since=max(since, profile.created).timestamp(),
-            idle_today=idle.get(profile.pk, 0.0) * settings.gpu_share,
+            idle_today=idle.get(profile.pk, 0.0),
             previous_target=previous.get(profile.pk),
         )
         history.memo = _learned(profile.pk, history)
-        result[profile.pk] = sizing.size(history, settings, now.timestamp())
+        result[profile.pk] = sizing.size(history, settings[profile.pk], now.timestamp())
     return result
 
 
@@ -329,13 +384,15 @@ def report(profile, pool: Pool, now: datetime) -> Report:
     """The last 7 days of a pool sized by its SLO (or that could be)."""
     since = now - REPORT_WINDOW
     requests, within, pending = attainment_counts(profile.pk, pool.slo_seconds, since, now)
-    rows = list(_held_rows([profile.pk], since, now))
-    idle = _idle_hours(rows, since, now).get(profile.pk, 0.0)
-    days = REPORT_WINDOW.total_seconds() / 86400
+    idle = idle_gpu_hours([profile.pk], since, now, {profile.pk: gpu_share(profile)})
+    # Per day of the window the profile existed: days before it are no data, not days
+    # without idle time (a Pool row is made on first use, so the profile tells).
+    existed = (now - max(since, profile.created)) / timedelta(days=1)
+    claimed = _held([profile.pk], since, now).exclude(claimed_at=None)
     return Report(
         requests=requests,
         within=within,
         pending=pending,
-        idle_per_day=idle * gpu_share(profile) / days,
-        chart=chart(profile.pk, [row[3] for row in rows if row[3]], now),
+        idle_per_day=idle.get(profile.pk, 0.0) / existed if existed > 0 else 0.0,
+        chart=chart(profile.pk, list(claimed.values_list("claimed_at", flat=True)), now),
     )

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, prefetch_related_objects
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -245,15 +245,20 @@ def _to_create(missing: int, failures: int) -> tuple[int, str]:
 
 
 def _create_all(decisions: list[Decision]) -> None:
-    """The missing instances of every profile: one INSERT for the rows, one for the events."""
+    """The missing instances of every profile: one INSERT for the rows, one for the events,
+    and one query for the resource groups of the profiles that make any: each instance
+    keeps the GPUs it holds (`slo.gpu_share`), whatever edits its profile later."""
+    making = [d for d in decisions if d.create]
+    prefetch_related_objects([d.profile for d in making], "resource_groups")
     new = [
         PoolInstance(
             profile=d.profile,
             infrastructure_id=d.profile.infrastructure_id,
             profile_version=d.profile.version,
             state=State.REQUESTED,
+            gpu_share=slo.gpu_share(d.profile),
         )
-        for d in decisions
+        for d in making
         for _ in range(d.create)
     ]
     made = lifecycle.create_many(new, message="requested by the warm-pool loop")

@@ -120,6 +120,24 @@ def test_the_budget_cap_assumes_every_instance_idles_until_midnight():
     assert cap == 1 + 4
 
 
+@pytest.mark.parametrize(
+    ("hours", "o_clock", "cap"),
+    [
+        (25, 23.5, 1),  # clocks went back: 1.5 h left at 23:30 by the clock (24.5 h in)
+        (25, 24.5, 4),  # 00:30 past the clock's 23:30: half an hour left
+        (23, 21.5, 1),  # clocks went forward: 1.5 h left at 22:30 by the clock (21.5 h in)
+        (24, 23.5, 4),
+    ],
+)
+def test_the_budget_cap_spreads_the_budget_over_what_is_really_left_of_the_day(hours, o_clock, cap):
+    """2 GPU-hours left pay for 4 one-GPU instances for the last half hour, 1 for the last
+    1.5 h: on a 23- or 25-hour day too, when `History.day_end` says when it ends."""
+    now = DAY_20 + o_clock * 3600
+    h = history(DEMAND, now, day_end=DAY_20 + hours * 3600)
+    settings = SloSettings(idle_budget=2, max_size=10)
+    assert sizing.budget_cap(h, settings, now)[0] == cap
+
+
 @pytest.mark.parametrize(("budget", "cap"), [(1e308, 10), (float("inf"), 10), (float("nan"), 1)])
 def test_the_budget_cap_stays_within_the_bounds_whatever_the_budget(budget, cap):
     # In the day's last minute a huge budget over the hours left overflows to inf.
@@ -129,13 +147,70 @@ def test_the_budget_cap_stays_within_the_bounds_whatever_the_budget(budget, cap)
 
 
 def test_minimum_and_maximum_bound_the_target_and_a_low_maximum_is_a_risk():
+    """Levels are learned up to the maximum: with a maximum of 1, the requests of the
+    bursts that needed more are counted as uncovered, and the reason says how many."""
     moment = first_request_after(DAY_20 + 15 * 3600) + 1
-    wanted = size(DEMAND, moment).wanted
     low = size(DEMAND, moment, settings=SloSettings(max_size=1))
     assert low.target == 1
-    assert low.at_risk == f"the SLO asks for {wanted}, the maximum is 1"
+    assert "needed more than the maximum of 1" in low.at_risk
+    assert low.reason.startswith("SLO at risk: ")
+    assert "at most, short of the goal of" in low.reason
     high = size(DEMAND, DAY_20 + 3 * 3600, settings=SloSettings(min_size=3))
     assert high.target == 3
+
+
+def class_of(size: int, days: int) -> list[float]:
+    """A workshop: `size` requests 4 s apart at 09:00 every day."""
+    return [START + day * DAY + 9 * 3600 + 4 * k for day in range(days) for k in range(size)]
+
+
+def test_levels_are_learned_up_to_the_maximum_beyond_the_old_cap_of_16():
+    """A class of 30 every morning needs 30 instances before 09:00 (the 30th request
+    arrives 116 s after the first, well within the provisioning time)."""
+    before_class = START + 14 * DAY + 9 * 3600 - 120
+    result = size(class_of(30, 15), before_class, settings=SloSettings(max_size=50))
+    assert result.target >= 29
+    assert not result.at_risk
+    assert "set to cover" in result.reason
+
+
+def test_requests_beyond_the_maximum_are_counted_uncovered_and_the_slo_is_at_risk():
+    """Under a maximum of 16 the 14 later requests of each class of 30 find none: 14 of 30
+    per day (47 %) are uncovered, which no goal of 95 % allows."""
+    before_class = START + 14 * DAY + 9 * 3600 - 120
+    result = size(class_of(30, 15), before_class, settings=SloSettings(max_size=16))
+    assert result.target == 16
+    assert (
+        result.at_risk == "196 of the 420 requests learned from needed more than the maximum of 16"
+    )
+    assert "covering 53.3% of them at most" in result.reason
+
+
+def test_a_burst_asks_erlang_b_beyond_16_and_a_lower_maximum_says_the_slo_is_at_risk():
+    """30 requests in the last 150 s with little history: 0.1 requests a second over a
+    reach of 260 s is 26 Erlangs, which need 32 instances for 95 %."""
+    now = START + DAY + 10 * 3600
+    burst = [now - 5 * k for k in range(30)][::-1]
+    assert size(burst, now, settings=SloSettings(max_size=50)).target == 32
+    capped = size(burst, now, settings=SloSettings(max_size=20))
+    assert capped.target == 20
+    assert capped.at_risk == "the SLO asks for 32, the maximum is 20"
+
+
+def test_when_the_budget_and_the_maximum_both_bind_it_says_what_the_slo_asks_and_both():
+    now = START + DAY + 23.5 * 3600
+    burst = [now - 5 * k for k in range(30)][::-1]
+    settings = SloSettings(max_size=20, idle_budget=2)  # 2 GPU-h for half an hour: 4
+    result = size(burst, now, settings=settings)
+    assert result.target == 4
+    assert result.at_risk == "the idle budget allows 4, the SLO asks for 32, the maximum is 20"
+
+
+def test_with_no_request_at_all_it_says_there_is_no_history_yet():
+    result = size([], START + 10 * DAY + 3600)
+    assert result.target == 0
+    assert "no request history yet (none in 10 d)" in result.reason
+    assert "learned from 0 requests" not in result.reason
 
 
 def test_with_little_history_it_uses_an_erlang_estimate_of_the_recent_rate():
@@ -198,9 +273,16 @@ def test_the_state_is_the_same_between_breakpoints():
 
 def test_needs_count_the_requests_of_the_reach_before_each():
     arrivals = [START + 1000, START + 1090, START + 1180, START + 5000]
-    found = sizing.needs(arrivals, START, START + DAY, reach=300)
+    found = sizing.needs(arrivals, START, START + DAY, reach=300, cap=16)
     by_level = [sum(row[level] for row in found) for level in range(4)]
     assert by_level == [0, 2, 1, 1]  # 1000 and 5000 alone, 1090 second, 1180 third
+
+
+def test_needs_count_requests_beyond_the_cap_in_a_column_no_level_covers():
+    arrivals = [START + 1000, START + 1090, START + 1180, START + 5000]
+    found = sizing.needs(arrivals, START, START + DAY, reach=300, cap=2)
+    assert [sum(row[level] for row in found) for level in range(4)] == [0, 2, 1, 1]
+    assert sizing.coverage([2] * sizing.STATES, found) == pytest.approx(3 / 4)
 
 
 def _grid(state: int) -> tuple[int, int, int]:
@@ -225,8 +307,8 @@ BUSIEST = sizing.state_at([START + 10 * k for k in range(12)], START + 120)
 QUIETEST = sizing.state_at([START], START + 10 * DAY)
 
 
-def _empty():
-    return [0.0] * sizing.STATES, [[0] * (sizing.MAX_LEVEL + 1) for _ in range(sizing.STATES)]
+def _empty(cap: int = 16):
+    return [0.0] * sizing.STATES, [[0] * (cap + 2) for _ in range(sizing.STATES)]
 
 
 def test_the_busiest_and_quietest_states_are_the_corners_of_the_grid():
@@ -273,7 +355,7 @@ def test_a_move_pays_for_the_busier_states_it_raises():
 
 def test_learned_levels_are_monotone_in_activity():
     h = history(DEMAND, DAY_20 + 12 * 3600)
-    model, _ = sizing.learn(h, 320.0, 0.95)
+    model, _ = sizing.learn(h, 320.0, 0.95, cap=10)
     assert model.moves
     one_step_busier = [
         (state, u)
@@ -287,7 +369,7 @@ def test_learned_levels_are_monotone_in_activity():
 
 def test_the_validated_goal_is_at_least_the_needed_share():
     h = history(DEMAND, DAY_20 + 12 * 3600)
-    learned = sizing.learn(h, 320.0, 0.95)
+    learned = sizing.learn(h, 320.0, 0.95, cap=10)
     assert learned is not None
     model, goal = learned
     assert 0.95 <= goal <= 1.0

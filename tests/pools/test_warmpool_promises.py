@@ -286,7 +286,7 @@ def test_an_instance_idles_for_the_slo_budget_only_until_it_is_promised(warm_pro
     actions.request_workspace(member, warm_profile)
     instance.refresh_from_db()
     later = instance.claimed_at + timedelta(hours=1)
-    idle = slo.idle_instance_hours([warm_profile.pk], instance.created, later)
+    idle = slo.idle_gpu_hours([warm_profile.pk], instance.created, later, {warm_profile.pk: 1.0})
     assert idle[warm_profile.pk] == pytest.approx(100 / 3600, abs=0.01)
 
 

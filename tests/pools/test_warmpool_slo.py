@@ -88,7 +88,10 @@ def test_an_admin_sizes_a_pool_by_slo_and_the_change_is_audited(admin_client, gp
     [
         ({"slo_percent": "100"}, "slo_percent", "100 % cannot be promised"),
         ({"slo_percent": "20"}, "slo_percent", "from 50 to 99.9"),
-        ({"slo_seconds": "0"}, "slo_seconds", "at least 1 second"),
+        ({"slo_percent": "99.95"}, "slo_percent", "from 50 to 99.9"),
+        ({"slo_seconds": "0"}, "slo_seconds", "from 1 to 86,400 seconds (a day)"),
+        ({"slo_seconds": "86401"}, "slo_seconds", "from 1 to 86,400 seconds (a day)"),
+        ({"slo_seconds": "99999999999"}, "slo_seconds", "from 1 to 86,400 seconds (a day)"),
         ({"min_size": "5", "max_size": "3"}, "min_size", "above the maximum (3)"),
         ({"max_size": "0"}, "max_size", "from 1 to 100"),
         ({"max_size": "500"}, "max_size", "from 1 to 100"),
@@ -107,6 +110,15 @@ def test_bad_settings_are_refused_with_a_field_error(
     assert field in errors
     assert message in " ".join(errors[field])
     assert not Pool.objects.filter(profile=gpu_profile, sizing="slo").exists()
+
+
+def test_the_bounds_of_the_slo_themselves_are_accepted(admin_client, gpu_profile):
+    response = admin_client.post(
+        sizing_url(gpu_profile), form_data(slo_percent="99.9", slo_seconds="86400")
+    )
+    assert response.status_code == HTTPStatus.FOUND
+    pool = Pool.objects.get(profile=gpu_profile)
+    assert (pool.slo_percent, pool.slo_seconds) == (99.9, 86400)
 
 
 def test_an_on_demand_profile_cannot_be_sized_by_slo(admin_client, starter):
