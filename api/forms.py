@@ -18,6 +18,7 @@ from api.problems import NON_FIELD
 from portal.forms import PortalFormMixin
 
 UNKNOWN = "Unknown field."
+NOT_BOOLEAN = "Give true or false."
 
 
 def _form_kwargs(form_class, instance, user) -> dict:
@@ -28,12 +29,22 @@ def _form_kwargs(form_class, instance, user) -> dict:
     return kwargs
 
 
+class NotBoolean(ValueError):
+    """A checkbox field was given a JSON value other than true, false or null."""
+
+
 def _as_data(field: forms.Field, value):
-    """A JSON value as the form's widget reads it from a POST."""
+    """A JSON value as the form's widget reads it from a POST.
+
+    A checkbox takes only JSON true, false or null: its widget reads any other string
+    (0 sent as "0", "no", "off") as ticked, the opposite of what the client meant.
+    """
     if value is None:
         return ""
     if isinstance(field, forms.BooleanField):
-        return value if isinstance(value, bool) else str(value)
+        if not isinstance(value, bool):
+            raise NotBoolean(NOT_BOOLEAN)
+        return value
     if getattr(field.widget, "allow_multiple_selected", False):
         return [str(v) for v in value] if isinstance(value, list) else [str(value)]
     if isinstance(value, dict | list):
@@ -88,7 +99,10 @@ def _inline_data(inline, rows) -> dict:
             raise ValidationError({f"rows[{index}].{name}": [UNKNOWN] for name in unknown})
         for name in names:
             field = empty.fields[name]
-            value = _as_data(field, row[name]) if name in row else empty[name].value()
+            try:
+                value = _as_data(field, row[name]) if name in row else empty[name].value()
+            except NotBoolean as error:
+                raise ValidationError({f"rows[{index}].{name}": [str(error)]}) from None
             data[f"{prefix}-{index}-{name}"] = "" if value is None else value
         if index < len(existing):
             data[f"{prefix}-{index}-id"] = str(existing[index].instance.pk)
@@ -110,9 +124,15 @@ def bind(form_class, payload, *, user, instance=None, rows_key: str = "", **form
     if unknown:
         raise ValidationError({name: [UNKNOWN] for name in sorted(unknown)})
     data = _current(unbound)
+    refused = {}
     for name, value in payload.items():
         if name in unbound.fields:
-            data[name] = _as_data(unbound.fields[name], value)
+            try:
+                data[name] = _as_data(unbound.fields[name], value)
+            except NotBoolean as error:
+                refused[name] = [str(error)]
+    if refused:
+        raise ValidationError(refused)
     if rows_key:
         try:
             data |= _inline_data(unbound.inline, payload.get(rows_key))

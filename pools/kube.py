@@ -33,6 +33,8 @@ Errors, one mapping for every caller:
   for "exceeded quota" says the namespace's quota has no room);
 - 404 → absent: `get` returns None, `list` returns [], `delete` returns False; a write
   whose namespace is missing raises TransientError ("did not find");
+- 3xx → PermanentError: redirects are never followed (`NO_REDIRECTS`), so no request, body
+  or client certificate goes to an address the kubeconfig does not name;
 - 409, 429, 5xx, timeouts, refused connections and TLS failures → TransientError;
 - any other status (400, 415, 422, ...) → PermanentError with the API's message;
 - any other exception (e.g. http.client refusing a header) → PermanentError naming only its
@@ -63,6 +65,8 @@ from profiles import kubeconfig
 FIELD_MANAGER = "gpu-paas-portal"
 KEY_FILES_DIR = "kubernetes"  # under settings.DATA_DIR
 REQUEST_TIMEOUT = (5, 30)  # seconds: connect, read
+# urllib3's default retries (3), but a redirect comes back as the answer, never followed.
+NO_REDIRECTS = urllib3.Retry(3, redirect=0, raise_on_redirect=False)
 # A DNS-1123 subdomain: what a Kubernetes object or namespace name can be.
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
@@ -166,7 +170,10 @@ def client_for(infrastructure) -> KubeClient:
         ) from None
     try:
         api = new_client_from_config_dict(
-            config, persist_config=False, temp_file_path=_key_files_directory()
+            config,
+            persist_config=False,
+            temp_file_path=_key_files_directory(),
+            client_configuration=_configuration(),
         )
     except ConfigException as error:
         raise PermanentError(
@@ -177,6 +184,15 @@ def client_for(infrastructure) -> KubeClient:
             f"The kubeconfig of {infrastructure} cannot be used ({type(error).__name__})."
         ) from None
     return KubeClient(api, source="kubeconfig")
+
+
+def _configuration() -> Configuration:
+    """The official client's settings, with redirects never followed: the kubeconfig names
+    the one address the portal talks to, and urllib3 would otherwise send the request, its
+    body and client certificate included, wherever a 3xx points and believe the answer."""
+    configuration = Configuration()
+    configuration.retries = NO_REDIRECTS
+    return configuration
 
 
 def _key_files_directory() -> str:
@@ -196,7 +212,7 @@ def _in_cluster_api() -> ApiClient:
     problem = kubeconfig.in_cluster_problem()
     if problem:
         raise PermanentError(problem)
-    configuration = Configuration()
+    configuration = _configuration()
     directory = kubeconfig.SERVICE_ACCOUNT_DIR
     try:
         InClusterConfigLoader(
@@ -365,6 +381,13 @@ class KubeClient:
         """The error for a status other than 2xx (and 404 where absence is an answer)."""
         message = _message(data)
         detail = f"HTTP {code}: {message}"
+        if 300 <= code < 400:
+            return PermanentError(
+                f"The Kubernetes API at {self.host} redirected the request for {what} "
+                f"(HTTP {code}). The portal follows no redirect: it talks only to the server "
+                "its credentials name. Give the API server's own address.",
+                detail,
+            )
         if code == 403 and "exceeded quota" in message:
             # Admission refused by the namespace's ResourceQuota, not an authorization failure.
             return PermanentError(

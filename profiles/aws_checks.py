@@ -406,5 +406,6 @@ def _security_group_problem(session, endpoint_url, groups: tuple[str, ...], vpcs
 def eks_cluster_name(entry_name: str, given: str | None) -> str:
     """The EKS cluster of an AWS entry: the one its settings name, else one named after the
     entry (one rule for the driver, `pools.drivers.aws.eks_settings_from`, and the form,
-    which refuses a cluster another entry of the region uses)."""
+    which refuses a cluster another entry of the region uses, and stores the name at the
+    entry's first save so that renaming the entry keeps its cluster)."""
     return given or f"gpu-paas-{slugify(entry_name)}"[:100]

@@ -3,9 +3,10 @@ the MIG layout check the partitioning pages use."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from api.forms import bind
+from api.forms import NOT_BOOLEAN, bind
 from api.problems import Conflict
 from api.v1 import serializers as out
 from api.v1.generic import PageBackedViewSet, write_docs
@@ -126,9 +127,12 @@ class PartitioningViewSet(PageBackedViewSet):
     def drain(self, request, pk=None):
         strategy = self.get_object()
         body = request.data if isinstance(request.data, dict) else {}
+        draining = body.get("draining", False)
+        if not isinstance(draining, bool):  # "false" and "no" are true to Python
+            raise ValidationError({"draining": [NOT_BOOLEAN]})
         form = bind(
             DrainForm,
-            {"node": body.get("node"), "draining": "1" if body.get("draining") else ""},
+            {"node": body.get("node"), "draining": "1" if draining else ""},
             user=request.user,
         )
         try:

@@ -27,7 +27,9 @@ task retries; then the dedicated cluster (only one tagged with the workspace) th
 way. Stop finds them by name the same way and scales each to 0 nodes.
 
 Settings, from the infrastructure's `credentials` (or the constructor): `cluster_name`
-(default "gpu-paas-<infrastructure name>"), `cluster_role_arn`, `node_role_arn`,
+(the form stores "gpu-paas-<infrastructure name>" at the first save when none is given, so
+a rename keeps the cluster; an entry made another way without one gets that name from its
+current name), `cluster_role_arn`, `node_role_arn`,
 `subnet_ids` and `security_group_ids` (lists or comma-separated strings).
 """
 

@@ -71,7 +71,9 @@ def eks_field_name(key: str) -> str:
 # The EKS settings' fields: what the AWS driver provisions with (`aws_checks.EKS_SETTINGS`).
 EKS_HELP = {
     "cluster_name": "The EKS cluster workspaces' node groups join; leave empty for "
-    "gpu-paas-<this entry's name>. Created when missing.",
+    "gpu-paas-<this entry's name>, kept when the entry is renamed. Created when missing. "
+    "Change it only while the entry has no workspaces: their node groups stay on the old "
+    "cluster.",
     "cluster_role_arn": "The role EKS uses to create and run the cluster (trusted by "
     "eks.amazonaws.com). Needed when the cluster does not exist yet, and for super-sized "
     "profiles' dedicated clusters.",
@@ -286,11 +288,13 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         missing = catalog.missing_credentials(provider.code, credentials) if credentials else []
         for key in missing:
             self.add_error(credential_field_name(provider.code, key), "Needed to log in.")
-        settings = self._clean_eks_settings() if provider.code == "aws" else {}
+        settings = {}
         if provider.code == "aws":
+            settings = self._clean_eks_settings()
             self._refuse_another_entrys_cluster(cleaned, settings)
-        if provider.code == "aws" and credentials and not missing and not self.errors:
-            self._check_aws(credentials, settings, cleaned)
+            if credentials and not missing and not self.errors:
+                self._check_aws(credentials, settings, cleaned)
+            settings["cluster_name"] = self._cluster_name(cleaned, settings)
         # The driver reads the EKS settings beside the login (`eks_settings_from`).
         cleaned["credentials"] = credentials | {k: v for k, v in settings.items() if v}
 
@@ -316,6 +320,21 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             self.add_error(eks_field_name(key), problem)
         return settings
 
+    def _is_aws_entry(self) -> bool:
+        return bool(self.instance.pk) and self.instance.provider == "aws"
+
+    def _cluster_name(self, cleaned: dict, settings: dict) -> str:
+        """The EKS cluster of this entry: the one given, else the one it already uses, else
+        gpu-paas-<its name>. Stored with its settings from the first save on: renaming the
+        entry must not move it to another cluster, leaving its running node groups (billed)
+        on one that nothing looks at any more."""
+        if settings.get("cluster_name"):
+            return settings["cluster_name"]
+        if self._is_aws_entry():  # `self.instance` still has the stored name and settings
+            stored = (self.instance.credentials or {}).get("cluster_name")
+            return aws_checks.eks_cluster_name(self.instance.name, stored)
+        return aws_checks.eks_cluster_name(cleaned.get("name") or "", None)
+
     def _refuse_another_entrys_cluster(self, cleaned: dict, settings: dict) -> None:
         """One EKS cluster per AWS entry: the driver finds node groups by name on its
         entry's cluster, so two entries on one cluster would each list the other's."""
@@ -323,7 +342,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         region = cleaned.get("region")
         if not (cleaned.get("name") and region) or field in self.errors:
             return
-        cluster = aws_checks.eks_cluster_name(cleaned["name"], settings.get("cluster_name"))
+        cluster = self._cluster_name(cleaned, settings)
         others = Infrastructure.objects.filter(kind=CLOUD, provider="aws", region=region)
         sharing = [
             other
@@ -336,7 +355,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         if not sharing:
             return
         other = sharing[0]
-        if settings.get("cluster_name"):
+        if settings.get("cluster_name") or self._is_aws_entry():
             problem = f"{other} already uses EKS cluster {cluster} in {region}."
         else:
             problem = (

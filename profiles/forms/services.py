@@ -49,6 +49,10 @@ class ServiceComponentForm(forms.ModelForm):
             self.add_error("component", f"{found.name} provides {provides}, not this capability.")
         if found and not cleaned.get("version"):
             cleaned["version"] = found.default_version
+        version = cleaned.get("version")
+        problem = components.version_problem(version) if version else ""
+        if problem:
+            self.add_error("version", problem)
         if found and "parameters" in cleaned:
             try:
                 found.resolve(cleaned["parameters"])

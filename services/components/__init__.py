@@ -28,6 +28,7 @@ from services.components.base import (
     component,
     object_name,
     register,
+    version_problem,
 )
 from services.components.feast import Feast
 from services.components.gcs import GoogleCloudStorage
@@ -89,4 +90,5 @@ __all__ = [
     "choices",
     "component",
     "object_name",
+    "version_problem",
 ]

@@ -22,6 +22,7 @@ backend passes in are plain data defined here.
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,15 @@ class Capability(models.TextChoices):
 
 
 INT, STR, BOOL, CHOICE = "int", "str", "bool", "choice"
+# A pod's sizing stays within what a compute profile's resource group may ask for
+# (`profiles.models.MAX_CPU`, `MAX_RAM_GB`, `MAX_STORAGE_GB`; profiles imports this layer,
+# so the numbers are repeated here and a test keeps them equal).
+MAX_CPU = 1024
+MAX_MEMORY_GB = 65_536
+MAX_STORAGE_GB = 1_000_000
+# What Docker and every OCI registry accept as an image tag: the version is formatted into
+# one (`Component.image`), so anything else makes every deployment fail to pull.
+IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 SERVICES_EXTRA = "pip install 'gpu-paas-portal[services]'"
 NOT_LOCAL = "not available on local infrastructure"
 
@@ -103,15 +113,48 @@ def resources(
 ) -> tuple[Parameter, ...]:
     """The Kubernetes sizing parameters every component has."""
     params = [
-        Parameter("cpu", INT, cpu, "vCPUs of the component's pod (Kubernetes).", minimum=1),
-        Parameter("memory_gb", INT, memory_gb, "Memory of the pod in GiB (Kubernetes).", 1),
+        Parameter(
+            "cpu",
+            INT,
+            cpu,
+            "vCPUs of the component's pod (Kubernetes).",
+            minimum=1,
+            maximum=MAX_CPU,
+        ),
+        Parameter(
+            "memory_gb",
+            INT,
+            memory_gb,
+            "Memory of the pod in GiB (Kubernetes).",
+            minimum=1,
+            maximum=MAX_MEMORY_GB,
+        ),
         Parameter("gpus", INT, gpus, "GPUs of the pod (Kubernetes).", minimum=0, maximum=16),
     ]
     if storage_gb:
         params.append(
-            Parameter("storage_gb", INT, storage_gb, "Persistent volume size in GiB.", minimum=1)
+            Parameter(
+                "storage_gb",
+                INT,
+                storage_gb,
+                "Persistent volume size in GiB.",
+                minimum=1,
+                maximum=MAX_STORAGE_GB,
+            )
         )
     return tuple(params)
+
+
+def version_problem(version: str) -> str:
+    """Why a component version cannot be used ("" when it can): it becomes part of the
+    image tag, so it must be one itself (letters, digits, "_", "." and "-", not starting
+    with "." or "-", at most 128 characters)."""
+    if IMAGE_TAG.fullmatch(version):
+        return ""
+    return (
+        "A version is what the image tag is made of: letters, digits, dots, dashes and "
+        "underscores, starting with a letter, digit or underscore (e.g. 4.4)."
+    )
 
 
 def object_name(workspace: str, code: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from services.components.base import (
     INT,
+    MAX_CPU,
     Capability,
     Component,
     KubeWorkers,
@@ -20,6 +21,9 @@ from services.components.base import (
 )
 
 GCS_PORT = 6379
+# Worker pods besides the head: at most as many as a resource group may have nodes
+# (`profiles.models.MAX_NODE_COUNT`), far below what a Deployment's replicas can hold.
+MAX_WORKERS = 1000
 # Ray Client's proxy starts each client's server with a Popen that runs Python between
 # fork and exec, and closes the child's descriptors. gRPC's fork support restarts its
 # poller thread in the child, which then finds its epoll descriptor closed (EBADF) and
@@ -53,8 +57,10 @@ class Ray(Component):
     description = "Ray head (and workers on multi-node profiles)."
     parameters = (
         local_port("Local GCS port"),
-        Parameter("num_cpus", INT, 0, "CPUs Ray may use; 0 detects them.", (), 0, 1024),
-        Parameter("workers", INT, 0, "Worker pods besides the head (Kubernetes).", 0),
+        Parameter("num_cpus", INT, 0, "CPUs Ray may use; 0 detects them.", (), 0, MAX_CPU),
+        Parameter(
+            "workers", INT, 0, "Worker pods besides the head (Kubernetes).", (), 0, MAX_WORKERS
+        ),
         *resources(cpu=2, memory_gb=8),
     )
     ports = (GCS_PORT, 8265, 10001)

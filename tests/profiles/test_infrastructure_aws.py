@@ -2,18 +2,39 @@
 fields of the infrastructure form, checked against AWS (a real moto server) with field
 errors, kept by every save, and shown on the entry's page."""
 
+import importlib
 import json
+from http import HTTPStatus
 
 import boto3
 import pytest
+from django.apps import apps as django_apps
 from django.urls import reverse
 
+from api import tokens
+from api.models import Scope
+from pools.drivers.aws import AwsDriver
+from pools.drivers.base import GroupSpec, WorkspaceSpec
 from profiles.forms import InfrastructureForm
 from profiles.models import Infrastructure
+from tests.api.conftest import ApiClient
 from tests.profiles.test_infrastructure import aws_data
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("aws")]
 ACCOUNT = "123456789012"  # moto's
+KEYS = {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": "example-secret"}
+EKS = {  # what the driver needs to create the cluster (moto checks none of it)
+    "cluster_role_arn": f"arn:aws:iam::{ACCOUNT}:role/eks-cluster",
+    "node_role_arn": f"arn:aws:iam::{ACCOUNT}:role/eks-node",
+    "subnet_ids": ["subnet-0a", "subnet-0b"],
+}
+SPEC = WorkspaceSpec(
+    name="ws-42",
+    owner="mia",
+    profile="big",
+    profile_version=1,
+    groups=(GroupSpec(0, "A100-40GB", 8, cpu=32, ram_gb=256),),
+)
 
 
 def trust(service: str) -> str:
@@ -135,6 +156,65 @@ def test_a_default_cluster_name_another_entry_uses_is_refused(prepared, aws_infr
     assert "eks_cluster_name" not in form_errors(named)
 
 
+def test_a_new_entry_stores_the_cluster_name_it_derives_from_its_name(prepared):
+    form = InfrastructureForm(aws_data(**eks_fields(prepared)), instance=Infrastructure())
+    assert form.is_valid(), form.errors
+    assert form.save().credentials["cluster_name"] == "gpu-paas-aws-prod"
+
+
+def test_renaming_an_entry_keeps_its_eks_cluster_and_its_node_groups_deletable(
+    aws, aws_infrastructure, org_admin
+):
+    """The cluster name was derived from the entry's current name on every call: after a
+    rename the driver looked at a cluster that does not exist, deprovisioning found no node
+    group and said done, and the GPU node groups ran on, billed and seen by nothing."""
+    aws_infrastructure.credentials = {**KEYS, **EKS}
+    aws_infrastructure.save()
+    driver = AwsDriver(aws_infrastructure)
+    assert driver.settings.cluster_name == "gpu-paas-aws-test"
+    assert driver.provision(SPEC).ready
+
+    api = ApiClient(tokens.create_token(org_admin, "rename", Scope.READ_WRITE, 30)[1])
+    url = f"/api/v1/infrastructure/{aws_infrastructure.pk}/"
+    renamed = api.patch(url, {"name": "AWS production"}, **{"If-Match": api.get(url)["ETag"]})
+    assert renamed.status_code == HTTPStatus.OK, renamed.content
+
+    aws_infrastructure.refresh_from_db()
+    assert aws_infrastructure.credentials["cluster_name"] == "gpu-paas-aws-test"
+    AwsDriver(aws_infrastructure).deprovision(SPEC)
+    eks = boto3.client("eks", endpoint_url=aws, region_name="us-east-1")
+    assert eks.list_nodegroups(clusterName="gpu-paas-aws-test")["nodegroups"] == []
+
+
+def test_a_renamed_entrys_cluster_is_still_refused_to_a_new_entry(prepared, aws_infrastructure):
+    aws_infrastructure.name = "Renamed"
+    aws_infrastructure.credentials = {"cluster_name": "gpu-paas-aws-test"}
+    aws_infrastructure.save()
+    errors = form_errors(aws_data(name="AWS-test", **eks_fields(prepared)))
+    assert errors["eks_cluster_name"] == [
+        "Left empty, this is gpu-paas-aws-test (from this entry's name), which Renamed "
+        "already uses in us-east-1. Give this entry a cluster of its own."
+    ]
+
+
+def test_existing_aws_entries_get_the_cluster_name_they_use_stored(aws_infrastructure):
+    """The migration stores the name the driver derived, and keeps a name already given."""
+    named = Infrastructure.objects.create(
+        name="AWS named",
+        kind=aws_infrastructure.kind,
+        provider="aws",
+        region="us-east-1",
+        credentials={**KEYS, "cluster_name": "shared-gpu"},
+    )
+    migration = importlib.import_module("profiles.migrations.0009_pin_eks_cluster_names")
+    migration.pin_cluster_names(django_apps, None)
+
+    aws_infrastructure.refresh_from_db()
+    named.refresh_from_db()
+    assert aws_infrastructure.credentials == {"cluster_name": "gpu-paas-aws-test"}
+    assert named.credentials == {**KEYS, "cluster_name": "shared-gpu"}
+
+
 def as_the_browser_submits_it(instance: Infrastructure) -> dict:
     """The edit page's values, submitted unchanged (secrets blank: "leave blank to keep")."""
     form = InfrastructureForm(instance=instance)
@@ -172,6 +252,23 @@ def test_settings_set_another_way_survive_a_save_from_the_ui(
     page = admin_client.get(aws_infrastructure.get_absolute_url()).content.decode()
     assert "<th>Node role ARN</th><td>arn:aws:iam::123456789012:role/eks-nodes</td>" in page
     assert "🔒 Set (access_key_id, secret_access_key)" in page
+
+
+def test_renaming_an_entry_saved_without_a_cluster_name_keeps_the_cluster_it_used(
+    admin_client, aws_infrastructure
+):
+    """An entry stored before cluster names were stored (or by other means) gets the name
+    its workspaces run on stored at its next save, not one from its new name."""
+    aws_infrastructure.credentials = dict(KEYS)
+    aws_infrastructure.save()
+    data = as_the_browser_submits_it(aws_infrastructure) | {"name": "AWS production"}
+    url = reverse("profiles:infrastructure_edit", args=[aws_infrastructure.pk])
+    response = admin_client.post(url, data)
+    assert response.status_code == HTTPStatus.FOUND, response.content.decode()[-2000:]
+    aws_infrastructure.refresh_from_db()
+    assert aws_infrastructure.name == "AWS production"
+    assert aws_infrastructure.credentials["cluster_name"] == "gpu-paas-aws-test"
+    assert AwsDriver(aws_infrastructure).settings.cluster_name == "gpu-paas-aws-test"
 
 
 def test_an_unrelated_edit_does_not_ask_aws(prepared, settings):

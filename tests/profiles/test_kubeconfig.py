@@ -1,11 +1,17 @@
 """Kubeconfigs (issue 11, findings 1 and 6): inline credentials only, every malformed shape a
 field error, checked again when a stored kubeconfig is loaded; and in-cluster mode."""
 
+import base64
 import copy
+import datetime
 from http import HTTPStatus
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.urls import reverse
 
 from profiles.choices import InfrastructureKind
@@ -15,13 +21,42 @@ from profiles.models import Infrastructure
 
 pytestmark = pytest.mark.django_db
 
+
+def certificate_and_key(name: str) -> tuple[str, str]:
+    """A self-signed certificate and its key, as a kubeconfig holds them (base64 of PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return (
+        base64.b64encode(certificate.public_bytes(serialization.Encoding.PEM)).decode(),
+        base64.b64encode(pem_key).decode(),
+    )
+
+
+CA, _ = certificate_and_key("cluster-ca")
+CLIENT_CERTIFICATE, CLIENT_KEY = certificate_and_key("portal")
 GOOD = {
     "apiVersion": "v1",
     "kind": "Config",
     "clusters": [
         {
             "name": "prod",
-            "cluster": {"server": "https://10.0.0.1:6443", "certificate-authority-data": "Q0E="},
+            "cluster": {"server": "https://10.0.0.1:6443", "certificate-authority-data": CA},
         }
     ],
     "users": [{"name": "admin", "user": {"token": "secret-token"}}],
@@ -67,8 +102,78 @@ def form_errors(kubeconfig: str, instance=None, **extra) -> dict:
 
 def test_an_inline_kubeconfig_is_accepted():
     assert form_errors(yaml.safe_dump(GOOD)) == {}
-    cert = {"client-certificate-data": "Q0VSVA==", "client-key-data": "S0VZ"}
+    cert = {"client-certificate-data": CLIENT_CERTIFICATE, "client-key-data": CLIENT_KEY}
     assert form_errors(with_changes(lambda c: c["users"][0].update(user=cert))) == {}
+
+
+@pytest.mark.parametrize(
+    "server",
+    [
+        "https://ABC123.gr7.us-east-1.eks.amazonaws.com",  # EKS and GKE give no port: 443
+        "https://[fd00::1]:6443",
+        "https://rancher.example.com/k8s/clusters/c-m-abc12",  # a proxy's path prefix
+    ],
+)
+def test_an_https_server_with_or_without_a_port_or_path_is_accepted(server):
+    text = with_changes(lambda c: c["clusters"][0]["cluster"].update(server=server))
+    assert form_errors(text) == {}
+
+
+def test_a_server_over_http_is_refused():
+    """The token, and every answer, would travel unencrypted."""
+    text = with_changes(lambda c: c["clusters"][0]["cluster"].update(server="http://k:6443"))
+    assert form_errors(text)["kubeconfig"] == [
+        "Cluster “prod”'s server must be an https:// URL: over http its credentials and "
+        "every answer would travel unencrypted."
+    ]
+
+
+@pytest.mark.parametrize(
+    "server", ["https://admin:pw@k:6443", "https://k:6443/?x=1", "https://k:6443#top", "https://k?"]
+)
+def test_a_server_with_a_user_a_query_or_a_fragment_is_refused(server):
+    text = with_changes(lambda c: c["clusters"][0]["cluster"].update(server=server))
+    (message,) = form_errors(text)["kubeconfig"]
+    assert message == (
+        "Cluster “prod”'s server must be https://host or https://host:port (a path is fine), "
+        "without a user name, query or fragment."
+    )
+    assert "pw" not in message
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        (  # base64 of "CA", of "CERT", of "KEY": base64, but no certificate or key
+            {"cluster": {"certificate-authority-data": "Q0E="}},
+            "Cluster “prod”'s certificate-authority-data is not a PEM certificate",
+        ),
+        (
+            {"user": {"client-certificate-data": "Q0VSVA==", "client-key-data": CLIENT_KEY}},
+            "User “admin”'s client-certificate-data is not a PEM certificate",
+        ),
+        (
+            {"user": {"client-certificate-data": CLIENT_CERTIFICATE, "client-key-data": "S0VZ"}},
+            "User “admin”'s client-key-data is not an unencrypted PEM private key",
+        ),
+        (  # the CA's certificate where the client's belongs: not the key's certificate
+            {"user": {"client-certificate-data": CA, "client-key-data": CLIENT_KEY}},
+            "User “admin”'s client-key-data is not the key of its client-certificate-data.",
+        ),
+    ],
+)
+def test_certificates_and_keys_that_do_not_load_are_refused_when_saved(where, message):
+    """Refused later, they made every call fail as "cannot reach the cluster"."""
+
+    def change(config):
+        if "cluster" in where:
+            config["clusters"][0]["cluster"].update(where["cluster"])
+        else:
+            config["users"][0]["user"] = where["user"]
+
+    (error,) = form_errors(with_changes(change))["kubeconfig"]
+    assert error.startswith(message)
+    assert CLIENT_KEY[:20] not in error and "S0VZ" not in error
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,67 @@ def test_rejects_bad_components(admin_client, rows, message):
     assert message in response.content.decode()
 
 
+def row_errors(admin_client, row: dict) -> dict:
+    """The field errors of a one-row profile's row, which must not be saved."""
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), services_data([row]))
+    assert response.status_code == HTTPStatus.OK
+    assert not ServicesProfile.objects.filter(name="Custom stack").exists()
+    return response.context["form"].inline.forms[0].errors
+
+
+@pytest.mark.parametrize(
+    ("capability", "code", "parameters", "message"),
+    [
+        # Beyond what a resource group may ask for (MAX_CPU, MAX_RAM_GB, MAX_STORAGE_GB).
+        ("notebook", "jupyterlab", "cpu=1025", "cpu must be at most 1024."),
+        ("notebook", "jupyterlab", "cpu=" + "9" * 22, "cpu must be at most 1024."),
+        ("notebook", "jupyterlab", "memory_gb=65537", "memory_gb must be at most 65536."),
+        ("object_store", "minio", "storage_gb=1000001", "storage_gb must be at most 1000000."),
+        # 2**31 workers are no Deployment at all; a resource group has at most 1,000 nodes.
+        ("distributed_compute", "ray", "workers=1001", "workers must be at most 1000."),
+        ("distributed_compute", "ray", "workers=2147483648", "workers must be at most 1000."),
+    ],
+)
+def test_a_size_no_cluster_can_give_a_component_is_refused_next_to_its_parameters(
+    admin_client, capability, code, parameters, message
+):
+    errors = row_errors(admin_client, component(capability, code, "", parameters))
+    assert errors["parameters"] == [message]
+
+
+def test_the_largest_sizes_a_component_may_ask_for_are_saved(admin_client):
+    rows = [
+        component("notebook", "jupyterlab", "", "cpu=1024\nmemory_gb=65536"),
+        component("distributed_compute", "ray", "", "workers=1000"),
+    ]
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), services_data(rows))
+    assert response.status_code == HTTPStatus.FOUND
+    saved = ServicesProfile.objects.get(name="Custom stack").components
+    assert saved.get(component="ray").parameters == {"workers": "1000"}
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["4.4 && id", "../../evil/image", "4.4\u202e", "-4.4", ".4", "4.4:latest", "4.4@sha256"],
+)
+def test_a_version_that_is_no_image_tag_is_refused_next_to_it(admin_client, version):
+    """The version becomes the image tag (`lab-4.4` of JupyterLab's image): anything Docker's
+    tag grammar refuses would make every deployment of the profile fail to pull."""
+    errors = row_errors(admin_client, component("notebook", "jupyterlab", version))
+    assert errors["version"] == [
+        "A version is what the image tag is made of: letters, digits, dots, dashes and "
+        "underscores, starting with a letter, digit or underscore (e.g. 4.4)."
+    ]
+
+
+@pytest.mark.parametrize("version", ["4.3", "4.4.1_rc-2", "2025-04-22"])
+def test_a_version_that_makes_an_image_tag_is_saved(admin_client, version):
+    row = component("notebook", "jupyterlab", version)
+    response = admin_client.post(reverse("profiles:servicesprofile_add"), services_data([row]))
+    assert response.status_code == HTTPStatus.FOUND
+    assert ServicesProfile.objects.get(name="Custom stack").components.get().version == version
+
+
 def test_list_filters_turnkey(admin_client):
     response = admin_client.get(reverse("profiles:servicesprofile_list"), {"turnkey": "false"})
     assert b"Jupyter Notebook" not in response.content
