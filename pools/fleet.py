@@ -93,7 +93,7 @@ def _pod_requests(pod: dict) -> dict[str, int]:
     return total
 
 
-def _pod_node(pod: dict) -> str | None:
+def pod_node(pod: dict) -> str | None:
     """The Node a live pod uses: where it is bound (`spec.nodeName`, the Node's name), else
     the Node it is pinned to (a pod the portal just pinned and the scheduler has not bound
     yet)."""
@@ -112,7 +112,7 @@ def build_fleet(nodes: list[NodeInfo], pods: list[dict]) -> list[placement.GpuSt
     """
     used: dict[str, dict[str, int]] = {}
     for pod in pods:
-        node = _pod_node(pod)
+        node = pod_node(pod)
         if node:
             on_node = used.setdefault(node, {})
             for key, n in _pod_requests(pod).items():

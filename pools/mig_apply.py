@@ -7,38 +7,42 @@ The GPU Operator's mig-manager reads mig-parted configs from a ConfigMap (Helm v
 
 `apply_partitioning` (a django-q2 task, enqueued on commit, never run in a request):
 1. list the cluster's nodes with the strategy's GPU model (or the listed nodes);
-2. find the busy ones: a live workspace recorded on it, or a portal pod scheduled there;
-3. server-side apply the ConfigMap with every config of the infrastructure's partitionings;
+2. find the busy ones: a workspace holding GPUs recorded on it, or a portal pod bound or
+   pinned there; mark them refused (they keep their partitioning). When every node is
+   busy, stop there: nothing is applied, and `apply_error` says why;
+3. server-side apply the ConfigMap with every config of the infrastructure's partitionings,
+   and every config of the ConfigMap as it is that some node is still labelled with;
 4. server-side apply `nvidia.com/mig.config=<name>` on each node that is not busy, with
    `nvidia.com/mig.config.state=pending`, and mark it pending: mig-manager overwrites that
    state when it acts on the new config, so a "success" read afterwards is about this
    config, never the previous one's. A node already labelled with the config keeps its
    labels (the name changes with the content, so it has this layout, or mig-manager is on
-   it) and is marked as mig-manager last reported. Busy nodes are marked refused and keep
-   their partitioning; listed nodes that are missing, have other GPUs or no GPU product
-   label are marked not applied;
+   it) and is marked as mig-manager last reported. Listed nodes that are missing, have
+   other GPUs or no GPU product label are marked not applied. `applied_config` then names
+   the config handed to the nodes; whether mig-manager repartitioned each one is its state;
 5. schedule `refresh_state`, which reads the state labels of the nodes the apply labelled
    back until none is pending.
 Both tasks are idempotent: applying the same objects again changes nothing. Both talk to
 the cluster through the portal's one client, `pools.kube`.
 
 Every failure is on the partitioning's page: what stops the whole apply (credentials
-refused, cluster unreachable, no node of the model, an unexpected error) is the strategy's
-`apply_error`, with Apply as the retry; what stops one node (busy, missing, other GPUs,
-mig-manager failed) is that node's state and message. Node states move only through the
-node's lifecycle (`pools.partitions.set_node_state`).
+refused, cluster unreachable, no node of the model or none free, an unexpected error) is
+the strategy's `apply_error`, with Apply as the retry; what stops one node (busy, missing,
+other GPUs, mig-manager failed) is that node's state and message. Node states move only
+through the node's lifecycle (`pools.partitions.set_node_state`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from pools import kube
+from pools import fleet, kube
 from pools.drivers.base import DriverError
 from pools.models import NodePartition
 from pools.partitions import (
@@ -73,11 +77,15 @@ _WAITING = {MigConfigState.PENDING, MigConfigState.REBOOTING}
 # --- what is applied ---------------------------------------------------------------------
 
 
-def config_map_manifest(strategy: PartitioningStrategy) -> dict[str, Any]:
+def config_map_manifest(
+    strategy: PartitioningStrategy, kept: Mapping[str, list] | None = None
+) -> dict[str, Any]:
+    """The ConfigMap of the strategy's infrastructure: its partitionings' configs, and the
+    `kept` ones nodes are still labelled with."""
     return migparted.config_map(
         strategy.config_map_name,
         strategy.config_map_namespace,
-        partitioning.infrastructure_config(strategy.infrastructure),
+        partitioning.infrastructure_config(strategy.infrastructure, kept),
     )
 
 
@@ -105,10 +113,11 @@ def _model_of(labels: dict[str, str]) -> str:
 
 
 def portal_pod_nodes(client: kube.KubeClient) -> dict[str, list[str]]:
-    """Node → the portal's pods scheduled there, across namespaces."""
+    """Node → the portal's live pods there, across namespaces: bound to it, or pinned to it
+    and not bound yet (the node the placement fleet counts them on)."""
     found: dict[str, list[str]] = {}
     for pod in client.list("Pod", "", PORTAL_PODS):
-        node = (pod.get("spec") or {}).get("nodeName")
+        node = fleet.pod_node(pod)
         if node:
             found.setdefault(node, []).append(f"pod {pod['metadata']['name']}")
     return found
@@ -146,7 +155,7 @@ def request_apply(user, strategy: PartitioningStrategy) -> None:
     usable, reason = infrastructure.usability()
     if not usable:
         raise PartitioningRefused(reason)
-    refusal = apply_refusal(strategy, busy_nodes(infrastructure, known_nodes(strategy)))
+    refusal = apply_refusal(busy_nodes(infrastructure, known_nodes(strategy)))
     if refusal:
         raise PartitioningRefused(refusal)
     with transaction.atomic():
@@ -220,20 +229,26 @@ def apply_partitioning(strategy_id: int) -> str:
 def _apply(strategy: PartitioningStrategy) -> str:
     name = strategy.config_name()
     client = kube.client_for(strategy.infrastructure)
-    nodes = _target_nodes(client, strategy)
+    cluster = {node["metadata"]["name"]: _labels(node) for node in client.list("Node")}
+    nodes = _target_nodes(cluster, strategy)
     if not nodes:
         return _fail(strategy, _no_nodes(strategy))
     busy = busy_nodes(strategy.infrastructure, list(nodes))
     for node, pods in portal_pod_nodes(client).items():
         if node in nodes:
             busy.setdefault(node, []).extend(pods)
-    client.apply(config_map_manifest(strategy), field_manager=FIELD_MANAGER)
-    for node, labels in nodes.items():
-        if node in busy:
-            set_node_state(
-                strategy, node, MigConfigState.REFUSED, _busy_words(busy[node]), config_label=""
-            )
-        elif labels.get(MIG_CONFIG_LABEL) == name:
+    for node in busy:
+        set_node_state(
+            strategy, node, MigConfigState.REFUSED, _busy_words(busy[node]), config_label=""
+        )
+    free = {node: labels for node, labels in nodes.items() if node not in busy}
+    if not free:
+        # Nothing on the cluster changes, so nothing is "applied".
+        return _fail(strategy, apply_refusal(busy, lead="No node could be repartitioned"))
+    kept = _kept_configs(client, strategy, cluster)
+    client.apply(config_map_manifest(strategy, kept), field_manager=FIELD_MANAGER)
+    for node, labels in free.items():
+        if labels.get(MIG_CONFIG_LABEL) == name:
             # Nothing to relabel: mig-manager acted on this config (named after its
             # content) or is acting on it, so what it reports is about this layout.
             set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
@@ -246,15 +261,29 @@ def _apply(strategy: PartitioningStrategy) -> str:
             set_node_state(strategy, node, MigConfigState.PENDING, config_label=name)
     PartitioningStrategy.objects.filter(pk=strategy.pk).update(applied_config=name, apply_error="")
     _schedule_refresh(strategy)
-    labelled = len(nodes) - len([n for n in nodes if n in busy])
-    return f"labelled {labelled} of {len(nodes)} nodes {MIG_CONFIG_LABEL}={name}"
+    return f"labelled {len(free)} of {len(nodes)} nodes {MIG_CONFIG_LABEL}={name}"
 
 
-def _target_nodes(client: kube.KubeClient, strategy: PartitioningStrategy) -> dict[str, dict]:
+def _kept_configs(
+    client: kube.KubeClient, strategy: PartitioningStrategy, cluster: dict[str, dict]
+) -> dict[str, list]:
+    """The configs of the ConfigMap as it is that some node of the cluster is labelled with.
+
+    The ConfigMap is the record of what was applied: a node keeps its label while it hosts
+    workspaces, or after another model's partitioning (or an edit not applied yet) changed
+    what the portal would write, and mig-manager reads the node's config again when its pod
+    restarts or the node reboots. A config goes at the first apply after no node has it.
+    """
+    in_use = {labels.get(MIG_CONFIG_LABEL) for labels in cluster.values()}
+    current = client.get("ConfigMap", strategy.config_map_name, strategy.config_map_namespace)
+    configs = migparted.configs_of(current)
+    return {name: entries for name, entries in configs.items() if name in in_use}
+
+
+def _target_nodes(cluster: dict[str, dict], strategy: PartitioningStrategy) -> dict[str, dict]:
     """The nodes to label, with their labels: the listed ones (which must exist and be GPU
     nodes of the model), else every node of the model."""
     listed = strategy.node_list()
-    cluster = {node["metadata"]["name"]: _labels(node) for node in client.list("Node")}
     if not listed:
         return {
             name: labels

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from django.db import transaction
 from django.utils import timezone
 
-from pools.lifecycle import transition
+from pools.lifecycle import GPU_STATES, transition
 from pools.models import NodePartition, Workspace
 from portal import audit
 from profiles.choices import InfrastructureKind, MigConfigState
@@ -33,11 +33,13 @@ def _workspace_nodes(detail: Mapping) -> set[str]:
 
 
 def busy_nodes(infrastructure: Infrastructure, node_names: Iterable[str]) -> dict[str, list[str]]:
-    """Node → the live workspaces placed on it, for the nodes that have any."""
+    """Node → the workspaces holding (or about to hold) GPUs there, for the nodes that have
+    any. A stopped one holds none (its pods are gone) and does not keep a node from being
+    repartitioned: starting it places it again where its GPUs are free."""
     wanted = set(node_names)
     busy: dict[str, list[str]] = {}
-    live = Workspace.objects.live().filter(infrastructure=infrastructure)
-    for workspace in live.only("id", "name", "detail"):
+    holding = Workspace.objects.filter(infrastructure=infrastructure, state__in=GPU_STATES)
+    for workspace in holding.only("id", "name", "detail"):
         for node in _workspace_nodes(workspace.detail or {}) & wanted:
             busy.setdefault(node, []).append(str(workspace))
     return busy
@@ -112,14 +114,14 @@ def known_nodes(strategy: PartitioningStrategy) -> list[str]:
     return [node.name for node in strategy.node_states.all()]
 
 
-def apply_refusal(strategy: PartitioningStrategy, busy: Mapping[str, list[str]]) -> str:
+def apply_refusal(busy: Mapping[str, list[str]], lead: str = "Not repartitioned") -> str:
     """Why applying must wait ("" when it may go ahead), for the page and the task."""
     if not busy:
         return ""
     parts = [f"{node} hosts {', '.join(names)}" for node, names in sorted(busy.items())]
     return (
-        f"Not repartitioned: {'; '.join(parts)}. Drain the node (no new workspaces go there) "
-        "and apply again once its workspaces are deleted."
+        f"{lead}: {'; '.join(parts)}. Drain the node (no new workspaces go there) "
+        "and apply again once its workspaces are stopped or deleted."
     )
 
 

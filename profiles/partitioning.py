@@ -12,7 +12,7 @@ from typing import Any
 from profiles.choices import InfrastructureKind, PartitioningMode
 from profiles.mig import catalog as mig_catalog
 from profiles.mig import layout, migparted
-from profiles.models import Infrastructure, PartitioningStrategy
+from profiles.models import Infrastructure, PartitioningStrategy, ResourceGroup
 
 WHOLE_GPUS = "whole GPUs"
 
@@ -200,12 +200,84 @@ def offered_per_gpu(infrastructure: Infrastructure) -> dict[str, dict[str, int]]
     return offered
 
 
-def infrastructure_config(infrastructure: Infrastructure) -> dict[str, Any]:
+def slices_gone(profile, offered: Mapping[str, Mapping[str, int]]) -> str:
+    """Why the compute profile's MIG groups cannot be placed ("" when they can): they ask for
+    slices that `offered` (its infrastructure's `offered_per_gpu`) no longer has."""
+    gone = sorted(
+        {
+            f"{group.mig_profile} of {group.gpu_model}"
+            for group in profile.resource_groups.all()
+            if group.mig_profile and not offered.get(group.gpu_model, {}).get(group.mig_profile)
+        }
+    )
+    if not gone:
+        return ""
+    return (
+        f"The partitioning of {profile.infrastructure} offers no {', '.join(gone)} slices any "
+        "more; change its partitioning, or this profile's resource groups."
+    )
+
+
+def slices_taken(
+    strategy: PartitioningStrategy, offered: Mapping[str, int] | None = None
+) -> dict[str, list[str]]:
+    """Slice → the compute profiles asking for it, of the slices the strategy (as saved)
+    offers that compute profiles of its infrastructure ask for and `offered` (instances
+    per GPU of what replaces it; None: nothing) lacks."""
+    taken = set(strategy.per_gpu_counts() or {}) - {
+        n for n, count in (offered or {}).items() if count
+    }
+    groups = ResourceGroup.objects.filter(
+        profile__infrastructure=strategy.infrastructure_id,
+        gpu_model=strategy.gpu_model,
+        mig_profile__in=taken,
+    ).select_related("profile")
+    found: dict[str, set[str]] = {}
+    for group in groups:
+        found.setdefault(group.mig_profile, set()).add(str(group.profile))
+    return {name: sorted(profiles) for name, profiles in sorted(found.items())}
+
+
+def slices_in_use(strategy: PartitioningStrategy, offered: Mapping[str, int] | None = None) -> str:
+    """Why the strategy may not be deleted, or changed to offer only `offered`, "" when it
+    may (`slices_taken`). Deleting and editing share this rule, so neither strands a
+    compute profile."""
+    taken = slices_taken(strategy, offered)
+    if not taken:
+        return ""
+    names = ", ".join(sorted({name for profiles in taken.values() for name in profiles}))
+    return (
+        f"Compute profiles ask for MIG slices of {strategy.gpu_model} here ({names}) that this "
+        f"would take away: {', '.join(taken)}. Change them to whole GPUs or to slices it "
+        "keeps first."
+    )
+
+
+def deletion_refusal(strategy: PartitioningStrategy) -> str:
+    """Why the strategy may not be deleted ("" when it may): its slices are in use, or nodes
+    drain for it (deleting would put them back in service unsaid). Deleting leaves the
+    nodes' partitioning and labels as they are."""
+    in_use = slices_in_use(strategy)
+    if in_use:
+        return in_use
+    draining = sorted(strategy.node_states.filter(draining=True).values_list("name", flat=True))
+    if draining:
+        return (
+            f"Nodes drain for this partitioning ({', '.join(draining)}); deleting it would "
+            "put them back in service. Put them back (or apply, then put them back) first."
+        )
+    return ""
+
+
+def infrastructure_config(
+    infrastructure: Infrastructure, kept: Mapping[str, list] | None = None
+) -> dict[str, Any]:
     """One mig-parted config for every partitioning of the infrastructure.
 
     The custom ConfigMap replaces the operator's default one, so it carries the named
     layouts of the infrastructure's GPU models as well as each custom mix (filtered to its
-    model by PCI device id).
+    model by PCI device id). `kept` are configs applied before that nodes are still
+    labelled with: each stays unless a current one has its name (and so its content).
     """
     strategies = list(infrastructure.partitionings.all())
     models = sorted({s.gpu_model for s in strategies}) or None
@@ -216,4 +288,6 @@ def infrastructure_config(infrastructure: Infrastructure) -> dict[str, Any]:
             config["mig-configs"][strategy.config_name()] = [
                 migparted.entry(counts, [strategy.gpu_model])
             ]
+    for name, entries in (kept or {}).items():
+        config["mig-configs"].setdefault(name, entries)
     return config

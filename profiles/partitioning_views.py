@@ -87,16 +87,7 @@ class PartitioningDelete(ObjectDeleteView):
     queryset = PartitioningStrategy.objects.all()
 
     def deletable(self, obj) -> str:
-        used = obj.infrastructure.compute_profiles.filter(
-            resource_groups__gpu_model=obj.gpu_model
-        ).exclude(resource_groups__mig_profile="")
-        names = ", ".join(sorted({str(p) for p in used}))
-        if names:
-            return (
-                f"Compute profiles ask for MIG slices of {obj.gpu_model} here ({names}); "
-                "change them to whole GPUs first."
-            )
-        return ""
+        return partitioning.deletion_refusal(obj)
 
 
 def _editable_strategy(request, pk: int | None):

@@ -6,7 +6,9 @@ credentials or kubeconfig are missing) is withheld: the people it is offered to 
 nothing about it. Those who may change infrastructure still see it, with what is missing.
 A profile whose infrastructure is set up but not ready now (its latest health check failed,
 or none has run yet) is offered as "unavailable right now", with when to look again or whom
-to ask, never with what an administrator would have to do.
+to ask, never with what an administrator would have to do. So is a profile asking for MIG
+slices its infrastructure's partitioning no longer offers (an edit, or data from before
+edits were checked): those who may change it read which slices are gone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pools.drivers import k8s_manifests
 from pools.drivers.kubernetes import options_from_settings
 from portal.roles import CHANGE, Area, has_perm
 from portal.users import org_admins
+from profiles import partitioning
 from profiles.choices import HealthStatus, InfrastructureKind
 from workspaces import estimates
 
@@ -87,11 +90,15 @@ def offers(user, profiles) -> list:
     `admin_hint`."""
     hints = sees_setup_hints(user)
     estimated = estimates.estimates(profiles)  # a few queries for all, not some per profile
+    offered: dict[int, dict] = {}  # infrastructure → its slices, read once
     ask = None
     shown = []
     for profile in profiles:
         infrastructure = profile.infrastructure
         usable, reason = infrastructure.availability()
+        if usable:
+            reason = slices_gone(profile, offered)
+            usable = not reason
         if not set_up(infrastructure) and not hints:
             continue
         profile.gpu = gpu_summary(profile.resource_groups.all())
@@ -114,6 +121,17 @@ def offers(user, profiles) -> list:
             profile.admin_hint = reason if hints else ""
         shown.append(profile)
     return shown
+
+
+def slices_gone(profile, offered: dict[int, dict]) -> str:
+    """Why the profile's MIG slices cannot be had ("" when they can: the partitioning of its
+    infrastructure offers them). `offered` caches each infrastructure's slices."""
+    if not any(group.mig_profile for group in profile.resource_groups.all()):
+        return ""
+    infrastructure = profile.infrastructure
+    if infrastructure.pk not in offered:
+        offered[infrastructure.pk] = partitioning.offered_per_gpu(infrastructure)
+    return partitioning.slices_gone(profile, offered[infrastructure.pk])
 
 
 def internet(kind: str) -> str:

@@ -114,7 +114,9 @@ class PartitioningStrategyForm(PortalFormMixin, forms.ModelForm):
             self._clean_infrastructure(infrastructure, model)
         nodes = self._clean_nodes(infrastructure)
         if model and mode:
-            self._clean_layout(model, mode, infrastructure, nodes)
+            per_gpu, problem = self._clean_layout(model, mode, infrastructure, nodes)
+            if self.instance.pk and not problem and infrastructure is not None:
+                self._clean_slices_kept(infrastructure, model, mode, per_gpu)
         if infrastructure is not None:
             self._clean_config_map(infrastructure, cleaned)
         return cleaned
@@ -148,7 +150,8 @@ class PartitioningStrategyForm(PortalFormMixin, forms.ModelForm):
                 self.add_error("nodes", "The local infrastructure is one machine; leave empty.")
         return names
 
-    def _clean_layout(self, model, mode, infrastructure, nodes) -> None:
+    def _clean_layout(self, model, mode, infrastructure, nodes) -> tuple[dict | None, str]:
+        """The per-GPU counts chosen (None: whole GPUs), and why they are invalid."""
         counts = {}
         for field in self.count_fields():
             value = self.cleaned_data.get(field.name)
@@ -157,7 +160,7 @@ class PartitioningStrategyForm(PortalFormMixin, forms.ModelForm):
         layout_name = self.cleaned_data.get("layout_name") or ""
         if mode == PartitioningMode.NAMED and not layout_name:
             self.add_error("layout_name", "Choose one of the named layouts.")
-            return
+            return None, "no named layout chosen"
         per_gpu, problem = partitioning.layout_counts(model, mode, layout_name, counts)
         self.preview = partitioning.preview(model, per_gpu, problem, infrastructure, nodes)
         if problem and mode == PartitioningMode.CUSTOM:
@@ -171,6 +174,28 @@ class PartitioningStrategyForm(PortalFormMixin, forms.ModelForm):
         self.instance.custom_counts = counts if mode == PartitioningMode.CUSTOM else {}
         if mode != PartitioningMode.NAMED:
             self.cleaned_data["layout_name"] = ""
+        return per_gpu, problem
+
+    def _clean_slices_kept(self, infrastructure, model, mode, per_gpu) -> None:
+        """The saved strategy's slices that compute profiles ask for stay, as for deleting:
+        next to the field whose change takes them away."""
+        saved = PartitioningStrategy.objects.get(pk=self.instance.pk)
+        moved = saved.infrastructure_id != infrastructure.pk or saved.gpu_model != model
+        offered = None if moved else per_gpu
+        refusal = partitioning.slices_in_use(saved, offered)
+        if not refusal:
+            return
+        if saved.infrastructure_id != infrastructure.pk:
+            field = "infrastructure"
+        elif saved.gpu_model != model:
+            field = "gpu_model"
+        elif mode == PartitioningMode.NAMED:
+            field = "layout_name"
+        elif mode == PartitioningMode.CUSTOM:
+            field = count_field_name(next(iter(partitioning.slices_taken(saved, offered))))
+        else:
+            field = "mode"
+        self.add_error(field, refusal)
 
     def _clean_config_map(self, infrastructure: Infrastructure, cleaned: dict) -> None:
         name = cleaned.get("config_map_name") or ""

@@ -210,6 +210,24 @@ def to_yaml(config: Mapping[str, Any]) -> str:
     return yaml.safe_dump(dict(config), sort_keys=False, default_flow_style=False)
 
 
+def configs_of(config_map: Mapping[str, Any] | None) -> dict[str, list]:
+    """The configs a ConfigMap read from a cluster holds, by name; one that is not a valid
+    mig-parted config (anyone who may edit the ConfigMap writes it) is left out."""
+    data = (config_map or {}).get("data") or {}
+    try:
+        config = yaml.safe_load(data.get(CONFIG_MAP_KEY) or "")
+    except yaml.YAMLError:
+        return {}
+    configs = config.get("mig-configs") if isinstance(config, Mapping) else None
+    if not isinstance(configs, Mapping):
+        return {}
+    return {
+        name: entries
+        for name, entries in configs.items()
+        if not validate_mig_parted_config({"version": VERSION, "mig-configs": {name: entries}})
+    }
+
+
 def config_map(name: str, namespace: str, config: Mapping[str, Any]) -> dict[str, Any]:
     """A ConfigMap manifest holding the config under `config.yaml`, for mig-manager."""
     return {

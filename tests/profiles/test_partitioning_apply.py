@@ -283,6 +283,84 @@ def test_refused_credentials_are_recorded_not_raised(
     assert "refused" in strategy.apply_error
 
 
+# --- configs nodes are still labelled with ------------------------------------------------
+
+CONFIG_MAP = ("configmaps", "gpu-operator", "custom-mig-parted-config")
+
+
+def config_map_configs(mig_cluster) -> dict:
+    return yaml.safe_load(mig_cluster.objects[CONFIG_MAP]["data"]["config.yaml"])["mig-configs"]
+
+
+def applied_everywhere(mig_cluster, strategy) -> str:
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 2 of 2")
+    for node in ("gpu-node-1", "gpu-node-2"):
+        mig_cluster.set_mig_state(node, "success")
+    mig_apply.refresh_state(strategy.pk)
+    return strategy.config_name()
+
+
+def test_the_config_map_keeps_the_config_a_refused_busy_node_is_labelled_with(
+    k8s_infrastructure, partitioning_factory, mig_cluster, live_workspace
+):
+    """mig-manager reads a node's config again when its pod restarts or the node reboots;
+    a busy node keeps its old label, so the ConfigMap keeps that config, entry as it was."""
+    strategy = partitioning_factory(k8s_infrastructure, mode="custom", custom_counts={"3g.20gb": 2})
+    old = applied_everywhere(mig_cluster, strategy)
+    old_entries = config_map_configs(mig_cluster)[old]
+    live_workspace(k8s_infrastructure, "gpu-node-1")  # placed after the apply
+    strategy.custom_counts = {"1g.5gb": 7}
+    strategy.save()
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 1 of 2")
+    assert mig_cluster.node_labels("gpu-node-1")["nvidia.com/mig.config"] == old
+    configs = config_map_configs(mig_cluster)
+    assert configs[old] == old_entries
+    assert configs[strategy.config_name()][0]["mig-devices"] == {"1g.5gb": 7}
+
+
+def test_applying_another_models_partitioning_keeps_the_config_nodes_are_labelled_with(
+    k8s_infrastructure, partitioning_factory, mig_cluster, live_workspace
+):
+    """The A100 mix was edited but not applied (a node is busy): the H100 apply writes the
+    A100 strategy's new mix and still the old one both A100 nodes carry."""
+    a100 = partitioning_factory(k8s_infrastructure, mode="custom", custom_counts={"3g.20gb": 2})
+    old = applied_everywhere(mig_cluster, a100)
+    live_workspace(k8s_infrastructure, "gpu-node-1")
+    a100.custom_counts = {"1g.5gb": 7}
+    a100.save()
+    h100 = partitioning_factory(
+        k8s_infrastructure, gpu_model="H100-80GB", layout_name="all-3g.40gb"
+    )
+    assert mig_apply.apply_partitioning(h100.pk).startswith("labelled 1 of 1")
+    configs = config_map_configs(mig_cluster)
+    assert old in configs and a100.config_name() in configs and "all-3g.40gb" in configs
+
+
+def test_a_config_no_node_is_labelled_with_goes_at_the_next_apply(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    strategy = partitioning_factory(k8s_infrastructure, mode="custom", custom_counts={"3g.20gb": 2})
+    old = applied_everywhere(mig_cluster, strategy)
+    strategy.custom_counts = {"1g.5gb": 7}
+    strategy.save()
+    applied_everywhere(mig_cluster, strategy)  # relabels both nodes: old is still written
+    assert old in config_map_configs(mig_cluster)
+    applied_everywhere(mig_cluster, strategy)
+    assert old not in config_map_configs(mig_cluster)
+
+
+def test_only_valid_configs_of_the_config_map_as_it_is_are_kept():
+    """Anyone who may edit the ConfigMap writes it: what is not a mig-parted config, or not
+    valid, is never written back."""
+    valid = [migparted.entry({"3g.20gb": 2}, ["A100-40GB"])]
+    invalid = [migparted.entry({"3g.20gb": 3}, ["A100-40GB"])]
+    text = yaml.safe_dump({"version": "v1", "mig-configs": {"ok": valid, "bad": invalid}})
+    assert migparted.configs_of({"data": {"config.yaml": text}}) == {"ok": valid}
+    for data in ({}, {"config.yaml": "{: no"}, {"config.yaml": "- a list"}, None):
+        assert migparted.configs_of({"data": data}) == {}
+    assert migparted.configs_of(None) == {}
+
+
 # --- busy nodes and draining -------------------------------------------------------------
 
 
@@ -320,6 +398,98 @@ def test_the_task_refuses_a_node_running_portal_pods_not_yet_recorded(
     mig_apply.apply_partitioning(strategy.pk)
     assert strategy.node_states.get(name="gpu-node-2").state == MigConfigState.REFUSED
     assert "pod ws-7-g0-0" in strategy.node_states.get(name="gpu-node-2").message
+
+
+def portal_pod(node_fields: dict, phase: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "ws-7-g0-0",
+            "labels": {"app.kubernetes.io/managed-by": "gpu-paas-portal"},
+        },
+        "spec": {"containers": [], **node_fields},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_node_a_pending_portal_pod_is_pinned_to_is_refused(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    """The driver pins a group's pods to the node it chose; until the scheduler binds one
+    (its slice's previous holder still terminating, say) `spec.nodeName` is empty, and the
+    placement fleet counts the pod on its pinned node: so does the apply."""
+    mig_cluster.add_namespace("ws-7")
+    pin = {"key": "metadata.name", "operator": "In", "values": ["gpu-node-2"]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchFields": [pin]}]
+            }
+        }
+    }
+    mig_cluster._store("pods", "ws-7", portal_pod({"affinity": affinity}, "Pending"))
+    strategy = partitioning_factory(k8s_infrastructure, layout_name="all-1g.5gb")
+    mig_apply.apply_partitioning(strategy.pk)
+    assert "nvidia.com/mig.config" not in mig_cluster.node_labels("gpu-node-2")
+    refused = strategy.node_states.get(name="gpu-node-2")
+    assert refused.state == MigConfigState.REFUSED
+    assert "pod ws-7-g0-0" in refused.message
+
+
+def test_a_finished_portal_pod_does_not_keep_its_node_from_being_repartitioned(
+    k8s_infrastructure, partitioning_factory, mig_cluster
+):
+    mig_cluster.add_namespace("ws-7")
+    mig_cluster._store("pods", "ws-7", portal_pod({"nodeName": "gpu-node-2"}, "Succeeded"))
+    strategy = partitioning_factory(k8s_infrastructure)
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 2 of 2")
+    assert mig_cluster.node_labels("gpu-node-2")["nvidia.com/mig.config"] == "all-balanced"
+
+
+def test_when_every_node_is_busy_nothing_is_applied_and_the_page_says_why(
+    admin_client, k8s_infrastructure, partitioning_factory, mig_cluster, live_workspace
+):
+    """`applied_config` names a config handed to nodes: here none was, so the page shows
+    the error, not "handed to nodes", and the ConfigMap is left as it was."""
+    live_workspace(k8s_infrastructure, "gpu-node-1")
+    live_workspace(k8s_infrastructure, "gpu-node-2")
+    strategy = partitioning_factory(k8s_infrastructure, layout_name="all-balanced")
+    assert mig_apply.apply_partitioning(strategy.pk) == (
+        "failed: No node could be repartitioned: gpu-node-1 hosts ws-on-gpu-node-1; "
+        "gpu-node-2 hosts ws-on-gpu-node-2. Drain the node (no new workspaces go there) and "
+        "apply again once its workspaces are stopped or deleted."
+    )
+    strategy.refresh_from_db()
+    assert strategy.applied_config == ""
+    assert ("configmaps", "gpu-operator", "custom-mig-parted-config") not in mig_cluster.objects
+    for node in ("gpu-node-1", "gpu-node-2"):
+        assert "nvidia.com/mig.config" not in mig_cluster.node_labels(node)
+        assert strategy.node_states.get(name=node).state == MigConfigState.REFUSED
+    page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    assert "Applying failed: No node could be repartitioned" in page
+    assert "last handed to nodes" not in page
+
+
+def test_the_page_says_a_config_was_handed_to_nodes_not_that_it_succeeded(
+    admin_client, k8s_infrastructure, partitioning_factory, mig_cluster, live_workspace
+):
+    live_workspace(k8s_infrastructure, "gpu-node-1")
+    strategy = partitioning_factory(k8s_infrastructure, layout_name="all-balanced")
+    assert mig_apply.apply_partitioning(strategy.pk).startswith("labelled 1 of 2")
+    page = admin_client.get(strategy.get_absolute_url()).content.decode()
+    assert "(last handed to nodes: <code>all-balanced</code>" in page
+    assert "whether mig-manager has repartitioned it" in page
+    assert "applied:" not in page
+
+
+def test_a_stopped_workspace_does_not_make_a_node_busy(k8s_infrastructure, live_workspace):
+    """Its pods are scaled to 0 and hold no GPU; starting it places it again."""
+    live_workspace(k8s_infrastructure, "gpu-node-1", state=State.STOPPED)
+    live_workspace(k8s_infrastructure, "gpu-node-2", state=State.STOPPING)
+    assert partitions.busy_nodes(k8s_infrastructure, ["gpu-node-1", "gpu-node-2"]) == {
+        "gpu-node-2": ["ws-on-gpu-node-2"]
+    }
 
 
 def test_the_apply_action_refuses_busy_known_nodes(

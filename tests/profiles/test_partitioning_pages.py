@@ -9,6 +9,7 @@ import pytest
 from django.urls import reverse
 
 from portal.models import AuditEntry
+from profiles import partitioning
 from profiles.choices import PartitioningMode
 from profiles.mig import layout
 from profiles.models import PartitioningStrategy
@@ -165,6 +166,107 @@ def test_delete_is_refused_while_compute_profiles_use_its_slices(
         response.content.decode()
     )
     assert PartitioningStrategy.objects.exists()
+
+
+def profile_asking_for(profile_factory, infrastructure, mig_profile: str, name="Sliced"):
+    profile = profile_factory(infrastructure, name)
+    profile.resource_groups.update(gpu_model="A100-40GB", gpu_count=1, mig_profile=mig_profile)
+    return profile
+
+
+def edit(client, strategy, data):
+    return client.post(reverse("profiles:partitioningstrategy_edit", args=[strategy.pk]), data)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"mode": "named", "layout_name": "all-1g.5gb"}, "layout_name"),
+        ({"mode": "whole"}, "mode"),
+        ({"mode": "custom", "count_1g.5gb": 7}, "count_3g.20gb"),
+        ({"model": "H100-80GB", "layout_name": "all-3g.40gb"}, "gpu_model"),
+    ],
+)
+def test_an_edit_that_takes_away_slices_compute_profiles_ask_for_is_refused(
+    admin_client, aws_infrastructure, partitioning_factory, profile_factory, change, field
+):
+    """The rule of deleting (`partitioning.slices_in_use`): the profile would stay
+    published asking for 3g.20gb slices no GPU of the infrastructure has."""
+    strategy = partitioning_factory(aws_infrastructure, layout_name="all-3g.20gb")
+    profile_asking_for(profile_factory, aws_infrastructure, "3g.20gb")
+    response = edit(admin_client, strategy, form_data(aws_infrastructure, **change))
+    assert response.status_code == HTTPStatus.OK
+    form = response.context["form"]
+    assert form.errors[field] == [
+        "Compute profiles ask for MIG slices of A100-40GB here (Sliced) that this would take "
+        "away: 3g.20gb. Change them to whole GPUs or to slices it keeps first."
+    ]
+    strategy.refresh_from_db()
+    assert strategy.per_gpu_counts() == {"3g.20gb": 2}
+
+
+def test_moving_a_partitioning_whose_slices_are_used_to_another_infrastructure_is_refused(
+    admin_client, aws_infrastructure, datacenter_infrastructure, partitioning_factory,
+    profile_factory,
+):  # fmt: skip
+    strategy = partitioning_factory(aws_infrastructure, layout_name="all-3g.20gb")
+    profile_asking_for(profile_factory, aws_infrastructure, "3g.20gb")
+    data = form_data(datacenter_infrastructure, layout_name="all-3g.20gb")
+    response = edit(admin_client, strategy, data)
+    assert (
+        "that this would take away: 3g.20gb" in response.context["form"].errors["infrastructure"][0]
+    )
+    strategy.refresh_from_db()
+    assert strategy.infrastructure == aws_infrastructure
+
+
+def test_an_edit_that_keeps_the_slices_compute_profiles_ask_for_is_saved(
+    admin_client, aws_infrastructure, partitioning_factory, profile_factory
+):
+    strategy = partitioning_factory(aws_infrastructure, layout_name="all-3g.20gb")
+    profile_asking_for(profile_factory, aws_infrastructure, "3g.20gb")
+    profile_asking_for(profile_factory, aws_infrastructure, "", name="Whole")
+    data = form_data(aws_infrastructure, mode="custom", **{"count_3g.20gb": 1, "count_2g.10gb": 2})
+    assert edit(admin_client, strategy, data).status_code == HTTPStatus.FOUND
+    strategy.refresh_from_db()
+    assert strategy.per_gpu_counts() == {"2g.10gb": 2, "3g.20gb": 1}
+
+
+def test_an_edit_may_go_ahead_when_a_profile_asks_for_a_slice_that_was_already_gone(
+    admin_client, aws_infrastructure, partitioning_factory, profile_factory
+):
+    """Only what the edit takes away counts: the profile is shown as unavailable
+    (`workspaces.offers`) until its resource groups or the partitioning change."""
+    strategy = partitioning_factory(aws_infrastructure, layout_name="all-3g.20gb")
+    profile_asking_for(profile_factory, aws_infrastructure, "1g.5gb")
+    data = form_data(aws_infrastructure, layout_name="all-3g.20gb", nodes="node-a")
+    assert edit(admin_client, strategy, data).status_code == HTTPStatus.FOUND
+
+
+def test_deleting_or_editing_is_refused_by_one_rule(aws_infrastructure, partitioning_factory,
+                                                    profile_factory):  # fmt: skip
+    """What delete says is what the edit form says with nothing left on offer."""
+    strategy = partitioning_factory(aws_infrastructure, layout_name="all-balanced")
+    assert partitioning.deletion_refusal(strategy) == ""
+    profile_asking_for(profile_factory, aws_infrastructure, "2g.10gb")
+    refusal = partitioning.slices_in_use(strategy)
+    assert partitioning.deletion_refusal(strategy) == refusal
+    assert "(Sliced) that this would take away: 2g.10gb." in refusal
+    assert partitioning.slices_in_use(strategy, {"2g.10gb": 3}) == ""
+
+
+def test_deleting_a_partitioning_while_its_nodes_drain_is_refused(
+    aws_infrastructure, partitioning_factory
+):
+    """Deleting it would drop the drain flags, so the nodes would take workspaces again
+    unsaid."""
+    strategy = partitioning_factory(aws_infrastructure)
+    strategy.node_states.create(name="gpu-node-1", draining=True)
+    strategy.node_states.create(name="gpu-node-2")
+    assert partitioning.deletion_refusal(strategy) == (
+        "Nodes drain for this partitioning (gpu-node-1); deleting it would put them back in "
+        "service. Put them back (or apply, then put them back) first."
+    )
 
 
 def test_the_nav_links_to_partitioning(admin_client):
