@@ -214,8 +214,8 @@ class Workspace(LifecycleModel):
     )
     name = models.CharField(max_length=60, blank=True)
 
-    # Counted resources, copied from the profile at request time so quotas never change
-    # under a running workspace when an admin edits the profile.
+    # Counted resources, copied from the profile at request time and at each Start, so
+    # quotas never change under a running workspace when an admin edits the profile.
     gpus = models.PositiveIntegerField(default=0)
     mig_slices = models.PositiveIntegerField(default=0)
 

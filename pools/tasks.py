@@ -405,15 +405,26 @@ def expire(now=None) -> int:
     how many."""
 
     now = now or timezone.now()
-    expired = 0
+    due = _expired(Workspace.objects.all(), now).values_list("pk", flat=True)
+    return sum(expire_one(pk, now) for pk in list(due))
+
+
+def _expired(workspaces, now):
     # The states warned before expiry: a workspace is never deleted without its warning.
-    due = Workspace.objects.filter(state__in=lifetime.EXPIRING_STATES, expires_at__lt=now)
-    for workspace in due:
-        with transaction.atomic():
-            if transition(workspace, State.DELETING, message="lifetime reached"):
-                transaction.on_commit(lambda pk=workspace.pk: enqueue_deprovision(pk))
-                expired += 1
-    return expired
+    return workspaces.filter(state__in=lifetime.EXPIRING_STATES, expires_at__lt=now)
+
+
+@transaction.atomic
+def expire_one(pk: int, now) -> bool:
+    """Start deleting the workspace `pk` if it is still past its lifetime. Its row is locked
+    and read again first: an extension (`lifetime.extend`, which locks it too) committed
+    since the sweep listed it keeps it, and one made after waits and finds it deleting."""
+    locked = Workspace.objects.select_for_update(of=("self",)).filter(pk=pk)
+    workspace = _expired(locked, now).first()
+    if workspace is None or not transition(workspace, State.DELETING, message="lifetime reached"):
+        return False
+    transaction.on_commit(lambda: enqueue_deprovision(pk))
+    return True
 
 
 # Callables returning the resource names on an infrastructure that the sweep must keep;

@@ -461,13 +461,16 @@ class ComputeProfile(models.Model):
         return len({group.gpu_model for group in self.resource_groups.all()}) > 1
 
     def totals(self) -> dict[str, int]:
+        """What one workspace of the profile holds, every node counted: a group's counts
+        are per node, as the drivers run them (`node_count` pods or machines, each with
+        `gpu_count` GPUs, its CPUs, memory and storage). The quotas charge this."""
         groups = self.resource_groups.all()
         return {
-            "gpus": sum(g.gpu_count for g in groups if not g.mig_profile),
-            "mig_slices": sum(g.gpu_count for g in groups if g.mig_profile),
-            "cpu": sum(g.cpu for g in groups),
-            "ram_gb": sum(g.ram_gb for g in groups),
-            "storage_gb": sum(g.storage_gb for g in groups),
+            "gpus": sum(g.gpu_count * g.node_count for g in groups if not g.mig_profile),
+            "mig_slices": sum(g.gpu_count * g.node_count for g in groups if g.mig_profile),
+            "cpu": sum(g.cpu * g.node_count for g in groups),
+            "ram_gb": sum(g.ram_gb * g.node_count for g in groups),
+            "storage_gb": sum(g.storage_gb * g.node_count for g in groups),
         }
 
     def audit_snapshot(self) -> dict:
@@ -497,7 +500,7 @@ class ResourceGroup(models.Model):
         "GPU count",
         default=0,
         validators=[at_most(MAX_GPU_COUNT, "GPUs or MIG slices in one group")],
-        help_text="Whole GPUs, or MIG slices when a slice profile is set.",
+        help_text="Whole GPUs, or MIG slices when a slice profile is set, on each node.",
     )
     mig_profile = models.CharField(
         "MIG slice profile",

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.db import transaction
 
-from pools.lifecycle import LIVE_STATES, State, transition
+from pools.lifecycle import GPU_STATES, LIVE_STATES, State, transition
 from pools.models import Workspace
 from portal import audit
 from portal.models import AuditAction
@@ -22,6 +22,7 @@ from services import components as catalog
 from services import tasks
 from services.backends.by_driver import backend_for
 from services.models import ComponentDeployment, ComponentStatus, ServiceDeployment
+from workspaces import quotas
 
 
 class ServicesRefused(Exception):
@@ -42,6 +43,28 @@ def may_see_logs(user, workspace: Workspace) -> bool:
 def deployable_profiles(user, workspace: Workspace):
     """Published services profiles the workspace's owner's groups may use."""
     return ServicesProfile.objects.usable_by(workspace.owner).prefetch_related("components")
+
+
+def may_run(owner, deployment: ServiceDeployment) -> bool:
+    """Whether the workspace's owner may still run the stack's services profile (to
+    redeploy it, or deploy it again as the workspace starts): one their groups may use,
+    or the default of the workspace's compute profile, which comes with that profile."""
+    chosen = deployment.services_profile_id
+    if chosen is None:  # deleted
+        return False
+    compute_profile = deployment.workspace.profile
+    if compute_profile is not None and chosen == compute_profile.default_services_profile_id:
+        return True
+    return ServicesProfile.objects.usable_by(owner).filter(pk=chosen).exists()
+
+
+def _refuse_without_room(workspace: Workspace, gpus: int, services_profile_name: str) -> None:
+    """ServicesRefused when the GPUs the stack holds of its own (`tasks.own_gpus`) do not
+    fit the group the workspace is charged to (locked until the end of the transaction)."""
+    what = f"the services profile “{services_profile_name}”"
+    blocked = quotas.stack_room(workspace, gpus, what)
+    if blocked:
+        raise ServicesRefused("Quota reached: " + "; ".join(blocked) + ".")
 
 
 def chosen_profile(user, workspace: Workspace, value: str | None) -> ServicesProfile | None:
@@ -118,13 +141,16 @@ def deploy(user, workspace: Workspace, services_profile: ServicesProfile) -> Ser
     if workspace.state not in (State.REQUESTED, State.PROVISIONING, State.READY):
         raise ServicesRefused(f"The workspace is {workspace.get_state_display().lower()}.")
     Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # one at a time
+    workspace.refresh_from_db(fields=["team"])  # as a Start may have charged it since
+    spec = tasks.spec_of(workspace)
     on_target = ServiceDeployment.objects.filter(
-        infrastructure=workspace.infrastructure,
-        target_name=tasks.spec_of(workspace).name,
-        state__in=LIVE_STATES,
+        infrastructure=workspace.infrastructure, target_name=spec.name, state__in=LIVE_STATES
     )
     if live_deployment(workspace) or on_target.exists():
         raise ServicesRefused("A services profile is already deployed here; remove it first.")
+    components = services_profile.components.all()
+    gpus = tasks.own_gpus(workspace.infrastructure, spec, components)
+    _refuse_without_room(workspace, gpus, services_profile.name)
     deployment = tasks.create_deployment(
         workspace, services_profile, user=user, workspace=workspace
     )
@@ -144,6 +170,21 @@ def redeploy(user, deployment: ServiceDeployment) -> bool:
         raise ServicesRefused("You may not change this workspace.")
     if deployment.state not in (State.READY, State.FAILED):
         raise ServicesRefused("Only a ready or failed deployment can be redeployed.")
+    workspace = deployment.workspace
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # as deploy does
+    workspace.refresh_from_db(fields=["team", "state"])
+    if not may_run(workspace.owner, deployment):
+        who = "You" if workspace.owner_id == user.pk else "The workspace's owner"
+        raise ServicesRefused(
+            f"{who} may no longer use the services profile “{deployment.profile_name}”; "
+            "remove it instead."
+        )
+    # A failed stack counts against no quota; redeployed into a workspace that holds its
+    # GPUs, it takes its own again (a ready one is counted already, a stopped workspace's
+    # is checked when it starts).
+    if deployment.state == State.FAILED and workspace.state in GPU_STATES:
+        gpus = quotas.deployed_stack_gpus(deployment)
+        _refuse_without_room(workspace, gpus, deployment.profile_name)
     if not transition(
         deployment, State.REQUESTED, actor=user, message="redeploy requested", attempts=0
     ):

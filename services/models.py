@@ -89,6 +89,14 @@ class ServiceDeployment(LifecycleModel):
         related_name="deployments",
     )
     profile_name = models.CharField(max_length=100)
+    own_gpus = models.PositiveIntegerField(
+        default=0,
+        help_text=(
+            "GPUs its components hold of their own beside the workspace's (on Kubernetes), "
+            "counted when it was made (`services.tasks.own_gpus`); its group's quota counts "
+            "them while it is live."
+        ),
+    )
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         null=True,

@@ -36,12 +36,17 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from pools import lifecycle, steps
+from pools.drivers import driver_class
+from pools.drivers import k8s_manifests as m
 from pools.drivers.base import PermanentError
+from pools.drivers.kubernetes import KubernetesDriver
 from pools.lifecycle import LIVE_STATES, State, Step, advance, transition
 from pools.models import Workspace
 from services import components as catalog
 from services.backends import base as svc
+from services.backends.base import ComponentContext
 from services.backends.by_driver import backend_for
+from services.backends.kubernetes import render_component, stack_usage
 from services.models import ServiceDeployment
 
 logger = logging.getLogger(__name__)
@@ -365,7 +370,42 @@ def create_deployment(target, services_profile, *, user=None, workspace=None):
         requested_by=user if user is not None and user.is_authenticated else None,
     )
     copy_components(deployment, services_profile)
+    gpus = own_gpus(target.infrastructure, spec, deployment.components.all())
+    if gpus:
+        ServiceDeployment.objects.filter(pk=deployment.pk).update(own_gpus=gpus)
+        deployment.own_gpus = gpus
     return deployment
+
+
+def own_gpus(infrastructure, spec, components) -> int:
+    """The GPUs a services stack's `components` (rows with `component`, `version` and
+    `parameters`) hold of their own on `infrastructure`, for the workspace `spec`.
+
+    On Kubernetes each component's pods request theirs beside the workspace's
+    (`services.backends.kubernetes`): counted from the objects that backend renders, so
+    the quota counts what the cluster is asked for. Elsewhere components run on the
+    workspace's own GPUs: none."""
+    cls = driver_class(infrastructure)
+    if cls is None or not issubclass(cls, KubernetesDriver):
+        return 0
+    return sum(_component_gpus(spec, row) for row in components)
+
+
+def _component_gpus(spec, row) -> int:
+    found = catalog.component(row.component)
+    if found is None:
+        return 0
+    try:
+        context = ComponentContext(
+            spec=spec,
+            component=found,
+            version=row.version or found.default_version,
+            parameters=found.resolve(row.parameters),
+        )
+        objects = render_component(context)
+    except (ValueError, PermanentError):
+        return 0  # it cannot run: its deployment fails without taking a GPU
+    return int(stack_usage(objects).get(f"requests.{m.GPU_RESOURCE}", 0))
 
 
 def spec_of(target):

@@ -13,6 +13,7 @@ from portal.models import AuditAction
 from portal.roles import CHANGE, USE, Area, has_perm
 from portal.text import one_line
 from profiles.models import ComputeProfile
+from services import actions as services
 from workspaces import offers, quotas
 
 
@@ -30,20 +31,8 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     if not ok:
         raise RequestRefused(f"“{profile}”: {offers.refusal(user, profile.infrastructure, why)}")
 
-    groups = quotas.lock_groups(user, profile)
     need = quotas.need_of(profile)
-    team = None
-    if groups:
-        team, reasons = quotas.choose_group(quotas.usage(groups), need)
-        if team is None:
-            raise RequestRefused("Quota reached: " + "; ".join(reasons) + ".")
-    elif user.teams.exists():
-        # Only a user outside every group (a superuser) goes unlimited. Anyone in a group
-        # with none to charge (say a superuser in Viewer groups only) is refused, never
-        # left without a quota or a lifetime.
-        raise RequestRefused(
-            f"None of your groups grants self-service use of “{profile}”; ask your administrator."
-        )
+    team = _group_to_charge(user, profile, need)
 
     now = timezone.now()
     longest = lifetime.max_lifetime(team)
@@ -68,6 +57,32 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     if claims.adopt_warm_instance(workspace, user) is None:
         transaction.on_commit(lambda: tasks.enqueue_provision(workspace.pk))
     return workspace
+
+
+def _group_to_charge(owner, profile, need, starting: Workspace | None = None, whose="your"):
+    """The group whose quota takes `need` (quotas rule 3), None for an owner outside every
+    group; RequestRefused saying why when no group of the owner's has room. The groups are
+    locked until the end of the caller's transaction. `starting`: the stopped workspace
+    being charged again, which stays in its group while that has room."""
+    groups = quotas.lock_groups(owner, profile)
+    if starting is not None:
+        groups.sort(key=lambda team: team.pk != starting.team_id)  # stable: by name after
+    if groups:
+        usages = quotas.usage(groups, starting=starting)
+        what = "this profile" if starting is None else "starting it"
+        team, reasons = quotas.choose_group(usages, need, what)
+        if team is None:
+            raise RequestRefused("Quota reached: " + "; ".join(reasons) + ".")
+        return team
+    if owner.teams.exists():
+        # Only a user outside every group (a superuser) goes unlimited. Anyone in a group
+        # with none to charge (say a superuser in Viewer groups only) is refused, never
+        # left without a quota or a lifetime.
+        raise RequestRefused(
+            f"None of {whose} groups grants self-service use of “{profile}”; "
+            "ask your administrator."
+        )
+    return None
 
 
 def may_change(user, workspace: Workspace) -> bool:
@@ -110,33 +125,54 @@ def stop_workspace(user, workspace: Workspace) -> None:
 
 @transaction.atomic
 def start_workspace(user, workspace: Workspace) -> None:
-    """Check that its owner may still use its profile and the GPU quotas again, move the
+    """Check that its owner may still use its profile (and its services profile) and that a
+    group of the owner's has room for what they hold now, charge that group, move the
     stopped workspace to starting, start on commit."""
     if not may_change(user, workspace):
         raise RequestRefused("You may not start this workspace.")
+    # One Start at a time: a second one waits here, then reads that it is starting.
+    Workspace.objects.select_for_update(of=("self",)).filter(pk=workspace.pk).first()
+    workspace.refresh_from_db()
     if workspace.state != State.STOPPED:
         raise RequestRefused(
             f"Only a stopped workspace can be started; this one is {_state(workspace)}."
         )
+    who = "You" if workspace.owner_id == user.pk else "Its owner"
+    owner, profile = workspace.owner, workspace.profile
     # Starting takes GPUs again, as a request would: not for a profile that was unpublished
     # or taken away from the owner's groups since.
-    usable = ComputeProfile.objects.usable_by(workspace.owner).filter(pk=workspace.profile_id)
-    if not usable.exists():
-        who = "You" if workspace.owner_id == user.pk else "Its owner"
+    if not ComputeProfile.objects.usable_by(owner).filter(pk=workspace.profile_id).exists():
         raise RequestRefused(
-            f"{who} may no longer use the compute profile “{workspace.profile}”, "
+            f"{who} may no longer use the compute profile “{profile}”, "
             "so this workspace cannot start again."
         )
-    blocked = quotas.check_start(workspace)  # locks the group until this transaction ends
-    if blocked:
-        raise RequestRefused("Quota reached: " + "; ".join(blocked) + ".")
+    # The start deploys its services stack again (`services.tasks.start_for_workspace`).
+    stack = services.live_deployment(workspace)
+    if stack is not None and not services.may_run(owner, stack):
+        raise RequestRefused(
+            f"{who} may no longer use the services profile “{stack.profile_name}” it "
+            "runs; remove its services to start it."
+        )
+    # What it takes is what the profile holds now (`Workspace.spec()` reads the profile),
+    # plus the GPUs its stack holds of its own.
+    held = quotas.need_of(profile)
+    need = dict(held)
+    if stack is not None:
+        need["gpus"] += quotas.deployed_stack_gpus(stack)
+    whose = "your" if workspace.owner_id == user.pk else "its owner's"
+    team = _group_to_charge(owner, profile, need, starting=workspace, whose=whose)
+    moved = f", charged to group “{team}”" if team and team.pk != workspace.team_id else ""
     if not transition(
         workspace,
         State.STARTING,
         actor=user,
-        message="start requested",
+        message=f"start requested{moved}",
         attempts=0,
         failure_reason="",
+        team=team,
+        gpus=held["gpus"],
+        mig_slices=held["mig_slices"],
+        profile_version=profile.version,
     ):
         raise RequestRefused("The workspace changed at the same moment; try again.")
     audit.record(user, AuditAction.ACTION, workspace, message="started workspace")

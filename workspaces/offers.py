@@ -62,12 +62,14 @@ def refusal(user, infrastructure, reason: str) -> str:
 
 
 def gpu_summary(groups) -> str:
-    """ "1× A10G", "8× A100-40GB + 64× H100-80GB", "1× A100-40GB MIG 1g.5gb", "No GPU"."""
+    """ "1× A10G", "8× A100-40GB + 64× H100-80GB", "1× A100-40GB MIG 1g.5gb", "No GPU": what
+    every node of each group holds together (the count is per node)."""
     parts = []
     for group in groups:
         if group.gpu_count:
             slice_ = f" MIG {group.mig_profile}" if group.mig_profile else ""
-            parts.append(f"{group.gpu_count}× {group.gpu_model or 'GPU'}{slice_}")
+            count = group.gpu_count * group.node_count
+            parts.append(f"{count}× {group.gpu_model or 'GPU'}{slice_}")
     return " + ".join(parts) or "No GPU"
 
 

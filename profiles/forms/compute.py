@@ -131,12 +131,11 @@ class ResourceGroupForm(forms.ModelForm):
             return
         nodes = cleaned.get("node_count") or 1
         per_node = offer[model]
-        if not mig_profile and count > per_node * nodes:
-            needed = -(-count // per_node)
+        if not mig_profile and count > per_node:
             self.add_error(
                 "gpu_count",
-                f"One node offers at most {per_node}× {model}; {count} GPUs need a node count "
-                f"of at least {needed}.",
+                f"One node offers at most {per_node}× {model}; the GPU count is per node "
+                f"({_who_gets_it(nodes)}): for more, raise the node count.",
             )
         if mig_profile and not self.errors.get("mig_profile"):
             self._clean_partitioned(model, mig_profile, count, per_node, nodes)
@@ -156,13 +155,12 @@ class ResourceGroupForm(forms.ModelForm):
             )
             return
         per_node = per_gpu * gpus_per_node
-        if count > per_node * nodes:
-            needed = -(-count // per_node)
+        if count > per_node:
             self.add_error(
                 "gpu_count",
                 f"One node offers {per_node}× {mig_profile} ({per_gpu} on each of its "
-                f"{gpus_per_node} {model} GPUs); {count} slices need a node count of at "
-                f"least {needed}.",
+                f"{gpus_per_node} {model} GPUs); the count is per node "
+                f"({_who_gets_it(nodes)}): for more, raise the node count.",
             )
 
     def _clean_instance_type(self, name: str, model: str) -> None:
@@ -290,3 +288,8 @@ class ComputeProfileForm(PortalFormMixin, InlineFormsetMixin, forms.ModelForm):
         profile.save()
         self.save_inline(profile)
         return profile
+
+
+def _who_gets_it(nodes: int) -> str:
+    """Who gets a group's per-node count, for its messages."""
+    return f"each of the group's {nodes} nodes gets it" if nodes > 1 else "its one node gets it"

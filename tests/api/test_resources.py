@@ -209,7 +209,8 @@ def test_profile_errors_are_the_forms_messages_per_field(operator_api, aws_infra
     assert response.status_code == HTTPStatus.BAD_REQUEST
     errors = response.json()["errors"]
     assert errors["resource_groups[0].gpu_count"] == [
-        "One node offers at most 8× H100-80GB; 9 GPUs need a node count of at least 2."
+        "One node offers at most 8× H100-80GB; the GPU count is per node (its one node "
+        "gets it): for more, raise the node count."
     ]
     assert not ComputeProfile.objects.filter(name="Large").exists()
 

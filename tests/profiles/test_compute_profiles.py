@@ -53,7 +53,8 @@ def field_error(response) -> str:
 def test_creates_the_briefs_heterogeneous_profile(admin_client, aws_infrastructure):
     data = profile_data(
         aws_infrastructure,
-        [group("A100-40GB", 8, cpu=208, storage_gb=800), group("H100-80GB", 64, node_count=8)],
+        # 64 H100 on 8 nodes: the count is per node, as the drivers give it to each node.
+        [group("A100-40GB", 8, cpu=208, storage_gb=800), group("H100-80GB", 8, node_count=8)],
     )
     response = post(admin_client, data)
     assert response.status_code == HTTPStatus.FOUND, response.content.decode()[:3000]
@@ -72,8 +73,12 @@ def test_rejects_a_gpu_model_the_infrastructure_does_not_offer(admin_client, aws
 
 
 def test_rejects_more_gpus_than_the_nodes_offer(admin_client, aws_infrastructure):
-    response = post(admin_client, profile_data(aws_infrastructure, [group("H100-80GB", 64)]))
-    assert "need a node count of at least 8" in field_error(response)
+    """The count is per node: 64 on one node (or on each of 8: 512) is more than a node has."""
+    for nodes in (1, 8):
+        data = profile_data(aws_infrastructure, [group("H100-80GB", 64, node_count=nodes)])
+        error = field_error(post(admin_client, data))
+        assert "One node offers at most 8× H100-80GB; the GPU count is per node" in error
+    assert not ComputeProfile.objects.exists()
 
 
 def test_rejects_negative_counts(admin_client, aws_infrastructure):
@@ -144,9 +149,10 @@ def test_a_warm_pool_keeps_at_most_a_hundred_instances(admin_client, aws_infrast
         ({"storage_gb": 2_000_000_000}, "storage_gb", "Give at most 1,000,000 GB of storage."),
         ({"node_count": 1001}, "node_count", "Give at most 1,000 nodes in one group."),
         (
-            {"gpu_count": 513, "node_count": 65},  # nodes enough for 513 A100s
+            {"gpu_count": 513},  # per node: no node has that many (and the model allows 512)
             "gpu_count",
-            "Give at most 512 GPUs or MIG slices in one group.",
+            "One node offers at most 8× A100-40GB; the GPU count is per node (each of the "
+            "group's 2 nodes gets it): for more, raise the node count.",
         ),
         ({"cpu": 1025}, "cpu", "Give at most 1,024 vCPUs."),
         ({"ram_gb": 65_537}, "ram_gb", "Give at most 65,536 GB of RAM."),

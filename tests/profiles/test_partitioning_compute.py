@@ -60,8 +60,9 @@ def test_a_group_cannot_ask_for_more_slices_than_its_nodes_offer(
     data = profile_data(aws_infrastructure, [group(mig_profile="3g.20gb", count=17)])
     page = page_of(post(admin_client, data))
     assert "One node offers 16× 3g.20gb (2 on each of its 8 A100-40GB GPUs)" in page
-    assert "node count of at least 2" in page
-    data = profile_data(aws_infrastructure, [group(mig_profile="3g.20gb", count=17, node_count=2)])
+    assert "the count is per node" in page
+    # 32 slices: 16 on each of 2 nodes.
+    data = profile_data(aws_infrastructure, [group(mig_profile="3g.20gb", count=16, node_count=2)])
     assert post(admin_client, data).status_code == HTTPStatus.FOUND
 
 

@@ -76,3 +76,58 @@ def test_without_a_quota_both_requests_pass(member, user_factory, starter, slow_
     first.join(20)
     second.join(20)
     assert results == ["ok", "ok"]
+
+
+@pytest.fixture
+def slow_first_start(monkeypatch):
+    """Hold the first Start's transaction open after it moved the workspace to starting."""
+    inside = threading.Event()
+    original = actions.audit.record
+
+    def record_slowly(*args, **kwargs):
+        if not inside.is_set():
+            inside.set()
+            time.sleep(1.0)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(actions.audit, "record", record_slowly)
+    monkeypatch.setattr("pools.tasks.enqueue_start", lambda pk: None)
+    return inside
+
+
+def start_in_thread(user, workspace_pk, results):
+    def run():
+        try:
+            actions.start_workspace(user, Workspace.objects.get(pk=workspace_pk))
+            results.append("ok")
+        except actions.RequestRefused as refused:
+            results.append(str(refused))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_of_two_starts_at_once_the_second_says_the_workspace_is_starting(
+    member, local_infrastructure, profile_factory, workspace_factory, slow_first_start
+):
+    """Two Starts of one stopped workspace (a double click) under a quota of one GPU: the
+    second waits for the first and says it is starting, not that the quota is reached."""
+    profile = profile_factory(
+        local_infrastructure, "One A100", groups=[("A100-40GB", 1)], published=True
+    )
+    team = member.teams.get()
+    Team.objects.filter(pk=team.pk).update(max_gpus=1)
+    workspace = workspace_factory(member, profile, state="stopped", team=team, gpus=1)
+    results = []
+    first = start_in_thread(member, workspace.pk, results)
+    assert slow_first_start.wait(10)  # the first moved it and has not committed
+    second = start_in_thread(member, workspace.pk, results)
+    first.join(20)
+    second.join(20)
+    assert results == [
+        "ok",
+        "Only a stopped workspace can be started; this one is starting.",
+    ]
