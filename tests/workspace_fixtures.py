@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,13 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connections
+from django.db import connection, connections
 
 from pools import cgroups, isolation
 from pools.lifecycle import State
 from pools.models import Workspace
+from profiles.choices import HealthStatus, InfrastructureKind
+from profiles.models import Infrastructure
 
 
 @dataclass(frozen=True)
@@ -116,11 +119,41 @@ def workspace_factory(db):
 
 
 @pytest.fixture
+def kubernetes_cluster(db) -> Infrastructure:
+    """A ready Kubernetes infrastructure the portal reaches from inside the cluster (for
+    tests that count and check, asking no API server anything)."""
+    return Infrastructure.objects.create(
+        name="Cluster",
+        kind=InfrastructureKind.KUBERNETES,
+        in_cluster=True,
+        health_status=HealthStatus.READY,
+    )
+
+
+@pytest.fixture
 def sync_tasks(monkeypatch):
     """Run django-q2 tasks in-process when enqueued (ordering is all these tests need)."""
     from django_q.conf import Conf
 
     monkeypatch.setattr(Conf, "SYNC", True)
+
+
+def in_thread(action, refusal: type[Exception], results: list) -> threading.Thread:
+    """Run `action` in a thread of its own, on its own database connection (another request
+    at the same moment); `results` gets "ok", or the message of the `refusal` it raised."""
+
+    def run():
+        try:
+            action()
+            results.append("ok")
+        except refusal as refused:
+            results.append(str(refused))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2, what: str = "condition"):

@@ -31,33 +31,57 @@ def _ask(driver, spec, destination) -> str:  # noqa: F811
     return _job_result(driver, spec, ASK_THROUGH_THE_PROXY, str(destination.port))
 
 
-@pytest.mark.django_db
-def test_a_proxy_started_before_a_source_was_set_is_replaced_by_the_repair(
-    driver,  # noqa: F811
-    settings,
-    where_from,  # noqa: F811
-    source_address,  # noqa: F811
-    local_infrastructure,
-    profile_factory,
-):
+@pytest.fixture
+def allowed(driver, settings, where_from, local_infrastructure, profile_factory):  # noqa: F811
+    """A workspace whose proxy lets it reach a local destination (an exception; no source
+    address set): its spec and the destination."""
     destination = where_from()
     settings.LOCAL_WORKSPACE_EGRESS_ALLOW = [f"127.0.0.1:{destination.port}"]
     settings.LOCAL_WORKSPACE_EGRESS_SOURCE = []
     spec = _spec(local_infrastructure, profile_factory)
     driver.provision(spec)
     assert _ask(driver, spec, destination).startswith("HTTP/1.1 200 ")
-    assert destination.peers == ["127.0.0.1"]  # the host's own address, as configured then
+    return spec, destination
+
+
+def repaired(driver, spec, old_rules: str) -> None:  # noqa: F811
+    """The check names the proxy's `old_rules`; after the repair it names no proxy problem."""
+    assert f"Its HTTPS proxy (its way to the internet) runs with old rules: {old_rules}" in (
+        driver.check(spec)
+    )
+    driver.repair(spec)  # which also runs the job again
+    assert not any("HTTPS proxy" in problem for problem in driver.check(spec))
+
+
+def with_a_running_proxy(driver, spec):  # noqa: F811
+    """`spec` provisioned and a process started in it, which starts its proxy: the
+    workspace's directory and the proxy."""
+    driver.provision(spec)
+    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
     directory = driver.directory(spec.name)
-    old = supervisor.egress_process(directory)
+    proxy = supervisor.egress_process(directory)
+    assert supervisor.is_running(proxy)
+    return directory, proxy
+
+
+@pytest.mark.django_db
+def test_a_proxy_started_before_a_source_was_set_is_replaced_by_the_repair(
+    driver,  # noqa: F811
+    settings,
+    allowed,
+    source_address,  # noqa: F811
+):
+    spec, destination = allowed
+    assert destination.peers == ["127.0.0.1"]  # the host's own address, as configured then
+    old = supervisor.egress_process(driver.directory(spec.name))
 
     settings.LOCAL_WORKSPACE_EGRESS_SOURCE = [source_address]
-    assert (
-        "Its HTTPS proxy (its way to the internet) runs with old rules: its connections "
-        f"leave from this host's address, where the settings now say {source_address}."
-    ) in driver.check(spec)
-    driver.repair(spec)  # which also runs the job again
-
-    assert not any("HTTPS proxy" in problem for problem in driver.check(spec))
+    repaired(
+        driver,
+        spec,
+        "its connections leave from this host's address, where the settings now say "
+        f"{source_address}.",
+    )
     assert not supervisor.is_running(old)
     assert _ask(driver, spec, destination).startswith("HTTP/1.1 200 ")
     assert destination.peers[0] == "127.0.0.1"
@@ -68,25 +92,15 @@ def test_a_proxy_started_before_a_source_was_set_is_replaced_by_the_repair(
 def test_an_exception_the_administrator_revoked_is_closed_by_the_repair(
     driver,  # noqa: F811
     settings,
-    where_from,  # noqa: F811
-    local_infrastructure,
-    profile_factory,
+    allowed,
 ):
-    destination = where_from()
-    settings.LOCAL_WORKSPACE_EGRESS_ALLOW = [f"127.0.0.1:{destination.port}"]
-    settings.LOCAL_WORKSPACE_EGRESS_SOURCE = []
-    spec = _spec(local_infrastructure, profile_factory)
-    driver.provision(spec)
-    assert _ask(driver, spec, destination).startswith("HTTP/1.1 200 ")
-
+    spec, destination = allowed
     settings.LOCAL_WORKSPACE_EGRESS_ALLOW = []
-    assert (
-        "Its HTTPS proxy (its way to the internet) runs with old rules: its exceptions are "
-        f"127.0.0.1:{destination.port}, where the settings now say none."
-    ) in driver.check(spec)
-    driver.repair(spec)  # which also runs the job again
-
-    assert not any("HTTPS proxy" in problem for problem in driver.check(spec))
+    repaired(
+        driver,
+        spec,
+        f"its exceptions are 127.0.0.1:{destination.port}, where the settings now say none.",
+    )
     answer = _ask(driver, spec, destination)
     assert answer.startswith("HTTP/1.1 403 "), answer
     assert len(destination.peers) == 1, destination.peers
@@ -100,11 +114,7 @@ def test_a_proxy_with_the_rules_of_now_is_kept_however_often_it_is_ensured(
 ):
     """A task delivered twice, or two processes starting at once, make one proxy."""
     spec = _spec(local_infrastructure, profile_factory)
-    driver.provision(spec)
-    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
-    directory = driver.directory(spec.name)
-    first = supervisor.egress_process(directory)
-    assert supervisor.is_running(first)
+    directory, first = with_a_running_proxy(driver, spec)
     assert supervisor.ensure_egress(directory, spec.name) == first
     assert supervisor.ensure_egress(directory, spec.name) == first
     driver.repair(spec)
@@ -120,11 +130,7 @@ def test_a_proxy_left_running_after_egress_was_turned_off_is_stopped_by_the_repa
     profile_factory,
 ):
     spec = _spec(local_infrastructure, profile_factory)
-    driver.provision(spec)
-    driver.start_process(spec, [sys.executable, "-c", "import time; time.sleep(60)"])
-    directory = driver.directory(spec.name)
-    proxy = supervisor.egress_process(directory)
-    assert supervisor.is_running(proxy)
+    directory, proxy = with_a_running_proxy(driver, spec)
 
     settings.LOCAL_WORKSPACE_EGRESS = "off"
     assert driver.check(spec) == [

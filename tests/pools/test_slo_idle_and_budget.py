@@ -15,9 +15,9 @@ from pools.models import PoolInstance, PoolInstanceEvent, Workspace
 from profiles.choices import AllocationStrategy
 from tests.pools.test_warmpool_slo import (  # noqa: F401
     DAY_ONE,
-    PROVISIONING,
     TZ,
     gpu_profile,
+    on_demand_requests,
     org_time_zone,
     sized,
     step,
@@ -31,16 +31,8 @@ def made_on(profile, moment: datetime) -> None:
 
 def burst(owner, profile, now: datetime, n: int, apart: int = 20) -> None:
     """`n` requests `apart` seconds apart up to `now`, still provisioning on demand."""
-    Workspace.objects.bulk_create(
-        Workspace(
-            owner=owner,
-            profile=profile,
-            infrastructure=profile.infrastructure,
-            state=State.PROVISIONING,
-            created=now - timedelta(seconds=apart * (k + 1)),
-        )
-        for k in range(n)
-    )
+    moments = [now - timedelta(seconds=apart * (k + 1)) for k in range(n)]
+    on_demand_requests(owner, profile, moments, still_provisioning=True)
 
 
 # -- the budget's day -------------------------------------------------------------------
@@ -107,17 +99,7 @@ def test_a_daily_class_of_30_is_learned_as_needing_30_and_a_maximum_of_16_is_a_r
         for day in range(14)
         for k in range(30)
     ]
-    Workspace.objects.bulk_create(
-        Workspace(
-            owner=member,
-            profile=gpu_profile,
-            infrastructure=gpu_profile.infrastructure,
-            state=State.DELETED,
-            created=m,
-            ready_at=m + PROVISIONING,
-        )
-        for m in moments
-    )
+    on_demand_requests(member, gpu_profile, moments)
     now = DAY_ONE + timedelta(days=14, hours=8, minutes=58)
     sized(gpu_profile, max_size=50)
     decision = step(gpu_profile, now)

@@ -160,18 +160,24 @@ def past_demand(owner, profile, days: int, seed: int = 5) -> list[datetime]:
     moments = [
         m for day in range(days) for m in day_of_demand(DAY_ONE + timedelta(day), seed + day)
     ]
+    on_demand_requests(owner, profile, moments)
+    return moments
+
+
+def on_demand_requests(owner, profile, moments, still_provisioning: bool = False) -> None:
+    """Workspaces requested at `moments` and made on demand: ready one provisioning later
+    (and deleted since), or still provisioning."""
     Workspace.objects.bulk_create(
         Workspace(
             owner=owner,
             profile=profile,
             infrastructure=profile.infrastructure,
-            state=State.DELETED,
+            state=State.PROVISIONING if still_provisioning else State.DELETED,
             created=m,
-            ready_at=m + PROVISIONING,
+            ready_at=None if still_provisioning else m + PROVISIONING,
         )
         for m in moments
     )
-    return moments
 
 
 def day_of_demand(midnight: datetime, seed: int) -> list[datetime]:
@@ -271,17 +277,7 @@ def test_a_binding_budget_wins_and_the_page_says_the_slo_is_at_risk(
     while moment > now - timedelta(days=7):  # a request every 2–15 min, day and night
         moments.append(moment)
         moment -= timedelta(seconds=rng.uniform(120, 900))
-    Workspace.objects.bulk_create(
-        Workspace(
-            owner=member,
-            profile=gpu_profile,
-            infrastructure=gpu_profile.infrastructure,
-            state=State.DELETED,
-            created=m,
-            ready_at=m + PROVISIONING,
-        )
-        for m in moments
-    )
+    on_demand_requests(member, gpu_profile, moments)
     type(gpu_profile).objects.filter(pk=gpu_profile.pk).update(created=now - timedelta(days=8))
     decision = step(gpu_profile, now)
     assert decision.desired == 0

@@ -39,22 +39,32 @@ def cluster():
     server.stop()
 
 
-@pytest.fixture
-def workspace(cluster, member, profile_factory, workspace_factory):
-    """A ready CPU-only workspace on the stand-in, its pod on NODE."""
-    infrastructure = Infrastructure.objects.create(
+def lab_cluster(cluster, **fields) -> Infrastructure:
+    """The stand-in as a ready Kubernetes infrastructure."""
+    return Infrastructure.objects.create(
         name="Lab cluster",
         kind=InfrastructureKind.KUBERNETES,
         kubeconfig=cluster.kubeconfig(),
         kubernetes_version="1.33",
         health_status=HealthStatus.READY,
+        **fields,
     )
-    workspace = workspace_factory(member, profile_factory(infrastructure, "CPU"))
+
+
+def provisioned(cluster, workspace, node: str) -> Workspace:
+    """`workspace` provisioned on the stand-in: ready once its pods run on `node`."""
     assert tasks.provision_workspace(workspace.pk) == "not ready yet"
-    cluster.set_pods("ready", node=NODE, namespace=workspace.resource_name)
+    cluster.set_pods("ready", node=node, namespace=workspace.resource_name)
     assert tasks.provision_workspace(workspace.pk) == "ready"
     workspace.refresh_from_db()
     return workspace
+
+
+@pytest.fixture
+def workspace(cluster, member, profile_factory, workspace_factory):
+    """A ready CPU-only workspace on the stand-in, its pod on NODE."""
+    profile = profile_factory(lab_cluster(cluster), "CPU")
+    return provisioned(cluster, workspace_factory(member, profile), NODE)
 
 
 def pod_names(cluster, workspace) -> list[str]:

@@ -6,22 +6,16 @@ watch's repair, within the watch's attempts (against the API stand-in)."""
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.utils import timezone
 
-from pools import tasks, watch
+from pools import watch
 from pools.lifecycle import State
-from profiles.choices import HealthStatus, InfrastructureKind
-from profiles.models import Infrastructure
 from tests.pools.k8s_stand_in import StandInApiServer
+from tests.pools.test_watch_kubernetes import lab_cluster, later, provisioned
 from tests.workspace_fixtures import workspace_factory  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 NODE = "gpu-a"
 A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB", "nvidia.com/gpu.count": "8"}
-
-
-def later(hours: int = 1):
-    return timezone.now() + timedelta(hours=hours)
 
 
 def stamp(seconds_ago: float) -> str:
@@ -39,22 +33,9 @@ def cluster():
 
 @pytest.fixture
 def workspace(cluster, member, profile_factory, workspace_factory):
-    infrastructure = Infrastructure.objects.create(
-        name="Lab cluster",
-        kind=InfrastructureKind.KUBERNETES,
-        kubeconfig=cluster.kubeconfig(),
-        kubernetes_version="1.33",
-        gpu_model="A100-40GB",
-        gpus_per_node=8,
-        health_status=HealthStatus.READY,
-    )
+    infrastructure = lab_cluster(cluster, gpu_model="A100-40GB", gpus_per_node=8)
     profile = profile_factory(infrastructure, "One A100", groups=[("A100-40GB", 1)])
-    workspace = workspace_factory(member, profile)
-    assert tasks.provision_workspace(workspace.pk) == "not ready yet"
-    cluster.set_pods("ready", node=NODE, namespace=workspace.resource_name)
-    assert tasks.provision_workspace(workspace.pk) == "ready"
-    workspace.refresh_from_db()
-    return workspace
+    return provisioned(cluster, workspace_factory(member, profile), NODE)
 
 
 def fail_gpu_check(cluster, namespace: str, since_seconds: float) -> str | None:

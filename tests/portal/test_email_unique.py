@@ -3,27 +3,20 @@ only in the forms' check: two requests at the same moment both pass the check, a
 index then refuses the second, which gets a field error or a page, never a 500."""
 
 import importlib
-import re
 from http import HTTPStatus
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.core import mail
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
-from django.test import Client
 
-from api import tokens
-from api.models import Scope
 from portal import users as user_actions
-from portal.models import Invitation
 from tests.conftest import PASSWORD
 
+from . import unique_accounts as unique
 from .sso_helpers import sso_login
-from .test_username_case_twins import postgresql_only, racing_account
 
 User = get_user_model()
-NEW_PASSWORD = "a-long-and-unusual-passphrase"
 TAKEN = "A user with this email address already exists."
 shared_migration = importlib.import_module("portal.migrations.0010_email_unique_ignoring_case")
 
@@ -57,75 +50,41 @@ def test_the_add_user_page_says_the_address_is_taken(admin_client, member):
 # -- two requests at the same moment --------------------------------------------------------
 
 
-@postgresql_only
+@unique.postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_adding_a_user_whose_address_a_racing_account_took_raises_email_taken(org_admin):
-    with racing_account("alice", "alice@example.com"), pytest.raises(user_actions.EmailTaken):
+    with (
+        unique.racing_account("alice", "alice@example.com"),
+        pytest.raises(user_actions.EmailTaken),
+    ):
         user_actions.add_user(org_admin, "bob", "alice@example.com", [], None)
     assert list(User.objects.filter(email__iexact="alice@example.com")) == [
         User.objects.get(username="alice")
     ]
 
 
-def _add_user_page(org_admin):
-    admin = Client()
-    admin.force_login(org_admin)
-    with racing_account("alice", "alice@example.com"):
-        response = admin.post(
-            "/admin/users/add/", {"username": "bob", "email": "alice@example.com"}
-        )
-    assert response.status_code == HTTPStatus.OK
-    assert TAKEN in response.content.decode()
-
-
-def _invitation_page(org_admin):
-    admin = Client()
-    admin.force_login(org_admin)
-    admin.post("/admin/invitations/add/", {"email": "alice@example.com"})
-    path = re.search(r"https?://[^/\s]+(/invitation/\d+/[^/\s]+/)", mail.outbox[-1].body)[1]
-    with racing_account("alice", "alice@example.com"):
-        response = Client().post(
-            path, {"username": "bob", "password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
-        )
-    assert response.status_code == HTTPStatus.OK
-    assert TAKEN in response.content.decode()
-    assert Invitation.objects.get().accepted_at is None
-
-
-def _api(org_admin):
-    token = tokens.create_token(org_admin, "race", Scope.READ_WRITE, 30)[1]
-    with racing_account("alice", "alice@example.com"):
-        response = Client().post(
-            "/api/v1/users/",
-            {"username": "bob", "email": "alice@example.com"},
-            content_type="application/json",
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    assert response.status_code == HTTPStatus.BAD_REQUEST
-    assert response.json()["errors"]["email"] == [TAKEN]
-
-
-@postgresql_only
+@unique.postgresql_only
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("create", [_add_user_page, _invitation_page, _api])
+@pytest.mark.parametrize("way", unique.ALL_WAYS)
 def test_of_two_requests_for_one_address_one_wins_and_the_other_gets_the_field_error(
-    org_admin, create
+    org_admin, way
 ):
-    create(org_admin)
+    racer = unique.racing_account("alice", "alice@example.com")
+    unique.assert_the_second_loses(
+        way, org_admin, racer, "bob", "alice@example.com", ("email", TAKEN)
+    )
     assert list(User.objects.filter(email__iexact="alice@example.com").values_list("username")) == [
         ("alice",)
     ]
 
 
-@postgresql_only
+@unique.postgresql_only
 @pytest.mark.django_db(transaction=True)
 def test_a_first_okta_login_losing_the_race_for_its_address_gets_a_page_not_a_500(
     op, mapped, client
 ):
-    with racing_account("other", "ada@example.com"):
-        response = sso_login(client, op, "ada", "ada-password")
-    assert response.status_code == HTTPStatus.CONFLICT
-    assert "Email address taken at the same moment" in response.content.decode()
+    racer = unique.racing_account("other", "ada@example.com")
+    unique.first_okta_login_losing_to(racer, client, op, "Email address taken at the same moment")
     assert list(User.objects.filter(email="ada@example.com").values_list("username")) == [
         ("other",)
     ]
@@ -141,10 +100,8 @@ def test_a_first_okta_login_losing_the_race_for_its_address_gets_a_page_not_a_50
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_refuses_existing_shared_addresses_naming_them_and_runs_once_fixed():
-    before = ("portal", "0009_username_unique_ignoring_case")
     after = ("portal", "0010_email_unique_ignoring_case")
-    MigrationExecutor(connection).migrate([before])
-    try:
+    with unique.migrated_back_to("portal", "0009_username_unique_ignoring_case"):
         alice = User.objects.create_user("alice", "a@example.com", PASSWORD)
         twin = User.objects.create_user("alice2", "A@Example.com", PASSWORD)
         User.objects.create_user("bob", "b@example.com", PASSWORD)
@@ -163,6 +120,3 @@ def test_the_migration_refuses_existing_shared_addresses_naming_them_and_runs_on
         MigrationExecutor(connection).migrate([after])
         with pytest.raises(IntegrityError), transaction.atomic():
             User.objects.create_user("carol", "B@EXAMPLE.COM", PASSWORD)
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())

@@ -14,6 +14,7 @@ from services.backends.local import stop_all
 from services.models import ServiceDeployment
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
+    kubernetes_cluster,
     starter,
     sync_tasks,
     workspace_factory,

@@ -9,8 +9,7 @@ from django.urls import reverse
 from pools.lifecycle import State
 from pools.models import Workspace
 from portal.models import Team
-from profiles.choices import HealthStatus, InfrastructureKind
-from profiles.models import ComputeProfile, Infrastructure, ServicesProfile
+from profiles.models import ComputeProfile, ServicesProfile
 from services import actions as services
 from services.models import ServiceDeployment
 from workspaces import actions, quotas
@@ -27,18 +26,10 @@ def no_queue(monkeypatch):
 
 
 @pytest.fixture
-def cluster(db):
-    return Infrastructure.objects.create(
-        name="Cluster",
-        kind=InfrastructureKind.KUBERNETES,
-        in_cluster=True,
-        health_status=HealthStatus.READY,
+def one_a100(kubernetes_cluster):
+    profile = ComputeProfile.objects.create(
+        name="One A100", infrastructure=kubernetes_cluster, published=True
     )
-
-
-@pytest.fixture
-def one_a100(cluster):
-    profile = ComputeProfile.objects.create(name="One A100", infrastructure=cluster, published=True)
     profile.resource_groups.create(gpu_model="A100-40GB", gpu_count=1, storage_gb=100)
     return profile
 

@@ -1,5 +1,6 @@
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
+    kubernetes_cluster,
     qcluster,
     shared_database,
     starter,

@@ -9,6 +9,7 @@ from django.db import connection
 from pools.models import Workspace
 from portal.models import Team
 from portal.roles import Role
+from tests.workspace_fixtures import in_thread
 from workspaces import actions
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,18 +38,9 @@ def slow_first_request(monkeypatch):
 
 
 def request_in_thread(user, profile, results):
-    def run():
-        try:
-            actions.request_workspace(user, profile)
-            results.append("ok")
-        except actions.RequestRefused as refused:
-            results.append(str(refused))
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
+    return in_thread(
+        lambda: actions.request_workspace(user, profile), actions.RequestRefused, results
+    )
 
 
 def test_two_concurrent_requests_cannot_both_take_the_last_slot(
@@ -96,18 +88,10 @@ def slow_first_start(monkeypatch):
 
 
 def start_in_thread(user, workspace_pk, results):
-    def run():
-        try:
-            actions.start_workspace(user, Workspace.objects.get(pk=workspace_pk))
-            results.append("ok")
-        except actions.RequestRefused as refused:
-            results.append(str(refused))
-        finally:
-            connection.close()
+    def start():
+        actions.start_workspace(user, Workspace.objects.get(pk=workspace_pk))
 
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
+    return in_thread(start, actions.RequestRefused, results)
 
 
 def test_of_two_starts_at_once_the_second_says_the_workspace_is_starting(
