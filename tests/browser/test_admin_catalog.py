@@ -35,7 +35,7 @@ def test_admin_creates_infrastructure_and_a_heterogeneous_profile(page):
     page.fill("input[name='groups-0-gpu_count']", "8")
     page.click("button:has-text('Add another resource group')")
     page.select_option("select[name='groups-1-gpu_model']", "H100-80GB")
-    page.fill("input[name='groups-1-gpu_count']", "16")
+    page.fill("input[name='groups-1-gpu_count']", "8")  # per node: 16 H100 on 2 nodes
     page.fill("input[name='groups-1-node_count']", "2")
     page.click("button:has-text('Create compute profile')")
     expect(page.locator("h1")).to_have_text("Mixed training")
