@@ -165,8 +165,12 @@ class PortalAccountAdapter(DefaultAccountAdapter):
         username = super().generate_unique_username(txts, regex)
         users = get_user_model().objects
         for candidate in generate_username_candidates(username):
-            if not users.filter(username__iexact=candidate).exists():
+            if users.filter(username__iexact=candidate).exists():
+                continue
+            try:
                 return self.clean_username(candidate, shallow=True)
+            except ValidationError:  # a suffixed candidate may break a rule: the next
+                continue
         raise NotImplementedError("Unable to find a unique username")  # as allauth's own
 
     def get_client_ip(self, request) -> str:
