@@ -183,6 +183,18 @@ class Infrastructure(models.Model):
             return True, ""
         return False, self.health_summary
 
+    def holds_resources(self) -> bool:
+        """Whether anything on it may still hold resources there: a workspace, a warm-pool
+        instance or a services stack (each model's `in_use()`; the engine's models, found
+        by their links here, since the catalog does not import the engine)."""
+        for relation in self._meta.related_objects:
+            model = relation.related_model
+            if hasattr(model, "in_use"):
+                related = model.objects.filter(**{relation.field.name: self})
+                if related.filter(model.in_use()).exists():
+                    return True
+        return False
+
     @property
     def kind_label(self) -> str:
         """What the entry is, by name: "Microsoft Azure", "VMware vSphere", "This machine"…"""

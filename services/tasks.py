@@ -38,10 +38,11 @@ from django_q.tasks import async_task
 from pools import lifecycle, steps
 from pools.drivers import driver_class
 from pools.drivers import k8s_manifests as m
-from pools.drivers.base import PermanentError
+from pools.drivers.base import PermanentError, WorkspaceSpec
 from pools.drivers.kubernetes import KubernetesDriver
 from pools.lifecycle import LIVE_STATES, State, Step, advance, transition
 from pools.models import Workspace
+from profiles.models import ServiceComponent
 from services import components as catalog
 from services.backends import base as svc
 from services.backends.base import ComponentContext
@@ -389,6 +390,17 @@ def own_gpus(infrastructure, spec, components) -> int:
     if cls is None or not issubclass(cls, KubernetesDriver):
         return 0
     return sum(_component_gpus(spec, row) for row in components)
+
+
+def default_stack_gpus(profile, owner) -> int:
+    """The GPUs the compute profile's default services stack would hold of its own in a new
+    workspace of `owner`'s (`own_gpus`): what a request is charged beside the profile's
+    own, since that stack is deployed (or comes with a warm instance) without asking."""
+    if profile.default_services_profile_id is None:
+        return 0
+    spec = WorkspaceSpec.from_profile("ws-requested", owner.get_username(), profile)
+    components = ServiceComponent.objects.filter(profile=profile.default_services_profile_id)
+    return own_gpus(profile.infrastructure, spec, components)  # reads them on Kubernetes only
 
 
 def _component_gpus(spec, row) -> int:

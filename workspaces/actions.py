@@ -14,6 +14,7 @@ from portal.roles import CHANGE, USE, Area, has_perm
 from portal.text import one_line
 from profiles.models import ComputeProfile
 from services import actions as services
+from services import tasks as service_tasks
 from workspaces import offers, quotas
 
 
@@ -32,7 +33,12 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
         raise RequestRefused(f"“{profile}”: {offers.refusal(user, profile.infrastructure, why)}")
 
     need = quotas.need_of(profile)
-    team = _group_to_charge(user, profile, need)
+    # The group must also have room for the GPUs of the profile's default stack, which
+    # follows without asking (counted on the stack itself once it exists).
+    stack_gpus = service_tasks.default_stack_gpus(profile, user)
+    with_stack = {**need, "gpus": need["gpus"] + stack_gpus}
+    what = "this profile with its default services" if stack_gpus else "this profile"
+    team = _group_to_charge(user, profile, with_stack, what=what)
 
     now = timezone.now()
     longest = lifetime.max_lifetime(team)
@@ -59,17 +65,19 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     return workspace
 
 
-def _group_to_charge(owner, profile, need, starting: Workspace | None = None, whose="your"):
+def _group_to_charge(
+    owner, profile, need, starting: Workspace | None = None, whose="your", what="this profile"
+):
     """The group whose quota takes `need` (quotas rule 3), None for an owner outside every
     group; RequestRefused saying why when no group of the owner's has room. The groups are
     locked until the end of the caller's transaction. `starting`: the stopped workspace
-    being charged again, which stays in its group while that has room."""
+    being charged again, which stays in its group while that has room; `what` is what
+    the refusal says needs the room."""
     groups = quotas.lock_groups(owner, profile)
     if starting is not None:
         groups.sort(key=lambda team: team.pk != starting.team_id)  # stable: by name after
     if groups:
         usages = quotas.usage(groups, starting=starting)
-        what = "this profile" if starting is None else "starting it"
         team, reasons = quotas.choose_group(usages, need, what)
         if team is None:
             raise RequestRefused("Quota reached: " + "; ".join(reasons) + ".")
@@ -160,7 +168,9 @@ def start_workspace(user, workspace: Workspace) -> None:
     if stack is not None:
         need["gpus"] += quotas.deployed_stack_gpus(stack)
     whose = "your" if workspace.owner_id == user.pk else "its owner's"
-    team = _group_to_charge(owner, profile, need, starting=workspace, whose=whose)
+    team = _group_to_charge(
+        owner, profile, need, starting=workspace, whose=whose, what="starting it"
+    )
     moved = f", charged to group “{team}”" if team and team.pk != workspace.team_id else ""
     if not transition(
         workspace,

@@ -72,8 +72,7 @@ def eks_field_name(key: str) -> str:
 EKS_HELP = {
     "cluster_name": "The EKS cluster workspaces' node groups join; leave empty for "
     "gpu-paas-<this entry's name>, kept when the entry is renamed. Created when missing. "
-    "Change it only while the entry has no workspaces: their node groups stay on the old "
-    "cluster.",
+    "It (and the region) can change only while nothing runs on the entry.",
     "cluster_role_arn": "The role EKS uses to create and run the cluster (trusted by "
     "eks.amazonaws.com). Needed when the cluster does not exist yet, and for super-sized "
     "profiles' dedicated clusters.",
@@ -240,6 +239,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         cleaned = super().clean()
         kind = cleaned.get("kind")
         self._keep_stored_secrets(cleaned)
+        self._refuse_changing_what_runs_there(cleaned)
         if kind == CLOUD:
             self._clean_public_cloud(cleaned)
         elif kind == DATA_CENTER:
@@ -253,6 +253,26 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
             if kind in KIND_FIELDS and name not in KIND_FIELDS[kind]:
                 cleaned[name] = empty
         return cleaned
+
+    def _refuse_changing_what_runs_there(self, cleaned: dict) -> None:
+        """The kind and provider choose the driver that deletes what runs here: changed
+        under live workspaces, it would look for them where they are not and leave them
+        running (and billed)."""
+        if not self.instance.pk or "kind" in self.errors:
+            return
+        if cleaned.get("kind") != self.instance.kind:
+            changed = "kind"
+        elif cleaned["kind"] == CLOUD and cleaned.get("provider") != self.instance.provider:
+            changed = "provider"
+        else:
+            return
+        if changed not in self.errors and self.instance.holds_resources():
+            self.add_error(
+                changed,
+                "Workspaces, warm-pool instances or services still run here; changing "
+                "this would leave them running, unmanaged. Delete them (and empty its "
+                "warm pools) first.",
+            )
 
     def _require(self, cleaned: dict, *names: str) -> None:
         for name in names:
@@ -292,6 +312,7 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
         if provider.code == "aws":
             settings = self._clean_eks_settings()
             self._refuse_another_entrys_cluster(cleaned, settings)
+            self._refuse_moving_what_runs(cleaned, settings)
             if credentials and not missing and not self.errors:
                 self._check_aws(credentials, settings, cleaned)
             settings["cluster_name"] = self._cluster_name(cleaned, settings)
@@ -363,6 +384,24 @@ class InfrastructureForm(PortalFormMixin, SecretFieldsMixin, forms.ModelForm):
                 f"already uses in {region}."
             )
         self.add_error(field, f"{problem} Give this entry a cluster of its own.")
+
+    def _refuse_moving_what_runs(self, cleaned: dict, settings: dict) -> None:
+        """The driver finds an entry's node groups on its cluster in its region: moving the
+        entry to another while workspaces run would leave their node groups running (and
+        billed) where the portal no longer looks, and never deleted."""
+        if not self._is_aws_entry() or not cleaned.get("region"):
+            return
+        before = self._cluster_name({}, {}), self.instance.region
+        after = self._cluster_name(cleaned, settings), cleaned["region"]
+        if after == before or not self.instance.holds_resources():
+            return
+        field = "region" if after[1] != before[1] else eks_field_name("cluster_name")
+        self.add_error(
+            field,
+            f"Workspaces, warm-pool instances or services still run on EKS cluster "
+            f"{before[0]} in {before[1]}; moving this entry would leave their node groups "
+            "running, unmanaged. Delete them (and empty its warm pools) first.",
+        )
 
     def _check_aws(self, credentials: dict, settings: dict, cleaned: dict) -> None:
         """Ask AWS whether it accepts new credentials, what the instance types are, and

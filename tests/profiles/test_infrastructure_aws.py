@@ -15,6 +15,8 @@ from api import tokens
 from api.models import Scope
 from pools.drivers.aws import AwsDriver
 from pools.drivers.base import GroupSpec, WorkspaceSpec
+from pools.lifecycle import State
+from pools.models import Workspace
 from profiles.forms import InfrastructureForm
 from profiles.models import Infrastructure
 from tests.api.conftest import ApiClient
@@ -292,3 +294,52 @@ def test_the_form_shows_the_eks_fields_for_aws(admin_client):
         "eks_security_group_ids",
     ):
         assert f'name="{name}"' in page
+
+
+@pytest.fixture
+def running_workspace(aws_infrastructure, profile_factory, member):
+    aws_infrastructure.credentials = dict(KEYS)
+    aws_infrastructure.save()
+    profile = profile_factory(aws_infrastructure, "Big", groups=(("A100-40GB", 8),))
+    return Workspace.objects.create(
+        owner=member, profile=profile, infrastructure=aws_infrastructure, state=State.STOPPED
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"region": "eu-west-1"}, "region"),
+        ({"eks_cluster_name": "another-cluster"}, "eks_cluster_name"),
+    ],
+)
+def test_an_entry_with_workspaces_cannot_move_to_another_cluster_or_region(
+    running_workspace, change, field
+):
+    """The driver finds the node groups on the entry's cluster in its region: moved, the
+    stopped workspace's node group would be left running where nothing looks."""
+    entry = running_workspace.infrastructure
+    errors = form_errors(as_the_browser_submits_it(entry) | change, instance=entry)
+    assert errors[field] == [
+        "Workspaces, warm-pool instances or services still run on EKS cluster "
+        "gpu-paas-aws-test in us-east-1; moving this entry would leave their node groups "
+        "running, unmanaged. Delete them (and empty its warm pools) first."
+    ]
+
+
+def test_an_entry_whose_workspaces_are_deleted_may_move(running_workspace):
+    Workspace.objects.filter(pk=running_workspace.pk).update(state=State.DELETED)
+    entry = running_workspace.infrastructure
+    data = as_the_browser_submits_it(entry) | {"eks_cluster_name": "another-cluster"}
+    assert "eks_cluster_name" not in form_errors(data, instance=entry)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [({"kind": "kubernetes"}, "kind"), ({"provider": "gcp"}, "provider")],
+)
+def test_an_entry_with_workspaces_keeps_its_kind_and_provider(running_workspace, change, field):
+    """The kind and provider choose the driver that deletes what runs there."""
+    entry = running_workspace.infrastructure
+    errors = form_errors(as_the_browser_submits_it(entry) | change, instance=entry)
+    assert errors[field][0].startswith("Workspaces, warm-pool instances or services still run")

@@ -181,3 +181,29 @@ def test_the_compute_profiles_default_stack_comes_with_the_profile(member, one_a
         state=State.READY,
     )
     assert services.redeploy(member, deployment)
+
+
+def test_a_request_is_refused_when_the_profiles_default_stack_would_overrun_the_quota(
+    member, one_a100
+):
+    """The default stack follows every workspace of the profile without asking (deployed
+    when it is ready, or with a warm instance), so its GPUs are checked at the request: a
+    1-GPU profile with a 1-GPU default stack does not fit a 1-GPU quota."""
+    allow_gpus(member, 1)
+    ComputeProfile.objects.filter(pk=one_a100.pk).update(default_services_profile=llm_stack(1))
+    profile = ComputeProfile.objects.get(pk=one_a100.pk)
+
+    with pytest.raises(actions.RequestRefused) as refused:
+        actions.request_workspace(member, profile)
+    assert str(refused.value) == (
+        "Quota reached: group “member group” allows 1 concurrent GPU and has 0 in use; "
+        "this profile with its default services needs 2."
+    )
+    assert not Workspace.objects.exists()
+
+
+def test_a_request_fits_when_the_quota_has_room_for_the_default_stack_too(member, one_a100):
+    allow_gpus(member, 2)
+    ComputeProfile.objects.filter(pk=one_a100.pk).update(default_services_profile=llm_stack(1))
+    workspace = actions.request_workspace(member, ComputeProfile.objects.get(pk=one_a100.pk))
+    assert workspace.gpus == 1  # the stack's GPU is counted on the stack once it exists
