@@ -4,11 +4,13 @@ Each kind a driver provisions on has a check that talks to the infrastructure th
 driver does, with the same client, credentials and timeouts:
 
 - existing Kubernetes (`pools.kube`, the driver's inventory): the API answers `/version`
-  with a version the portal supports and the entry names; the nodes can be listed; where
-  GPUs are expected, nodes offer allocatable `nvidia.com/gpu` or `nvidia.com/mig-*` (of the
-  entry's GPU model) and the NVIDIA GPU Operator manages them (its controller labels the
-  GPU nodes it deploys to `nvidia.com/gpu.deploy.<operand>`; reading node labels needs no
-  RBAC beyond what placement already has).
+  with a version the portal supports and the entry names; the nodes can be listed; some
+  node can take pods (its kubelet reports Ready and it is not cordoned: a node that is not
+  offers nothing, whatever allocatable it last reported); where GPUs are expected, such
+  nodes offer allocatable `nvidia.com/gpu` or `nvidia.com/mig-*` (of the entry's GPU model)
+  and the NVIDIA GPU Operator manages them (its controller labels the GPU nodes it deploys
+  to `nvidia.com/gpu.deploy.<operand>`; reading node labels needs no RBAC beyond what
+  placement already has).
 - AWS (`profiles.aws_checks`, the driver's EKS client): STS says who the credentials are;
   the node role, cluster role, subnets and security groups exist and fit EKS; the EKS
   cluster exists, or a cluster role is there to create it.
@@ -191,15 +193,27 @@ def check_kubernetes(infrastructure: Infrastructure) -> Health:
 
 
 def _judge_nodes(infrastructure: Infrastructure, where: str, nodes: list) -> Health:
-    """Whether the cluster's nodes offer what the entry declares, and the GPU Operator."""
-    gpu_nodes = [node for node in nodes if fleet.is_gpu_node(node)]
+    """Whether the cluster's nodes that take pods offer what the entry declares, and the
+    GPU Operator; the others (`out_of_service`: not Ready, cordoned) are named, with why."""
+    facts = f"{where}; {len(nodes)} node{'s' if len(nodes) > 1 else ''}"
+    out_of_service = sorted(
+        (node.name, node.out_of_service) for node in nodes if node.out_of_service
+    )
+    if out_of_service:
+        named = ", ".join(f"{name} {why}" for name, why in out_of_service)
+        facts += f" ({len(out_of_service)} taking no new workspaces: {named})"
+    in_service = [node for node in nodes if not node.out_of_service]
+    if not in_service:
+        return degraded(f"{facts}: no node can take a workspace.")
+    gpu_nodes = [node for node in in_service if fleet.is_gpu_node(node)]
     offered: Counter = Counter()
     for node in gpu_nodes:
         offered.update({k: v for k, v in node.allocatable.items() if v > 0})
-    managed = [n for n in nodes if any(k.startswith(GPU_OPERATOR_LABEL) for k in n.labels)]
+    managed = [n for n in in_service if any(k.startswith(GPU_OPERATOR_LABEL) for k in n.labels)]
     model = infrastructure.gpu_model
-    facts = f"{where}; {len(nodes)} node{'s' if len(nodes) > 1 else ''}"
     if not gpu_nodes:
+        if model and any(fleet.is_gpu_node(node) for node in nodes):
+            return degraded(f"{facts}: none of its GPU nodes can take a workspace.")
         if model:
             return degraded(
                 f"{facts}, none offering nvidia.com/gpu or {MIG_RESOURCE}* although this "

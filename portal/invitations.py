@@ -4,12 +4,18 @@ The link carries the invitation's id and a random token; only the token's SHA-25
 Resending stores a new hash, so the older link is dead at once. Accepting stamps
 `accepted_at` with a conditional UPDATE, so a link can be used once even by two racing requests.
 
+The email goes out on commit, inside the administrator's request. `sent_at` is stamped only
+once the mail server took it: a mail server that is down leaves the invitation made but
+unsent, logged (never its link, a bearer secret), listed as "not sent", and the
+administrator is told to resend it.
+
 An invitation grants its groups on its inviter's authority: the link works only while the
 inviter is an active user who may still manage users. Deactivating a user revokes the
 invitations they sent; resending makes the administrator who resends the inviter.
 """
 
 import hashlib
+import logging
 import secrets
 from datetime import timedelta
 from enum import Enum
@@ -26,6 +32,8 @@ from portal import audit
 from portal.models import AuditAction, Invitation, Team
 from portal.roles import CHANGE, ROLE_PERMISSIONS, Area, has_perm
 
+logger = logging.getLogger(__name__)
+
 INVITATION_DAYS = getattr(settings, "PORTAL_INVITATION_DAYS", 7)
 
 
@@ -39,48 +47,70 @@ def accept_url(invitation: Invitation, token: str) -> str:
 
 
 def _send(invitation: Invitation, token: str) -> None:
+    """Email the link and stamp `sent_at`; a failure leaves it empty (the admin resends)."""
     context = {
         "invitation": invitation,
         "url": accept_url(invitation, token),
         "site_name": settings.SITE_NAME,
         "inviter": invitation.invited_by.get_username() if invitation.invited_by else "",
     }
-    send_mail(
-        subject=f"You are invited to {settings.SITE_NAME}",
-        message=render_to_string("portal/email/invitation.txt", context),
-        from_email=None,
-        recipient_list=[invitation.email],
+    try:
+        send_mail(
+            subject=f"You are invited to {settings.SITE_NAME}",
+            message=render_to_string("portal/email/invitation.txt", context),
+            from_email=None,
+            recipient_list=[invitation.email],
+        )
+    # The errors `notifications.send_email` expects of a mail server that is down or slow
+    # (OSError) or of a message the mail library refuses (ValueError). Their text is the
+    # server's answer or the library's, never the message, so the link stays out of the log.
+    except (OSError, ValueError):
+        logger.exception("emailing invitation %s failed; it waits to be resent", invitation.pk)
+        return
+    invitation.sent_at = timezone.now()
+    # Only for the link just sent: a resend meanwhile made another one.
+    Invitation.objects.filter(pk=invitation.pk, token_hash=invitation.token_hash).update(
+        sent_at=invitation.sent_at
     )
 
 
+def _send_on_commit(invitation: Invitation, token: str) -> None:
+    # Robust: the invitation is committed already; whatever goes wrong sending it leaves it
+    # unsent, for the administrator to resend, and is no 500.
+    transaction.on_commit(lambda: _send(invitation, token), robust=True)
+
+
 def _new_token(invitation: Invitation) -> str:
+    """A new link, valid for INVITATION_DAYS, not sent yet."""
     token = secrets.token_urlsafe(32)
     invitation.token_hash = _hash(token)
-    invitation.sent_at = timezone.now()
-    invitation.expires_at = invitation.sent_at + timedelta(days=INVITATION_DAYS)
+    invitation.sent_at = None
+    invitation.expires_at = timezone.now() + timedelta(days=INVITATION_DAYS)
     return token
 
 
 @transaction.atomic
 def invite(actor, email: str, groups) -> Invitation:
+    """Make an invitation and email its link on commit. Called outside a transaction (as
+    views do), the returned invitation's `sent_at` says whether the email went out."""
     invitation = Invitation(email=email.strip().lower(), invited_by=actor)
     token = _new_token(invitation)
     invitation.save()
     invitation.groups.set(groups)
     audit.record_created(actor, invitation)
-    transaction.on_commit(lambda: _send(invitation, token))
+    _send_on_commit(invitation, token)
     return invitation
 
 
 @transaction.atomic
 def resend(actor, invitation: Invitation) -> None:
     """A new link (and a fresh expiry) sent on `actor`'s authority; the previous link stops
-    working."""
+    working. `sent_at` says whether it went out, as for `invite`."""
     token = _new_token(invitation)
     invitation.invited_by = actor
     invitation.save(update_fields=["token_hash", "sent_at", "expires_at", "invited_by"])
     audit.record(actor, AuditAction.ACTION, invitation, message="Invitation resent")
-    transaction.on_commit(lambda: _send(invitation, token))
+    _send_on_commit(invitation, token)
 
 
 @transaction.atomic
@@ -149,9 +179,11 @@ STATUS_WORDS = {
 
 
 def status(invitation: Invitation) -> str:
-    """The invitation's state as the lists show it; a link that would be refused never
-    reads "pending"."""
+    """The invitation's state as the lists show it; a link that would be refused, or that
+    was never emailed, never reads "pending"."""
     match problem(invitation):
+        case None if invitation.sent_at is None:
+            return "not sent: the email could not be sent (resend it)"
         case None:
             return "pending"
         case LinkProblem.INVITER_GONE if invitation.invited_by is None:

@@ -5,10 +5,19 @@ workspaces (tests/workspaces/test_overview.py pins the count): GPUs and MIG slic
 infrastructure and model, workspaces by state, requests waiting, failures of the last
 24 hours by reason, warm pools with their hit rate, and infrastructure health.
 
-What a workspace or warm instance holds is read from its compute profile's resource groups
-(whole GPUs of a model, or MIG slices of a profile), as quotas count them. Capacity is what
-the portal knows without asking a cluster: the GPUs NVML sees on this machine, hosts times
-GPUs per node in a data center; public clouds and existing clusters have no fixed total.
+What a workspace holds is what it was given, as quotas count it: the whole GPUs and MIG
+slices stored on it when it was requested or last started (`Workspace.gpus`, `mig_slices`),
+plus the GPUs its services stack holds of its own (`ServiceDeployment.own_gpus`). A warm
+instance holds the `gpu_share` stored when it was made (one made before that was stored:
+what its profile holds now). Neither stores the GPU model, so what they hold is laid over
+the models and MIG profiles of their profile's resource groups as they are now, in order,
+each up to what its group holds now (`_spread`); what an edit since added goes to the last.
+Capacity is what the portal knows without asking a cluster: the GPUs NVML sees on this
+machine, hosts times GPUs per node in a data center; public clouds and existing clusters
+have no fixed total.
+
+A warm pool's "ready" counts the instances a request could claim now (`claims.ready_now`),
+not unhealthy ones nor those of an earlier profile version, which still hold their GPUs.
 """
 
 from collections import Counter, defaultdict
@@ -16,15 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.core.cache import cache
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from pools.claims import ready_now
 from pools.drivers import local
-from pools.lifecycle import GPU_STATES, WORKSPACE_LIFECYCLE, State
+from pools.lifecycle import GPU_STATES, LIVE_STATES, WORKSPACE_LIFECYCLE, State
 from pools.models import PoolInstance, Workspace
 from pools.stats import WARM_HIT
 from profiles.choices import AllocationStrategy, HealthStatus, InfrastructureKind
 from profiles.models import ComputeProfile, Infrastructure, ResourceGroup, ServicesProfile
+from services.models import ServiceDeployment
+from usage.prices import gpu_share
 from workspaces.filtersets import FAILURE_WINDOW, WAITING_STATES, activity
 
 # Warm instances that hold (or are about to hold) GPUs and belong to no user.
@@ -142,30 +155,129 @@ def _capacity(infrastructure: Infrastructure) -> Counter:
     return Counter()
 
 
-def _needs_by_profile() -> dict[int, list[tuple[str, str, int]]]:
-    """(GPU model, MIG profile, units) that one workspace of each profile holds."""
+ANY_GPU = "Any GPU"  # the model of a group that names none
+# The MIG profile of slices a workspace was given whose profile has no MIG group any more.
+UNKNOWN_SLICE = "unknown"
+
+
+@dataclass(frozen=True)
+class Need:
+    """What one workspace of a profile holds of one GPU model (or MIG profile) now."""
+
+    model: str
+    mig_profile: str
+    units: int  # whole GPUs or slices, every node counted
+
+    @property
+    def unit_share(self) -> float:
+        """One unit's share of a GPU, as warm instances store what they hold."""
+        return gpu_share(self.model, self.mig_profile)
+
+
+def _needs_by_profile() -> dict[int, list[Need]]:
+    """What one workspace of each profile holds now, group by group, in order."""
     needs = defaultdict(list)
-    groups = ResourceGroup.objects.filter(gpu_count__gt=0).values_list(
-        "profile_id", "gpu_model", "mig_profile", "gpu_count", "node_count"
+    groups = (
+        ResourceGroup.objects.filter(gpu_count__gt=0)
+        .order_by("profile_id", "position", "pk")
+        .values_list("profile_id", "gpu_model", "mig_profile", "gpu_count", "node_count")
     )
     for profile_id, model, mig_profile, count, nodes in groups:
-        needs[profile_id].append((model or "Any GPU", mig_profile, count * max(nodes, 1)))
+        needs[profile_id].append(Need(model or ANY_GPU, mig_profile, count * max(nodes, 1)))
     return needs
 
 
-Counts = dict[tuple[int | None, str], int]  # (profile id, state): how many
+@dataclass(frozen=True)
+class Held:
+    """What the workspaces (or the warm instances) of one profile, on one infrastructure,
+    in one state hold together, as stored on them."""
+
+    profile_id: int | None
+    infrastructure_id: int | None
+    state: str
+    count: int
+    gpus: int = 0  # workspaces: whole GPUs, their stacks' own included
+    mig_slices: int = 0  # workspaces
+    share: float = 0.0  # warm instances: GPUs, a slice as its share of one
+    share_unknown: int = 0  # warm instances made before their share was stored
 
 
-def _counts(queryset) -> Counts:
-    rows = queryset.values_list("profile_id", "state").annotate(n=Count("id")).order_by()
-    return {(profile_id, state): n for profile_id, state, n in rows}
+def _held_by_workspaces() -> list[Held]:
+    """Workspaces not deleted, in one query: their stacks' own GPUs by a subquery (joined,
+    they would multiply the sums)."""
+    stack_gpus = (
+        ServiceDeployment.objects.filter(workspace=OuterRef("pk"), state__in=LIVE_STATES)
+        .order_by()
+        .values("workspace")
+        .annotate(total=Sum("own_gpus"))
+        .values("total")
+    )
+    rows = (
+        Workspace.objects.exclude(state=State.DELETED)
+        .annotate(stack_gpus=Coalesce(Subquery(stack_gpus), 0))
+        .values_list("profile_id", "infrastructure_id", "state")
+        .annotate(
+            n=Count("id"),
+            gpus=Sum("gpus") + Sum("stack_gpus"),
+            mig_slices=Sum("mig_slices"),
+        )
+        .order_by()
+    )
+    return [Held(*key, count, gpus, mig_slices) for *key, count, gpus, mig_slices in rows]
+
+
+def _held_by_instances(queryset) -> list[Held]:
+    rows = (
+        queryset.values_list("profile_id", "infrastructure_id", "state")
+        .annotate(
+            n=Count("id"),
+            share=Sum("gpu_share", default=0.0),
+            unknown=Count("id", filter=Q(gpu_share__isnull=True)),
+        )
+        .order_by()
+    )
+    return [
+        Held(*key, count, share=share, share_unknown=unknown)
+        for *key, count, share, unknown in rows
+    ]
+
+
+def _spread(amount: float, parts: list[tuple[Need, float]]) -> list[tuple[Need, float]]:
+    """`amount` laid over `parts` ((need, at most) in the groups' order): each gets up to
+    its most, the last whatever is left (the profile holds less now than it was given)."""
+    spread = []
+    for index, (need, most) in enumerate(parts):
+        part = amount if index == len(parts) - 1 else min(amount, most)
+        spread.append((need, part))
+        amount -= part
+    return spread
+
+
+def _workspace_units(held: Held, needs: list[Need], fallback: str) -> list[tuple[Need, int]]:
+    """(what, units) workspaces hold, their whole GPUs and their slices each laid over the
+    groups of that kind (`needs`); what no group of its kind is left for goes to
+    `fallback`, a model."""
+    whole = [need for need in needs if not need.mig_profile] or [Need(fallback, "", 1)]
+    sliced = [need for need in needs if need.mig_profile] or [Need(fallback, UNKNOWN_SLICE, 1)]
+    spread = _spread(held.gpus, [(need, held.count * need.units) for need in whole])
+    spread += _spread(held.mig_slices, [(need, held.count * need.units) for need in sliced])
+    return [(need, round(units)) for need, units in spread]
+
+
+def _instance_units(held: Held, needs: list[Need], fallback: str) -> list[tuple[Need, int]]:
+    """(what, units) warm instances hold: their GPU share laid over all the groups."""
+    needs = needs or [Need(fallback, "", 1)]
+    per_instance = sum(need.units * need.unit_share for need in needs)
+    share = held.share + held.share_unknown * per_instance
+    most = [(need, held.count * need.units * need.unit_share) for need in needs]
+    return [(need, round(part / need.unit_share)) for need, part in _spread(share, most)]
 
 
 def gpu_rows(
     infrastructure: list[Infrastructure],
     profile_infra: dict[int, int],
-    workspaces: Counts,
-    instances: Counts,
+    workspaces: list[Held],
+    instances: list[Held],
 ) -> list[GpuRow]:
     """GPUs and slices by infrastructure and model: total, in use, warm, failed."""
     needs = _needs_by_profile()
@@ -182,48 +294,50 @@ def gpu_rows(
         for model, n in _capacity(infra).items():
             row(infra.pk, model).total = n
     for profile_id, infra_id in profile_infra.items():  # what profiles offer, even unused
-        for model, mig_profile, _ in needs.get(profile_id, []):
-            row(infra_id, model, mig_profile)
-    held = [(key, n, _holding(key[1])) for key, n in workspaces.items()]
-    held += [(key, n, "warm") for key, n in instances.items()]
-    for (profile_id, _), n, attribute in held:
-        infra_id = profile_infra.get(profile_id)
-        if attribute is None or infra_id not in by_pk:
+        for need in needs.get(profile_id, []):
+            row(infra_id, need.model, need.mig_profile)
+    held = [(item, _holding(item.state), _workspace_units) for item in workspaces]
+    held += [(item, "warm", _instance_units) for item in instances]
+    for item, attribute, units_of in held:
+        if attribute is None or item.infrastructure_id not in by_pk:
             continue
-        for model, mig_profile, units in needs.get(profile_id, []):
-            target = row(infra_id, model, mig_profile)
-            setattr(target, attribute, getattr(target, attribute) + n * units)
+        fallback = by_pk[item.infrastructure_id].gpu_model or ANY_GPU
+        for need, units in units_of(item, needs.get(item.profile_id, []), fallback):
+            if units:
+                target = row(item.infrastructure_id, need.model, need.mig_profile)
+                setattr(target, attribute, getattr(target, attribute) + units)
     return sorted(rows.values(), key=lambda r: (r.infrastructure.name, r.model, r.mig_profile))
 
 
 def _holding(state: str) -> str | None:
-    """What a workspace in `state` does with its profile's GPUs."""
+    """What a workspace in `state` does with the GPUs it was given."""
     if state in GPU_STATES:
         return "in_use"
     return "failed" if state == State.FAILED else None
 
 
-def workspace_states(workspaces: Counts) -> list[tuple[str, str, int]]:
+def workspace_states(workspaces: list[Held]) -> list[tuple[str, str, int]]:
     """Workspaces by state, in lifecycle order (deleted ones are history, not counted)."""
     counts = Counter()
-    for (_, state), n in workspaces.items():
-        counts[state] += n
+    for item in workspaces:
+        counts[item.state] += item.count
     order = [s for s in State if s in WORKSPACE_LIFECYCLE.states and s != State.DELETED]
     return [(s.value, s.label, counts[s.value]) for s in order if counts[s.value]]
 
 
-def pool_rows(profiles: list[dict], instances: Counts, now: datetime) -> list[PoolRow]:
-    """Warm pools: ready instances, 7-day hit rate (requests served warm), halted ones."""
+def pool_rows(profiles: list[dict], now: datetime) -> list[PoolRow]:
+    """Warm pools: instances a request could claim now, 7-day hit rate (requests served
+    warm), halted ones."""
     warm = [p for p in profiles if p["allocation_strategy"] == AllocationStrategy.WARM_POOL]
-    rows = {p["pk"]: PoolRow(p["pk"], p["name"], p["desired_capacity"]) for p in warm}
+    rows = {
+        p["pk"]: PoolRow(p["pk"], p["name"], p["desired_capacity"], ready=p["ready_now"])
+        for p in warm
+    }
     for p in warm:  # the pool's row came with the profile's (a profile may have none yet)
         target = rows[p["pk"]]
         target.halted = bool(p["pool__halted"])
         target.paused = bool(p["pool__paused"])
         target.last_failure = p["pool__last_failure"] or ""
-    for (profile_id, state), n in instances.items():
-        if state == State.READY and profile_id in rows:
-            rows[profile_id].ready = n
     requests = (
         Workspace.objects.filter(profile_id__in=rows, created__gte=now - HIT_RATE_WINDOW)
         .values_list("profile_id")
@@ -239,7 +353,7 @@ def build(now: datetime | None = None) -> Dashboard:
     now = now or timezone.now()
     infrastructure = list(Infrastructure.objects.order_by("name"))
     profiles = list(
-        ComputeProfile.objects.values(
+        ComputeProfile.objects.annotate(ready_now=ready_now()).values(
             "pk",
             "name",
             "infrastructure_id",
@@ -249,20 +363,20 @@ def build(now: datetime | None = None) -> Dashboard:
             "pool__halted",
             "pool__paused",
             "pool__last_failure",
+            "ready_now",
         )
     )
     profile_infra = {p["pk"]: p["infrastructure_id"] for p in profiles}
-    workspaces = _counts(Workspace.objects.exclude(state=State.DELETED))
+    workspaces = _held_by_workspaces()
     # Warm instances and those that failed in the window, counted in one query. One
     # promised to a waiting workspace (`pools.promises`) is that workspace's GPUs already.
-    counted = _counts(
+    counted = _held_by_instances(
         PoolInstance.objects.filter(
             Q(state__in=WARM_STATES, workspace__isnull=True)
             | Q(state=State.FAILED, state_changed__gte=now - FAILURE_WINDOW)
         )
     )
-    instances = {key: n for key, n in counted.items() if key[1] != State.FAILED}
-    pool_failures = sum(counted.values()) - sum(instances.values())
+    instances = [item for item in counted if item.state != State.FAILED]
     waiting = Workspace.objects.filter(activity("waiting", now))
     # Every reason of the window's failures with its count: few distinct ones, so one query
     # gives both the total and the commonest reasons.
@@ -277,7 +391,7 @@ def build(now: datetime | None = None) -> Dashboard:
     return Dashboard(
         gpus=gpu_rows(infrastructure, profile_infra, workspaces, instances),
         states=workspace_states(workspaces),
-        waiting=sum(n for (_, state), n in workspaces.items() if state in WAITING_STATES),
+        waiting=sum(item.count for item in workspaces if item.state in WAITING_STATES),
         oldest_waiting=list(
             waiting.select_related("owner", "profile").order_by("created", "pk")[:WAITING_SHOWN]
         ),
@@ -285,8 +399,8 @@ def build(now: datetime | None = None) -> Dashboard:
         failures=sorted(failures.items(), key=lambda item: (-item[1], item[0]))[
             :FAILURE_REASONS_SHOWN
         ],
-        pool_failures=pool_failures,
-        pools=pool_rows(profiles, instances, now),
+        pool_failures=sum(item.count for item in counted if item.state == State.FAILED),
+        pools=pool_rows(profiles, now),
         infrastructure=infrastructure,
         setup_steps=[
             (

@@ -107,10 +107,12 @@ def options_from_settings() -> m.ManifestOptions:
 @dataclass(frozen=True)
 class KubeNodeInfo(NodeInfo):
     """A node, plus what the device plugin says is allocatable ("nvidia.com/gpu": 8, ...),
-    and why its GPUs are left out, when they are ("" otherwise)."""
+    why its GPUs are left out, when they are, and why it takes no new pods now, when it
+    does not ("" otherwise)."""
 
     allocatable: dict[str, int] = field(default_factory=dict)
     problem: str = ""
+    out_of_service: str = ""
 
 
 class KubernetesDriver(Driver):
@@ -429,9 +431,10 @@ class KubernetesDriver(Driver):
         if pods is None:
             pods = self.kube.list("Pod")
         request = _request(spec, todo)
-        chosen = placement.place(
-            fleet.build_fleet([n for n in nodes if n.name not in avoid], pods), request
-        )
+        # A node that is not Ready or is cordoned still reports its allocatable GPUs, but a
+        # pod pinned there would not run.
+        taking = [n for n in nodes if n.name not in avoid and not n.out_of_service]
+        chosen = placement.place(fleet.build_fleet(taking, pods), request)
         if chosen is None:
             wanted = ", ".join(_describe(g) for g in todo)
             if placement.place(fleet.build_fleet(nodes, []), request) is None:
@@ -439,7 +442,11 @@ class KubernetesDriver(Driver):
                     f"No node of the cluster can hold {wanted} even when idle; "
                     f"{spec.name} cannot be placed."
                 )
-            raise TransientError(f"no node has room for {wanted} now.")
+            resting = ", ".join(f"{n.name} {n.out_of_service}" for n in nodes if n.out_of_service)
+            raise TransientError(
+                f"no node has room for {wanted} now"
+                + (f" (taking no new pods: {resting})." if resting else ".")
+            )
         for group, node in zip(todo, fleet.hosts_by_group(todo, chosen), strict=True):
             pins[group.index] = node
             report(f"group {group.index} placed on node {node}")
@@ -492,6 +499,7 @@ def node_info(node: dict) -> KubeNodeInfo:
     """What `inventory` lists of one Node object."""
     name = node["metadata"]["name"]
     labels = node["metadata"].get("labels") or {}
+    out_of_service = _out_of_service(node)
     allocatable = {
         key: m.count(value)
         for key, value in (node.get("status", {}).get("allocatable") or {}).items()
@@ -500,7 +508,10 @@ def node_info(node: dict) -> KubeNodeInfo:
     problem = _implausible(labels, allocatable)
     if problem:
         return KubeNodeInfo(
-            name=name, labels=dict(labels), problem=f"Node {name} {problem}; its GPUs are left out."
+            name=name,
+            labels=dict(labels),
+            problem=f"Node {name} {problem}; its GPUs are left out.",
+            out_of_service=out_of_service,
         )
     product = labels.get(m.PRODUCT_LABEL, "")
     model = gpu_model_for_product_label(product) if product else None
@@ -515,7 +526,24 @@ def node_info(node: dict) -> KubeNodeInfo:
         )
         for index in range(count)
     )
-    return KubeNodeInfo(name=name, gpus=gpus, labels=dict(labels), allocatable=allocatable)
+    return KubeNodeInfo(
+        name=name,
+        gpus=gpus,
+        labels=dict(labels),
+        allocatable=allocatable,
+        out_of_service=out_of_service,
+    )
+
+
+def _out_of_service(node: dict) -> str:
+    """Why a node takes no new pods ("" when it does): its kubelet does not report Ready
+    (the node controller marks a silent one Unknown), or it is cordoned."""
+    if not node_ready(node):
+        ready = next(c for c in node["status"]["conditions"] if c.get("type") == "Ready")
+        return f"not Ready ({ready.get('reason') or ready.get('status')})"
+    if (node.get("spec") or {}).get("unschedulable"):
+        return "cordoned"
+    return ""
 
 
 def _implausible(labels: dict, allocatable: dict[str, int]) -> str:

@@ -94,8 +94,7 @@ def user_add(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if data["send_invitation"]:
-            invitations.invite(request.user, data["email"], data["groups"])
-            messages.success(request, f"Invitation sent to {data['email']}.")
+            _say_invited(request, invitations.invite(request.user, data["email"], data["groups"]))
             return redirect("portal:invitation_list")
         try:
             user = user_actions.add_user(
@@ -164,10 +163,21 @@ def invitation_add(request: HttpRequest) -> HttpResponse:
     require(request.user, Area.USERS, CHANGE)
     form = InvitationForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        invitations.invite(request.user, form.cleaned_data["email"], form.cleaned_data["groups"])
-        messages.success(request, f"Invitation sent to {form.cleaned_data['email']}.")
+        data = form.cleaned_data
+        _say_invited(request, invitations.invite(request.user, data["email"], data["groups"]))
         return redirect("portal:invitation_list")
     return render(request, "portal/invitation_add.html", {"form": form})
+
+
+def _say_invited(request, invitation: Invitation) -> None:
+    if invitation.sent_at:
+        messages.success(request, f"Invitation sent to {invitation.email}.")
+    else:
+        messages.warning(
+            request,
+            f"Invitation to {invitation.email} created, but the email could not be sent; "
+            "resend it.",
+        )
 
 
 def _pending_invitation(request, pk: int) -> Invitation:
@@ -185,9 +195,16 @@ def _pending_invitation(request, pk: int) -> Invitation:
 def invitation_resend(request: HttpRequest, pk: int) -> HttpResponse:
     invitation = _pending_invitation(request, pk)
     invitations.resend(request.user, invitation)
-    messages.success(
-        request, f"Sent a new link to {invitation.email}; the old one no longer works."
-    )
+    if invitation.sent_at:
+        messages.success(
+            request, f"Sent a new link to {invitation.email}; the old one no longer works."
+        )
+    else:
+        messages.warning(
+            request,
+            f"A new link to {invitation.email} was made and the old one no longer works, but "
+            "the email could not be sent; resend it.",
+        )
     return redirect("portal:invitation_list")
 
 

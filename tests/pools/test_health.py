@@ -162,6 +162,52 @@ def test_a_cluster_without_nodes_is_degraded(cluster):
     assert health.check(kube_entry(cluster)).status == DEGRADED
 
 
+def not_ready(cluster, name: str) -> None:
+    """The kubelet stopped posting: the node controller marks the node Unknown, while its
+    last allocatable stays on the object."""
+    node = cluster.objects[("nodes", "", name)]
+    node["status"]["conditions"] = [
+        {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}
+    ]
+
+
+def cordoned(cluster, name: str) -> None:
+    cluster.objects[("nodes", "", name)]["spec"] = {"unschedulable": True}
+
+
+@pytest.mark.parametrize(
+    ("take_out", "said"),
+    [(not_ready, "gpu-1 not Ready (NodeStatusUnknown)"), (cordoned, "gpu-1 cordoned")],
+    ids=["not-ready", "cordoned"],
+)
+def test_a_cluster_whose_only_gpu_node_takes_no_workspaces_is_degraded(cluster, take_out, said):
+    cluster.add_node("gpu-1", A100 | OPERATOR, {"nvidia.com/gpu": "8", "cpu": "96"})
+    cluster.add_node("cpu-1", {}, {"cpu": "16"})
+    take_out(cluster, "gpu-1")
+    found = health.check(kube_entry(cluster))
+    assert found.status == DEGRADED, found.reason
+    assert said in found.reason
+    assert "none of its GPU nodes can take a workspace" in found.reason
+
+
+def test_a_cluster_none_of_whose_nodes_takes_workspaces_is_degraded(cluster):
+    cluster.add_node("cpu-1", {}, {"cpu": "16"})
+    cordoned(cluster, "cpu-1")
+    found = health.check(kube_entry(cluster, gpu_model="", gpus_per_node=0))
+    assert found.status == DEGRADED
+    assert "no node can take a workspace" in found.reason
+
+
+def test_gpu_nodes_taking_no_workspaces_are_named_and_not_counted(cluster):
+    cluster.add_node("gpu-1", A100 | OPERATOR, {"nvidia.com/gpu": "8", "cpu": "96"})
+    cluster.add_node("gpu-2", A100 | OPERATOR, {"nvidia.com/gpu": "8", "cpu": "96"})
+    not_ready(cluster, "gpu-2")
+    found = health.check(kube_entry(cluster))
+    assert found.status == READY, found.reason
+    assert "2 nodes (1 taking no new workspaces: gpu-2 not Ready" in found.reason
+    assert "1 with GPUs (8× nvidia.com/gpu)" in found.reason
+
+
 # --- AWS (moto server) ----------------------------------------------------------------------
 
 KEYS = {"access_key_id": "AKIAEXAMPLEKEY", "secret_access_key": "example-secret"}

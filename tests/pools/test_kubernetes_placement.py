@@ -133,6 +133,41 @@ def test_a_draining_node_is_never_chosen(cluster, driver, infrastructure):
     ]
 
 
+def take_out_of_service(cluster, name: str, how: str) -> None:
+    node = cluster.objects[("nodes", "", name)]
+    if how == "not-ready":  # the node controller's mark of a kubelet that went silent
+        node["status"]["conditions"] = [
+            {"type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown"}
+        ]
+    else:
+        node["spec"] = {"unschedulable": True}  # kubectl cordon
+
+
+@pytest.mark.parametrize("how", ["not-ready", "cordoned"])
+def test_a_node_that_takes_no_pods_is_never_chosen(cluster, driver, how):
+    """Its allocatable still reads 8 free GPUs, but a pod pinned there would never run."""
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    cluster.add_node("gpu-node-2", A100, gpus(8))
+    cluster.add_pod("other", "train-0", "gpu-node-2", {"nvidia.com/gpu": "4"})
+    take_out_of_service(cluster, "gpu-node-2", how)
+    driver.provision(ONE_GPU)
+    assert pinned(cluster) == ["gpu-node-1"]
+
+
+def test_gpu_nodes_that_all_take_no_pods_are_waited_for(cluster, driver):
+    cluster.add_node("gpu-node-1", A100, gpus(8))
+    cluster.add_node("gpu-node-2", A100, gpus(8))
+    take_out_of_service(cluster, "gpu-node-1", "not-ready")
+    take_out_of_service(cluster, "gpu-node-2", "cordoned")
+    with pytest.raises(TransientError) as waiting:
+        driver.provision(ONE_GPU)
+    assert str(waiting.value) == (
+        "no node has room for group 0 (1× A100-40GB GPU) now (taking no new pods: "
+        "gpu-node-1 not Ready (NodeStatusUnknown), gpu-node-2 cordoned)."
+    )
+    assert not cluster.names("statefulsets")
+
+
 def test_no_room_now_is_transient(cluster, driver, infrastructure):
     cluster.add_node("gpu-node-1", A100, gpus(2))
     cluster.add_node("gpu-node-2", A100, gpus(2))

@@ -1,11 +1,14 @@
 import re
 from datetime import timedelta
 from http import HTTPStatus
+from smtplib import SMTPServerDisconnected
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.messages import get_messages
 from django.core import mail
 from django.core.cache import cache
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -396,3 +399,79 @@ def test_the_list_asks_no_query_per_inviter(client, team, viewer):
         html = client.get("/admin/invitations/").content.decode()
     assert html.count("may no longer add users") == 21  # none of them is in a group
     assert len(many) == len(one)
+
+
+# -- a mail server that is down ------------------------------------------------------------------
+
+
+class DownMailServer(BaseEmailBackend):
+    """A mail server that is down: every message fails, as SMTP's would."""
+
+    def send_messages(self, email_messages):
+        raise SMTPServerDisconnected("Connection unexpectedly closed")
+
+
+@pytest.fixture
+def mail_down(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.DownMailServer"
+
+
+def said(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.mark.django_db(transaction=True)  # the email goes out on commit, as in production
+def test_an_invitation_whose_email_cannot_be_sent_is_made_but_not_called_sent(
+    admin_client, team, mail_down, caplog
+):
+    with caplog.at_level("ERROR", logger="portal.invitations"):
+        response = admin_client.post(
+            "/admin/invitations/add/", {"email": "new@example.com", "groups": [team.pk]}
+        )
+    assert response.status_code == HTTPStatus.FOUND
+    assert said(response) == [
+        "Invitation to new@example.com created, but the email could not be sent; resend it."
+    ]
+    invitation = Invitation.objects.get(email="new@example.com")
+    assert invitation.sent_at is None
+    assert invitations.status(invitation).startswith("not sent")
+    html = admin_client.get("/admin/invitations/").content.decode()
+    assert "not sent: the email could not be sent (resend it)" in html
+    assert "pending" not in html[html.index("<table") :]
+    # Logged, but never the link: whoever reads the log could accept it.
+    assert f"emailing invitation {invitation.pk} failed" in caplog.text
+    assert "/invitation/" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resending_an_unsent_invitation_sends_it_once_mail_works_again(
+    admin_client, team, settings, mail_down
+):
+    admin_client.post("/admin/invitations/add/", {"email": "new@example.com", "groups": [team.pk]})
+    invitation = Invitation.objects.get(email="new@example.com")
+
+    response = admin_client.post(f"/admin/invitations/{invitation.pk}/resend/")
+    assert response.status_code == HTTPStatus.FOUND
+    assert "the email could not be sent; resend it." in said(response)[-1]
+    invitation.refresh_from_db()
+    assert invitation.sent_at is None
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    response = admin_client.post(f"/admin/invitations/{invitation.pk}/resend/")
+    assert said(response)[-1] == "Sent a new link to new@example.com; the old one no longer works."
+    invitation.refresh_from_db()
+    assert invitation.sent_at is not None
+    assert invitations.status(invitation) == "pending"
+    assert accept(Client(), link_path(mail.outbox[-1])).status_code == HTTPStatus.FOUND
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_invitation_sent_from_the_add_user_page_says_so_only_once_sent(admin_client, mail_down):
+    response = admin_client.post(
+        "/admin/users/add/",
+        {"username": "ignored", "email": "inv@example.com", "send_invitation": "on"},
+    )
+    assert response["Location"] == "/admin/invitations/"
+    assert said(response) == [
+        "Invitation to inv@example.com created, but the email could not be sent; resend it."
+    ]

@@ -58,12 +58,16 @@ def fleet(data_center, profile_factory, member):
 
 
 def make_workspaces(owner, profile, n: int, state: str, **fields) -> None:
+    """`n` workspaces given what the profile holds, as a request gives it."""
+    totals = profile.totals()
     Workspace.objects.bulk_create(
         Workspace(
             owner=owner,
             profile=profile,
             infrastructure=profile.infrastructure,
             state=state,
+            gpus=totals["gpus"],
+            mig_slices=totals["mig_slices"],
             **fields,
         )
         for _ in range(n)
