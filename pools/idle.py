@@ -31,7 +31,8 @@ others (and the sweep to the expiry warnings). A warning of a workspace whose gr
 idle workspaces no more is over, and so cleared, before the pass: every page agrees that
 no stop is coming.
 
-`snooze()` (the owner's button) counts as activity, up to the group's limit in a row.
+`snooze()` (the owner's button) counts as activity, up to the group's limit in a row, and
+only while a warning is on (`announced_stop`, which the pages' banner shows too).
 """
 
 from __future__ import annotations
@@ -122,6 +123,16 @@ def warned(workspace: Workspace, policy: Policy) -> bool:
     """
     stop_at = workspace.idle_stop_at
     return stop_at is not None and stop_at >= idle_since(workspace) + policy.stop_after
+
+
+def announced_stop(workspace: Workspace) -> datetime | None:
+    """When its owner was warned the workspace will be stopped for being idle; None when
+    no warning is on (none was made, or the one made is over: `warned`). What the pages
+    show and what a snooze answers, so neither acts on a stop that is not coming."""
+    policy = Policy.of(workspace.team)
+    if workspace.state != State.READY or policy is None or not warned(workspace, policy):
+        return None
+    return workspace.idle_stop_at
 
 
 def decide(workspace: Workspace, policy: Policy, now: datetime) -> str:
@@ -281,9 +292,9 @@ def snooze(workspace: Workspace, actor, now: datetime | None = None) -> Workspac
     """Keep a warned workspace running: counts as activity, up to the group's limit."""
     now = now or timezone.now()
     locked = _locked(workspace.pk)
-    policy = Policy.of(locked.team)
-    if locked.state != State.READY or locked.idle_stop_at is None or policy is None:
+    if announced_stop(locked) is None:
         raise SnoozeRefused("This workspace is not about to be stopped for being idle.")
+    policy = Policy.of(locked.team)
     if locked.idle_snoozes >= policy.max_snoozes:
         raise SnoozeRefused(
             f"Snoozed {locked.idle_snoozes} times in a row already, the most your group "

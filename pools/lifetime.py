@@ -1,8 +1,10 @@
 """A workspace's lifetime (issue 16): warn before it expires, let its owner extend it.
 
 A workspace charged to a group with a maximum lifetime gets `expires_at` = request time +
-that maximum (`workspaces.actions.request_workspace`); the sweep deletes it once that is
-past (`pools.tasks.expire`). Here:
+that maximum (`workspaces.actions.request_workspace`); one started again on another
+group's quota expires no later than that group's maximum from the start
+(`workspaces.actions.start_workspace`). The sweep deletes it once that is past
+(`pools.tasks.expire`). Here:
 - `warn_expiring(now)`: each workspace the sweep would delete (ready, degraded or
   stopped) that expires within `warning_lead()` is announced to its owner, once per expiry
   time (an extension makes a new expiry, which gets its own warning).

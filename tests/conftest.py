@@ -3,8 +3,8 @@ from django.contrib.auth import get_user_model
 
 from portal.models import SsoConfiguration, Team
 from portal.roles import Role
-from profiles.choices import HealthStatus, InfrastructureKind
-from profiles.models import ComputeProfile, Infrastructure, InstanceType
+from profiles.choices import HealthStatus, InfrastructureKind, PartitioningMode
+from profiles.models import ComputeProfile, Infrastructure, InstanceType, PartitioningStrategy
 from tests.pools.moto_server import aws, moto_endpoint  # noqa: F401  (shared fixtures)
 
 PASSWORD = "correct-horse-battery"
@@ -108,6 +108,23 @@ def profile_factory(db):
         for position, (model, count) in enumerate(groups):
             profile.resource_groups.create(position=position, gpu_model=model, gpu_count=count)
         return profile
+
+    return make
+
+
+@pytest.fixture
+def partitioned(db):
+    """Partition an infrastructure's A100-40GBs into MIG slices (mig-parted's all-balanced:
+    1g.5gb, 2g.10gb and 3g.20gb), as the profile form requires of a profile asking for
+    them: without it, the profile is unavailable (`workspaces.offers.slices_gone`)."""
+
+    def make(infrastructure) -> PartitioningStrategy:
+        return PartitioningStrategy.objects.create(
+            infrastructure=infrastructure,
+            gpu_model="A100-40GB",
+            mode=PartitioningMode.NAMED,
+            layout_name="all-balanced",
+        )
 
     return make
 

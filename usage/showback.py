@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
@@ -119,7 +119,9 @@ def tally(
     `now`, for each breakdown in `by` (names of `DIMENSIONS`)."""
     if not periods:
         return {}
-    clipped = [(start, min(end, now)) for start, end in periods]
+    # In UTC: two times of one zone subtract as wall-clock times, so a month of the
+    # organisation's time zone with a clock change would count 744 hours, not 743 or 745.
+    clipped = [(start.astimezone(UTC), min(end, now).astimezone(UTC)) for start, end in periods]
     columns = [(name, DIMENSIONS[name][1]) for name in by]
     hours: dict[tuple, float] = defaultdict(float)
     rows = intervals.overlapping(clipped[0][0], clipped[-1][1]).values_list(*_fields())

@@ -28,9 +28,7 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     (ready at once) or provision on commit."""
     if not ComputeProfile.objects.usable_by(user).filter(pk=profile.pk).exists():
         raise RequestRefused(f"You may not use the compute profile “{profile}”.")
-    ok, why = profile.infrastructure.availability()
-    if not ok:
-        raise RequestRefused(f"“{profile}”: {offers.refusal(user, profile.infrastructure, why)}")
+    _refuse_if_unavailable(user, profile, offers.why_unavailable(profile, {}))
 
     need = quotas.need_of(profile)
     # The group must also have room for the GPUs of the profile's default stack, which
@@ -63,6 +61,14 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     if claims.adopt_warm_instance(workspace, user) is None:
         transaction.on_commit(lambda: tasks.enqueue_provision(workspace.pk))
     return workspace
+
+
+def _refuse_if_unavailable(user, profile: ComputeProfile, why: str) -> None:
+    """Refuse, in the card's words, what the self-service card shows "Unavailable right
+    now"; `why` is the administrator's reason (`offers.why_unavailable`), "" when the
+    profile is available."""
+    if why:
+        raise RequestRefused(f"“{profile}”: {offers.refusal(user, profile.infrastructure, why)}")
 
 
 def _group_to_charge(
@@ -110,10 +116,11 @@ def delete_workspace(user, workspace: Workspace) -> None:
         raise RequestRefused("You may not delete this workspace.")
     if workspace.state in (State.DELETING, State.DELETED):
         raise RequestRefused(f"This workspace is already {_state(workspace)}.")
+    before = _audited(workspace)
     if not transition(workspace, State.DELETING, actor=user, message="deletion requested"):
         raise RequestRefused("The workspace changed at the same moment; try again.")
     promises.give_back(workspace, f"workspace {workspace.pk} was deleted while it waited")
-    audit.record(user, AuditAction.ACTION, workspace, message="deleted workspace")
+    _record(user, workspace, before, "deleted workspace")
     transaction.on_commit(lambda: tasks.enqueue_deprovision(workspace.pk))
 
 
@@ -126,9 +133,10 @@ def stop_workspace(user, workspace: Workspace) -> None:
         raise RequestRefused(
             f"Only a ready workspace can be stopped; this one is {_state(workspace)}."
         )
+    before = _audited(workspace)
     if not tasks.request_stop(workspace, actor=user):
         raise RequestRefused("The workspace changed at the same moment; try again.")
-    audit.record(user, AuditAction.ACTION, workspace, message="stopped workspace")
+    _record(user, workspace, before, "stopped workspace")
 
 
 @transaction.atomic
@@ -154,6 +162,7 @@ def start_workspace(user, workspace: Workspace) -> None:
             f"{who} may no longer use the compute profile “{profile}”, "
             "so this workspace cannot start again."
         )
+    _refuse_if_unavailable(user, profile, offers.slices_gone(profile, {}))
     # The start deploys its services stack again (`services.tasks.start_for_workspace`).
     stack = services.live_deployment(workspace)
     if stack is not None and not services.may_run(owner, stack):
@@ -171,7 +180,13 @@ def start_workspace(user, workspace: Workspace) -> None:
     team = _group_to_charge(
         owner, profile, need, starting=workspace, whose=whose, what="starting it"
     )
-    moved = f", charged to group “{team}”" if team and team.pk != workspace.team_id else ""
+    moved, expires_at = "", workspace.expires_at
+    if team and team.pk != workspace.team_id:
+        moved = f", charged to group “{team}”"
+        expires_at = _expiry_in(team, expires_at)
+        if expires_at != workspace.expires_at:
+            moved += f"; it expires at {expires_at:%Y-%m-%d %H:%M} UTC, the group's maximum"
+    before = _audited(workspace)
     if not transition(
         workspace,
         State.STARTING,
@@ -180,22 +195,54 @@ def start_workspace(user, workspace: Workspace) -> None:
         attempts=0,
         failure_reason="",
         team=team,
+        expires_at=expires_at,
         gpus=held["gpus"],
         mig_slices=held["mig_slices"],
         profile_version=profile.version,
     ):
         raise RequestRefused("The workspace changed at the same moment; try again.")
-    audit.record(user, AuditAction.ACTION, workspace, message="started workspace")
+    _record(user, workspace, before, "started workspace")
     transaction.on_commit(lambda: tasks.enqueue_start(workspace.pk))
+
+
+def _expiry_in(team, expires_at):
+    """The expiry of a workspace charged to `team` from now on: the one it has, or the
+    group's maximum lifetime from now where that comes first (None: it never expires). A
+    move to another group must not keep a lifetime that group does not allow."""
+    longest = lifetime.max_lifetime(team)
+    if longest is None:
+        return expires_at
+    bound = timezone.now() + longest
+    return bound if expires_at is None or bound < expires_at else expires_at
 
 
 def _state(workspace: Workspace) -> str:
     return workspace.get_state_display().lower()
 
 
+def _audited(workspace: Workspace) -> dict:
+    """What an action's audit entry keeps of the workspace, before and after the action:
+    its state, and the group and expiry a Start may change."""
+    return {
+        "state": workspace.state,
+        "team": str(workspace.team) if workspace.team else None,
+        "expires_at": workspace.expires_at.isoformat() if workspace.expires_at else None,
+    }
+
+
+def _record(user, workspace: Workspace, before: dict, message: str) -> None:
+    after = _audited(workspace)
+    audit.record(user, AuditAction.ACTION, workspace, before=before, after=after, message=message)
+
+
+@transaction.atomic
 def reveal_secret(user, workspace: Workspace) -> str:
-    """The workspace's secret for its owner, exactly once (a conditional UPDATE)."""
+    """The workspace's secret for its owner, exactly once (a conditional UPDATE). The
+    reveal is audited, as a service token's is; the secret never is."""
     if workspace.owner_id != user.pk or not workspace.secret:
         return ""
     shown = Workspace.objects.filter(pk=workspace.pk, secret_shown=False).update(secret_shown=True)
-    return workspace.secret if shown == 1 else ""
+    if shown != 1:
+        return ""
+    audit.record(user, AuditAction.ACTION, workspace, message="revealed the workspace's token")
+    return workspace.secret

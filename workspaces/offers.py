@@ -97,10 +97,8 @@ def offers(user, profiles) -> list:
     shown = []
     for profile in profiles:
         infrastructure = profile.infrastructure
-        usable, reason = infrastructure.availability()
-        if usable:
-            reason = slices_gone(profile, offered)
-            usable = not reason
+        reason = why_unavailable(profile, offered)
+        usable = not reason
         if not set_up(infrastructure) and not hints:
             continue
         profile.gpu = gpu_summary(profile.resource_groups.all())
@@ -123,6 +121,14 @@ def offers(user, profiles) -> list:
             profile.admin_hint = reason if hints else ""
         shown.append(profile)
     return shown
+
+
+def why_unavailable(profile, offered: dict[int, dict]) -> str:
+    """Why the profile cannot be had now, for an administrator ("" when it can): its
+    infrastructure is not available, or its partitioning no longer offers its MIG slices.
+    What the card shows "Unavailable right now" for, and a request is refused for."""
+    usable, reason = profile.infrastructure.availability()
+    return slices_gone(profile, offered) if usable else reason
 
 
 def slices_gone(profile, offered: dict[int, dict]) -> str:

@@ -5,7 +5,7 @@ from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from pools import claims, promises, watch
+from pools import claims, idle, promises, watch
 from pools.lifecycle import LIVE_STATES, State
 from pools.models import Workspace
 from portal.roles import USE, VIEW, Area, has_perm
@@ -22,7 +22,8 @@ from workspaces.tables import WorkspaceTable
 
 
 def _my_workspaces(user) -> list[Workspace]:
-    """The user's workspaces, each with `web_services`: what its Open buttons open."""
+    """The user's workspaces, each with `web_services`: what its Open buttons open, and
+    `idle_stop`: when it will be stopped for being idle, if its owner was warned."""
     live_stacks = Prefetch(
         "service_deployments",
         queryset=ServiceDeployment.objects.filter(state__in=LIVE_STATES).prefetch_related(
@@ -33,12 +34,13 @@ def _my_workspaces(user) -> list[Workspace]:
     workspaces = list(
         Workspace.objects.filter(owner=user)
         .exclude(state="deleted")
-        .select_related("profile")
+        .select_related("profile", "team")
         .prefetch_related("events", live_stacks)
     )
     for workspace in workspaces:
         stack = workspace.live_stacks[0] if workspace.live_stacks else None
         workspace.web_services = services.web_services(stack)
+        workspace.idle_stop = idle.announced_stop(workspace)
     return workspaces
 
 
@@ -131,6 +133,7 @@ def detail(request, pk: int):
     live = bool(request.headers.get("HX-Request"))
     context = {
         "workspace": workspace,
+        "idle_stop": idle.announced_stop(workspace),
         "waiting_for": _waiting_for(workspace),
         "events": workspace.events.select_related("actor"),
         "is_admin": has_perm(request.user, Area.WORKSPACES, VIEW),

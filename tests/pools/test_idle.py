@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from pools import idle, supervisor
 from pools.idle import Policy, Reading
-from pools.lifecycle import State
+from pools.lifecycle import State, transition
 from pools.models import Workspace
 from portal.models import (
     MAX_IDLE_STOP_HOURS,
@@ -586,3 +586,29 @@ def test_a_warning_from_before_a_restart_is_over(workspace, t0, stops):
     workspace.refresh_from_db()
     assert workspace.idle_stop_at is None and stops == []  # no stop, no stale banner
     assert idle.run_pass(again + timedelta(minutes=90), quiet_jupyter(t0)) == {"warned": 1}
+
+
+def warned_then_repaired(workspace, t0) -> Workspace:
+    """Warned, then degraded and repaired by the watch: ready again, which begins a new
+    idle stretch, with the old warning's `idle_stop_at` still on the row."""
+    assert idle.run_pass(t0 + timedelta(minutes=91), quiet_jupyter(t0)) == {"warned": 1}
+    workspace = Workspace.objects.get(pk=workspace.pk)
+    assert transition(workspace, State.DEGRADED, message="degraded: process gone")
+    assert transition(workspace, State.READY, message="repaired")
+    return Workspace.objects.get(pk=workspace.pk)
+
+
+def test_a_warning_from_before_a_repair_is_shown_nowhere(workspace, t0, client, member):
+    repaired = warned_then_repaired(workspace, t0)
+    assert idle.announced_stop(repaired) is None
+    client.force_login(member)
+    for url in (repaired.get_absolute_url(), reverse("workspaces:self_service")):
+        page = client.get(url).content.decode()
+        assert "will be <strong>stopped at" not in page and "Keep it running" not in page
+
+
+def test_a_warning_from_before_a_repair_spends_no_snooze(workspace, t0, member):
+    repaired = warned_then_repaired(workspace, t0)
+    with pytest.raises(idle.SnoozeRefused, match="not about to be stopped"):
+        idle.snooze(repaired, member)
+    assert Workspace.objects.get(pk=repaired.pk).idle_snoozes == 0

@@ -17,8 +17,9 @@ from workspaces import actions, estimates
 
 
 @pytest.fixture
-def gpu_pool(local_infrastructure, profile_factory, fake_gpus):
+def gpu_pool(local_infrastructure, profile_factory, fake_gpus, partitioned):
     """A heterogeneous warm profile: one whole A100 plus one 1g.5gb MIG slice."""
+    partitioned(local_infrastructure)
     profile = profile_factory(
         local_infrastructure,
         "Hetero",

@@ -466,3 +466,22 @@ def test_warm_pool_idle_time_counts_no_workspace_hours(clock, a100_profile, pric
     assert (by_group.label, by_profile.label) == ("Warm pools", "One A100")
     assert (by_group.workspace_hours, by_group.gpu_hours) == (0, pytest.approx(2))
     assert by_group.cost == by_profile.cost > 0
+
+
+@pytest.mark.parametrize(("month", "hours"), [(3, 743), (10, 745)])
+def test_a_month_with_a_clock_change_is_charged_the_hours_it_really_had(
+    settings, clock, member, a100_profile, month, hours
+):
+    """In Europe/Berlin, March 2026 loses an hour (29 March) and October gains one (25
+    October): a workspace running all month is charged 743 and 745 GPU-hours, not 744."""
+    settings.TIME_ZONE = "Europe/Berlin"
+    workspace = requested(clock, datetime(2026, 2, 20, 12, tzinfo=UTC), member, a100_profile)
+    move(clock, workspace, clock.current, State.PROVISIONING, State.READY)
+    ledger.run(now=clock.set(datetime(2026, 11, 20, 12, tzinfo=UTC)))
+
+    start = showback.month_start(datetime(2026, month, 1).date())
+    [totals] = showback.report(
+        UsageInterval.objects.all(), start, showback.next_month(start), clock.current,
+        PriceBook(), "user",
+    )  # fmt: skip
+    assert totals.gpu_hours == pytest.approx(hours)

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from pools.lifecycle import State
@@ -105,8 +106,9 @@ def test_a_cpu_profile_is_not_stopped_by_a_full_gpu_quota(member, starter, gpu_p
 
 
 def test_mig_slices_are_counted_separately(
-    member, local_infrastructure, profile_factory, gpu_profile
+    member, local_infrastructure, profile_factory, gpu_profile, partitioned
 ):
+    partitioned(local_infrastructure)
     slices = profile_factory(
         local_infrastructure, "Slices", groups=[("A100-40GB", 2)], published=True
     )
@@ -236,3 +238,38 @@ def test_the_secret_is_revealed_to_the_owner_once(member, starter, org_admin):
     assert actions.reveal_secret(org_admin, workspace) == ""
     assert actions.reveal_secret(member, workspace) == "s3cret-token"
     assert actions.reveal_secret(member, workspace) == ""
+
+
+def test_revealing_the_secret_is_audited_without_it(client, member, starter, workspace_factory):
+    """The page and the API reveal through `actions.reveal_secret`, which records the
+    reveal (once: the secret is shown once), never the token."""
+    workspace = workspace_factory(member, starter, state=State.READY, secret="s3cret-token")
+    client.force_login(member)
+    response = client.post(reverse("workspaces:reveal_secret", args=[workspace.pk]))
+    assert b"s3cret-token" in response.content
+    client.post(reverse("workspaces:reveal_secret", args=[workspace.pk]))  # shows nothing
+    [entry] = AuditEntry.objects.filter(object_id=str(workspace.pk), actor=member)
+    assert entry.message == "revealed the workspace's token"
+    assert "s3cret-token" not in str([entry.message, entry.before, entry.after])
+
+
+def latest_entry(workspace) -> AuditEntry:
+    return AuditEntry.objects.filter(object_id=str(workspace.pk)).latest("id")
+
+
+def test_a_stop_is_audited_with_the_state_before_and_after(member, starter, workspace_factory):
+    workspace = workspace_factory(member, starter, state=State.READY)
+    actions.stop_workspace(member, workspace)
+    entry = latest_entry(workspace)
+    assert (entry.message, entry.actor) == ("stopped workspace", member)
+    assert (entry.before["state"], entry.after["state"]) == (State.READY, State.STOPPING)
+
+
+def test_a_deletion_is_audited_with_the_state_before_and_after(
+    member, starter, workspace_factory, enqueued
+):
+    workspace = workspace_factory(member, starter, state=State.READY)
+    actions.delete_workspace(member, workspace)
+    entry = latest_entry(workspace)
+    assert (entry.message, entry.actor) == ("deleted workspace", member)
+    assert (entry.before["state"], entry.after["state"]) == (State.READY, State.DELETING)

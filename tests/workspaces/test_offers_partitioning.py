@@ -1,14 +1,19 @@
 """A compute profile asking for MIG slices its infrastructure's partitioning no longer
-offers is shown as unavailable, with which slices are gone for those who may change it."""
+offers is shown as unavailable, with which slices are gone for those who may change it,
+and cannot be requested or started either."""
 
 import html
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
+from pools.lifecycle import State
+from pools.models import Workspace
 from profiles.choices import PartitioningMode
 from profiles.models import ComputeProfile, PartitioningStrategy
-from workspaces import offers
+from workspaces import actions, offers
+from workspaces.actions import RequestRefused
 
 SELF_SERVICE = reverse("workspaces:self_service")
 GONE = (
@@ -73,3 +78,29 @@ def test_a_slice_of_another_model_does_not_count(member, sliced):
     """The partitioning offers 3g.20gb on A100-40GB; an H100 3g.40gb group is not held."""
     sliced.resource_groups.update(gpu_model="H100-80GB", mig_profile="3g.40gb")
     assert not offered(member, sliced).usable
+
+
+def test_a_profile_whose_slices_are_gone_cannot_be_requested(client, member, sliced):
+    """What the card shows unavailable is refused in the card's words, and nothing made."""
+    take_the_slices_away(sliced.infrastructure)
+    client.force_login(member)
+    response = client.post(reverse("workspaces:request", args=[sliced.pk]), {"name": "nb"})
+    said = [str(m) for m in get_messages(response.wsgi_request)]
+    assert not Workspace.objects.exists()
+    assert said == ["“Slice”: Unavailable right now; ask your platform team when it will be back."]
+
+
+def test_an_administrator_is_refused_with_the_slices_that_are_gone(org_admin, sliced):
+    take_the_slices_away(sliced.infrastructure)
+    with pytest.raises(RequestRefused) as refused:
+        actions.request_workspace(org_admin, sliced)
+    assert str(refused.value) == f"“Slice”: {GONE}"
+
+
+def test_a_stopped_workspace_whose_slices_are_gone_cannot_start(member, sliced):
+    workspace = actions.request_workspace(member, sliced)
+    Workspace.objects.filter(pk=workspace.pk).update(state=State.STOPPED)
+    take_the_slices_away(sliced.infrastructure)
+    with pytest.raises(RequestRefused, match=r"^“Slice”: Unavailable right now"):
+        actions.start_workspace(member, Workspace.objects.get(pk=workspace.pk))
+    assert Workspace.objects.get(pk=workspace.pk).state == State.STOPPED

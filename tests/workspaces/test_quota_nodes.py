@@ -48,8 +48,11 @@ def test_a_two_node_profile_is_charged_both_nodes_gpus(member, kubernetes_cluste
     assert quotas.usage_of(member)[0].used["gpus"] == 4
 
 
-def test_a_multi_node_mig_profile_is_charged_every_nodes_slices(member, kubernetes_cluster):
+def test_a_multi_node_mig_profile_is_charged_every_nodes_slices(
+    member, kubernetes_cluster, partitioned
+):
     """One 1g.5gb slice on each of 3 nodes is 3 slices on the cluster and 3 in the quota."""
+    partitioned(kubernetes_cluster)
     profile = multi_node(kubernetes_cluster, "Three slices", count=1, nodes=3, mig_profile="1g.5gb")
     assert asked_of_the_cluster(profile)["requests.nvidia.com/mig-1g.5gb"] == "3"
     Team.objects.filter(pk=member.teams.get().pk).update(max_mig_slices=1)

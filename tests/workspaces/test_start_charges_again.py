@@ -1,12 +1,15 @@
 """Start charges the workspace again, as a request would: what its profile holds now, to a
 group its owner is in now."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from pools import tasks
 from pools.lifecycle import State
 from pools.models import GpuAllocation, Workspace
-from portal.models import Team
+from portal.models import AuditEntry, Team
 from portal.roles import Role
 from workspaces import actions, quotas
 from workspaces.actions import RequestRefused
@@ -28,7 +31,8 @@ def gpu_profile(local_infrastructure, profile_factory):
 
 
 @pytest.fixture
-def slice_profile(local_infrastructure, profile_factory):
+def slice_profile(local_infrastructure, profile_factory, partitioned):
+    partitioned(local_infrastructure)
     profile = profile_factory(local_infrastructure, "One slice", groups=[], published=True)
     profile.resource_groups.create(gpu_model="A100-40GB", gpu_count=1, mig_profile="1g.5gb")
     return profile
@@ -158,3 +162,51 @@ def test_a_workspace_requested_outside_every_group_is_limited_once_its_owner_is_
     with pytest.raises(RequestRefused, match="Quota reached: group “Lab” allows 0"):
         actions.start_workspace(root, workspace)
     assert Workspace.objects.get(pk=workspace.pk).state == State.STOPPED
+
+
+def started_in_b_lab(user_factory, gpu_profile, a_lab_hours, b_lab_hours) -> Workspace:
+    """Mia's workspace, requested in "A lab", stopped, started on the quota of "B lab"
+    once she left "A lab"; the groups' maximum lifetimes are given."""
+    mia = user_factory("mia")
+    a_lab = Team.objects.create(name="A lab", role=Role.MEMBER, max_lifetime_hours=a_lab_hours)
+    b_lab = Team.objects.create(name="B lab", role=Role.MEMBER, max_lifetime_hours=b_lab_hours)
+    a_lab.members.add(mia)
+    b_lab.members.add(mia)
+    workspace = put(actions.request_workspace(mia, gpu_profile), State.STOPPED)
+    a_lab.members.remove(mia)
+    actions.start_workspace(type(mia).objects.get(pk=mia.pk), workspace)
+    workspace.refresh_from_db()
+    assert (workspace.state, workspace.team) == (State.STARTING, b_lab)
+    return workspace
+
+
+@pytest.mark.parametrize("a_lab_hours", [None, 1000])
+def test_a_start_charged_to_a_group_with_a_shorter_lifetime_expires_within_it(
+    user_factory, gpu_profile, a_lab_hours
+):
+    """Requested in "A lab" (no maximum lifetime, so it never expired; or 1,000 hours),
+    started on "B lab"'s quota, whose workspaces live at most 8 hours: it expires 8 hours
+    from the start, or the sweep would let it live on as "A lab" allowed."""
+    start = timezone.now()
+    workspace = started_in_b_lab(user_factory, gpu_profile, a_lab_hours, 8)
+    assert start + timedelta(hours=8) <= workspace.expires_at <= timezone.now() + timedelta(hours=8)
+    expiry = f"{workspace.expires_at:%Y-%m-%d %H:%M} UTC"
+    assert workspace.events.filter(
+        message=f"start requested, charged to group “B lab”; it expires at {expiry}, "
+        "the group's maximum"
+    ).exists()
+    entry = AuditEntry.objects.filter(object_id=str(workspace.pk)).latest("id")
+    assert (entry.before["state"], entry.after["state"]) == (State.STOPPED, State.STARTING)
+    assert (entry.before["team"], entry.after["team"]) == ("A lab", "B lab")
+    assert entry.after["expires_at"] == workspace.expires_at.isoformat()
+
+
+def test_a_start_charged_to_a_group_with_a_longer_lifetime_keeps_its_expiry(
+    user_factory, gpu_profile
+):
+    """An expiry sooner than the new group's maximum stays: moving never lengthens a life."""
+    workspace = started_in_b_lab(user_factory, gpu_profile, 8, 1000)
+    entry = AuditEntry.objects.filter(object_id=str(workspace.pk)).latest("id")
+    assert entry.before["expires_at"] == entry.after["expires_at"]
+    assert workspace.expires_at <= timezone.now() + timedelta(hours=8)
+    assert workspace.events.filter(message="start requested, charged to group “B lab”").exists()
