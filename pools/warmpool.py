@@ -8,14 +8,17 @@ One pass, under ONE lock across all workers (`pools.locks.try_lock`):
 2. Reconcile every profile at once, with a fixed number of aggregate queries whatever the
    number of instances:
    a. read the counts per (profile, state, version, health) in one GROUP BY query, the
-      pools' states, the schedules and the user requests still waiting for a worker;
+      pools' states, the schedules, the user requests still waiting for a worker and,
+      where profiles ask for MIG slices, their groups and the slices their
+      infrastructures' partitionings offer;
    b. decide per profile (`decide()`, pure): desired (the SLO policy `pools.sizing` when
       the pool is sized by its SLO, else the schedule or profile) against actual
       = ready + requested + provisioning of the current version, less those promised to
       a workspace waiting for them (`pools.promises`), which the loop never deletes.
       Requested rows are written before their provisioning starts, so an instance on its
       way always counts: however slow provisioning is, the loop never creates the same
-      capacity twice;
+      capacity twice. Nothing is created where it could only fail: an infrastructure that
+      is not available, or MIG slices its partitioning no longer offers;
    c. act in one transaction: create the missing instances as `requested` rows (their
       provisioning is enqueued on commit), move the oldest ready extras (then the newest
       requested ones) to deleting, replace outdated or unhealthy instances, and record one
@@ -43,7 +46,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Q, prefetch_related_objects
+from django.db.models import Count, Exists, OuterRef, Q, prefetch_related_objects
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -61,8 +64,9 @@ from pools.models import (
 )
 from portal import audit
 from portal.models import AuditAction
+from profiles import partitioning
 from profiles.choices import AllocationStrategy
-from profiles.models import MAX_POOL_SIZE, ComputeProfile
+from profiles.models import MAX_POOL_SIZE, ComputeProfile, ResourceGroup
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +175,15 @@ def decide(
     counts: Counts,
     schedules,
     waiting_users: int,
+    unprovisionable: str,
     now: datetime,
     sized: sizing.Sizing | None = None,
 ) -> Decision:
     """What to do for one profile. Pure: reads nothing, writes nothing.
 
-    `sized` is the SLO policy's answer when the pool is sized by its SLO (`slo.sizings`).
+    `unprovisionable` says why an instance could not be provisioned now, "" when it
+    could (`_unprovisionable_reasons`); `sized` is the SLO policy's answer when the pool
+    is sized by its SLO (`slo.sizings`).
     """
     if sized is not None and profile.allocation_strategy == AllocationStrategy.WARM_POOL:
         desired, why = sized.target, sized.reason
@@ -195,11 +202,10 @@ def decide(
     elif counts.actual < desired:
         missing = desired - counts.actual
         failures = pool.consecutive_failures if pool else 0
-        usable, unusable_reason = profile.infrastructure.availability()
-        if not usable:
+        if unprovisionable:
             # Creating would only fail (and back the pool off): say what the admin must do.
             d.action = Action.UNUSABLE
-            d.reason = f"{why}; {seen}: {missing} missing, not creating: {unusable_reason}"
+            d.reason = f"{why}; {seen}: {missing} missing, not creating: {unprovisionable}"
         elif pool is not None and pool.halted:
             d.action = Action.HALTED
             d.reason = (
@@ -347,11 +353,18 @@ def _waiting_user_requests(now: datetime) -> dict[int, int]:
 
 
 def managed_profiles(profile_ids=None):
-    """Warm-pool profiles, and any profile that still has pool instances to clean up."""
+    """Warm-pool profiles, and any profile that still has pool instances to clean up, each
+    with its infrastructure and `asks_for_slices` (whether a resource group is a MIG
+    slice)."""
     with_instances = PoolInstance.objects.filter(state__in=POOL_STATES).values("profile_id")
-    queryset = ComputeProfile.objects.filter(
-        Q(allocation_strategy=AllocationStrategy.WARM_POOL) | Q(pk__in=with_instances)
-    ).select_related("infrastructure")
+    slices = ResourceGroup.objects.filter(profile=OuterRef("pk")).exclude(mig_profile="")
+    queryset = (
+        ComputeProfile.objects.filter(
+            Q(allocation_strategy=AllocationStrategy.WARM_POOL) | Q(pk__in=with_instances)
+        )
+        .select_related("infrastructure")
+        .annotate(asks_for_slices=Exists(slices))
+    )
     if profile_ids is not None:
         queryset = queryset.filter(pk__in=profile_ids)
     return list(queryset.order_by("pk"))
@@ -370,6 +383,7 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
     for schedule in PoolSchedule.objects.filter(profile_id__in=ids):
         schedules[schedule.profile_id].append(schedule)
     waiting = _waiting_user_requests(now)
+    blocked = _unprovisionable_reasons(profiles)
     sized = _sizings(profiles, pools, now)
     decisions = []
     for profile in profiles:
@@ -380,12 +394,33 @@ def plan(profile_ids=None, now: datetime | None = None) -> list[Decision]:
             counts.get(profile.pk, Counts()),
             schedules[profile.pk],
             waiting.get(profile.infrastructure_id, 0),
+            blocked[profile.pk],
             now,
             sized.get(profile.pk),
         )
         decision.pool = pool  # what the pages show next to it, read once
         decisions.append(decision)
     return decisions
+
+
+def _unprovisionable_reasons(profiles) -> dict[int, str]:
+    """Per profile (of `managed_profiles`), why an instance could not be provisioned now,
+    "" when it could: its infrastructure is not available, or its partitioning no longer
+    offers the MIG slices it asks for. The self-service page offers such a profile to
+    nobody either. Two queries when some profile asks for slices, else none."""
+    sliced = [p for p in profiles if p.asks_for_slices]
+    prefetch_related_objects(sliced, "resource_groups", "infrastructure__partitionings")
+    offered: dict[int, dict[str, dict[str, int]]] = {}  # per infrastructure, read once
+    reasons = {}
+    for profile in profiles:
+        infrastructure = profile.infrastructure
+        usable, reason = infrastructure.availability()
+        if usable and profile.asks_for_slices:
+            if infrastructure.pk not in offered:
+                offered[infrastructure.pk] = partitioning.offered_per_gpu(infrastructure)
+            reason = partitioning.slices_gone(profile, offered[infrastructure.pk])
+        reasons[profile.pk] = reason
+    return reasons
 
 
 def _sizings(profiles, pools: dict[int, Pool], now: datetime) -> dict[int, sizing.Sizing]:
@@ -541,12 +576,29 @@ def record_success(profile_id: int) -> None:
     )
 
 
+def _run_state(pool: Pool) -> dict:
+    """What pausing and resuming change, as the audit entry's before and after."""
+    return {
+        "paused": pool.paused,
+        "halted": pool.halted,
+        "consecutive_failures": pool.consecutive_failures,
+    }
+
+
 @transaction.atomic
 def pause(user, profile) -> Pool:
     pool = _pool_for_update(profile.pk)
+    before = _run_state(pool)
     pool.paused = True
     pool.save()
-    audit.record(user, AuditAction.ACTION, pool, message="paused the warm pool")
+    audit.record(
+        user,
+        AuditAction.ACTION,
+        pool,
+        before=before,
+        after=_run_state(pool),
+        message="paused the warm pool",
+    )
     return pool
 
 
@@ -554,12 +606,20 @@ def pause(user, profile) -> Pool:
 def resume(user, profile) -> Pool:
     """Unpause, and forget failures: the loop starts creating again on its next pass."""
     pool = _pool_for_update(profile.pk)
+    before = _run_state(pool)
     was = "halted" if pool.halted else "paused" if pool.paused else "running"
     pool.paused = pool.halted = False
     pool.consecutive_failures = 0
     pool.backoff_until = None
     pool.save()
-    audit.record(user, AuditAction.ACTION, pool, message=f"resumed the warm pool (was {was})")
+    audit.record(
+        user,
+        AuditAction.ACTION,
+        pool,
+        before=before,
+        after=_run_state(pool),
+        message=f"resumed the warm pool (was {was})",
+    )
     transaction.on_commit(enqueue_loop)
     return pool
 

@@ -195,6 +195,13 @@ class Infrastructure(models.Model):
                     return True
         return False
 
+    def audit_snapshot(self) -> dict:
+        """The enabled instance types by name: the form replaces those rows, so a change
+        of only them would otherwise leave no trace. Read afresh, never from a prefetch."""
+        if not self.pk:
+            return {}
+        return {"instance_types": sorted(self.instance_types.values_list("name", flat=True))}
+
     @property
     def kind_label(self) -> str:
         """What the entry is, by name: "Microsoft Azure", "VMware vSphere", "This machine"…"""

@@ -119,7 +119,10 @@ class PageBackedViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Intege
         obj = self._get_locked_object()
         current = self.output_serializer(obj, context=self.get_serializer_context()).data
         etags.require_match(request, etags.etag_of(current))
-        self._save(self.edit_page(), obj, create=False)
+        page = self.edit_page()
+        # Edit the object as the edit page loads it: the list's prefetched rows (resource
+        # groups, components) would still be the old ones when the audit reads "after".
+        self._save(page, page.get_object(request, obj.pk), create=False)
         return self._response(self.get_queryset().get(pk=obj.pk))
 
     def destroy(self, request, *args, **kwargs):

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pools import tasks, warmpool
@@ -15,6 +16,8 @@ from pools.drivers.base import PermanentError
 from pools.lifecycle import State
 from pools.locks import try_lock
 from pools.models import LoopDecision, Pool, PoolInstance, PoolSchedule
+from profiles.choices import AllocationStrategy, PartitioningMode
+from profiles.models import PartitioningStrategy
 from tests.pools.warm_fixtures import finish_provisioning, make_instances, states
 from tests.workspace_fixtures import starter, workspaces_root  # noqa: F401
 from workspaces import actions
@@ -260,6 +263,51 @@ def test_every_pass_records_a_decision_per_profile(
     result = warmpool.run_loop()
     assert result["ran"] and result["decisions"] == 1
     assert LoopDecision.objects.count() == 1
+
+
+def test_a_pass_makes_as_many_queries_for_many_mig_profiles_as_for_few(
+    local_infrastructure, aws_infrastructure, profile_factory
+):
+    """What each profile asks for and what each infrastructure's partitioning offers are
+    read for all of them at once, as the benchmark's pass over 1,000 profiles needs."""
+    aws_infrastructure.credentials = {"role_arn": "arn:aws:iam::1:role/x", "external_id": "e"}
+    aws_infrastructure.save()
+    infrastructures = (local_infrastructure, aws_infrastructure)
+    for infrastructure in infrastructures:
+        PartitioningStrategy.objects.create(
+            infrastructure=infrastructure,
+            gpu_model="A100-40GB",
+            mode=PartitioningMode.CUSTOM,
+            custom_counts={"3g.20gb": 2},
+        )
+    made = 0
+
+    def add_profiles(each: int) -> None:
+        nonlocal made
+        for infrastructure in infrastructures:
+            for mig_profile in ("3g.20gb", "1g.5gb") * each:  # offered, gone
+                made += 1
+                profile = profile_factory(
+                    infrastructure,
+                    f"Slice {made}",
+                    allocation_strategy=AllocationStrategy.WARM_POOL,
+                    desired_capacity=1,
+                )
+                profile.resource_groups.update(
+                    gpu_model="A100-40GB", gpu_count=1, mig_profile=mig_profile
+                )
+
+    def queries_of_a_pass() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            rows = warmpool.reconcile(now=timezone.now())
+        assert {r.action for r in rows if r.count} == {Action.CREATE}
+        return len(queries)
+
+    add_profiles(1)
+    few = queries_of_a_pass()
+    add_profiles(3)
+    assert queries_of_a_pass() == few
+    assert PoolInstance.objects.count() == made // 2  # none where the slices are gone
 
 
 @contextmanager

@@ -72,6 +72,23 @@ def test_pause_and_resume_are_audited_and_resume_clears_a_halt(admin_client, war
     assert "resumed the warm pool (was halted)" in messages
 
 
+def test_pause_and_resume_record_the_pools_state_before_and_after(org_admin, warm_profile):
+    warmpool.pause(org_admin, warm_profile)
+    for _ in range(warmpool.HARD_LIMIT):
+        warmpool.record_failure(warm_profile.pk, "quota exceeded at the provider")
+    warmpool.resume(org_admin, warm_profile)
+
+    paused, resumed = AuditEntry.objects.filter(actor=org_admin).order_by("pk")
+    assert paused.before == {"paused": False, "halted": False, "consecutive_failures": 0}
+    assert paused.after == {"paused": True, "halted": False, "consecutive_failures": 0}
+    assert resumed.before == {
+        "paused": True,
+        "halted": True,
+        "consecutive_failures": warmpool.HARD_LIMIT,
+    }
+    assert resumed.after == {"paused": False, "halted": False, "consecutive_failures": 0}
+
+
 def test_a_schedule_is_created_through_the_form_and_audited(admin_client, warm_profile):
     response = admin_client.post(
         reverse("pools:poolschedule_add"),

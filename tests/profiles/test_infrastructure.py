@@ -247,6 +247,19 @@ def test_edit_records_before_and_after(admin_client, aws_infrastructure):
     assert entry.after["credentials"] == "(changed)"
 
 
+def test_an_edit_of_only_the_instance_types_is_audited_with_their_names(admin_client):
+    admin_client.post(reverse("profiles:infrastructure_add"), aws_data())
+    infrastructure = Infrastructure.objects.get()
+    url = reverse("profiles:infrastructure_edit", args=[infrastructure.pk])
+
+    response = admin_client.post(url, aws_data(instance_types=["p4d.24xlarge"]))
+
+    assert response.status_code == HTTPStatus.FOUND
+    entry = AuditEntry.objects.get(action="updated")
+    assert entry.before["instance_types"] == ["g5.xlarge", "p4d.24xlarge"]
+    assert entry.after["instance_types"] == ["p4d.24xlarge"]
+
+
 def test_delete_refuses_while_compute_profiles_depend_on_it(
     admin_client, aws_infrastructure, profile_factory
 ):
