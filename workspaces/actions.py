@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
 from pools import claims, lifecycle, lifetime, promises, tasks
@@ -28,6 +29,7 @@ def request_workspace(user, profile: ComputeProfile, name: str = "") -> Workspac
     (ready at once) or provision on commit."""
     if not ComputeProfile.objects.usable_by(user).filter(pk=profile.pk).exists():
         raise RequestRefused(f"You may not use the compute profile “{profile}”.")
+    prefetch_related_objects([profile], "resource_groups")  # read by every check below
     _refuse_if_unavailable(user, profile, offers.why_unavailable(profile, {}))
 
     need = quotas.need_of(profile)
