@@ -11,7 +11,9 @@ Every state change and every event row goes through this module:
 - `create()` / `create_many()`: a new object in its first state, with its event.
 - `transition()`: a conditional UPDATE (`... WHERE id = X AND state = old`): when two
   workers try to move the same object, exactly one UPDATE changes a row; the other sees 0
-  rows and `transition()` returns False so that worker moves on.
+  rows and `transition()` returns False so that worker moves on. A new state is a new
+  phase with retries of its own (`pools.steps.retry_or_fail`): the move sets `attempts`
+  back to 0.
 - `advance()`: the same for a path of several edges, in the same two statements.
 - `claim()`: the same move for ONE object chosen by a query among many (the warm-pool
   claim), in one statement that skips rows other transactions hold; or that object taken
@@ -265,7 +267,9 @@ def transition(
     """Move `obj` from its current state to `to_state`; return False if another worker did.
 
     Raises IllegalTransition when the lifecycle has no such edge. `fields` are written in
-    the same UPDATE (e.g. `ready_at`, `failure_reason`). On success `obj` is updated in place.
+    the same UPDATE (e.g. `ready_at`, `failure_reason`), after a LifecycleModel's
+    `attempts` = 0 (the new state's retries count from zero). On success `obj` is updated
+    in place.
     """
     return advance(obj, [Step(to_state, message, actor)], **fields)
 
@@ -290,7 +294,12 @@ def advance(obj: LifecycleModel, steps: list[Step], **fields) -> bool:
     for before, after in pairwise(path):
         obj.lifecycle.check(before, after)
     now = timezone.now()
-    updates = {"state": path[-1], "state_changed": now, "heartbeat": now, **fields}
+    updates = {"state": path[-1], "state_changed": now, "heartbeat": now}
+    if isinstance(obj, LifecycleModel):  # a node partition moves here too, and never retries
+        # Attempts counted in one state (`steps.retry_or_fail`) are not the next one's: a
+        # deletion after a provisioning that needed five tries gets all its own.
+        updates["attempts"] = 0
+    updates.update(fields)
     relation = type(obj)._meta.get_field("events")  # the reverse relation of the event rows
     events = [
         relation.related_model(

@@ -12,7 +12,9 @@ same rules, written here once:
   worker at once.
 - Errors: a `PermanentError` fails the object with the driver's message (its `detail`
   kept for administrators); any other error (a `TransientError`, or a bug) is retried
-  with `backoff()` up to the model's `max_attempts` (else MAX_ATTEMPTS), then fails it.
+  with `backoff()` up to the model's `max_attempts` (else MAX_ATTEMPTS), then fails it
+  (and releases what the attempts made, where the task says how). Attempts count within
+  one state: every move to another state starts them again (`pools.lifecycle.advance`).
   Of a bug, users see only its class (`error_reason`): its text may quote anything, a
   credential included; administrators get the traceback.
 - The heartbeat says a worker has the object, or when its next attempt is due (`touch`).
@@ -29,7 +31,7 @@ The API (`obj` is any LifecycleModel instance, `func` the task's dotted path):
     reporter(obj)                         a driver Reporter logging each step once
     fail(obj, reason, message=, detail=, to_state=)   move to failed with the reason
     error_reason(error), error_detail(error)   what users and administrators see of it
-    retry_or_fail(obj, func, error, give_up_to=)  -> the task's result text
+    retry_or_fail(obj, func, error, give_up_to=, on_give_up=)  -> the task's result text
     run_step(obj, func, what, step)       call step(); "" on success, else the result text
     resume_stuck(model, routes, now)      the sweep: {state: enqueue(pk)} for stuck objects
     stuck_after()                         how old a heartbeat must be to count as stuck
@@ -152,9 +154,15 @@ def error_detail(error: Exception) -> str:
 
 
 def retry_or_fail(
-    obj: LifecycleModel, func: str, error: Exception, *, give_up_to: str = State.FAILED
+    obj: LifecycleModel,
+    func: str,
+    error: Exception,
+    *,
+    give_up_to: str = State.FAILED,
+    on_give_up: Callable[[], None] | None = None,
 ) -> str:
-    """Count a failed attempt; schedule `func` again after `backoff()`, or give up.
+    """Count a failed attempt; schedule `func` again after `backoff()`, or give up: move
+    `obj` to `give_up_to`, then call `on_give_up()` (release what the attempts made).
 
     The attempt is counted with a conditional UPDATE on the state the task saw: when
     another worker moved the object meanwhile (two deliveries of the same task), this
@@ -168,13 +176,15 @@ def retry_or_fail(
     obj.attempts = attempts
     reason = error_reason(error)
     if attempts >= getattr(obj, "max_attempts", MAX_ATTEMPTS):
-        fail(
+        gave_up = fail(
             obj,
             f"{reason} (gave up after {attempts} attempts)",
             message=f"gave up after {attempts} attempts: {reason}",
             detail=error_detail(error),
             to_state=give_up_to,
         )
+        if gave_up and on_give_up is not None:
+            on_give_up()
         return f"gave up after {attempts} attempts: {reason}"
     delay = backoff(attempts)
     log_step(obj, f"attempt {attempts} failed ({reason}); retrying in {delay} s")

@@ -4,11 +4,11 @@ Delivery is at least once, so every task is idempotent: it starts from the state
 database, and the driver finds what an earlier attempt made by the workspace's stable name.
 
 Retries: on TransientError a task schedules itself again with a growing delay (a one-off
-django-q2 Schedule per workspace, replaced on each retry), up to MAX_ATTEMPTS; on
-PermanentError the workspace fails with the driver's message (detail kept for admins) and
-whatever was made is released. A task is bounded by the cluster's `timeout`; a worker
-killed mid-task leaves the workspace in flight with an old heartbeat, and `sweep()`
-resumes it.
+django-q2 Schedule per workspace, replaced on each retry), up to MAX_ATTEMPTS, then it
+fails; on PermanentError the workspace fails with the driver's message (detail kept for
+admins). Either way whatever was made is released. A task is bounded by the cluster's
+`timeout`; a worker killed mid-task leaves the workspace in flight with an old heartbeat,
+and `sweep()` resumes it.
 
 Ordering: django-q2's ORM broker has no priorities and serves a queue in insertion order.
 User-requested work is enqueued here, on the default cluster queue, as soon as it is
@@ -32,8 +32,10 @@ from django_q.tasks import async_task
 from pools import lifetime, promises, slo, steps, supervisor, warmpool
 from pools.drivers import driver_class, driver_for
 from pools.drivers.base import DriverError, PermanentError, WorkspaceSpec
-from pools.lifecycle import State, transition
+from pools.lifecycle import State, log_step, transition
 from pools.models import PoolInstance, Workspace
+from portal import audit, notifications
+from portal.models import AuditAction, Notification
 from profiles.models import Infrastructure
 from services.tasks import (
     deploy_default_services,
@@ -77,7 +79,6 @@ def request_stop(workspace, *, actor=None, message: str = "stop requested") -> b
         State.STOPPING,
         actor=actor,
         message=message,
-        attempts=0,
         idle_stop_at=None,
         idle_snoozes=0,
     )
@@ -140,10 +141,8 @@ def provision_workspace(workspace_id: int) -> str:
             steps.retry_later(workspace, func, POLL_INTERVAL)
         if waited != promises.ON_DEMAND:
             return waited
-    result = _provision(workspace, func)
-    if result == "ready":
-        workspace_ready(workspace)  # deploy the services its request or profile names
-    return result
+    # Deploy the services its request or profile names.
+    return _provision(workspace, func, on_ready=lambda: workspace_ready(workspace))
 
 
 def patience(instance: PoolInstance) -> promises.Patience:
@@ -154,8 +153,10 @@ def patience(instance: PoolInstance) -> promises.Patience:
     return slo.patience(infrastructure.kind, measured)
 
 
-def _provision(workspace, func: str) -> str:
-    """Take a requested (or interrupted) workspace or pool instance to ready."""
+def _provision(workspace, func: str, on_ready: Callable[[], None] | None = None) -> str:
+    """Take a requested (or interrupted) workspace or pool instance to ready; `on_ready()`
+    runs in the transaction of that move, so a worker killed before it is done leaves the
+    object provisioning, for the sweep to resume, never ready without it."""
     if workspace.state == State.REQUESTED:
         transition(workspace, State.PROVISIONING, message="provisioning started")
     skip = steps.begin(workspace, State.PROVISIONING)
@@ -169,7 +170,9 @@ def _provision(workspace, func: str) -> str:
         _fail_and_release(workspace, spec, str(error), error.detail)
         return f"failed: {error}"
     except Exception as error:  # a TransientError, or a bug: retry with backoff, then fail
-        return steps.retry_or_fail(workspace, func, error)
+        return steps.retry_or_fail(
+            workspace, func, error, on_give_up=lambda: _release_after_failure(workspace, spec)
+        )
 
     if not result.ready:
         if _past_deadline(workspace):
@@ -180,15 +183,18 @@ def _provision(workspace, func: str) -> str:
 
     connection = dict(result.connection)
     secret = connection.pop("token", "")
-    moved = transition(
-        workspace,
-        State.READY,
-        message="ready",
-        ready_at=timezone.now(),
-        connection=connection,
-        detail=result.detail,
-        secret=secret,
-    )
+    with transaction.atomic():
+        moved = transition(
+            workspace,
+            State.READY,
+            message="ready",
+            ready_at=timezone.now(),
+            connection=connection,
+            detail=result.detail,
+            secret=secret,
+        )
+        if moved and on_ready is not None:
+            on_ready()
     if not moved:
         workspace.refresh_from_db(fields=["state"])
         return f"moved by another worker ({workspace.state})"
@@ -205,12 +211,18 @@ def _deadline_reason() -> str:
 
 def _fail_and_release(workspace, spec: WorkspaceSpec, reason: str, detail: str) -> None:
     """Fail the workspace with `reason`, then release whatever the driver made."""
-    if not steps.fail(workspace, reason, detail=detail):
-        return
+    if steps.fail(workspace, reason, detail=detail):
+        _release_after_failure(workspace, spec)
+
+
+def _release_after_failure(workspace, spec: WorkspaceSpec) -> None:
+    """Release whatever the driver made for a workspace (or pool instance) that failed:
+    a failed one counts against no quota."""
     try:
         driver_for(workspace.infrastructure).deprovision(spec, steps.reporter(workspace))
     except DriverError:
-        logger.exception("releasing %s after a failure", spec.name)  # the sweep reaps it
+        # Left to the sweep (a pool instance's) or to the workspace's deletion.
+        logger.exception("releasing %s after a failure", spec.name)
 
 
 def deprovision_workspace(workspace_id: int) -> str:
@@ -288,10 +300,13 @@ def start_workspace(workspace_id: int) -> str:
         _back_to_stopped(workspace, driver, spec, str(error), error.detail)
         return f"stopped again: {error}"
     except Exception as error:  # a TransientError, or a bug: retry, then back to stopped
-        outcome = steps.retry_or_fail(workspace, func, error, give_up_to=State.STOPPED)
-        if workspace.state == State.STOPPED:
-            _release(driver, spec, workspace)
-        return outcome
+        return steps.retry_or_fail(
+            workspace,
+            func,
+            error,
+            give_up_to=State.STOPPED,
+            on_give_up=lambda: _release(driver, spec, workspace),
+        )
 
     if not result.ready:
         if _past_deadline(workspace):
@@ -305,11 +320,15 @@ def start_workspace(workspace_id: int) -> str:
     fields = {"connection": connection, "detail": result.detail, "failure_reason": ""}
     if secret and secret != workspace.secret:
         fields.update(secret=secret, secret_shown=False)
-    if not transition(workspace, State.READY, message="ready", **fields):
+    # Redeploy the stacks the stop stopped, in the same transaction: a worker killed in
+    # between leaves the workspace starting, for the sweep to resume.
+    with transaction.atomic():
+        moved = transition(workspace, State.READY, message="ready", **fields)
+        if moved:
+            start_for_workspace(workspace)
+    if not moved:
         workspace.refresh_from_db(fields=["state"])
         return f"moved by another worker ({workspace.state})"
-
-    start_for_workspace(workspace)  # redeploy the stacks the stop stopped
     return "ready"
 
 
@@ -352,6 +371,10 @@ def provision_pool_instance(instance_id: int) -> str:
         return "gone"
     before = instance.state
     outcome = _provision(instance, "pools.tasks.provision_pool_instance")
+    # After the move to ready commits, not within it (`on_ready`): a hand-over locks the
+    # waiting workspace, whose own task locks it before the instance (`promises.settle`).
+    # A worker killed here loses nothing: that task hands the instance over, and a claim
+    # deploys the stack an instance lacks (`promises.adopt`).
     if instance.state != before:  # only the call that moved it reports, once
         # Promised to a waiting workspace while it provisioned? (`pools.promises`)
         instance.refresh_from_db(fields=["workspace"])
@@ -400,9 +423,15 @@ def resume_stuck(now=None) -> int:
     )
 
 
+# A workspace whose owner was never warned of its expiry (it was provisioning or starting
+# all through its warning window) is warned when the sweep finds it expired, and kept this
+# long from then: time to extend it, or to save its files.
+LATE_WARNING_NOTICE = timedelta(hours=1)
+
+
 def expire(now=None) -> int:
-    """Start deleting each ready (degraded, or stopped) workspace past its lifetime; return
-    how many."""
+    """Start deleting each ready (degraded, or stopped) workspace past its lifetime whose
+    owner was warned; return how many."""
 
     now = now or timezone.now()
     due = _expired(Workspace.objects.all(), now).values_list("pk", flat=True)
@@ -416,15 +445,58 @@ def _expired(workspaces, now):
 
 @transaction.atomic
 def expire_one(pk: int, now) -> bool:
-    """Start deleting the workspace `pk` if it is still past its lifetime. Its row is locked
-    and read again first: an extension (`lifetime.extend`, which locks it too) committed
-    since the sweep listed it keeps it, and one made after waits and finds it deleting."""
+    """Start deleting the workspace `pk` if it is still past its lifetime (audited, the
+    system as actor). Its row is locked and read again first: an extension
+    (`lifetime.extend`, which locks it too) committed since the sweep listed it keeps it,
+    and one made after waits and finds it deleting. One whose owner was not warned of this
+    expiry is warned now and kept LATE_WARNING_NOTICE longer instead."""
     locked = Workspace.objects.select_for_update(of=("self",)).filter(pk=pk)
-    workspace = _expired(locked, now).first()
-    if workspace is None or not transition(workspace, State.DELETING, message="lifetime reached"):
+    workspace = _expired(locked, now).select_related("owner").first()
+    if workspace is None:
         return False
+    if not _warned(workspace):
+        _warn_late(workspace, now)
+        return False
+    before = workspace.state
+    if not transition(workspace, State.DELETING, message="lifetime reached"):
+        return False
+    audit.record(
+        None,
+        AuditAction.ACTION,
+        workspace,
+        before={"state": before},
+        after={"state": workspace.state},
+        message="deleted workspace: lifetime reached",
+    )
     transaction.on_commit(lambda: enqueue_deprovision(pk))
     return True
+
+
+def _warned(workspace) -> bool:
+    """Whether its owner was told of its current expiry (`lifetime.warn_expiring`)."""
+    return Notification.objects.filter(key=lifetime.expiry_message(workspace).key).exists()
+
+
+def _warn_late(workspace, now) -> None:
+    """Move the expiry LATE_WARNING_NOTICE from `now` and warn the owner of it; audited."""
+    before = workspace.expires_at
+    workspace.expires_at = now + LATE_WARNING_NOTICE
+    workspace.save(update_fields=["expires_at"])
+    message = (
+        f"lifetime extended to {workspace.expires_at:%Y-%m-%d %H:%M} UTC: "
+        "its owner had not been warned of its expiry"
+    )
+    log_step(workspace, message)
+    audit.record(
+        None,
+        AuditAction.UPDATED,
+        workspace,
+        before={"expires_at": before.isoformat()},
+        after={"expires_at": workspace.expires_at.isoformat()},
+        message=message,
+    )
+    notifications.notify([workspace.owner], lifetime.expiry_message(workspace))
+    logger.info("workspace %s: %s", workspace.pk, message)
 
 
 # Callables returning the resource names on an infrastructure that the sweep must keep;
@@ -497,7 +569,7 @@ def sweep() -> dict:
     """The periodic sweep (a django-q2 Schedule, see pools/migrations).
 
     1. Resume workspaces stuck in requested/provisioning/deleting (worker died).
-    2. Start deleting workspaces past their lifetime.
+    2. Start deleting workspaces past their lifetime (warning the owners not yet warned).
     3. Reap resources on the infrastructure whose owner is deleted or absent.
     4. Resume services deployments stuck in flight (`services.tasks.sweep`).
     5. Stop supervised processes whose workspace is gone (`supervisor.stop_orphans`).

@@ -339,9 +339,14 @@ def stop_for_target(infrastructure, target_name: str) -> int:
 
 
 def start_for_workspace(workspace) -> int:
-    """Deploy again, on commit, the stacks a stop sent back to requested; return how many."""
+    """Deploy again, on commit, the stacks a stop sent back to requested; return how many.
+
+    Their heartbeat, a day ahead while the workspace was stopped (`WAIT_WHILE_STOPPED`),
+    is now again: should the enqueue be lost (a worker killed right after the commit), the
+    sweep resumes them in minutes."""
     waiting = ServiceDeployment.objects.filter(workspace=workspace, state=State.REQUESTED)
     pks = list(waiting.values_list("pk", flat=True))
+    ServiceDeployment.objects.filter(pk__in=pks).update(heartbeat=timezone.now())
     for pk in pks:
         transaction.on_commit(lambda pk=pk: enqueue_deploy(pk))
     return len(pks)
@@ -517,8 +522,10 @@ def check_stack(deployment) -> list[str]:
     its row to what the check says; return what is wrong, one line per component.
 
     A ready stack with a problem becomes degraded with the reasons; a degraded one whose
-    components all answer again is ready ("repaired"). A DriverError means the check could
-    not tell (the cluster did not answer): it is raised, and nothing is moved.
+    components all answer again is ready ("repaired"). A component left pending by a
+    restart that did not finish (`repair_stack`) is checked too: it runs only if its check
+    says so. A DriverError means the check could not tell (the cluster did not answer): it
+    is raised, and nothing is moved.
     """
     backend = backend_for(deployment.infrastructure)
     if backend is None:
@@ -528,7 +535,7 @@ def check_stack(deployment) -> list[str]:
     for row in deployment.components.all():
         if row.status == svc.FAILED:
             problems.append(_problem(row.component_name, row.reason))
-        if row.status not in (svc.READY, svc.DEPLOYING):
+        if row.status not in (svc.READY, svc.DEPLOYING, svc.PENDING):
             continue
         try:
             ctx = _context(deployment, row, spec)
@@ -539,9 +546,9 @@ def check_stack(deployment) -> list[str]:
             result = svc.ComponentResult(svc.FAILED, reason=_said(error))
         if result.status == row.status == svc.READY:
             continue
-        if row.status == svc.READY and result.status == svc.DEPLOYING:
-            # It served and no longer answers: failed, so the repair restarts it (one that
-            # is deploying after a restart is left to start).
+        if row.status in (svc.READY, svc.PENDING) and result.status == svc.DEPLOYING:
+            # It served and no longer answers, or its restart raised half-way: failed, so
+            # the repair restarts it (one that is deploying after a restart is left to start).
             result.status, result.reason = svc.FAILED, _not_ready(result.reason)
         row.move(result.status, **_result_fields(result))
         if result.status != svc.READY:
@@ -552,10 +559,9 @@ def check_stack(deployment) -> list[str]:
             State.DEGRADED,
             message=f"degraded: {'; '.join(problems)}",
             failure_reason="; ".join(problems)[:300],
-            attempts=0,
         )
     elif not problems and deployment.state == State.DEGRADED:
-        transition(deployment, State.READY, message="repaired", failure_reason="", attempts=0)
+        transition(deployment, State.READY, message="repaired", failure_reason="")
     return problems
 
 

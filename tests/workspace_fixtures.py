@@ -17,9 +17,10 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection, connections
 
-from pools import cgroups, isolation
+from pools import cgroups, isolation, lifetime
 from pools.lifecycle import State
 from pools.models import Workspace
+from portal import notifications
 from profiles.choices import HealthStatus, InfrastructureKind
 from profiles.models import Infrastructure
 
@@ -278,3 +279,10 @@ def qcluster(shared_database, workspaces_root, tmp_path):
         _wait_for_group_exit(process.pid)
         output = Path(log_path).read_text(errors="replace")
         print("---- qcluster log ----\n" + output[-5000:])
+
+
+def warn_of_expiry(workspace: Workspace) -> None:
+    """Warn its owner of its current expiry, as `lifetime.warn_expiring` would: the sweep
+    deletes only a workspace whose owner was warned (`pools.tasks.expire_one`)."""
+    workspace.refresh_from_db()
+    notifications.notify([workspace.owner], lifetime.expiry_message(workspace))

@@ -29,12 +29,12 @@ def postgresql_only():
 
 @pytest.fixture
 def expired(member, starter, workspace_factory, monkeypatch) -> Workspace:
-    """A ready workspace of an 8-hour lifetime, expired 5 seconds ago."""
+    """A ready workspace of an 8-hour lifetime, its owner warned, expired 5 seconds ago."""
     monkeypatch.setattr(tasks, "enqueue_deprovision", lambda pk: None)
     team = member.teams.get()
     Team.objects.filter(pk=team.pk).update(max_lifetime_hours=8)
     now = timezone.now()
-    return workspace_factory(
+    workspace = workspace_factory(
         member,
         starter,
         state=State.READY,
@@ -42,6 +42,8 @@ def expired(member, starter, workspace_factory, monkeypatch) -> Workspace:
         created=now - timedelta(hours=8),
         expires_at=now - timedelta(seconds=5),
     )
+    assert lifetime.warn_expiring(now - timedelta(hours=1)) == 1
+    return workspace
 
 
 def extend_in_thread(workspace, owner, results) -> threading.Thread:

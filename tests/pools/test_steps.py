@@ -9,7 +9,7 @@ from django_q.models import Schedule
 
 from pools import steps
 from pools.drivers.base import PermanentError, TransientError
-from pools.lifecycle import State
+from pools.lifecycle import State, transition
 from pools.models import Workspace
 from tests.workspace_fixtures import starter, workspace_factory  # noqa: F401
 
@@ -52,6 +52,27 @@ def test_the_last_attempt_fails_with_the_reason_and_the_detail(stopping):
     assert stopping.failure_reason == f"throttled (gave up after {steps.MAX_ATTEMPTS} attempts)"
     assert stopping.failure_detail == "429"
     assert not Schedule.objects.filter(name__startswith="retry").exists()
+
+
+def test_giving_up_releases_what_the_attempts_made_once(stopping):
+    releases = []
+    Workspace.objects.filter(pk=stopping.pk).update(attempts=steps.MAX_ATTEMPTS - 1)
+    stopping.refresh_from_db()
+    stale = Workspace.objects.get(pk=stopping.pk)  # a second delivery of the same task
+    for obj in (stopping, stale):
+        steps.retry_or_fail(
+            obj, FUNC, TransientError("throttled"), on_give_up=lambda: releases.append(1)
+        )
+    stopping.refresh_from_db()
+    assert (stopping.state, releases) == (State.FAILED, [1])
+
+
+def test_a_new_state_counts_its_attempts_from_zero(stopping):
+    steps.retry_or_fail(stopping, FUNC, TransientError("throttled"))
+    assert stopping.attempts == 1
+    assert transition(stopping, State.STOPPED, message="stopped")
+    stopping.refresh_from_db()
+    assert stopping.attempts == 0
 
 
 def test_a_failure_of_an_object_another_worker_moved_is_not_recorded(stopping):

@@ -18,6 +18,7 @@ from pools.steps import MAX_ATTEMPTS, stuck_after
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
     starter,
+    warn_of_expiry,
     workspace_factory,
     workspaces_root,
 )
@@ -175,6 +176,7 @@ def test_a_stopped_workspace_past_its_lifetime_is_deleted(ready_gpu_workspace, m
     Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(
         expires_at=timezone.now() - timedelta(minutes=1)
     )
+    warn_of_expiry(ready_gpu_workspace)
     assert tasks.expire() == 1
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.DELETING

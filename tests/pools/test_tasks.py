@@ -17,6 +17,7 @@ from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
     starter,
     sync_tasks,
+    warn_of_expiry,
     workspace_factory,
     workspaces_root,
 )
@@ -199,6 +200,7 @@ def test_the_sweep_deletes_workspaces_past_their_lifetime(
     Workspace.objects.filter(pk=requested.pk).update(
         expires_at=timezone.now() - timedelta(minutes=1)
     )
+    warn_of_expiry(requested)  # the sweep moves an expiry nobody was warned of
     with django_capture_on_commit_callbacks(execute=True):
         assert tasks.sweep()["expired"] == 1
     requested.refresh_from_db()

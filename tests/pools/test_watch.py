@@ -15,14 +15,14 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from pools import lifetime, supervisor, tasks, watch
+from pools import supervisor, tasks, watch
 from pools.drivers.local import PROCESS_FILE, LocalDriver
 from pools.lifecycle import GPU_STATES, IN_FLIGHT_STATES, LIVE_STATES, State
 from pools.models import GpuAllocation, Workspace
-from portal import notifications
 from tests.workspace_fixtures import (  # noqa: F401
     fake_gpus,
     wait_for,
+    warn_of_expiry,
     workspace_factory,
     workspaces_root,
 )
@@ -224,9 +224,7 @@ def test_a_degraded_workspace_past_its_lifetime_is_deleted(ready_gpu_workspace):
     GpuAllocation.objects.filter(holder=ready_gpu_workspace.resource_name).delete()
     assert watch.check_one()
     Workspace.objects.filter(pk=ready_gpu_workspace.pk).update(expires_at=timezone.now())
-    ready_gpu_workspace.refresh_from_db()
-    # Its owner was warned (the sweep moves an expiry nobody was warned of).
-    notifications.notify([ready_gpu_workspace.owner], lifetime.expiry_message(ready_gpu_workspace))
+    warn_of_expiry(ready_gpu_workspace)  # the sweep moves an expiry nobody was warned of
     assert tasks.expire() == 1
     ready_gpu_workspace.refresh_from_db()
     assert ready_gpu_workspace.state == State.DELETING
