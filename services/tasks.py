@@ -317,18 +317,7 @@ def stop_for_target(infrastructure, target_name: str) -> int:
     Idempotent: a stack already back to requested only has its components removed again.
     """
     stopped = 0
-    live = ServiceDeployment.objects.filter(
-        infrastructure=infrastructure,
-        target_name=target_name,
-        state__in=(
-            State.REQUESTED,
-            State.PROVISIONING,
-            State.READY,
-            State.DEGRADED,
-            State.FAILED,
-        ),
-    )
-    for deployment in live:
+    for deployment in _stacks_of(infrastructure, target_name):
         if deployment.state != State.REQUESTED and not transition(
             deployment, State.REQUESTED, message="the workspace is stopping; redeployed on start"
         ):
@@ -336,6 +325,21 @@ def stop_for_target(infrastructure, target_name: str) -> int:
         _take_down_components(deployment, svc.PENDING, "stopped", reason="")
         stopped += 1
     return stopped
+
+
+def _stacks_of(infrastructure, target_name: str) -> list[ServiceDeployment]:
+    """The target's stack: its live one, else its newest if that failed (deployed again on
+    start, as a redeploy would). Older failed stacks are history: at most one stack may
+    be live (`one_live_service_deployment_per_workspace`)."""
+    stacks = ServiceDeployment.objects.filter(
+        infrastructure=infrastructure, target_name=target_name
+    )
+    stopping = (State.REQUESTED, State.PROVISIONING, State.READY, State.DEGRADED)
+    live = list(stacks.filter(state__in=stopping))
+    if live:
+        return live
+    newest = stacks.order_by("-created", "-id").first()
+    return [newest] if newest is not None and newest.state == State.FAILED else []
 
 
 def start_for_workspace(workspace) -> int:
