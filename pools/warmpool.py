@@ -591,14 +591,7 @@ def pause(user, profile) -> Pool:
     before = _run_state(pool)
     pool.paused = True
     pool.save()
-    audit.record(
-        user,
-        AuditAction.ACTION,
-        pool,
-        before=before,
-        after=_run_state(pool),
-        message="paused the warm pool",
-    )
+    _record_run_state(user, pool, before, "paused the warm pool")
     return pool
 
 
@@ -612,16 +605,14 @@ def resume(user, profile) -> Pool:
     pool.consecutive_failures = 0
     pool.backoff_until = None
     pool.save()
-    audit.record(
-        user,
-        AuditAction.ACTION,
-        pool,
-        before=before,
-        after=_run_state(pool),
-        message=f"resumed the warm pool (was {was})",
-    )
+    _record_run_state(user, pool, before, f"resumed the warm pool (was {was})")
     transaction.on_commit(enqueue_loop)
     return pool
+
+
+def _record_run_state(user, pool: Pool, before: dict, message: str) -> None:
+    after = _run_state(pool)
+    audit.record(user, AuditAction.ACTION, pool, before=before, after=after, message=message)
 
 
 # -- orphan reaping --------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from pools.lifecycle import State
 from pools.models import Pool, PoolInstance, Workspace
-from profiles.choices import AllocationStrategy, HealthStatus, InfrastructureKind
+from profiles.choices import AllocationStrategy, HealthStatus
 from profiles.models import Infrastructure, ServicesProfile
 from workspaces import dashboard
 
@@ -25,20 +25,6 @@ def no_cached_local_gpus():
     cache.delete("overview:local-gpus")
     yield
     cache.delete("overview:local-gpus")
-
-
-@pytest.fixture
-def data_center(db):
-    """Two hosts of four A100-80GB: eight GPUs the portal can count."""
-    return Infrastructure.objects.create(
-        name="Rack 1",
-        kind=InfrastructureKind.DATA_CENTER,
-        platform="bare_metal",
-        hosts="gpu1\ngpu2",
-        gpu_model="A100-80GB",
-        gpus_per_node=4,
-        health_status=HealthStatus.READY,
-    )
 
 
 @pytest.fixture

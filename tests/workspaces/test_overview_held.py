@@ -5,30 +5,14 @@ import pytest
 
 from pools.lifecycle import State
 from pools.models import PoolInstance, Workspace
-from profiles.choices import HealthStatus, InfrastructureKind
-from profiles.models import Infrastructure
 from services.models import ServiceDeployment
 from workspaces import dashboard
 from workspaces.quotas import usage_of
 
 
 @pytest.fixture
-def rack(db):
-    """Two hosts of four A100-80GB: eight GPUs the portal can count."""
-    return Infrastructure.objects.create(
-        name="Rack 1",
-        kind=InfrastructureKind.DATA_CENTER,
-        platform="bare_metal",
-        hosts="gpu1\ngpu2",
-        gpu_model="A100-80GB",
-        gpus_per_node=4,
-        health_status=HealthStatus.READY,
-    )
-
-
-@pytest.fixture
-def two_gpus(rack, profile_factory):
-    return profile_factory(rack, "Two GPUs", groups=(("A100-80GB", 2),), published=True)
+def two_gpus(data_center, profile_factory):
+    return profile_factory(data_center, "Two GPUs", groups=(("A100-80GB", 2),), published=True)
 
 
 def given(profile, member, state=State.READY, **fields) -> Workspace:
@@ -84,9 +68,9 @@ def test_the_gpus_a_services_stack_holds_of_its_own_are_in_use(two_gpus, member)
     assert a100_row().in_use == 3
 
 
-def test_a_warm_instance_holds_the_share_it_was_made_with(two_gpus, rack):
+def test_a_warm_instance_holds_the_share_it_was_made_with(two_gpus, data_center):
     PoolInstance.objects.create(
-        profile=two_gpus, infrastructure=rack, state=State.READY, gpu_share=2.0
+        profile=two_gpus, infrastructure=data_center, state=State.READY, gpu_share=2.0
     )
     edit(two_gpus, gpu_count=4)  # the loop replaces it; until then it holds two
     row = a100_row()
@@ -94,11 +78,11 @@ def test_a_warm_instance_holds_the_share_it_was_made_with(two_gpus, rack):
 
 
 def test_what_a_heterogeneous_profile_gave_is_laid_over_its_groups_in_order(
-    rack, profile_factory, member
+    data_center, profile_factory, member
 ):
     """Models are not stored on a workspace: one given 2 A100 and 1 H100 stays at that
     when the profile grows, its groups filled in order."""
-    profile = profile_factory(rack, "Mixed", groups=(("A100-80GB", 2), ("H100-80GB", 1)))
+    profile = profile_factory(data_center, "Mixed", groups=(("A100-80GB", 2), ("H100-80GB", 1)))
     given(profile, member)
     edit(profile, gpu_count=2)  # two of each now
     rows = {row.label: row.in_use for row in dashboard.build().gpus}
