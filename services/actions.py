@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.db import transaction
+from django.db.models import Q
 
 from pools.lifecycle import GPU_STATES, LIVE_STATES, State, transition
 from pools.models import Workspace
@@ -23,6 +24,12 @@ from services import tasks
 from services.backends.by_driver import backend_for
 from services.models import ComponentDeployment, ComponentStatus, ServiceDeployment
 from workspaces import quotas
+
+# Workspace states a stack may be deployed into: it runs once the workspace is ready.
+DEPLOYABLE_STATES = (State.REQUESTED, State.PROVISIONING, State.READY)
+# ... and those it may be redeployed in: also while the workspace is being repaired, and
+# while it is stopped, to be deployed again as it starts (`tasks.start_for_workspace`).
+REDEPLOYABLE_STATES = (*DEPLOYABLE_STATES, State.DEGRADED, *tasks.STOPPED_STATES)
 
 
 class ServicesRefused(Exception):
@@ -65,6 +72,30 @@ def _refuse_without_room(workspace: Workspace, gpus: int, services_profile_name:
     blocked = quotas.stack_room(workspace, gpus, what)
     if blocked:
         raise ServicesRefused("Quota reached: " + "; ".join(blocked) + ".")
+
+
+def _lock_in_state(workspace: Workspace, states: tuple[str, ...]) -> None:
+    """Lock the workspace's row until the end of the transaction, so its stacks change one
+    request at a time, and read again what a Start, Stop or Delete committed meanwhile
+    (its state, the group it is charged to): ServicesRefused unless its state is in
+    `states`."""
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()
+    workspace.refresh_from_db(fields=["team", "state"])
+    if workspace.state not in states:
+        raise ServicesRefused(f"The workspace is {workspace.get_state_display().lower()}.")
+
+
+def _live_stack_besides(
+    workspace: Workspace, target_name: str, deployment: ServiceDeployment | None = None
+) -> bool:
+    """Whether the workspace (or its target on its infrastructure) has a live stack other
+    than `deployment`: it may have one only (a unique constraint says so)."""
+    live = ServiceDeployment.objects.filter(state__in=LIVE_STATES).filter(
+        Q(workspace=workspace) | Q(infrastructure=workspace.infrastructure, target_name=target_name)
+    )
+    if deployment is not None:
+        live = live.exclude(pk=deployment.pk)
+    return live.exists()
 
 
 def chosen_profile(user, workspace: Workspace, value: str | None) -> ServicesProfile | None:
@@ -138,15 +169,9 @@ def deploy(user, workspace: Workspace, services_profile: ServicesProfile) -> Ser
         # Not its name: a profile that is not offered (unpublished, or another group's) is
         # none of this user's business.
         raise ServicesRefused("That services profile is not offered here.")
-    if workspace.state not in (State.REQUESTED, State.PROVISIONING, State.READY):
-        raise ServicesRefused(f"The workspace is {workspace.get_state_display().lower()}.")
-    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # one at a time
-    workspace.refresh_from_db(fields=["team"])  # as a Start may have charged it since
+    _lock_in_state(workspace, DEPLOYABLE_STATES)
     spec = tasks.spec_of(workspace)
-    on_target = ServiceDeployment.objects.filter(
-        infrastructure=workspace.infrastructure, target_name=spec.name, state__in=LIVE_STATES
-    )
-    if live_deployment(workspace) or on_target.exists():
+    if _live_stack_besides(workspace, spec.name):
         raise ServicesRefused("A services profile is already deployed here; remove it first.")
     components = services_profile.components.all()
     gpus = tasks.own_gpus(workspace.infrastructure, spec, components)
@@ -171,8 +196,13 @@ def redeploy(user, deployment: ServiceDeployment) -> bool:
     if deployment.state not in (State.READY, State.FAILED):
         raise ServicesRefused("Only a ready or failed deployment can be redeployed.")
     workspace = deployment.workspace
-    Workspace.objects.select_for_update().filter(pk=workspace.pk).first()  # as deploy does
-    workspace.refresh_from_db(fields=["team", "state"])
+    _lock_in_state(workspace, REDEPLOYABLE_STATES)
+    if _live_stack_besides(workspace, deployment.target_name, deployment):
+        # An older stack of its history: the one live now goes first.
+        raise ServicesRefused(
+            "Another services profile is deployed here now; remove it first to redeploy "
+            f"“{deployment.profile_name}”."
+        )
     if not may_run(workspace.owner, deployment):
         who = "You" if workspace.owner_id == user.pk else "The workspace's owner"
         raise ServicesRefused(

@@ -21,11 +21,7 @@ def _panel(request, workspace):
     )
     may_change = services.may_change(request.user, workspace)
     offered = []
-    if (
-        may_change
-        and deployment is None
-        and workspace.state in ("requested", "provisioning", "ready")
-    ):
+    if may_change and deployment is None and workspace.state in services.DEPLOYABLE_STATES:
         offered = list(services.deployable_profiles(request.user, workspace))
         for profile in offered:
             profile.unavailable = services.local_unavailable(

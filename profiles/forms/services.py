@@ -6,6 +6,7 @@ from portal.models import Team
 from profiles.forms.validators import validate_new_profile_name
 from profiles.models import ServiceComponent, ServicesProfile
 from services import components
+from services.components.base import has_control_character
 
 
 class KeyValueField(forms.CharField):
@@ -24,6 +25,11 @@ class KeyValueField(forms.CharField):
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
                 continue
+            if has_control_character(line):
+                raise forms.ValidationError(
+                    f"Line {number} holds a control character (a NUL byte, say): "
+                    "parameters are plain text."
+                )
             key, sep, val = line.partition("=")
             if not sep or not key.strip():
                 raise forms.ValidationError(f"Line {number} is not key=value: “{line.strip()}”.")

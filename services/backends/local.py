@@ -88,12 +88,17 @@ def local_target(
         parameters=ctx.parameters,
         directory=directory,
         workdir=directory.parent.parent,
-        port=port or int(ctx.parameters.get("port") or 0) or reservations.free_port(),
+        port=port or fixed_port(ctx) or reservations.free_port(),
         secret=secret,
         free_port=reservations.free_port,
         executable=executable,
         ports=ports or {},
     )
+
+
+def fixed_port(ctx: ComponentContext) -> int:
+    """The port the component's services profile fixes for its process; 0 for none."""
+    return int(ctx.parameters.get("port") or 0)
 
 
 def plan(
@@ -202,8 +207,10 @@ class LocalServices(ServicesBackend):
         if record and supervisor.is_running(record):
             return self.check(ctx)
         secret = (ctx.secret or _new_secret()) if ctx.component.has_secret else ""
+        fixed = reservations.reserve_fixed(fixed_port(ctx))
         ports = reservations.reserve(ctx.component.local_ports)
         process, meta = plan(ctx, directory, secret, ports=ports)
+        reserved = fixed | ports
         driver = LocalDriver(self.infrastructure)
         env = dict(os.environ) | driver.environment(ctx.spec) | process.env
         log = directory / LOG_FILE
@@ -222,12 +229,12 @@ class LocalServices(ServicesBackend):
                 limits=driver.limits(ctx.spec),
             )
         except OSError as error:
-            reservations.release(ports)
+            reservations.release(reserved)
             return ComponentResult(FAILED, reason=str(error), log_tail=self._tail(ctx))
         except Exception:  # a DriverError of the sandbox (egress, /tmp): the task retries
-            reservations.release(ports)
+            reservations.release(reserved)
             raise
-        reservations.attach(ports, record)
+        reservations.attach(reserved, record)
         record.save(directory / PROCESS_FILE)
         result = self.check(replace(ctx, secret=secret))
         result.secret = secret

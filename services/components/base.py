@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,15 @@ class Parameter:
             if str(raw) not in self.choices:
                 raise ParameterError(f"{self.name} must be one of {', '.join(self.choices)}.")
             return str(raw)
+        if has_control_character(str(raw)):
+            raise ParameterError(f"{self.name} must not hold control characters (a NUL byte, say).")
         return str(raw)
+
+
+def has_control_character(text: str) -> bool:
+    """Whether `text` holds a control character: no parameter means one, and the database
+    refuses a NUL byte in the JSON it is stored in."""
+    return any(unicodedata.category(character) == "Cc" for character in text)
 
 
 def local_port(what: str = "Local port") -> Parameter:

@@ -138,6 +138,20 @@ def test_the_largest_sizes_a_component_may_ask_for_are_saved(admin_client):
 
 
 @pytest.mark.parametrize(
+    ("parameters", "line"),
+    [("default_url=/lab\x00/tree", 1), ("port=0\ndefault_url=\x00", 2), ("port\x1b=0", 1)],
+)
+def test_a_control_character_in_the_parameters_is_refused_next_to_them_with_its_line(
+    admin_client, parameters, line
+):
+    """The database refuses a NUL byte in the JSON parameters are stored in: it was a 500."""
+    errors = row_errors(admin_client, component("notebook", "jupyterlab", "", parameters))
+    assert errors["parameters"] == [
+        f"Line {line} holds a control character (a NUL byte, say): parameters are plain text."
+    ]
+
+
+@pytest.mark.parametrize(
     "version",
     ["4.4 && id", "../../evil/image", "4.4\u202e", "-4.4", ".4", "4.4:latest", "4.4@sha256"],
 )

@@ -162,6 +162,24 @@ def test_a_cancelled_job_that_ignores_sigterm_is_killed_or_keeps_its_own_status(
 def test_a_component_that_fails_to_start_shows_its_log_and_can_be_removed(
     ready_workspace, deploy, scientist, workspaces_root
 ):
+    # The workspace put a file where the jobs queue keeps its jobs: the queue exits.
+    directory = workspaces_root / ready_workspace.resource_name / SERVICES_DIR / "job-queue"
+    directory.mkdir(parents=True)
+    (directory / "jobs").write_text("not a directory")
+    deployment = deploy(ready_workspace, "Jobs")
+    assert deployment.state == State.FAILED
+    row = deployment.components.get()
+    assert row.status == "failed"
+    assert "Jobs queue failed" in deployment.failure_reason
+    assert "FileExistsError" in row.log_tail
+
+    deployment = remove(scientist, deployment)
+    assert deployment.state == State.DELETED
+
+
+def test_a_component_whose_fixed_port_is_in_use_fails_saying_so(ready_workspace, deploy, scientist):
+    """Whatever listens there would answer its health check and take its endpoint's
+    requests (and token): it is not started."""
     from profiles.models import ServicesProfile
 
     with socket.socket() as taken:
@@ -175,11 +193,8 @@ def test_a_component_that_fails_to_start_shows_its_log_and_can_be_removed(
         deployment = deploy(ready_workspace, profile)
     assert deployment.state == State.FAILED
     row = deployment.components.get()
-    assert row.status == "failed"
-    assert "Jobs queue failed" in deployment.failure_reason
-    # The service's own log says so, or, where the supervisor binds the port on the host
-    # for a workspace with a network of its own (pools.isolation), the reason does.
-    assert "Address already in use" in row.log_tail + row.reason
+    assert (row.status, row.endpoints) == ("failed", [])
+    assert f"Port {port}, which its services profile sets, is in use" in row.reason
 
     deployment = remove(scientist, deployment)
     assert deployment.state == State.DELETED

@@ -1,7 +1,7 @@
 """Ray Client's port is reserved for its cluster (`services.backends.ports`), like the GCS
 port the supervisor registers with the process: on a host whose workspaces share its
 network, two clusters never get the same port, and every check plans the cluster with the
-ports it was started with."""
+ports it was started with. A port a services profile fixes is reserved too."""
 
 import socket
 import sys
@@ -12,6 +12,7 @@ import pytest
 from pools import isolation, supervisor, tasks
 from pools.drivers.base import PermanentError, TransientError, WorkspaceSpec
 from pools.lifecycle import State
+from portal.roles import Role
 from profiles.models import ServicesProfile
 from services import actions as services
 from services import tasks as service_tasks
@@ -37,11 +38,12 @@ def shared_network(settings):
 
 @pytest.fixture
 def cpu_workspace(scientist, starter, workspaces_root, workspace_factory):
-    """Makes local workspaces provisioned for real, without GPUs."""
+    """Makes local workspaces provisioned for real, without GPUs (the scientist's unless
+    another owner is given)."""
     made = []
 
-    def make():
-        workspace = workspace_factory(scientist, starter)
+    def make(owner=scientist):
+        workspace = workspace_factory(owner, starter)
         assert tasks.provision_workspace(workspace.pk) == "ready"
         workspace.refresh_from_db()
         made.append(workspace)
@@ -144,6 +146,59 @@ def test_a_port_another_workspace_holds_is_never_drawn(db, tmp_path, monkeypatch
         assert reservations.reserve(["client"]) == {"client": fresh}
     finally:
         supervisor.stop(sleeper)
+
+
+@pytest.mark.local_services
+def test_a_port_the_profile_fixes_is_not_given_to_a_second_workspace(
+    shared_network, cpu_workspace, scientist, user_factory
+):
+    """Two workspaces deploy a profile that fixes its jobs queue's port. The second one's
+    queue could not listen there, and its health check and endpoint would be the first
+    one's service (where its owner's token would go): it fails, saying why."""
+    port = supervisor.free_port()
+    jobs = ServicesProfile.objects.get(name="Jobs")
+    jobs.components.update(parameters={"port": str(port)})
+    first = services.deploy(scientist, cpu_workspace(), jobs)
+    drive(first.pk)
+    first.refresh_from_db()
+    assert first.state == State.READY, first.failure_reason
+    # Its process holds the reservation, as long as it is registered.
+    assert ReservedPort.objects.get(port=port).process is not None
+
+    other = user_factory("eve", Role.MEMBER)
+    second = services.deploy(other, cpu_workspace(other), jobs)
+    drive(second.pk)
+    second.refresh_from_db()
+    (row,) = second.components.all()
+    assert (second.state, row.status, row.endpoints) == (State.FAILED, FAILED, [])
+    assert f"Port {port}, which its services profile sets, is in use" in row.reason
+
+
+def test_a_fixed_port_held_by_a_workspace_or_listened_on_is_not_reserved(db, tmp_path):
+    sleeper = supervisor.start(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        tmp_path,
+        {},
+        tmp_path / "sleep.log",
+        port=supervisor.free_port(),
+    )
+    try:
+        with pytest.raises(PermanentError, match="in use on this host"):
+            reservations.reserve_fixed(sleeper.port)
+    finally:
+        supervisor.stop(sleeper)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with pytest.raises(PermanentError, match="in use on this host"):
+            reservations.reserve_fixed(listener.getsockname()[1])
+    assert not ReservedPort.objects.exists()
+
+    free = supervisor.free_port()
+    assert reservations.reserve_fixed(free) == {reservations.FIXED: free}
+    with pytest.raises(PermanentError, match="in use on this host"):  # reserved: taken
+        reservations.reserve_fixed(free)
+    assert reservations.reserve_fixed(0) == {}
 
 
 def test_ray_is_planned_with_its_reserved_client_port(db, tmp_path):

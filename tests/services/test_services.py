@@ -11,7 +11,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from pools.lifecycle import State
+from pools.lifecycle import State, transition
+from pools.models import Workspace
 from portal.models import AuditEntry, Team
 from portal.roles import Role
 from profiles.models import ServicesProfile
@@ -21,6 +22,7 @@ from services import tasks as service_tasks
 from services.models import ComponentStatus, ServiceDeployment
 from tests.conftest import formset_data
 from tests.services.conftest import drive
+from workspaces import actions as workspace_actions
 
 pytestmark = pytest.mark.django_db
 
@@ -36,6 +38,14 @@ def test_parameters_are_typed_and_validated():
         jupyter.resolve({"port": "70000"})
     with pytest.raises(ValueError, match="has no parameter “colour”"):
         jupyter.resolve({"colour": "blue"})
+
+
+@pytest.mark.parametrize("value", ["/lab\x00/tree", "/lab\x1b[2J"])
+def test_a_text_parameter_with_a_control_character_is_refused(value):
+    """The database refuses a NUL byte in the JSON a parameter is stored in."""
+    jupyter = catalog.component("jupyterlab")
+    with pytest.raises(catalog.ParameterError, match="default_url must not hold control"):
+        jupyter.resolve({"default_url": value})
 
 
 def test_pipelines_need_an_object_store_and_come_after_mlflow():
@@ -244,6 +254,75 @@ def test_revealing_a_token_is_audited_without_the_token(
     assert entry.message == "revealed the Jobs queue token of services “Jobs”"
     assert (entry.actor, entry.object_id) == (scientist, str(ready_workspace.pk))
     assert (entry.before, entry.after) == (None, None)
+
+
+@pytest.mark.parametrize("change", ["stop", "delete"])
+def test_a_deploy_is_refused_when_the_workspace_left_ready_before_the_lock(
+    scientist, ready_workspace, change
+):
+    """The page read the workspace ready; a Stop or a Delete committed before the deploy
+    took the workspace's lock. Its state is read again under the lock: no stack is made,
+    audited or charged for a workspace going away."""
+    as_the_page_read_it = Workspace.objects.get(pk=ready_workspace.pk)
+    other_request = Workspace.objects.get(pk=ready_workspace.pk)
+    if change == "stop":
+        workspace_actions.stop_workspace(scientist, other_request)
+    else:
+        workspace_actions.delete_workspace(scientist, other_request)
+
+    jobs = ServicesProfile.objects.get(name="Jobs")
+    with pytest.raises(services.ServicesRefused, match=r"The workspace is (stopping|deleting)\."):
+        services.deploy(scientist, as_the_page_read_it, jobs)
+    assert not ServiceDeployment.objects.filter(workspace=ready_workspace).exists()
+
+
+@pytest.fixture
+def failed_then_live(scientist, ready_workspace):
+    """A stack that failed and stays in the workspace's history, and the one deployed
+    after it."""
+    jobs = ServicesProfile.objects.get(name="Jobs")
+    old = services.deploy(scientist, ready_workspace, jobs)
+    assert transition(old, State.FAILED, message="its component failed")
+    jupyter = ServicesProfile.objects.get(name="Jupyter Notebook")
+    return old, services.deploy(scientist, ready_workspace, jupyter)
+
+
+def test_an_old_failed_stack_is_not_redeployed_beside_the_live_one(
+    client, scientist, ready_workspace, failed_then_live
+):
+    """Its id from an earlier page or a second tab: one live stack per workspace, so a
+    message, not a 500 from the unique constraint."""
+    old, live = failed_then_live
+    client.force_login(scientist)
+    url = reverse("workspaces:services_redeploy", args=[ready_workspace.pk, old.pk])
+    response = client.post(url, follow=True)
+    assert response.status_code == HTTPStatus.OK
+    assert "Another services profile is deployed here now" in response.content.decode()
+    assert ServiceDeployment.objects.get(pk=old.pk).state == State.FAILED
+    assert ServiceDeployment.objects.get(pk=live.pk).state == State.REQUESTED
+
+
+def test_a_failed_stack_is_redeployed_once_the_live_one_is_removed(
+    scientist, ready_workspace, failed_then_live
+):
+    old, live = failed_then_live
+    assert services.remove(scientist, live)
+    assert service_tasks.remove_services(live.pk) == "removed"
+    assert services.redeploy(scientist, ServiceDeployment.objects.get(pk=old.pk))
+    assert ServiceDeployment.objects.get(pk=old.pk).state == State.REQUESTED
+
+
+def test_a_stack_is_not_redeployed_into_a_workspace_being_deleted(scientist, ready_workspace):
+    deployment = services.deploy(
+        scientist, ready_workspace, ServicesProfile.objects.get(name="Jobs")
+    )
+    assert transition(deployment, State.FAILED, message="its component failed")
+    as_the_page_read_it = ServiceDeployment.objects.get(pk=deployment.pk)
+    workspace_actions.delete_workspace(scientist, Workspace.objects.get(pk=ready_workspace.pk))
+
+    with pytest.raises(services.ServicesRefused, match="The workspace is deleting"):
+        services.redeploy(scientist, as_the_page_read_it)
+    assert ServiceDeployment.objects.get(pk=deployment.pk).state == State.FAILED
 
 
 def test_another_member_cannot_see_the_services(client, user_factory, ready_workspace):
