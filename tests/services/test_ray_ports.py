@@ -55,8 +55,11 @@ def cpu_workspace(scientist, starter, workspaces_root, workspace_factory):
 
 
 def deploy_ray(user, workspace, **parameters):
+    """A Ray cluster of one CPU: Ray starts a worker per CPU, and its raylet must register
+    within a fixed 30 s (`ray._private.node`), which two clusters starting beside the
+    suite's other tests on 2 cores can miss."""
     deployment = services.deploy(user, workspace, ServicesProfile.objects.get(name="Ray"))
-    deployment.components.update(parameters=parameters)
+    deployment.components.update(parameters={"num_cpus": 1, **parameters})
     drive(deployment.pk)
     deployment.refresh_from_db()
     assert deployment.state == State.READY, deployment.failure_reason
