@@ -54,16 +54,30 @@ def cpu_workspace(scientist, starter, workspaces_root, workspace_factory):
         stop_all(workspaces_root / workspace.resource_name)
 
 
+# What `ray start` says when its raylet did not register within the fixed 30 s Ray allows
+# (`ray._private.node`, not configurable): on 2 cores shared with the suite's other
+# tests (a browser, JupyterLab) a cluster can miss it, whatever the portal does.
+RAY_STARTUP_TIMEOUT = "The current node timed out during startup"
+
+
 def deploy_ray(user, workspace, **parameters):
-    """A Ray cluster of one CPU: Ray starts a worker per CPU, and its raylet must register
-    within a fixed 30 s (`ray._private.node`), which two clusters starting beside the
-    suite's other tests on 2 cores can miss."""
+    """A Ray cluster of one CPU (Ray starts a worker per CPU), deployed again, as its owner
+    would, should Ray itself time out starting (at most twice)."""
     deployment = services.deploy(user, workspace, ServicesProfile.objects.get(name="Ray"))
     deployment.components.update(parameters={"num_cpus": 1, **parameters})
-    drive(deployment.pk)
-    deployment.refresh_from_db()
+    for _ in range(3):
+        drive(deployment.pk)
+        deployment.refresh_from_db()
+        if deployment.state != State.FAILED or not ray_timed_out(deployment):
+            break
+        services.redeploy(user, deployment)
     assert deployment.state == State.READY, deployment.failure_reason
     return deployment
+
+
+def ray_timed_out(deployment) -> bool:
+    (row,) = deployment.components.all()
+    return RAY_STARTUP_TIMEOUT in row.log_tail
 
 
 def ray_process(workspaces_root: Path, workspace) -> supervisor.ProcessRecord:
