@@ -483,7 +483,7 @@ def _warn_late(workspace, now) -> None:
     workspace.expires_at = now + LATE_WARNING_NOTICE
     workspace.save(update_fields=["expires_at"])
     message = (
-        f"lifetime extended to {workspace.expires_at:%Y-%m-%d %H:%M} UTC: "
+        f"lifetime extended to {timezone.localtime(workspace.expires_at):%Y-%m-%d %H:%M %Z}: "
         "its owner had not been warned of its expiry"
     )
     log_step(workspace, message)

@@ -115,7 +115,6 @@ def check_workspace(workspace: Workspace, now: datetime) -> list[str] | None:
             State.DEGRADED,
             message=f"degraded: {reason}",
             failure_reason=reason[:300],
-            attempts=0,
             checked_at=now,
         ):
             steps.schedule_retry(REPAIR, workspace.pk, 0)
@@ -176,7 +175,6 @@ def repair_workspace_now(workspace: Workspace, now: datetime) -> str:
             State.READY,
             message="repaired",
             failure_reason="",
-            attempts=0,
             checked_at=now,
             heartbeat=now + CHECK_INTERVAL,  # just checked: the next check is due then
         )

@@ -215,9 +215,7 @@ def redeploy(user, deployment: ServiceDeployment) -> bool:
     if deployment.state == State.FAILED and workspace.state in GPU_STATES:
         gpus = quotas.deployed_stack_gpus(deployment)
         _refuse_without_room(workspace, gpus, deployment.profile_name)
-    if not transition(
-        deployment, State.REQUESTED, actor=user, message="redeploy requested", attempts=0
-    ):
+    if not transition(deployment, State.REQUESTED, actor=user, message="redeploy requested"):
         return False
     for row in deployment.components.all():
         row.move(

@@ -187,14 +187,14 @@ def start_workspace(user, workspace: Workspace) -> None:
         moved = f", charged to group “{team}”"
         expires_at = _expiry_in(team, expires_at)
         if expires_at != workspace.expires_at:
-            moved += f"; it expires at {expires_at:%Y-%m-%d %H:%M} UTC, the group's maximum"
+            when = timezone.localtime(expires_at)
+            moved += f"; it expires at {when:%Y-%m-%d %H:%M %Z}, the group's maximum"
     before = _audited(workspace)
     if not transition(
         workspace,
         State.STARTING,
         actor=user,
         message=f"start requested{moved}",
-        attempts=0,
         failure_reason="",
         team=team,
         expires_at=expires_at,

@@ -18,10 +18,12 @@ import pytest
 from pools import isolation, supervisor
 from pools.drivers import driver_for
 from pools.lifecycle import State
+from profiles.models import ServicesProfile
+from services import actions as services
 from services.backends.local import PROCESS_FILE, SERVICES_DIR
 from services.components.jobrunner import CANCEL_GRACE
 from services.components.ray import temp_dir as ray_temp_dir
-from tests.services.conftest import remove
+from tests.services.conftest import drive, remove
 from tests.workspace_fixtures import wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.local_services]
@@ -180,8 +182,6 @@ def test_a_component_that_fails_to_start_shows_its_log_and_can_be_removed(
 def test_a_component_whose_fixed_port_is_in_use_fails_saying_so(ready_workspace, deploy, scientist):
     """Whatever listens there would answer its health check and take its endpoint's
     requests (and token): it is not started."""
-    from profiles.models import ServicesProfile
-
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -198,6 +198,34 @@ def test_a_component_whose_fixed_port_is_in_use_fails_saying_so(ready_workspace,
 
     deployment = remove(scientist, deployment)
     assert deployment.state == State.DELETED
+
+
+def test_a_component_that_exited_starts_again_on_the_port_its_profile_fixes(
+    ready_workspace, deploy, scientist, workspaces_root
+):
+    """What is left of its exited process (its registration, with the port) is its own,
+    not another's: a redeploy frees it and starts on that port again."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    profile = ServicesProfile.objects.create(name="Fixed jobs", slug="fixed-jobs")
+    profile.components.create(
+        capability="jobs", component="job-queue", parameters={"port": str(port)}
+    )
+    directory = workspaces_root / ready_workspace.resource_name / SERVICES_DIR / "job-queue"
+    directory.mkdir(parents=True)
+    (directory / "jobs").write_text("not a directory")  # the queue exits
+    deployment = deploy(ready_workspace, profile)
+    assert deployment.state == State.FAILED
+    (directory / "jobs").unlink()
+
+    services.redeploy(scientist, deployment)
+    drive(deployment.pk)
+    deployment.refresh_from_db()
+    assert deployment.state == State.READY, deployment.failure_reason
+    assert supervisor.ProcessRecord.registered_at(directory / PROCESS_FILE).port == port
+
+    assert remove(scientist, deployment).state == State.DELETED
 
 
 def test_mlops_runs_mlflow_locally_and_reports_the_rest_unavailable(
